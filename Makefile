@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine with Python 3.11+ and make:
+#   make run    start Redis (embedded unless REDIS_URL is set), the API on :8000 and a worker
+#   make test   run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL := models/digits.keras
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: run test model bench venv clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(MODEL): | $(STAMP)
+	$(PY) -m models.build_digits $(MODEL)
+
+model: $(STAMP)  ## retrain the example model
+	$(PY) -m models.build_digits $(MODEL)
+
+run: $(STAMP) $(MODEL)
+	$(PY) -m scripts.stack
+
+test: $(STAMP) $(MODEL)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,43 @@
+"""One error handler for the app: our ServiceError tree and Werkzeug's HTTP errors become one JSON shape."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import redis
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import NotReady, ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: ServiceError) -> Response:
+    """Render a ServiceError as {"error": {...}} with its status (and Retry-After when it has one)."""
+    response = Response(orjson.dumps(error.to_dict()), status=error.status, mimetype="application/json")
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
+
+
+def handle_error(exc: Exception) -> Response:
+    if isinstance(exc, ServiceError):
+        return error_response(exc)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return error_response(NotReady("Redis is not reachable; try again shortly", retry_after=1))
+    if isinstance(exc, HTTPException):
+        error = ServiceError(exc.description or exc.name)
+        error.status = exc.code or 500
+        error.code = exc.name.lower().replace(" ", "_")
+        response = error_response(error)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+    log.exception("unhandled error")
+    return error_response(ServiceError("internal server error"))
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(Exception, handle_error)

@@ -1,0 +1,57 @@
+"""Submit and poll: POST /predict, GET /result/<id>, DELETE /jobs/<id>."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request, url_for
+
+from api.responses import json_response, wait_seconds
+from api.validation import instances_from_body, parse_json, rows_to_arrays
+from shared.schema import JobStatus
+
+bp = Blueprint("jobs", __name__)
+
+RETRY_AFTER_S = "1"
+
+
+def _pending(job_id: str, status: JobStatus) -> Response:
+    """202 for a job not done yet, pointing at its result URL."""
+    url = url_for("jobs.result", job_id=job_id)
+    return json_response(
+        {"id": job_id, "status": status.value, "result_url": url},
+        status=202,
+        headers={"Location": url, "Retry-After": RETRY_AFTER_S},
+    )
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes."""
+    wait = wait_seconds()
+    ext = current_app.extensions["inference"]
+    instances = instances_from_body(parse_json(request.get_data(cache=False), request.content_type))
+    arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
+    job_id = ext.store.submit(arrays)
+    if wait > 0:
+        document = ext.store.wait(job_id, wait)
+        if document is not None:
+            return json_response(document)
+    return _pending(job_id, JobStatus.QUEUED)
+
+
+@bp.get("/result/<job_id>")
+def result(job_id: str) -> Response:
+    """The job's document when done (200), its status while pending (202), 404 if unknown or expired."""
+    wait = wait_seconds()
+    store = current_app.extensions["inference"].store
+    state = store.state(job_id)
+    if state.document is None and wait > 0:
+        state.document = store.wait(job_id, wait)
+    if state.document is not None:
+        return json_response(state.document)
+    return _pending(job_id, state.status)
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel(job_id: str) -> Response:
+    """Cancel a job that has not started (200 with its document); 409 if it already started or ended."""
+    return json_response(current_app.extensions["inference"].store.cancel(job_id))

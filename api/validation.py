@@ -1,0 +1,108 @@
+"""Turn request bodies into typed input arrays checked against the model's signature, or raise InvalidInput.
+
+Everything a worker will see is checked here: JSON syntax, shape, element type, finiteness, row count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shared.errors import InvalidInput, UnsupportedMediaType
+from shared.signature import ModelSignature, TensorSpec
+
+_INT_KINDS = "iu"
+
+
+def parse_json(body: bytes, content_type: str | None) -> Any:
+    """Decode a JSON body; the content type must be JSON."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type {mime or '(none)'!r} is not supported here",
+            expected="Content-Type: application/json",
+        )
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}", expected="a JSON document") from None
+
+
+def instances_from_body(doc: Any) -> list:
+    """The rows of a /predict body: `{"instances": [...]}` or a bare JSON array of rows."""
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict) and "instances" in doc:
+        if not isinstance(doc["instances"], list):
+            raise InvalidInput("'instances' must be a list of rows", field="instances", expected="a JSON array of rows")
+        return doc["instances"]
+    raise InvalidInput(
+        "request body must be {\"instances\": [row, ...]} or a JSON array of rows",
+        field="instances",
+        expected="a JSON array of rows",
+    )
+
+
+def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:
+    """Check `instances` against the signature and return one array per model input.
+
+    For a model with one input each row is a (nested) list; with several, each row is an object keyed by
+    input name.
+    """
+    if not instances:
+        raise InvalidInput("'instances' is empty", field="instances", expected=f"1 to {max_rows} rows")
+    if len(instances) > max_rows:
+        raise InvalidInput(
+            f"{len(instances)} rows is more than this server takes in one request",
+            field="instances",
+            expected=f"1 to {max_rows} rows (MAX_ROWS_PER_REQUEST); send bulk data to /batches",
+        )
+    if len(signature.inputs) == 1:
+        spec = signature.inputs[0]
+        return {spec.name: to_array(instances, spec, "instances")}
+    columns: dict[str, list] = {t.name: [] for t in signature.inputs}
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict) or set(row) != set(columns):
+            raise InvalidInput(
+                f"row {i} must be an object with exactly the model's inputs",
+                field=f"instances[{i}]",
+                expected="{" + ", ".join(f'"{t.name}": {t.describe()}' for t in signature.inputs) + "}",
+            )
+        for name in columns:
+            columns[name].append(row[name])
+    return {t.name: to_array(columns[t.name], t, f"instances[*].{t.name}") for t in signature.inputs}
+
+
+def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
+    """Convert rows of one input to an array of the spec's dtype, checking shape, types and values."""
+    expected = f"rows of shape {spec.describe()}"
+    try:
+        raw = np.asarray(rows)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput("rows are ragged or not numbers", field=field, expected=expected) from None
+    if raw.dtype.kind not in "biuf":
+        what = "strings" if raw.dtype.kind in "US" else "values that are not numbers (or rows of unequal length)"
+        raise InvalidInput(f"rows contain {what}", field=field, expected=expected)
+    got = raw.shape[1:]
+    if len(got) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, got)):
+        raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=expected)
+    target = np.dtype(spec.dtype)
+    if target.kind == "f":
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
+        array = raw.astype(target)
+        if not np.isfinite(array).all():
+            raise InvalidInput(f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers")
+        return array
+    if target.kind in _INT_KINDS or target.kind == "b":
+        if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+            raise InvalidInput("rows contain non-integer values", field=field, expected=f"integers ({spec.dtype})")
+        if target.kind in _INT_KINDS:
+            info = np.iinfo(target)
+            if raw.size and (raw.min() < info.min or raw.max() > info.max):
+                raise InvalidInput(f"rows contain values outside {spec.dtype}", field=field,
+                                   expected=f"integers from {info.min} to {info.max}")
+        return raw.astype(target)
+    raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)

@@ -1,0 +1,1 @@
+"""Launchers for the whole service (used by `make run`, the tests and the benchmarks)."""

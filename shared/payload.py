@@ -1,0 +1,56 @@
+"""The job payload: named input arrays packed for Redis, and unpacked again in the worker.
+
+Arrays travel as raw little-endian bytes (base64 inside the job's JSON), so neither side parses or prints
+numbers one by one, and nothing a client sent is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"})
+
+
+def encode_inputs(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Pack same-length arrays into a JSON-ready payload: {"rows", "inputs": {name: {dtype, shape, data}}}."""
+    rows = {len(a) for a in arrays.values()}
+    if len(rows) != 1:
+        raise ValueError(f"inputs must have the same number of rows, got {sorted(rows)}")
+    inputs = {}
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        inputs[name] = {
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode("ascii"),
+        }
+    return {"rows": rows.pop(), "inputs": inputs}
+
+
+def decode_inputs(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Unpack a payload made by `encode_inputs`.
+
+    Raises:
+        ValueError: the payload is malformed (unknown dtype, byte count not matching the shape, ragged rows).
+    """
+    try:
+        rows = int(payload["rows"])
+        arrays = {}
+        for name, spec in payload["inputs"].items():
+            dtype = str(spec["dtype"])
+            if dtype not in ALLOWED_DTYPES:
+                raise ValueError(f"input {name!r} has unsupported dtype {dtype!r}")
+            shape = tuple(int(d) for d in spec["shape"])
+            array = np.frombuffer(base64.b64decode(spec["data"], validate=True), dtype=np.dtype(dtype).newbyteorder("<"))
+            if not shape or shape[0] != rows or array.size != int(np.prod(shape)):
+                raise ValueError(f"input {name!r} holds {array.size} values, which do not fit shape {list(shape)}")
+            arrays[name] = array.reshape(shape).astype(dtype, copy=False)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed job payload: {exc!r}") from None
+    if not arrays:
+        raise ValueError("job payload has no inputs")
+    return arrays

@@ -1,0 +1,104 @@
+"""The worker process: load the model once, warm it up, register, then loop over batches until told to stop.
+
+Run as `python -m worker`. SIGTERM or SIGINT: finish the work in hand, claim nothing more, exit 0.
+A model that cannot be loaded exits with status 3 and a message naming the path and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+
+from rq import Queue, Worker
+
+from shared.config import ConfigError, Settings
+from shared.connection import connect
+from shared.schema import OrjsonSerializer
+from worker.batcher import collect, validate_knobs
+from worker.claim import RedisSource
+from worker.model import LoadedModel, ModelLoadError, load_model
+from worker.publish import publish
+from worker.registration import Registration, model_document
+from worker.runner import run_batch
+
+log = logging.getLogger("worker")
+
+IDLE_TIMEOUT_S = 1.0  # how long an idle worker blocks before it checks for a stop request
+
+
+class InferenceWorker:
+    """The outer loop: collect → run → publish → heartbeat, in one process that holds the model."""
+
+    def __init__(self, settings: Settings, model: LoadedModel) -> None:
+        validate_knobs(settings.max_batch_size, settings.max_batch_delay_ms / 1000)
+        self.settings = settings
+        self.model = model
+        self.connection = connect(settings)
+        name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        queue = Queue(settings.queue_name, connection=self.connection, serializer=OrjsonSerializer)
+        self.rq_worker = Worker([queue], connection=self.connection, name=name, serializer=OrjsonSerializer)
+        self.execution_ttl = max(30, int(3 * settings.heartbeat_s))
+        self.source = RedisSource(self.connection, [queue], self.rq_worker, self.execution_ttl)
+        self.registration = Registration(self.connection, self.rq_worker, settings)
+        self.stopping = False
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the work in hand, then exiting", signal.Signals(signum).name)
+        self.stopping = True
+        self.source.stop_claiming()
+
+    def run(self, load_s: float) -> None:
+        self.registration.birth(model_document(self.model.signature, self.settings, load_s))
+        log.info("worker %s ready: model %s v%s, max_batch_size=%d, max_batch_delay_ms=%g",
+                 self.rq_worker.name, self.model.signature.name, self.model.signature.version,
+                 self.settings.max_batch_size, self.settings.max_batch_delay_ms)
+        try:
+            while not (self.stopping and self.source.idle):
+                self.step()
+        finally:
+            self.registration.death()
+            log.info("worker %s stopped", self.rq_worker.name)
+
+    def step(self) -> None:
+        """One turn of the loop: collect a batch, run it, publish what completed, heartbeat."""
+        batch = collect(self.source, self.settings.max_batch_size, self.settings.max_batch_delay_ms / 1000,
+                        0.0 if self.stopping else IDLE_TIMEOUT_S)
+        stats = run_batch(self.model, batch) if batch else None
+        finished = self.source.take_finished()
+        if finished or stats:
+            publish(self.connection, self.rq_worker, finished, self.model.signature, self.settings.result_ttl, stats)
+        if stats and stats.rows:
+            log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
+        self.registration.beat_if_due(self.source.pending, self.execution_ttl)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    started = time.monotonic()
+    try:
+        model = load_model(settings.model_path, settings.resolved_model_name, settings.model_version)
+    except ModelLoadError as exc:
+        log.error("cannot start: %s", exc)
+        return 3
+    warm = model.warm_up([1, min(8, settings.max_batch_size), settings.max_batch_size])
+    load_s = time.monotonic() - started
+    log.info("model loaded and warmed up in %.2f s (warm-up %.2f s)", load_s, warm)
+    worker = InferenceWorker(settings, model)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    worker.run(load_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

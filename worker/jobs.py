@@ -1,0 +1,42 @@
+"""A job in the worker's hands: the RQ job, its execution record, its decoded inputs and the outputs so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from rq.executions import Execution
+from rq.job import Job
+
+
+@dataclass
+class ClaimedJob:
+    """One claimed RQ job; `error` set means it fails without running (or failed while running)."""
+
+    job: Job
+    execution: Execution | None
+    inputs: dict[str, np.ndarray] | None
+    rows: int
+    error: tuple[str, str] | None = None
+    next_row: int = 0
+    outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    done_rows: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def complete(self) -> bool:
+        """Failed, or every row has its output."""
+        return self.error is not None or self.done_rows >= self.rows
+
+    def fail(self, code: str, message: str) -> None:
+        if self.error is None:
+            self.error = (code, message)
+
+    def stacked_outputs(self) -> dict[str, np.ndarray]:
+        """All outputs in row order, one array per output name."""
+        if len(self.outputs) == 1:
+            return self.outputs[0]
+        return {k: np.concatenate([part[k] for part in self.outputs]) for k in self.outputs[0]}

@@ -1,0 +1,147 @@
+"""Load a model once and call it through a compiled path: `.keras`, legacy `.h5`, or a SavedModel directory.
+
+Keras models are wrapped in a `tf.function` whose input signature has a `None` batch dimension, so one
+trace serves every batch size (never `model.predict`, which costs tens of ms a call). SavedModels are
+called through their `serving_default` signature; only a signature with a static batch size is padded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+from shared.signature import ModelSignature, TensorSpec
+
+log = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray]
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing or not a model this worker can serve; the message says which and why."""
+
+
+class LoadedModel:
+    """A model ready to serve: its signature and one compiled call on named, stacked arrays."""
+
+    def __init__(self, signature: ModelSignature, call: Callable[[Arrays], Arrays], static_batch: int | None) -> None:
+        self.signature = signature
+        self._call = call
+        self._static_batch = static_batch
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
+        """Run one batch; every output has as many rows as the inputs."""
+        if self._static_batch is None:
+            return self._call(dict(inputs))
+        return self._predict_padded(inputs, self._static_batch)
+
+    def _predict_padded(self, inputs: Mapping[str, np.ndarray], size: int) -> Arrays:
+        # A signature fixed to one batch size: feed it slices of exactly that size.
+        rows = len(next(iter(inputs.values())))
+        parts: list[Arrays] = []
+        for start in range(0, rows, size):
+            chunk = {k: v[start : start + size] for k, v in inputs.items()}
+            short = size - len(next(iter(chunk.values())))
+            if short:
+                chunk = {k: np.concatenate([v, np.zeros((short, *v.shape[1:]), v.dtype)]) for k, v in chunk.items()}
+            out = self._call(chunk)
+            parts.append({k: v[: size - short] for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def warm_up(self, batch_sizes: list[int]) -> float:
+        """Run zero batches of the given sizes so the first real request pays no start-up cost; returns seconds."""
+        started = time.monotonic()
+        for size in sorted(set(batch_sizes)):
+            self.predict(zero_inputs(self.signature, size))
+        return time.monotonic() - started
+
+
+def zero_inputs(signature: ModelSignature, rows: int) -> Arrays:
+    """A batch of zeros matching the signature (unknown dimensions become 1)."""
+    return {t.name: np.zeros((rows, *[d or 1 for d in t.shape]), dtype=t.dtype) for t in signature.inputs}
+
+
+def load_model(path: str, name: str, version: str) -> LoadedModel:
+    """Load the model at `path` and compile its call.
+
+    Raises:
+        ModelLoadError: the path does not exist or does not hold a model this worker can serve.
+    """
+    if not os.path.exists(path):
+        raise ModelLoadError(f"MODEL_PATH {path!r} does not exist: expected a .keras or .h5 file or a SavedModel directory")
+    try:
+        if os.path.isdir(path):
+            return _load_saved_model(path, name, version)
+        if path.endswith((".keras", ".h5", ".hdf5")):
+            return _load_keras(path, name, version)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # TF and Keras raise many unrelated types for a bad file
+        raise ModelLoadError(f"could not load model from {path!r}: {type(exc).__name__}: {exc}") from exc
+    raise ModelLoadError(f"MODEL_PATH {path!r} is not a model: expected a .keras or .h5 file or a SavedModel directory")
+
+
+def _spec(name: str, shape: tuple, dtype: object) -> TensorSpec:
+    return TensorSpec(name=name, shape=tuple(None if d is None else int(d) for d in shape), dtype=tf.as_dtype(dtype).name)
+
+
+def _load_keras(path: str, name: str, version: str) -> LoadedModel:
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    in_names = [t.name for t in model.inputs]
+    out_names = list(model.output_names)
+    signature = ModelSignature(
+        name=name,
+        version=version,
+        inputs=tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(in_names, model.inputs)),
+        outputs=tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(out_names, model.outputs)),
+    )
+    tensor_specs = {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in signature.inputs}
+
+    @tf.function(input_signature=[tensor_specs], reduce_retracing=True)
+    def call(inputs):
+        feed = inputs[in_names[0]] if len(in_names) == 1 else [inputs[n] for n in in_names]
+        outputs = model(feed, training=False)
+        if isinstance(outputs, dict):
+            return {n: outputs[n] for n in out_names}
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return dict(zip(out_names, outputs))
+
+    def run(arrays: Arrays) -> Arrays:
+        return {k: v.numpy() for k, v in call(arrays).items()}
+
+    return LoadedModel(signature, run, static_batch=None)
+
+
+def _load_saved_model(path: str, name: str, version: str) -> LoadedModel:
+    loaded = tf.saved_model.load(path)
+    if "serving_default" not in loaded.signatures:
+        raise ModelLoadError(f"SavedModel {path!r} has no 'serving_default' signature (it has {list(loaded.signatures)})")
+    fn = loaded.signatures["serving_default"]
+    _, kwargs = fn.structured_input_signature
+    outputs = fn.structured_outputs
+    batch_dims = {spec.shape[0] for spec in kwargs.values()}
+    static_batch = next(iter(batch_dims)) if len(batch_dims) == 1 and None not in batch_dims else None
+    signature = ModelSignature(
+        name=name,
+        version=version,
+        inputs=tuple(_spec(n, s.shape[1:], s.dtype) for n, s in sorted(kwargs.items())),
+        outputs=tuple(_spec(n, s.shape[1:], s.dtype) for n, s in sorted(outputs.items())),
+    )
+
+    def run(arrays: Arrays) -> Arrays:
+        result = fn(**{k: tf.constant(v) for k, v in arrays.items()})
+        return {k: v.numpy() for k, v in result.items()}
+
+    # Keep the loaded object alive: the signature function holds only weak references to its variables.
+    run.loaded = loaded  # type: ignore[attr-defined]
+    return LoadedModel(signature, run, static_batch=static_batch)

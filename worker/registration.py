@@ -1,0 +1,69 @@
+"""Tell the world this worker is alive and what model it serves: RQ's worker registry, plus our own
+sorted set of live workers (what `/readyz` reads) and the published model signature."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import orjson
+import redis
+from rq import Worker
+from rq.utils import now
+
+from shared import keys
+from shared.config import Settings
+from shared.signature import ModelSignature
+from worker.jobs import ClaimedJob
+
+
+def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:
+    """The published model document: the signature plus the batching settings and load time."""
+    doc = orjson.loads(signature.to_json())
+    doc["batching"] = {
+        "max_batch_size": settings.max_batch_size,
+        "max_batch_delay_ms": settings.max_batch_delay_ms,
+    }
+    doc["load_seconds"] = round(load_s, 3)
+    return orjson.dumps(doc)
+
+
+class Registration:
+    """Birth, heartbeats and death of one worker, each a single pipelined round trip."""
+
+    def __init__(self, connection: redis.Redis, worker: Worker, settings: Settings) -> None:
+        self.connection = connection
+        self.worker = worker
+        self.interval_s = settings.heartbeat_s
+        self.ttl_s = 3 * settings.heartbeat_s
+        self._next_beat = 0.0
+
+    def birth(self, model_doc: bytes) -> None:
+        """Register with RQ and as a live worker, and publish the model document."""
+        self.worker.register_birth()
+        with self.connection.pipeline() as pipe:
+            pipe.set(keys.model(), model_doc)
+            pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
+            self.worker.set_state("idle", pipeline=pipe)
+            pipe.execute()
+        self._next_beat = time.monotonic() + self.interval_s
+
+    def beat_if_due(self, in_hand: Iterable[ClaimedJob], execution_ttl: int) -> None:
+        """Refresh liveness and the heartbeats of jobs in hand, at most once per interval."""
+        if time.monotonic() < self._next_beat:
+            return
+        with self.connection.pipeline() as pipe:
+            self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
+            pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
+            pipe.zremrangebyscore(keys.workers(), "-inf", time.time())
+            for claimed in in_hand:
+                if claimed.execution is not None:
+                    claimed.execution.heartbeat(claimed.job.started_job_registry, execution_ttl, pipeline=pipe)
+                    claimed.job.heartbeat(now(), execution_ttl, pipeline=pipe, xx=True)
+            pipe.execute()
+        self._next_beat = time.monotonic() + self.interval_s
+
+    def death(self) -> None:
+        """Leave the live set and RQ's registry."""
+        self.connection.zrem(keys.workers(), self.worker.name)
+        self.worker.register_death()

@@ -1,0 +1,68 @@
+"""RUNNING: stack a batch's rows, make one model call, hand each job its slice of the outputs.
+
+If the batched call raises, each job's rows are retried on their own so that a job whose input breaks
+the model fails alone and its batch-mates still finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.batcher import Segment
+from worker.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    """What one batch cost: rows, model calls (more than one after a fallback) and seconds in the model."""
+
+    rows: int
+    model_calls: int
+    model_s: float
+
+
+def run_batch(model: LoadedModel, segments: list[Segment]) -> RunStats:
+    """Run `segments` through the model and record outputs (or errors) on their jobs."""
+    segments = [s for s in segments if s.job.error is None]
+    rows = sum(s.rows for s in segments)
+    if not segments:
+        return RunStats(0, 0, 0.0)
+    started = time.monotonic()
+    try:
+        outputs = _call(model, segments)
+    except Exception as exc:
+        log.warning("batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
+                    rows, type(exc).__name__, exc, len(segments))
+        for segment in segments:
+            try:
+                _call(model, [segment])
+            except Exception as job_exc:
+                segment.job.fail("inference_failed", f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}")
+        return RunStats(rows, 1 + len(segments), time.monotonic() - started)
+    return RunStats(rows, 1, time.monotonic() - started)
+
+
+def _call(model: LoadedModel, segments: list[Segment]) -> None:
+    """One model call over the segments; outputs are handed out only if the call succeeded for all."""
+    names = [t.name for t in model.signature.inputs]
+    if len(segments) == 1:
+        s = segments[0]
+        inputs = {n: s.job.inputs[n][s.start : s.stop] for n in names}
+    else:
+        inputs = {n: np.concatenate([s.job.inputs[n][s.start : s.stop] for s in segments]) for n in names}
+    rows = sum(s.rows for s in segments)
+    outputs = model.predict(inputs)
+    for name, array in outputs.items():
+        if len(array) != rows:
+            raise RuntimeError(f"output {name!r} has {len(array)} rows for {rows} input rows")
+    offset = 0
+    for s in segments:
+        s.job.outputs.append({k: v[offset : offset + s.rows] for k, v in outputs.items()})
+        s.job.done_rows += s.rows
+        offset += s.rows
