@@ -24,8 +24,9 @@ from shared.errors import Conflict, NotFound
 from shared.payload import encode_inputs
 from shared.schema import JobStatus, OrjsonSerializer, canceled_doc
 
-# RQ job ids made here are uuid4 hex (122 random bits); anything else cannot be one of ours.
-_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
+# accepted. Anything with other characters (slashes, dots) cannot name a job.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # What the RQ job records as its function; jobs on these queues are run by our batching worker only.
 JOB_FUNC = "worker.batched_inference"
 
@@ -115,4 +116,4 @@ class JobStore:
     @staticmethod
     def _check_id(job_id: str) -> None:
         if not _JOB_ID.match(job_id):
-            raise NotFound(f"no job {job_id[:64]!r}: job ids are 32 lowercase hex characters", field="id")
+            raise NotFound(f"no job {job_id[:64]!r}: a job id is 1-64 letters, digits, '-' or '_'", field="id")

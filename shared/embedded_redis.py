@@ -38,6 +38,7 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
+            "--databases", "64",
         ]
 
     def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":

@@ -1,0 +1,94 @@
+"""Session fixtures: one real redis-server for the whole run (the embedded one), the example model,
+and the main service (real gunicorn API + one real worker) that most end-to-end tests share.
+
+Tests that need other settings start their own service on another Redis database of the same server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import redis
+from sklearn.datasets import load_digits
+
+from shared.config import PROJECT_ROOT
+from shared.embedded_redis import EmbeddedRedis
+from tests.support import Service, free_port, service_settings
+
+DIGITS_MODEL = os.path.join(PROJECT_ROOT, "models", "digits.keras")
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    server = EmbeddedRedis(free_port(), str(tmp_path_factory.mktemp("redis"))).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_url) -> redis.Redis:
+    """A fresh, empty database of the test Redis for one test."""
+    db = next(_databases)
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{db}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    data = load_digits()
+    return data.data.astype(np.float32), data.target
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """The example model in this process, to compare the service's answers with."""
+    from worker.model import load_model
+
+    return load_model(DIGITS_MODEL, "digits", "1")
+
+
+@pytest.fixture
+def make_service(redis_url, tmp_path):
+    """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
+    services: list[Service] = []
+
+    def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
+        db = next(_databases)
+        settings = service_settings(redis_url, db, **overrides)
+        log_dir = tmp_path / f"service-{db}"
+        log_dir.mkdir()
+        service = Service(settings, log_dir)
+        service.redis.flushdb()
+        services.append(service)
+        if start_api:
+            service.start_api()
+        for _ in range(workers):
+            service.start_worker()
+        return service
+
+    yield make
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def service(redis_url, tmp_path_factory) -> Service:
+    """The main service with default batching settings, shared by the session."""
+    db = next(_databases)
+    log_dir = tmp_path_factory.mktemp("main-service")
+    main = Service(service_settings(redis_url, db), log_dir)
+    main.redis.flushdb()
+    try:
+        main.start_api()
+        main.start_worker()
+        yield main
+    finally:
+        main.stop()

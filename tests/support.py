@@ -1,0 +1,92 @@
+"""Helpers for tests that run the real service: free ports, a service (API + workers) on one Redis db."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import redis
+
+from scripts import stack
+from shared.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05) -> object:
+    """Poll `condition` until it returns something truthy; fail the test when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+class Service:
+    """The real API (gunicorn) and real workers against one Redis database, with logs in `log_dir`."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.api: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.base_url = f"http://127.0.0.1:{settings.api_port}"
+        self.http = httpx.Client(base_url=self.base_url, timeout=60)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+
+    def _log(self, name: str):
+        return open(self.log_dir / f"{name}.log", "ab")
+
+    def start_api(self) -> "Service":
+        self.api = stack.start_api(self.settings, self._log("api"))
+        stack.wait_http(f"{self.base_url}/healthz", 30, self.api)
+        return self
+
+    def start_worker(self, wait: bool = True, **env: str) -> subprocess.Popen:
+        """Start a worker; with `wait`, return once it is registered as live."""
+        before = self.live_workers()
+        worker = stack.start_worker(self.settings, self._log(f"worker-{len(self.workers)}"), env)
+        self.workers.append(worker)
+        if wait:
+            wait_until(lambda: self.live_workers() > before or worker.poll() is not None, 90)
+            assert worker.poll() is None, f"worker exited with {worker.returncode}: {self.logs()}"
+        return worker
+
+    def live_workers(self) -> int:
+        return self.redis.zcount("infer:workers", time.time(), "+inf")
+
+    def stop(self) -> None:
+        for process in self.workers + ([self.api] if self.api else []):
+            stack.stop(process, timeout_s=15)
+        self.http.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+    def predict(self, rows, wait: float = 10.0) -> httpx.Response:
+        return self.http.post("/predict", params={"wait": wait}, json={"instances": rows})
+
+    def stats(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.redis.hgetall("infer:stats").items()}
+
+
+def service_settings(redis_url: str, db: int, **overrides) -> Settings:
+    """Settings for a test service on database `db` of the test Redis, on a free API port."""
+    base = Settings.from_env({})
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    values = dict(redis_url=url, api_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
+                  log_level="INFO", data_dir=os.environ.get("TMPDIR", "/tmp"))
+    values.update(overrides)
+    return base.replace(**values)

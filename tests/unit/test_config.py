@@ -1,0 +1,77 @@
+"""Settings come from the environment in one place, fail clearly, and match the README's table."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import pytest
+import yaml
+
+from shared.config import PROJECT_ROOT, ConfigError, Settings
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_env({})
+    assert settings.redis_url == "" and settings.max_batch_delay_ms == 0.0 and settings.api_port == 8000
+
+
+def test_values_are_parsed_to_their_types():
+    settings = Settings.from_env({"MAX_BATCH_SIZE": "32", "MAX_BATCH_DELAY_MS": "2.5", "REDIS_URL": "redis://x:1/2"})
+    assert (settings.max_batch_size, settings.max_batch_delay_ms, settings.redis_url) == (32, 2.5, "redis://x:1/2")
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"MAX_BATCH_SIZE": "lots"}, "MAX_BATCH_SIZE='lots' is not valid: expected an integer"),
+        ({"MAX_BATCH_SIZE": "0"}, "MAX_BATCH_SIZE=0 is not valid"),
+        ({"MAX_BATCH_DELAY_MS": "-1"}, "MAX_BATCH_DELAY_MS"),
+        ({"REDIS_APPENDFSYNC": "sometimes"}, "always, everysec or no"),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(env, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Settings.from_env(env)
+
+
+def test_model_name_defaults_to_the_file_name():
+    assert Settings.from_env({"MODEL_PATH": "/m/sentiment.h5"}).resolved_model_name == "sentiment"
+    assert Settings.from_env({"MODEL_PATH": "/m/resnet/"}).resolved_model_name == "resnet"
+
+
+def test_readme_configuration_table_lists_exactly_the_settings():
+    with open(os.path.join(PROJECT_ROOT, "README.md")) as f:
+        readme = f.read()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))
+    assert documented == {f.name.upper() for f in dataclasses.fields(Settings)}
+
+
+def test_no_module_but_config_reads_the_environment():
+    offenders = []
+    for folder in ("api", "worker", "shared"):
+        for name in os.listdir(os.path.join(PROJECT_ROOT, folder)):
+            path = os.path.join(PROJECT_ROOT, folder, name)
+            if name.endswith(".py") and path != os.path.join(PROJECT_ROOT, "shared", "config.py"):
+                text = open(path).read()
+                if "os.environ[" in text or "os.environ.get(" in text or "os.getenv(" in text:
+                    offenders.append(path)
+    assert offenders == []
+
+
+def test_docker_compose_parses_and_names_redis_api_and_worker():
+    with open(os.path.join(PROJECT_ROOT, "docker-compose.yml")) as f:
+        compose = yaml.safe_load(f)
+    services = compose["services"]
+    assert {"redis", "api", "worker"} <= set(services)
+    assert "appendonly" in " ".join(services["redis"]["command"])
+    assert services["worker"]["command"] == ["python", "-m", "worker"]
+    assert "gunicorn" in services["api"]["command"]
+
+
+def test_procfile_names_web_and_worker():
+    with open(os.path.join(PROJECT_ROOT, "Procfile")) as f:
+        kinds = {line.split(":", 1)[0] for line in f if line.strip()}
+    assert kinds == {"web", "worker"}

@@ -1,0 +1,70 @@
+"""Request rows become typed arrays or an InvalidInput naming the field and the expected form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from api.validation import rows_to_arrays, to_array
+from shared.errors import InvalidInput
+from shared.payload import decode_inputs, encode_inputs
+from shared.signature import ModelSignature, TensorSpec
+
+PIXELS = TensorSpec("pixels", (4,), "float32")
+TOKENS = TensorSpec("tokens", (None,), "int32")
+ONE_INPUT = ModelSignature("m", "1", (PIXELS,), (TensorSpec("y", (2,), "float32"),))
+TWO_INPUTS = ModelSignature("m", "1", (PIXELS, TOKENS), (TensorSpec("y", (2,), "float32"),))
+
+
+def test_rows_become_an_array_of_the_model_dtype():
+    arrays = rows_to_arrays([[1, 2, 3, 4], [5, 6, 7, 8]], ONE_INPUT, 10)
+    assert arrays["pixels"].dtype == np.float32 and arrays["pixels"].shape == (2, 4)
+
+
+def test_rows_for_several_inputs_are_objects_keyed_by_input_name():
+    arrays = rows_to_arrays([{"pixels": [1, 2, 3, 4], "tokens": [7, 8, 9]}], TWO_INPUTS, 10)
+    assert arrays["tokens"].dtype == np.int32 and arrays["tokens"].tolist() == [[7, 8, 9]]
+
+
+def test_a_row_missing_an_input_names_the_row_and_the_inputs():
+    with pytest.raises(InvalidInput) as info:
+        rows_to_arrays([{"pixels": [1, 2, 3, 4]}], TWO_INPUTS, 10)
+    assert info.value.field == "instances[0]" and '"tokens": [*] int32' in info.value.expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "spec", "words"),
+    [
+        ([[1.5, 2, 3]], TOKENS, "non-integer"),
+        ([[2**40]], TOKENS, "outside int32"),
+        ([[1, 2, 3]], PIXELS, "shape [3]"),
+        ([[float("nan")] * 4], PIXELS, "NaN"),
+        ([["1"] * 4], PIXELS, "strings"),
+    ],
+)
+def test_bad_values_are_rejected(rows, spec, words):
+    with pytest.raises(InvalidInput, match=words.replace("[", r"\[").replace("]", r"\]")):
+        to_array(rows, spec, "instances")
+
+
+def test_payload_round_trips_arrays_exactly():
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.array([[1], [2], [3]], dtype=np.int64)}
+    decoded = decode_inputs(encode_inputs(arrays))
+    for name, array in arrays.items():
+        assert decoded[name].dtype == array.dtype
+        np.testing.assert_array_equal(decoded[name], array)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"rows": 1, "inputs": {}},
+        {"rows": 2, "inputs": {"a": {"dtype": "float32", "shape": [2, 2], "data": "AAAA"}}},
+        {"rows": 1, "inputs": {"a": {"dtype": "object", "shape": [1], "data": ""}}},
+        {"rows": 1, "inputs": {"a": {"dtype": "float32", "shape": [1], "data": "!!!"}}},
+    ],
+)
+def test_malformed_payloads_raise_value_error(payload):
+    with pytest.raises(ValueError):
+        decode_inputs(payload)
