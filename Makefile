@@ -31,5 +31,8 @@ run: $(STAMP) $(MODEL)
 test: $(STAMP) $(MODEL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
+	$(PY) -m bench.run
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ from collections.abc import Mapping
 
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded_redis import EmbeddedRedis
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -29,5 +29,5 @@ def batch_sizes() -> str:
 
 
 def stats() -> str:
-    """Hash of counters since the last flush: model_calls, rows; no TTL."""
+    """Hash of worker counters: model_calls, rows, batches, round_trips (Redis round trips for those batches); no TTL."""
     return f"{PREFIX}:stats"

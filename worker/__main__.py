@@ -71,7 +71,8 @@ class InferenceWorker:
         stats = run_batch(self.model, batch) if batch else None
         finished = self.source.take_finished()
         if finished or stats:
-            publish(self.connection, self.rq_worker, finished, self.model.signature, self.settings.result_ttl, stats)
+            publish(self.connection, self.rq_worker, finished, self.model.signature, self.settings.result_ttl, stats,
+                    self.source.take_round_trips())
         if stats and stats.rows:
             log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
         self.registration.beat_if_due(self.source.pending, self.execution_ttl)

@@ -69,6 +69,8 @@ class RedisSource:
         for q in self.queues:
             self._keys += [q.key, q.intermediate_queue_key]
         self.claiming = True
+        # Round trips spent on claims that got work, since the last `take_round_trips()`.
+        self.round_trips = 0
 
     def take(self, max_rows: int, timeout: float) -> list[Segment]:
         """See `batcher.Source.take`: pending rows first, then new claims (none once claiming stopped)."""
@@ -100,13 +102,18 @@ class RedisSource:
         """Claim up to `max_jobs` jobs, blocking up to `timeout` s on the first queue if all are empty."""
         max_jobs = min(max_jobs, MAX_JOBS_PER_CLAIM)
         reply = self._claim(keys=self._keys, args=[max_jobs, Job.redis_job_namespace_prefix])
+        trips = 1
         if not reply and timeout > 0:
             first = self.connection.blmove(self.queues[0].key, self.queues[0].intermediate_queue_key, timeout)
             if first is None:
                 return
             reply = self._claim(keys=self._keys, args=[max_jobs - 1, Job.redis_job_namespace_prefix, first])
+            trips = 3  # the empty claim, the blocking move, the claim of the rest
+        if not reply:
+            return
         ids = [raw.decode() for raw in reply[::2]]
         self._start(ids, [self._restore(job_id, flat) for job_id, flat in zip(ids, reply[1::2])])
+        self.round_trips += trips + 1
 
     def _restore(self, job_id: str, flat_hash: list[bytes]) -> ClaimedJob | None:
         data = dict(zip(flat_hash[::2], flat_hash[1::2]))
@@ -153,6 +160,11 @@ class RedisSource:
         self.rejected = []
         self.pending = deque(c for c in self.pending if not c.complete)
         return done
+
+    def take_round_trips(self) -> int:
+        """Round trips spent claiming since the last call (for the worker's stats)."""
+        trips, self.round_trips = self.round_trips, 0
+        return trips
 
     @property
     def idle(self) -> bool:

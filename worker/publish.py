@@ -45,8 +45,12 @@ def publish(
     signature: ModelSignature,
     result_ttl: int,
     stats: RunStats | None,
+    round_trips: int = 0,
 ) -> None:
-    """Record the outcome of `jobs` and the batch's stats, in one pipeline."""
+    """Record the outcome of `jobs` and the batch's stats, in one pipeline.
+
+    `round_trips` is what claiming this batch cost; this pipeline adds one.
+    """
     with connection.pipeline() as pipe:
         for claimed in jobs:
             if claimed.error is None:
@@ -61,6 +65,8 @@ def publish(
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
+            pipe.hincrby(keys.stats(), "batches", 1)
+            pipe.hincrby(keys.stats(), "round_trips", round_trips + 1)
             pipe.lpush(keys.batch_sizes(), stats.rows)
             pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
         worker.set_state("idle", pipeline=pipe)

@@ -1,0 +1,264 @@
+"""`make bench`: measure the raw model limit, the classic recipe and the service, side by side.
+
+Everything measured is started here on loopback and stopped afterwards. Prints a Markdown table and
+the target ratios, and writes the full results as JSON under bench/results/.
+BENCH_QUICK=1 shortens every point (≤ 2 minutes in all); BENCH_SECONDS sets seconds per point.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+
+import numpy as np
+import orjson
+import redis
+
+from bench import procstats
+from bench.report import render_table, targets
+from scripts import stack
+from scripts.stack import free_port
+from shared.config import PROJECT_ROOT, Settings
+from shared.embedded_redis import EmbeddedRedis
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "2.5" if QUICK else "6"))
+CLIENTS = (1, 8, 64)
+RAW_BATCHES = (1, 8, 64, 256, 1024)
+HEAVY_PATH = os.path.join(PROJECT_ROOT, "var", "bench", "heavy.keras")
+LIGHT_PATH = os.path.join(PROJECT_ROOT, "models", "digits.keras")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def request_bodies() -> dict[str, bytes]:
+    from sklearn.datasets import load_digits
+
+    digit = load_digits().data[0].tolist()
+    tokens = np.random.default_rng(0).integers(0, 8000, 128).tolist()
+    return {"light": orjson.dumps({"instances": [digit]}), "heavy": orjson.dumps({"instances": [tokens]})}
+
+
+def ensure_heavy_model() -> None:
+    if not os.path.exists(HEAVY_PATH):
+        log("building the heavy model (random weights)...")
+        subprocess.run([sys.executable, "-m", "bench.heavy_model", HEAVY_PATH], check=True, env=stack.child_env(Settings()))
+
+
+def measure_raw(name: str, path: str) -> list[dict]:
+    """The compiled call the worker uses, in this process: rows/s per batch size."""
+    from worker.model import load_model, zero_inputs
+
+    model = load_model(path, name, "1")
+    rows = []
+    for batch in RAW_BATCHES:
+        inputs = zero_inputs(model.signature, batch)
+        if name == "heavy":
+            inputs = {k: np.random.default_rng(1).integers(0, 8000, v.shape).astype(v.dtype) for k, v in inputs.items()}
+        model.predict(inputs)
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < min(SECONDS, 3.0) or calls < 3:
+            model.predict(inputs)
+            calls += 1
+        elapsed = time.perf_counter() - started
+        rows.append({"model": name, "system": "raw", "mode": f"batch {batch}", "clients": None,
+                     "throughput": batch * calls / elapsed, "p50_ms": elapsed / calls * 1000})
+        log(f"raw {name} batch {batch}: {batch * calls / elapsed:.0f} rows/s")
+    return rows
+
+
+def load(url: str, mode: str, clients: int, body_file: str, seconds: float = SECONDS) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", mode, "--clients", str(clients),
+         "--seconds", str(seconds), "--body", body_file],
+        check=True, capture_output=True, env=stack.child_env(Settings()),
+    )
+    return orjson.loads(out.stdout)
+
+
+def summarize(result: dict) -> dict:
+    lat = np.array(result["latencies_ms"]) if result["latencies_ms"] else np.array([np.nan])
+    return {
+        "throughput": result["jobs"] / result["seconds"],
+        "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)), "jobs": result["jobs"], "requests": result["requests"],
+        "errors": result["errors"],
+    }
+
+
+class Probe:
+    """Counters before and after a point: CPU, peak RSS, Redis commands, worker batch stats."""
+
+    def __init__(self, pids: dict[str, int], client: redis.Redis | None) -> None:
+        self.pids, self.client = pids, client
+
+    def snapshot(self) -> dict:
+        snap = {"cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()}}
+        if self.client is not None:
+            stats = {k.decode(): int(v) for k, v in self.client.hgetall("infer:stats").items()}
+            snap["stats"] = stats
+            snap["batches"] = self.client.llen("infer:stats:batch_sizes")
+            snap["commands"] = sum(v["calls"] for k, v in self.client.info("commandstats").items())
+        return snap
+
+    def start(self) -> dict:
+        for pid in self.pids.values():
+            procstats.reset_peak_rss(pid)
+        return self.snapshot()
+
+    def finish(self, before: dict, jobs: int) -> dict:
+        after = self.snapshot()
+        rows = max(jobs, 1)
+        out = {
+            "cpu_s_per_1k_rows": {k: (after["cpu"][k] - before["cpu"][k]) * 1000 / rows for k in self.pids},
+            "peak_rss_mb": {k: procstats.peak_rss_mb(p) for k, p in self.pids.items()},
+        }
+        if self.client is not None:
+            delta = {k: after["stats"].get(k, 0) - before["stats"].get(k, 0) for k in after["stats"]}
+            batches = delta.get("batches", 0)
+            out.update({
+                "model_calls": delta.get("model_calls", 0),
+                "mean_batch": delta.get("rows", 0) / batches if batches else None,
+                "worker_round_trips_per_batch": delta.get("round_trips", 0) / batches if batches else None,
+                "redis_cmds_per_job": (after["commands"] - before["commands"]) / rows,
+            })
+        return out
+
+
+def measure_classic(name: str, path: str, body_file: str, processes: int) -> list[dict]:
+    port = free_port()
+    env = stack.child_env(Settings(), {"MODEL_PATH": path})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(processes), "-b", f"127.0.0.1:{port}", "--timeout", "120",
+         "bench.baselines.classic_app:app"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    rows = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_post(url, body_file, server)
+        probe = Probe({"api": server.pid}, None)
+        for clients in CLIENTS:
+            before = probe.start()
+            result = summarize(load(url, "classic", clients, body_file))
+            rows.append({"model": name, "system": "classic", "mode": "predict", "clients": clients, **result,
+                         **probe.finish(before, result["jobs"])})
+            log(f"classic {name} {clients} clients: {result['throughput']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
+    finally:
+        stack.stop(server)
+    return rows
+
+
+def _wait_post(url: str, body_file: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the classic app exited")
+        try:
+            if load(url, "classic", 1, body_file, seconds=0.2)["jobs"]:
+                return
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the classic app did not answer")
+
+
+def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[dict]:
+    redis_server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-{name}")).start()
+    settings = Settings.from_env({}).replace(redis_url=redis_server.url, api_port=free_port(), model_path=path,
+                                             model_name=name, log_level="WARNING")
+    client = redis.Redis.from_url(redis_server.url)
+    api = stack.start_api(settings)
+    workers = [stack.start_worker(settings)]
+    rows = []
+    try:
+        url = f"http://127.0.0.1:{settings.api_port}"
+        stack.wait_http(f"{url}/readyz", 180, workers[0])
+        load(url, "wait", 8, body_file, seconds=1.0)  # warm the API processes
+        pids = {"api": api.pid, "worker": workers[0].pid, "redis": redis_server.process.pid}
+        plan = [("wait", c) for c in CLIENTS] + [("poll", c) for c in CLIENTS] + [("flight", 64)]
+        for mode, clients in plan:
+            rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
+        workers.append(stack.start_worker(settings))
+        stack.wait_http(f"{url}/readyz", 180, workers[1])
+        _wait_workers(client, 2)
+        pids2 = dict(pids, worker=workers[0].pid, worker2=workers[1].pid)
+        rows.append(_service_point(name, url, "wait", 64, body_file, Probe(pids2, client), "2 workers"))
+    finally:
+        for process in workers + [api]:
+            stack.stop(process)
+        redis_server.stop()
+    return rows
+
+
+def _wait_workers(client: redis.Redis, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while client.zcount("infer:workers", time.time(), "+inf") < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} workers did not register")
+        time.sleep(0.2)
+
+
+def _service_point(name, url, mode, clients, body_file, probe, workers) -> dict:
+    before = probe.start()
+    result = summarize(load(url, mode, clients, body_file))
+    row = {"model": name, "system": "service", "mode": mode, "clients": clients, "workers": workers, **result,
+           **probe.finish(before, result["jobs"])}
+    log(f"service {name} {mode} {clients} clients ({workers}): {result['throughput']:.0f} jobs/s "
+        f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms, mean batch {row.get('mean_batch') or 0:.1f}")
+    return row
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    packages = {p: metadata.version(p) for p in ("tensorflow", "keras", "numpy", "flask", "gunicorn", "rq", "redis", "orjson")}
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "packages": packages}
+
+
+def main() -> int:
+    started = time.monotonic()
+    ensure_heavy_model()
+    bodies = request_bodies()
+    defaults = Settings.from_env({})
+    results = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), "seconds_per_point": SECONDS, "quick": QUICK,
+               "settings": {"api_processes": defaults.api_processes, "api_threads": defaults.api_threads,
+                            "max_batch_size": defaults.max_batch_size, "max_batch_delay_ms": defaults.max_batch_delay_ms},
+               "rows": []}
+    models = {"light": LIGHT_PATH, "heavy": HEAVY_PATH}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, path in models.items():
+            body_file = os.path.join(workdir, f"{name}.json")
+            with open(body_file, "wb") as f:
+                f.write(bodies[name])
+            results["rows"] += measure_raw(name, path)
+            results["rows"] += measure_classic(name, path, body_file, defaults.api_processes)
+            results["rows"] += measure_service(name, path, body_file, workdir)
+    results["targets"] = targets(results["rows"])
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    os.makedirs(os.path.join(PROJECT_ROOT, "bench", "results"), exist_ok=True)
+    stamp = results["when"].replace(":", "").replace("-", "")
+    out = os.path.join(PROJECT_ROOT, "bench", "results", f"bench-{stamp}.json")
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(render_table(results))
+    log(f"wrote {out} ({results['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
