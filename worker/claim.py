@@ -16,7 +16,6 @@ import redis
 from rq import Queue, Worker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
-from rq.utils import now
 
 from shared.payload import decode_inputs
 from shared.schema import OrjsonSerializer
@@ -138,10 +137,9 @@ class RedisSource:
                 if item is None:
                     continue
                 job = item.job
+                # Also sets last_heartbeat; queued jobs carry no TTL, so RQ's PERSIST is not needed.
                 job.prepare_for_execution(self.worker.name, pipeline=pipe)
-                job.heartbeat(now(), self.execution_ttl, pipeline=pipe)
                 item.execution = Execution.create(job, self.execution_ttl, pipeline=pipe, worker_name=self.worker.name)
-                pipe.persist(job.key)
             by_name = {q.name: q for q in self.queues}
             for job_id, item in zip(ids, claimed):
                 origin = by_name.get(item.job.origin) if item is not None else None

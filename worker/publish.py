@@ -51,14 +51,20 @@ def publish(
 
     `round_trips` is what claiming this batch cost; this pipeline adds one.
     """
+    succeeded = failed = 0
+    working_s = 0.0
     with connection.pipeline() as pipe:
         for claimed in jobs:
             if claimed.error is None:
                 doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), signature.model_ref)
                 _finish(pipe, worker, claimed, doc, result_ttl)
+                succeeded += 1
             else:
                 doc = failed_doc(claimed.id, *claimed.error, model=signature.model_ref)
                 _fail(pipe, worker, claimed, doc)
+                failed += 1
+            if claimed.job.started_at:
+                working_s += (claimed.job.ended_at - claimed.job.started_at).total_seconds()
             body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
             pipe.rpush(keys.done(claimed.id), body)
             pipe.expire(keys.done(claimed.id), result_ttl)
@@ -69,6 +75,13 @@ def publish(
             pipe.hincrby(keys.stats(), "round_trips", round_trips + 1)
             pipe.lpush(keys.batch_sizes(), stats.rows)
             pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
+        # RQ's per-worker counters, once per batch rather than once per job.
+        if succeeded:
+            pipe.hincrby(worker.key, "successful_job_count", succeeded)
+        if failed:
+            pipe.hincrby(worker.key, "failed_job_count", failed)
+        if working_s:
+            pipe.hincrbyfloat(worker.key, "total_working_time", working_s)
         worker.set_state("idle", pipeline=pipe)
         pipe.execute()
 
@@ -87,9 +100,6 @@ def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_tt
     )
     job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
     cleanup_execution(worker, job, pipe, execution)
-    worker.increment_successful_job_count(pipeline=pipe)
-    if job.started_at:
-        worker.increment_total_working_time(job.ended_at - job.started_at, pipe)
 
 
 def _fail(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict) -> None:
@@ -105,4 +115,3 @@ def _fail(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict) -> None:
         execution_started_at=execution.created_at if execution else None,
         execution_ended_at=job.ended_at,
     )
-    worker.increment_failed_job_count(pipe)
