@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import sys
 import time
 from urllib.parse import urlsplit
@@ -64,13 +65,21 @@ class Connection:
             self.writer = None
 
 
-async def run(url: str, mode: str, clients: int, seconds: float, body: bytes, in_flight: int) -> dict:
+async def run(url: str, mode: str, clients: int, seconds: float, body: bytes, in_flight: int,
+              stop_file: str | None = None) -> dict:
     parts = urlsplit(url)
     latencies: list[float] = []
     errors: collections.Counter = collections.Counter()
     requests = 0
     deadline = time.perf_counter() + seconds
     pending: collections.deque = collections.deque()
+
+    async def watch_stop_file() -> None:
+        nonlocal deadline
+        while stop_file and time.perf_counter() < deadline:
+            if os.path.exists(stop_file):
+                deadline = 0.0
+            await asyncio.sleep(0.05)
 
     async def submit(conn: Connection) -> str | None:
         nonlocal requests
@@ -125,7 +134,7 @@ async def run(url: str, mode: str, clients: int, seconds: float, body: bytes, in
 
     worker = flight_client if mode == "flight" else closed_loop_client
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(watch_stop_file(), *(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - began
     return {"mode": mode, "clients": clients, "seconds": elapsed, "requests": requests, "jobs": len(latencies),
             "latencies_ms": [round(x * 1000, 3) for x in latencies], "errors": dict(errors)}
@@ -139,10 +148,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--body", required=True, help="file holding the JSON request body")
     parser.add_argument("--in-flight", type=int, default=1000)
+    parser.add_argument("--stop-file", help="stop early once this file exists")
     args = parser.parse_args()
     with open(args.body, "rb") as f:
         body = f.read()
-    result = asyncio.run(run(args.url, args.mode, args.clients, args.seconds, body, args.in_flight))
+    result = asyncio.run(run(args.url, args.mode, args.clients, args.seconds, body, args.in_flight, args.stop_file))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

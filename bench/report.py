@@ -47,6 +47,21 @@ def targets(rows: list[dict]) -> list[dict]:
         met = ratio is not None and ratio >= 30 and light["p99_ms"] < classic["p99_ms"]
         out.append({"target": "light, 64 clients, ?wait: ≥ 30 × classic, lower p99", "value": ratio, "met": met,
                     "detail": f"{light['throughput']:.0f} vs {classic['throughput']:.0f} req/s; p99 {light['p99_ms']:.1f} vs {classic['p99_ms']:.1f} ms"})
+    for r in rows:
+        if r["mode"].startswith("bulk ") and r.get("throughput"):
+            limit = raw_limit(rows, "light", 1024)
+            ratio = r["throughput"] / limit if limit else None
+            out.append({"target": f"{r['mode']}: ≥ 0.5 × raw limit at BATCH_CHUNK_ROWS, end to end", "value": ratio,
+                        "met": ratio is not None and ratio >= 0.5,
+                        "detail": f"{r['throughput']:,.0f} rows/s vs raw {limit:,.0f} rows/s at batch 1024 ({r['rows']:,} rows in {r['elapsed_s']:.1f} s)"})
+            slow = r["p99_ms"] / r["interactive_idle_p99_ms"] if r.get("interactive_idle_p99_ms") else None
+            out.append({"target": f"{r['mode']}: interactive p99 during the run ≤ 3 × idle", "value": slow,
+                        "met": slow is not None and slow <= 3,
+                        "detail": f"{r['p99_ms']:.1f} ms vs idle {r['interactive_idle_p99_ms']:.1f} ms"})
+        if r["mode"] == "upload memory":
+            out.append({"target": f"API RSS rise during a {r['upload_mb']:,.0f} MB upload ≤ 50 MB", "value": r["rise_mb"],
+                        "met": r["rise_mb"] <= 50,
+                        "detail": f"{r['api_peak_rss_before_mb']:.0f} → {r['api_peak_rss_during_mb']:.0f} MB peak RSS"})
     for model in ("light", "heavy"):
         one = _find(rows, model=model, system="service", mode="wait", clients=1)
         raw1 = _find(rows, model=model, system="raw", mode="batch 1")

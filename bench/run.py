@@ -17,11 +17,12 @@ import tempfile
 import time
 from importlib import metadata
 
+import httpx
 import numpy as np
 import orjson
 import redis
 
-from bench import procstats
+from bench import bulk, procstats
 from bench.report import render_table, targets
 from scripts import stack
 from scripts.stack import free_port
@@ -187,6 +188,8 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         plan = [("wait", c) for c in CLIENTS] + [("poll", c) for c in CLIENTS] + [("flight", 64)]
         for mode, clients in plan:
             rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
+        if name == "light":
+            rows += measure_bulk(url, body_file, workdir, api.pid)
         workers.append(stack.start_worker(settings))
         stack.wait_http(f"{url}/readyz", 180, workers[1])
         _wait_workers(client, 2)
@@ -196,6 +199,23 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         for process in workers + [api]:
             stack.stop(process)
         redis_server.stop()
+    return rows
+
+
+def measure_bulk(url: str, body_file: str, workdir: str, api_pid: int) -> list[dict]:
+    """Bulk rows, or a note that this build has no /batches endpoint."""
+    probe = httpx.post(f"{url}/batches", content=b"", headers={"Content-Type": "application/x-npy"})
+    if probe.status_code in (404, 405):
+        log("bulk: POST /batches does not exist in this build; bulk rows skipped")
+        return [{"model": "light", "system": "service", "mode": "bulk (missing)", "clients": None, "throughput": None}]
+    files = bulk.write_inputs(workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS)
+    rows = bulk.run_bulk(url, files, body_file)
+    big = os.path.join(workdir, "big.npy")
+    bulk.write_big_npy(big, (256 if QUICK else 1024) * 1024 * 1024)
+    memory = bulk.upload_memory(url, big, api_pid)
+    os.remove(big)
+    rows.append({"model": "light", "system": "service", "mode": "upload memory", "clients": None, "throughput": None,
+                 **memory})
     return rows
 
 
