@@ -18,7 +18,7 @@ from rq.executions import cleanup_execution
 from rq.job import JobStatus
 from rq.utils import now
 
-from shared import keys
+from shared import keys, metrics
 from shared.schema import failed_doc, finished_doc
 from shared.signature import ModelSignature
 from worker.jobs import ClaimedJob
@@ -46,7 +46,9 @@ def publish(
     result_ttl: int,
     stats: RunStats | None,
 ) -> None:
-    """Record the outcome of `jobs` and the batch's stats, in one pipeline."""
+    """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included)."""
+    latencies: list[float] = []
+    counts: dict[str, float] = {}
     with connection.pipeline() as pipe:
         for claimed in jobs:
             if claimed.error is None:
@@ -55,16 +57,47 @@ def publish(
             else:
                 doc = failed_doc(claimed.id, *claimed.error, model=signature.model_ref)
                 _fail(pipe, worker, claimed, doc)
+            request_id = (claimed.job.meta or {}).get("request_id")
+            if request_id:
+                doc["request_id"] = request_id
             body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
             pipe.rpush(keys.done(claimed.id), body)
             pipe.expire(keys.done(claimed.id), result_ttl)
+            latency = _latency_s(claimed)
+            if latency is not None:
+                latencies.append(latency)
+            field = metrics.job_status_field(doc["status"])
+            counts[field] = counts.get(field, 0) + 1
+            _log_job(claimed, doc["status"], latency, request_id)
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
             pipe.lpush(keys.batch_sizes(), stats.rows)
             pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
+            counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
+            counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
+        counts.update(metrics.JOB_LATENCY.increments(latencies))
+        for field, amount in counts.items():
+            pipe.hincrbyfloat(keys.metrics(), field, amount)
         worker.set_state("idle", pipeline=pipe)
         pipe.execute()
+
+
+def _latency_s(claimed: ClaimedJob) -> float | None:
+    """Seconds from enqueue (the API's clock) to now (ours); None if RQ recorded no enqueue time."""
+    enqueued = claimed.job.enqueued_at
+    return max(0.0, (now() - enqueued).total_seconds()) if enqueued else None
+
+
+def _log_job(claimed: ClaimedJob, status: str, latency: float | None, request_id: str | None) -> None:
+    """One line per job, carrying the request id of the HTTP request that submitted it."""
+    took = f" {latency * 1000:.1f} ms after submit" if latency is not None else ""
+    if claimed.error is None:
+        log.info("job %s %s: %d row(s)%s", claimed.id, status, claimed.rows, took,
+                 extra={"request_id": request_id, "job_id": claimed.id})
+    else:
+        log.warning("job %s %s: %s: %s", claimed.id, status, claimed.error[0], claimed.error[1],
+                    extra={"request_id": request_id, "job_id": claimed.id})
 
 
 def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:
