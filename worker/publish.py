@@ -49,6 +49,7 @@ def publish(
     """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included)."""
     latencies: list[float] = []
     counts: dict[str, float] = {}
+    outcomes: list[tuple[ClaimedJob, str, float | None, str | None]] = []
     with connection.pipeline() as pipe:
         for claimed in jobs:
             if claimed.error is None:
@@ -68,7 +69,7 @@ def publish(
                 latencies.append(latency)
             field = metrics.job_status_field(doc["status"])
             counts[field] = counts.get(field, 0) + 1
-            _log_job(claimed, doc["status"], latency, request_id)
+            outcomes.append((claimed, doc["status"], latency, request_id))
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
@@ -81,6 +82,8 @@ def publish(
             pipe.hincrbyfloat(keys.metrics(), field, amount)
         worker.set_state("idle", pipeline=pipe)
         pipe.execute()
+    for outcome in outcomes:
+        _log_job(*outcome)
 
 
 def _latency_s(claimed: ClaimedJob) -> float | None:
