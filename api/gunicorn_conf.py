@@ -31,8 +31,8 @@ os.makedirs(_metrics_dir, exist_ok=True)
 for _name in os.listdir(_metrics_dir):  # files of a previous run would add stale counts
     if _name.endswith(".db"):
         os.remove(os.path.join(_metrics_dir, _name))
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
-os.environ["METRICS_DIR"] = _metrics_dir
+# Written (not read) here: the gunicorn worker processes inherit both; their Settings read METRICS_DIR.
+os.environ.update(PROMETHEUS_MULTIPROC_DIR=_metrics_dir, METRICS_DIR=_metrics_dir)
 
 if _settings.log_format == "json":
     logconfig_dict = {
