@@ -37,10 +37,14 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 FINAL_STATUSES = (JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
+# Label values come from a fixed set (methods) or from our own routes, never from free client text, so a
+# client cannot grow the number of series.
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request (called once per request by api/request_context.py)."""
+    method = method if method in METHODS else "other"
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_SECONDS.labels(method, route).observe(seconds)
 

@@ -47,8 +47,6 @@ def publish(
     stats: RunStats | None,
 ) -> None:
     """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included)."""
-    latencies: list[float] = []
-    counts: dict[str, float] = {}
     outcomes: list[tuple[ClaimedJob, str, float | None, str | None]] = []
     with connection.pipeline() as pipe:
         for claimed in jobs:
@@ -64,26 +62,32 @@ def publish(
             body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
             pipe.rpush(keys.done(claimed.id), body)
             pipe.expire(keys.done(claimed.id), result_ttl)
-            latency = _latency_s(claimed)
-            if latency is not None:
-                latencies.append(latency)
-            field = metrics.job_status_field(doc["status"])
-            counts[field] = counts.get(field, 0) + 1
-            outcomes.append((claimed, doc["status"], latency, request_id))
+            outcomes.append((claimed, doc["status"], _latency_s(claimed), request_id))
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
             pipe.lpush(keys.batch_sizes(), stats.rows)
             pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
-            counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
-            counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
-        counts.update(metrics.JOB_LATENCY.increments(latencies))
-        for field, amount in counts.items():
+        for field, amount in _metric_increments(outcomes, stats).items():
             pipe.hincrbyfloat(keys.metrics(), field, amount)
         worker.set_state("idle", pipeline=pipe)
         pipe.execute()
     for outcome in outcomes:
         _log_job(*outcome)
+
+
+def _metric_increments(outcomes: list[tuple[ClaimedJob, str, float | None, str | None]],
+                       stats: RunStats | None) -> dict[str, float]:
+    """What to add to the metrics hash for these jobs and this batch (see shared/metrics.py)."""
+    counts: dict[str, float] = {}
+    for _, status, _, _ in outcomes:
+        field = metrics.job_status_field(status)
+        counts[field] = counts.get(field, 0) + 1
+    counts.update(metrics.JOB_LATENCY.increments(o[2] for o in outcomes if o[2] is not None))
+    if stats is not None and stats.rows:
+        counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
+        counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
+    return counts
 
 
 def _latency_s(claimed: ClaimedJob) -> float | None:

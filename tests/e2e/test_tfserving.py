@@ -93,3 +93,18 @@ def test_model_metadata_is_a_signature_def_in_tf_servings_json(service):
 def test_our_own_routes_keep_our_error_shape(service):
     response = service.http.post("/predict", json={"instances": [[0] * 63]})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
+    from shared.signature import ModelSignature, TensorSpec
+
+    # An API with a published model but no worker: the job can only wait.
+    service = make_service(workers=0, protocol_timeout_s=1)
+    signature = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
+                               (TensorSpec("probabilities", (10,), "float32"),))
+    service.redis.set("infer:model", signature.to_json())
+    response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
+    assert response.status_code == 504
+    assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]
+    assert service.redis.llen("rq:queue:predict") == 0  # cancelled: no worker will pick it up later
+    assert float(service.redis.hget("infer:metrics", "inference_jobs_total:canceled")) == 1
