@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from flask import Flask
 
-from api import errors, health, jobs
+from api import errors, health, jobs, kserve, metrics, openapi, request_context, tfserving
 from api.model_info import ModelInfo
 from api.store import JobStore
 from shared.config import Settings
 from shared.connection import connect
+from shared.logs import configure_logging
 
 
 @dataclass
@@ -26,12 +26,17 @@ class Inference:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from `settings` (default: the environment)."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = Flask(__name__)
+    configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__, static_folder=None)  # no /static route: /docs serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     connection = connect(settings)
     app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection))
     app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(tfserving.bp)
+    app.register_blueprint(kserve.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
+    request_context.init_app(app)
     errors.init_app(app)
     return app

@@ -1,4 +1,9 @@
-"""One error handler for the app: our ServiceError tree and Werkzeug's HTTP errors become one JSON shape."""
+"""One error handler for the app: our ServiceError tree and Werkzeug's HTTP errors become one JSON shape.
+
+Routes of another protocol answer in that protocol's shape instead: TensorFlow Serving's REST API and
+KServe v2 both use `{"error": "<message>"}`. The shape is picked by the blueprint that matched, or, for a
+URL no route matched (404/405), by its path prefix.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 
 import orjson
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import NotReady, ServiceError
@@ -14,9 +19,30 @@ from shared.errors import NotReady, ServiceError
 log = logging.getLogger(__name__)
 
 
+PROTOCOL_BLUEPRINTS = frozenset({"tfserving", "kserve"})
+PROTOCOL_PREFIXES = ("/v1/models/", "/v2/")
+
+
+def speaks_protocol() -> bool:
+    """True when the request in hand is on a TF Serving or KServe route (or under their paths)."""
+    if not has_request_context():
+        return False
+    if request.blueprint is not None:
+        return request.blueprint in PROTOCOL_BLUEPRINTS
+    return request.path.startswith(PROTOCOL_PREFIXES) or request.path == "/v2"
+
+
+def protocol_body(error: ServiceError) -> dict[str, str]:
+    """{"error": "<message>"}, the field and the expected form folded into the sentence."""
+    details = [f"field {error.field}" if error.field else "", f"expected {error.expected}" if error.expected else ""]
+    details = [d for d in details if d]
+    return {"error": error.message + (f" ({'; '.join(details)})" if details else "")}
+
+
 def error_response(error: ServiceError) -> Response:
     """Render a ServiceError as {"error": {...}} with its status (and Retry-After when it has one)."""
-    response = Response(orjson.dumps(error.to_dict()), status=error.status, mimetype="application/json")
+    body = protocol_body(error) if speaks_protocol() else error.to_dict()
+    response = Response(orjson.dumps(body), status=error.status, mimetype="application/json")
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return response

@@ -1,7 +1,15 @@
 """gunicorn settings, taken from the service's Settings: `gunicorn -c api/gunicorn_conf.py api.wsgi:app`.
 
 gthread workers: a request waiting on a result (?wait, long-poll) holds a thread, not a process.
+
+Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR in the environment before
+a process imports it. This file runs in the gunicorn master before any worker loads the app, so it picks
+the directory here (METRICS_DIR, or a fresh temporary one), empties it, and exports it to the workers.
 """
+
+import os
+import shutil
+import tempfile
 
 from shared.config import Settings
 
@@ -15,4 +23,35 @@ worker_class = "gthread"
 timeout = 60
 graceful_timeout = 35
 keepalive = 5
-accesslog = None
+accesslog = None  # the app logs one line per request, with its request id (api/request_context.py)
+
+_metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="inference-metrics-")
+_owns_metrics_dir = not _settings.metrics_dir
+os.makedirs(_metrics_dir, exist_ok=True)
+for _name in os.listdir(_metrics_dir):  # files of a previous run would add stale counts
+    if _name.endswith(".db"):
+        os.remove(os.path.join(_metrics_dir, _name))
+# Written (not read) here: the gunicorn worker processes inherit both; their Settings read METRICS_DIR.
+os.environ.update(PROMETHEUS_MULTIPROC_DIR=_metrics_dir, METRICS_DIR=_metrics_dir)
+
+if _settings.log_format == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "shared.logs.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"handlers": ["stderr"], "level": _settings.log_level},
+        "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": _settings.log_level, "propagate": False}},
+    }
+
+
+def child_exit(server, worker):
+    """A gunicorn worker died: let prometheus-client retire its live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    if _owns_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

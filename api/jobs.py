@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request, url_for
 
+from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
 from api.validation import instances_from_body, parse_json, rows_to_arrays
 from shared.schema import JobStatus
@@ -30,7 +31,7 @@ def predict() -> Response:
     ext = current_app.extensions["inference"]
     instances = instances_from_body(parse_json(request.get_data(cache=False), request.content_type))
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
-    job_id = ext.store.submit(arrays)
+    job_id = ext.store.submit(arrays, current_request_id())
     if wait > 0:
         document = ext.store.wait(job_id, wait)
         if document is not None:

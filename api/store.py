@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
-from shared import keys
+from shared import keys, metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound
 from shared.payload import encode_inputs
@@ -47,8 +47,11 @@ class JobStore:
         self.settings = settings
         self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
 
-    def submit(self, arrays: dict[str, np.ndarray]) -> str:
-        """Enqueue one job for `arrays` in a single round trip; returns its id."""
+    def submit(self, arrays: dict[str, np.ndarray], request_id: str | None = None) -> str:
+        """Enqueue one job for `arrays` in a single round trip; returns its id.
+
+        `request_id` rides in the job's meta so the worker's log lines for the job carry it.
+        """
         job_id = uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
         job = Job.create(
@@ -60,6 +63,7 @@ class JobStore:
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
             serializer=OrjsonSerializer,
+            meta={"request_id": request_id} if request_id else None,
         )
         with self.connection.pipeline() as pipe:
             self.queue.enqueue_job(job, pipeline=pipe)
@@ -110,6 +114,7 @@ class JobStore:
             pipe.expire(Job.key_for(job_id), self.settings.result_ttl)
             pipe.rpush(keys.done(job_id), document)
             pipe.expire(keys.done(job_id), self.settings.result_ttl)
+            pipe.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.CANCELED.value), 1)
             pipe.execute()
         return document
 

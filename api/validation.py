@@ -24,6 +24,11 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
             f"Content-Type {mime or '(none)'!r} is not supported here",
             expected="Content-Type: application/json",
         )
+    return loads_json(body)
+
+
+def loads_json(body: bytes) -> Any:
+    """Decode a JSON body whatever its content type (TF Serving's own curl examples send none)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -49,17 +54,10 @@ def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) ->
     """Check `instances` against the signature and return one array per model input.
 
     For a model with one input each row is a (nested) list; with several, each row is an object keyed by
-    input name.
+    input name (as in TF Serving, a one-input model also takes objects keyed by its input's name).
     """
-    if not instances:
-        raise InvalidInput("'instances' is empty", field="instances", expected=f"1 to {max_rows} rows")
-    if len(instances) > max_rows:
-        raise InvalidInput(
-            f"{len(instances)} rows is more than this server takes in one request",
-            field="instances",
-            expected=f"1 to {max_rows} rows (MAX_ROWS_PER_REQUEST); send bulk data to /batches",
-        )
-    if len(signature.inputs) == 1:
+    _check_row_count(len(instances), max_rows, "instances")
+    if len(signature.inputs) == 1 and not all(isinstance(row, dict) for row in instances):
         spec = signature.inputs[0]
         return {spec.name: to_array(instances, spec, "instances")}
     columns: dict[str, list] = {t.name: [] for t in signature.inputs}
@@ -73,6 +71,47 @@ def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) ->
         for name in columns:
             columns[name].append(row[name])
     return {t.name: to_array(columns[t.name], t, f"instances[*].{t.name}") for t in signature.inputs}
+
+
+def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:
+    """TF Serving's columnar format: `inputs` is one batch-major array (one-input models) or an object of
+    them keyed by input name; every input must have the same number of rows."""
+    names = [t.name for t in signature.inputs]
+    if isinstance(inputs, dict) and set(inputs) == set(names):
+        columns = inputs
+    elif len(names) == 1 and isinstance(inputs, list):
+        columns = {names[0]: inputs}
+    else:
+        raise InvalidInput(
+            "'inputs' must hold the model's inputs",
+            field="inputs",
+            expected="{" + ", ".join(f'"{t.name}": [rows of {t.describe()}]' for t in signature.inputs) + "}"
+            + (" or a bare array of rows" if len(names) == 1 else ""),
+        )
+    arrays = {}
+    for spec in signature.inputs:
+        field = f"inputs.{spec.name}" if isinstance(inputs, dict) else "inputs"
+        value = columns[spec.name]
+        if not isinstance(value, list):
+            raise InvalidInput("an input must be a list of rows", field=field, expected=f"rows of {spec.describe()}")
+        _check_row_count(len(value), max_rows, field)
+        arrays[spec.name] = to_array(value, spec, field)
+    counts = {name: len(a) for name, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise InvalidInput(f"inputs have different numbers of rows: {counts}", field="inputs",
+                           expected="the same number of rows for every input")
+    return arrays
+
+
+def _check_row_count(rows: int, max_rows: int, field: str) -> None:
+    if rows == 0:
+        raise InvalidInput(f"'{field}' is empty", field=field, expected=f"1 to {max_rows} rows")
+    if rows > max_rows:
+        raise InvalidInput(
+            f"{rows} rows is more than this server takes in one request",
+            field=field,
+            expected=f"1 to {max_rows} rows (MAX_ROWS_PER_REQUEST); send bulk data to /batches",
+        )
 
 
 def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:

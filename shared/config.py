@@ -36,8 +36,8 @@ class Settings:
     model_path: str = os.path.join(PROJECT_ROOT, "models", "digits.keras")
     # Name reported to clients; empty means the model file's name without its extension.
     model_name: str = ""
-    # Version reported on every result.
-    model_version: str = "1"
+    # Version reported on every result; empty: the version directory of a TF Serving layout, else "1".
+    model_version: str = ""
     # RQ queue that interactive /predict jobs go to.
     queue_name: str = "predict"
     # Rows per model call (the largest batch the worker forms).
@@ -62,6 +62,14 @@ class Settings:
     heartbeat_s: float = 5.0
     # Log level for API and worker.
     log_level: str = "INFO"
+    # Log line format for API and worker: "text" for people, "json" for one JSON object per line.
+    log_format: str = "text"
+    # Seconds the TF Serving and KServe routes wait for their queued job before answering 504 (they are
+    # synchronous for the caller; 30 s matches the longest ?wait of /predict).
+    protocol_timeout_s: float = 30.0
+    # prometheus-client's multiprocess directory for the gunicorn API processes; empty: a fresh temporary
+    # directory per API start, removed on exit (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR from it).
+    metrics_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -97,6 +105,9 @@ class Settings:
         _require(self.redis_appendfsync in ("always", "everysec", "no"), "REDIS_APPENDFSYNC",
                  self.redis_appendfsync, "always, everysec or no")
         _require(self.heartbeat_s > 0, "HEARTBEAT_S", self.heartbeat_s, "a number of seconds > 0")
+        _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
+        _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,
+                 "seconds, more than 0 and at most 300")
         for name in ("api_processes", "api_threads", "workers"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
 

@@ -7,7 +7,9 @@
      ├── PayloadTooLarge (413, payload_too_large)
      ├── UnsupportedMediaType (415, unsupported_media_type)
      ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
-     └── NotReady (503, not_ready)              no model published or Redis unreachable
+     ├── InferenceFailed (500, inference_failed) a synchronous (protocol) request's job failed
+     ├── NotReady (503, not_ready)              no model published or Redis unreachable
+     └── TimedOut (504, timed_out)              a synchronous request's job did not finish in time
 """
 
 from __future__ import annotations
@@ -78,3 +80,13 @@ class QueueFull(ServiceError):
 class NotReady(ServiceError):
     status = 503
     code = "not_ready"
+
+
+class InferenceFailed(ServiceError):
+    status = 500
+    code = "inference_failed"
+
+
+class TimedOut(ServiceError):
+    status = 504
+    code = "timed_out"

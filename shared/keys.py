@@ -31,3 +31,8 @@ def batch_sizes() -> str:
 def stats() -> str:
     """Hash of worker counters: model_calls, rows, batches, round_trips (Redis round trips for those batches); no TTL."""
     return f"{PREFIX}:stats"
+
+
+def metrics() -> str:
+    """Hash of the workers' Prometheus counters and histogram buckets (see shared/metrics.py); no TTL."""
+    return f"{PREFIX}:metrics"

@@ -55,15 +55,14 @@ def digits_model():
     return load_model(DIGITS_MODEL, "digits", "1")
 
 
-@pytest.fixture
-def make_service(redis_url, tmp_path):
-    """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
+def _service_factory(redis_url, base_dir):
+    """A factory of services on fresh databases, and the list of what it started (to stop)."""
     services: list[Service] = []
 
     def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
         db = next(_databases)
         settings = service_settings(redis_url, db, **overrides)
-        log_dir = tmp_path / f"service-{db}"
+        log_dir = base_dir / f"service-{db}"
         log_dir.mkdir()
         service = Service(settings, log_dir)
         service.redis.flushdb()
@@ -74,6 +73,22 @@ def make_service(redis_url, tmp_path):
             service.start_worker()
         return service
 
+    return make, services
+
+
+@pytest.fixture
+def make_service(redis_url, tmp_path):
+    """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
+    make, services = _service_factory(redis_url, tmp_path)
+    yield make
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def make_module_service(redis_url, tmp_path_factory):
+    """Like `make_service`, but the services live until the test module ends (for tests that share one)."""
+    make, services = _service_factory(redis_url, tmp_path_factory.mktemp("module-services"))
     yield make
     for service in services:
         service.stop()

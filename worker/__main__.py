@@ -18,10 +18,12 @@ from rq import Queue, Worker
 
 from shared.config import ConfigError, Settings
 from shared.connection import connect
+from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
 from worker.batcher import collect, validate_knobs
 from worker.claim import RedisSource
 from worker.model import LoadedModel, ModelLoadError, load_model
+from worker.model_path import ModelPathError, locate_model
 from worker.publish import publish
 from worker.registration import Registration, model_document
 from worker.runner import run_batch
@@ -84,11 +86,13 @@ def main() -> int:
     except ConfigError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     started = time.monotonic()
     try:
-        model = load_model(settings.model_path, settings.resolved_model_name, settings.model_version)
-    except ModelLoadError as exc:
+        where = locate_model(settings.model_path, settings.model_name, settings.model_version)
+        log.info("loading model %s version %s from %s", where.name, where.version, where.path)
+        model = load_model(where.path, where.name, where.version)
+    except (ModelPathError, ModelLoadError) as exc:
         log.error("cannot start: %s", exc)
         return 3
     warm = model.warm_up([1, min(8, settings.max_batch_size), settings.max_batch_size])

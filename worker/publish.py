@@ -18,7 +18,7 @@ from rq.executions import cleanup_execution
 from rq.job import JobStatus
 from rq.utils import now
 
-from shared import keys
+from shared import keys, metrics
 from shared.schema import failed_doc, finished_doc
 from shared.signature import ModelSignature
 from worker.jobs import ClaimedJob
@@ -47,10 +47,11 @@ def publish(
     stats: RunStats | None,
     round_trips: int = 0,
 ) -> None:
-    """Record the outcome of `jobs` and the batch's stats, in one pipeline.
+    """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included).
 
     `round_trips` is what claiming this batch cost; this pipeline adds one.
     """
+    outcomes: list[tuple[ClaimedJob, str, float | None, str | None]] = []
     succeeded = failed = 0
     working_s = 0.0
     with connection.pipeline() as pipe:
@@ -65,9 +66,13 @@ def publish(
                 failed += 1
             if claimed.job.started_at:
                 working_s += (claimed.job.ended_at - claimed.job.started_at).total_seconds()
+            request_id = (claimed.job.meta or {}).get("request_id")
+            if request_id:
+                doc["request_id"] = request_id
             body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
             pipe.rpush(keys.done(claimed.id), body)
             pipe.expire(keys.done(claimed.id), result_ttl)
+            outcomes.append((claimed, doc["status"], _latency_s(claimed), request_id))
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
@@ -82,8 +87,43 @@ def publish(
             pipe.hincrby(worker.key, "failed_job_count", failed)
         if working_s:
             pipe.hincrbyfloat(worker.key, "total_working_time", working_s)
+        for field, amount in _metric_increments(outcomes, stats).items():
+            pipe.hincrbyfloat(keys.metrics(), field, amount)
         worker.set_state("idle", pipeline=pipe)
         pipe.execute()
+    for outcome in outcomes:
+        _log_job(*outcome)
+
+
+def _metric_increments(outcomes: list[tuple[ClaimedJob, str, float | None, str | None]],
+                       stats: RunStats | None) -> dict[str, float]:
+    """What to add to the metrics hash for these jobs and this batch (see shared/metrics.py)."""
+    counts: dict[str, float] = {}
+    for _, status, _, _ in outcomes:
+        field = metrics.job_status_field(status)
+        counts[field] = counts.get(field, 0) + 1
+    counts.update(metrics.JOB_LATENCY.increments(o[2] for o in outcomes if o[2] is not None))
+    if stats is not None and stats.rows:
+        counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
+        counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
+    return counts
+
+
+def _latency_s(claimed: ClaimedJob) -> float | None:
+    """Seconds from enqueue (the API's clock) to now (ours); None if RQ recorded no enqueue time."""
+    enqueued = claimed.job.enqueued_at
+    return max(0.0, (now() - enqueued).total_seconds()) if enqueued else None
+
+
+def _log_job(claimed: ClaimedJob, status: str, latency: float | None, request_id: str | None) -> None:
+    """One line per job, carrying the request id of the HTTP request that submitted it."""
+    took = f" {latency * 1000:.1f} ms after submit" if latency is not None else ""
+    if claimed.error is None:
+        log.info("job %s %s: %d row(s)%s", claimed.id, status, claimed.rows, took,
+                 extra={"request_id": request_id, "job_id": claimed.id})
+    else:
+        log.warning("job %s %s: %s: %s", claimed.id, status, claimed.error[0], claimed.error[1],
+                    extra={"request_id": request_id, "job_id": claimed.id})
 
 
 def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:

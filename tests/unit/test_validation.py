@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.validation import rows_to_arrays, to_array
+from api.validation import columns_to_arrays, rows_to_arrays, to_array
 from shared.errors import InvalidInput
 from shared.payload import decode_inputs, encode_inputs
 from shared.signature import ModelSignature, TensorSpec
@@ -68,3 +68,31 @@ def test_payload_round_trips_arrays_exactly():
 def test_malformed_payloads_raise_value_error(payload):
     with pytest.raises(ValueError):
         decode_inputs(payload)
+
+
+def test_a_one_input_model_also_takes_rows_keyed_by_its_input_name():
+    arrays = rows_to_arrays([{"pixels": [1, 2, 3, 4]}], ONE_INPUT, 10)
+    assert arrays["pixels"].tolist() == [[1, 2, 3, 4]]
+
+
+def test_columnar_inputs_are_a_bare_array_or_an_object_keyed_by_input_name():
+    assert columns_to_arrays([[1, 2, 3, 4]], ONE_INPUT, 10)["pixels"].shape == (1, 4)
+    arrays = columns_to_arrays({"pixels": [[1, 2, 3, 4]] * 2, "tokens": [[1], [2]]}, TWO_INPUTS, 10)
+    assert arrays["tokens"].dtype == np.int32 and arrays["tokens"].tolist() == [[1], [2]]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "words"),
+    [
+        ({"pixels": [[1, 2, 3, 4]]}, "inputs", "must hold the model's inputs"),
+        ([[1, 2, 3, 4]], "inputs", "must hold the model's inputs"),
+        ({"pixels": [[1, 2, 3, 4]] * 2, "tokens": [[1]]}, "inputs", "different numbers of rows"),
+        ({"pixels": [[1, 2, 3]], "tokens": [[1]]}, "inputs.pixels", "shape [3]"),
+        ({"pixels": 5, "tokens": [[1]]}, "inputs.pixels", "list of rows"),
+        ({"pixels": [], "tokens": []}, "inputs.pixels", "empty"),
+    ],
+)
+def test_bad_columnar_inputs_name_the_input(inputs, field, words):
+    with pytest.raises(InvalidInput) as info:
+        columns_to_arrays(inputs, TWO_INPUTS, 10)
+    assert info.value.field == field and words in info.value.message

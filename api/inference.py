@@ -1,0 +1,63 @@
+"""Synchronous inference for the protocol routes (TF Serving, KServe): the same queue and batching worker as
+/predict, waited on for the caller.
+
+One job per request: submit (one round trip), block on the job's done list (BLMOVE, no polling), parse
+the finished document once and hand its predictions back per output name, for the protocol module to
+shape. A job not done within PROTOCOL_TIMEOUT_S is cancelled if it has not started, and answered 504.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from flask import current_app
+
+from api.request_context import current_request_id
+from shared.errors import InferenceFailed, ServiceError, TimedOut
+from shared.signature import ModelSignature
+
+
+@dataclass
+class Outcome:
+    """A finished job: its predictions in TF Serving's row format and the model that made them."""
+
+    predictions: list[Any]
+    model: dict[str, str]
+
+    def by_name(self, signature: ModelSignature) -> dict[str, list[Any]]:
+        """Each output's rows (JSON values, in row order), keyed by output name."""
+        return outputs_by_name(self.predictions, signature)
+
+
+def infer(arrays: dict[str, np.ndarray]) -> Outcome:
+    """Queue one job for `arrays`, wait for it, and return its predictions.
+
+    Raises:
+        TimedOut: not done within PROTOCOL_TIMEOUT_S.
+        InferenceFailed: the worker could not run the job (the message says why).
+    """
+    ext = current_app.extensions["inference"]
+    job_id = ext.store.submit(arrays, current_request_id())
+    raw = ext.store.wait(job_id, ext.settings.protocol_timeout_s)
+    if raw is None:
+        try:  # nobody will read this job's result: spare the worker if it has not started
+            ext.store.cancel(job_id)
+        except ServiceError:
+            pass
+        raise TimedOut(f"job {job_id} did not finish within {ext.settings.protocol_timeout_s:g} s (PROTOCOL_TIMEOUT_S)")
+    doc = orjson.loads(raw)
+    if doc["status"] != "finished":
+        error = doc.get("error") or {}
+        raise InferenceFailed(error.get("message") or f"job {job_id} ended {doc['status']}")
+    return Outcome(doc["predictions"], doc["model"])
+
+
+def outputs_by_name(predictions: list[Any], signature: ModelSignature) -> dict[str, list[Any]]:
+    """Undo the row format of the stored document: a value per row (one output) or a dict per row."""
+    if predictions and isinstance(predictions[0], dict):
+        names = list(predictions[0])
+        return {name: [row[name] for row in predictions] for name in names}
+    return {signature.outputs[0].name: predictions}

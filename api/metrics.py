@@ -1,0 +1,124 @@
+"""GET /metrics: Prometheus text format, for the API processes and (through Redis) for every worker.
+
+Two sources, one page:
+  - this API's own HTTP metrics, kept by prometheus-client; under gunicorn in multiprocess mode
+    (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module), so whichever
+    process answers a scrape reports the sum over all of them;
+  - the service's metrics, read from Redis at scrape time: queue depth per RQ queue (LLEN), live workers,
+    model load time, and the counters and histograms the workers add up in `keys.metrics()` (see
+    shared/metrics.py). Requests pay nothing for these: workers write them in their publish pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import redis
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from rq import Queue
+
+from shared import keys, metrics
+from shared.schema import JobStatus
+
+bp = Blueprint("metrics", __name__)
+
+HTTP_REQUESTS = Counter(
+    "inference_http_requests", "HTTP requests the API answered, by method, route and status.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "inference_http_request_seconds", "Seconds the API took to answer, by method and route (includes ?wait).",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+FINAL_STATUSES = (JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
+# Label values come from a fixed set (methods) or from our own routes, never from free client text, so a
+# client cannot grow the number of series.
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request (called once per request by api/request_context.py)."""
+    method = method if method in METHODS else "other"
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_SECONDS.labels(method, route).observe(seconds)
+
+
+class ServiceCollector:
+    """Reads the service-wide metrics from Redis when Prometheus scrapes (two round trips)."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("inference_redis_up", "1 if Redis answered this scrape, else 0.")
+        try:
+            values, depths, workers, model = self._read()
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        depth = GaugeMetricFamily("inference_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        for name, count in sorted(depths.items()):
+            depth.add_metric([name], count)
+        yield depth
+        yield GaugeMetricFamily("inference_workers", "Workers with a live heartbeat.", value=workers)
+        load = GaugeMetricFamily("inference_model_load_seconds",
+                                 "Seconds the last started worker took to load and warm up its model.",
+                                 labels=["model", "version"])
+        if model is not None:
+            load.add_metric([str(model["name"]), str(model["version"])], float(model.get("load_seconds", 0)))
+        yield load
+        jobs = CounterMetricFamily(metrics.JOBS_TOTAL, "Jobs that reached a final status.", labels=["status"])
+        for status in FINAL_STATUSES:
+            jobs.add_metric([status], values.get(metrics.job_status_field(status), 0.0))
+        yield jobs
+        for histogram in metrics.HISTOGRAMS:
+            family = HistogramMetricFamily(histogram.name, histogram.help)
+            buckets, total = histogram.cumulative(values)
+            family.add_metric([], buckets, total)
+            yield family
+
+    def _read(self) -> tuple[dict[str, float], dict[str, int], int, dict | None]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.metrics())
+            pipe.smembers(Queue.redis_queues_keys)
+            pipe.zcount(keys.workers(), time.time(), "+inf")
+            pipe.get(keys.model())
+            raw, queue_keys, workers, model = pipe.execute()
+        queue_keys = sorted(k.decode() for k in queue_keys)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for key in queue_keys:
+                pipe.llen(key)
+            lengths = pipe.execute()
+        prefix = Queue.redis_queue_namespace_prefix
+        depths = {k[len(prefix):] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
+        values = {k.decode(): float(v) for k, v in raw.items()}
+        return values, depths, int(workers), orjson.loads(model) if model else None
+
+
+class _ThisProcess:
+    """The default registry as a collector, for an API not under gunicorn (no multiprocess directory)."""
+
+    def collect(self) -> Iterator[Metric]:
+        return REGISTRY.collect()
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    """Prometheus text exposition of the API's and the workers' metrics."""
+    ext = current_app.extensions["inference"]
+    registry = CollectorRegistry(auto_describe=False)
+    if ext.settings.metrics_dir:
+        MultiProcessCollector(registry, path=ext.settings.metrics_dir)
+    else:
+        registry.register(_ThisProcess())
+    registry.register(ServiceCollector(ext.store.connection))
+    return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)

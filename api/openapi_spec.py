@@ -1,0 +1,153 @@
+"""The OpenAPI 3 document of the API, written by hand so that a test can hold it against the real routes
+(tests/unit/test_openapi.py: every Flask route described, every described route served)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _op(summary: str, responses: dict[str, Any], tag: str, params: tuple[str, ...] = (),
+        body: dict[str, Any] | None = None, query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    op["parameters"] = parameters + (query or [])
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    return op
+
+
+ERR = {str(c): _json(_ref("Error"), d) for c, d in
+       [(400, "Bad input: the error names the field and the expected form"), (404, "Unknown or expired"),
+        (503, "No live worker has the model loaded, or Redis is unreachable")]}
+PERR = {str(c): _json(_ref("ProtocolError"), d) for c, d in
+        [(400, "Bad input"), (404, "No such model or version"), (500, "The job failed"),
+         (503, "No model loaded yet"), (504, "The job did not finish within PROTOCOL_TIMEOUT_S")]}
+WAIT = [{"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0, "maximum": 30},
+         "description": "Seconds to hold the request until the result is ready (0-30)."}]
+OBJ = {"type": "object", "additionalProperties": True}
+
+
+def _tf_paths() -> dict[str, Any]:
+    tag, paths = "TensorFlow Serving REST", {}
+    for prefix, params in (("/v1/models/{name}", ("name",)), ("/v1/models/{name}/versions/{version}", ("name", "version"))):
+        paths[prefix + ":predict"] = {"post": _op(
+            "Predict, row format (instances → predictions) or columnar (inputs → outputs); waits for the job",
+            {"200": _json(_ref("TFPredictResponse"), "Predictions"), **PERR}, tag, params, _ref("TFPredictRequest"))}
+        paths[prefix] = {"get": _op("Model version status (GetModelStatus)",
+                                    {"200": _json(OBJ, "model_version_status"), **PERR}, tag, params)}
+        paths[prefix + "/metadata"] = {"get": _op("Model metadata: the serving_default SignatureDef",
+                                                  {"200": _json(OBJ, "model_spec and metadata.signature_def"), **PERR},
+                                                  tag, params)}
+    return paths
+
+
+def _v2_paths() -> dict[str, Any]:
+    tag = "KServe v2 / Open Inference Protocol"
+    paths: dict[str, Any] = {
+        "/v2/health/live": {"get": _op("Server liveness", {"200": _json(OBJ, '{"live": true}')}, tag)},
+        "/v2/health/ready": {"get": _op("Server readiness: a live worker has the model",
+                                        {"200": _json(OBJ, '{"ready": true}'), **PERR}, tag)},
+        "/v2": {"get": _op("Server metadata: name, version, extensions", {"200": _json(OBJ, "Server metadata")}, tag)},
+    }
+    for prefix, params in (("/v2/models/{name}", ("name",)), ("/v2/models/{name}/versions/{version}", ("name", "version"))):
+        paths[prefix] = {"get": _op("Model metadata: inputs and outputs with datatypes and shapes (-1: any size)",
+                                    {"200": _json(_ref("V2ModelMetadata"), "Model metadata"), **PERR}, tag, params)}
+        paths[prefix + "/ready"] = {"get": _op("Model readiness", {"200": _json(OBJ, '{"name", "ready": true}'), **PERR},
+                                               tag, params)}
+        paths[prefix + "/infer"] = {"post": _op(
+            "Inference with typed tensors (JSON, or the binary tensor data extension with the "
+            "Inference-Header-Content-Length header); waits for the job",
+            {"200": _json(_ref("V2InferResponse"), "Outputs (binary outputs follow the JSON header)"), **PERR},
+            tag, params, _ref("V2InferRequest"))}
+    return paths
+
+
+def _service_paths() -> dict[str, Any]:
+    jobs, ops = "Jobs", "Operations"
+    return {
+        "/predict": {"post": _op("Validate rows and enqueue one job (202), or wait for its result with ?wait",
+                                 {"200": _json(_ref("JobDocument"), "Finished within ?wait"),
+                                  "202": _json(OBJ, "Queued: id, status, result_url"), **ERR},
+                                 jobs, (), {"oneOf": [_ref("Instances"), {"type": "array"}]}, WAIT)},
+        "/result/{job_id}": {"get": _op("A job's status or result; ?wait long-polls",
+                                        {"200": _json(_ref("JobDocument"), "Finished, failed or canceled"),
+                                         "202": _json(OBJ, "Still queued or started"), **ERR}, jobs, ("job_id",), None, WAIT)},
+        "/jobs/{job_id}": {"delete": _op("Cancel a job that has not started",
+                                         {"200": _json(_ref("JobDocument"), "Canceled"),
+                                          "409": _json(_ref("Error"), "Already started or done"), **ERR}, jobs, ("job_id",))},
+        "/healthz": {"get": _op("The API process is alive", {"200": _json(OBJ, '{"status": "ok"}')}, ops)},
+        "/readyz": {"get": _op("Redis answers and a live worker has the model", {"200": _json(OBJ, "Ready"), **ERR}, ops)},
+        "/v1/models": {"get": _op("The served model: name, version, inputs, outputs, batching, live workers",
+                                  {"200": _json(OBJ, '{"models": [...]}'), **ERR}, ops)},
+        "/metrics": {"get": _op("Prometheus metrics (text exposition format)",
+                                {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}, ops)},
+        "/openapi.json": {"get": _op("This document", {"200": _json(OBJ, "OpenAPI 3 document")}, ops)},
+        "/docs": {"get": _op("Swagger UI for this document (works offline)",
+                             {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}, ops)},
+        "/docs/{asset}": {"get": _op("A Swagger UI asset served from the swagger-ui-bundle package",
+                                     {"200": {"description": "The file"}, "404": {"description": "Not an asset"}}, ops, ("asset",))},
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"},
+        "expected": {"type": "string"}}, "required": ["code", "message"]}}},
+    "ProtocolError": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+    "Instances": {"type": "object", "properties": {"instances": {
+        "type": "array", "description": "Rows; for several inputs each row is an object keyed by input name"}},
+        "required": ["instances"]},
+    "JobDocument": {"type": "object", "properties": {
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["finished", "failed", "canceled"]},
+        "predictions": {"type": "array"}, "model": {"type": "object"}, "error": {"type": "object"},
+        "request_id": {"type": "string"}}},
+    "TFPredictRequest": {"type": "object", "properties": {
+        "signature_name": {"type": "string", "default": "serving_default"},
+        "instances": {"type": "array", "description": "Row format"},
+        "inputs": {"description": "Columnar format: one batch-major array, or an object keyed by input name"}}},
+    "TFPredictResponse": {"type": "object", "properties": {
+        "predictions": {"type": "array", "description": "Row format answer"},
+        "outputs": {"description": "Columnar format answer"},
+        "model_spec": {"type": "object", "description": "name, version, signature_name (not in TF Serving's REST reply)"}}},
+    "V2Tensor": {"type": "object", "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+                                                "INT32", "INT64", "FP16", "FP32", "FP64"]},
+        "data": {"type": "array"}, "parameters": {"type": "object"}}, "required": ["name", "shape", "datatype"]},
+    "V2InferRequest": {"type": "object", "properties": {
+        "id": {"type": "string"}, "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _ref("V2Tensor")},
+        "outputs": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "parameters": {"type": "object"}}}}}, "required": ["inputs"]},
+    "V2InferResponse": {"type": "object", "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _ref("V2Tensor")}}},
+    "V2ModelMetadata": {"type": "object", "properties": {
+        "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"}, "inputs": {"type": "array"}, "outputs": {"type": "array"}}},
+}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once per process)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Batched inference queue", "version": "0.1.0",
+                 "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including "
+                                "the TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
+                                "Every response carries X-Request-ID (the client's, if acceptable, else a new one)."},
+        "paths": {**_service_paths(), **_tf_paths(), **_v2_paths()},
+        "components": {"schemas": SCHEMAS},
+    }

@@ -1,0 +1,56 @@
+"""Per-request bookkeeping: the request id (X-Request-ID in and out), one access log line, HTTP metrics.
+
+The id is the client's X-Request-ID when it is acceptable (1-128 of `A-Z a-z 0-9 . _ : + / = -`), else a
+new one; an unacceptable id is replaced, not refused, so a tracing header never breaks a request. It is
+returned on every response, set on every log line of the request, and stored in the RQ job's meta.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from api import metrics
+from shared.logs import request_id_or_new, request_id_var
+
+log = logging.getLogger("api.access")
+
+HEADER = "X-Request-ID"
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served."""
+    return g.get("request_id")
+
+
+def _begin() -> None:
+    g.request_id = request_id_or_new(request.headers.get(HEADER))
+    g.request_token = request_id_var.set(g.request_id)
+    g.request_started = time.perf_counter()
+
+
+def _end(response: Response) -> Response:
+    response.headers[HEADER] = g.get("request_id") or request_id_or_new(None)
+    started = g.get("request_started")
+    if started is not None:
+        seconds = time.perf_counter() - started
+        route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        metrics.observe_request(request.method, route, response.status_code, seconds)
+        log.info("%s %s %d %.1f ms", request.method, request.path, response.status_code, seconds * 1000,
+                 extra={"method": request.method, "path": request.path, "status": response.status_code,
+                        "duration_ms": round(seconds * 1000, 2)})
+    return response
+
+
+def _teardown(_exc: BaseException | None) -> None:
+    token = g.pop("request_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_begin)
+    app.after_request(_end)
+    app.teardown_request(_teardown)

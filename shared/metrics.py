@@ -1,0 +1,76 @@
+"""The workers' Prometheus metrics as they travel through Redis: counters and histogram buckets in one hash.
+
+Workers add to the hash (`keys.metrics()`) inside the pipeline that publishes a batch's results, so
+metrics cost no extra round trip; the API's GET /metrics reads the hash at scrape time and renders it.
+One scrape target therefore covers every worker on every machine, and workers need no open port.
+
+Fields: `<metric>:<label value>` for counters (`jobs:finished`), `<metric>:le:<bound>` for one histogram
+bucket (not cumulative; the API sums them up), `<metric>:sum` and `<metric>:count`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram kept in the metrics hash: its Prometheus name, help text and bucket upper bounds."""
+
+    name: str
+    help: str
+    bounds: tuple[float, ...]
+
+    def increments(self, values: Iterable[float]) -> dict[str, float]:
+        """Hash field → amount to add for `values` (one field per touched bucket, plus sum and count)."""
+        fields: dict[str, float] = {}
+        count, total = 0, 0.0
+        for value in values:
+            i = bisect.bisect_left(self.bounds, value)
+            field = f"{self.name}:le:{_bound(self.bounds[i]) if i < len(self.bounds) else '+Inf'}"
+            fields[field] = fields.get(field, 0) + 1
+            count += 1
+            total += value
+        if count:
+            fields[f"{self.name}:count"] = count
+            fields[f"{self.name}:sum"] = total
+        return fields
+
+    def cumulative(self, hash_values: Mapping[str, float]) -> tuple[list[tuple[str, float]], float]:
+        """Prometheus buckets [(le, cumulative count)...] ending with +Inf, and the sum, from the hash."""
+        buckets, running = [], 0.0
+        for le in [*(_bound(b) for b in self.bounds), "+Inf"]:
+            running += hash_values.get(f"{self.name}:le:{le}", 0)
+            buckets.append((le, running))
+        return buckets, hash_values.get(f"{self.name}:sum", 0.0)
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+JOBS_TOTAL = "inference_jobs_total"  # counter by final status: finished, failed, canceled
+
+JOB_LATENCY = Histogram(
+    "inference_job_latency_seconds",
+    "Seconds from submit (enqueued) to finish, per job (finished or failed).",
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+BATCH_SIZE = Histogram(
+    "inference_batch_size_rows",
+    "Rows per batch (one compiled model call unless the batch fell back to per-job calls).",
+    (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+BATCH_SECONDS = Histogram(
+    "inference_batch_inference_seconds",
+    "Seconds the model spent on one batch.",
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+HISTOGRAMS = (JOB_LATENCY, BATCH_SIZE, BATCH_SECONDS)
+
+
+def job_status_field(status: str) -> str:
+    """The counter field for one job reaching final `status`."""
+    return f"{JOBS_TOTAL}:{status}"
