@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import errors, health, jobs
+from api import batches, errors, health, jobs
 from api.model_info import ModelInfo
 from api.store import JobStore
+from shared import storage
+from shared.batch_records import BatchRecords
 from shared.config import Settings
 from shared.connection import connect
 
@@ -21,6 +23,8 @@ class Inference:
     settings: Settings
     store: JobStore
     model_info: ModelInfo
+    batches: BatchRecords
+    storage: storage.Storage
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -30,8 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     connection = connect(settings)
-    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection))
+    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection),
+                                            BatchRecords(connection, settings), storage.from_settings(settings))
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(health.bp)
     errors.init_app(app)
     return app

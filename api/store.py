@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
-from shared import keys
+from shared import keys, webhooks
 from shared.config import Settings
 from shared.errors import Conflict, NotFound
 from shared.payload import encode_inputs
@@ -47,8 +47,11 @@ class JobStore:
         self.settings = settings
         self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
 
-    def submit(self, arrays: dict[str, np.ndarray]) -> str:
-        """Enqueue one job for `arrays` in a single round trip; returns its id."""
+    def submit(self, arrays: dict[str, np.ndarray], callback_url: str | None = None) -> str:
+        """Enqueue one job for `arrays` in a single round trip; returns its id.
+
+        A `callback_url` rides in the RQ job's meta; the worker that ends the job schedules the webhook.
+        """
         job_id = uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
         job = Job.create(
@@ -60,6 +63,7 @@ class JobStore:
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
             serializer=OrjsonSerializer,
+            meta={"callback_url": callback_url} if callback_url else None,
         )
         with self.connection.pipeline() as pipe:
             self.queue.enqueue_job(job, pipeline=pipe)
@@ -102,6 +106,8 @@ class JobStore:
                 expected="a job that is still queued",
             )
         document = orjson.dumps(canceled_doc(job_id))
+        meta = self.connection.hget(Job.key_for(job_id), "meta")
+        callback_url = OrjsonSerializer.loads(meta).get("callback_url") if meta else None
         with self.connection.pipeline() as pipe:
             pipe.hset(Job.key_for(job_id), "status", JobStatus.CANCELED.value)
             CanceledJobRegistry(self.queue.name, connection=self.connection).add(
@@ -110,6 +116,8 @@ class JobStore:
             pipe.expire(Job.key_for(job_id), self.settings.result_ttl)
             pipe.rpush(keys.done(job_id), document)
             pipe.expire(keys.done(job_id), self.settings.result_ttl)
+            if callback_url:
+                webhooks.enqueue(pipe, "job", job_id, callback_url, self.settings.result_ttl)
             pipe.execute()
         return document
 
