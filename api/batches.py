@@ -10,9 +10,9 @@ from flask import Blueprint, Response, current_app, request, url_for
 from api import batch_files
 from api.ingest import ingest
 from api.responses import json_response
-from api.uploads import Options, open_upload
+from api.uploads import Options, open_upload, too_large
 from shared.batches import BatchStatus, status_document
-from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.errors import Conflict, NotFound
 
 bp = Blueprint("batches", __name__)
 
@@ -26,11 +26,11 @@ def create() -> Response:
     """Stream the upload to storage while validating it, then enqueue its chunks; 202 with the batch."""
     ext = current_app.extensions["inference"]
     limit = ext.settings.max_batch_bytes
-    # Uploads have their own limit: MAX_CONTENT_LENGTH (sized for /predict bodies) must not apply here.
-    request.max_content_length = limit
+    # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading: Flask's MAX_CONTENT_LENGTH (sized
+    # for /predict bodies) must not apply, and Werkzeug's own cut-off would leave no way to drain the body.
+    request.max_content_length = None
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the upload is {request.content_length} bytes", field="file",
-                              expected=f"at most MAX_BATCH_BYTES={limit} bytes")
+        raise too_large(request.stream, limit, request.content_length)
     options = Options()
     options.update(request.args.to_dict())
     signature = ext.model_info.signature()

@@ -269,13 +269,19 @@ def _npy_blocks(chunks: Iterator[bytes], spec) -> Iterator[np.ndarray]:
             del buffer[:offset]
         while left and len(buffer) >= min(left, per_block) * row_bytes:
             rows = min(left, per_block)
-            yield np.frombuffer(bytes(buffer[: rows * row_bytes]), dtype=dtype).reshape(rows, *row_shape)
+            yield np.frombuffer(buffer[: rows * row_bytes], dtype=dtype).reshape(rows, *row_shape)
             del buffer[: rows * row_bytes]
             left -= rows
     if parsed is None:
         raise InvalidInput("the upload ends inside its .npy header", field="file", expected="an array saved with numpy.save")
+    rows = min(left, len(buffer) // row_bytes)
+    if rows:  # the complete rows of a file that ends early
+        yield np.frombuffer(buffer[: rows * row_bytes], dtype=dtype).reshape(rows, *row_shape)
+        del buffer[: rows * row_bytes]
+        left -= rows
     if left or buffer:
-        what = f"ends {left} rows short of the {shape[0]} its header declares" if left else f"has {len(buffer)} bytes after its last row"
+        what = f"ends {left} rows short of the {shape[0]} its header declares" if left else (
+            f"has {len(buffer)} bytes after its last row")
         raise InvalidInput(f"the .npy file {what}", field="file", expected="a complete array saved with numpy.save")
 
 
@@ -289,4 +295,7 @@ def _check_npy_shape(dtype: np.dtype, shape: tuple[int, ...], spec) -> tuple[int
     ):
         raise InvalidInput(f"the .npy array has shape {list(shape)}", field="file",
                            expected=f"shape [rows, ...] with rows of shape {spec.describe()}")
+    if not math.prod(row_shape):
+        raise InvalidInput(f"the .npy array has shape {list(shape)}: its rows hold no values", field="file",
+                           expected=f"rows of shape {spec.describe()}")
     return row_shape

@@ -81,6 +81,24 @@ class Service:
     def stats(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall("infer:stats").items()}
 
+    def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
+        """POST /batches with a raw body."""
+        return self.http.post("/batches", params=params, content=body, headers={"Content-Type": content_type})
+
+    def wait_batch(self, batch_id: str, timeout_s: float = 60.0,
+                   statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "expired")) -> dict:
+        """Poll the batch until its status is one of `statuses`; returns its document."""
+        def ended():
+            doc = self.http.get(f"/batches/{batch_id}").json()
+            return doc if doc["status"] in statuses else None
+
+        return wait_until(ended, timeout_s, 0.1)
+
+    def api_worker_pids(self) -> list[int]:
+        """The gunicorn worker processes (children of the API's master)."""
+        with open(f"/proc/{self.api.pid}/task/{self.api.pid}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+
 
 def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     """Settings for a test service on database `db` of the test Redis, on a free API port."""
