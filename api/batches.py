@@ -6,6 +6,7 @@ import re
 import uuid
 
 from flask import Blueprint, Response, current_app, request, url_for
+from werkzeug.wsgi import get_input_stream
 
 from api import batch_files
 from api.ingest import ingest
@@ -26,15 +27,16 @@ def create() -> Response:
     """Stream the upload to storage while validating it, then enqueue its chunks; 202 with the batch."""
     ext = current_app.extensions["inference"]
     limit = ext.settings.max_batch_bytes
-    # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading: Flask's MAX_CONTENT_LENGTH (sized
-    # for /predict bodies) must not apply, and Werkzeug's own cut-off would leave no way to drain the body.
-    request.max_content_length = None
+    # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading. So the body is read from Werkzeug's
+    # safe input stream without Flask's MAX_CONTENT_LENGTH (sized for /predict bodies), whose cut-off would
+    # also leave no way to drain the rest of an oversized body.
+    stream = get_input_stream(request.environ, max_content_length=None)
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(request.stream, limit, request.content_length)
+        raise too_large(stream, limit, request.content_length)
     options = Options()
     options.update(request.args.to_dict())
     signature = ext.model_info.signature()
-    upload = open_upload(request.content_type, request.stream, limit)
+    upload = open_upload(request.content_type, stream, limit)
     batch_id = uuid.uuid4().hex
     ext.batches.begin(batch_id, options.callback_url, options.metadata)
     try:

@@ -177,8 +177,6 @@ def _line_blocks(chunks: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
     pending = b""
     number = 0
     for chunk in chunks:
-        if number == 0 and not pending and chunk.startswith(b"\xef\xbb\xbf"):
-            chunk = chunk[3:]  # a UTF-8 byte-order mark
         parts = (pending + chunk).split(b"\n")
         pending = parts.pop()
         if len(pending) > MAX_LINE_BYTES:
@@ -186,15 +184,20 @@ def _line_blocks(chunks: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
                                expected="one row per line")
         for part in parts:
             number += 1
-            if part.strip():
-                block.append((number, part.rstrip(b"\r")))
+            _add_line(block, number, part)
         if len(block) >= BLOCK_ROWS:
             yield block
             block = []
-    if pending.strip():
-        block.append((number + 1, pending.rstrip(b"\r")))
+    _add_line(block, number + 1, pending)
     if block:
         yield block
+
+
+def _add_line(block: list[tuple[int, bytes]], number: int, line: bytes) -> None:
+    if number == 1:
+        line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    if line.strip():
+        block.append((number, line.rstrip(b"\r")))
 
 
 def _parse_json_lines(lines: list[tuple[int, bytes]]) -> tuple[list, list[int], Bad]:
