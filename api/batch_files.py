@@ -22,7 +22,10 @@ from shared.storage import Storage
 READ_BYTES = 1 << 20
 
 
-def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> list[tuple[int, int, int]]:
+Chunks = list[tuple[int, int, int]]  # (chunk, first accepted row, end)
+
+
+def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> Chunks:
     """(chunk, start, stop) of every chunk with outputs; with `prefix_only`, stop at the first without."""
     accepted = int(record.get(b"accepted_rows", 0))
     size = int(record.get(b"chunk_rows", 1))
@@ -41,7 +44,7 @@ def _skipped(storage: Storage, batch_id: str) -> np.ndarray | None:
     return storage.load_rows(skipped_key(batch_id), 0, None)
 
 
-def ndjson_results(storage: Storage, batch_id: str, chunks: list[tuple[int, int, int]]) -> Iterator[bytes]:
+def ndjson_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
     """One line per row: {"row", "prediction"}; one chunk file in memory at a time."""
     skipped = _skipped(storage, batch_id)
     for chunk, start, stop in chunks:
@@ -56,10 +59,13 @@ def ndjson_results(storage: Storage, batch_id: str, chunks: list[tuple[int, int,
         yield b"\n".join(lines)
 
 
-def npy_results(storage: Storage, batch_id: str, chunks: list[tuple[int, int, int]]) -> Iterator[bytes]:
+def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
     """One `.npy` array of the model's single output; the header first, then each chunk's rows."""
     rows = sum(stop - start for _, start, stop in chunks)
-    first = read_outputs(storage.load_arrays(output_key(batch_id, chunks[0][0]))) if chunks else {"output": np.zeros((0,), np.float32)}
+    if chunks:
+        first = read_outputs(storage.load_arrays(output_key(batch_id, chunks[0][0])))
+    else:
+        first = {"output": np.zeros((0,), np.float32)}
     if len(first) != 1:
         raise NotAcceptable(f"the model has {len(first)} outputs ({', '.join(first)}); a .npy holds one array",
                             expected="Accept: application/x-ndjson")

@@ -108,7 +108,8 @@ def open_upload(content_type: str | None, stream: BinaryIO, limit: int) -> Uploa
     chunks = read_chunks(stream, limit)
     if mime == "multipart/form-data":
         if not params.get("boundary"):
-            raise InvalidInput("multipart body without a boundary", field="file", expected="multipart/form-data; boundary=...")
+            raise InvalidInput("multipart body without a boundary", field="file",
+                               expected="multipart/form-data; boundary=...")
         return _multipart(chunks, params["boundary"].encode("latin1"))
     if mime not in FORMATS:
         raise UnsupportedMediaType(f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES)
@@ -159,14 +160,16 @@ def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]
                 current, value = event, bytearray()
             elif isinstance(event, File):
                 if file is not None:
-                    raise InvalidInput("the multipart form has more than one file", field="file", expected="one file field")
+                    raise InvalidInput("the multipart form has more than one file", field="file",
+                                       expected="one file field")
                 current = file = event
             elif isinstance(event, Data) and isinstance(current, File):
                 yield current, event.data
             elif isinstance(event, Data) and isinstance(current, Field):
                 value += event.data
                 if len(value) > MAX_FIELD_BYTES:
-                    raise PayloadTooLarge(f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes", field=current.name)
+                    raise PayloadTooLarge(f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes",
+                                          field=current.name)
                 if not event.more_data:
                     fields[current.name] = value.decode("utf-8", "replace")
             event = decoder.next_event()

@@ -22,9 +22,10 @@ class AsyncClient:
                  backoff_s: float = 0.5, http: httpx.AsyncClient | None = None) -> None:
         self.max_retries, self.backoff_s = max_retries, backoff_s
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # A long-poll may hold its request for MAX_SERVER_WAIT_S; the read timeout must outlast it.
-        self.http = http or httpx.AsyncClient(base_url=base_url, limits=limits,
-                                              timeout=httpx.Timeout(max(timeout_s, core.MAX_SERVER_WAIT_S + 10), pool=None))
+        # A long-poll may hold its request for MAX_SERVER_WAIT_S; the read timeout must outlast it. No pool
+        # timeout: a request waits for a free connection as long as it takes.
+        timeout = httpx.Timeout(max(timeout_s, core.MAX_SERVER_WAIT_S + 10), pool=None)
+        self.http = http or httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout)
 
     async def __aenter__(self) -> "AsyncClient":
         return self

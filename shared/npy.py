@@ -26,7 +26,8 @@ def header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     room = HEADER_BYTES - len(MAGIC) - 4 - 1
     if len(text) > room:
         raise ValueError(f"a .npy header for shape {shape} does not fit in {HEADER_BYTES} bytes")
-    return MAGIC + b"\x01\x00" + struct.pack("<H", HEADER_BYTES - len(MAGIC) - 4) + text.ljust(room).encode("latin1") + b"\n"
+    length = struct.pack("<H", HEADER_BYTES - len(MAGIC) - 4)
+    return MAGIC + b"\x01\x00" + length + text.ljust(room).encode("latin1") + b"\n"
 
 
 class NpyWriter:

@@ -37,7 +37,8 @@ class ChunkStore:
     def load(self, payload: dict[str, Any]) -> dict[str, np.ndarray]:
         """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
         batch, start, stop = payload["batch"], int(payload["start"]), int(payload["stop"])
-        return {name: self.storage.load_rows(input_key(batch, i), start, stop) for i, name in enumerate(payload["inputs"])}
+        names = payload["inputs"]
+        return {name: self.storage.load_rows(input_key(batch, i), start, stop) for i, name in enumerate(names)}
 
     def started(self, pipe: Any, claimed: ClaimedJob) -> None:
         """In the claim's pipeline: the batch is in progress."""
@@ -65,7 +66,8 @@ class ChunkStore:
         batch = payload["batch"]
         code, message = claimed.error
         try:
-            skipped = self.storage.load_rows(skipped_key(batch), 0, None) if self.storage.exists(skipped_key(batch)) else None
+            has_skipped = self.storage.exists(skipped_key(batch))
+            skipped = self.storage.load_rows(skipped_key(batch), 0, None) if has_skipped else None
             rows = file_rows(skipped, int(payload["start"]), int(payload["stop"]))
             with self.storage.create(chunk_errors_key(batch, payload["chunk"])) as file:
                 for row in rows.tolist():
