@@ -31,9 +31,9 @@ class Bar:
                 self._bar.total = total
                 self._bar.refresh()
         if self._bar is not None:
-            self._bar.update(n - self.n)
             if status:
-                self._bar.set_postfix_str(status, refresh=False)
+                self._bar.set_postfix_str(status, refresh=False)  # before update(), which redraws
+            self._bar.update(n - self.n)
         else:
             print(f"\r{self.description}: {n}/{self.total or '?'} {self.unit} {status or ''}", end="", file=sys.stderr)
         self.n = n

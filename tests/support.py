@@ -68,9 +68,9 @@ class Service:
         return self.redis.zcount("infer:workers", time.time(), "+inf")
 
     def stop(self) -> None:
+        self.http.close()  # first: gunicorn's graceful stop would wait for an idle keep-alive connection
         for process in self.workers + ([self.api] if self.api else []):
             stack.stop(process, timeout_s=15)
-        self.http.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
