@@ -34,11 +34,10 @@ class RowSink:
     def __init__(self, storage: Storage, batch_id: str, signature: ModelSignature, stack: contextlib.ExitStack) -> None:
         self.storage, self.batch_id, self.stack = storage, batch_id, stack
         self.names = [t.name for t in signature.inputs]
-        self.writers = [
-            NpyWriter(stack.enter_context(storage.create(input_key(batch_id, i))), np.dtype(t.dtype),
-                      None if None in t.shape else tuple(t.shape))
-            for i, t in enumerate(signature.inputs)
-        ]
+        self.writers = []
+        for i, spec in enumerate(signature.inputs):
+            file = stack.enter_context(storage.create(input_key(batch_id, i), new_prefix=True))
+            self.writers.append(NpyWriter(file, np.dtype(spec.dtype), None if None in spec.shape else tuple(spec.shape)))
         self.total = 0
         self.accepted = 0
         self.first_errors: list[dict[str, Any]] = []

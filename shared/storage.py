@@ -26,8 +26,12 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 class Storage(Protocol):
     """Named blobs shared by the API and the workers."""
 
-    def create(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        """A writable, seekable file that appears under `key` only if the block exits without an error."""
+    def create(self, key: str, new_prefix: bool = False) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A writable, seekable file that appears under `key` only if the block exits without an error.
+
+        Only with `new_prefix` may its prefix (the batch) be new; otherwise a deleted batch stays deleted
+        (FileNotFoundError) instead of coming back with one late file.
+        """
 
     def open(self, key: str) -> BinaryIO:
         """Read a blob; raises FileNotFoundError if it does not exist."""
@@ -58,9 +62,10 @@ class LocalStorage:
         return os.path.join(self.root, key)
 
     @contextlib.contextmanager
-    def create(self, key: str) -> Iterator[BinaryIO]:
+    def create(self, key: str, new_prefix: bool = False) -> Iterator[BinaryIO]:
         final = self.path(key)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if new_prefix:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".part-")
         try:
             with os.fdopen(fd, "w+b") as file:
