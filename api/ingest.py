@@ -18,7 +18,7 @@ import orjson
 from api import formats
 from api.formats import Bad
 from api.validation import rows_to_arrays, to_array
-from shared.batch_records import Upload as StoredUpload
+from shared.batch_records import StoredUpload
 from shared.batches import input_key, skipped_key, upload_errors_key
 from shared.errors import InvalidInput
 from shared.npy import NpyWriter

@@ -87,7 +87,7 @@ return cancelled
 
 
 @dataclass
-class Upload:
+class StoredUpload:
     """What a validated upload produced: rows in the file, rows accepted, and how they are stored."""
 
     total_rows: int
@@ -123,7 +123,8 @@ class BatchRecords:
             pipe.zadd(keys.batch_expiry(), {batch_id: expires})
             pipe.execute()
 
-    def enqueue(self, batch_id: str, upload: Upload, failed_rows: int, callback_url: str | None, metadata: Any) -> int:
+    def enqueue(self, batch_id: str, upload: StoredUpload, failed_rows: int, callback_url: str | None,
+                metadata: Any) -> int:
         """Record the validated upload and enqueue its chunk jobs, all in one transaction; returns the chunk count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
