@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import errors, health, jobs, kserve, metrics, openapi, request_context, tfserving
+from api import batches, errors, health, jobs, kserve, metrics, openapi, request_context, tfserving
 from api.model_info import ModelInfo
 from api.store import JobStore
+from shared import storage
+from shared.batch_records import BatchRecords
 from shared.config import Settings
 from shared.connection import connect
 from shared.logs import configure_logging
@@ -21,6 +23,8 @@ class Inference:
     settings: Settings
     store: JobStore
     model_info: ModelInfo
+    batches: BatchRecords
+    storage: storage.Storage
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -30,8 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # no /static route: /docs serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     connection = connect(settings)
-    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection))
+    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection),
+                                            BatchRecords(connection, settings), storage.from_settings(settings))
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tfserving.bp)
     app.register_blueprint(kserve.bp)

@@ -8,6 +8,7 @@ from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
 from api.validation import instances_from_body, parse_json, rows_to_arrays
 from shared.schema import JobStatus
+from shared.webhooks import check_callback_url
 
 bp = Blueprint("jobs", __name__)
 
@@ -26,12 +27,18 @@ def _pending(job_id: str, status: JobStatus) -> Response:
 
 @bp.post("/predict")
 def predict() -> Response:
-    """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes."""
+    """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes.
+
+    `callback_url` (query or body field) gets the final document by webhook.
+    """
     wait = wait_seconds()
     ext = current_app.extensions["inference"]
-    instances = instances_from_body(parse_json(request.get_data(cache=False), request.content_type))
+    body = parse_json(request.get_data(cache=False), request.content_type)
+    instances = instances_from_body(body)
+    callback_url = check_callback_url(
+        request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None))
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
-    job_id = ext.store.submit(arrays, current_request_id())
+    job_id = ext.store.submit(arrays, callback_url=callback_url, request_id=current_request_id())
     if wait > 0:
         document = ext.store.wait(job_id, wait)
         if document is not None:

@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry
 
-from shared import keys, metrics
+from shared import keys, metrics, webhooks
 from shared.config import Settings
 from shared.errors import Conflict, NotFound
 from shared.payload import encode_inputs
@@ -47,10 +47,12 @@ class JobStore:
         self.settings = settings
         self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
 
-    def submit(self, arrays: dict[str, np.ndarray], request_id: str | None = None) -> str:
+    def submit(self, arrays: dict[str, np.ndarray], callback_url: str | None = None,
+               request_id: str | None = None) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
-        `request_id` rides in the job's meta so the worker's log lines for the job carry it.
+        Both extras ride in the RQ job's meta: `callback_url` for the worker that ends the job to schedule
+        the webhook, `request_id` so the worker's log lines for the job carry it.
         """
         job_id = uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
@@ -63,7 +65,7 @@ class JobStore:
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
             serializer=OrjsonSerializer,
-            meta={"request_id": request_id} if request_id else None,
+            meta={k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v} or None,
         )
         with self.connection.pipeline() as pipe:
             self.queue.enqueue_job(job, pipeline=pipe)
@@ -106,6 +108,8 @@ class JobStore:
                 expected="a job that is still queued",
             )
         document = orjson.dumps(canceled_doc(job_id))
+        meta = self.connection.hget(Job.key_for(job_id), "meta")
+        callback_url = OrjsonSerializer.loads(meta).get("callback_url") if meta else None
         with self.connection.pipeline() as pipe:
             pipe.hset(Job.key_for(job_id), "status", JobStatus.CANCELED.value)
             CanceledJobRegistry(self.queue.name, connection=self.connection).add(
@@ -115,6 +119,8 @@ class JobStore:
             pipe.rpush(keys.done(job_id), document)
             pipe.expire(keys.done(job_id), self.settings.result_ttl)
             pipe.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.CANCELED.value), 1)
+            if callback_url:
+                webhooks.enqueue(pipe, "job", job_id, callback_url, self.settings.result_ttl)
             pipe.execute()
         return document
 

@@ -30,7 +30,8 @@ class Settings:
     redis_port: int = 6390
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
-    # Where the embedded Redis keeps its append-only file, and other run-time state (git-ignored).
+    # Run-time state (git-ignored): the embedded Redis's append-only file, and batch files under batches/,
+    # which the API and every worker must share (a named volume in docker-compose).
     data_dir: str = os.path.join(PROJECT_ROOT, "var")
     # The model: a .keras file, a legacy .h5 file or a SavedModel directory.
     model_path: str = os.path.join(PROJECT_ROOT, "models", "digits.keras")
@@ -40,6 +41,8 @@ class Settings:
     model_version: str = ""
     # RQ queue that interactive /predict jobs go to.
     queue_name: str = "predict"
+    # RQ queue for bulk batch chunks; workers claim from it only when QUEUE_NAME is empty.
+    bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest batch the worker forms).
     max_batch_size: int = 256
     # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
@@ -50,6 +53,20 @@ class Settings:
     max_rows_per_request: int = 1024
     # Largest request body in bytes (10 MiB: room for 1024 rows of a few thousand numbers).
     max_content_length: int = 10 * 1024 * 1024
+    # Largest POST /batches upload in bytes (2 GiB); it is streamed to DATA_DIR, never held in memory.
+    max_batch_bytes: int = 2 * 1024**3
+    # Rows per chunk job of a batch: small enough that interactive jobs never wait long behind one.
+    batch_chunk_rows: int = 1024
+    # Seconds a batch (its status and its files) is kept after it was created; 24 h like a typical bulk window.
+    batch_ttl: int = 24 * 3600
+    # Key for the HMAC-SHA256 signature of webhook calls; empty sends them unsigned.
+    webhook_secret: str = ""
+    # Attempts per webhook call before giving up (the first try included).
+    webhook_max_attempts: int = 5
+    # Seconds before the first retry of a failed webhook call; doubles after each failure (1, 2, 4, 8 s).
+    webhook_backoff_s: float = 1.0
+    # Seconds a webhook receiver has to answer one call.
+    webhook_timeout_s: float = 5.0
     # API listen address and port.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -104,6 +121,14 @@ class Settings:
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")
         _require(self.redis_appendfsync in ("always", "everysec", "no"), "REDIS_APPENDFSYNC",
                  self.redis_appendfsync, "always, everysec or no")
+        _require(self.max_batch_bytes >= 1024, "MAX_BATCH_BYTES", self.max_batch_bytes, "bytes ≥ 1024")
+        _require(self.batch_chunk_rows >= 1, "BATCH_CHUNK_ROWS", self.batch_chunk_rows, "an integer ≥ 1")
+        _require(self.batch_ttl >= 1, "BATCH_TTL", self.batch_ttl, "an integer ≥ 1 (seconds)")
+        _require(self.bulk_queue_name != self.queue_name, "BULK_QUEUE_NAME", self.bulk_queue_name,
+                 "a queue name other than QUEUE_NAME")
+        _require(self.webhook_max_attempts >= 1, "WEBHOOK_MAX_ATTEMPTS", self.webhook_max_attempts, "an integer ≥ 1")
+        _require(self.webhook_backoff_s >= 0, "WEBHOOK_BACKOFF_S", self.webhook_backoff_s, "a number of seconds ≥ 0")
+        _require(self.webhook_timeout_s > 0, "WEBHOOK_TIMEOUT_S", self.webhook_timeout_s, "a number of seconds > 0")
         _require(self.heartbeat_s > 0, "HEARTBEAT_S", self.heartbeat_s, "a number of seconds > 0")
         _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
         _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,

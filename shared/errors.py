@@ -3,7 +3,8 @@
     ServiceError (500, internal)
      ├── InvalidInput (400, invalid_input)      a request body or field is wrong; names field and expected
      ├── NotFound (404, not_found)              unknown or expired job, unknown route
-     ├── Conflict (409, conflict)               the job is past the state the request needs
+     ├── NotAcceptable (406, not_acceptable)    the result cannot be given in the format asked for
+     ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs
      ├── PayloadTooLarge (413, payload_too_large)
      ├── UnsupportedMediaType (415, unsupported_media_type)
      ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
@@ -30,20 +31,27 @@ class ServiceError(Exception):
         field: str | None = None,
         expected: str | None = None,
         retry_after: float | None = None,
+        details: list[Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.expected = expected
         self.retry_after = retry_after
+        self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON body: {"error": {"code", "message", ["field"], ["expected"]}}."""
+        """The JSON body: {"error": {"code", "message", ["field"], ["expected"], ["details"]}}.
+
+        `details` lists the first problems of a bulk upload, e.g. [{"row": 3, "line": 4, "error": "..."}].
+        """
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
         if self.expected is not None:
             body["expected"] = self.expected
+        if self.details is not None:
+            body["details"] = self.details
         return {"error": body}
 
 
@@ -55,6 +63,11 @@ class InvalidInput(ServiceError):
 class NotFound(ServiceError):
     status = 404
     code = "not_found"
+
+
+class NotAcceptable(ServiceError):
+    status = 406
+    code = "not_acceptable"
 
 
 class Conflict(ServiceError):

@@ -36,3 +36,24 @@ def stats() -> str:
 def metrics() -> str:
     """Hash of the workers' Prometheus counters and histogram buckets (see shared/metrics.py); no TTL."""
     return f"{PREFIX}:metrics"
+
+
+def batch(batch_id: str) -> str:
+    """Hash: a batch's status, counters, timestamps and options; TTL 2 × BATCH_TTL set by the API at creation
+    (the record outlives the batch's files so that readers see `expired`, not 404)."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_expiry() -> str:
+    """Sorted set: batch id → Unix time its files expire; the workers' housekeeping removes members it sweeps."""
+    return f"{PREFIX}:batches:expiry"
+
+
+def webhooks() -> str:
+    """Sorted set: webhook delivery id (`job:<id>` or `batch:<id>`) → Unix time it is due; no TTL."""
+    return f"{PREFIX}:webhooks"
+
+
+def webhook(delivery_id: str) -> str:
+    """Hash: one webhook delivery's url and attempts so far; TTL RESULT_TTL, set by whoever enqueues it."""
+    return f"{PREFIX}:webhook:{delivery_id}"

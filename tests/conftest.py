@@ -55,15 +55,15 @@ def digits_model():
     return load_model(DIGITS_MODEL, "digits", "1")
 
 
-def _service_factory(redis_url, base_dir):
-    """A factory of services on fresh databases, and the list of what it started (to stop)."""
+def _service_factory(redis_url: str, make_dir):
+    """A `make` function starting services on fresh databases, and the list to stop them from."""
     services: list[Service] = []
 
     def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
         db = next(_databases)
+        log_dir = make_dir(f"service-{db}")
+        overrides.setdefault("data_dir", str(log_dir / "data"))
         settings = service_settings(redis_url, db, **overrides)
-        log_dir = base_dir / f"service-{db}"
-        log_dir.mkdir()
         service = Service(settings, log_dir)
         service.redis.flushdb()
         services.append(service)
@@ -79,7 +79,12 @@ def _service_factory(redis_url, base_dir):
 @pytest.fixture
 def make_service(redis_url, tmp_path):
     """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
-    make, services = _service_factory(redis_url, tmp_path)
+
+    def make_dir(name):
+        (tmp_path / name).mkdir()
+        return tmp_path / name
+
+    make, services = _service_factory(redis_url, make_dir)
     yield make
     for service in services:
         service.stop()
@@ -87,8 +92,8 @@ def make_service(redis_url, tmp_path):
 
 @pytest.fixture(scope="module")
 def make_module_service(redis_url, tmp_path_factory):
-    """Like `make_service`, but the services live until the test module ends (for tests that share one)."""
-    make, services = _service_factory(redis_url, tmp_path_factory.mktemp("module-services"))
+    """Factory like `make_service`, for services that the tests of one module share."""
+    make, services = _service_factory(redis_url, tmp_path_factory.mktemp)
     yield make
     for service in services:
         service.stop()
@@ -99,7 +104,7 @@ def service(redis_url, tmp_path_factory) -> Service:
     """The main service with default batching settings, shared by the session."""
     db = next(_databases)
     log_dir = tmp_path_factory.mktemp("main-service")
-    main = Service(service_settings(redis_url, db), log_dir)
+    main = Service(service_settings(redis_url, db, data_dir=str(log_dir / "data")), log_dir)
     main.redis.flushdb()
     try:
         main.start_api()

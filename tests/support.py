@@ -62,9 +62,9 @@ class Service:
         return self.redis.zcount("infer:workers", time.time(), "+inf")
 
     def stop(self) -> None:
+        self.http.close()  # first: gunicorn's graceful stop would wait for an idle keep-alive connection
         for process in self.workers + ([self.api] if self.api else []):
             stack.stop(process, timeout_s=15)
-        self.http.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
@@ -74,6 +74,24 @@ class Service:
 
     def stats(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall("infer:stats").items()}
+
+    def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
+        """POST /batches with a raw body."""
+        return self.http.post("/batches", params=params, content=body, headers={"Content-Type": content_type})
+
+    def wait_batch(self, batch_id: str, timeout_s: float = 60.0,
+                   statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "expired")) -> dict:
+        """Poll the batch until its status is one of `statuses`; returns its document."""
+        def ended():
+            doc = self.http.get(f"/batches/{batch_id}").json()
+            return doc if doc["status"] in statuses else None
+
+        return wait_until(ended, timeout_s, 0.1)
+
+    def api_worker_pids(self) -> list[int]:
+        """The gunicorn worker processes (children of the API's master)."""
+        with open(f"/proc/{self.api.pid}/task/{self.api.pid}/children") as f:
+            return [int(pid) for pid in f.read().split()]
 
 
 def service_settings(redis_url: str, db: int, **overrides) -> Settings:

@@ -16,12 +16,16 @@ import uuid
 
 from rq import Queue, Worker
 
+from shared import storage
+from shared.batch_records import BatchRecords
 from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
 from worker.batcher import collect, validate_knobs
+from worker.chunks import ChunkStore
 from worker.claim import RedisSource
+from worker.housekeeping import Housekeeping
 from worker.model import LoadedModel, ModelLoadError, load_model
 from worker.model_path import ModelPathError, locate_model
 from worker.publish import publish
@@ -42,11 +46,18 @@ class InferenceWorker:
         self.model = model
         self.connection = connect(settings)
         name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        queue = Queue(settings.queue_name, connection=self.connection, serializer=OrjsonSerializer)
-        self.rq_worker = Worker([queue], connection=self.connection, name=name, serializer=OrjsonSerializer)
+        # Priority order: interactive /predict jobs, then bulk batch chunks.
+        queues = [Queue(q, connection=self.connection, serializer=OrjsonSerializer)
+                  for q in (settings.queue_name, settings.bulk_queue_name)]
+        self.rq_worker = Worker(queues, connection=self.connection, name=name, serializer=OrjsonSerializer)
         self.execution_ttl = max(30, int(3 * settings.heartbeat_s))
-        self.source = RedisSource(self.connection, [queue], self.rq_worker, self.execution_ttl)
+        files = storage.from_settings(settings)
+        records = BatchRecords(self.connection, settings)
+        self.chunks = ChunkStore(files, records)
+        self.source = RedisSource(self.connection, queues, self.rq_worker, self.execution_ttl, self.chunks,
+                                  settings.batch_chunk_rows)
         self.registration = Registration(self.connection, self.rq_worker, settings)
+        self.housekeeping = Housekeeping(self.connection, settings, files, records)
         self.stopping = False
 
     def request_stop(self, signum: int, _frame: object) -> None:
@@ -59,10 +70,12 @@ class InferenceWorker:
         log.info("worker %s ready: model %s v%s, max_batch_size=%d, max_batch_delay_ms=%g",
                  self.rq_worker.name, self.model.signature.name, self.model.signature.version,
                  self.settings.max_batch_size, self.settings.max_batch_delay_ms)
+        self.housekeeping.start()
         try:
             while not (self.stopping and self.source.idle):
                 self.step()
         finally:
+            self.housekeeping.stop()
             self.registration.death()
             log.info("worker %s stopped", self.rq_worker.name)
 
@@ -74,7 +87,7 @@ class InferenceWorker:
         finished = self.source.take_finished()
         if finished or stats:
             publish(self.connection, self.rq_worker, finished, self.model.signature, self.settings.result_ttl, stats,
-                    self.source.take_round_trips())
+                    self.chunks, self.source.take_round_trips())
         if stats and stats.rows:
             log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
         self.registration.beat_if_due(self.source.pending, self.execution_ttl)

@@ -4,6 +4,10 @@ A claim is one Lua call that moves up to N job ids from the queues (in priority 
 RQ intermediate list and returns their job hashes, so claiming many jobs costs one round trip. Marking
 them started (RQ's `prepare_for_execution`, `Execution.create`, the started registry) is a second,
 pipelined round trip. A job that is no longer queued (cancelled, expired) is dropped at claim time.
+
+Queues after the first hold bulk chunks: a claim takes only as many of those as the rows it has room
+for, and while the worker holds nothing but bulk rows it checks the first queue before each batch, so
+interactive jobs overtake the bulk rows in hand.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rq.job import Job, JobStatus
 from shared.payload import decode_inputs
 from shared.schema import OrjsonSerializer
 from worker.batcher import Segment
+from worker.chunks import ChunkStore
 from worker.jobs import ClaimedJob
 
 log = logging.getLogger(__name__)
@@ -28,20 +33,23 @@ log = logging.getLogger(__name__)
 MAX_JOBS_PER_CLAIM = 4096
 
 # KEYS: queue, intermediate, queue, intermediate, ... (priority order). ARGV: max new ids, job key prefix,
-# then ids already moved by BLMOVE. Returns id1, hash1, id2, hash2, ...
+# the most ids to take from each queue, then ids already moved by BLMOVE. Returns id1, hash1, id2, hash2, ...
 CLAIM_SCRIPT = """
 local want = tonumber(ARGV[1])
 local prefix = ARGV[2]
+local queues = #KEYS / 2
 local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-for k = 1, #KEYS, 2 do
-  if want <= 0 then break end
-  local got = redis.call('LRANGE', KEYS[k], 0, want - 1)
-  if #got > 0 then
-    redis.call('LTRIM', KEYS[k], #got, -1)
-    redis.call('RPUSH', KEYS[k + 1], unpack(got))
-    for _, id in ipairs(got) do ids[#ids + 1] = id end
-    want = want - #got
+for i = 3 + queues, #ARGV do ids[#ids + 1] = ARGV[i] end
+for q = 1, queues do
+  local take = math.min(want, tonumber(ARGV[2 + q]))
+  if take > 0 then
+    local got = redis.call('LRANGE', KEYS[2 * q - 1], 0, take - 1)
+    if #got > 0 then
+      redis.call('LTRIM', KEYS[2 * q - 1], #got, -1)
+      redis.call('RPUSH', KEYS[2 * q], unpack(got))
+      for _, id in ipairs(got) do ids[#ids + 1] = id end
+      want = want - #got
+    end
   end
 end
 local out = {}
@@ -54,13 +62,20 @@ return out
 
 
 class RedisSource:
-    """Implements `batcher.Source` over RQ queues; keeps the unfinished rows of claimed jobs between batches."""
+    """Implements `batcher.Source` over RQ queues; keeps the unfinished rows of claimed jobs between batches.
 
-    def __init__(self, connection: redis.Redis, queues: Sequence[Queue], worker: Worker, execution_ttl: int) -> None:
+    `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the queues after
+    the first) bounds how many of those one claim takes.
+    """
+
+    def __init__(self, connection: redis.Redis, queues: Sequence[Queue], worker: Worker, execution_ttl: int,
+                 chunks: ChunkStore | None = None, chunk_rows: int = 1) -> None:
         self.connection = connection
         self.queues = list(queues)
         self.worker = worker
         self.execution_ttl = execution_ttl
+        self.chunks = chunks
+        self.chunk_rows = chunk_rows
         self.pending: deque[ClaimedJob] = deque()
         self.rejected: list[ClaimedJob] = []
         self._claim = connection.register_script(CLAIM_SCRIPT)
@@ -73,6 +88,8 @@ class RedisSource:
 
     def take(self, max_rows: int, timeout: float) -> list[Segment]:
         """See `batcher.Source.take`: pending rows first, then new claims (none once claiming stopped)."""
+        if self.claiming and self._holding_only_bulk():
+            self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
         segments = self._from_pending(max_rows)
         room = max_rows - sum(s.rows for s in segments)
         if room > 0 and self.claiming:
@@ -97,21 +114,30 @@ class RedisSource:
                 max_rows -= stop - start
         return segments
 
-    def _claim_new(self, max_jobs: int, timeout: float) -> None:
-        """Claim up to `max_jobs` jobs, blocking up to `timeout` s on the first queue if all are empty."""
-        max_jobs = min(max_jobs, MAX_JOBS_PER_CLAIM)
-        reply = self._claim(keys=self._keys, args=[max_jobs, Job.redis_job_namespace_prefix])
+    def _holding_only_bulk(self) -> bool:
+        first = self.queues[0].name
+        return len(self.queues) > 1 and bool(self.pending) and all(c.job.origin != first for c in self.pending)
+
+    def _claim_new(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
+        """Claim jobs for up to `max_rows` rows, blocking up to `timeout` s on the first queue if all are empty.
+
+        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`.
+        """
+        max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
+        caps = [max_jobs] + [0 if priority_only else -(-max_rows // self.chunk_rows)] * (len(self.queues) - 1)
+        prefix = Job.redis_job_namespace_prefix
+        reply = self._claim(keys=self._keys, args=[max_jobs, prefix, *caps])
         trips = 1
         if not reply and timeout > 0:
             first = self.connection.blmove(self.queues[0].key, self.queues[0].intermediate_queue_key, timeout)
             if first is None:
                 return
-            reply = self._claim(keys=self._keys, args=[max_jobs - 1, Job.redis_job_namespace_prefix, first])
+            reply = self._claim(keys=self._keys, args=[max_jobs - 1, prefix, *caps, first])
             trips = 3  # the empty claim, the blocking move, the claim of the rest
         if not reply:
             return
         ids = [raw.decode() for raw in reply[::2]]
-        self._start(ids, [self._restore(job_id, flat) for job_id, flat in zip(ids, reply[1::2])])
+        self._start(ids, [self._restore(job_id, flat) for job_id, flat in zip(ids, reply[1::2])], at_front=priority_only)
         self.round_trips += trips + 1
 
     def _restore(self, job_id: str, flat_hash: list[bytes]) -> ClaimedJob | None:
@@ -122,13 +148,17 @@ class RedisSource:
         job.restore(data)
         claimed = ClaimedJob(job=job, execution=None, inputs=None, rows=0)
         try:
-            claimed.inputs = decode_inputs(job.args[0])
+            if self.chunks is not None and self.chunks.is_chunk(job):
+                claimed.chunk = dict(job.args[0])
+                claimed.inputs = self.chunks.load(claimed.chunk)
+            else:
+                claimed.inputs = decode_inputs(job.args[0])
             claimed.rows = len(next(iter(claimed.inputs.values())))
-        except Exception as exc:  # a foreign or corrupt payload fails this job alone
+        except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
             claimed.fail("invalid_payload", f"job payload could not be decoded: {exc}")
         return claimed
 
-    def _start(self, ids: list[str], claimed: list[ClaimedJob | None]) -> None:
+    def _start(self, ids: list[str], claimed: list[ClaimedJob | None], at_front: bool = False) -> None:
         """Mark claimed jobs started in one round trip and take every claimed id off the intermediate lists."""
         if not ids:
             return
@@ -140,6 +170,8 @@ class RedisSource:
                 # Also sets last_heartbeat; queued jobs carry no TTL, so RQ's PERSIST is not needed.
                 job.prepare_for_execution(self.worker.name, pipeline=pipe)
                 item.execution = Execution.create(job, self.execution_ttl, pipeline=pipe, worker_name=self.worker.name)
+                if item.chunk is not None:
+                    self.chunks.started(pipe, item)
             by_name = {q.name: q for q in self.queues}
             for job_id, item in zip(ids, claimed):
                 origin = by_name.get(item.job.origin) if item is not None else None
@@ -147,10 +179,13 @@ class RedisSource:
                     pipe.lrem(queue.intermediate_queue_key, 1, job_id)
             self.worker.set_state("busy", pipeline=pipe)
             pipe.execute()
-        for item in claimed:
-            if item is None:
-                continue
-            (self.rejected if item.error is not None else self.pending).append(item)
+        ready = [item for item in claimed if item is not None]
+        self.rejected += [item for item in ready if item.error is not None]
+        ready = [item for item in ready if item.error is None]
+        if at_front:
+            self.pending.extendleft(reversed(ready))
+        else:
+            self.pending.extend(ready)
 
     def take_finished(self) -> list[ClaimedJob]:
         """Remove and return the jobs that are complete (all rows done, or failed)."""

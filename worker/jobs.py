@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rq.executions import Execution
@@ -11,7 +12,10 @@ from rq.job import Job
 
 @dataclass
 class ClaimedJob:
-    """One claimed RQ job; `error` set means it fails without running (or failed while running)."""
+    """One claimed RQ job; `error` set means it fails without running (or failed while running).
+
+    `chunk` is the payload of a bulk batch's chunk job (batch id, chunk, row range), None for /predict jobs.
+    """
 
     job: Job
     execution: Execution | None
@@ -21,6 +25,7 @@ class ClaimedJob:
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
+    chunk: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:

@@ -2,7 +2,9 @@
 
 Per job this is RQ's own success or failure bookkeeping (status, result, finished or failed registry,
 execution cleanup, worker counters), so `rq info` and RQ's tools stay truthful, plus the job's status
-document on its `done` list, which wakes any client long-polling for it.
+document on its `done` list, which wakes any client long-polling for it, and its webhook delivery if it
+has a callback URL. A bulk chunk's outputs go to storage first; in the pipeline it gets RQ's bookkeeping
+(with a small summary as its result) and one update of its batch's counters.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from rq.executions import cleanup_execution
 from rq.job import JobStatus
 from rq.utils import now
 
-from shared import keys, metrics
+from shared import keys, metrics, webhooks
 from shared.schema import failed_doc, finished_doc
 from shared.signature import ModelSignature
+from worker.chunks import ChunkStore
 from worker.jobs import ClaimedJob
 from worker.runner import RunStats
 
@@ -45,6 +48,7 @@ def publish(
     signature: ModelSignature,
     result_ttl: int,
     stats: RunStats | None,
+    chunks: ChunkStore | None = None,
     round_trips: int = 0,
 ) -> None:
     """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included).
@@ -56,6 +60,11 @@ def publish(
     working_s = 0.0
     with connection.pipeline() as pipe:
         for claimed in jobs:
+            if claimed.chunk is not None and chunks is not None:
+                _publish_chunk(pipe, worker, claimed, chunks, signature, result_ttl)
+                succeeded += claimed.error is None
+                failed += claimed.error is not None
+                continue
             if claimed.error is None:
                 doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), signature.model_ref)
                 _finish(pipe, worker, claimed, doc, result_ttl)
@@ -73,6 +82,8 @@ def publish(
             pipe.rpush(keys.done(claimed.id), body)
             pipe.expire(keys.done(claimed.id), result_ttl)
             outcomes.append((claimed, doc["status"], _latency_s(claimed), request_id))
+            if claimed.job.meta.get("callback_url"):
+                webhooks.enqueue(pipe, "job", claimed.id, claimed.job.meta["callback_url"], result_ttl)
         if stats is not None and stats.rows:
             pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
             pipe.hincrby(keys.stats(), "rows", stats.rows)
@@ -124,6 +135,22 @@ def _log_job(claimed: ClaimedJob, status: str, latency: float | None, request_id
     else:
         log.warning("job %s %s: %s: %s", claimed.id, status, claimed.error[0], claimed.error[1],
                     extra={"request_id": request_id, "job_id": claimed.id})
+
+
+def _publish_chunk(pipe: Any, worker: Worker, claimed: ClaimedJob, chunks: ChunkStore, signature: ModelSignature,
+                   result_ttl: int) -> None:
+    """A chunk's RQ bookkeeping (its result is a summary; the outputs are in storage) and its batch's counters.
+
+    The outputs are written before the pipeline runs, so a chunk is counted done only once its file exists.
+    """
+    counts = chunks.save(claimed)
+    if claimed.error is None:
+        doc = {"batch": claimed.chunk["batch"], "chunk": claimed.chunk["chunk"], "rows": counts[0],
+               "status": "finished", "model": signature.model_ref}
+        _finish(pipe, worker, claimed, doc, result_ttl)
+    else:
+        _fail(pipe, worker, claimed, failed_doc(claimed.id, *claimed.error, model=signature.model_ref))
+    chunks.finished(pipe, claimed, *counts)
 
 
 def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:

@@ -1,0 +1,94 @@
+"""Stream a batch's results and errors out of storage, one chunk file at a time (bounded memory).
+
+Results are in input order: chunk by chunk, and within a chunk row by row. NDJSON lines are
+`{"row": <file row number>, "prediction": ...}`, the prediction in /predict's row format. A `.npy`
+result is one array of the single model output, rows in the same order (rows skipped at upload or
+lost with a failed chunk are absent; NDJSON names every row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+
+from shared.batches import (chunk_errors_key, chunk_ranges, file_rows, output_key, read_outputs, skipped_key,
+                            upload_errors_key)
+from shared.errors import NotAcceptable
+from shared.npy import header
+from shared.storage import Storage
+
+READ_BYTES = 1 << 20
+
+
+Chunks = list[tuple[int, int, int]]  # (chunk, first accepted row, end)
+
+
+def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> Chunks:
+    """(chunk, start, stop) of every chunk with outputs; with `prefix_only`, stop at the first without."""
+    accepted = int(record.get(b"accepted_rows", 0))
+    size = int(record.get(b"chunk_rows", 1))
+    chunks = []
+    for chunk, (start, stop) in enumerate(chunk_ranges(accepted, size)):
+        if storage.exists(output_key(batch_id, chunk)):
+            chunks.append((chunk, start, stop))
+        elif prefix_only:
+            break
+    return chunks
+
+
+def _skipped(storage: Storage, batch_id: str) -> np.ndarray | None:
+    if not storage.exists(skipped_key(batch_id)):
+        return None
+    return storage.load_rows(skipped_key(batch_id), 0, None)
+
+
+def ndjson_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
+    """One line per row: {"row", "prediction"}; one chunk file in memory at a time."""
+    skipped = _skipped(storage, batch_id)
+    for chunk, start, stop in chunks:
+        outputs = read_outputs(storage.load_arrays(output_key(batch_id, chunk)))
+        rows = file_rows(skipped, start, stop)
+        names = list(outputs)
+        lines = []
+        for i, row in enumerate(rows.tolist()):
+            prediction = outputs[names[0]][i] if len(names) == 1 else {n: outputs[n][i] for n in names}
+            lines.append(orjson.dumps({"row": row, "prediction": prediction}, option=orjson.OPT_SERIALIZE_NUMPY))
+        lines.append(b"")
+        yield b"\n".join(lines)
+
+
+def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
+    """One `.npy` array of the model's single output; the header first, then each chunk's rows."""
+    rows = sum(stop - start for _, start, stop in chunks)
+    if chunks:
+        first = read_outputs(storage.load_arrays(output_key(batch_id, chunks[0][0])))
+    else:
+        first = {"output": np.zeros((0,), np.float32)}
+    if len(first) != 1:
+        raise NotAcceptable(f"the model has {len(first)} outputs ({', '.join(first)}); a .npy holds one array",
+                            expected="Accept: application/x-ndjson")
+    sample = next(iter(first.values()))
+    dtype = sample.dtype.newbyteorder("<") if sample.dtype.itemsize > 1 else sample.dtype
+
+    def body() -> Iterator[bytes]:
+        yield header(dtype, (rows, *sample.shape[1:]))
+        for index, (chunk, _, _) in enumerate(chunks):
+            outputs = first if index == 0 else read_outputs(storage.load_arrays(output_key(batch_id, chunk)))
+            yield np.ascontiguousarray(next(iter(outputs.values())), dtype=dtype).tobytes()
+
+    return body()
+
+
+def errors(storage: Storage, batch_id: str, record: dict[bytes, bytes]) -> Iterator[bytes]:
+    """NDJSON {row, error}: rows skipped at upload, then rows of chunks that failed, chunk by chunk."""
+    keys = [upload_errors_key(batch_id)] + [
+        chunk_errors_key(batch_id, chunk) for chunk in range(int(record.get(b"chunks_total", 0)))
+    ]
+    for key in keys:
+        if not storage.exists(key):
+            continue
+        with storage.open(key) as file:
+            while block := file.read(READ_BYTES):
+                yield block

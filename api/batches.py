@@ -1,0 +1,121 @@
+"""Bulk batches: POST /batches, GET /batches/<id>, its /results and /errors, DELETE /batches/<id>."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Blueprint, Response, current_app, request, url_for
+from werkzeug.wsgi import get_input_stream
+
+from api import batch_files
+from api.ingest import ingest
+from api.responses import json_response
+from api.uploads import Options, open_upload, too_large
+from shared.batches import BatchStatus, status_document
+from shared.errors import Conflict, NotFound
+
+bp = Blueprint("batches", __name__)
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NDJSON = "application/x-ndjson"
+NPY = "application/x-npy"
+
+
+@bp.post("/batches")
+def create() -> Response:
+    """Stream the upload to storage while validating it, then enqueue its chunks; 202 with the batch."""
+    ext = current_app.extensions["inference"]
+    limit = ext.settings.max_batch_bytes
+    # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading. So the body is read from Werkzeug's
+    # safe input stream without Flask's MAX_CONTENT_LENGTH (sized for /predict bodies), whose cut-off would
+    # also leave no way to drain the rest of an oversized body.
+    stream = get_input_stream(request.environ, max_content_length=None)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(stream, limit, request.content_length)
+    options = Options()
+    options.update(request.args.to_dict())
+    signature = ext.model_info.signature()
+    upload = open_upload(request.content_type, stream, limit)
+    batch_id = uuid.uuid4().hex
+    ext.batches.begin(batch_id, options.callback_url, options.metadata)
+    try:
+        # A multipart on_error field may arrive before or after the file: ask at each decision.
+        skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
+        stored, skipped = ingest(upload.format, upload.chunks, ext.storage, batch_id, signature, skip)
+        options.update(upload.fields)  # multipart fields override the query string
+        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata)
+    except BaseException:
+        ext.batches.discard(batch_id)
+        ext.storage.delete_prefix(batch_id)
+        raise
+    url = url_for("batches.status", batch_id=batch_id)
+    return json_response(status_document(batch_id, ext.batches.get(batch_id)), status=202, headers={"Location": url})
+
+
+@bp.get("/batches/<batch_id>")
+def status(batch_id: str) -> Response:
+    """The batch's status document."""
+    return json_response(status_document(batch_id, _record(batch_id)))
+
+
+@bp.get("/batches/<batch_id>/results")
+def results(batch_id: str) -> Response:
+    """Predictions in input order, streamed: NDJSON, or `.npy` with Accept: application/x-npy.
+
+    Ready once the batch is completed (or cancelled: its finished chunks); while it runs, `?partial=true`
+    gives the finished prefix.
+    """
+    ext = current_app.extensions["inference"]
+    record = _record(batch_id)
+    state = BatchStatus(record[b"status"].decode())
+    partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
+    if state is BatchStatus.EXPIRED:
+        raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
+    if state is BatchStatus.FAILED:
+        raise Conflict(f"batch {batch_id!r} failed: no row has a result", expected="see its errors_url")
+    if not state.is_terminal and not partial:
+        raise Conflict(f"batch {batch_id!r} is {state.value}; results are ready once it is completed",
+                       expected="a completed batch, or ?partial=true for the rows finished so far")
+    chunks = batch_files.finished_chunks(ext.storage, batch_id, record, prefix_only=not state.is_terminal)
+    if request.accept_mimetypes.best_match([NDJSON, NPY], default=NDJSON) == NPY:
+        body, mimetype = batch_files.npy_results(ext.storage, batch_id, chunks), NPY
+    else:
+        body, mimetype = batch_files.ndjson_results(ext.storage, batch_id, chunks), NDJSON
+    rows = sum(stop - start for _, start, stop in chunks)
+    return Response(body, mimetype=mimetype, headers={"X-Rows": str(rows), "X-Batch-Status": state.value})
+
+
+@bp.get("/batches/<batch_id>/errors")
+def errors(batch_id: str) -> Response:
+    """NDJSON {row, error} of every row that has no result (skipped at upload, or in a failed chunk)."""
+    ext = current_app.extensions["inference"]
+    record = _record(batch_id)
+    if record[b"status"] == BatchStatus.EXPIRED.value.encode():
+        raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
+    return Response(batch_files.errors(ext.storage, batch_id, record), mimetype=NDJSON)
+
+
+@bp.delete("/batches/<batch_id>")
+def cancel(batch_id: str) -> Response:
+    """Cancel: chunks not started never run; finished chunks stay downloadable. 409 once the batch ended."""
+    ext = current_app.extensions["inference"]
+    _check_id(batch_id)
+    outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)
+    if outcome == -1:
+        raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
+    document = status_document(batch_id, ext.batches.get(batch_id))
+    if outcome == -2:
+        raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
+                       expected="a batch that is queued or in_progress")
+    return json_response(document)
+
+
+def _record(batch_id: str) -> dict[bytes, bytes]:
+    _check_id(batch_id)
+    return current_app.extensions["inference"].batches.get(batch_id)
+
+
+def _check_id(batch_id: str) -> None:
+    if not _BATCH_ID.match(batch_id):
+        raise NotFound(f"no batch {batch_id[:64]!r}: a batch id is 1-64 letters, digits, '-' or '_'", field="id")

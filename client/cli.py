@@ -1,0 +1,120 @@
+"""`python -m client`: the service from a shell. JSON goes to stdout, errors and progress bars to stderr.
+
+    python -m client predict rows.json                 # rows: a JSON array of rows, or {"instances": [...]}
+    python -m client submit rows.json                  # prints the job id
+    python -m client status JOB_ID
+    python -m client result JOB_ID --timeout 60
+    python -m client batch upload rows.npy --wait --output predictions.ndjson
+    python -m client batch status BATCH_ID
+    python -m client batch download BATCH_ID predictions.npy
+    python -m client batch cancel BATCH_ID
+
+The service URL is --url, else $INFER_URL, else http://127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from client.errors import ClientError
+from client.sync import Client
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m client", description="Client of the batched-inference service.")
+    top.add_argument("--url", default=os.environ.get("INFER_URL", DEFAULT_URL), help="service URL (env INFER_URL)")
+    commands = top.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="predict rows and print the predictions")
+    predict.add_argument("file", help="JSON array of rows or {\"instances\": [...]}; - for stdin")
+    predict.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    submit = commands.add_parser("submit", help="enqueue rows as a job and print its id")
+    submit.add_argument("file", help="JSON array of rows or {\"instances\": [...]}; - for stdin")
+    commands.add_parser("status", help="print a job's status").add_argument("job_id")
+    result = commands.add_parser("result", help="wait for a job and print its predictions")
+    result.add_argument("job_id")
+    result.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+    batch = commands.add_parser("batch", help="bulk batches").add_subparsers(dest="batch_command", required=True)
+    upload = batch.add_parser("upload", help="upload a .ndjson/.jsonl, .csv or .npy file as a batch")
+    upload.add_argument("file")
+    upload.add_argument("--wait", action="store_true", help="wait for the batch to end, with a progress bar")
+    upload.add_argument("--output", help="with --wait: download the results here (.npy or NDJSON)")
+    upload.add_argument("--on-error", choices=["reject", "skip"], help="skip: run the valid rows, report the others")
+    upload.add_argument("--callback-url", help="URL to POST the batch's final status to")
+    upload.add_argument("--metadata", type=json.loads, help="a JSON object stored with the batch")
+    upload.add_argument("--quiet", action="store_true", help="no progress bars")
+    batch.add_parser("status", help="print a batch's status").add_argument("batch_id")
+    wait = batch.add_parser("wait", help="wait for a batch to end, with a progress bar")
+    wait.add_argument("batch_id")
+    download = batch.add_parser("download", help="save a batch's results (.npy if the path ends so, else NDJSON)")
+    download.add_argument("batch_id")
+    download.add_argument("path")
+    download.add_argument("--partial", action="store_true", help="the rows finished so far of a running batch")
+    batch.add_parser("cancel", help="cancel a batch").add_argument("batch_id")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with Client(args.url) as client:
+            output = run(client, args)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        details = getattr(exc, "details", None)
+        for item in details or []:
+            print(f"  {json.dumps(item)}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # unreadable file, unreachable server, bad JSON
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if output is not None:
+        print(json.dumps(output))
+    return 0
+
+
+def run(client: Client, args: argparse.Namespace) -> Any:
+    """Do one command; returns what to print as JSON."""
+    if args.command == "predict":
+        return client.predict(_rows(args.file), timeout=args.timeout)
+    if args.command == "submit":
+        return {"id": client.submit(_rows(args.file)).id}
+    if args.command == "status":
+        return {"id": args.job_id, "status": client.job(args.job_id).status()}
+    if args.command == "result":
+        return client.job(args.job_id).result(timeout=args.timeout)
+    return run_batch(client, args)
+
+
+def run_batch(client: Client, args: argparse.Namespace) -> Any:
+    command = args.batch_command
+    if command == "upload":
+        batch = client.submit_batch(args.file, on_error=args.on_error, callback_url=args.callback_url,
+                                    metadata=args.metadata, progress=not args.quiet)
+        if not args.wait:
+            return batch.doc
+        doc = batch.wait(progress=not args.quiet)
+        if args.output and doc["output_url"]:
+            size = batch.download(args.output)
+            print(f"results: {args.output} ({size} bytes)", file=sys.stderr)
+        return doc
+    if command == "status":
+        return client.batch(args.batch_id).status()
+    if command == "wait":
+        return client.batch(args.batch_id).wait(progress=True)
+    if command == "download":
+        size = client.batch(args.batch_id).download(args.path, partial=args.partial)
+        return {"path": args.path, "bytes": size}
+    return client.batch(args.batch_id).cancel()
+
+
+def _rows(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else open(path).read()
+    doc = json.loads(text)
+    return doc["instances"] if isinstance(doc, dict) and "instances" in doc else doc

@@ -1,0 +1,136 @@
+"""Bulk batches, the parts the API and the workers agree on: statuses, the chunk plan, file names in
+storage, chunk jobs, and the status document clients read.
+
+A batch's accepted rows are stored as one `.npy` per model input. They are processed as chunk jobs of
+BATCH_CHUNK_ROWS rows: real RQ jobs on the bulk queue whose payload names the batch and a row range (the
+rows themselves stay in storage). Each finished chunk leaves one `.npz` of outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+
+# What the RQ job records as its function; chunk jobs are run by our batching worker only.
+CHUNK_FUNC = "worker.batch_chunk"
+# A batch of tiny rows gets bigger chunks rather than hundreds of thousands of RQ jobs.
+MAX_CHUNKS = 10_000
+
+
+class BatchStatus(str, Enum):
+    """A batch's status as clients see it (OpenAI Batch API spellings)."""
+
+    VALIDATING = "validating"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (BatchStatus.VALIDATING, BatchStatus.QUEUED, BatchStatus.IN_PROGRESS)
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def chunk_size(accepted_rows: int, chunk_rows: int) -> int:
+    """Rows per chunk: BATCH_CHUNK_ROWS, or more if that would make more than MAX_CHUNKS chunks."""
+    return max(chunk_rows, math.ceil(accepted_rows / MAX_CHUNKS))
+
+
+def chunk_ranges(accepted_rows: int, size: int) -> list[tuple[int, int]]:
+    """The (start, stop) accepted-row range of every chunk, in order."""
+    return [(start, min(start + size, accepted_rows)) for start in range(0, accepted_rows, size)]
+
+
+def chunk_job_prefix(batch_id: str) -> str:
+    """What every chunk job id of a batch starts with."""
+    return f"{batch_id}-"
+
+
+def chunk_job_id(batch_id: str, chunk: int) -> str:
+    """The RQ job id of one chunk (derivable, so cancelling needs no list of ids)."""
+    return f"{chunk_job_prefix(batch_id)}{chunk}"
+
+
+# Storage layout of one batch, all under `<batch id>/`.
+def input_key(batch_id: str, index: int) -> str:
+    """The accepted rows of the model's `index`-th input, a `.npy` array."""
+    return f"{batch_id}/input-{index}.npy"
+
+
+def skipped_key(batch_id: str) -> str:
+    """The file row numbers of the rows skipped at upload (sorted int64 `.npy`); only when there are some."""
+    return f"{batch_id}/skipped.npy"
+
+
+def upload_errors_key(batch_id: str) -> str:
+    """NDJSON {row, line, error} of the rows skipped at upload (on_error=skip)."""
+    return f"{batch_id}/errors-upload.ndjson"
+
+
+def output_key(batch_id: str, chunk: int) -> str:
+    """One finished chunk's outputs, a `.npz` with one array per model output."""
+    return f"{batch_id}/output-{chunk}.npz"
+
+
+def chunk_errors_key(batch_id: str, chunk: int) -> str:
+    """NDJSON {row, error} for every row of a chunk that failed in the worker."""
+    return f"{batch_id}/errors-{chunk}.ndjson"
+
+
+# Output arrays are stored under this prefix in a chunk's `.npz`, so that no output name can collide with
+# an argument of numpy.savez (an output called "file", say).
+OUTPUT_PREFIX = "output."
+
+
+def write_outputs(file: BinaryIO, outputs: dict[str, np.ndarray]) -> None:
+    """Write one chunk's outputs (one array per model output) as an uncompressed `.npz`."""
+    np.savez(file, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})
+
+
+def read_outputs(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs of a chunk from the arrays of its `.npz`, by output name, in model order."""
+    return {name[len(OUTPUT_PREFIX):]: array for name, array in arrays.items() if name.startswith(OUTPUT_PREFIX)}
+
+
+def file_rows(skipped: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+    """The file row numbers of accepted rows `start:stop`, given the sorted file rows that were skipped."""
+    accepted = np.arange(start, stop, dtype=np.int64)
+    if skipped is None or not len(skipped):
+        return accepted
+    # The j-th skipped row shifts every accepted row at or after index skipped[j] - j by one.
+    return accepted + np.searchsorted(skipped - np.arange(len(skipped)), accepted, side="right")
+
+
+def status_document(batch_id: str, record: dict[bytes, bytes]) -> dict[str, Any]:
+    """The document GET /batches/<id> answers (and a webhook posts), from the batch's Redis hash."""
+    field = {k.decode(): v.decode() for k, v in record.items()}
+    status = BatchStatus(field["status"])
+    failed = int(field.get("failed_rows", 0))
+    downloadable = status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "status": status.value,
+        "total_rows": int(field.get("total_rows", 0)),
+        "done_rows": int(field.get("done_rows", 0)),
+        "failed_rows": failed,
+        "created_at": field.get("created_at"),
+        "started_at": field.get("started_at"),
+        "finished_at": field.get("finished_at"),
+        "expires_at": field.get("expires_at"),
+        "output_url": f"/batches/{batch_id}/results" if downloadable else None,
+        "errors_url": f"/batches/{batch_id}/errors" if failed and status is not BatchStatus.EXPIRED else None,
+        "metadata": orjson.loads(field["metadata"]) if field.get("metadata") else None,
+    }

@@ -1,0 +1,103 @@
+"""Where batch files live: a small interface over named blobs, and its local-directory implementation.
+
+The API writes uploads and reads results through it; workers read input rows and write outputs. Only
+these few operations are used, so an object store (S3, GCS) can replace the directory later: `create`
+would become a multipart upload, `load_rows` a ranged GET, `delete_prefix` a prefix delete.
+Keys are relative paths such as `<batch id>/input-0.npy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from shared.config import Settings
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class Storage(Protocol):
+    """Named blobs shared by the API and the workers."""
+
+    def create(self, key: str, new_prefix: bool = False) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A writable, seekable file that appears under `key` only if the block exits without an error.
+
+        Only with `new_prefix` may its prefix (the batch) be new; otherwise a deleted batch stays deleted
+        (FileNotFoundError) instead of coming back with one late file.
+        """
+
+    def open(self, key: str) -> BinaryIO:
+        """Read a blob; raises FileNotFoundError if it does not exist."""
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob exists."""
+
+    def load_rows(self, key: str, start: int, stop: int | None) -> np.ndarray:
+        """Rows `start:stop` of a stored `.npy` array, read without loading the rest."""
+
+    def load_arrays(self, key: str) -> dict[str, np.ndarray]:
+        """All arrays of a stored `.npz` file."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every blob under `prefix/` (missing is fine)."""
+
+
+class LocalStorage:
+    """Blobs as files under `root`, written to a temporary name and renamed, so readers never see half a file."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        if not _KEY.match(key) or ".." in key:
+            raise ValueError(f"storage key {key!r} is not a relative path of letters, digits, '-', '_' and '.'")
+        return os.path.join(self.root, key)
+
+    @contextlib.contextmanager
+    def create(self, key: str, new_prefix: bool = False) -> Iterator[BinaryIO]:
+        final = self.path(key)
+        if new_prefix:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".part-")
+        try:
+            with os.fdopen(fd, "w+b") as file:
+                yield file
+            os.replace(temporary, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self.path(key))
+
+    def load_rows(self, key: str, start: int, stop: int | None) -> np.ndarray:
+        # A memory map reads only the pages of the rows asked for; the copy detaches them from the file.
+        array = np.load(self.path(key), mmap_mode="r", allow_pickle=False)
+        try:
+            return np.array(array[start:stop])
+        finally:
+            del array
+
+    def load_arrays(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(self.path(key), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
+
+
+def from_settings(settings: Settings) -> LocalStorage:
+    """The storage every process uses: `DATA_DIR/batches`."""
+    return LocalStorage(os.path.join(settings.data_dir, "batches"))

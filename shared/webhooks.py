@@ -1,0 +1,153 @@
+"""Webhooks: when a job or batch with a `callback_url` ends, POST its status document there, signed.
+
+Deliveries are durable: whoever ends the job or batch adds a delivery to a Redis sorted set (due now) in
+the same round trip that records the end, so a crash cannot lose it. The workers' housekeeping thread
+claims due deliveries with a lease (a crashed sender's claim becomes due again), reads the current
+status document, and POSTs it; a failure is retried after WEBHOOK_BACKOFF_S, doubling, until
+WEBHOOK_MAX_ATTEMPTS, then dropped with a warning. A failing receiver never touches the job's outcome.
+
+The body is signed with HMAC-SHA256 over its exact bytes, keyed by WEBHOOK_SECRET:
+`X-Webhook-Signature: sha256=<hex digest>`. RQ's own `rq.Webhook` does not fit: it posts RQ's payload
+rather than ours, cannot sign a body it builds itself, never retries, sends from inside the worker's job
+loop, and knows nothing of batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+
+from shared import keys
+from shared.errors import InvalidInput
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+MAX_URL_LENGTH = 2048
+
+# KEYS: the deliveries set. ARGV: now, lease end, most to claim. Claiming moves the score to the lease end.
+CLAIM_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
+
+def check_callback_url(url: object) -> str | None:
+    """The callback URL if it is usable (http or https with a host), None if absent; raises InvalidInput otherwise."""
+    if url is None or url == "":
+        return None
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"callback_url {str(url)[:100]!r} is not usable", field="callback_url",
+                           expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} characters")
+    return url
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header value for `body`: `sha256=<hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, secret: str, header: str) -> bool:
+    """What a receiver does: recompute the signature and compare in constant time."""
+    return hmac.compare_digest(sign(body, secret), header)
+
+
+def delivery_id(kind: str, item_id: str) -> str:
+    """`job:<id>` or `batch:<id>`: one delivery per job or batch."""
+    return f"{kind}:{item_id}"
+
+
+def enqueue(pipe: Any, kind: str, item_id: str, url: str, ttl: int) -> None:
+    """Add a delivery, due now, to `pipe` (the pipeline that records the end of the job or batch).
+
+    The batch scripts in `shared/batch_records.py` do the same three writes in Lua.
+    """
+    member = delivery_id(kind, item_id)
+    pipe.hset(keys.webhook(member), mapping={"url": url, "attempts": 0})
+    pipe.expire(keys.webhook(member), ttl)
+    pipe.zadd(keys.webhooks(), {member: time.time()})
+
+
+@dataclass
+class Delivery:
+    """One claimed delivery: what to call and how many attempts were made before this one."""
+
+    member: str
+    kind: str
+    item_id: str
+    url: str
+    attempts: int
+
+
+class DeliveryQueue:
+    """The Redis side of deliveries: claim what is due, then finish or reschedule each."""
+
+    def __init__(self, connection: redis.Redis, max_attempts: int, backoff_s: float, lease_s: float) -> None:
+        self.connection = connection
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.lease_s = lease_s
+        self._claim = connection.register_script(CLAIM_SCRIPT)
+
+    def claim_due(self, limit: int = 16) -> list[Delivery]:
+        """Claim up to `limit` due deliveries (each is leased, not removed, until finished)."""
+        now = time.time()
+        members = [m.decode() for m in self._claim(keys=[keys.webhooks()], args=[now, now + self.lease_s, limit])]
+        if not members:
+            return []
+        with self.connection.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hgetall(keys.webhook(member))
+            records = pipe.execute()
+        deliveries = []
+        for member, record in zip(members, records):
+            if not record:  # its record expired: nothing left to send
+                self.finish(member)
+                continue
+            kind, _, item_id = member.partition(":")
+            deliveries.append(Delivery(member, kind, item_id, record[b"url"].decode(), int(record[b"attempts"])))
+        return deliveries
+
+    def finish(self, member: str) -> None:
+        """Forget a delivery: it succeeded, or was given up."""
+        with self.connection.pipeline() as pipe:
+            pipe.zrem(keys.webhooks(), member)
+            pipe.delete(keys.webhook(member))
+            pipe.execute()
+
+    def failed(self, delivery: Delivery) -> bool:
+        """Record a failed attempt; returns True if it will be retried, False if it was given up."""
+        attempts = delivery.attempts + 1
+        if attempts >= self.max_attempts:
+            self.finish(delivery.member)
+            return False
+        with self.connection.pipeline() as pipe:
+            pipe.hset(keys.webhook(delivery.member), "attempts", attempts)
+            pipe.zadd(keys.webhooks(), {delivery.member: time.time() + self.backoff_s * 2 ** (attempts - 1)})
+            pipe.execute()
+        return True
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would turn the POST into a GET without the body: treat it as a failed call instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+    """POST `body`; returns the HTTP status, raising for anything but 2xx or for a network error."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    with _opener.open(request, timeout=timeout_s) as response:
+        return response.status

@@ -1,0 +1,111 @@
+"""The Python client, its asyncio twin and the CLI against the real service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import client
+from client import AsyncClient, Client
+from shared.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp_path):
+    x, y = digits
+    expected = digits_model.predict({"pixels": x[:1500]})["probabilities"]
+    with Client(service.base_url) as c:
+        assert np.argmax(c.predict(x[:5]), axis=1).tolist() == y[:5].tolist()
+        job = c.submit(x[5:8])
+        assert job.status() in ("queued", "started", "finished")
+        assert np.argmax(job.result(timeout=20), axis=1).tolist() == y[5:8].tolist()
+        batch = c.submit_batch(x[:1500])
+        assert batch.wait(timeout=60)["status"] == "completed"
+        rows = list(batch.iter_results())
+        assert [r["row"] for r in rows] == list(range(1500))
+        np.testing.assert_allclose([r["prediction"] for r in rows], expected, rtol=1e-5, atol=1e-6)
+        batch.download(str(tmp_path / "out.npy"))
+        np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6)
+        with pytest.raises(client.Conflict, match="cannot be cancelled"):
+            batch.cancel()
+
+
+def test_client_errors_are_typed_and_carry_the_servers_message(service):
+    with Client(service.base_url) as c:
+        with pytest.raises(client.NotFound, match="unknown, or its result expired") as missing:
+            c.job("0" * 32).status()
+        assert missing.value.status == 404 and missing.value.code == "not_found"
+        with pytest.raises(client.InvalidInput) as invalid:
+            c.predict([[1, 2, 3]])
+        assert invalid.value.field == "instances" and "shape [3]" in invalid.value.message
+        with pytest.raises(client.InvalidInput) as rows:
+            c.submit_batch(np.zeros((3, 5), np.float32))
+        assert "shape [3, 5]" in rows.value.message
+
+
+def test_async_client_keeps_a_thousand_jobs_in_flight_over_eight_connections(service, digits, digits_model):
+    x = digits[0]
+    labels = np.argmax(digits_model.predict({"pixels": x[:100]})["probabilities"], axis=1)
+
+    async def main() -> list:
+        async with AsyncClient(service.base_url, max_connections=8) as c:
+            return await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+
+    predictions = asyncio.run(main())
+    assert [int(np.argmax(p[0])) for p in predictions] == [int(labels[i % 100]) for i in range(1000)]
+
+
+def test_async_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp_path):
+    x, y = digits
+    labels = np.argmax(digits_model.predict({"pixels": x[:300]})["probabilities"], axis=1)
+
+    async def main() -> tuple:
+        async with AsyncClient(service.base_url) as c:
+            job = await c.submit(x[:3])
+            result = await job.result(timeout=20)
+            batch = await c.submit_batch(x[:300])
+            doc = await batch.wait(timeout=60, poll_interval=0.2)
+            rows = [r async for r in batch.iter_results()]
+            await batch.download(str(tmp_path / "out.ndjson"))
+            return result, doc, rows
+
+    result, doc, rows = asyncio.run(main())
+    assert np.argmax(result, axis=1).tolist() == y[:3].tolist()
+    assert doc["status"] == "completed" and len(rows) == 300
+    assert [int(np.argmax(r["prediction"])) for r in rows] == labels.tolist()
+    assert len((tmp_path / "out.ndjson").read_bytes().splitlines()) == 300
+
+
+def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, digits_model, tmp_path):
+    x, y = digits
+    expected = digits_model.predict({"pixels": x[:400]})["probabilities"]
+    np.save(tmp_path / "rows.npy", x[:400])
+    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "INFER_URL": service.base_url}
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "client", *args], env=env, cwd=tmp_path, input=stdin,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    doc = json.loads(cli("batch", "upload", "rows.npy", "--wait", "--output", "out.npy"))
+    assert (doc["status"], doc["done_rows"]) == ("completed", 400)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6)
+    assert json.loads(cli("batch", "status", doc["id"]))["status"] == "completed"
+    cli("batch", "download", doc["id"], "out.ndjson")
+    assert len((tmp_path / "out.ndjson").read_text().splitlines()) == 400
+    predictions = json.loads(cli("predict", "-", stdin=json.dumps(x[:2].tolist())))
+    assert np.argmax(predictions, axis=1).tolist() == y[:2].tolist()
+    job_id = json.loads(cli("submit", "-", stdin=json.dumps({"instances": x[:1].tolist()})))["id"]
+    assert np.argmax(json.loads(cli("result", job_id))[0]) == y[0]
+
+    failed = subprocess.run([sys.executable, "-m", "client", "batch", "status", "0" * 32], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "404 not_found" in failed.stderr

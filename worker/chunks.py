@@ -1,0 +1,80 @@
+"""Chunk jobs of bulk batches, the worker's side: load a chunk's rows from storage when it is claimed,
+save its outputs (or its rows' errors) when it ends, and keep the batch's counters.
+
+The rows then go through the same batcher and compiled model call as interactive jobs; a chunk is just
+a job whose inputs came from storage rather than from its payload.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+from rq.job import Job
+
+from shared.batch_records import BatchRecords
+from shared.batches import (CHUNK_FUNC, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
+                            write_outputs)
+from shared.storage import Storage
+from worker.jobs import ClaimedJob
+
+log = logging.getLogger(__name__)
+
+
+class ChunkStore:
+    """Storage and batch-record work for chunk jobs; one per worker."""
+
+    def __init__(self, storage: Storage, records: BatchRecords) -> None:
+        self.storage = storage
+        self.records = records
+
+    @staticmethod
+    def is_chunk(job: Job) -> bool:
+        return job.func_name == CHUNK_FUNC
+
+    def load(self, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
+        batch, start, stop = payload["batch"], int(payload["start"]), int(payload["stop"])
+        names = payload["inputs"]
+        return {name: self.storage.load_rows(input_key(batch, i), start, stop) for i, name in enumerate(names)}
+
+    def started(self, pipe: Any, claimed: ClaimedJob) -> None:
+        """In the claim's pipeline: the batch is in progress."""
+        self.records.chunk_started(pipe, claimed.chunk["batch"])
+
+    def save(self, claimed: ClaimedJob) -> tuple[int, int]:
+        """Write the chunk's outputs, or one error line per row if it failed; returns (done rows, failed rows).
+
+        Runs before the publish pipeline, so a chunk is counted only once its file exists.
+        """
+        payload = claimed.chunk
+        rows = int(payload["stop"]) - int(payload["start"])
+        if claimed.error is None:
+            try:
+                with self.storage.create(output_key(payload["batch"], payload["chunk"])) as file:
+                    write_outputs(file, claimed.stacked_outputs())
+                return rows, 0
+            except OSError as exc:
+                claimed.fail("storage_failed", f"the chunk's outputs could not be written: {exc}")
+        self._save_errors(claimed)
+        return 0, rows
+
+    def _save_errors(self, claimed: ClaimedJob) -> None:
+        payload = claimed.chunk
+        batch = payload["batch"]
+        code, message = claimed.error
+        try:
+            has_skipped = self.storage.exists(skipped_key(batch))
+            skipped = self.storage.load_rows(skipped_key(batch), 0, None) if has_skipped else None
+            rows = file_rows(skipped, int(payload["start"]), int(payload["stop"]))
+            with self.storage.create(chunk_errors_key(batch, payload["chunk"])) as file:
+                for row in rows.tolist():
+                    file.write(orjson.dumps({"row": row, "error": f"{code}: {message}"}) + b"\n")
+        except OSError as exc:  # the batch's files are gone (expired): nothing left to annotate
+            log.warning("could not write the errors of batch %s chunk %s: %s", batch, payload["chunk"], exc)
+
+    def finished(self, pipe: Any, claimed: ClaimedJob, done_rows: int, failed_rows: int) -> None:
+        """In the publish pipeline: count the chunk's rows; the last chunk ends the batch."""
+        self.records.chunk_done(pipe, claimed.chunk["batch"], done_rows, failed_rows)

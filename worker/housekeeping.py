@@ -1,0 +1,101 @@
+"""Work beside the batch loop, on one background thread of each worker: send due webhooks (with retries)
+and expire batches past BATCH_TTL (deleting their files).
+
+A thread, not the loop, so a slow or dead webhook receiver never delays a model call; the work itself
+lives in Redis (deliveries, expiry times), so several workers share it and a crashed one loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+import redis
+
+from shared import keys
+from shared.batch_records import BatchRecords
+from shared.batches import BatchStatus, status_document
+from shared.config import Settings
+from shared.storage import Storage
+from shared.webhooks import SIGNATURE_HEADER, Delivery, DeliveryQueue, post, sign
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5  # how often the thread looks for due deliveries and expired batches
+
+
+class Housekeeping:
+    """The background thread; `start()` it once, `stop()` it on shutdown."""
+
+    def __init__(self, connection: redis.Redis, settings: Settings, storage: Storage, records: BatchRecords) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.storage = storage
+        self.records = records
+        # A claimed delivery is leased for longer than one call can take; if this worker dies mid-call,
+        # another worker sends it once the lease ends.
+        self.deliveries = DeliveryQueue(connection, settings.webhook_max_attempts, settings.webhook_backoff_s,
+                                        lease_s=settings.webhook_timeout_s + 30)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the call in hand (at most WEBHOOK_TIMEOUT_S), then return."""
+        self._stopping.set()
+        self._thread.join(self.settings.webhook_timeout_s + 5)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(TICK_S):
+            try:
+                self.deliver_due()
+                self.expire_due()
+            except redis.RedisError as exc:  # Redis restarting: try again next tick
+                log.warning("housekeeping skipped a turn: %s", exc)
+            except Exception:
+                log.exception("housekeeping failed; trying again next tick")
+
+    def deliver_due(self) -> None:
+        """Send every due webhook once; failures are rescheduled or given up."""
+        for delivery in self.deliveries.claim_due():
+            if self._stopping.is_set():
+                return  # its lease runs out and another worker (or the next start) sends it
+            body = self._document(delivery)
+            if body is None:
+                self.deliveries.finish(delivery.member)  # the job or batch is gone: nothing to report
+                continue
+            self._send(delivery, body)
+
+    def _send(self, delivery: Delivery, body: bytes) -> None:
+        status = orjson.loads(body).get("status", "")
+        headers = {"X-Webhook-Id": delivery.member, "X-Webhook-Attempt": str(delivery.attempts + 1),
+                   "X-Webhook-Event": f"{delivery.kind}.{status}"}
+        if self.settings.webhook_secret:
+            headers[SIGNATURE_HEADER] = sign(body, self.settings.webhook_secret)
+        try:
+            post(delivery.url, body, headers, self.settings.webhook_timeout_s)
+        except Exception as exc:  # any network or HTTP error: the receiver did not take it
+            again = self.deliveries.failed(delivery)
+            log.warning("webhook %s to %s failed on attempt %d (%s); %s", delivery.member, delivery.url,
+                        delivery.attempts + 1, exc, "will retry" if again else "giving up")
+            return
+        self.deliveries.finish(delivery.member)
+        log.info("webhook %s delivered to %s", delivery.member, delivery.url)
+
+    def _document(self, delivery: Delivery) -> bytes | None:
+        """The current status document of the delivery's job or batch, as sent."""
+        if delivery.kind == "job":
+            return self.connection.lindex(keys.done(delivery.item_id), 0)
+        record = self.connection.hgetall(keys.batch(delivery.item_id))
+        return orjson.dumps(status_document(delivery.item_id, record)) if record else None
+
+    def expire_due(self) -> None:
+        """Expire batches past BATCH_TTL: remaining chunks are cancelled, files deleted, status `expired`."""
+        for batch_id in self.records.due_for_expiry():
+            if self.records.claim_expiry(batch_id):  # several workers may see it; one sweeps it
+                self.records.end(batch_id, BatchStatus.EXPIRED)
+                self.storage.delete_prefix(batch_id)
+                log.info("batch %s expired; its files were deleted", batch_id)
