@@ -73,6 +73,49 @@ def _v2_paths() -> dict[str, Any]:
     return paths
 
 
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _batch_paths() -> dict[str, Any]:
+    tag = "Bulk batches"
+    upload = {"required": True, "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}, "example": "[0, 1, ...]\n"},
+        "text/csv": {"schema": {"type": "string", "format": "binary"}},
+        "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}, "callback_url": {"type": "string"},
+            "metadata": {"type": "string"}, "on_error": {"type": "string", "enum": ["reject", "skip"]}}}}}}
+    options = [_query("callback_url", {"type": "string"}, "POSTed the batch's status document when it ends"),
+               _query("metadata", {"type": "string"}, "A small JSON object stored and echoed on the batch"),
+               _query("on_error", {"type": "string", "enum": ["reject", "skip"]},
+                      "reject (default): a malformed row rejects the upload; skip: it goes to the error file")]
+    create = _op("Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
+                 {"202": _json(_ref("BatchDocument"), "Stored and queued"), **ERR,
+                  "413": _json(_ref("Error"), "Larger than MAX_BATCH_BYTES"),
+                  "415": _json(_ref("Error"), "Not a supported file type")}, tag, (), None, options)
+    create["requestBody"] = upload
+    binary = {"application/x-ndjson": {"schema": {"type": "string"}}, "application/x-npy": {"schema": {"type": "string"}}}
+    return {
+        "/batches": {"post": create},
+        "/batches/{batch_id}": {
+            "get": _op("A batch's status document", {"200": _json(_ref("BatchDocument"), "Status"), **ERR},
+                       tag, ("batch_id",)),
+            "delete": _op("Cancel a batch: chunks not yet started never run; finished ones stay downloadable",
+                          {"200": _json(_ref("BatchDocument"), "Cancelled"),
+                           "409": _json(_ref("Error"), "Already ended"), **ERR}, tag, ("batch_id",))},
+        "/batches/{batch_id}/results": {"get": _op(
+            "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: application/x-npy",
+            {"200": {"description": "Streamed results", "content": binary},
+             "409": _json(_ref("Error"), "Not completed yet (ask ?partial=true for the finished prefix)"), **ERR},
+            tag, ("batch_id",), None, [_query("partial", {"type": "boolean"}, "Stream the finished prefix while running")])},
+        "/batches/{batch_id}/errors": {"get": _op(
+            "NDJSON of {row, error} for rows that were rejected or failed",
+            {"200": {"description": "Streamed errors", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+             **ERR}, tag, ("batch_id",))},
+    }
+
+
 def _service_paths() -> dict[str, Any]:
     jobs, ops = "Jobs", "Operations"
     return {
@@ -112,6 +155,13 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "status": {"type": "string", "enum": ["finished", "failed", "canceled"]},
         "predictions": {"type": "array"}, "model": {"type": "object"}, "error": {"type": "object"},
         "request_id": {"type": "string"}}},
+    "BatchDocument": {"type": "object", "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["validating", "queued", "in_progress", "completed", "failed",
+                                              "cancelled", "expired"]},
+        "total_rows": {"type": "integer"}, "done_rows": {"type": "integer"}, "failed_rows": {"type": "integer"},
+        "created_at": {"type": "string"}, "started_at": {"type": "string"}, "finished_at": {"type": "string"},
+        "output_url": {"type": "string"}, "errors_url": {"type": "string"}, "metadata": {"type": "object"}}},
     "TFPredictRequest": {"type": "object", "properties": {
         "signature_name": {"type": "string", "default": "serving_default"},
         "instances": {"type": "array", "description": "Row format"},
@@ -148,6 +198,6 @@ def document() -> dict[str, Any]:
                  "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including "
                                 "the TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
                                 "Every response carries X-Request-ID (the client's, if acceptable, else a new one)."},
-        "paths": {**_service_paths(), **_tf_paths(), **_v2_paths()},
+        "paths": {**_service_paths(), **_batch_paths(), **_tf_paths(), **_v2_paths()},
         "components": {"schemas": SCHEMAS},
     }
