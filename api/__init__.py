@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import errors, health, jobs
+from api import auth, errors, health, jobs
 from api.model_info import ModelInfo
 from api.store import JobStore
 from shared.config import Settings
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     connection = connect(settings)
     app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection))
+    auth.init_app(app, settings)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
     errors.init_app(app)

@@ -19,6 +19,8 @@ def error_response(error: ServiceError) -> Response:
     response = Response(orjson.dumps(error.to_dict()), status=error.status, mimetype="application/json")
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="inference"'
     return response
 
 

@@ -1,4 +1,4 @@
-"""PUBLISHING: write the results of every job a batch completed in one Redis round trip.
+"""PUBLISHING: write the results of every job a batch completed in one MULTI/EXEC, each at most once.
 
 Per job this is RQ's own success or failure bookkeeping (status, result, finished or failed registry,
 execution cleanup, worker counters), so `rq info` and RQ's tools stay truthful, plus the job's status
@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 import orjson
 import redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
 from rq import Worker
 from rq.executions import cleanup_execution
 from rq.job import JobStatus
 from rq.utils import now
 
 from shared import keys
-from shared.schema import failed_doc, finished_doc
+from shared.schema import finished_doc, outcome_doc
 from shared.signature import ModelSignature
 from worker.jobs import ClaimedJob
 from worker.runner import RunStats
@@ -27,6 +29,18 @@ from worker.runner import RunStats
 log = logging.getLogger(__name__)
 
 BATCH_SIZE_HISTORY = 10_000
+
+# KEYS: each job's started registry, then each job's done list. ARGV: each job's lease (registry entry).
+# Returns, per job, 1 if this worker may publish it: its lease is still registered and it has no document.
+OWNED_SCRIPT = """
+local n = #ARGV
+local out = {}
+for i = 1, n do
+  local mine = redis.call('ZSCORE', KEYS[i], ARGV[i])
+  out[i] = (mine and redis.call('EXISTS', KEYS[n + i]) == 0) and 1 or 0
+end
+return out
+"""
 
 
 def predictions(outputs: dict[str, np.ndarray]) -> Any:
@@ -38,33 +52,66 @@ def predictions(outputs: dict[str, np.ndarray]) -> Any:
     return [{n: outputs[n][i] for n in names} for i in range(rows)]
 
 
-def publish(
-    connection: redis.Redis,
-    worker: Worker,
-    jobs: list[ClaimedJob],
-    signature: ModelSignature,
-    result_ttl: int,
-    stats: RunStats | None,
-) -> None:
-    """Record the outcome of `jobs` and the batch's stats, in one pipeline."""
-    with connection.pipeline() as pipe:
-        for claimed in jobs:
-            if claimed.error is None:
-                doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), signature.model_ref)
-                _finish(pipe, worker, claimed, doc, result_ttl)
-            else:
-                doc = failed_doc(claimed.id, *claimed.error, model=signature.model_ref)
-                _fail(pipe, worker, claimed, doc)
-            body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-            pipe.rpush(keys.done(claimed.id), body)
-            pipe.expire(keys.done(claimed.id), result_ttl)
-        if stats is not None and stats.rows:
-            pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
-            pipe.hincrby(keys.stats(), "rows", stats.rows)
-            pipe.lpush(keys.batch_sizes(), stats.rows)
-            pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
-        worker.set_state("idle", pipeline=pipe)
-        pipe.execute()
+class Publisher:
+    """Writes the outcome of completed jobs, each at most once.
+
+    Publishing is conditional on the claim still being this worker's: a worker that was too slow (or cut
+    off from Redis) may have lost its lease on a job, which the maintenance step then requeued for another
+    worker. So the job hashes are WATCHed, one Lua call reads which leases are still in RQ's started
+    registry and which jobs have no document yet, and only those are written, in one MULTI/EXEC. If the
+    maintenance step requeues one of them meanwhile, the hash changes, EXEC is refused, and we look again.
+    Three round trips per batch, none per job.
+    """
+
+    def __init__(self, connection: redis.Redis, worker: Worker, signature: ModelSignature, result_ttl: int) -> None:
+        self.connection = connection
+        self.worker = worker
+        self.signature = signature
+        self.result_ttl = result_ttl
+
+    def publish(self, jobs: list[ClaimedJob], stats: RunStats | None) -> list[ClaimedJob]:
+        """Record the outcome of `jobs` and the batch's stats; returns the jobs skipped as no longer ours."""
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    owned = self._owned(pipe, jobs)
+                    pipe.multi()
+                    for claimed, ours in zip(jobs, owned):
+                        if ours:
+                            self._record(pipe, claimed)
+                    _record_stats(pipe, stats)
+                    self.worker.set_state("idle", pipeline=pipe)
+                    pipe.execute()
+                    return [claimed for claimed, ours in zip(jobs, owned) if not ours]
+                except WatchError:
+                    pipe.reset()  # a job was requeued (or finished elsewhere) while we looked: look again
+
+    def _owned(self, pipe: Pipeline, jobs: list[ClaimedJob]) -> list[bool]:
+        if not jobs:
+            return []
+        pipe.watch(*{claimed.job.key for claimed in jobs})
+        registries = [claimed.job.started_job_registry.key for claimed in jobs]
+        done = [keys.done(claimed.id) for claimed in jobs]
+        leases = [claimed.lease or "" for claimed in jobs]
+        return [bool(flag) for flag in pipe.eval(OWNED_SCRIPT, 2 * len(jobs), *registries, *done, *leases)]
+
+    def _record(self, pipe: Pipeline, claimed: ClaimedJob) -> None:
+        if claimed.error is None:
+            doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), self.signature.model_ref)
+            _finish(pipe, self.worker, claimed, doc, self.result_ttl)
+        else:
+            doc = outcome_doc(claimed.id, *claimed.error, model=self.signature.model_ref)
+            _fail(pipe, self.worker, claimed, doc)
+        pipe.rpush(keys.done(claimed.id), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+        pipe.expire(keys.done(claimed.id), self.result_ttl)
+
+
+def _record_stats(pipe: Pipeline, stats: RunStats | None) -> None:
+    if stats is not None and stats.rows:
+        pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
+        pipe.hincrby(keys.stats(), "rows", stats.rows)
+        pipe.lpush(keys.batch_sizes(), stats.rows)
+        pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
 
 
 def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:

@@ -37,9 +37,11 @@ class Registration:
         self.interval_s = settings.heartbeat_s
         self.ttl_s = 3 * settings.heartbeat_s
         self._next_beat = 0.0
+        self._model_doc = b""
 
     def birth(self, model_doc: bytes) -> None:
         """Register with RQ and as a live worker, and publish the model document."""
+        self._model_doc = model_doc
         self.worker.register_birth()
         with self.connection.pipeline() as pipe:
             pipe.set(keys.model(), model_doc)
@@ -53,6 +55,8 @@ class Registration:
         if time.monotonic() < self._next_beat:
             return
         with self.connection.pipeline() as pipe:
+            # The model document too: a Redis that lost its data (no persistence) gets it back within a beat.
+            pipe.set(keys.model(), self._model_doc)
             self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.zremrangebyscore(keys.workers(), "-inf", time.time())
