@@ -55,15 +55,11 @@ def digits_model():
     return load_model(DIGITS_MODEL, "digits", "1")
 
 
-@pytest.fixture
-def make_service(redis_url, tmp_path):
-    """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
-    services: list[Service] = []
-
+def _service_factory(redis_url: str, log_root, services: list[Service]):
     def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
         db = next(_databases)
         settings = service_settings(redis_url, db, **overrides)
-        log_dir = tmp_path / f"service-{db}"
+        log_dir = log_root / f"service-{db}"
         log_dir.mkdir()
         service = Service(settings, log_dir)
         service.redis.flushdb()
@@ -74,7 +70,23 @@ def make_service(redis_url, tmp_path):
             service.start_worker()
         return service
 
-    yield make
+    return make
+
+
+@pytest.fixture
+def make_service(redis_url, tmp_path):
+    """Factory: start a service with settings overrides on a fresh database; stopped after the test."""
+    services: list[Service] = []
+    yield _service_factory(redis_url, tmp_path, services)
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def make_module_service(redis_url, tmp_path_factory):
+    """The same factory for a service that the tests of one module share; stopped after the module."""
+    services: list[Service] = []
+    yield _service_factory(redis_url, tmp_path_factory.mktemp("module-services"), services)
     for service in services:
         service.stop()
 
