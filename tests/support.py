@@ -92,9 +92,19 @@ class Service:
         return set(self.redis.zrangebyscore("infer:workers", time.time(), "+inf"))
 
     def stop(self) -> None:
-        for process in self.workers + ([self.api] if self.api else []):
-            stack.stop(process, timeout_s=15)
-        self.http.close()
+        """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
+        self.http.close()  # an open keep-alive connection would hold up gunicorn's graceful stop for seconds
+        processes = [p for p in self.workers + ([self.api] if self.api else []) if p.poll() is None]
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                stack.stop(process, sig=signal.SIGKILL)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
