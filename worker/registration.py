@@ -55,8 +55,9 @@ class Registration:
         if time.monotonic() < self._next_beat:
             return
         with self.connection.pipeline() as pipe:
-            # The model document too: a Redis that lost its data (no persistence) gets it back within a beat.
-            pipe.set(keys.model(), self._model_doc)
+            # A Redis that lost its data (no persistence) gets the model document back within a beat; NX so
+            # that workers of two model versions do not overwrite each other's at every beat.
+            pipe.set(keys.model(), self._model_doc, nx=True)
             self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.zremrangebyscore(keys.workers(), "-inf", time.time())
