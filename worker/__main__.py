@@ -101,16 +101,18 @@ class InferenceWorker:
         """One turn of the loop: collect a batch, run it, publish what completed, heartbeat, maintenance."""
         if self.outbox:
             self._publish()  # results held back while Redis was away go first
+        self.registration.beat_if_due(self.source.pending, self.execution_ttl)  # e.g. due since an outage
         batch = collect(self.source, self.settings.max_batch_size, self.settings.max_batch_delay_ms / 1000,
                         0.0 if self.stopping else IDLE_TIMEOUT_S)
         stats = run_batch(self.model, batch) if batch else None
-        self.outbox += self.source.take_finished()
+        finished = self.source.take_finished()
+        self.outbox += finished
         if stats:
             self.outbox_stats = stats if self.outbox_stats is None else self.outbox_stats + stats
         self._publish()
         if stats and stats.rows:
-            log.debug("batch: %d rows, model %.2f ms", stats.rows, stats.model_s * 1000)
-        self.registration.beat_if_due([*self.source.pending, *self.outbox], self.execution_ttl)
+            log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
+        self.registration.beat_if_due(self.source.pending, self.execution_ttl)
         self.maintenance.run_if_due()
 
     def _publish(self) -> None:
