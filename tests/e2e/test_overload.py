@@ -34,7 +34,7 @@ def frozen_worker(service: Service):
         service.signal_worker(worker, signal.SIGCONT)
 
 
-def test_a_full_queue_answers_429_without_reading_the_body_and_the_api_stays_responsive(busy, digits):
+def test_a_full_queue_answers_429_without_parsing_the_body_and_the_api_stays_responsive(busy, digits):
     x, _ = digits
     with frozen_worker(busy):
         job_ids = [busy.http.post("/predict", json={"instances": x[5 * i : 5 * i + 5].tolist()}).json()["id"]
