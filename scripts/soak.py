@@ -194,7 +194,7 @@ def main() -> int:
           f"lost {counts['lost']}  duplicated {counts['duplicated']}  wrong {counts['wrong']}")
     print(f"not accepted (client retried): {dict(traffic.refused)}")
     print(f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
-          f"(more when a killed worker's batch ran again), model calls {stats.get('model_calls', 0)}")
+          f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}")
     for line in recovery:
         print(f"recovery: {line}")
     ok = accepted > 0 and counts["lost"] == 0 and counts["duplicated"] == 0 and counts["wrong"] == 0
