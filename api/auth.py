@@ -35,10 +35,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.before_request(_authenticate)
 
 
-def keys_enabled() -> bool:
-    return bool(current_app.extensions[_EXTENSION])
-
-
 def _authenticate() -> None:
     g.owner = ""
     digests = current_app.extensions[_EXTENSION]

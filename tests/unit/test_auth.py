@@ -7,17 +7,22 @@ import hashlib
 import pytest
 
 from api import create_app
-from api.auth import fingerprint, owns
+from api.auth import current_owner, fingerprint, owns, require_owner
 from shared.config import Settings
+from shared.errors import NotFound
 
 KEY = "alpha-key-0001"
 
 
 @pytest.fixture
-def client():
+def app():
     # Nothing here reaches Redis: the checks run before any view does (the port is closed on purpose).
-    settings = Settings.from_env({}).replace(api_keys=KEY, redis_url="redis://127.0.0.1:1/0")
-    return create_app(settings).test_client()
+    return create_app(Settings.from_env({}).replace(api_keys=KEY, redis_url="redis://127.0.0.1:1/0"))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 def test_a_fingerprint_is_the_keys_sha256():
@@ -48,3 +53,12 @@ def test_a_valid_key_reaches_the_view_and_health_needs_none(client):
     # Past the check, the view needs Redis, which is not there: 503, not 401.
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 503
     assert client.get("/v1/models", headers={"Authorization": f"bearer  {KEY}"}).status_code == 503
+
+
+def test_what_a_caller_creates_records_its_fingerprint_and_only_it_passes_require_owner(app):
+    with app.test_request_context("/result/x", headers={"Authorization": f"Bearer {KEY}"}):
+        app.preprocess_request()
+        assert current_owner() == fingerprint(KEY)
+        require_owner(fingerprint(KEY).encode(), NotFound("no such thing"))
+        with pytest.raises(NotFound, match="no such thing"):
+            require_owner(fingerprint("someone-else"), NotFound("no such thing"))
