@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.wsgi import get_input_stream
 
 from api import batch_files
+from api.auth import current_owner, require_owner
 from api.ingest import ingest
 from api.responses import json_response
 from api.uploads import Options, open_upload, too_large
@@ -38,7 +39,7 @@ def create() -> Response:
     signature = ext.model_info.signature()
     upload = open_upload(request.content_type, stream, limit)
     batch_id = uuid.uuid4().hex
-    ext.batches.begin(batch_id, options.callback_url, options.metadata)
+    ext.batches.begin(batch_id, options.callback_url, options.metadata, current_owner())
     try:
         # A multipart on_error field may arrive before or after the file: ask at each decision.
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
@@ -100,7 +101,7 @@ def errors(batch_id: str) -> Response:
 def cancel(batch_id: str) -> Response:
     """Cancel: chunks not started never run; finished chunks stay downloadable. 409 once the batch ended."""
     ext = current_app.extensions["inference"]
-    _check_id(batch_id)
+    _record(batch_id)  # unknown, or another key's batch: 404 before anything changes
     outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)
     if outcome == -1:
         raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
@@ -112,8 +113,12 @@ def cancel(batch_id: str) -> Response:
 
 
 def _record(batch_id: str) -> dict[bytes, bytes]:
+    """The batch's record; 404 for an unknown id, or a batch created with another API key."""
     _check_id(batch_id)
-    return current_app.extensions["inference"].batches.get(batch_id)
+    record = current_app.extensions["inference"].batches.get(batch_id)
+    require_owner(record.get(b"owner"), NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago",
+                                                 field="id"))
+    return record
 
 
 def _check_id(batch_id: str) -> None:

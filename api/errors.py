@@ -45,10 +45,26 @@ def error_response(error: ServiceError) -> Response:
     response = Response(orjson.dumps(body), status=error.status, mimetype="application/json")
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="inference"'
     return response
 
 
+def drain_body() -> None:
+    """Read and drop what is left of the request body, so the connection can carry the client's next request.
+
+    Errors raised before the view reads the body (a full queue, a bad key, a bad query) would otherwise
+    leave it unread, and gunicorn closes such a connection (beyond 64 KiB) without telling the client.
+    """
+    try:
+        while request.stream.read(1 << 16):
+            pass
+    except Exception:  # over MAX_CONTENT_LENGTH, or the client went away: the connection closes anyway
+        pass
+
+
 def handle_error(exc: Exception) -> Response:
+    drain_body()
     if isinstance(exc, ServiceError):
         return error_response(exc)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):

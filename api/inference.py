@@ -40,6 +40,7 @@ def infer(arrays: dict[str, np.ndarray]) -> Outcome:
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = current_app.extensions["inference"]
+    ext.store.check_capacity()
     job_id = ext.store.submit(arrays, request_id=current_request_id())
     raw = ext.store.wait(job_id, ext.settings.protocol_timeout_s)
     if raw is None:

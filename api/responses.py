@@ -7,9 +7,10 @@ from typing import Any
 import orjson
 from flask import Response, request
 
+from shared.connection import MAX_BLOCKING_WAIT_S
 from shared.errors import InvalidInput
 
-MAX_WAIT_S = 30.0
+MAX_WAIT_S = MAX_BLOCKING_WAIT_S  # the Redis client's socket timeout is sized to outlast this
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

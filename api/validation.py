@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from shared.config import MAX_JOB_TIMEOUT_S
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.signature import ModelSignature, TensorSpec
 
@@ -48,6 +49,24 @@ def instances_from_body(doc: Any) -> list:
         field="instances",
         expected="a JSON array of rows",
     )
+
+
+def job_timeout(doc: Any, query: str | None, default_s: float) -> float:
+    """The job's deadline in seconds from now: the body's `timeout`, else `?timeout=`, else `default_s` (0: none)."""
+    if isinstance(doc, dict) and "timeout" in doc:
+        raw: Any = doc["timeout"]
+    elif query is not None and query != "":
+        raw = query
+    else:
+        return default_s
+    expected = f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g}"
+    try:
+        value = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(raw, bool) else -1.0
+    except (ValueError, OverflowError):
+        value = -1.0
+    if not 0 < value <= MAX_JOB_TIMEOUT_S:  # also rejects NaN
+        raise InvalidInput(f"timeout={str(raw)[:32]!r} is not a valid timeout", field="timeout", expected=expected)
+    return value
 
 
 def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:

@@ -106,8 +106,11 @@ class BatchRecords:
         self._done = connection.register_script(DONE_SCRIPT)
         self._end = connection.register_script(END_SCRIPT)
 
-    def begin(self, batch_id: str, callback_url: str | None, metadata: Any) -> None:
-        """Create the record (status validating) and schedule its expiry, before the upload is read."""
+    def begin(self, batch_id: str, callback_url: str | None, metadata: Any, owner: str = "") -> None:
+        """Create the record (status validating) and schedule its expiry, before the upload is read.
+
+        `owner` is the creating API key's fingerprint (api.auth), "" when keys are off.
+        """
         ttl = self.settings.batch_ttl
         expires = time.time() + ttl
         record = {
@@ -116,6 +119,7 @@ class BatchRecords:
             "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
             "callback_url": callback_url or "",
             "metadata": orjson.dumps(metadata) if metadata is not None else "",
+            "owner": owner,
         }
         with self.connection.pipeline() as pipe:
             pipe.hset(keys.batch(batch_id), mapping=record)
@@ -139,6 +143,7 @@ class BatchRecords:
             "chunks_left": len(ranges),
             "callback_url": callback_url or "",
             "metadata": orjson.dumps(metadata) if metadata is not None else "",
+            "owner": owner,
         }
         with self.connection.pipeline() as pipe:
             pipe.multi()  # RQ's enqueue_job expects a transaction it can join

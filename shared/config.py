@@ -8,12 +8,14 @@ checks that they match).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_JOB_TIMEOUT_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
 
 
 class ConfigError(ValueError):
@@ -87,6 +89,16 @@ class Settings:
     # prometheus-client's multiprocess directory for the gunicorn API processes; empty: a fresh temporary
     # directory per API start, removed on exit (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR from it).
     metrics_dir: str = ""
+    # Times a job may be started: one whose worker dies with it in hand this often is failed, not requeued
+    # (3: a lone crash or two is retried, a job that keeps killing workers stops after the third).
+    max_attempts: int = 3
+    # Rows waiting in the queue beyond which POST /predict answers 429 (100,000: seconds of work for a small
+    # model, and a bound on the memory queued jobs take); 0 turns the limit off.
+    max_queue_depth: int = 100_000
+    # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
+    job_timeout: float = 0.0
+    # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
+    api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -133,8 +145,40 @@ class Settings:
         _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
         _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,
                  "seconds, more than 0 and at most 300")
-        for name in ("api_processes", "api_threads", "workers"):
+        for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
+        _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
+        _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
+                 self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
+        self.api_key_list()
+
+    def api_key_list(self) -> tuple[str, ...]:
+        """The keys API_KEYS names (read from its file for the @/path form); () when keys are off.
+
+        Raises:
+            ConfigError: the file cannot be read, or a key is empty or not printable ASCII without spaces or commas.
+        """
+        raw = self.api_keys.strip()
+        if not raw:
+            return ()
+        if raw.startswith("@"):
+            try:
+                with open(raw[1:], encoding="utf-8") as f:
+                    keys = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"API_KEYS={raw!r} is not valid: cannot read the key file ({exc.__class__.__name__})") from None
+            where = f"the file {raw[1:]!r}"
+        else:
+            keys = [k.strip() for k in raw.split(",")]
+            where = "the list"
+        for i, key in enumerate(keys):
+            if not key or not key.isascii() or not key.isprintable() or any(c.isspace() or c == "," for c in key):
+                # Never echo a key: name its position only.
+                raise ConfigError(f"API_KEYS is not valid: key {i + 1} in {where} is empty or not printable ASCII "
+                                  "without spaces or commas")
+        if not keys:
+            raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
+        return tuple(keys)
 
     @property
     def resolved_model_name(self) -> str:

@@ -57,3 +57,28 @@ def webhooks() -> str:
 def webhook(delivery_id: str) -> str:
     """Hash: one webhook delivery's url and attempts so far; TTL RESULT_TTL, set by whoever enqueues it."""
     return f"{PREFIX}:webhook:{delivery_id}"
+
+
+def queued_rows(queue_name: str) -> str:
+    """String (integer): rows of the jobs waiting in queue `queue_name`; no TTL.
+
+    Changed only together with the queue list itself (submit, claim, cancel, requeue), in the same
+    transaction or Lua call; reset to 0 by the maintenance step whenever the queue is empty.
+    """
+    return f"{PREFIX}:queued_rows:{queue_name}"
+
+
+def maintenance_lock() -> str:
+    """String: name of the worker running the maintenance step; TTL one maintenance interval, set by that worker."""
+    return f"{PREFIX}:maintenance:lock"
+
+
+def intermediate_seen(queue_name: str) -> str:
+    """String (JSON list): job ids the last maintenance pass saw in the queue's RQ intermediate list; TTL set by it."""
+    return f"{PREFIX}:maintenance:intermediate:{queue_name}"
+
+
+# Fields this service adds to RQ's job hash (`rq:job:<id>`), which expires with the job.
+JOB_ROWS = "infer_rows"  # rows the job carries, for the queued-rows counter
+JOB_DEADLINE = "infer_deadline"  # Unix time after which the job must not start (absent: no deadline)
+JOB_OWNER = "infer_owner"  # SHA-256 of the API key that created the job (absent when keys are off)

@@ -9,17 +9,26 @@ import orjson
 
 
 class JobStatus(str, Enum):
-    """A job's status as clients see it; the first four are RQ's own spellings."""
+    """A job's status as clients see it; all but `expired` are RQ's own spellings.
+
+    RQ has no `expired`: such a job is `failed` in RQ's registries, and its document says `expired`.
+    """
 
     QUEUED = "queued"
     STARTED = "started"
     FINISHED = "finished"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED)
+
+
+# Error codes on failed documents that the worker and its maintenance step write.
+DEADLINE_EXCEEDED = "deadline_exceeded"  # the job's deadline passed before a worker started it: status `expired`
+WORKER_LOST = "worker_lost"  # workers died with the job in hand MAX_ATTEMPTS times
 
 
 def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[str, Any]:
@@ -32,6 +41,14 @@ def failed_doc(job_id: str, code: str, message: str, model: dict[str, str] | Non
     doc: dict[str, Any] = {"id": job_id, "status": JobStatus.FAILED.value, "error": {"code": code, "message": message}}
     if model is not None:
         doc["model"] = model
+    return doc
+
+
+def outcome_doc(job_id: str, code: str, message: str, model: dict[str, str] | None = None) -> dict[str, Any]:
+    """The document of a job that did not finish: `expired` for DEADLINE_EXCEEDED, else `failed`."""
+    doc = failed_doc(job_id, code, message, model)
+    if code == DEADLINE_EXCEEDED:
+        doc["status"] = JobStatus.EXPIRED.value
     return doc
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -10,9 +12,11 @@ from pathlib import Path
 
 import httpx
 import redis
+from rq.job import Job
 
 from scripts import stack
 from scripts.stack import free_port
+from shared import keys
 from shared.config import Settings
 
 
@@ -50,21 +54,52 @@ class Service:
 
     def start_worker(self, wait: bool = True, **env: str) -> subprocess.Popen:
         """Start a worker; with `wait`, return once it is registered as live."""
-        before = self.live_workers()
+        before = self.live_worker_names()
         worker = stack.start_worker(self.settings, self._log(f"worker-{len(self.workers)}"), env)
         self.workers.append(worker)
         if wait:
-            wait_until(lambda: self.live_workers() > before or worker.poll() is not None, 90)
+            wait_until(lambda: self.live_worker_names() - before or worker.poll() is not None, 90)
             assert worker.poll() is None, f"worker exited with {worker.returncode}: {self.logs()}"
         return worker
+
+    def live_worker_processes(self) -> list[subprocess.Popen]:
+        return [w for w in self.workers if w.poll() is None]
+
+    def signal_worker(self, worker: subprocess.Popen, sig: int) -> None:
+        """Send `sig` (SIGKILL, SIGSTOP, SIGCONT...) to a worker's process group."""
+        os.killpg(worker.pid, sig)
+        if sig == signal.SIGKILL:
+            worker.wait(timeout=10)
+
+    def job_status(self, job_id: str) -> str | None:
+        """The job's status as RQ's job hash has it (None once the hash is gone)."""
+        raw = self.redis.hget(Job.key_for(job_id), "status")
+        return raw.decode() if raw is not None else None
+
+    def documents(self, job_id: str) -> list[bytes]:
+        """Every final document published for the job (exactly one once it is done)."""
+        return self.redis.lrange(keys.done(job_id), 0, -1)
 
     def live_workers(self) -> int:
         return self.redis.zcount("infer:workers", time.time(), "+inf")
 
+    def live_worker_names(self) -> set[bytes]:
+        return set(self.redis.zrangebyscore("infer:workers", time.time(), "+inf"))
+
     def stop(self) -> None:
-        self.http.close()  # first: gunicorn's graceful stop would wait for an idle keep-alive connection
-        for process in self.workers + ([self.api] if self.api else []):
-            stack.stop(process, timeout_s=15)
+        """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
+        self.http.close()  # an open keep-alive connection would hold up gunicorn's graceful stop for seconds
+        processes = [p for p in self.workers + ([self.api] if self.api else []) if p.poll() is None]
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                stack.stop(process, sig=signal.SIGKILL)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))

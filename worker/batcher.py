@@ -1,7 +1,7 @@
 """Form one batch from queued work: the IDLE → FILLING part of the worker's loop, with no Redis and no TF.
 
 Two knobs: `max_batch_size` (rows per model call) and `max_delay_s` (the longest the first row of a
-batch may wait for company). The window opens when the first row is taken, never earlier. With a
+batch may wait for company). A segment marked `alone` is a batch by itself and runs without waiting. The window opens when the first row is taken, never earlier. With a
 delay of zero the deadline is "now": a batch holds what was queued when the worker came for it, so
 batches grow only because work piles up while the model runs.
 """
@@ -16,11 +16,15 @@ from typing import Any, Protocol
 
 @dataclass
 class Segment:
-    """Rows `start:stop` of one job; a job with many rows may span several batches."""
+    """Rows `start:stop` of one job; a job with many rows may span several batches.
+
+    `alone`: the segment must be the only work in its batch (its job may be what crashed a worker before).
+    """
 
     job: Any
     start: int
     stop: int
+    alone: bool = False
 
     @property
     def rows(self) -> int:
@@ -51,8 +55,8 @@ def collect(
 ) -> list[Segment]:
     """Return the next batch (at most `max_batch_size` rows), or [] if nothing came within `idle_timeout_s`."""
     batch = source.take(max_batch_size, idle_timeout_s)  # IDLE
-    if not batch:
-        return []
+    if not batch or batch[0].alone:  # a source hands out an `alone` segment only by itself; it runs at once
+        return batch
     deadline = clock() + max_delay_s
     rows = sum(s.rows for s in batch)
     while rows < max_batch_size:  # FILLING

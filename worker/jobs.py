@@ -22,6 +22,7 @@ class ClaimedJob:
     inputs: dict[str, np.ndarray] | None
     rows: int
     error: tuple[str, str] | None = None
+    rerun: bool = False  # started before by a worker that died: runs alone (see claim.CLAIM_SCRIPT)
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
@@ -30,6 +31,11 @@ class ClaimedJob:
     @property
     def id(self) -> str:
         return self.job.id
+
+    @property
+    def lease(self) -> str | None:
+        """This claim's entry in RQ's started registry ("<job id>:<execution id>"); None before it started."""
+        return self.execution.composite_key if self.execution is not None else None
 
     @property
     def complete(self) -> bool:

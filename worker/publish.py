@@ -1,10 +1,8 @@
-"""PUBLISHING: write the results of every job a batch completed in one Redis round trip.
+"""PUBLISHING: write the results of every job a batch completed in one MULTI/EXEC, each at most once.
 
 Per job this is RQ's own success or failure bookkeeping (status, result, finished or failed registry,
 execution cleanup, worker counters), so `rq info` and RQ's tools stay truthful, plus the job's status
-document on its `done` list, which wakes any client long-polling for it, and its webhook delivery if it
-has a callback URL. A bulk chunk's outputs go to storage first; in the pipeline it gets RQ's bookkeeping
-(with a small summary as its result) and one update of its batch's counters.
+document on its `done` list, which wakes any client long-polling for it.
 """
 
 from __future__ import annotations
@@ -15,21 +13,36 @@ from typing import Any
 import numpy as np
 import orjson
 import redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
 from rq import Worker
 from rq.executions import cleanup_execution
 from rq.job import JobStatus
 from rq.utils import now
 
-from shared import keys, metrics, webhooks
-from shared.schema import failed_doc, finished_doc
+from shared import keys, webhooks
+from shared.schema import finished_doc, outcome_doc
 from shared.signature import ModelSignature
 from worker.chunks import ChunkStore
 from worker.jobs import ClaimedJob
+from worker.outcomes import Outcome, latency_s, log_outcome, metric_increments
 from worker.runner import RunStats
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE_HISTORY = 10_000
+
+# KEYS: each job's started registry, then each job's done list. ARGV: each job's lease (registry entry).
+# Returns, per job, 1 if this worker may publish it: its lease is still registered and it has no document.
+OWNED_SCRIPT = """
+local n = #ARGV
+local out = {}
+for i = 1, n do
+  local mine = redis.call('ZSCORE', KEYS[i], ARGV[i])
+  out[i] = (mine and redis.call('EXISTS', KEYS[n + i]) == 0) and 1 or 0
+end
+return out
+"""
 
 
 def predictions(outputs: dict[str, np.ndarray]) -> Any:
@@ -41,116 +54,119 @@ def predictions(outputs: dict[str, np.ndarray]) -> Any:
     return [{n: outputs[n][i] for n in names} for i in range(rows)]
 
 
-def publish(
-    connection: redis.Redis,
-    worker: Worker,
-    jobs: list[ClaimedJob],
-    signature: ModelSignature,
-    result_ttl: int,
-    stats: RunStats | None,
-    chunks: ChunkStore | None = None,
-    round_trips: int = 0,
-) -> None:
-    """Record the outcome of `jobs` and the batch's stats, in one pipeline (metrics included).
+class Publisher:
+    """Writes the outcome of completed jobs, each at most once.
 
-    `round_trips` is what claiming this batch cost; this pipeline adds one.
+    Publishing is conditional on the claim still being this worker's: a worker that was too slow (or cut
+    off from Redis) may have lost its lease on a job, which the maintenance step then requeued for another
+    worker. So the job hashes are WATCHed, one Lua call reads which leases are still in RQ's started
+    registry and which jobs have no document yet, and only those are written, in one MULTI/EXEC. If the
+    maintenance step requeues one of them meanwhile, the hash changes, EXEC is refused, and we look again.
+    Three round trips per batch, none per job. Bulk chunks write their outputs to storage (`chunks`) and
+    their batch's counters instead of a done document; metrics and webhooks ride in the same transaction.
     """
-    outcomes: list[tuple[ClaimedJob, str, float | None, str | None]] = []
-    succeeded = failed = 0
-    working_s = 0.0
-    with connection.pipeline() as pipe:
-        for claimed in jobs:
-            if claimed.chunk is not None and chunks is not None:
-                _publish_chunk(pipe, worker, claimed, chunks, signature, result_ttl)
-                succeeded += claimed.error is None
-                failed += claimed.error is not None
-                continue
-            if claimed.error is None:
-                doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), signature.model_ref)
-                _finish(pipe, worker, claimed, doc, result_ttl)
-                succeeded += 1
-            else:
-                doc = failed_doc(claimed.id, *claimed.error, model=signature.model_ref)
-                _fail(pipe, worker, claimed, doc)
-                failed += 1
-            if claimed.job.started_at:
-                working_s += (claimed.job.ended_at - claimed.job.started_at).total_seconds()
-            request_id = (claimed.job.meta or {}).get("request_id")
-            if request_id:
-                doc["request_id"] = request_id
-            body = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-            pipe.rpush(keys.done(claimed.id), body)
-            pipe.expire(keys.done(claimed.id), result_ttl)
-            outcomes.append((claimed, doc["status"], _latency_s(claimed), request_id))
-            if claimed.job.meta.get("callback_url"):
-                webhooks.enqueue(pipe, "job", claimed.id, claimed.job.meta["callback_url"], result_ttl)
-        if stats is not None and stats.rows:
-            pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
-            pipe.hincrby(keys.stats(), "rows", stats.rows)
-            pipe.hincrby(keys.stats(), "batches", 1)
-            pipe.hincrby(keys.stats(), "round_trips", round_trips + 1)
-            pipe.lpush(keys.batch_sizes(), stats.rows)
-            pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
-        # RQ's per-worker counters, once per batch rather than once per job.
-        if succeeded:
-            pipe.hincrby(worker.key, "successful_job_count", succeeded)
-        if failed:
-            pipe.hincrby(worker.key, "failed_job_count", failed)
-        if working_s:
-            pipe.hincrbyfloat(worker.key, "total_working_time", working_s)
-        for field, amount in _metric_increments(outcomes, stats).items():
-            pipe.hincrbyfloat(keys.metrics(), field, amount)
-        worker.set_state("idle", pipeline=pipe)
-        pipe.execute()
-    for outcome in outcomes:
-        _log_job(*outcome)
+
+    ROUND_TRIPS = 3  # WATCH, the ownership check, MULTI/EXEC
+
+    def __init__(self, connection: redis.Redis, worker: Worker, signature: ModelSignature, result_ttl: int,
+                 chunks: ChunkStore | None = None) -> None:
+        self.connection = connection
+        self.worker = worker
+        self.signature = signature
+        self.result_ttl = result_ttl
+        self.chunks = chunks
+
+    def publish(self, jobs: list[ClaimedJob], stats: RunStats | None, round_trips: int = 0) -> list[ClaimedJob]:
+        """Record the outcome of `jobs` and the batch's stats; returns the jobs skipped as no longer ours.
+
+        `round_trips` is what claiming these jobs cost, for the worker's stats.
+        """
+        with self.connection.pipeline() as pipe:
+            while True:
+                try:
+                    owned = self._owned(pipe, jobs)
+                    pipe.multi()
+                    published = [claimed for claimed, ours in zip(jobs, owned) if ours]
+                    outcomes = [o for o in (self._record(pipe, claimed) for claimed in published) if o is not None]
+                    _record_counters(pipe, self.worker, published)
+                    _record_stats(pipe, stats, round_trips + self.ROUND_TRIPS)
+                    for field, amount in metric_increments(outcomes, stats).items():
+                        pipe.hincrbyfloat(keys.metrics(), field, amount)
+                    self.worker.set_state("idle", pipeline=pipe)
+                    pipe.execute()
+                    break
+                except WatchError:
+                    pipe.reset()  # a job was requeued (or finished elsewhere) while we looked: look again
+        for outcome in outcomes:
+            log_outcome(outcome)
+        return [claimed for claimed, ours in zip(jobs, owned) if not ours]
+
+    def _owned(self, pipe: Pipeline, jobs: list[ClaimedJob]) -> list[bool]:
+        if not jobs:
+            return []
+        pipe.watch(*{claimed.job.key for claimed in jobs})
+        registries = [claimed.job.started_job_registry.key for claimed in jobs]
+        done = [keys.done(claimed.id) for claimed in jobs]
+        leases = [claimed.lease or "" for claimed in jobs]
+        return [bool(flag) for flag in pipe.eval(OWNED_SCRIPT, 2 * len(jobs), *registries, *done, *leases)]
+
+    def _record(self, pipe: Pipeline, claimed: ClaimedJob) -> Outcome | None:
+        """One job's writes; returns what to log and count (None for a bulk chunk)."""
+        if claimed.chunk is not None and self.chunks is not None:
+            self._record_chunk(pipe, claimed)
+            return None
+        if claimed.error is None:
+            doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), self.signature.model_ref)
+            _finish(pipe, self.worker, claimed, doc, self.result_ttl)
+        else:
+            doc = outcome_doc(claimed.id, *claimed.error, model=self.signature.model_ref)
+            _fail(pipe, self.worker, claimed, doc)
+        request_id = (claimed.job.meta or {}).get("request_id")
+        if request_id:
+            doc["request_id"] = request_id
+        pipe.rpush(keys.done(claimed.id), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+        pipe.expire(keys.done(claimed.id), self.result_ttl)
+        callback_url = (claimed.job.meta or {}).get("callback_url")
+        if callback_url:
+            webhooks.enqueue(pipe, "job", claimed.id, callback_url, self.result_ttl)
+        return Outcome(claimed, doc["status"], latency_s(claimed), request_id)
+
+    def _record_chunk(self, pipe: Pipeline, claimed: ClaimedJob) -> None:
+        """A chunk's RQ bookkeeping (its result is a summary; the outputs are in storage) and its batch's counters.
+
+        The outputs are written before the transaction runs, so a chunk is counted done only once its file exists.
+        """
+        counts = self.chunks.save(claimed)
+        if claimed.error is None:
+            doc = {"batch": claimed.chunk["batch"], "chunk": claimed.chunk["chunk"], "rows": counts[0],
+                   "status": "finished", "model": self.signature.model_ref}
+            _finish(pipe, self.worker, claimed, doc, self.result_ttl)
+        else:
+            _fail(pipe, self.worker, claimed, outcome_doc(claimed.id, *claimed.error, model=self.signature.model_ref))
+        self.chunks.finished(pipe, claimed, *counts)
 
 
-def _metric_increments(outcomes: list[tuple[ClaimedJob, str, float | None, str | None]],
-                       stats: RunStats | None) -> dict[str, float]:
-    """What to add to the metrics hash for these jobs and this batch (see shared/metrics.py)."""
-    counts: dict[str, float] = {}
-    for _, status, _, _ in outcomes:
-        field = metrics.job_status_field(status)
-        counts[field] = counts.get(field, 0) + 1
-    counts.update(metrics.JOB_LATENCY.increments(o[2] for o in outcomes if o[2] is not None))
+def _record_counters(pipe: Pipeline, worker: Worker, published: list[ClaimedJob]) -> None:
+    """RQ's per-worker counters, once per batch rather than once per job."""
+    failed = sum(1 for claimed in published if claimed.error is not None)
+    if len(published) - failed:
+        pipe.hincrby(worker.key, "successful_job_count", len(published) - failed)
+    if failed:
+        pipe.hincrby(worker.key, "failed_job_count", failed)
+    working_s = sum((c.job.ended_at - c.job.started_at).total_seconds() for c in published
+                    if c.job.started_at and c.job.ended_at)
+    if working_s:
+        pipe.hincrbyfloat(worker.key, "total_working_time", working_s)
+
+
+def _record_stats(pipe: Pipeline, stats: RunStats | None, round_trips: int) -> None:
     if stats is not None and stats.rows:
-        counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
-        counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
-    return counts
-
-
-def _latency_s(claimed: ClaimedJob) -> float | None:
-    """Seconds from enqueue (the API's clock) to now (ours); None if RQ recorded no enqueue time."""
-    enqueued = claimed.job.enqueued_at
-    return max(0.0, (now() - enqueued).total_seconds()) if enqueued else None
-
-
-def _log_job(claimed: ClaimedJob, status: str, latency: float | None, request_id: str | None) -> None:
-    """One line per job, carrying the request id of the HTTP request that submitted it."""
-    took = f" {latency * 1000:.1f} ms after submit" if latency is not None else ""
-    if claimed.error is None:
-        log.info("job %s %s: %d row(s)%s", claimed.id, status, claimed.rows, took,
-                 extra={"request_id": request_id, "job_id": claimed.id})
-    else:
-        log.warning("job %s %s: %s: %s", claimed.id, status, claimed.error[0], claimed.error[1],
-                    extra={"request_id": request_id, "job_id": claimed.id})
-
-
-def _publish_chunk(pipe: Any, worker: Worker, claimed: ClaimedJob, chunks: ChunkStore, signature: ModelSignature,
-                   result_ttl: int) -> None:
-    """A chunk's RQ bookkeeping (its result is a summary; the outputs are in storage) and its batch's counters.
-
-    The outputs are written before the pipeline runs, so a chunk is counted done only once its file exists.
-    """
-    counts = chunks.save(claimed)
-    if claimed.error is None:
-        doc = {"batch": claimed.chunk["batch"], "chunk": claimed.chunk["chunk"], "rows": counts[0],
-               "status": "finished", "model": signature.model_ref}
-        _finish(pipe, worker, claimed, doc, result_ttl)
-    else:
-        _fail(pipe, worker, claimed, failed_doc(claimed.id, *claimed.error, model=signature.model_ref))
-    chunks.finished(pipe, claimed, *counts)
+        pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
+        pipe.hincrby(keys.stats(), "rows", stats.rows)
+        pipe.hincrby(keys.stats(), "batches", 1)
+        pipe.hincrby(keys.stats(), "round_trips", round_trips)
+        pipe.lpush(keys.batch_sizes(), stats.rows)
+        pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
 
 
 def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:

@@ -37,9 +37,11 @@ class Registration:
         self.interval_s = settings.heartbeat_s
         self.ttl_s = 3 * settings.heartbeat_s
         self._next_beat = 0.0
+        self._model_doc = b""
 
     def birth(self, model_doc: bytes) -> None:
         """Register with RQ and as a live worker, and publish the model document."""
+        self._model_doc = model_doc
         self.worker.register_birth()
         with self.connection.pipeline() as pipe:
             pipe.set(keys.model(), model_doc)
@@ -53,6 +55,9 @@ class Registration:
         if time.monotonic() < self._next_beat:
             return
         with self.connection.pipeline() as pipe:
+            # A Redis that lost its data (no persistence) gets the model document back within a beat; NX so
+            # that workers of two model versions do not overwrite each other's at every beat.
+            pipe.set(keys.model(), self._model_doc, nx=True)
             self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.zremrangebyscore(keys.workers(), "-inf", time.time())

@@ -26,6 +26,9 @@ class RunStats:
     model_calls: int
     model_s: float
 
+    def __add__(self, other: "RunStats") -> "RunStats":
+        return RunStats(self.rows + other.rows, self.model_calls + other.model_calls, self.model_s + other.model_s)
+
 
 def run_batch(model: LoadedModel, segments: list[Segment]) -> RunStats:
     """Run `segments` through the model and record outputs (or errors) on their jobs."""

@@ -93,3 +93,16 @@ def test_batch_size_one_never_waits():
 def test_bad_knobs_are_rejected_with_the_rule(size, delay, words):
     with pytest.raises(ValueError, match=words):
         validate_knobs(size, delay)
+
+
+def test_a_segment_that_must_run_alone_is_a_batch_at_once_even_with_a_huge_delay():
+    clock = FakeClock()
+
+    class AloneSource(ListSource):
+        def take(self, max_rows, timeout):
+            return [Segment(job=s.job, start=s.start, stop=s.stop, alone=True) for s in super().take(1, timeout)]
+
+    source = AloneSource(clock, [(100.0, 1), (100.0, 1)])
+    batch = collect(source, 8, max_delay_s=3600.0, idle_timeout_s=1.0, clock=clock)
+    assert len(batch) == 1 and batch[0].alone and clock.now == 100.0
+    assert len(source.calls) == 1  # no filling

@@ -75,3 +75,38 @@ def test_procfile_names_web_and_worker():
     with open(os.path.join(PROJECT_ROOT, "Procfile")) as f:
         kinds = {line.split(":", 1)[0] for line in f if line.strip()}
     assert kinds == {"web", "worker"}
+
+
+def test_reliability_settings_have_safe_defaults():
+    settings = Settings.from_env({})
+    assert (settings.max_attempts, settings.max_queue_depth, settings.job_timeout) == (3, 100_000, 0.0)
+    assert settings.api_key_list() == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS=0 is not valid: expected an integer ≥ 1"),
+        ({"MAX_QUEUE_DEPTH": "-5"}, "MAX_QUEUE_DEPTH=-5 is not valid"),
+        ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT=-1.0 is not valid"),
+        ({"JOB_TIMEOUT": "nan"}, "JOB_TIMEOUT=nan is not valid"),
+        ({"API_KEYS": "good-key,,other"}, "key 2 in the list is empty"),
+        ({"API_KEYS": "@/nonexistent/keys.txt"}, "cannot read the key file"),
+    ],
+)
+def test_bad_reliability_values_fail_naming_the_variable(env, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Settings.from_env(env)
+
+
+def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_repr(tmp_path):
+    assert Settings.from_env({"API_KEYS": " alpha-1 , beta-2 "}).api_key_list() == ("alpha-1", "beta-2")
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("# rotated 2026-11\nalpha-1\n\n  beta-2\n")
+    settings = Settings.from_env({"API_KEYS": f"@{key_file}"})
+    assert settings.api_key_list() == ("alpha-1", "beta-2")
+    assert "alpha-1" not in repr(settings)
+    key_file.write_text("alpha-1\nsecret with spaces\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"API_KEYS": f"@{key_file}"})
+    assert "key 2" in str(info.value) and "secret" not in str(info.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.validation import columns_to_arrays, rows_to_arrays, to_array
+from api.validation import columns_to_arrays, job_timeout, rows_to_arrays, to_array
 from shared.errors import InvalidInput
 from shared.payload import decode_inputs, encode_inputs
 from shared.signature import ModelSignature, TensorSpec
@@ -96,3 +96,19 @@ def test_bad_columnar_inputs_name_the_input(inputs, field, words):
     with pytest.raises(InvalidInput) as info:
         columns_to_arrays(inputs, TWO_INPUTS, 10)
     assert info.value.field == field and words in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("doc", "query", "expected"),
+    [({"instances": []}, None, 7.0), ([], None, 7.0), ({"timeout": 2.5}, None, 2.5), ({}, "3", 3.0),
+     ({"timeout": 1}, "3", 1.0), ({}, "", 7.0), ({"timeout": 86400}, None, 86400.0)],
+)
+def test_a_jobs_timeout_comes_from_the_body_then_the_query_then_the_default(doc, query, expected):
+    assert job_timeout(doc, query, 7.0) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, "soon", None, True, [], float("nan"), "inf", 1e400, 86401, "1e400"])
+def test_a_timeout_must_be_seconds_above_zero_and_at_most_a_day(value):
+    with pytest.raises(InvalidInput) as info:
+        job_timeout({"timeout": value}, None, 0.0)
+    assert info.value.field == "timeout" and "86400" in info.value.expected

@@ -1,0 +1,75 @@
+"""Optional API keys: who may call the API, and who owns what they created.
+
+With API_KEYS set, every endpoint but the health checks needs `Authorization: Bearer <key>` (401 otherwise).
+Whatever a caller creates records the caller's *owner* string, the SHA-256 of its key (the key itself is
+never stored or logged); reading or cancelling it with another key answers 404, as for an unknown id, so
+ids cannot be probed. Keys off (the default): everyone is the same anonymous owner, "".
+
+Views and stores adopt this with two calls: `current_owner()` when creating something (store it with
+the thing), `require_owner(stored, not_found)` before reading or changing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask, current_app, g, request
+
+from shared.config import Settings
+from shared.errors import NotFound, Unauthorized
+
+# Endpoints anyone may call. Health checks (ours and KServe's) and the API description carry no data: load balancers, orchestrators
+# and people reading /docs need no key. /metrics does need one (Prometheus sends it as a bearer token).
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "kserve.live", "kserve.ready",
+                              "openapi.openapi_json", "openapi.docs", "openapi.docs_asset"})
+_EXTENSION = "api_key_digests"
+
+
+def fingerprint(key: str) -> str:
+    """The owner string of `key`: its SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Load the keys (as digests only) and check every request before its view runs."""
+    app.extensions[_EXTENSION] = tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+    app.before_request(_authenticate)
+
+
+def _authenticate() -> None:
+    g.owner = ""
+    digests = current_app.extensions[_EXTENSION]
+    if not digests or request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise Unauthorized("this server needs an API key", expected="header Authorization: Bearer <key>")
+    digest = hashlib.sha256(presented.strip().encode("latin-1", "replace")).digest()
+    # Compare against every key, without stopping at a match, each in constant time.
+    matched = False
+    for known in digests:
+        matched |= hmac.compare_digest(digest, known)
+    if not matched:
+        raise Unauthorized("the API key is not valid", expected="header Authorization: Bearer <key>")
+    g.owner = digest.hex()
+
+
+def current_owner() -> str:
+    """The caller's owner string ("" when keys are off): record it with anything the caller creates."""
+    return g.get("owner", "")
+
+
+def owns(stored: bytes | str | None, owner: str) -> bool:
+    """Whether `owner` may see something whose recorded owner is `stored` (always, when keys are off)."""
+    if not owner:
+        return True
+    if isinstance(stored, str):
+        stored = stored.encode("utf-8")
+    return hmac.compare_digest(stored or b"", owner.encode("ascii"))
+
+
+def require_owner(stored: bytes | str | None, not_found: NotFound) -> None:
+    """Raise `not_found` unless the current caller created the thing whose owner is `stored`."""
+    if not owns(stored, current_owner()):
+        raise not_found

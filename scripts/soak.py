@@ -1,0 +1,206 @@
+"""`make soak`: drive a stack of our own with mixed traffic while killing a worker and Redis, then check
+that every accepted job has exactly one correct result.
+
+The stack (embedded Redis with `appendfsync always`, the API, two workers) runs on loopback on free
+ports, from a temporary data directory. For SOAK_SECONDS (default 60) client threads submit single jobs,
+some waiting with ?wait, some polled later, and one bulk batch if the API has /batches. A third of the
+way in, one worker is SIGKILLed and started again; at two thirds, Redis is SIGKILLed and started again on
+the same port and data. Then every accepted job is read back and compared with the model run in this
+process. Prints accepted / finished / failed / lost counts; exits 1 unless lost, duplicated and wrong are 0.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import redis
+
+from scripts import stack
+from shared import keys
+from shared.config import Settings
+from shared.embedded_redis import EmbeddedRedis
+
+CLIENTS = 6
+DRAIN_S = 120.0  # how long accepted jobs may take to finish after the traffic stops
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """Embedded Redis, the API and two workers, each of which can be killed and started again."""
+
+    def __init__(self, data_dir: Path) -> None:
+        redis_port = free_port()
+        # Children get REDIS_URL pointing at our embedded server, so they never start one of their own.
+        self.settings = Settings.from_env().replace(
+            redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_port=redis_port, api_port=free_port(),
+            data_dir=str(data_dir), redis_appendfsync="always", heartbeat_s=1.0, workers=2, api_keys="")
+        self.redis_dir = str(data_dir / "redis")
+        self.logs = open(data_dir / "stack.log", "ab")
+        self.redis_server = EmbeddedRedis(self.settings.redis_port, self.redis_dir, "always").start()
+        self.api = stack.start_api(self.settings, self.logs)
+        self.workers = [stack.start_worker(self.settings, self.logs) for _ in range(self.settings.workers)]
+        self.base_url = f"http://127.0.0.1:{self.settings.api_port}"
+        stack.wait_http(f"{self.base_url}/readyz", 180, self.api)
+
+    def kill_worker(self) -> None:
+        victim = self.workers.pop(0)
+        stack.stop(victim, sig=signal.SIGKILL)
+        self.workers.append(stack.start_worker(self.settings, self.logs))
+
+    def kill_redis(self, down_s: float = 1.0) -> None:
+        self.redis_server.stop(kill=True)
+        time.sleep(down_s)
+        self.redis_server = EmbeddedRedis(self.settings.redis_port, self.redis_dir, "always").start()
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.api]:
+            stack.stop(process, timeout_s=20)
+        self.redis_server.stop()
+        self.logs.close()
+
+
+class Traffic:
+    """Client threads: single jobs with and without ?wait; records every accepted job and its rows."""
+
+    def __init__(self, base_url: str, data: np.ndarray) -> None:
+        self.base_url = base_url
+        self.data = data
+        self.accepted: dict[str, list[int]] = {}
+        self.refused: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=self.base_url, timeout=30) as http:
+            while not self.stop.is_set():
+                rows = [rng.randrange(len(self.data)) for _ in range(rng.choice([1, 1, 2, 4, 8, 32]))]
+                wait = rng.choice([0, 0, 2])
+                try:
+                    r = http.post("/predict", params={"wait": wait}, json={"instances": self.data[rows].tolist()})
+                except httpx.TransportError as exc:
+                    self.refused[type(exc).__name__] += 1
+                    time.sleep(0.1)
+                    continue
+                if r.status_code in (200, 202):
+                    with self.lock:
+                        self.accepted[r.json()["id"]] = rows
+                else:
+                    self.refused[str(r.status_code)] += 1
+                    time.sleep(0.1 if r.status_code in (429, 503) else 0)
+
+
+def try_bulk_batch(base_url: str) -> str:
+    """Submit one bulk batch if this API has /batches; returns a line for the report."""
+    try:
+        r = httpx.get(f"{base_url}/batches", timeout=10)
+    except httpx.TransportError as exc:
+        return f"bulk batch: skipped ({type(exc).__name__})"
+    if r.status_code in (404, 405):
+        return f"bulk batch: skipped: this API has no /batches endpoint (GET /batches answered {r.status_code})"
+    return f"bulk batch: skipped: /batches answered {r.status_code}; this soak does not drive it yet"
+
+
+def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model) -> Counter:
+    """Read every accepted job back; count finished, failed, lost, duplicated and wrong."""
+    counts: Counter[str] = Counter()
+    expected = model.predict({model.signature.inputs[0].name: data})
+    expected = next(iter(expected.values()))
+    deadline = time.monotonic() + DRAIN_S
+    with httpx.Client(base_url=base_url, timeout=40) as http:
+        for job_id, rows in accepted.items():
+            body = None
+            while time.monotonic() < deadline:
+                try:
+                    r = http.get(f"/result/{job_id}", params={"wait": 10})
+                except httpx.TransportError:
+                    time.sleep(0.5)
+                    continue
+                if r.status_code == 200:
+                    body = r.json()
+                    break
+                if r.status_code == 404:
+                    break
+                time.sleep(0.2 if r.status_code == 503 else 0)
+            if body is None:
+                counts["lost"] += 1
+                continue
+            counts[body["status"]] += 1
+            if len(connection.lrange(keys.done(job_id), 0, -1)) != 1:
+                counts["duplicated"] += 1
+            if body["status"] == "finished" and not np.allclose(body["predictions"], expected[rows], rtol=1e-4, atol=1e-5):
+                counts["wrong"] += 1
+    return counts
+
+
+def main() -> int:
+    seconds = float(os.environ.get("SOAK_SECONDS", "60"))
+    from sklearn.datasets import load_digits
+
+    from worker.model import load_model
+
+    data = load_digits().data.astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        print(f"soak: {seconds:g} s of traffic from {CLIENTS} clients; a worker and Redis are each killed once")
+        stack_ = Stack(Path(tmp))
+        settings = stack_.settings
+        model = load_model(settings.model_path, settings.resolved_model_name, settings.model_version)
+        print(f"stack: redis 127.0.0.1:{settings.redis_port} (appendfsync always), API {stack_.base_url}, "
+              f"{settings.workers} workers; logs in {tmp}/stack.log while it runs")
+        traffic = Traffic(stack_.base_url, data)
+        threads = [threading.Thread(target=traffic.run, args=(i,), daemon=True) for i in range(CLIENTS)]
+        started = time.monotonic()
+        try:
+            print(try_bulk_batch(stack_.base_url))
+            for t in threads:
+                t.start()
+            for at, action, name in ((seconds / 3, stack_.kill_worker, "worker SIGKILLed and restarted"),
+                                     (2 * seconds / 3, stack_.kill_redis, "Redis SIGKILLed and restarted")):
+                time.sleep(max(0.0, started + at - time.monotonic()))
+                action()
+                print(f"t={time.monotonic() - started:5.1f} s  {name} ({len(traffic.accepted)} jobs accepted so far)")
+            time.sleep(max(0.0, started + seconds - time.monotonic()))
+            traffic.stop.set()
+            for t in threads:
+                t.join(40)
+            print(f"t={time.monotonic() - started:5.1f} s  traffic stopped; checking every accepted job")
+            connection = redis.Redis.from_url(settings.redis_url)
+            counts = check(stack_.base_url, connection, traffic.accepted, data, model)
+            stats = {k.decode(): int(v) for k, v in connection.hgetall(keys.stats()).items()}
+        finally:
+            stack_.stop()
+        log = (Path(tmp) / "stack.log").read_text(errors="replace")
+    recovery = [line.split(" WARNING ", 1)[1] for line in log.splitlines()
+                if " WARNING " in line and ("requeued" in line or "Redis answers again" in line)]
+    accepted = len(traffic.accepted)
+    print(f"accepted {accepted}  finished {counts['finished']}  failed {counts['failed'] + counts['expired']}  "
+          f"lost {counts['lost']}  duplicated {counts['duplicated']}  wrong {counts['wrong']}")
+    print(f"not accepted (client retried): {dict(traffic.refused)}")
+    print(f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
+          f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}")
+    for line in recovery:
+        print(f"recovery: {line}")
+    ok = accepted > 0 and counts["lost"] == 0 and counts["duplicated"] == 0 and counts["wrong"] == 0
+    print("soak: OK" if ok else "soak: FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

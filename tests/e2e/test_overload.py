@@ -1,0 +1,88 @@
+"""Overload: a full queue answers 429 at once, a job past its deadline expires without running, and the
+API keeps answering health checks and polls while the worker cannot keep up.
+
+The worker is frozen with SIGSTOP to stand for a worker that cannot keep up: what is submitted stays queued.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+from rq.job import Job
+
+from shared import keys
+from tests.support import Service, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def busy(make_module_service) -> Service:
+    return make_module_service(max_queue_depth=20, job_timeout=600)
+
+
+@contextmanager
+def frozen_worker(service: Service):
+    [worker] = service.live_worker_processes()
+    service.signal_worker(worker, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        service.signal_worker(worker, signal.SIGCONT)
+
+
+def test_a_full_queue_answers_429_without_parsing_the_body_and_the_api_stays_responsive(busy, digits):
+    x, _ = digits
+    with frozen_worker(busy):
+        job_ids = [busy.http.post("/predict", json={"instances": x[5 * i : 5 * i + 5].tolist()}).json()["id"]
+                   for i in range(4)]  # 20 rows: the queue is full
+        rejected = busy.http.post("/predict", params={"wait": 5}, json={"instances": [x[0].tolist()]})
+        assert rejected.status_code == 429
+        assert rejected.json()["error"]["code"] == "queue_full"
+        assert "MAX_QUEUE_DEPTH=20" in rejected.json()["error"]["message"]
+        assert int(rejected.headers["Retry-After"]) >= 1
+        # Not even parsed: a body that is not JSON at all gets the same answer.
+        garbage = busy.http.post("/predict", content=b"\xff" * 1_000_000, headers={"Content-Type": "application/json"})
+        assert garbage.status_code == 429
+        # (The frozen worker's BLMOVE may already have moved the first job to RQ's intermediate list: Redis
+        # serves a blocked command without the client's help.)
+        queue = f"rq:queue:{busy.settings.queue_name}"
+        assert busy.redis.llen(queue) + busy.redis.llen(f"{queue}:intermediate") == 4
+        assert int(busy.redis.get(keys.queued_rows(busy.settings.queue_name))) == 20
+        # Health checks, polls and long-polls answer while the work waits.
+        assert busy.http.get("/healthz", timeout=5).status_code == 200
+        assert busy.http.get(f"/result/{job_ids[0]}", timeout=5).json()["status"] == "queued"
+        assert busy.http.get(f"/result/{job_ids[0]}", params={"wait": 0.5}, timeout=5).status_code == 202
+    for job_id in job_ids:
+        assert busy.http.get(f"/result/{job_id}", params={"wait": 20}).json()["status"] == "finished"
+    assert busy.predict([x[0].tolist()]).status_code == 200  # room again
+
+
+def test_a_job_not_started_before_its_timeout_expires_and_never_runs(busy, digits):
+    x, _ = digits
+    rows_before = busy.stats().get("rows", 0)
+    with frozen_worker(busy):
+        by_query = busy.http.post("/predict", params={"timeout": 0.2}, json={"instances": [x[0].tolist()]}).json()["id"]
+        by_body = busy.http.post("/predict", json={"instances": [x[1].tolist()], "timeout": 0.2}).json()["id"]
+        by_default = busy.http.post("/predict", json=[x[2].tolist()]).json()["id"]
+        deadlines = [float(busy.redis.hget(Job.key_for(j), keys.JOB_DEADLINE)) for j in (by_query, by_body, by_default)]
+        assert deadlines[2] - time.time() > 500  # JOB_TIMEOUT=600 applies when the client sends none
+        wait_until(lambda: time.time() > max(deadlines[:2]), 5)
+        assert busy.http.get(f"/result/{by_query}").json()["status"] == "queued"  # decided when a worker reaches it
+    for job_id in (by_query, by_body):
+        response = busy.http.get(f"/result/{job_id}", params={"wait": 20})
+        assert response.status_code == 200
+        assert response.json()["status"] == "expired"
+        assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert busy.http.get(f"/result/{by_default}", params={"wait": 20}).json()["status"] == "finished"
+    assert busy.stats()["rows"] == rows_before + 1  # the expired jobs never reached the model
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "soon", "nan", "1e400", "86401"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_400(busy, timeout):
+    response = busy.http.post("/predict", params={"timeout": timeout}, json={"instances": [[0.0] * 64]})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "timeout"

@@ -1,0 +1,65 @@
+"""Nothing a client sends is ever unpickled, and the embedded Redis listens on loopback only."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zlib
+
+import orjson
+import pytest
+from rq import Queue
+
+from api.store import JOB_FUNC
+from shared.schema import OrjsonSerializer
+from tests.support import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+class _Tripwire:
+    """Unpickling this creates a file: proof that something unpickled it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickled_job_payload_fails_as_invalid_and_is_never_unpickled(service, tmp_path):
+    tripwire = tmp_path / "unpickled"
+    queue = Queue(service.settings.queue_name, connection=service.redis, serializer=OrjsonSerializer)
+    job = queue.enqueue(JOB_FUNC, {"rows": 1, "inputs": {}})
+    service.redis.hset(job.key, "data", zlib.compress(pickle.dumps(((_Tripwire(str(tripwire)),), {}))))
+    body = service.http.get(f"/result/{job.id}", params={"wait": 10}).json()
+    assert body["status"] == "failed" and body["error"]["code"] == "invalid_payload"
+    assert not os.path.exists(tripwire)
+    pickle.loads(pickle.dumps(_Tripwire(str(tripwire))))  # the tripwire works when something does unpickle
+    assert os.path.exists(tripwire)
+
+
+def test_the_embedded_redis_listens_on_loopback_only_in_protected_mode(service):
+    config = service.redis.config_get("bind")
+    assert config["bind"].split() == ["127.0.0.1"]
+    assert service.redis.config_get("protected-mode")["protected-mode"] == "yes"
+
+
+def test_no_service_module_imports_pickle_or_loads_arrays_with_pickles():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    offenders = []
+    for folder in ("api", "worker", "shared", "scripts"):
+        for name in os.listdir(os.path.join(root, folder)):
+            if name.endswith(".py"):
+                text = open(os.path.join(root, folder, name)).read()
+                if "import pickle" in text or "allow_pickle=True" in text or "cloudpickle" in text:
+                    offenders.append(f"{folder}/{name}")
+    assert offenders == []
+
+
+def test_jobs_are_stored_as_json(service, digits):
+    job_id = service.http.post("/predict", json={"instances": [digits[0][0].tolist()]}).json()["id"]
+    data = zlib.decompress(service.redis.hget(f"rq:job:{job_id}", "data"))
+    func, instance, args, kwargs = orjson.loads(data)
+    assert func == JOB_FUNC and set(args[0]) == {"rows", "inputs"}
+    wait_until(lambda: service.job_status(job_id) == "finished", 10)

@@ -1,0 +1,217 @@
+"""Leases, requeues, the publish fence and the queued-rows counter, against a real Redis.
+
+The worker's own modules run in the test process (claim, run, publish, maintenance) with a tiny numpy
+model, so each step of a crash or a race can be staged exactly; the end-to-end tests do the same with
+real processes and real signals.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+from rq import Queue, Worker
+from rq.job import Job
+
+from api.store import JobStore
+from shared import keys
+from shared.config import Settings
+from shared.schema import OrjsonSerializer
+from shared.signature import ModelSignature, TensorSpec
+from tests.support import wait_until
+from worker.batcher import collect
+from worker.claim import RedisSource
+from worker.maintenance import Maintenance
+from worker.model import LoadedModel
+from worker.publish import Publisher
+from worker.runner import run_batch
+
+pytestmark = pytest.mark.integration
+
+SIGNATURE = ModelSignature("double", "1", (TensorSpec("x", (2,), "float32"),), (TensorSpec("y", (2,), "float32"),))
+
+
+class Node:
+    """One in-process worker: its source, publisher and maintenance step, over a real Redis."""
+
+    def __init__(self, connection, settings: Settings, name: str, lease_s: int = 60) -> None:
+        self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
+        self.rq_worker = Worker([self.queue], connection=connection, name=name, serializer=OrjsonSerializer)
+        self.source = RedisSource(connection, [self.queue], self.rq_worker, lease_s)
+        self.publisher = Publisher(connection, self.rq_worker, SIGNATURE, settings.result_ttl)
+        self.maintenance = Maintenance(connection, [self.queue], self.rq_worker, 1.0, settings.result_ttl,
+                                       settings.max_attempts)
+        self.model = LoadedModel(SIGNATURE, lambda arrays: {"y": arrays["x"] * 2}, static_batch=None)
+
+    def claim(self, delay_s: float = 0.0) -> list:
+        return collect(self.source, 64, delay_s, 0.0)
+
+    def run_and_publish(self, batch) -> list:
+        stats = run_batch(self.model, batch) if batch else None
+        return self.publisher.publish(self.source.take_finished(), stats)
+
+
+@pytest.fixture
+def settings(redis_db) -> Settings:
+    url = "redis://{host}:{port}/{db}".format(**redis_db.connection_pool.connection_kwargs)
+    return Settings.from_env({}).replace(redis_url=url, max_attempts=2, max_queue_depth=1000)
+
+
+@pytest.fixture
+def store(redis_db, settings) -> JobStore:
+    return JobStore(redis_db, settings)
+
+
+def submit(store: JobStore, value: float, rows: int = 1, **kwargs) -> str:
+    return store.submit({"x": np.full((rows, 2), value, dtype=np.float32)}, **kwargs)
+
+
+def lapse(redis_db, node: Node) -> None:
+    """Make every lease in the started registry expire now (as if the worker stopped beating)."""
+    registry = node.queue.started_job_registry.key
+    redis_db.zadd(registry, {lease: 1 for lease in redis_db.zrange(registry, 0, -1)}, xx=True)
+
+
+def documents(redis_db, job_id: str) -> list[dict]:
+    return [orjson.loads(d) for d in redis_db.lrange(keys.done(job_id), 0, -1)]
+
+
+def queued_rows(redis_db) -> int:
+    return int(redis_db.get(keys.queued_rows("predict")) or 0)
+
+
+def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_skipped(redis_db, settings, store):
+    ids = [submit(store, v) for v in (1.0, 2.0)]
+    slow, other = Node(redis_db, settings, "slow"), Node(redis_db, settings, "other")
+    batch = slow.claim()
+    assert len(batch) == 2
+    lapse(redis_db, slow)
+    counts = other.maintenance.sweep(other.queue)
+    assert (counts.requeued, counts.failed) == (2, 0)
+    late_arrival = submit(store, 3.0)
+    queued = [i.decode() for i in redis_db.lrange(other.queue.key, 0, -1)]
+    assert set(queued[:2]) == set(ids) and queued[2] == late_arrival  # requeued at the front
+    redis_db.lrem(other.queue.key, 1, late_arrival)
+    redis_db.decrby(keys.queued_rows("predict"), 1)
+    assert queued_rows(redis_db) == 2
+    assert slow.run_and_publish(batch) != []  # fenced out: no longer its jobs
+    assert all(documents(redis_db, i) == [] for i in ids)
+    for _ in ids:
+        other.run_and_publish(other.claim())
+    for job_id, value in zip(ids, (1.0, 2.0)):
+        assert [d["status"] for d in documents(redis_db, job_id)] == ["finished"]
+        assert documents(redis_db, job_id)[0]["predictions"] == [[2 * value] * 2]
+        job = Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer)
+        assert job.get_status() == "finished" and len(job.results()) == 1 and job.retries_left == 0
+    assert redis_db.zcard(other.queue.started_job_registry.key) == 0
+    assert queued_rows(redis_db) == 0
+
+
+def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worker(redis_db, settings, store):
+    suspect = submit(store, 1.0)
+    first = Node(redis_db, settings, "first")
+    first.claim()
+    lapse(redis_db, first)
+    first.maintenance.sweep(first.queue)
+    fresh = [submit(store, v) for v in (2.0, 3.0)]
+    node = Node(redis_db, settings, "node")
+    busy_job = submit(store, 9.0, rows=100)  # more rows than one batch of 64: the worker stays busy with it
+    redis_db.lrem(node.queue.key, 1, busy_job)
+    redis_db.lpush(node.queue.key, busy_job)  # now at the head, before the suspect
+    batch = node.claim()
+    assert [s.job.id for s in batch] == [busy_job]  # the suspect behind it was not taken along
+    node.run_and_publish(batch)
+    batch = node.claim()  # still holding rows of busy_job: the suspect at the head is not claimed
+    assert {s.job.id for s in batch} == {busy_job}
+    node.run_and_publish(batch)
+    batch = node.claim(delay_s=0.5)
+    assert [(s.job.id, s.alone) for s in batch] == [(suspect, True)]  # alone, and at once despite the window
+    node.run_and_publish(batch)
+    batch = node.claim()
+    assert sorted(s.job.id for s in batch) == sorted(fresh)
+    node.run_and_publish(batch)
+    assert all(len(documents(redis_db, i)) == 1 for i in [suspect, busy_job, *fresh])
+
+
+def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_db, settings, store):
+    job_id = submit(store, 1.0)
+    node = Node(redis_db, settings, "node")
+    for _ in range(settings.max_attempts):
+        assert [s.job.id for s in node.claim()] == [job_id]
+        node.source.pending.clear()  # the worker "dies": forgets what it held
+        lapse(redis_db, node)
+        node.maintenance.sweep(node.queue)
+    [doc] = documents(redis_db, job_id)
+    assert doc["status"] == "failed" and doc["error"]["code"] == "worker_lost"
+    assert "MAX_ATTEMPTS=2" in doc["error"]["message"]
+    job = Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer)
+    assert job.get_status() == "failed" and job_id in node.queue.failed_job_registry
+    assert redis_db.llen(node.queue.key) == 0 and queued_rows(redis_db) == 0
+
+
+def test_a_claim_stranded_before_it_started_returns_to_its_queue_after_two_sweeps(redis_db, settings, store):
+    job_id = submit(store, 1.0, rows=3)
+    node = Node(redis_db, settings, "node")
+    # The claim's Lua call ran, then the worker died before marking the job started.
+    node.source._claim(keys=node.source._keys, args=[10, Job.redis_job_namespace_prefix, keys.JOB_ROWS, 0])
+    assert redis_db.lrange(node.queue.intermediate_queue_key, 0, -1) == [job_id.encode()]
+    assert queued_rows(redis_db) == 0
+    assert node.maintenance.sweep(node.queue).returned == 0  # seen once: it may just be in flight
+    assert node.maintenance.sweep(node.queue).returned == 1
+    assert redis_db.lrange(node.queue.key, 0, -1) == [job_id.encode()]
+    assert queued_rows(redis_db) == 3
+    node.run_and_publish(node.claim())
+    assert documents(redis_db, job_id)[0]["status"] == "finished"
+
+
+def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queue_empties(redis_db, settings, store):
+    kept, cancelled = submit(store, 1.0, rows=4), submit(store, 2.0, rows=6)
+    assert queued_rows(redis_db) == 10
+    store.cancel(cancelled)
+    assert queued_rows(redis_db) == 4
+    node = Node(redis_db, settings, "node")
+    node.run_and_publish(node.claim())
+    assert queued_rows(redis_db) == 0 and documents(redis_db, kept)[0]["status"] == "finished"
+    redis_db.set(keys.queued_rows("predict"), 55)  # drift, e.g. a queue emptied with RQ's own tools
+    node.maintenance.sweep(node.queue)
+    assert queued_rows(redis_db) == 0
+
+
+def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, settings, store):
+    late = submit(store, 1.0, timeout_s=0.001)
+    on_time = submit(store, 2.0, timeout_s=600)
+    deadline = float(redis_db.hget(Job.key_for(late), keys.JOB_DEADLINE))
+    wait_until(lambda: time.time() > deadline)
+    node = Node(redis_db, settings, "node")
+    node.run_and_publish(node.claim())
+    [doc] = documents(redis_db, late)
+    assert doc["status"] == "expired" and doc["error"]["code"] == "deadline_exceeded"
+    assert documents(redis_db, on_time)[0]["status"] == "finished"
+    assert int(redis_db.hget(keys.stats(), "rows")) == 1  # only the job on time reached the model
+    assert store.state(late).status.value == "expired"
+
+
+def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, store):
+    job_id = submit(store, 1.0)
+    node = Node(redis_db, settings, "node")
+    batch = node.claim()
+    run_batch(node.model, batch)
+    finished = node.source.take_finished()
+    assert node.publisher.publish(finished, None) == []
+    assert node.publisher.publish(finished, None) == finished  # e.g. a retry after the reply was lost
+    assert len(documents(redis_db, job_id)) == 1
+    assert len(Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer).results()) == 1
+
+
+def test_an_id_queued_twice_runs_once(redis_db, settings, store):
+    job_id = submit(store, 1.0)
+    node = Node(redis_db, settings, "node")
+    redis_db.rpush(node.queue.key, job_id)  # e.g. a submit retried after its reply was lost
+    batch = node.claim()
+    assert [s.job.id for s in batch] == [job_id]
+    node.run_and_publish(batch)
+    assert node.claim() == []
+    assert len(documents(redis_db, job_id)) == 1
+    assert redis_db.llen(node.queue.intermediate_queue_key) == 0
