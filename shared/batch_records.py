@@ -143,7 +143,6 @@ class BatchRecords:
             "chunks_left": len(ranges),
             "callback_url": callback_url or "",
             "metadata": orjson.dumps(metadata) if metadata is not None else "",
-            "owner": owner,
         }
         with self.connection.pipeline() as pipe:
             pipe.multi()  # RQ's enqueue_job expects a transaction it can join

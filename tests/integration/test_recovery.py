@@ -155,7 +155,7 @@ def test_a_claim_stranded_before_it_started_returns_to_its_queue_after_two_sweep
     job_id = submit(store, 1.0, rows=3)
     node = Node(redis_db, settings, "node")
     # The claim's Lua call ran, then the worker died before marking the job started.
-    node.source._claim(keys=node.source._keys, args=[10, Job.redis_job_namespace_prefix, keys.JOB_ROWS, 0])
+    node.source._claim(keys=node.source._keys, args=[10, Job.redis_job_namespace_prefix, keys.JOB_ROWS, 0, 10])
     assert redis_db.lrange(node.queue.intermediate_queue_key, 0, -1) == [job_id.encode()]
     assert queued_rows(redis_db) == 0
     assert node.maintenance.sweep(node.queue).returned == 0  # seen once: it may just be in flight
