@@ -33,19 +33,26 @@ def keyed(make_module_service, service) -> Service:
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/predict"), ("GET", "/result/" + "0" * 32), ("DELETE", "/jobs/" + "0" * 32), ("GET", "/v1/models"),
-     ("GET", "/no-such-route")],
+     ("GET", "/no-such-route"), ("POST", "/batches"), ("GET", "/batches/" + "0" * 32), ("GET", "/metrics"),
+     ("POST", "/v1/models/digits:predict"), ("POST", "/v2/models/digits/infer")],
 )
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key-9999", f"Basic {ALPHA}", "Bearer", f"bearer{ALPHA}"])
 def test_without_a_valid_bearer_key_every_endpoint_but_health_answers_401(keyed, method, path, authorization):
     headers = {"Authorization": authorization} if authorization is not None else {}
     response = keyed.http.request(method, path, headers=headers, json={"instances": [ROW]})
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
+    error = response.json()["error"]
+    if path.startswith(("/v1/models/", "/v2/")):  # the protocols' own error shape: {"error": "..."}
+        assert "API key" in error
+    else:
+        assert error["code"] == "unauthorized"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_health_checks_need_no_key_and_a_valid_key_gets_through(keyed):
     assert keyed.http.get("/healthz").status_code == 200
+    assert keyed.http.get("/v2/health/live").status_code == 200
+    assert keyed.http.get("/openapi.json").status_code == 200
     assert keyed.http.get("/readyz").status_code == 503  # no worker here: not ready, but not 401 either
     assert keyed.http.get("/v1/models", headers=bearer(BETA)).status_code == 200
     assert keyed.http.post("/predict", json={"instances": [ROW]}, headers=bearer(ALPHA)).status_code == 202
@@ -73,3 +80,18 @@ def test_the_job_records_a_hash_of_its_key_never_the_key_and_logs_hold_no_key_or
     logs = keyed.logs()
     for secret in (ALPHA, BETA, "wrong-key-9999", "3.14159"):
         assert secret not in logs
+
+
+def test_a_batch_and_its_files_are_visible_only_to_the_key_that_created_it(keyed):
+    rows = b"".join(b"[" + b", ".join([b"1"] * 64) + b"]\n" for _ in range(3))
+    created = keyed.http.post("/batches", content=rows,
+                              headers={**bearer(ALPHA), "Content-Type": "application/x-ndjson"})
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    assert keyed.redis.hget(keys.batch(batch_id), "owner") == hashlib.sha256(ALPHA.encode()).hexdigest().encode()
+    for path in (f"/batches/{batch_id}", f"/batches/{batch_id}/results?partial=true", f"/batches/{batch_id}/errors"):
+        assert keyed.http.get(path, headers=bearer(BETA)).status_code == 404, path
+        assert keyed.http.get(path, headers=bearer(ALPHA)).status_code == 200, path
+    assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(BETA)).status_code == 404
+    assert keyed.http.get(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "queued"
+    assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "cancelled"
