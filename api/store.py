@@ -33,6 +33,8 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # What the RQ job records as its function; jobs on these queues are run by our batching worker only.
 JOB_FUNC = "worker.batched_inference"
 QUEUE_FULL_RETRY_AFTER_S = 1.0
+# How long a process trusts the queue depth it last saw before reading it again (seconds).
+DEPTH_REFRESH_S = 0.25
 
 # KEYS: queue, job hash, RQ canceled registry, done list, queued-rows counter.
 # ARGV: job id, canceled document, TTL, registry score, rows field name, canceled status.
@@ -70,13 +72,22 @@ class JobStore:
         self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
         self.rows_key = keys.queued_rows(settings.queue_name)
         self._cancel = connection.register_script(CANCEL_SCRIPT)
+        self._depth, self._depth_at = 0, float("-inf")
 
     def check_capacity(self) -> None:
-        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting (one GET; the body is not read yet)."""
+        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting (the body is not read yet).
+
+        The depth is remembered from this process's last submit (its INCRBY reply) or read, for at most
+        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at the limit is
+        read again before refusing, so a 429 always reflects the queue as it is now.
+        """
         limit = self.settings.max_queue_depth
         if not limit:
             return
+        if self._depth < limit and time.monotonic() - self._depth_at < DEPTH_REFRESH_S:
+            return
         waiting = int(self.connection.get(self.rows_key) or 0)
+        self._note_depth(waiting)
         if waiting >= limit:
             raise QueueFull(f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
                             expected="a retry after Retry-After seconds", retry_after=QUEUE_FULL_RETRY_AFTER_S)
@@ -115,8 +126,12 @@ class JobStore:
             self.queue.enqueue_job(job, pipeline=pipe)
             pipe.hset(job.key, mapping=fields)
             pipe.incrby(self.rows_key, rows)
-            pipe.execute()
+            self._note_depth(pipe.execute()[-1])
         return job_id
+
+    def _note_depth(self, waiting: int) -> None:
+        # Threads of one process share these; a race only makes the next check read Redis again.
+        self._depth, self._depth_at = int(waiting), time.monotonic()
 
     def state(self, job_id: str, owner: str = "") -> JobState:
         """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""

@@ -3,18 +3,18 @@ that every accepted job has exactly one correct result.
 
 The stack (embedded Redis with `appendfsync always`, the API, two workers) runs on loopback on free
 ports, from a temporary data directory. For SOAK_SECONDS (default 60) client threads submit single jobs,
-some waiting with ?wait, some polled later, and one bulk batch if the API has /batches. A third of the
-way in, one worker is SIGKILLed and started again; at two thirds, Redis is SIGKILLed and started again on
+some waiting with ?wait, some polled later, and one bulk batch (uploaded just before the first kill). A third
+of the way in, one worker is SIGKILLed and started again; at two thirds, Redis is SIGKILLed and started again on
 the same port and data. Then every accepted job is read back and compared with the model run in this
 process. Prints accepted / finished / failed / lost counts; exits 1 unless lost, duplicated and wrong are 0.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -28,18 +28,14 @@ import orjson
 import redis
 
 from scripts import stack
+from scripts.stack import free_port
 from shared import keys
 from shared.config import Settings
 from shared.embedded_redis import EmbeddedRedis
 
 CLIENTS = 6
+BULK_ROWS = 300_000  # several seconds of chunks, uploaded just before the worker is killed
 DRAIN_S = 120.0  # how long accepted jobs may take to finish after the traffic stops
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -107,15 +103,62 @@ class Traffic:
                     time.sleep(0.1 if r.status_code in (429, 503) else 0)
 
 
-def try_bulk_batch(base_url: str) -> str:
-    """Submit one bulk batch if this API has /batches; returns a line for the report."""
-    try:
-        r = httpx.get(f"{base_url}/batches", timeout=10)
-    except httpx.TransportError as exc:
-        return f"bulk batch: skipped ({type(exc).__name__})"
-    if r.status_code in (404, 405):
-        return f"bulk batch: skipped: this API has no /batches endpoint (GET /batches answered {r.status_code})"
-    return f"bulk batch: skipped: /batches answered {r.status_code}; this soak does not drive it yet"
+class BulkBatch:
+    """One bulk batch of the digits rows repeated, uploaded as .npy; checked row by row at the end."""
+
+    def __init__(self, base_url: str, data: np.ndarray) -> None:
+        self.base_url = base_url
+        self.rows = np.resize(data, (BULK_ROWS, data.shape[1]))
+        self.batch_id: str | None = None
+        self.note = "bulk batch: not submitted"
+
+    def submit(self) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, self.rows)
+        try:
+            r = httpx.post(f"{self.base_url}/batches", content=buffer.getvalue(),
+                           headers={"Content-Type": "application/x-npy"}, timeout=120)
+        except httpx.TransportError as exc:
+            self.note = f"bulk batch: upload failed ({type(exc).__name__})"
+            return
+        if r.status_code != 202:
+            self.note = f"bulk batch: upload answered {r.status_code}"
+            return
+        self.batch_id = r.json()["id"]
+        self.note = f"bulk batch {self.batch_id}: {BULK_ROWS} rows accepted"
+
+    def check(self, expected: np.ndarray, data_rows: int) -> Counter:
+        """Wait for the batch to end, download its results, compare every row with the model's."""
+        counts: Counter[str] = Counter()
+        if self.batch_id is None:
+            return counts
+        deadline = time.monotonic() + DRAIN_S
+        status = None
+        with httpx.Client(base_url=self.base_url, timeout=120) as http:
+            while time.monotonic() < deadline:
+                try:
+                    r = http.get(f"/batches/{self.batch_id}")
+                except httpx.TransportError:
+                    r = None
+                if r is not None and r.status_code == 200:
+                    status = r.json()["status"]
+                    if status in ("completed", "failed", "cancelled", "expired"):
+                        break
+                time.sleep(0.5)
+            counts[f"batch {status}"] += 1
+            seen = np.zeros(BULK_ROWS, dtype=np.int32)
+            with http.stream("GET", f"/batches/{self.batch_id}/results") as response:
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    item = orjson.loads(line)
+                    seen[item["row"]] += 1
+                    if not np.allclose(item["prediction"], expected[item["row"] % data_rows], rtol=1e-4, atol=1e-5):
+                        counts["batch rows wrong"] += 1
+        counts["batch rows finished"] = int((seen == 1).sum())
+        counts["batch rows lost"] = int((seen == 0).sum())
+        counts["batch rows duplicated"] = int((seen > 1).sum())
+        return counts
 
 
 def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model) -> Counter:
@@ -168,10 +211,11 @@ def main() -> int:
         threads = [threading.Thread(target=traffic.run, args=(i,), daemon=True) for i in range(CLIENTS)]
         started = time.monotonic()
         try:
-            print(try_bulk_batch(stack_.base_url))
             for t in threads:
                 t.start()
-            for at, action, name in ((seconds / 3, stack_.kill_worker, "worker SIGKILLed and restarted"),
+            bulk = BulkBatch(stack_.base_url, data)
+            for at, action, name in ((seconds / 3 - 3, bulk.submit, "bulk batch uploaded"),
+                                     (seconds / 3, stack_.kill_worker, "worker SIGKILLed and restarted"),
                                      (2 * seconds / 3, stack_.kill_redis, "Redis SIGKILLed and restarted")):
                 time.sleep(max(0.0, started + at - time.monotonic()))
                 action()
@@ -183,6 +227,8 @@ def main() -> int:
             print(f"t={time.monotonic() - started:5.1f} s  traffic stopped; checking every accepted job")
             connection = redis.Redis.from_url(settings.redis_url)
             counts = check(stack_.base_url, connection, traffic.accepted, data, model)
+            expected = next(iter(model.predict({model.signature.inputs[0].name: data}).values()))
+            batch_counts = bulk.check(expected, len(data))
             stats = {k.decode(): int(v) for k, v in connection.hgetall(keys.stats()).items()}
         finally:
             stack_.stop()
@@ -195,9 +241,12 @@ def main() -> int:
     print(f"not accepted (client retried): {dict(traffic.refused)}")
     print(f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
           f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}")
+    print(f"{bulk.note}: " + ", ".join(f"{k} {v}" for k, v in sorted(batch_counts.items())))
     for line in recovery:
         print(f"recovery: {line}")
     ok = accepted > 0 and counts["lost"] == 0 and counts["duplicated"] == 0 and counts["wrong"] == 0
+    if bulk.batch_id is not None:
+        ok = ok and batch_counts["batch completed"] == 1 and batch_counts["batch rows finished"] == BULK_ROWS
     print("soak: OK" if ok else "soak: FAILED")
     return 0 if ok else 1
 
