@@ -147,7 +147,9 @@ class BulkBatch:
                 time.sleep(0.5)
             counts[f"batch {status}"] += 1
             seen = np.zeros(BULK_ROWS, dtype=np.int32)
-            with http.stream("GET", f"/batches/{self.batch_id}/results") as response:
+            if status != "completed":
+                print(f"bulk batch {self.batch_id} ended {status}: {r.text if r is not None else ''}")
+            with http.stream("GET", f"/batches/{self.batch_id}/results", params={"partial": "true"}) as response:
                 for line in response.iter_lines():
                     if not line:
                         continue

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, Retry
 
 from shared import keys
 from shared.batches import CHUNK_FUNC, BatchStatus, chunk_job_id, chunk_job_prefix, chunk_ranges, chunk_size, utc_now
@@ -144,6 +144,7 @@ class BatchRecords:
             "callback_url": callback_url or "",
             "metadata": orjson.dumps(metadata) if metadata is not None else "",
         }
+        attempts = self.settings.max_attempts
         with self.connection.pipeline() as pipe:
             pipe.multi()  # RQ's enqueue_job expects a transaction it can join
             pipe.hset(keys.batch(batch_id), mapping=fields)
@@ -154,6 +155,8 @@ class BatchRecords:
                     description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
                     result_ttl=self.settings.result_ttl, failure_ttl=self.settings.result_ttl,
                     serializer=OrjsonSerializer,
+                    # The same attempt budget as /predict jobs: a chunk whose worker dies is requeued.
+                    retry=Retry(max=attempts - 1, enqueue_at_front=True) if attempts > 1 else None,
                 )
                 self.queue.enqueue_job(job, pipeline=pipe)
             pipe.execute()

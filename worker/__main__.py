@@ -77,7 +77,7 @@ class InferenceWorker:
         self.registration = Registration(self.connection, self.rq_worker, settings)
         self.publisher = Publisher(self.connection, self.rq_worker, model.signature, settings.result_ttl, self.chunks)
         self.maintenance = Maintenance(self.connection, queues, self.rq_worker, settings.heartbeat_s,
-                                       settings.result_ttl, settings.max_attempts)
+                                       settings.result_ttl, settings.max_attempts, records)
         self.housekeeping = Housekeeping(self.connection, settings, files, records)
         self.outbox: list[ClaimedJob] = []  # complete, not yet published
         self.outbox_stats: RunStats | None = None

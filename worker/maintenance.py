@@ -31,6 +31,8 @@ from rq.job_lifecycle import record_job_failure
 from rq.utils import current_timestamp, now, parse_composite_key
 
 from shared import keys
+from shared.batch_records import BatchRecords
+from shared.batches import CHUNK_FUNC
 from shared.schema import WORKER_LOST, OrjsonSerializer, failed_doc
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,9 @@ class Maintenance:
     """The periodic recovery step of the worker loop."""
 
     def __init__(self, connection: redis.Redis, queues: Sequence[Queue], worker: Worker, interval_s: float,
-                 result_ttl: int, max_attempts: int) -> None:
+                 result_ttl: int, max_attempts: int, records: BatchRecords | None = None) -> None:
         self.connection = connection
+        self.records = records  # to end the chunk of a bulk batch that is failed here
         self.queues = list(queues)
         self.worker = worker
         self.interval_s = interval_s
@@ -159,6 +162,10 @@ class Maintenance:
                    "it is not tried again, in case it is what crashes them")
         job.ended_at = now()
         record_job_failure(job, message, pipe)
+        if self.records is not None and job.func_name == CHUNK_FUNC:
+            # A bulk chunk: its rows count as failed so that the batch still ends.
+            chunk = job.args[0]
+            self.records.chunk_done(pipe, chunk["batch"], 0, int(chunk["stop"]) - int(chunk["start"]))
         doc = orjson.dumps(failed_doc(job_id, WORKER_LOST, message))
         pipe.rpush(keys.done(job_id), doc)
         pipe.expire(keys.done(job_id), self.result_ttl)

@@ -97,3 +97,22 @@ def test_a_job_that_crashes_every_worker_fails_after_max_attempts_and_its_batch_
     for job_id, value in zip(innocent, values):
         assert_finished_once(crashy, job_id, value)
     assert "Abort_op intentional failure; poison row" in crashy.logs()
+
+
+def test_a_bulk_chunk_that_crashes_every_worker_is_failed_after_max_attempts_and_its_batch_still_ends(crashy):
+    rows = b"".join(orjson.dumps([v] * 4) + b"\n" for v in [1.0, 2.0, POISON, 3.0])
+    created = crashy.http.post("/batches", content=rows, headers={"Content-Type": "application/x-ndjson"})
+    assert created.status_code == 202, created.text
+    batch_id = created.json()["id"]
+    dead_before = sum(1 for w in crashy.workers if w.returncode is not None and w.returncode != -signal.SIGKILL)
+
+    def supervise() -> dict | None:
+        if not crashy.live_worker_processes():
+            crashy.start_worker(wait=False)
+        status = crashy.http.get(f"/batches/{batch_id}").json()
+        return status if status["status"] in ("completed", "failed") else None
+
+    status = wait_until(supervise, 90, interval_s=0.2)
+    deaths = sum(1 for w in crashy.workers if w.returncode is not None and w.returncode != -signal.SIGKILL)
+    assert deaths - dead_before == 2  # one per attempt (MAX_ATTEMPTS=2), then the chunk is failed, not retried
+    assert status["failed_rows"] == 4 and status["done_rows"] == 0
