@@ -38,7 +38,7 @@ def run_batch(model: LoadedModel, segments: list[Segment]) -> RunStats:
         return RunStats(0, 0, 0.0)
     started = time.monotonic()
     try:
-        outputs = _call(model, segments)
+        _call(model, segments)
     except Exception as exc:
         log.warning("batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
                     rows, type(exc).__name__, exc, len(segments))

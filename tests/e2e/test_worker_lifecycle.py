@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 from rq.job import Job
 
