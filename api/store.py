@@ -25,7 +25,8 @@ from shared import keys, metrics, webhooks
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import encode_inputs
-from shared.schema import WORKER_LOST, JobStatus, OrjsonSerializer, canceled_doc, failed_doc
+from shared.schema import (DEADLINE_EXCEEDED, WORKER_LOST, JobStatus, OrjsonSerializer, canceled_doc, failed_doc,
+                           outcome_doc)
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
 # accepted. Anything with other characters (slashes, dots) cannot name a job.
@@ -138,8 +139,8 @@ class JobStore:
         self._check_id(job_id)
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.lindex(keys.done(job_id), 0)
-            pipe.hmget(Job.key_for(job_id), "status", keys.JOB_OWNER)
-            document, (status, stored_owner) = pipe.execute()
+            pipe.hmget(Job.key_for(job_id), "status", keys.JOB_OWNER, keys.JOB_DEADLINE)
+            document, (status, stored_owner, deadline) = pipe.execute()
         if (document is None and status is None) or not owns(stored_owner, owner):
             raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")
         if document is not None:
@@ -150,6 +151,11 @@ class JobStore:
             return JobState(JobStatus.QUEUED)
         if state.status is JobStatus.CANCELED:  # cancelled with RQ's own tools
             return JobState(state.status, orjson.dumps(canceled_doc(job_id)))
+        if state.status is JobStatus.QUEUED and deadline is not None and float(deadline) < time.time():
+            # Past its deadline with no worker there yet: it will never run (the worker that reaches it
+            # fails it as expired), so say so now rather than `queued`.
+            message = "the job's deadline passed before a worker could start it"
+            return JobState(JobStatus.EXPIRED, orjson.dumps(outcome_doc(job_id, DEADLINE_EXCEEDED, message)))
         if state.status.is_terminal:
             # Ended without our document: RQ's own registry cleanup (e.g. run by `rq info`) failed it.
             message = f"the job was marked {state.status.value} outside this service's worker; submit it again"

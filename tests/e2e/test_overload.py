@@ -71,7 +71,9 @@ def test_a_job_not_started_before_its_timeout_expires_and_never_runs(busy, digit
         deadlines = [float(busy.redis.hget(Job.key_for(j), keys.JOB_DEADLINE)) for j in (by_query, by_body, by_default)]
         assert deadlines[2] - time.time() > 500  # JOB_TIMEOUT=600 applies when the client sends none
         wait_until(lambda: time.time() > max(deadlines[:2]), 5)
-        assert busy.http.get(f"/result/{by_query}").json()["status"] == "queued"  # decided when a worker reaches it
+        # Reported expired as soon as the deadline passed, before any worker reached the job.
+        assert busy.http.get(f"/result/{by_query}").json()["status"] == "expired"
+        assert busy.http.get(f"/result/{by_default}").json()["status"] == "queued"
     for job_id in (by_query, by_body):
         response = busy.http.get(f"/result/{job_id}", params={"wait": 20})
         assert response.status_code == 200
