@@ -34,7 +34,7 @@ def create() -> Response:
     stream = get_input_stream(request.environ, max_content_length=None)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(stream, limit, request.content_length)
-    options = Options()
+    options = Options(callback_hosts=ext.settings.callback_hosts)
     options.update(request.args.to_dict())
     signature = ext.model_info.signature()
     upload = open_upload(request.content_type, stream, limit)

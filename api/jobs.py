@@ -40,7 +40,8 @@ def predict() -> Response:
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
     callback_url = check_callback_url(
-        request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None))
+        request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None),
+        ext.settings.callback_hosts)
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     job_id = ext.store.submit(arrays, owner=current_owner(), timeout_s=timeout, callback_url=callback_url,
                               request_id=current_request_id())

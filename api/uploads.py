@@ -38,10 +38,11 @@ class Options:
     callback_url: str | None = None
     metadata: Any = None
     on_error: str = "reject"
+    callback_hosts: frozenset[str] = frozenset()  # WEBHOOK_ALLOWED_HOSTS
 
     def update(self, values: dict[str, str]) -> None:
         if values.get("callback_url"):
-            self.callback_url = check_callback_url(values["callback_url"])
+            self.callback_url = check_callback_url(values["callback_url"], self.callback_hosts)
         if values.get("metadata"):
             self.metadata = parse_metadata(values["metadata"])
         if values.get("on_error"):

@@ -69,6 +69,9 @@ class Settings:
     webhook_backoff_s: float = 1.0
     # Seconds a webhook receiver has to answer one call.
     webhook_timeout_s: float = 5.0
+    # Hosts callback_url may name (comma list; "example.com" also allows its subdomains). Empty: any host,
+    # fine for local use; set it on a shared server so clients cannot make it call internal addresses.
+    webhook_allowed_hosts: str = ""
     # API listen address and port.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -179,6 +182,11 @@ class Settings:
         if not keys:
             raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
         return tuple(keys)
+
+    @property
+    def callback_hosts(self) -> frozenset[str]:
+        """WEBHOOK_ALLOWED_HOSTS as a set of lower-case host names (empty: any host)."""
+        return frozenset(h.strip().lower().rstrip(".") for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
     @property
     def resolved_model_name(self) -> str:

@@ -38,14 +38,19 @@ return due
 """
 
 
-def check_callback_url(url: object) -> str | None:
-    """The callback URL if it is usable (http or https with a host), None if absent; raises InvalidInput otherwise."""
+def check_callback_url(url: object, allowed_hosts: frozenset[str] = frozenset()) -> str | None:
+    """The callback URL if it is usable (http or https with a host, one of `allowed_hosts` or a subdomain of
+    one when that set is not empty), None if absent; raises InvalidInput otherwise."""
     if url is None or url == "":
         return None
     parsed = urlparse(url) if isinstance(url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"callback_url {str(url)[:100]!r} is not usable", field="callback_url",
                            expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} characters")
+    host = (parsed.hostname or "").rstrip(".")
+    if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
+        raise InvalidInput(f"callback_url host {host[:100]!r} is not allowed on this server", field="callback_url",
+                           expected="a host in WEBHOOK_ALLOWED_HOSTS: " + ", ".join(sorted(allowed_hosts)))
     return url
 
 

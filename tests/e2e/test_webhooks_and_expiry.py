@@ -131,3 +131,15 @@ def test_an_expired_batch_reads_expired_and_its_files_are_deleted(hooks, digits)
     assert doc["output_url"] is None
     assert not os.path.exists(files)
     assert hooks.http.get(f"/batches/{batch_id}/results").status_code == 404
+
+
+def test_callback_urls_outside_webhook_allowed_hosts_are_refused_on_predict_and_batches(make_service):
+    guarded = make_service(workers=0, webhook_allowed_hosts="hooks.example.com")
+    for response in (
+        guarded.http.post("/predict", params={"callback_url": "http://169.254.169.254/latest"}, json=[[0.0] * 64]),
+        guarded.http.post("/batches", params={"callback_url": "http://127.0.0.1:6379/"}, content=b"[0]\n",
+                          headers={"Content-Type": "application/x-ndjson"}),
+    ):
+        assert response.status_code == 400
+        assert response.json()["error"]["field"] == "callback_url"
+        assert "hooks.example.com" in response.json()["error"]["expected"]

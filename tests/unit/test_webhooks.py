@@ -29,3 +29,13 @@ def test_unusable_callback_urls_are_invalid_input(url):
 def test_absent_callback_url_is_none_and_a_good_one_is_kept():
     assert check_callback_url(None) is None and check_callback_url("") is None
     assert check_callback_url("https://example.com/hook?x=1") == "https://example.com/hook?x=1"
+
+
+def test_callback_hosts_can_be_limited_to_an_allow_list_with_its_subdomains():
+    allowed = frozenset({"hooks.example.com", "partner.org"})
+    assert check_callback_url("https://hooks.example.com/x", allowed)
+    assert check_callback_url("http://api.partner.org:8080/cb", allowed)
+    for url in ("http://127.0.0.1/x", "http://169.254.169.254/latest", "https://evilpartner.org/", "http://example.com/"):
+        with pytest.raises(InvalidInput) as info:
+            check_callback_url(url, allowed)
+        assert info.value.field == "callback_url" and "WEBHOOK_ALLOWED_HOSTS" in info.value.expected
