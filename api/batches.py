@@ -13,6 +13,7 @@ from api.auth import current_owner, require_owner
 from api.ingest import ingest
 from api.responses import json_response
 from api.uploads import Options, open_upload, too_large
+from shared.batch_records import BatchEnd
 from shared.batches import BatchStatus, status_document
 from shared.errors import Conflict, NotFound
 
@@ -103,10 +104,10 @@ def cancel(batch_id: str) -> Response:
     ext = current_app.extensions["inference"]
     _record(batch_id)  # unknown, or another key's batch: 404 before anything changes
     outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)
-    if outcome == -1:
+    if outcome is BatchEnd.UNKNOWN:
         raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
     document = status_document(batch_id, ext.batches.get(batch_id))
-    if outcome == -2:
+    if outcome is BatchEnd.ALREADY_ENDED:
         raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
                        expected="a batch that is queued or in_progress")
     return json_response(document)

@@ -21,7 +21,7 @@ from shared.signature import ModelSignature
 
 
 @dataclass
-class Outcome:
+class Predictions:
     """A finished job: its predictions in TF Serving's row format and the model that made them."""
 
     predictions: list[Any]
@@ -32,7 +32,7 @@ class Outcome:
         return outputs_by_name(self.predictions, signature)
 
 
-def infer(arrays: dict[str, np.ndarray]) -> Outcome:
+def infer(arrays: dict[str, np.ndarray]) -> Predictions:
     """Queue one job for `arrays`, wait for it, and return its predictions.
 
     Raises:
@@ -41,8 +41,7 @@ def infer(arrays: dict[str, np.ndarray]) -> Outcome:
     """
     ext = current_app.extensions["inference"]
     ext.store.check_capacity()
-    job_id = ext.store.submit(arrays, request_id=current_request_id())
-    raw = ext.store.wait(job_id, ext.settings.protocol_timeout_s)
+    job_id, raw = ext.store.submit_and_wait(arrays, ext.settings.protocol_timeout_s, request_id=current_request_id())
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started
             ext.store.cancel(job_id)
@@ -53,7 +52,7 @@ def infer(arrays: dict[str, np.ndarray]) -> Outcome:
     if doc["status"] != "finished":
         error = doc.get("error") or {}
         raise InferenceFailed(error.get("message") or f"job {job_id} ended {doc['status']}")
-    return Outcome(doc["predictions"], doc["model"])
+    return Predictions(doc["predictions"], doc["model"])
 
 
 def outputs_by_name(predictions: list[Any], signature: ModelSignature) -> dict[str, list[Any]]:

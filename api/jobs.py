@@ -43,12 +43,10 @@ def predict() -> Response:
         request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None),
         ext.settings.callback_hosts)
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
-    job_id = ext.store.submit(arrays, owner=current_owner(), timeout_s=timeout, callback_url=callback_url,
-                              request_id=current_request_id())
-    if wait > 0:
-        document = ext.store.wait(job_id, wait)
-        if document is not None:
-            return json_response(document)
+    job_id, document = ext.store.submit_and_wait(arrays, wait, owner=current_owner(), timeout_s=timeout,
+                                                 callback_url=callback_url, request_id=current_request_id())
+    if document is not None:
+        return json_response(document)
     return _pending(job_id, JobStatus.QUEUED)
 
 

@@ -163,7 +163,32 @@ class BulkBatch:
         return counts
 
 
-def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model) -> Counter:
+class PublishCounter:
+    """Counts, per job id, the results published on the results channel: a job published twice is a duplicate."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with redis.Redis.from_url(self.url).pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(keys.results_channel())
+                    while not self.stop.is_set():
+                        message = pubsub.get_message(timeout=0.5)
+                        if message is not None:
+                            for line in message["data"].split(b"\n"):
+                                self.counts[line.partition(b" ")[0].decode()] += 1
+            except redis.RedisError:
+                time.sleep(0.2)  # Redis is being restarted: nothing can be published meanwhile
+
+
+def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model,
+          published: Counter[str]) -> Counter:
     """Read every accepted job back; count finished, failed, lost, duplicated and wrong."""
     counts: Counter[str] = Counter()
     expected = model.predict({model.signature.inputs[0].name: data})
@@ -188,7 +213,7 @@ def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]]
                 counts["lost"] += 1
                 continue
             counts[body["status"]] += 1
-            if len(connection.lrange(keys.result(job_id), 0, -1)) != 1:
+            if published[job_id] > 1:
                 counts["duplicated"] += 1
             if body["status"] == "finished" and not np.allclose(body["predictions"], expected[rows], rtol=1e-4, atol=1e-5):
                 counts["wrong"] += 1
@@ -210,6 +235,7 @@ def main() -> int:
         print(f"stack: redis 127.0.0.1:{settings.redis_port} (appendfsync always), API {stack_.base_url}, "
               f"{settings.workers} workers; logs in {tmp}/stack.log while it runs")
         traffic = Traffic(stack_.base_url, data)
+        publishes = PublishCounter(settings.redis_url)
         threads = [threading.Thread(target=traffic.run, args=(i,), daemon=True) for i in range(CLIENTS)]
         started = time.monotonic()
         try:
@@ -228,10 +254,11 @@ def main() -> int:
                 t.join(40)
             print(f"t={time.monotonic() - started:5.1f} s  traffic stopped; checking every accepted job")
             connection = redis.Redis.from_url(settings.redis_url)
-            counts = check(stack_.base_url, connection, traffic.accepted, data, model)
+            counts = check(stack_.base_url, connection, traffic.accepted, data, model, publishes.counts)
+            publishes.stop.set()
             expected = next(iter(model.predict({model.signature.inputs[0].name: data}).values()))
             batch_counts = bulk.check(expected, len(data))
-            stats = {k.decode(): int(v) for k, v in connection.hgetall(keys.stats()).items()}
+            stats = {k.decode(): int(float(v)) for k, v in connection.hgetall(keys.stats()).items()}
         finally:
             stack_.stop()
         log = (Path(tmp) / "stack.log").read_text(errors="replace")

@@ -8,6 +8,7 @@ checks that they match).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -16,6 +17,13 @@ from typing import Any
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_JOB_TIMEOUT_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
+# Variables renamed in 0.2 → their new names. The old names still work for one release, with a warning.
+RENAMED = {
+    "MAX_BATCH_SIZE": "MAX_MICROBATCH_ROWS",
+    "MAX_BATCH_DELAY_MS": "MAX_MICROBATCH_DELAY_MS",
+}
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -110,7 +118,7 @@ class Settings:
         Raises:
             ConfigError: a value does not parse or breaks a rule; the message names the variable.
         """
-        environ = os.environ if environ is None else environ
+        environ = _with_renamed(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.name.upper())
@@ -199,6 +207,22 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, for starting child processes with the same view."""
         return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """`environ` with each old variable name read as its new one (the new name wins), warning once per name."""
+    old = [name for name in RENAMED if environ.get(name)]
+    if not old:
+        return environ
+    merged = dict(environ)
+    for name in old:
+        new = RENAMED[name]
+        if merged.get(new):
+            log.warning("%s is deprecated and ignored because %s is set", name, new)
+        else:
+            log.warning("%s is deprecated: use %s (the old name stops working in the next release)", name, new)
+            merged[new] = merged[name]
+    return merged
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -12,6 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from shared import rq_keys
+
+# What the RQ job of a /predict (or protocol) request records as its function; run by our worker only.
+PREDICT_FUNC = "worker.batched_inference"
+# The `data` an ended job keeps: its function and no arguments (the input rows are not needed any more).
+ENDED_DATA = rq_keys.job_data(PREDICT_FUNC, [])
+
 ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"})
 
 

@@ -15,7 +15,7 @@ from rq.job import Job
 
 from scripts import stack
 from scripts.stack import free_port
-from shared import keys
+from shared import keys, rq_keys
 from shared.config import Settings
 
 
@@ -76,8 +76,9 @@ class Service:
         return raw.decode() if raw is not None else None
 
     def documents(self, job_id: str) -> list[bytes]:
-        """Every final document published for the job (exactly one once it is done)."""
-        return self.redis.lrange(keys.result(job_id), 0, -1)
+        """The job's result as a list: [] until it ended, then exactly one."""
+        result = self.redis.hget(rq_keys.job(job_id), keys.JOB_RESULT)
+        return [] if result is None else [result]
 
     def live_workers(self) -> int:
         return self.redis.zcount(keys.workers(), time.time(), "+inf")
@@ -106,8 +107,8 @@ class Service:
     def predict(self, rows, wait: float = 10.0) -> httpx.Response:
         return self.http.post("/predict", params={"wait": wait}, json={"instances": rows})
 
-    def stats(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+    def stats(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.stats()).items()}
 
     def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
         """POST /batches with a raw body."""

@@ -13,7 +13,7 @@ import threading
 import orjson
 import redis
 
-from shared import keys
+from shared import keys, rq_keys
 from shared.batch_records import BatchRecords
 from shared.batches import BatchStatus, status_document
 from shared.config import Settings
@@ -88,7 +88,7 @@ class BackgroundThread:
     def _document(self, delivery: Delivery) -> bytes | None:
         """The current status document of the delivery's job or batch, as sent."""
         if delivery.kind == "job":
-            return self.connection.lindex(keys.result(delivery.item_id), 0)
+            return self.connection.hget(rq_keys.job(delivery.item_id), keys.JOB_RESULT)
         record = self.connection.hgetall(keys.batch(delivery.item_id))
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import DIGITS_MODEL
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -66,5 +67,6 @@ def test_a_job_that_breaks_the_model_fails_alone_and_its_batch_mates_finish(make
         assert body["predictions"] == [[2.0 * i] * 4]
     assert bodies[8]["error"]["code"] == "inference_failed"
     assert "poison" in bodies[8]["error"]["message"]
+    wait_until(lambda: service.stats().get("rows", 0) >= 9, 10)  # counters are written at most once a second
     assert service.stats()["model_calls"] > len(service.redis.lrange(keys.microbatch_sizes(), 0, -1))
     assert service.http.get("/readyz").status_code == 200  # the worker survived

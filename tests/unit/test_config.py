@@ -110,3 +110,18 @@ def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_r
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"API_KEYS": f"@{key_file}"})
     assert "key 2" in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [("MAX_BATCH_SIZE", "MAX_MICROBATCH_ROWS", "max_microbatch_rows"),
+                                                   ("MAX_BATCH_DELAY_MS", "MAX_MICROBATCH_DELAY_MS",
+                                                    "max_microbatch_delay_ms")])
+def test_a_renamed_variable_still_works_under_its_old_name_with_a_deprecation_warning(old, new, field, caplog):
+    settings = Settings.from_env({old: "7"})
+    assert getattr(settings, field) == 7
+    assert f"{old} is deprecated: use {new}" in caplog.text
+
+
+def test_the_new_name_wins_over_the_old_one_and_the_old_one_is_reported_as_ignored(caplog):
+    settings = Settings.from_env({"MAX_BATCH_SIZE": "7", "MAX_MICROBATCH_ROWS": "9"})
+    assert settings.max_microbatch_rows == 9
+    assert "MAX_BATCH_SIZE is deprecated and ignored because MAX_MICROBATCH_ROWS is set" in caplog.text
