@@ -230,11 +230,10 @@ class Harness:
                          for p in sorted(self.log_dir.glob("*.log")))
 
     def _start(self, role: Role, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> Child:
-        log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
-        log = None if log_path is None else open(log_path, "ab")
-        try:
-            process = spawn(command, self.settings, log, extra_env)
-        finally:
-            if log is not None:
-                log.close()  # the child has its own copy of the descriptor
+        if self.log_dir is None:
+            log_path, process = None, spawn(command, self.settings, None, extra_env)
+        else:
+            log_path = self.log_dir / f"{name}.log"
+            with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+                process = spawn(command, self.settings, log, extra_env)
         return Child(role, name, process, log_path, dict(extra_env or {}))

@@ -35,8 +35,10 @@ def connect(settings: Settings) -> redis.Redis:
     With REDIS_SENTINELS, every new connection asks the Sentinels for the current master, so after a
     failover the broken connections are replaced by ones to the promoted replica.
     """
-    options: dict[str, Any] = dict(health_check_interval=30, retry=RETRY, socket_connect_timeout=2,
-                                   socket_timeout=BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_batch_delay_ms / 1000)
+    options: dict[str, Any] = {
+        "health_check_interval": 30, "retry": RETRY, "socket_connect_timeout": 2,
+        "socket_timeout": BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_batch_delay_ms / 1000,
+    }
     if settings.redis_sentinels:
         return sentinel(settings).master_for(settings.redis_sentinel_master, **options, **master_options(settings))
     return redis.Redis.from_url(redis_url(settings), **options)
@@ -44,7 +46,7 @@ def connect(settings: Settings) -> redis.Redis:
 
 def sentinel(settings: Settings) -> Sentinel:
     """A client of the Sentinels named by REDIS_SENTINELS (the master is asked for per connection)."""
-    sentinel_options: dict[str, Any] = dict(socket_timeout=SENTINEL_TIMEOUT_S, socket_connect_timeout=SENTINEL_TIMEOUT_S)
+    sentinel_options: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
     if settings.redis_sentinel_password:
         sentinel_options["password"] = settings.redis_sentinel_password
     return Sentinel(list(settings.sentinel_addresses()), sentinel_kwargs=sentinel_options)
