@@ -90,6 +90,7 @@ class DrillReport:
     unavailable_s: float  # kill → the last 503 the clients saw
     refusals: dict[str, int]
     without_retry_after: int
+    lag_bytes: int  # replication backlog the replica had not acknowledged just before the kill
 
     @property
     def ok(self) -> bool:
@@ -100,7 +101,8 @@ class DrillReport:
     def lines(self) -> list[str]:
         window = "none lost" if self.loss_window_ms is None else f"{self.loss_window_ms:.0f} ms before the kill"
         return [
-            f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window})",
+            f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window}; "
+            f"the replica was {self.lag_bytes} bytes behind just before the kill)",
             f"accepted after the kill {self.accepted_after}, lost {self.lost_after}, unfinished {self.unfinished_after}",
             f"replica promoted {self.promoted_after_s:.1f} s after the kill; 503 answered until "
             f"{self.unavailable_s:.1f} s after it",
@@ -150,6 +152,7 @@ def _drive(service: Harness, topology: SentinelTopology, before_s: float, after_
         t.start()
     try:
         time.sleep(before_s)  # the traffic's length, not a synchronisation
+        lag = topology.replication_lag_bytes()
         killed = time.monotonic()
         topology.kill_master()
         topology.wait_promoted(60)
@@ -162,10 +165,10 @@ def _drive(service: Harness, topology: SentinelTopology, before_s: float, after_
         traffic.stop.set()
         for t in threads:
             t.join(30)
-    return _count(service, traffic, killed, promoted)
+    return _count(service, traffic, killed, promoted, lag)
 
 
-def _count(service: Harness, traffic: Traffic, killed: float, promoted: float) -> DrillReport:
+def _count(service: Harness, traffic: Traffic, killed: float, promoted: float, lag: int) -> DrillReport:
     statuses: dict[str, str] = {}
     deadline = time.monotonic() + DRAIN_S
     with httpx.Client(base_url=service.base_url, timeout=30) as http:
@@ -181,7 +184,7 @@ def _count(service: Harness, traffic: Traffic, killed: float, promoted: float) -
         loss_window_ms=(killed - min(a.at for a in lost_before)) * 1000 if lost_before else None,
         promoted_after_s=promoted - killed,
         unavailable_s=(traffic.last_503 - killed) if traffic.last_503 and traffic.last_503 > killed else 0.0,
-        refusals=dict(traffic.refusals), without_retry_after=traffic.without_retry_after)
+        refusals=dict(traffic.refusals), without_retry_after=traffic.without_retry_after, lag_bytes=lag)
 
 
 def main() -> int:

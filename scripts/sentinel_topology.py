@@ -113,6 +113,15 @@ class SentinelTopology:
                 continue
         return None
 
+    def replication_lag_bytes(self) -> int:
+        """Bytes of the master's replication stream the replica has not yet processed (0 when in step).
+
+        Read from both sides (the master's own view of its replica is only as fresh as the replica's last
+        acknowledgement, sent once a second)."""
+        written = redis.Redis(port=self.master.port, socket_timeout=1).info("replication")["master_repl_offset"]
+        applied = redis.Redis(port=self.replica.port, socket_timeout=1).info("replication")["slave_repl_offset"]
+        return max(0, int(written) - int(applied))
+
     def kill_master(self) -> None:
         """SIGKILL the master: what it acknowledged but had not yet sent to the replica is gone."""
         self.master.stop(kill=True)
