@@ -101,11 +101,11 @@ class DrillReport:
     def lines(self) -> list[str]:
         window = "none lost" if self.loss_window_ms is None else f"{self.loss_window_ms:.0f} ms before the kill"
         return [
-            f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window}; "
-            f"the replica was {self.lag_bytes} bytes behind just before the kill)",
+            (f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window}; "
+             f"the replica was {self.lag_bytes} bytes behind just before the kill)"),
             f"accepted after the kill {self.accepted_after}, lost {self.lost_after}, unfinished {self.unfinished_after}",
-            f"replica promoted {self.promoted_after_s:.1f} s after the kill; 503 answered until "
-            f"{self.unavailable_s:.1f} s after it",
+            (f"replica promoted {self.promoted_after_s:.1f} s after the kill; 503 answered until "
+             f"{self.unavailable_s:.1f} s after it"),
             f"refused: {self.refusals} ({self.without_retry_after} 503s without Retry-After)",
         ]
 

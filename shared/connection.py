@@ -37,7 +37,7 @@ def connect(settings: Settings) -> redis.Redis:
     """
     options: dict[str, Any] = {
         "health_check_interval": 30, "retry": RETRY, "socket_connect_timeout": 2,
-        "socket_timeout": BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_batch_delay_ms / 1000,
+        "socket_timeout": BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_microbatch_delay_ms / 1000,
     }
     if settings.redis_sentinels:
         return sentinel(settings).master_for(settings.redis_sentinel_master, **options, **master_options(settings))

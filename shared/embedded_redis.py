@@ -44,7 +44,7 @@ class EmbeddedRedis:
             "--databases", str(self.databases),
         ] + (["--replicaof", self.replica_of[0], str(self.replica_of[1])] if self.replica_of else [])
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         os.makedirs(self.data_dir, exist_ok=True)
         # A session of its own: the terminal's Ctrl-C reaches only the supervisor, which stops Redis last.
