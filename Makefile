@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+ and make:
 #   make run    start Redis (embedded unless REDIS_URL is set), the API on :8000 and a worker
 #   make test   run the whole test suite
-#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0
+#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0;
+#               then the Sentinel failover drill (make failover-drill)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ MODEL := models/digits.keras
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test soak model bench venv clean
+.PHONY: run test soak failover-drill model bench venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +36,12 @@ test: $(STAMP) $(MODEL)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, then the failover drill
 	$(PY) -m scripts.soak
+	$(PY) -m scripts.failover_drill
+
+failover-drill: $(STAMP) $(MODEL)  ## master SIGKILLed under traffic, replica promoted by Sentinel; prints jobs lost and the window
+	$(PY) -m scripts.failover_drill
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from bench import procstats
-from scripts import stack
+from scripts import harness
 from shared.config import Settings
 
 BULK_ROWS = 200_000
@@ -110,7 +110,7 @@ def _interactive(url: str, body_file: str, seconds: float) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", "wait", "--clients", str(INTERACTIVE_CLIENTS),
          "--seconds", str(seconds), "--body", body_file],
-        check=True, capture_output=True, env=stack.child_env(Settings()))
+        check=True, capture_output=True, env=harness.child_env(Settings()))
     lat = np.array(orjson.loads(out.stdout)["latencies_ms"] or [np.nan])
     return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
             "p99_ms": float(np.percentile(lat, 99))}
@@ -126,7 +126,7 @@ class InteractiveLoad:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", "wait", "--clients",
              str(INTERACTIVE_CLIENTS), "--seconds", "600", "--body", body_file, "--stop-file", self.stop_file],
-            stdout=subprocess.PIPE, env=stack.child_env(Settings()))
+            stdout=subprocess.PIPE, env=harness.child_env(Settings()))
 
     def stop(self) -> dict:
         open(self.stop_file, "w").close()

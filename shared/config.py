@@ -38,6 +38,14 @@ class Settings:
     redis_url: str = ""
     # Port of the embedded redis-server (loopback only); ignored when REDIS_URL is set.
     redis_port: int = 6390
+    # Redis Sentinels to ask for the current master ("host:port,host:port"); set with REDIS_SENTINEL_MASTER.
+    # Every process then follows a failover on its own; REDIS_URL, if also set, only gives the master's
+    # password, database and TLS (its host and port are ignored).
+    redis_sentinels: str = ""
+    # The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).
+    redis_sentinel_master: str = ""
+    # Password of the Sentinels themselves (their requirepass); empty: none.
+    redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
     # Run-time state (git-ignored): the embedded Redis's append-only file, and batch files under batches/,
@@ -162,6 +170,28 @@ class Settings:
         _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
                  self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
         self.api_key_list()
+        self.sentinel_addresses()
+        _require(bool(self.redis_sentinels) == bool(self.redis_sentinel_master), "REDIS_SENTINEL_MASTER",
+                 self.redis_sentinel_master, "a master name when REDIS_SENTINELS is set, and empty otherwise")
+
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """REDIS_SENTINELS as (host, port) pairs; () when Sentinel is not used.
+
+        Raises:
+            ConfigError: an entry is not host:port with a port from 1 to 65535.
+        """
+        addresses = []
+        for entry in (e.strip() for e in self.redis_sentinels.split(",") if e.strip()):
+            host, _, port = entry.rpartition(":")
+            _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "REDIS_SENTINELS", self.redis_sentinels,
+                     "a comma-separated list of host:port")
+            addresses.append((host.strip("[]"), int(port)))
+        return tuple(addresses)
+
+    @property
+    def external_redis(self) -> bool:
+        """Whether a Redis is named (REDIS_URL or REDIS_SENTINELS), so that none is started here."""
+        return bool(self.redis_url or self.redis_sentinels)
 
     def api_key_list(self) -> tuple[str, ...]:
         """The keys API_KEYS names (read from its file for the @/path form); () when keys are off.

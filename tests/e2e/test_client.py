@@ -50,16 +50,55 @@ def test_client_errors_are_typed_and_carry_the_servers_message(service):
         assert "shape [3, 5]" in rows.value.message
 
 
-def test_async_client_keeps_a_thousand_jobs_in_flight_over_eight_connections(service, digits, digits_model):
+def connections_to(port: int) -> set[int]:
+    """Socket inodes of this process's established TCP connections to `port` on loopback (IPv4)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(int(target[8:-1]))
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], int(fields[9])
+            if remote_port == port and state == "01" and inode in mine:
+                found.add(inode)
+    return found
+
+
+def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_connections(service, digits,
+                                                                                          digits_model):
     x = digits[0]
     labels = np.argmax(digits_model.predict({"pixels": x[:100]})["probabilities"], axis=1)
+    port = service.settings.api_port
+    before = connections_to(port)  # e.g. the shared service's own keep-alive connection
+    seen: set[int] = set()
+    peak = 0
+
+    async def sample(done: asyncio.Event) -> None:
+        nonlocal peak
+        while not done.is_set():
+            now = connections_to(port) - before
+            seen.update(now)
+            peak = max(peak, len(now))
+            await asyncio.sleep(0.1)  # a sample costs ~20 ms of this event loop; connections stay open anyway
 
     async def main() -> list:
+        done = asyncio.Event()
+        sampler = asyncio.create_task(sample(done))
         async with AsyncClient(service.base_url, max_connections=8) as c:
-            return await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+            predictions = await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+        done.set()
+        await sampler
+        return predictions
 
     predictions = asyncio.run(main())
     assert [int(np.argmax(p[0])) for p in predictions] == [int(labels[i % 100]) for i in range(1000)]
+    assert 1 < peak <= 8, f"{peak} connections open at once"
 
 
 def test_async_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp_path):

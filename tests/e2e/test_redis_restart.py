@@ -92,7 +92,7 @@ def test_while_redis_is_down_every_route_but_healthz_answers_503_and_all_recover
         body = svc.http.get(f"/result/{job_id}", params={"wait": 20}).json()
         assert body["status"] == "finished" and len(body["predictions"]) == 1
     wait_until(lambda: svc.http.get("/readyz").status_code == 200, 10)
-    assert worker.poll() is None
+    assert worker.running
 
 
 def test_jobs_in_the_workers_hands_when_redis_crashes_are_finished_exactly_once(svc, redis_server, digits):
