@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-import client
-from client import AsyncClient, Client
+import inferq
+from inferq import AsyncClient, Client
 from shared.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -33,19 +33,19 @@ def test_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp
         np.testing.assert_allclose([r["prediction"] for r in rows], expected, rtol=1e-5, atol=1e-6)
         batch.download(str(tmp_path / "out.npy"))
         np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6)
-        with pytest.raises(client.Conflict, match="cannot be cancelled"):
+        with pytest.raises(inferq.Conflict, match="cannot be cancelled"):
             batch.cancel()
 
 
 def test_client_errors_are_typed_and_carry_the_servers_message(service):
     with Client(service.base_url) as c:
-        with pytest.raises(client.NotFound, match="unknown, or its result expired") as missing:
+        with pytest.raises(inferq.NotFound, match="unknown, or its result expired") as missing:
             c.job("0" * 32).status()
         assert missing.value.status == 404 and missing.value.code == "not_found"
-        with pytest.raises(client.InvalidInput) as invalid:
+        with pytest.raises(inferq.InvalidInput) as invalid:
             c.predict([[1, 2, 3]])
         assert invalid.value.field == "instances" and "shape [3]" in invalid.value.message
-        with pytest.raises(client.InvalidInput) as rows:
+        with pytest.raises(inferq.InvalidInput) as rows:
             c.submit_batch(np.zeros((3, 5), np.float32))
         assert "shape [3, 5]" in rows.value.message
 
@@ -87,10 +87,10 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     x, y = digits
     expected = digits_model.predict({"pixels": x[:400]})["probabilities"]
     np.save(tmp_path / "rows.npy", x[:400])
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "INFER_URL": service.base_url}
+    env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": service.base_url}
 
     def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "client", *args], env=env, cwd=tmp_path, input=stdin,
+        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, cwd=tmp_path, input=stdin,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -106,6 +106,6 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     job_id = json.loads(cli("submit", "-", stdin=json.dumps({"instances": x[:1].tolist()})))["id"]
     assert np.argmax(json.loads(cli("result", job_id))[0]) == y[0]
 
-    failed = subprocess.run([sys.executable, "-m", "client", "batch", "status", "0" * 32], env=env,
+    failed = subprocess.run([sys.executable, "-m", "inferq", "batch", "status", "0" * 32], env=env,
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "404 not_found" in failed.stderr

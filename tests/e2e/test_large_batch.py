@@ -13,7 +13,7 @@ import pytest
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from client import Client
+from inferq import Client
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 
