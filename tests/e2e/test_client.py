@@ -13,7 +13,9 @@ import pytest
 
 import inferq
 from inferq import AsyncClient, Client
+from shared import keys
 from shared.config import PROJECT_ROOT
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +111,51 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     failed = subprocess.run([sys.executable, "-m", "inferq", "batch", "status", "0" * 32], env=env,
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "404 not_found" in failed.stderr
+
+
+@pytest.fixture(scope="module")
+def expiring(make_module_service, service):
+    """A service whose jobs must start within 1 s (JOB_TIMEOUT) and no worker to start them: every job expires.
+
+    The model document is the one the session's real worker published, so requests validate.
+    """
+    expiring = make_module_service(workers=0, job_timeout=1.0)
+    expiring.redis.set(keys.model(), service.redis.get(keys.model()))
+    return expiring
+
+
+def expired_job(service) -> str:
+    """The id of a job that the service already reports as expired."""
+    job_id = service.http.post("/predict", json={"instances": [[0.0] * 64]}).json()["id"]
+    wait_until(lambda: service.http.get(f"/result/{job_id}").json()["status"] == "expired", 10)
+    return job_id
+
+
+def test_an_expired_job_fails_predict_and_result_at_once_with_job_expired(expiring):
+    # Timeouts far beyond the 1 s deadline: a client still waiting for the job would end in WaitTimeout.
+    with Client(expiring.base_url) as c:
+        with pytest.raises(inferq.JobExpired, match="expired: its deadline passed before a worker started it"):
+            c.predict([[0.0] * 64], timeout=25)
+        with pytest.raises(inferq.JobExpired, match="never ran"):
+            c.job(expired_job(expiring)).result(timeout=600)
+        assert c.job(expired_job(expiring)).status() == "expired"
+
+    async def main() -> None:
+        async with AsyncClient(expiring.base_url) as c:
+            with pytest.raises(inferq.JobExpired):
+                await c.predict([[0.0] * 64], timeout=25)
+            with pytest.raises(inferq.JobExpired):
+                await c.job(expired_job(expiring)).result(timeout=600)
+
+    asyncio.run(main())
+
+
+def test_the_cli_fails_at_once_with_one_line_for_an_expired_job(expiring, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": expiring.base_url}
+    for args, stdin in ((["result", expired_job(expiring), "--timeout", "600"], None),
+                        (["predict", "-", "--timeout", "25"], json.dumps([[0.0] * 64]))):
+        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("error: job ") and "expired" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

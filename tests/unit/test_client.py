@@ -229,3 +229,20 @@ def test_the_client_imports_without_tensorflow_numpy_or_the_service():
     code = ("import sys, inferq, inferq.cli; "
             "assert not {'tensorflow', 'numpy', 'flask', 'redis', 'api', 'worker', 'shared'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=CLIENT_DIR, env={"PATH": "/usr/bin:/bin"}, check=True, timeout=60)
+
+
+def test_batch_upload_output_fails_for_a_batch_that_failed_or_expired_and_writes_nothing():
+    from inferq.cli import BatchDidNotComplete, save_results
+
+    class Ended:
+        id = "b"
+
+        def __init__(self, status: str) -> None:
+            self.doc = {"status": status, "output_url": None}
+
+        def download(self, path: str) -> int:
+            raise AssertionError("nothing to download")
+
+    for status in ("failed", "expired"):
+        with pytest.raises(BatchDidNotComplete, match=f"batch b is {status}, not completed: out.npy was not written"):
+            save_results(Ended(status), "out.npy")
