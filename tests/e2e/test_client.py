@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 
+import inferq
 import numpy as np
 import pytest
-
-import inferq
 from inferq import AsyncClient, Client
+
 from shared import keys
 from shared.config import PROJECT_ROOT
 from tests.support import wait_until

@@ -10,9 +10,9 @@ import sys
 
 import httpx
 import pytest
-
 from inferq import AsyncClient, Client, core, errors
 from inferq.retries import Retries
+
 from shared.config import PROJECT_ROOT
 
 CLIENT_DIR = PROJECT_ROOT + "/client"

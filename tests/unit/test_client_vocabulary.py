@@ -10,6 +10,7 @@ import re
 
 from inferq import core
 from inferq import errors as client_errors
+
 from shared import errors as server_errors
 from shared import schema
 from shared.batches import BatchStatus
