@@ -22,7 +22,7 @@ from inferq import errors
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_VARIABLE, API_KEY_VARIABLE = "INFERQ_URL", "INFERQ_API_KEY"
 MAX_SERVER_WAIT_S = 30.0  # the longest ?wait the server accepts
-# The server's vocabulary, copied (this package never imports the server); tests/unit/test_client_vocabulary.py
+# The server's vocabulary, copied (this package never imports the server); tests/unit/test_vocabulary.py
 # fails when the server's own definitions gain or lose a value.
 JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled", "expired")
 JOB_TERMINAL = ("finished", "failed", "canceled", "expired")

@@ -25,7 +25,7 @@
      └── WaitTimeout (also TimeoutError) a wait ran out of time; names the job or batch
 
 The server's vocabulary copied here (error codes below, job and batch statuses in core.py) is checked
-against the server's own definitions by the service's tests (tests/unit/test_client_vocabulary.py).
+against the server's own definitions by the service's tests (tests/unit/test_vocabulary.py).
 """
 
 from __future__ import annotations

@@ -5,28 +5,13 @@ definition, so adding a value on either side fails here until the other side lea
 from __future__ import annotations
 
 import inspect
-import pathlib
-import re
 
 from inferq import core
 from inferq import errors as client_errors
 
 from shared import errors as server_errors
-from shared import schema
 from shared.batches import BatchStatus
-from shared.config import PROJECT_ROOT
-from shared.schema import JobStatus
-
-
-def server_job_error_codes() -> set[str]:
-    """The job error codes: the ErrorCode enum where there is one, else the named constants of shared/schema.py
-    and the codes the worker fails jobs with."""
-    if hasattr(schema, "ErrorCode"):
-        return {code.value for code in schema.ErrorCode}
-    named = {schema.DEADLINE_EXCEEDED, schema.WORKER_LOST}
-    worker = pathlib.Path(PROJECT_ROOT, "worker")
-    used = {m for path in worker.glob("*.py") for m in re.findall(r"\.fail\(\s*\"(\w+)\"", path.read_text())}
-    return named | used
+from shared.schema import ErrorCode, JobStatus
 
 
 def server_api_errors() -> dict[str, int]:
@@ -47,7 +32,7 @@ def test_the_clients_batch_statuses_are_the_servers():
 
 
 def test_the_clients_job_error_codes_are_the_servers():
-    assert set(core.JOB_ERROR_CODES) == server_job_error_codes()
+    assert set(core.JOB_ERROR_CODES) == {code.value for code in ErrorCode}
 
 
 def test_every_api_error_code_has_a_client_class_with_the_same_status():
