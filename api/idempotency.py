@@ -62,7 +62,7 @@ class Record:
         return orjson.dumps({k: v for k, v in vars(self).items() if v})
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Record":
+    def decode(cls, raw: bytes) -> Record:
         return cls(**orjson.loads(raw))
 
 
@@ -107,11 +107,11 @@ class Claim:
     """One request's hold on a key: `won` if it is the first (then `finish` or, by leaving its `with`
     block early, release it); otherwise `replay` gives the first request's id."""
 
-    def __init__(self, store: "IdempotencyStore", key: str, mine: Record, won: bool) -> None:
+    def __init__(self, store: IdempotencyStore, key: str, mine: Record, won: bool) -> None:
         self.store, self.key, self.mine, self.won = store, key, mine, won
         self._held = won
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
