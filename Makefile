@@ -8,7 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/digits.keras
-export PYTHONPATH := $(CURDIR)
+# The service from the repo root; the client package `inferq` from client/ (pip install ./client elsewhere).
+export PYTHONPATH := $(CURDIR):$(CURDIR)/client
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: run test soak failover-drill model bench venv clean

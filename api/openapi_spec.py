@@ -36,6 +36,14 @@ PERR = {str(c): _json(_ref("ProtocolError"), d) for c, d in
 WAIT = [{"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0, "maximum": 30},
          "description": "Seconds to hold the request until the result is ready (0-30)."}]
 OBJ = {"type": "object", "additionalProperties": True}
+IDEMPOTENCY = [{"name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+                "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
+                               "within RESULT_TTL answers with the first request's job or batch, in its current "
+                               "state (header Idempotent-Replayed: true), and never enqueues twice."}]
+IDEMPOTENCY_409 = _json(_ref("Error"), "Idempotency-Key already used for a different request (code conflict), or "
+                                       "its first request is still running (code request_in_progress, with "
+                                       "Retry-After)")
 
 
 def _tf_paths() -> dict[str, Any]:
@@ -91,9 +99,9 @@ def _batch_paths() -> dict[str, Any]:
                _query("on_error", {"type": "string", "enum": ["reject", "skip"]},
                       "reject (default): a malformed row rejects the upload; skip: it goes to the error file")]
     create = _op("Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
-                 {"202": _json(_ref("BatchDocument"), "Stored and queued"), **ERR,
+                 {"202": _json(_ref("BatchDocument"), "Stored and queued"), **ERR, "409": IDEMPOTENCY_409,
                   "413": _json(_ref("Error"), "Larger than MAX_BATCH_BYTES"),
-                  "415": _json(_ref("Error"), "Not a supported file type")}, tag, (), None, options)
+                  "415": _json(_ref("Error"), "Not a supported file type")}, tag, (), None, options + IDEMPOTENCY)
     create["requestBody"] = upload
     binary = {"application/x-ndjson": {"schema": {"type": "string"}}, "application/x-npy": {"schema": {"type": "string"}}}
     return {
@@ -121,10 +129,10 @@ def _service_paths() -> dict[str, Any]:
     return {
         "/predict": {"post": _op("Validate rows and enqueue one job (202), or wait for its result with ?wait",
                                  {"200": _json(_ref("JobDocument"), "Finished within ?wait"),
-                                  "202": _json(OBJ, "Queued: id, status, result_url"), **ERR},
-                                 jobs, (), {"oneOf": [_ref("Instances"), {"type": "array"}]}, WAIT)},
+                                  "202": _json(OBJ, "Queued: id, status, result_url"), **ERR, "409": IDEMPOTENCY_409},
+                                 jobs, (), {"oneOf": [_ref("Instances"), {"type": "array"}]}, WAIT + IDEMPOTENCY)},
         "/result/{job_id}": {"get": _op("A job's status or result; ?wait long-polls",
-                                        {"200": _json(_ref("JobDocument"), "Finished, failed or canceled"),
+                                        {"200": _json(_ref("JobDocument"), "Finished, failed, canceled or expired"),
                                          "202": _json(OBJ, "Still queued or started"), **ERR}, jobs, ("job_id",), None, WAIT)},
         "/jobs/{job_id}": {"delete": _op("Cancel a job that has not started",
                                          {"200": _json(_ref("JobDocument"), "Canceled"),
@@ -152,7 +160,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "array", "description": "Rows; for several inputs each row is an object keyed by input name"}},
         "required": ["instances"]},
     "JobDocument": {"type": "object", "properties": {
-        "id": {"type": "string"}, "status": {"type": "string", "enum": ["finished", "failed", "canceled"]},
+        "id": {"type": "string"}, "status": {"type": "string", "enum": ["finished", "failed", "canceled", "expired"]},
         "predictions": {"type": "array"}, "model": {"type": "object"}, "error": {"type": "object"},
         "request_id": {"type": "string"}}},
     "BatchDocument": {"type": "object", "properties": {

@@ -53,6 +53,12 @@ def webhook(delivery_id: str) -> str:
     return f"{PREFIX}:webhook:{delivery_id}"
 
 
+def idempotency(owner: str, key_digest: str) -> str:
+    """String (JSON): an Idempotency-Key's record for one owner ("-" with API keys off), by the key's SHA-256;
+    TTL set by api/idempotency.py (a short reservation, then RESULT_TTL once the job or batch exists)."""
+    return f"{PREFIX}:idempotency:{owner or '-'}:{key_digest}"
+
+
 def extra_rows(queue_name: str) -> str:
     """String (integer): rows beyond the first of every job waiting in queue `queue_name`; no TTL.
 
