@@ -110,3 +110,16 @@ def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_r
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"API_KEYS": f"@{key_file}"})
     assert "key 2" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_set():
+    assert Settings.from_env({}).adaptive_window_cap_s == 0.005
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).adaptive_window_cap_s == 0.002
+    assert Settings.from_env({"MICROBATCH_WINDOW": "fixed"}).adaptive_window_cap_s is None
+
+
+@pytest.mark.parametrize(("env", "words"), [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"),
+                                             ({"ADAPTIVE_MAX_DELAY_MS": "-1"}, "ADAPTIVE_MAX_DELAY_MS")])
+def test_bad_window_settings_fail_naming_the_variable(env, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env(env)
