@@ -85,6 +85,9 @@ class Settings:
     # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
+    # WSGI server for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or "granian" (its WSGI mode, Rust HTTP:
+    # about a quarter less API CPU per request in bench/api_servers.py); both serve api.wsgi:app.
+    api_server: str = "gunicorn"
     # Worker processes that `make run` starts.
     workers: int = 1
     # Seconds between worker heartbeats; a worker silent for 3 beats counts as gone.
@@ -142,6 +145,7 @@ class Settings:
                  "adaptive or fixed")
         _require(0 <= self.adaptive_max_delay_ms <= 1000 and math.isfinite(self.adaptive_max_delay_ms),
                  "ADAPTIVE_MAX_DELAY_MS", self.adaptive_max_delay_ms, "milliseconds from 0 to 1000")
+        _require(self.api_server in ("gunicorn", "granian"), "API_SERVER", self.api_server, "gunicorn or granian")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")

@@ -123,3 +123,9 @@ def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_s
 def test_bad_window_settings_fail_naming_the_variable(env, words):
     with pytest.raises(ConfigError, match=words):
         Settings.from_env(env)
+
+
+def test_the_api_server_is_gunicorn_or_granian():
+    assert Settings.from_env({"API_SERVER": "granian"}).api_server == "granian"
+    with pytest.raises(ConfigError, match="API_SERVER='uwsgi' is not valid: expected gunicorn or granian"):
+        Settings.from_env({"API_SERVER": "uwsgi"})
