@@ -135,9 +135,9 @@ def render(result: dict) -> str:
     """A per-stage table: total seconds, ms per chunk, share of the worker's loop."""
     chunks = result["chunks"]
     loop = sum(result["seconds"].get(s, 0.0) for s in ("claim", "read", "model", "write", "publish", "other"))
-    lines = [f"{result['rows']:,} rows, {chunks} chunks, MAX_MICROBATCH_ROWS={result['microbatch_rows']}: "
-             f"{result['end_to_end_npy_s']:.2f} s to the .npy results ({result['rows_per_s_npy']:,.0f} rows/s); "
-             f"worker loop {loop:.2f} s ({loop / chunks * 1000:.1f} ms per chunk)", "",
+    lines = [(f"{result['rows']:,} rows, {chunks} chunks, MAX_MICROBATCH_ROWS={result['microbatch_rows']}: "
+              f"{result['end_to_end_npy_s']:.2f} s to the .npy results ({result['rows_per_s_npy']:,.0f} rows/s); "
+              f"worker loop {loop:.2f} s ({loop / chunks * 1000:.1f} ms per chunk)"), "",
              "| stage | seconds | ms per chunk | share of worker loop | calls |", "|---|---|---|---|---|"]
     for stage in STAGES:
         s = result["seconds"].get(stage, 0.0)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -36,6 +37,11 @@ from shared.embedded_redis import EmbeddedRedis
 from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 
+if TYPE_CHECKING:  # imported at run time in build(): the worker's modules load TensorFlow
+    from api.store import JobStore
+    from worker.claim import RedisSource
+    from worker.publish import Publisher
+
 SIZES = (1, 8, 64)
 # The example model's signature (64 pixels in, 10 probabilities out); no TensorFlow is loaded here.
 SIGNATURE = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
@@ -48,9 +54,9 @@ class Service:
 
     settings: Settings
     connection: redis.Redis
-    store: object  # api.store.JobStore
-    source: object  # worker.claim.RedisSource
-    publisher: object  # worker.publish.Publisher
+    store: JobStore
+    source: RedisSource
+    publisher: Publisher
     worker: Worker
 
 
@@ -163,8 +169,8 @@ def main() -> int:
 
 def render(rows: list[dict]) -> str:
     """The Markdown table of the Redis-only benchmark."""
-    lines = ["| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
-             "| jobs/s per Redis core | top commands per job |", "|---|---|---|---|---|---|---|"]
+    lines = [("| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
+              "| jobs/s per Redis core | top commands per job |"), "|---|---|---|---|---|---|---|"]
     for r in rows:
         top = ", ".join(f"{k.upper()} {v:.1f}" for k, v in list(r["top_commands_per_job"].items())[:6])
         lines.append(f"| {r['mode'].split()[-1]} | {r['jobs']:,} | {r['commands_per_job']:.1f} "

@@ -89,9 +89,9 @@ def collect(
     while rows < max_rows:  # FILLING
         now = clock()
         left = deadline - now
-        adaptive = left <= 0 and window is not None
-        if adaptive:
-            left = window.wait_s(rows, now - opened, now)
+        adaptive = False
+        if left <= 0 and window is not None:
+            left, adaptive = window.wait_s(rows, now - opened, now), True
         if left <= 0:
             break
         more = source.take(max_rows - rows, left)
