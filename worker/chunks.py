@@ -17,6 +17,7 @@ from rq.job import Job
 from shared.batch_records import BatchRecords
 from shared.batches import (CHUNK_FUNC, ChunkSpec, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
                             write_outputs)
+from shared.schema import ErrorCode
 from shared.storage import Storage
 from worker.claims import Claim
 
