@@ -32,10 +32,15 @@ Summarize = Callable[[dict], dict]
 
 
 def granian_command(settings: Settings) -> list[str]:
-    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads."""
+    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
+
+    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
+    (a 30 s long-poll, plus margin) before it is killed.
+    """
     return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", settings.api_host,
             "--port", str(settings.api_port), "--workers", str(settings.api_processes),
-            "--blocking-threads", str(settings.api_threads), "--no-ws", "--log-level", "warning", "api.wsgi:app"]
+            "--blocking-threads", str(settings.api_threads), "--respawn-failed-workers",
+            "--workers-kill-timeout", "35", "--no-ws", "--log-level", "warning", "api.wsgi:app"]
 
 
 def start_api(settings: Settings, server: str, metrics_dir: str) -> subprocess.Popen:
