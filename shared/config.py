@@ -47,7 +47,8 @@ class Settings:
     bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
+    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
+    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
     # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
     # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for
@@ -197,6 +198,12 @@ class Settings:
         if not keys:
             raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
         return tuple(keys)
+
+    @property
+    def fixed_delay_s(self) -> float:
+        """The fixed part of the filling window, in seconds: MAX_MICROBATCH_DELAY_MS with MICROBATCH_WINDOW=fixed,
+        0 with the adaptive window (for which MAX_MICROBATCH_DELAY_MS is the cap, see adaptive_window_cap_s)."""
+        return self.max_microbatch_delay_ms / 1000 if self.microbatch_window == "fixed" else 0.0
 
     @property
     def adaptive_window_cap_s(self) -> float | None:

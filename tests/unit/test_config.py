@@ -116,6 +116,8 @@ def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_s
     assert Settings.from_env({}).adaptive_window_cap_s == 0.005
     assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).adaptive_window_cap_s == 0.002
     assert Settings.from_env({"MICROBATCH_WINDOW": "fixed"}).adaptive_window_cap_s is None
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).fixed_delay_s == 0.0
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2", "MICROBATCH_WINDOW": "fixed"}).fixed_delay_s == 0.002
 
 
 @pytest.mark.parametrize(("env", "words"), [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"),
