@@ -96,6 +96,7 @@ def test_our_own_routes_keep_our_error_shape(service):
 
 
 def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
+    from shared import keys
     from shared.signature import ModelSignature, TensorSpec
 
     # An API with a published model but no worker: the job can only wait.
