@@ -23,7 +23,8 @@ import numpy as np
 import orjson
 import redis
 
-from bench import bulk, procstats
+from bench import api_servers, bulk, careful, cost_report, procstats, redis_only
+from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
 from scripts.harness import Harness, free_port
@@ -105,7 +106,7 @@ class Probe:
     def snapshot(self) -> dict:
         snap = {"cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()}}
         if self.client is not None:
-            stats = {k.decode(): int(v) for k, v in self.client.hgetall(keys.stats()).items()}
+            stats = {k.decode(): float(v) for k, v in self.client.hgetall(keys.stats()).items()}
             snap["stats"] = stats
             snap["microbatches"] = self.client.llen(keys.microbatch_sizes())
             snap["commands"] = sum(v["calls"] for k, v in self.client.info("commandstats").items())
@@ -228,9 +229,11 @@ def _wait_workers(client: redis.Redis, count: int) -> None:
 
 def _service_point(name, url, mode, clients, body_file, probe, workers) -> dict:
     before = probe.start()
+    meter = PhaseMeter(probe.pids, probe.client)
+    meter.start()
     result = summarize(load(url, mode, clients, body_file))
     row = {"model": name, "system": "service", "mode": mode, "clients": clients, "workers": workers, **result,
-           **probe.finish(before, result["jobs"])}
+           **probe.finish(before, result["jobs"]), **meter.finish(result["jobs"])}
     log(f"service {name} {mode} {clients} clients ({workers}): {result['throughput']:.0f} jobs/s "
         f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms, mean batch {row.get('mean_batch') or 0:.1f}")
     return row
@@ -266,8 +269,11 @@ def main() -> int:
                 f.write(bodies[name])
             results["rows"] += measure_raw(name, path)
             results["rows"] += measure_classic(name, path, body_file, defaults.api_processes)
+            results["rows"] += careful.measure(name, path, body_file, CLIENTS, load, summarize)
             results["rows"] += measure_service(name, path, body_file, workdir)
-    results["targets"] = targets(results["rows"])
+        results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
+    results["redis_only"] = redis_only.measure(jobs=256 if QUICK else 2048)
+    results["targets"] = targets(results["rows"]) + cost_report.targets(results["rows"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     os.makedirs(os.path.join(PROJECT_ROOT, "bench", "results"), exist_ok=True)
     stamp = results["when"].replace(":", "").replace("-", "")
@@ -275,6 +281,7 @@ def main() -> int:
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(render_table(results))
+    print(cost_report.render(results))
     log(f"wrote {out} ({results['elapsed_s']} s)")
     return 0
 

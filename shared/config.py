@@ -63,8 +63,16 @@ class Settings:
     bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
+    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
+    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
+    # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
+    # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for
+    # a lone request); "fixed" waits exactly MAX_MICROBATCH_DELAY_MS, as Triton and TF Serving do.
+    microbatch_window: str = "adaptive"
+    # Longest the adaptive window waits in all, in ms (it also never waits longer than the model's fixed cost
+    # per call); 5 ms bounds a mis-fit on a busy machine while leaving room for a GPU model's fixed cost.
+    adaptive_max_delay_ms: float = 5.0
     # Seconds a finished or failed result stays readable.
     result_ttl: int = 3600
     # Rows one POST /predict may carry.
@@ -94,6 +102,9 @@ class Settings:
     # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
+    # WSGI server for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or "granian" (its WSGI mode, Rust HTTP:
+    # about a quarter less API CPU per request in bench/api_servers.py); both serve api.wsgi:app.
+    api_server: str = "gunicorn"
     # Worker processes that `make run` starts.
     workers: int = 1
     # Seconds between worker heartbeats; a worker silent for 3 beats counts as gone.
@@ -147,6 +158,11 @@ class Settings:
         """Check the rules between fields; raise ConfigError naming the variable."""
         _require(self.max_microbatch_rows >= 1, "MAX_MICROBATCH_ROWS", self.max_microbatch_rows, "an integer ≥ 1")
         _require(self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0")
+        _require(self.microbatch_window in ("adaptive", "fixed"), "MICROBATCH_WINDOW", self.microbatch_window,
+                 "adaptive or fixed")
+        _require(0 <= self.adaptive_max_delay_ms <= 1000 and math.isfinite(self.adaptive_max_delay_ms),
+                 "ADAPTIVE_MAX_DELAY_MS", self.adaptive_max_delay_ms, "milliseconds from 0 to 1000")
+        _require(self.api_server in ("gunicorn", "granian"), "API_SERVER", self.api_server, "gunicorn or granian")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")
@@ -220,6 +236,20 @@ class Settings:
         if not keys:
             raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
         return tuple(keys)
+
+    @property
+    def fixed_delay_s(self) -> float:
+        """The fixed part of the filling window, in seconds: MAX_MICROBATCH_DELAY_MS with MICROBATCH_WINDOW=fixed,
+        0 with the adaptive window (for which MAX_MICROBATCH_DELAY_MS is the cap, see adaptive_window_cap_s)."""
+        return self.max_microbatch_delay_ms / 1000 if self.microbatch_window == "fixed" else 0.0
+
+    @property
+    def adaptive_window_cap_s(self) -> float | None:
+        """The adaptive window's cap in seconds (MAX_MICROBATCH_DELAY_MS when set, else ADAPTIVE_MAX_DELAY_MS);
+        None when MICROBATCH_WINDOW is fixed."""
+        if self.microbatch_window != "adaptive":
+            return None
+        return (self.max_microbatch_delay_ms or self.adaptive_max_delay_ms) / 1000
 
     @property
     def callback_hosts(self) -> frozenset[str]:

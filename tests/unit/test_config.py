@@ -125,3 +125,24 @@ def test_the_new_name_wins_over_the_old_one_and_the_old_one_is_reported_as_ignor
     settings = Settings.from_env({"MAX_BATCH_SIZE": "7", "MAX_MICROBATCH_ROWS": "9"})
     assert settings.max_microbatch_rows == 9
     assert "MAX_BATCH_SIZE is deprecated and ignored because MAX_MICROBATCH_ROWS is set" in caplog.text
+
+
+def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_set():
+    assert Settings.from_env({}).adaptive_window_cap_s == 0.005
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).adaptive_window_cap_s == 0.002
+    assert Settings.from_env({"MICROBATCH_WINDOW": "fixed"}).adaptive_window_cap_s is None
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).fixed_delay_s == 0.0
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2", "MICROBATCH_WINDOW": "fixed"}).fixed_delay_s == 0.002
+
+
+@pytest.mark.parametrize(("env", "words"), [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"),
+                                             ({"ADAPTIVE_MAX_DELAY_MS": "-1"}, "ADAPTIVE_MAX_DELAY_MS")])
+def test_bad_window_settings_fail_naming_the_variable(env, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env(env)
+
+
+def test_the_api_server_is_gunicorn_or_granian():
+    assert Settings.from_env({"API_SERVER": "granian"}).api_server == "granian"
+    with pytest.raises(ConfigError, match="API_SERVER='uwsgi' is not valid: expected gunicorn or granian"):
+        Settings.from_env({"API_SERVER": "uwsgi"})
