@@ -59,18 +59,38 @@ JOB_LATENCY = Histogram(
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 BATCH_SIZE = Histogram(
-    "inference_batch_size_rows",
-    "Rows per batch (one compiled model call unless the batch fell back to per-job calls).",
+    "inference_microbatch_rows",
+    "Rows per micro-batch (one compiled model call unless it fell back to per-job calls).",
     (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 BATCH_SECONDS = Histogram(
-    "inference_batch_inference_seconds",
-    "Seconds the model spent on one batch.",
+    "inference_microbatch_seconds",
+    "Seconds the model spent on one micro-batch.",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 HISTOGRAMS = (JOB_LATENCY, BATCH_SIZE, BATCH_SECONDS)
+
+# Counters by label value, written by the workers' background thread (shared/webhooks.py).
+WEBHOOK_CALLS = "inference_webhook_calls_total"  # by outcome: delivered, failed (each failed call counts)
+WEBHOOK_GIVEN_UP = "inference_webhook_given_up_total"  # deliveries dropped after WEBHOOK_MAX_ATTEMPTS calls
+WEBHOOK_OUTCOMES = ("delivered", "failed")
+
+# Read from Redis at scrape time by api/queue_metrics.py (nothing stored under these names).
+QUEUE_ROWS = "inference_queue_rows"
+QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
+BULK_ROWS_PENDING = "inference_bulk_rows_pending"
+BATCHES = "inference_batches"
+WEBHOOK_BACKLOG = "inference_webhook_backlog"
+WEBHOOK_DUE = "inference_webhook_due"
+MICROBATCHES = "inference_microbatches_total"
+REDIS_ROUND_TRIPS = "inference_redis_round_trips_total"
 
 
 def job_status_field(status: str) -> str:
     """The counter field for one job reaching final `status`."""
     return f"{JOBS_TOTAL}:{status}"
+
+
+def webhook_call_field(outcome: str) -> str:
+    """The counter field for one webhook call ending with `outcome` (delivered or failed)."""
+    return f"{WEBHOOK_CALLS}:{outcome}"
