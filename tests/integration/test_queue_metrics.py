@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import redis
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -100,3 +101,15 @@ def test_an_unknown_readiness_scope_is_a_400_naming_the_field(redis_db):
     client = create_app(Settings.from_env({}).replace(redis_url=_url(redis_db))).test_client()
     response = client.get("/readyz?scope=everything")
     assert response.status_code == 400 and response.get_json()["error"]["field"] == "scope"
+
+
+def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
+    app = create_app(Settings.from_env({}).replace(redis_url=_url(redis_db)))
+
+    def full() -> None:
+        raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(app.extensions["inference"].store.connection, "ping", full)
+    response = app.test_client().get("/readyz?scope=api")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.get_json()["error"]["message"] == "Redis is full; try again later"
