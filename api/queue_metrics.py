@@ -134,7 +134,7 @@ class QueueCollector:
         yield CounterMetricFamily(metrics.WEBHOOK_GIVEN_UP, "Webhook deliveries given up after "
                                   "WEBHOOK_MAX_ATTEMPTS failed calls.", value=view.webhooks_given_up)
         yield CounterMetricFamily(metrics.MICROBATCHES, "Micro-batches the workers ran (one model call each, "
-                                  "unless one fell back to per-job calls).", value=view.stats.get("batches", 0))
+                                  "unless one fell back to per-job calls).", value=view.stats.get("microbatches", 0))
         yield CounterMetricFamily(metrics.REDIS_ROUND_TRIPS, "Redis round trips the workers spent claiming and "
                                   "publishing those micro-batches.", value=view.stats.get("round_trips", 0))
 

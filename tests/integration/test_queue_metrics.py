@@ -71,7 +71,7 @@ def test_webhook_backlog_failures_and_given_up_deliveries_are_counted(redis_db):
 
 def test_the_collector_renders_every_family_with_its_labels(redis_db):
     _submit(redis_db, 4)
-    redis_db.hset(keys.stats(), mapping={"batches": 10, "round_trips": 25})
+    redis_db.hset(keys.stats(), mapping={"microbatches": 10, "round_trips": 25})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(redis_db))
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
