@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One file, one image per role; docker-compose.yml and deploy/k8s build and name them:
 #   docker build --target api        -t inference-api .         Flask API (gunicorn), no TensorFlow, no embedded Redis
+#   docker build --target grpc       -t inference-grpc .        gRPC server (TF Serving's stubs need TensorFlow's protos)
 #   docker build --target worker     -t inference-worker .      micro-batching worker with TensorFlow (CPU)
 #   docker build --target worker-gpu -t inference-worker-gpu .  the same on TensorFlow's CUDA wheel (tensorflow[and-cuda])
 # Every image runs as an unprivileged user (uid 10001) and has a HEALTHCHECK and a default CMD.
@@ -23,11 +24,26 @@ COPY shared shared
 COPY api api
 USER 10001
 ENV API_HOST=0.0.0.0 API_PORT=8000
-# 8000: HTTP API (REST, TF Serving REST, KServe v2). 8500: gRPC (`python -m api.grpc_server`, GRPC_PORT).
-EXPOSE 8000 8500
+# HTTP API: REST, TF Serving REST, KServe v2 REST.
+EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 CMD ["gunicorn", "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
+
+FROM base AS grpc
+COPY requirements-api.txt requirements-grpc.txt ./
+# tensorflow-serving-api pulls in TensorFlow: its stubs import TensorFlow's protobuf modules. The server never
+# loads a model; it queues jobs for the workers exactly as the HTTP API does.
+RUN pip install -r requirements-grpc.txt
+COPY shared shared
+COPY api api
+USER 10001
+ENV API_HOST=0.0.0.0 GRPC_PORT=8500
+# TF Serving's gRPC port; TF Serving's PredictionService and KServe v2's GRPCInferenceService.
+EXPOSE 8500
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8500), timeout=4).close()"]
+CMD ["python", "-m", "api.grpc_server"]
 
 FROM base AS worker
 COPY requirements-worker.txt .

