@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import shutil
+import subprocess
 
 import kubernetes_validate
 import pytest
@@ -16,6 +18,8 @@ from rq import Queue
 from shared.config import PROJECT_ROOT, Settings
 
 K8S = os.path.join(PROJECT_ROOT, "deploy", "k8s")
+BASE = os.path.join(K8S, "base")
+KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"))
 KUBERNETES_VERSION = "1.37.0"  # the newest schemas kubernetes-validate 1.37.0 ships
 API_DRAIN_S = 5 + 35  # preStop sleep, then gunicorn's graceful_timeout (api/gunicorn_conf.py)
 WORKER_DRAIN_S = 45  # the micro-batch in hand plus the webhook call in hand (WEBHOOK_TIMEOUT_S + 5), with room
@@ -46,7 +50,7 @@ def container(deployment: str) -> dict:
     return only
 
 
-def kustomization(folder: str = K8S) -> dict:
+def kustomization(folder: str = BASE) -> dict:
     with open(os.path.join(folder, "kustomization.yaml")) as f:
         return yaml.safe_load(f)
 
@@ -59,7 +63,7 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas(path, doc):
 
 def test_every_manifest_is_listed_in_a_kustomization_and_every_listed_file_exists():
     listed = set()
-    for folder in (K8S, os.path.join(K8S, "gpu")):
+    for folder in KUSTOMIZATIONS:
         for resource in kustomization(folder)["resources"]:
             path = os.path.normpath(os.path.join(folder, resource))
             assert os.path.exists(path), f"{resource} listed in {folder} does not exist"
@@ -70,7 +74,7 @@ def test_every_manifest_is_listed_in_a_kustomization_and_every_listed_file_exist
 def test_keys_come_from_a_generated_secret_that_must_be_filled_in():
     (generator,) = kustomization()["secretGenerator"]
     assert generator["name"] == "inference-secrets" and generator["envs"] == ["secrets.env"]
-    with open(os.path.join(K8S, "secrets.env.example")) as f:
+    with open(os.path.join(BASE, "secrets.env.example")) as f:
         names = {line.split("=", 1)[0] for line in f if "=" in line and not line.startswith("#")}
     assert {"API_KEYS", "WEBHOOK_SECRET", "REDIS_URL"} <= names
 
@@ -159,7 +163,7 @@ def test_keda_scales_each_worker_deployment_on_the_rq_queue_lists(name):
         assert trigger["type"] == "redis"
         assert set(meta) <= {"address", "host", "port", "databaseIndex", "listName", "listLength",
                              "activationListLength", "enableTLS", "addressFromEnv", "passwordFromEnv"}
-        assert meta["address"].startswith("redis.") and meta["address"].endswith(":6379")
+        assert meta["address"] == f"redis.{kustomization()['namespace']}.svc.cluster.local:6379"
         # KEDA reads these as strings; a YAML integer here is rejected by its webhook.
         assert all(isinstance(meta[k], str) for k in ("listLength", "activationListLength", "databaseIndex"))
         assert int(meta["listLength"]) >= 1
@@ -175,8 +179,42 @@ def test_gpu_workers_take_one_gpu_each_and_grow_gpu_memory():
 
 
 def test_every_image_of_ours_is_renamed_by_a_kustomization_and_public_ones_are_pinned():
-    ours = {i["name"] for folder in (K8S, os.path.join(K8S, "gpu")) for i in kustomization(folder).get("images", [])}
+    ours = {i["name"] for folder in KUSTOMIZATIONS for i in kustomization(folder).get("images", [])}
     for kind in ("Deployment", "StatefulSet"):
         for doc in by_kind(kind).values():
             for c in doc["spec"]["template"]["spec"]["containers"]:
                 assert c["image"] in ours or (":" in c["image"] and not c["image"].endswith(":latest")), c["image"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+@pytest.mark.parametrize("overlay", ["", "gpu"])
+def test_the_kustomizations_render_to_valid_objects_in_one_namespace(tmp_path, overlay):
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    shutil.copy(copy / "base" / "secrets.env.example", copy / "base" / "secrets.env")
+    rendered = subprocess.run(["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert rendered.returncode == 0, rendered.stderr
+    objects = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ScaledObject", "worker") in kinds and (("Deployment", "worker-gpu") in kinds) == (overlay == "gpu")
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    for o in objects:
+        if o["kind"] != "Namespace":
+            assert o["metadata"]["namespace"] == "inference", o["metadata"]["name"]
+        if o["apiVersion"] != "keda.sh/v1alpha1":
+            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+        if o["kind"] == "Deployment":
+            for c in o["spec"]["template"]["spec"]["containers"]:
+                assert c["image"].startswith("registry.example.com/"), c["image"]
+                refs = {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+                assert refs == {secret["metadata"]["name"]}  # the generated, hash-suffixed name
+
+
+def test_building_without_secrets_env_fails_rather_than_starting_without_keys(tmp_path):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
+    shutil.copytree(K8S, tmp_path / "k8s")
+    rendered = subprocess.run(["kubectl", "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True,
+                              timeout=120, check=False)
+    assert rendered.returncode != 0 and "secrets.env" in rendered.stderr
