@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from rq import Queue
 
+from api.queue_metrics import QueueCollector
 from shared import keys, metrics
 from shared.schema import ErrorCode, JobStatus
 
@@ -124,4 +125,5 @@ def scrape() -> Response:
     else:
         registry.register(_ThisProcess())
     registry.register(ServiceCollector(ext.store.connection))
+    registry.register(QueueCollector(ext.store.connection))
     return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -127,6 +127,15 @@ class Settings:
     max_queue_depth: int = 100_000
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
     job_timeout: float = 0.0
+    # File the worker touches on every turn of its loop; its age is the worker's liveness signal
+    # (`python -m worker.liveness` checks it: a hung model call stops the touches). Empty: off.
+    liveness_file: str = ""
+    # Let TensorFlow grow its GPU memory as needed instead of taking all of it at start, so that a second
+    # process on the same GPU does not run out of memory. No effect without a GPU.
+    tf_gpu_memory_growth: bool = True
+    # TensorFlow intra- and inter-op threads per worker. 0: the container's CPU quota (cgroup v2 cpu.max or
+    # v1 cfs_quota_us / cfs_period_us), rounded up; with no quota, TensorFlow's default (every host core).
+    tf_threads: int = 0
     # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
 
@@ -180,6 +189,7 @@ class Settings:
         _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
         _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,
                  "seconds, more than 0 and at most 300")
+        _require(self.tf_threads >= 0, "TF_THREADS", self.tf_threads, "an integer ≥ 0 (0: from the CPU quota)")
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
@@ -285,8 +295,16 @@ def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:
     return merged
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(name: str, kind: Any, raw: str) -> Any:
     kind = kind if isinstance(kind, str) else kind.__name__
+    if kind == "bool":
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"{name.upper()}={raw!r} is not valid: expected true or false (1/0, yes/no, on/off)")
+        return raw.strip().lower() in _TRUE
     try:
         if kind == "int":
             return int(raw)

@@ -72,6 +72,21 @@ MICROBATCH_SECONDS = Histogram(
 )
 HISTOGRAMS = (JOB_LATENCY, MICROBATCH_ROWS, MICROBATCH_SECONDS)
 
+# Counters by label value, written by the workers' background thread (shared/webhooks.py).
+WEBHOOK_CALLS = "inference_webhook_calls_total"  # by outcome: delivered, failed (each failed call counts)
+WEBHOOK_GIVEN_UP = "inference_webhook_given_up_total"  # deliveries dropped after WEBHOOK_MAX_ATTEMPTS calls
+WEBHOOK_OUTCOMES = ("delivered", "failed")
+
+# Read from Redis at scrape time by api/queue_metrics.py (nothing stored under these names).
+QUEUE_ROWS = "inference_queue_rows"
+QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
+BULK_ROWS_PENDING = "inference_bulk_rows_pending"
+BATCHES = "inference_batches"
+WEBHOOK_BACKLOG = "inference_webhook_backlog"
+WEBHOOK_DUE = "inference_webhook_due"
+MICROBATCHES = "inference_microbatches_total"
+REDIS_ROUND_TRIPS = "inference_redis_round_trips_total"
+
 
 def job_status_field(status: str) -> str:
     """The counter field for one job reaching final `status`."""
@@ -81,3 +96,8 @@ def job_status_field(status: str) -> str:
 def job_error_field(code: str) -> str:
     """The counter field for one job failing (or expiring) with error `code`."""
     return f"{JOB_ERRORS}:{code}"
+
+
+def webhook_call_field(outcome: str) -> str:
+    """The counter field for one webhook call ending with `outcome` (delivered or failed)."""
+    return f"{WEBHOOK_CALLS}:{outcome}"

@@ -26,11 +26,13 @@ from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
-from worker.microbatcher import collect, validate_knobs
+from worker import tf_runtime
+from worker.background import BackgroundThread
 from worker.chunks import ChunkStore
 from worker.claim import RedisSource
-from worker.background import BackgroundThread
 from worker.claims import Claim
+from worker.liveness import Liveness
+from worker.microbatcher import collect, validate_knobs
 from worker.outcomes import Tally
 from worker.recovery import Recovery
 from worker.model import LoadedModel, ModelLoadError, load_model
@@ -85,6 +87,7 @@ class InferenceWorker:
         self.background = BackgroundThread(self.connection, settings, files, records)
         self.outbox: list[Claim] = []  # complete, not yet published
         self.outbox_stats: RunStats | None = None
+        self.liveness = Liveness(settings.liveness_file)
         self.stopping = False
         self._backoff_s = FIRST_BACKOFF_S
         self._down_since: float | None = None
@@ -113,6 +116,7 @@ class InferenceWorker:
         self.background.start()
         try:
             while not (self.stopping and self.idle):
+                self.liveness.touch()  # before the step: a step that hangs leaves the file to age
                 self._attempt(self.step)
         finally:
             self.background.stop()
@@ -189,6 +193,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     started = time.monotonic()
+    tf_runtime.configure(settings)
     try:
         where = locate_model(settings.model_path, settings.model_name, settings.model_version)
         log.info("loading model %s version %s from %s", where.name, where.version, where.path)

@@ -82,7 +82,7 @@ class BackgroundThread:
             log.warning("webhook %s to %s failed on attempt %d (%s); %s", delivery.member, delivery.url,
                         delivery.attempts + 1, exc, "will retry" if again else "giving up")
             return
-        self.deliveries.finish(delivery.member)
+        self.deliveries.finish(delivery.member, delivered=True)
         log.info("webhook %s delivered to %s", delivery.member, delivery.url)
 
     def _document(self, delivery: Delivery) -> bytes | None:

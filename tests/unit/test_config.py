@@ -146,3 +146,19 @@ def test_the_api_server_is_gunicorn_or_granian():
     assert Settings.from_env({"API_SERVER": "granian"}).api_server == "granian"
     with pytest.raises(ConfigError, match="API_SERVER='uwsgi' is not valid: expected gunicorn or granian"):
         Settings.from_env({"API_SERVER": "uwsgi"})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("On", True), ("false", False), ("0", False),
+                                             ("no", False)])
+def test_switches_read_true_or_false_in_the_usual_spellings(raw, value):
+    assert Settings.from_env({"TF_GPU_MEMORY_GROWTH": raw}).tf_gpu_memory_growth is value
+
+
+def test_a_switch_that_is_neither_fails_naming_the_variable():
+    with pytest.raises(ConfigError, match=re.escape("TF_GPU_MEMORY_GROWTH='maybe' is not valid: expected true or false")):
+        Settings.from_env({"TF_GPU_MEMORY_GROWTH": "maybe"})
+
+
+def test_settings_survive_the_trip_through_a_child_environment():
+    settings = Settings.from_env({"TF_GPU_MEMORY_GROWTH": "false", "TF_THREADS": "3", "LIVENESS_FILE": "/tmp/x"})
+    assert Settings.from_env(settings.to_env()) == settings
