@@ -94,19 +94,20 @@ class JobStore:
                             expected="a retry after Retry-After seconds", retry_after=QUEUE_FULL_RETRY_AFTER_S)
 
     def submit(self, arrays: dict[str, np.ndarray], owner: str = "", timeout_s: float = 0.0,
-               callback_url: str | None = None, request_id: str | None = None) -> str:
+               callback_url: str | None = None, request_id: str | None = None, signature: str | None = None) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
         `timeout_s` > 0 gives the job a deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
-        the webhook, and its log lines for the job carry the request id.
+        the webhook, and its log lines for the job carry the request id. `signature` names the model
+        signature that runs the job (None: the default one).
         """
         job_id = uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
         attempts = self.settings.max_attempts
         job = Job.create(
             JOB_FUNC,
-            args=(encode_inputs(arrays),),
+            args=(encode_inputs(arrays, signature),),
             connection=self.connection,
             id=job_id,
             description=f"predict {rows} row(s)",

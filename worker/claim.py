@@ -24,7 +24,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 
 from shared import keys
-from shared.payload import decode_inputs
+from shared.payload import decode_inputs, signature_name
 from shared.schema import DEADLINE_EXCEEDED, OrjsonSerializer
 from worker.batcher import Segment
 from worker.chunks import ChunkStore
@@ -222,6 +222,7 @@ class RedisSource:
                 claimed.inputs = self.chunks.load(claimed.chunk)
             else:
                 claimed.inputs = decode_inputs(job.args[0])
+                claimed.signature = signature_name(job.args[0])
             claimed.rows = len(next(iter(claimed.inputs.values())))
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
             claimed.fail("invalid_payload", f"job payload could not be decoded: {exc}")

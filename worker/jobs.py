@@ -9,6 +9,8 @@ import numpy as np
 from rq.executions import Execution
 from rq.job import Job
 
+from shared.signature import DEFAULT_SIGNATURE
+
 
 @dataclass
 class ClaimedJob:
@@ -27,6 +29,7 @@ class ClaimedJob:
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
     chunk: dict[str, Any] | None = None
+    signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
 
     @property
     def id(self) -> str:

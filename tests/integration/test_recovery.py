@@ -24,7 +24,7 @@ from tests.support import wait_until
 from worker.batcher import collect
 from worker.claim import RedisSource
 from worker.maintenance import Maintenance
-from worker.model import LoadedModel
+from worker.model import LoadedModel, SignatureCall
 from worker.publish import Publisher
 from worker.runner import run_batch
 
@@ -43,7 +43,7 @@ class Node:
         self.publisher = Publisher(connection, self.rq_worker, SIGNATURE, settings.result_ttl)
         self.maintenance = Maintenance(connection, [self.queue], self.rq_worker, 1.0, settings.result_ttl,
                                        settings.max_attempts)
-        self.model = LoadedModel(SIGNATURE, lambda arrays: {"y": arrays["x"] * 2}, static_batch=None)
+        self.model = LoadedModel(SIGNATURE, {"serving_default": SignatureCall(lambda arrays: {"y": arrays["x"] * 2})})
 
     def claim(self, delay_s: float = 0.0) -> list:
         return collect(self.source, 64, delay_s, 0.0)
