@@ -47,6 +47,12 @@ def start_worker(settings: Settings, log_file=None, extra_env: Mapping[str, str]
                             stdout=log_file, stderr=log_file, start_new_session=True)
 
 
+def start_grpc(settings: Settings, log_file=None) -> subprocess.Popen:
+    """Start the gRPC server (TF Serving's and KServe v2's gRPC APIs on GRPC_PORT) with `settings`."""
+    return subprocess.Popen([sys.executable, "-m", "api.grpc_server"], cwd=PROJECT_ROOT, env=child_env(settings),
+                            stdout=log_file, stderr=log_file, start_new_session=True)
+
+
 def wait_http(url: str, timeout_s: float, process: subprocess.Popen | None = None, status: int = 200) -> None:
     """Wait until GET `url` answers `status`; raise if the process dies or time runs out."""
     deadline = time.monotonic() + timeout_s
@@ -88,6 +94,9 @@ def run_forever(settings: Settings) -> int:
                                      settings.redis_appendfsync).start()
         print(f"redis     {redis_server.url} (embedded, AOF in {redis_server.data_dir})", flush=True)
     processes = [start_api(settings)] + [start_worker(settings) for _ in range(settings.workers)]
+    if settings.grpc_port:
+        processes.append(start_grpc(settings))
+        print(f"grpc      {settings.api_host}:{settings.grpc_port} (TF Serving and KServe v2 gRPC APIs)", flush=True)
     base = f"http://{settings.api_host}:{settings.api_port}"
     stopping = False
 

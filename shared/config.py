@@ -75,6 +75,9 @@ class Settings:
     # API listen address and port.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # gRPC port (on api_host) for TF Serving's PredictionService/ModelService and KServe v2's
+    # GRPCInferenceService (8500: TF Serving's own gRPC port); 0 turns the gRPC server off.
+    grpc_port: int = 8500
     # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
@@ -129,6 +132,7 @@ class Settings:
 
     def validate(self) -> None:
         """Check the rules between fields; raise ConfigError naming the variable."""
+        _require(0 <= self.grpc_port <= 65535, "GRPC_PORT", self.grpc_port, "a port number, or 0 for no gRPC server")
         _require(self.max_batch_size >= 1, "MAX_BATCH_SIZE", self.max_batch_size, "an integer ≥ 1")
         _require(self.max_batch_delay_ms >= 0, "MAX_BATCH_DELAY_MS", self.max_batch_delay_ms, "a number ≥ 0")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")

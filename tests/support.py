@@ -38,6 +38,7 @@ class Service:
         self.settings = settings
         self.log_dir = log_dir
         self.api: subprocess.Popen | None = None
+        self.grpc: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.base_url = f"http://127.0.0.1:{settings.api_port}"
         self.http = httpx.Client(base_url=self.base_url, timeout=60)
@@ -50,6 +51,22 @@ class Service:
         self.api = stack.start_api(self.settings, self._log("api"))
         stack.wait_http(f"{self.base_url}/healthz", 30, self.api)
         return self
+
+    def start_grpc(self) -> "Service":
+        """Start the gRPC server process and wait until it accepts connections."""
+        import grpc
+
+        self.grpc = stack.start_grpc(self.settings, self._log("grpc"))
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                raise AssertionError(f"the gRPC server did not start: {self.logs()}") from None
+        return self
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.settings.grpc_port}"
 
     def start_worker(self, wait: bool = True, **env: str) -> subprocess.Popen:
         """Start a worker; with `wait`, return once it is registered as live."""
@@ -88,7 +105,7 @@ class Service:
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
         self.http.close()  # an open keep-alive connection would hold up gunicorn's graceful stop for seconds
-        processes = [p for p in self.workers + ([self.api] if self.api else []) if p.poll() is None]
+        processes = [p for p in self.workers + [q for q in (self.api, self.grpc) if q] if p.poll() is None]
         for process in processes:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -132,7 +149,7 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     """Settings for a test service on database `db` of the test Redis, on a free API port."""
     base = Settings.from_env({})
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
-    values = dict(redis_url=url, api_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
+    values = dict(redis_url=url, api_port=free_port(), grpc_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
                   log_level="INFO", data_dir=os.environ.get("TMPDIR", "/tmp"))
     values.update(overrides)
     return base.replace(**values)
