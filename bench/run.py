@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import redis
 
-from bench import bulk, procstats
+from bench import bulk, procstats, protocols
 from bench.report import render_table, targets
 from scripts import stack
 from scripts.stack import free_port
@@ -175,10 +175,11 @@ def _wait_post(url: str, body_file: str, process: subprocess.Popen) -> None:
 def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[dict]:
     redis_server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-{name}")).start()
     settings = Settings.from_env({}).replace(redis_url=redis_server.url, api_port=free_port(), model_path=path,
-                                             model_name=name, log_level="WARNING")
+                                             model_name=name, log_level="WARNING", grpc_port=free_port())
     client = redis.Redis.from_url(redis_server.url)
     api = stack.start_api(settings)
     workers = [stack.start_worker(settings)]
+    grpc_server = stack.start_grpc(settings) if name == "light" else None
     rows = []
     try:
         url = f"http://127.0.0.1:{settings.api_port}"
@@ -189,6 +190,8 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         for mode, clients in plan:
             rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
         if name == "light":
+            rows += protocols.measure(name, f"127.0.0.1:{settings.api_port}", f"127.0.0.1:{settings.grpc_port}",
+                                      SECONDS, stack.child_env(Settings()), summarize)
             rows += measure_bulk(url, body_file, workdir, api.pid)
         workers.append(stack.start_worker(settings))
         stack.wait_http(f"{url}/readyz", 180, workers[1])
@@ -196,7 +199,7 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         pids2 = dict(pids, worker=workers[0].pid, worker2=workers[1].pid)
         rows.append(_service_point(name, url, "wait", 64, body_file, Probe(pids2, client), "2 workers"))
     finally:
-        for process in workers + [api]:
+        for process in workers + [api] + ([grpc_server] if grpc_server else []):
             stack.stop(process)
         redis_server.stop()
     return rows
