@@ -27,8 +27,19 @@ from api.store import JobStore
 from api.validation import to_array
 from shared.config import Settings
 from shared.connection import connect
-from shared.errors import (Conflict, InferenceFailed, InvalidInput, NotFound, NotReady, PayloadTooLarge, QueueFull,
-                           ServiceError, TimedOut, Unauthorized, UnsupportedMediaType)
+from shared.errors import (
+    Conflict,
+    InferenceFailed,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    QueueFull,
+    ServiceError,
+    TimedOut,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from shared.logs import request_id_or_new
 from shared.signature import ModelSignature
 
@@ -54,7 +65,7 @@ class Backend:
     model_info: ModelInfo
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Backend":
+    def from_settings(cls, settings: Settings) -> Backend:
         connection = connect(settings)
         return cls(settings, JobStore(connection, settings), ModelInfo(connection))
 

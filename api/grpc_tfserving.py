@@ -14,8 +14,16 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
 from api.grpc_common import Backend, check_arrays, rpc
 from api.tfserving_methods import Method, choose, classify_results, regress_results
@@ -80,7 +88,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         wanted = list(request.output_filter) or [t.name for t in signature.outputs]
         unknown = set(wanted) - {t.name for t in signature.outputs}
         if unknown:
-            raise InvalidInput(f"output tensor alias not found in signature: {sorted(unknown)[0]} "
+            raise InvalidInput(f"output tensor alias not found in signature: {min(unknown)} "
                                f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}.")
         outputs = self.backend.infer(arrays, key).by_name(signature)
         dtypes = {t.name: t.dtype for t in signature.outputs}

@@ -8,8 +8,14 @@ from enum import Enum
 from typing import Any
 
 from shared.errors import InvalidInput
-from shared.signature import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD, ModelSignature,
-                              SignatureDef)
+from shared.signature import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    ModelSignature,
+    SignatureDef,
+)
 
 CLASSIFY_SCORES = "scores"
 CLASSIFY_CLASSES = "classes"
@@ -54,7 +60,7 @@ def _check_method(found: SignatureDef, method: Method) -> None:
     wanted = {CLASSIFY_SCORES} if method is Method.CLASSIFY else {REGRESS_OUTPUTS}
     if not wanted & {t.name for t in found.outputs}:
         raise InvalidInput(f"No {kind} outputs found in SignatureDef: {found.name} "
-                           f"(this server needs an output named {sorted(wanted)[0]!r})")
+                           f"(this server needs an output named {min(wanted)!r})")
 
 
 def classify_results(outputs: dict[str, list[Any]]) -> list[list[tuple[str, float]]]:

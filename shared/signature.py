@@ -36,7 +36,7 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
         return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data["dtype"]))
 
     def describe(self) -> str:
@@ -56,7 +56,7 @@ class SignatureDef:
     tf_json: dict[str, Any]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SignatureDef":
+    def from_dict(cls, data: dict[str, Any]) -> SignatureDef:
         return cls(name=str(data["name"]), method=str(data["method"]),
                    inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
                    outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]), tf_json=dict(data["tf_json"]))
@@ -77,7 +77,7 @@ class ModelSignature:
         return orjson.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "ModelSignature":
+    def from_json(cls, raw: bytes | str) -> ModelSignature:
         data = orjson.loads(raw)
         return cls(
             name=data["name"],
@@ -98,7 +98,7 @@ class ModelSignature:
             return {s.name: s for s in self.signatures}
         return {DEFAULT_SIGNATURE: default_signature_def(self.inputs, self.outputs)}
 
-    def select(self, signature_name: str) -> "ModelSignature":
+    def select(self, signature_name: str) -> ModelSignature:
         """This model seen through another of its signatures (raises KeyError for an unknown name)."""
         chosen = self.signature_defs()[signature_name]
         return replace(self, inputs=chosen.inputs, outputs=chosen.outputs)

@@ -19,8 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from shared.signature import (DEFAULT_SIGNATURE, PREDICT_METHOD, ModelSignature, SignatureDef, TensorSpec,
-                              default_signature_def)
+from shared.signature import (
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    ModelSignature,
+    SignatureDef,
+    TensorSpec,
+    default_signature_def,
+)
 
 log = logging.getLogger(__name__)
 
