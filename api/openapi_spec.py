@@ -52,9 +52,14 @@ def _tf_paths() -> dict[str, Any]:
         paths[prefix + ":predict"] = {"post": _op(
             "Predict, row format (instances → predictions) or columnar (inputs → outputs); waits for the job",
             {"200": _json(_ref("TFPredictResponse"), "Predictions"), **PERR}, tag, params, _ref("TFPredictRequest"))}
+        for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
+            paths[prefix + ":" + method] = {"post": _op(
+                f"{method.capitalize()}: tf.Example rows ({{\"signature_name\", \"context\", \"examples\": [...]}}) "
+                f"through a {method} signature → {{\"results\"}}, {what} per example; waits for the job",
+                {"200": _json(OBJ, "results"), **PERR}, tag, params, OBJ)}
         paths[prefix] = {"get": _op("Model version status (GetModelStatus)",
                                     {"200": _json(OBJ, "model_version_status"), **PERR}, tag, params)}
-        paths[prefix + "/metadata"] = {"get": _op("Model metadata: the serving_default SignatureDef",
+        paths[prefix + "/metadata"] = {"get": _op("Model metadata: every SignatureDef of the model",
                                                   {"200": _json(OBJ, "model_spec and metadata.signature_def"), **PERR},
                                                   tag, params)}
     return paths

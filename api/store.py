@@ -82,18 +82,21 @@ class JobStore:
                             expected="a retry after Retry-After seconds", retry_after=QUEUE_FULL_RETRY_AFTER_S)
 
     def submit(self, arrays: dict[str, np.ndarray], owner: str = "", timeout_s: float = 0.0,
-               callback_url: str | None = None, request_id: str | None = None, job_id: str | None = None) -> str:
+               callback_url: str | None = None, request_id: str | None = None, job_id: str | None = None,
+               signature: str | None = None) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
         `timeout_s` > 0 gives the job a deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
-        the webhook, and its log lines for the job carry the request id.
+        the webhook, and its log lines for the job carry the request id. `signature` names the model
+        signature that runs the job (None: the default one).
         """
         job_id = job_id or uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
-        fields = rq_keys.job_fields(queue_name=self.queue_name, func_name=PREDICT_FUNC, args=[encode_inputs(arrays)],
-                                    description=f"predict {rows} row(s)", result_ttl=self.settings.result_ttl,
-                                    max_attempts=self.settings.max_attempts, now=rq_keys.timestamp())
+        fields = rq_keys.job_fields(queue_name=self.queue_name, func_name=PREDICT_FUNC,
+                                    args=[encode_inputs(arrays, signature)], description=f"predict {rows} row(s)",
+                                    result_ttl=self.settings.result_ttl, max_attempts=self.settings.max_attempts,
+                                    now=rq_keys.timestamp())
         fields[keys.JOB_ROWS] = rows
         if timeout_s > 0:
             fields[keys.JOB_DEADLINE] = repr(time.time() + timeout_s)
@@ -117,14 +120,15 @@ class JobStore:
         return job_id
 
     def submit_and_wait(self, arrays: dict[str, np.ndarray], wait_s: float, owner: str = "", timeout_s: float = 0.0,
-                        callback_url: str | None = None, request_id: str | None = None) -> tuple[str, bytes | None]:
+                        callback_url: str | None = None, request_id: str | None = None,
+                        signature: str | None = None) -> tuple[str, bytes | None]:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
         if wait_s <= 0:
-            return self.submit(arrays, owner, timeout_s, callback_url, request_id), None
+            return self.submit(arrays, owner, timeout_s, callback_url, request_id, signature=signature), None
         job_id = uuid.uuid4().hex
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
-            self.submit(arrays, owner, timeout_s, callback_url, request_id, job_id=job_id)
+            self.submit(arrays, owner, timeout_s, callback_url, request_id, job_id=job_id, signature=signature)
         except BaseException:
             self.results.wait(job_id, waiting, 0, check_first=False)  # stops waiting
             raise

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import redis
 
-from bench import api_servers, bulk, careful, cost_report, procstats, redis_only
+from bench import api_servers, bulk, careful, cost_report, procstats, protocols, redis_only
 from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
@@ -175,13 +175,15 @@ def _wait_post(url: str, body_file: str, process: subprocess.Popen) -> None:
 
 def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[dict]:
     settings = Settings.from_env({}).replace(redis_port=free_port(), api_port=free_port(), model_path=path,
-                                             model_name=name, log_level="WARNING",
+                                             model_name=name, log_level="WARNING", grpc_port=free_port(),
                                              data_dir=os.path.join(workdir, f"service-{name}"))
     service = Harness(settings)
     redis_server = service.start_redis()
     client = redis.Redis.from_url(service.settings.redis_url)
     api = service.start_api(wait_s=None)
     first = service.start_worker()
+    if name == "light":
+        service.start_grpc()
     rows = []
     try:
         url = service.base_url
@@ -192,6 +194,8 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         for mode, clients in plan:
             rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
         if name == "light":
+            rows += protocols.measure(name, f"127.0.0.1:{settings.api_port}", f"127.0.0.1:{settings.grpc_port}",
+                                      SECONDS, stack.child_env(Settings()), summarize)
             rows += measure_bulk(url, body_file, workdir, api.pid)
         second = service.start_worker()
         _wait_workers(client, 2)

@@ -31,6 +31,7 @@ class Role(enum.Enum):
     """What a child process is."""
 
     API = "api"
+    GRPC = "grpc"
     WORKER = "worker"
 
 
@@ -134,6 +135,7 @@ class Harness:
         self.log_dir = log_dir
         self.redis_server: EmbeddedRedis | None = None
         self.api: Child | None = None
+        self.grpc: Child | None = None
         self.workers: list[Child] = []
         self._started = 0
 
@@ -171,6 +173,11 @@ class Harness:
             wait_http(f"{self.base_url}/healthz", wait_s, self.api.process)
         return self.api
 
+    def start_grpc(self) -> Child:
+        """Start the gRPC server (TF Serving's and KServe v2's gRPC APIs on GRPC_PORT)."""
+        self.grpc = self._start(Role.GRPC, "grpc", [sys.executable, "-m", "api.grpc_server"])
+        return self.grpc
+
     def start_worker(self, extra_env: Mapping[str, str] | None = None) -> Child:
         """Start one inference worker (it registers once its model is loaded)."""
         worker = self._start(Role.WORKER, f"worker-{self._started}", [sys.executable, "-m", "worker"], extra_env)
@@ -182,6 +189,8 @@ class Harness:
         """Start a process like `child` (which has exited) in its place."""
         if child.role is Role.API:
             return self.start_api(wait_s=None)
+        if child.role is Role.GRPC:
+            return self.start_grpc()
         replacement = self._start(Role.WORKER, child.name, [sys.executable, "-m", "worker"], child.extra_env)
         self.workers[self.workers.index(child)] = replacement
         return replacement
@@ -205,7 +214,7 @@ class Harness:
             time.sleep(0.1)
 
     def children(self) -> list[Child]:
-        return ([self.api] if self.api else []) + self.workers
+        return [c for c in (self.api, self.grpc) if c is not None] + self.workers
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the API and the workers together (they finish what they hold; workers deregister), wait,

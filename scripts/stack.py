@@ -87,6 +87,9 @@ class Supervisor:
             say("redis", f"the master {settings.redis_sentinel_master!r} named by Sentinels {settings.redis_sentinels}")
         api = self.harness.start_api(wait_s=None)
         say("api", f"pid {api.pid}")
+        if settings.grpc_port:
+            grpc = self.harness.start_grpc()
+            say("grpc", f"pid {grpc.pid}, {settings.api_host}:{settings.grpc_port} (TF Serving and KServe v2 gRPC APIs)")
         for _ in range(settings.workers):
             worker = self.harness.start_worker()
             say(worker.name, f"pid {worker.pid}")

@@ -99,6 +99,9 @@ class Settings:
     # API listen address and port.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # gRPC port (on api_host) for TF Serving's PredictionService/ModelService and KServe v2's
+    # GRPCInferenceService (8500: TF Serving's own gRPC port); 0 turns the gRPC server off.
+    grpc_port: int = 8500
     # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
@@ -165,6 +168,7 @@ class Settings:
 
     def validate(self) -> None:
         """Check the rules between fields; raise ConfigError naming the variable."""
+        _require(0 <= self.grpc_port <= 65535, "GRPC_PORT", self.grpc_port, "a port number, or 0 for no gRPC server")
         _require(self.max_microbatch_rows >= 1, "MAX_MICROBATCH_ROWS", self.max_microbatch_rows, "an integer ≥ 1")
         _require(self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0")
         _require(self.microbatch_window in ("adaptive", "fixed"), "MICROBATCH_WINDOW", self.microbatch_window,

@@ -55,6 +55,22 @@ class Service:
         self.harness.start_api()
         return self
 
+    def start_grpc(self) -> Service:
+        """Start the gRPC server process and wait until it accepts connections."""
+        import grpc
+
+        self.harness.start_grpc()
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                raise AssertionError(f"the gRPC server did not start: {self.logs()}") from None
+        return self
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
     def start_worker(self, wait: bool = True, **env: str) -> Child:
         """Start a worker; with `wait`, return once it is registered as live."""
         before = self.live_worker_names()
@@ -129,7 +145,7 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     """Settings for a test service on database `db` of the test Redis, on a free API port."""
     base = Settings.from_env({})
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
-    values = dict(redis_url=url, api_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
+    values = dict(redis_url=url, api_port=free_port(), grpc_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
                   log_level="INFO", data_dir=os.environ.get("TMPDIR", "/tmp"))
     values.update(overrides)
     return base.replace(**values)

@@ -27,7 +27,7 @@ import redis
 
 from shared import keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
-from shared.payload import decode_inputs
+from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
 from worker.chunks import ChunkStore
 from worker.claims import Claim
@@ -163,6 +163,7 @@ class RedisSource:
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
                 claim.inputs = decode_inputs(args[0])
+                claim.signature = signature_name(args[0])
             if claim.inputs is None:
                 raise ValueError("this worker has no storage for bulk chunks")
             claim.rows = len(next(iter(claim.inputs.values())))

@@ -9,6 +9,7 @@ import numpy as np
 
 from shared.batches import ChunkSpec
 from shared.schema import ErrorCode, JobError
+from shared.signature import DEFAULT_SIGNATURE
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Claim:
     callback_url: str | None = None
     enqueued_at: datetime.datetime | None = None
     chunk: ChunkSpec | None = None
+    signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
     error: JobError | None = None
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)

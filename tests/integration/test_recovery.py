@@ -22,7 +22,7 @@ from shared.signature import ModelSignature, TensorSpec
 from tests.support import wait_until
 from worker.claim import RedisSource
 from worker.microbatcher import collect
-from worker.model import LoadedModel
+from worker.model import LoadedModel, SignatureCall
 from worker.outcomes import Tally
 from worker.publish import Publisher
 from worker.recovery import Recovery
@@ -43,7 +43,7 @@ class Node:
         self.source = RedisSource(connection, [QUEUE], name, lease_s)
         self.publisher = Publisher(connection, [QUEUE], SIGNATURE, settings.result_ttl, self.tally)
         self.recovery = Recovery(connection, [QUEUE], name, 1.0, settings.result_ttl, settings.max_attempts)
-        self.model = LoadedModel(SIGNATURE, lambda arrays: {"y": arrays["x"] * 2}, static_batch=None)
+        self.model = LoadedModel(SIGNATURE, {"serving_default": SignatureCall(lambda arrays: {"y": arrays["x"] * 2})})
 
     def claim(self, delay_s: float = 0.0) -> list:
         return collect(self.source, 64, delay_s, 0.0)

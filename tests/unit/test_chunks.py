@@ -34,7 +34,7 @@ class FullDisk:
 
 def test_a_chunk_whose_outputs_cannot_be_written_fails_with_storage_failed():
     storage = FullDisk()
-    claimed = Claim(job=None, execution=None, inputs=None, rows=2, chunk=ChunkSpec("b1", 0, 0, 2, ("pixels",)))
+    claimed = Claim(id="b1-0", queue_index=1, lease="b1-0:t", rows=2, chunk=ChunkSpec("b1", 0, 0, 2, ("pixels",)))
     claimed.outputs.append({"probabilities": np.zeros((2, 10), np.float32)})
     claimed.done_rows = 2
     assert ChunkStore(storage, records=None).save(claimed) == (0, 2)

@@ -71,10 +71,10 @@ def test_docker_compose_parses_and_names_redis_api_and_worker():
     assert "gunicorn" in services["api"]["command"]
 
 
-def test_procfile_names_web_and_worker():
+def test_procfile_names_web_grpc_and_worker():
     with open(os.path.join(PROJECT_ROOT, "Procfile")) as f:
         kinds = {line.split(":", 1)[0] for line in f if line.strip()}
-    assert kinds == {"web", "worker"}
+    assert kinds == {"web", "grpc", "worker"}
 
 
 def test_reliability_settings_have_safe_defaults():
