@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 
@@ -15,8 +16,10 @@ from api.responses import json_response
 from api.uploads import Options, open_upload, too_large
 from shared.batches import BatchStatus, status_document
 from shared.errors import Conflict, NotFound
+from shared.storage import StoreUnreachable
 
 bp = Blueprint("batches", __name__)
+log = logging.getLogger(__name__)
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NDJSON = "application/x-ndjson"
@@ -48,7 +51,7 @@ def create() -> Response:
         ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata)
     except BaseException:
         ext.batches.discard(batch_id)
-        ext.storage.delete_prefix(batch_id)
+        _delete_files(batch_id)
         raise
     url = url_for("batches.status", batch_id=batch_id)
     return json_response(status_document(batch_id, ext.batches.get(batch_id)), status=202, headers={"Location": url})
@@ -94,7 +97,7 @@ def errors(batch_id: str) -> Response:
     record = _record(batch_id)
     if record[b"status"] == BatchStatus.EXPIRED.value.encode():
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
-    return Response(batch_files.errors(ext.storage, batch_id, record), mimetype=NDJSON)
+    return Response(batch_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
 
 
 @bp.delete("/batches/<batch_id>")
@@ -110,6 +113,15 @@ def cancel(batch_id: str) -> Response:
         raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
                        expected="a batch that is queued or in_progress")
     return json_response(document)
+
+
+def _delete_files(batch_id: str) -> None:
+    """Delete a failed upload's files; with the store down, leave them to the bucket's lifecycle rule."""
+    storage = current_app.extensions["inference"].storage
+    try:
+        storage.delete_prefix(batch_id)
+    except StoreUnreachable as exc:  # the error in hand (often this outage) is the one to answer with
+        log.warning("could not delete the files of failed upload %s (the lifecycle rule will): %s", batch_id, exc)
 
 
 def _record(batch_id: str) -> dict[bytes, bytes]:

@@ -14,11 +14,13 @@ import redis
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import NotReady, ServiceError
+from shared.errors import NotReady, ServiceError, StorageUnavailable
+from shared.storage import StoreUnreachable
 
 log = logging.getLogger(__name__)
 
 
+STORAGE_RETRY_AFTER_S = 5  # an object store outage rarely ends within a second; uploads are costly to resend
 PROTOCOL_BLUEPRINTS = frozenset({"tfserving", "kserve"})
 PROTOCOL_PREFIXES = ("/v1/models/", "/v2/")
 
@@ -69,6 +71,9 @@ def handle_error(exc: Exception) -> Response:
         return error_response(exc)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return error_response(NotReady("Redis is not reachable; try again shortly", retry_after=1))
+    if isinstance(exc, StoreUnreachable):
+        log.warning("answering 503: %s", exc)
+        return error_response(StorageUnavailable(f"{exc}; try again shortly", retry_after=STORAGE_RETRY_AFTER_S))
     if isinstance(exc, HTTPException):
         error = ServiceError(exc.description or exc.name)
         error.status = exc.code or 500

@@ -29,6 +29,7 @@ class JobStatus(str, Enum):
 # Error codes on failed documents that the worker and its maintenance step write.
 DEADLINE_EXCEEDED = "deadline_exceeded"  # the job's deadline passed before a worker started it: status `expired`
 WORKER_LOST = "worker_lost"  # workers died with the job in hand MAX_ATTEMPTS times
+STORAGE_FAILED = "storage_failed"  # a bulk chunk's files could not be read or written, on each of its attempts
 
 
 def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[str, Any]:

@@ -3,6 +3,10 @@ save its outputs (or its rows' errors) when it ends, and keep the batch's counte
 
 The rows then go through the same batcher and compiled model call as interactive jobs; a chunk is just
 a job whose inputs came from storage rather than from its payload.
+
+A chunk whose files cannot be read or written (the object store down) fails with `storage_failed`; while
+it has attempts left (MAX_ATTEMPTS, RQ's `retries_left`) it goes back to the front of its queue instead,
+uncounted, so a short outage costs a retry rather than rows.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from typing import Any
 
 import numpy as np
 import orjson
+from rq import Queue, Worker
+from rq.executions import cleanup_execution
 from rq.job import Job
 
+from shared import keys
 from shared.batch_records import BatchRecords
 from shared.batches import (CHUNK_FUNC, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
                             write_outputs)
-from shared.storage import Storage
+from shared.schema import STORAGE_FAILED, OrjsonSerializer
+from shared.storage import Storage, StoreUnreachable
 from worker.jobs import ClaimedJob
 
 log = logging.getLogger(__name__)
@@ -44,10 +52,17 @@ class ChunkStore:
         """In the claim's pipeline: the batch is in progress."""
         self.records.chunk_started(pipe, claimed.chunk["batch"])
 
-    def save(self, claimed: ClaimedJob) -> tuple[int, int]:
+    def load_failed(self, exc: Exception) -> tuple[str, str]:
+        """The (code, message) a chunk fails with when `load` raised `exc`."""
+        if isinstance(exc, StoreUnreachable):
+            return STORAGE_FAILED, f"{STORAGE_FAILED}: the chunk's rows could not be read: {exc}"
+        return "invalid_payload", f"the chunk's rows could not be loaded: {exc}"
+
+    def save(self, claimed: ClaimedJob) -> tuple[int, int] | None:
         """Write the chunk's outputs, or one error line per row if it failed; returns (done rows, failed rows).
 
-        Runs before the publish pipeline, so a chunk is counted only once its file exists.
+        None: the chunk failed on storage and has attempts left, so it is to be requeued (`requeue`), not
+        counted. Runs before the publish pipeline, so a chunk is counted only once its file exists.
         """
         payload = claimed.chunk
         rows = int(payload["stop"]) - int(payload["start"])
@@ -57,9 +72,25 @@ class ChunkStore:
                     write_outputs(file, claimed.stacked_outputs())
                 return rows, 0
             except OSError as exc:
-                claimed.fail("storage_failed", f"the chunk's outputs could not be written: {exc}")
+                claimed.fail(STORAGE_FAILED, f"{STORAGE_FAILED}: the chunk's outputs could not be written: {exc}")
+        if claimed.error[0] == STORAGE_FAILED and claimed.job.retries_left:
+            return None
         self._save_errors(claimed)
         return 0, rows
+
+    def requeue(self, pipe: Any, worker: Worker, claimed: ClaimedJob) -> None:
+        """In the publish pipeline: put a chunk that failed on storage back at the front of its queue.
+
+        The same steps as recovery's requeue: end the execution, RQ's retry (one attempt fewer), and the
+        queued-rows counter that moves with the queue.
+        """
+        job = claimed.job
+        cleanup_execution(worker, job, pipe, claimed.execution)
+        queue = Queue(job.origin, connection=worker.connection, serializer=OrjsonSerializer)
+        job.retry(queue, pipe)
+        pipe.incrby(keys.queued_rows(queue.name), int(claimed.chunk["stop"]) - int(claimed.chunk["start"]))
+        log.warning("chunk %s failed on storage (%s); requeued, %d attempt(s) left", claimed.id, claimed.error[1],
+                    job.retries_left)
 
     def _save_errors(self, claimed: ClaimedJob) -> None:
         payload = claimed.chunk

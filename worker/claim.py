@@ -224,7 +224,10 @@ class RedisSource:
                 claimed.inputs = decode_inputs(job.args[0])
             claimed.rows = len(next(iter(claimed.inputs.values())))
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
-            claimed.fail("invalid_payload", f"job payload could not be decoded: {exc}")
+            if claimed.chunk is not None:  # storage_failed (retried) or invalid_payload: ChunkStore tells
+                claimed.fail(*self.chunks.load_failed(exc))
+            else:
+                claimed.fail("invalid_payload", f"job payload could not be decoded: {exc}")
         return claimed
 
     def _start(self, ids: list[str], claimed: list[ClaimedJob | None], at_front: bool = False) -> None:

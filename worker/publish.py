@@ -137,6 +137,9 @@ class Publisher:
         The outputs are written before the transaction runs, so a chunk is counted done only once its file exists.
         """
         counts = self.chunks.save(claimed)
+        if counts is None:  # failed on storage with attempts left: back to its queue, not counted
+            self.chunks.requeue(pipe, self.worker, claimed)
+            return
         if claimed.error is None:
             doc = {"batch": claimed.chunk["batch"], "chunk": claimed.chunk["chunk"], "rows": counts[0],
                    "status": "finished", "model": self.signature.model_ref}
