@@ -20,8 +20,16 @@ import redis
 from rq.job import Job
 from rq.results import Result
 
-from shared.batches import (chunk_errors_key, chunk_job_id, chunk_ranges, file_rows, output_key, read_outputs,
-                            skipped_key, upload_errors_key)
+from shared.batches import (
+    chunk_errors_key,
+    chunk_job_id,
+    chunk_ranges,
+    file_rows,
+    output_key,
+    read_outputs,
+    skipped_key,
+    upload_errors_key,
+)
 from shared.errors import NotAcceptable
 from shared.npy import header
 from shared.schema import OrjsonSerializer

@@ -95,6 +95,9 @@ class Settings:
     # prometheus-client's multiprocess directory for the gunicorn API processes; empty: a fresh temporary
     # directory per API start, removed on exit (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR from it).
     metrics_dir: str = ""
+    # Seconds before a bulk chunk that failed on storage (the object store down) runs again; doubles after
+    # each failure, so MAX_ATTEMPTS=3 rides out an outage of about 5 + 10 = 15 s before its rows fail.
+    storage_retry_s: float = 5.0
     # Times a job may be started: one whose worker dies with it in hand this often is failed, not requeued
     # (3: a lone crash or two is retried, a job that keeps killing workers stops after the third).
     max_attempts: int = 3
@@ -156,6 +159,8 @@ class Settings:
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
         _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
                  self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
+        _require(0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s), "STORAGE_RETRY_S",
+                 self.storage_retry_s, "seconds, more than 0 and at most 3600")
         _require(not self.storage_url.startswith("s3://") or bool(self.storage_bucket), "STORAGE_URL",
                  self.storage_url, "s3://bucket or s3://bucket/prefix")
         _require("://" not in self.storage_url or self.storage_url.startswith("s3://"), "STORAGE_URL",

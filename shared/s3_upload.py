@@ -9,8 +9,11 @@ outgrows one part is sent with a single PUT instead.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # S3 parts are 5 MiB to 5 GiB (but the last); 8 MiB is what the AWS CLI uses. 10,000 parts of 8 MiB
 # (78 GiB) is far above MAX_BATCH_BYTES.
@@ -106,5 +109,5 @@ class MultipartUpload(io.RawIOBase):
         if self.upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-            except Exception:  # the store is down: AbortIncompleteMultipartUpload in the lifecycle rule cleans up
-                pass
+            except Exception as exc:  # noqa: BLE001 - the store is down: the lifecycle rule's AbortIncompleteMultipartUpload cleans up
+                log.warning("could not abort the multipart upload of %s: %s", self.key, exc)

@@ -130,7 +130,9 @@ class LocalStorage:
 def from_settings(settings: Settings) -> Storage:
     """The storage every process uses: STORAGE_URL's bucket, its directory, or `DATA_DIR/batches`."""
     if settings.storage_url.startswith("s3://"):
-        from shared.s3_storage import S3Storage  # boto3 is imported only by processes that use it
+        from shared.s3_storage import (
+            S3Storage,  # boto3 is imported only by processes that use it
+        )
 
         return S3Storage(settings.storage_bucket, settings.storage_prefix)
     return LocalStorage(settings.storage_url or os.path.join(settings.data_dir, "batches"))

@@ -34,7 +34,7 @@ class S3Server:
         """What a process needs to use this server through boto3's standard variables."""
         return {"AWS_ENDPOINT_URL": self.url, **CREDENTIALS}
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                         stdout=log, stderr=log, start_new_session=True)

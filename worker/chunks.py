@@ -5,8 +5,8 @@ The rows then go through the same batcher and compiled model call as interactive
 a job whose inputs came from storage rather than from its payload.
 
 A chunk whose files cannot be read or written (the object store down) fails with `storage_failed`; while
-it has attempts left (MAX_ATTEMPTS, RQ's `retries_left`) it goes back to the front of its queue instead,
-uncounted, so a short outage costs a retry rather than rows.
+it has attempts left (MAX_ATTEMPTS, RQ's `retries_left`) it runs again after STORAGE_RETRY_S (doubling)
+instead, uncounted, so an outage costs retries rather than rows.
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ from typing import Any
 
 import numpy as np
 import orjson
-from rq import Queue, Worker
-from rq.executions import cleanup_execution
+from rq import Worker
 from rq.job import Job
 
-from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import (CHUNK_FUNC, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
-                            write_outputs)
-from shared.schema import STORAGE_FAILED, OrjsonSerializer
+from shared.batches import (
+    CHUNK_FUNC,
+    chunk_errors_key,
+    file_rows,
+    input_key,
+    output_key,
+    skipped_key,
+    write_outputs,
+)
+from shared.schema import STORAGE_FAILED
 from shared.storage import Storage, StoreUnreachable
+from worker.chunk_retries import schedule_retry
 from worker.jobs import ClaimedJob
 
 log = logging.getLogger(__name__)
@@ -79,18 +85,11 @@ class ChunkStore:
         return 0, rows
 
     def requeue(self, pipe: Any, worker: Worker, claimed: ClaimedJob) -> None:
-        """In the publish pipeline: put a chunk that failed on storage back at the front of its queue.
-
-        The same steps as recovery's requeue: end the execution, RQ's retry (one attempt fewer), and the
-        queued-rows counter that moves with the queue.
-        """
-        job = claimed.job
-        cleanup_execution(worker, job, pipe, claimed.execution)
-        queue = Queue(job.origin, connection=worker.connection, serializer=OrjsonSerializer)
-        job.retry(queue, pipe)
-        pipe.incrby(keys.queued_rows(queue.name), int(claimed.chunk["stop"]) - int(claimed.chunk["start"]))
-        log.warning("chunk %s failed on storage (%s); requeued, %d attempt(s) left", claimed.id, claimed.error[1],
-                    job.retries_left)
+        """In the publish pipeline: a chunk that failed on storage waits, then runs again (`chunk_retries`)."""
+        settings = self.records.settings
+        delay = schedule_retry(pipe, worker, claimed, settings.storage_retry_s, settings.max_attempts)
+        log.warning("chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left", claimed.id,
+                    claimed.error[1], delay, claimed.job.retries_left)
 
     def _save_errors(self, claimed: ClaimedJob) -> None:
         payload = claimed.chunk

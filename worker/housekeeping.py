@@ -19,6 +19,7 @@ from shared.batches import BatchStatus, status_document
 from shared.config import Settings
 from shared.storage import Storage, StoreUnreachable
 from shared.webhooks import SIGNATURE_HEADER, Delivery, DeliveryQueue, post, sign
+from worker.chunk_retries import release_due
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Housekeeping:
             try:
                 self.deliver_due()
                 self.expire_due()
+                release_due(self.connection, self.settings.bulk_queue_name, self.records)  # chunk storage retries
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 log.warning("housekeeping skipped a turn: %s", exc)
             except Exception:
