@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import redis
 
-from bench import bulk, procstats
+from bench import bulk, bulk_storage, procstats
 from bench.report import render_table, targets
 from scripts import stack
 from scripts.stack import free_port
@@ -268,6 +268,9 @@ def main() -> int:
             results["rows"] += measure_raw(name, path)
             results["rows"] += measure_classic(name, path, body_file, defaults.api_processes)
             results["rows"] += measure_service(name, path, body_file, workdir)
+        # The bulk path on an S3 bucket (moto's server on loopback) against the local directory.
+        results["rows"] += bulk_storage.measure(workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS,
+                                                (256 if QUICK else 1024) * 1024 * 1024)
     results["targets"] = targets(results["rows"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     os.makedirs(os.path.join(PROJECT_ROOT, "bench", "results"), exist_ok=True)

@@ -1,5 +1,5 @@
 """One object written as a stream: a file-like object that sends an S3 multipart upload part by part, so an
-object of any size is written in bounded memory (about three parts).
+object of any size is written in bounded memory (about two parts: the head and the part being filled).
 
 Our `.npy` writer rewrites its header once the row count is known, so the first part is kept in memory
 until the end: writes may seek back into it, and it is uploaded last (as part 1). An object that never
@@ -68,12 +68,12 @@ class MultipartUpload(io.RawIOBase):
         self.tail += data[room:]
         self.size += len(data)
         self.position = self.size
-        while len(self.tail) >= self.part_bytes:
-            self._send_part(bytes(self.tail[: self.part_bytes]))
-            del self.tail[: self.part_bytes]
+        if len(self.tail) >= self.part_bytes:  # a part may exceed PART_BYTES by one write: S3 takes any size
+            body, self.tail = self.tail, bytearray()  # sent as is, not copied
+            self._send_part(body)
         return len(data)
 
-    def _send_part(self, body: bytes, number: int | None = None) -> None:
+    def _send_part(self, body: bytearray, number: int | None = None) -> None:
         try:
             if self.upload_id is None:
                 self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
@@ -88,11 +88,11 @@ class MultipartUpload(io.RawIOBase):
         """Make the object appear with everything written (one PUT, or the last parts and the completion)."""
         try:
             if self.upload_id is None:
-                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.head + self.tail))
+                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self.head + self.tail)
                 return
             if self.tail:
-                self._send_part(bytes(self.tail))
-            self._send_part(bytes(self.head), number=1)
+                self._send_part(self.tail)
+            self._send_part(self.head, number=1)
             parts = sorted(self.parts, key=lambda part: part["PartNumber"])
             self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                                   MultipartUpload={"Parts": parts})
