@@ -4,12 +4,14 @@ bounded memory, ranged row reads, listing and deleting by prefix, and what an un
 from __future__ import annotations
 
 import io
+import json
+import os
 
 import numpy as np
 import pytest
 
 from shared import s3_storage, storage
-from shared.config import Settings
+from shared.config import PROJECT_ROOT, Settings
 from shared.npy import NpyWriter
 from shared.s3_storage import S3Storage
 from shared.s3_upload import PART_BYTES
@@ -133,3 +135,12 @@ def test_an_unreachable_or_missing_store_is_store_unreachable_naming_it(own_s3_s
                  lambda: store.delete_prefix("b1")):
         with pytest.raises(StoreUnreachable, match=f"s3://{bucket}/ is not reachable"):
             call()
+
+
+def test_the_lifecycle_rule_in_the_docs_is_accepted_by_the_s3_api(s3_server, s3_bucket):
+    with open(os.path.join(PROJECT_ROOT, "docs", "object-storage.md")) as f:
+        rule = json.loads(f.read().split("```json\n", 1)[1].split("```", 1)[0])
+    client = s3_server.client()
+    client.put_bucket_lifecycle_configuration(Bucket=s3_bucket, LifecycleConfiguration=rule)
+    (stored,) = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
+    assert stored["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
