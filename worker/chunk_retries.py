@@ -22,9 +22,9 @@ from rq.utils import current_timestamp, now
 
 from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import BatchStatus
+from shared.batches import BatchStatus, ChunkSpec
 from shared.schema import OrjsonSerializer
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def retry_delay_s(base_s: float, max_attempts: int, retries_left: int) -> float:
     return base_s * 2 ** (failures - 1)
 
 
-def schedule_retry(pipe: Any, worker: Worker, claimed: ClaimedJob, base_s: float, max_attempts: int) -> float:
+def schedule_retry(pipe: Any, worker: Worker, claimed: Claim, base_s: float, max_attempts: int) -> float:
     """In the publish pipeline: end the claim and schedule the chunk's next attempt; returns the delay."""
     job = claimed.job
     delay = retry_delay_s(base_s, max_attempts, job.retries_left or 0)
@@ -59,11 +59,12 @@ def release_due(connection: redis.Redis, queue_name: str, records: BatchRecords)
         job = Job.fetch_many([job_id], connection=connection, serializer=OrjsonSerializer)[0]
         if job is None or job.get_status(refresh=False) != JobStatus.SCHEDULED:
             continue
-        batch = records.get(job.args[0]["batch"]).get(b"status", b"").decode()
+        spec = ChunkSpec.from_payload(job.args[0])
+        batch = records.get(spec.batch).get(b"status", b"").decode()
         with connection.pipeline() as pipe:
             if batch in (BatchStatus.QUEUED.value, BatchStatus.IN_PROGRESS.value):
                 queue.enqueue_job(job, pipeline=pipe, at_front=True)
-                pipe.incrby(keys.queued_rows(queue_name), int(job.args[0]["stop"]) - int(job.args[0]["start"]))
+                pipe.incrby(keys.queued_rows(queue_name), spec.rows)
                 released += 1
             else:
                 job.set_status(JobStatus.CANCELED, pipeline=pipe)
