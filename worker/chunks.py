@@ -20,8 +20,16 @@ from rq import Worker
 from rq.job import Job
 
 from shared.batch_records import BatchRecords
-from shared.batches import (CHUNK_FUNC, ChunkSpec, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
-                            write_outputs)
+from shared.batches import (
+    CHUNK_FUNC,
+    ChunkSpec,
+    chunk_errors_key,
+    file_rows,
+    input_key,
+    output_key,
+    skipped_key,
+    write_outputs,
+)
 from shared.schema import ErrorCode
 from shared.storage import Storage, StoreUnreachable
 from worker.chunk_retries import schedule_retry

@@ -145,7 +145,7 @@ def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_li
     own_s3_server.client().create_bucket(Bucket=bucket)  # moto comes back empty: the error files were never written
     lines = [orjson.loads(line) for line in service.http.get(f"/batches/{batch_id}/errors").content.splitlines()]
     assert [line["row"] for line in lines] == list(range(250))
-    assert all(line["error"].startswith("storage_failed: the chunk's rows could not be read") for line in lines)
+    assert all(line["error"].startswith("the chunk's rows could not be read: the object store") for line in lines)
 
 
 def test_a_chunk_that_cannot_reach_the_store_is_retried_and_finishes_once_the_store_is_back(
