@@ -137,7 +137,7 @@ def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_li
     service.signal_worker(worker, signal.SIGCONT)
     doc = service.wait_batch(batch_id, 90)
     assert (doc["status"], doc["done_rows"], doc["failed_rows"]) == ("failed", 0, 250)
-    assert service.logs().count("failed on storage") == 3  # each chunk's first attempt; the second fails it
+    assert service.harness.log_text(tail_chars=10**7).count("failed on storage") == 3  # each chunk's first attempt; the second fails it
     unreadable = service.http.get(f"/batches/{batch_id}/errors")
     assert unreadable.status_code == 503 and unreadable.json()["error"]["code"] == "storage_unavailable"
 
@@ -145,7 +145,8 @@ def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_li
     own_s3_server.client().create_bucket(Bucket=bucket)  # moto comes back empty: the error files were never written
     lines = [orjson.loads(line) for line in service.http.get(f"/batches/{batch_id}/errors").content.splitlines()]
     assert [line["row"] for line in lines] == list(range(250))
-    assert all(line["error"].startswith("the chunk's rows could not be read: the object store") for line in lines)
+    assert all(line["error"].startswith("storage_failed: the chunk's rows could not be read: the object store")
+               for line in lines)
 
 
 def test_a_chunk_that_cannot_reach_the_store_is_retried_and_finishes_once_the_store_is_back(
