@@ -92,6 +92,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 def _batch_paths() -> dict[str, Any]:
     tag = "Bulk batches"
+    store_down = {"503": _json(_ref("Error"), "No model loaded yet, Redis unreachable, or the object store "
+                                              "(STORAGE_URL) unreachable: code storage_unavailable, with Retry-After")}
     upload = {"required": True, "content": {
         "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}, "example": "[0, 1, ...]\n"},
         "text/csv": {"schema": {"type": "string", "format": "binary"}},
@@ -106,7 +108,8 @@ def _batch_paths() -> dict[str, Any]:
     create = _op("Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
                  {"202": _json(_ref("BatchDocument"), "Stored and queued"), **ERR, "409": IDEMPOTENCY_409,
                   "413": _json(_ref("Error"), "Larger than MAX_BATCH_BYTES"),
-                  "415": _json(_ref("Error"), "Not a supported file type")}, tag, (), None, options + IDEMPOTENCY)
+                  "415": _json(_ref("Error"), "Not a supported file type"), **store_down}, tag, (), None,
+                 options + IDEMPOTENCY)
     create["requestBody"] = upload
     binary = {"application/x-ndjson": {"schema": {"type": "string"}}, "application/x-npy": {"schema": {"type": "string"}}}
     return {
@@ -120,12 +123,13 @@ def _batch_paths() -> dict[str, Any]:
         "/batches/{batch_id}/results": {"get": _op(
             "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: application/x-npy",
             {"200": {"description": "Streamed results", "content": binary},
-             "409": _json(_ref("Error"), "Not completed yet (ask ?partial=true for the finished prefix)"), **ERR},
+             "409": _json(_ref("Error"), "Not completed yet (ask ?partial=true for the finished prefix)"), **ERR,
+             **store_down},
             tag, ("batch_id",), None, [_query("partial", {"type": "boolean"}, "Stream the finished prefix while running")])},
         "/batches/{batch_id}/errors": {"get": _op(
             "NDJSON of {row, error} for rows that were rejected or failed",
             {"200": {"description": "Streamed errors", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-             **ERR}, tag, ("batch_id",))},
+             **ERR, **store_down}, tag, ("batch_id",))},
     }
 
 
