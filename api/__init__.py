@@ -34,8 +34,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # no /static route: /docs serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     connection = connect(settings)
-    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection),
-                                            BatchRecords(connection, settings), storage.from_settings(settings))
+    app.extensions["inference"] = Inference(
+        settings,
+        JobStore(connection, settings),
+        ModelInfo(connection),
+        BatchRecords(connection, settings),
+        storage.from_settings(settings),
+    )
     auth.init_app(app, settings)
     idempotency.init_app(app, connection, settings)
     app.register_blueprint(jobs.bp)

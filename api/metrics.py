@@ -29,11 +29,13 @@ from shared.schema import ErrorCode, JobStatus
 bp = Blueprint("metrics", __name__)
 
 HTTP_REQUESTS = Counter(
-    "inference_http_requests", "HTTP requests the API answered, by method, route and status.",
+    "inference_http_requests",
+    "HTTP requests the API answered, by method, route and status.",
     ["method", "route", "status"],
 )
 HTTP_SECONDS = Histogram(
-    "inference_http_request_seconds", "Seconds the API took to answer, by method and route (includes ?wait).",
+    "inference_http_request_seconds",
+    "Seconds the API took to answer, by method and route (includes ?wait).",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -70,9 +72,11 @@ class ServiceCollector:
             depth.add_metric([name], count)
         yield depth
         yield GaugeMetricFamily("inference_workers", "Workers with a live heartbeat.", value=workers)
-        load = GaugeMetricFamily("inference_model_load_seconds",
-                                 "Seconds the last started worker took to load and warm up its model.",
-                                 labels=["model", "version"])
+        load = GaugeMetricFamily(
+            "inference_model_load_seconds",
+            "Seconds the last started worker took to load and warm up its model.",
+            labels=["model", "version"],
+        )
         if model is not None:
             load.add_metric([str(model["name"]), str(model["version"])], float(model.get("load_seconds", 0)))
         yield load
@@ -103,7 +107,7 @@ class ServiceCollector:
                 pipe.llen(key)
             lengths = pipe.execute()
         prefix = Queue.redis_queue_namespace_prefix
-        depths = {k[len(prefix):] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
+        depths = {k[len(prefix) :] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
         values = {k.decode(): float(v) for k, v in raw.items()}
         return values, depths, int(workers), orjson.loads(model) if model else None
 

@@ -12,8 +12,15 @@ from api.responses import json_response
 bp = Blueprint("openapi", __name__)
 
 # The files the page loads; nothing else in the package directory is served.
-ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
-                    "favicon-32x32.png", "favicon-16x16.png"})
+ASSETS = frozenset(
+    {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "favicon-32x32.png",
+        "favicon-16x16.png",
+    }
+)
 
 DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">

@@ -5,7 +5,8 @@ the age of the oldest waiting job (the head of the list; RQ appends at the tail)
 run in batches that are queued or in progress, and batches by status. Webhooks: deliveries waiting (due
 now or retrying later) and those already due. Worker totals the publish pipeline adds up in `keys.stats()`:
 micro-batches and the Redis round trips they cost, so a dashboard can divide one rate by the other.
-Webhook call counters come from the workers' metrics hash. Rendered by GET /metrics beside the collector in api/metrics.py.
+Webhook call counters come from the workers' metrics hash. Rendered by GET /metrics beside the collector in
+api/metrics.py.
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         pipe.zcount(keys.webhooks(), "-inf", now)
         pipe.hgetall(keys.stats())
         pipe.zrange(keys.batch_expiry(), 0, MAX_BATCHES_READ - 1)
-        pipe.hmget(keys.metrics(), [*map(metrics.webhook_call_field, metrics.WEBHOOK_OUTCOMES), metrics.WEBHOOK_GIVEN_UP])
+        pipe.hmget(
+            keys.metrics(), [*map(metrics.webhook_call_field, metrics.WEBHOOK_OUTCOMES), metrics.WEBHOOK_GIVEN_UP]
+        )
         queue_keys, view.webhooks_waiting, view.webhooks_due, stats, batch_ids, hooks = pipe.execute()
     *calls, given_up = (float(v or 0) for v in hooks)
     view.webhook_calls, view.webhooks_given_up = dict(zip(metrics.WEBHOOK_OUTCOMES, calls)), given_up
     view.stats = {k.decode(): int(float(v)) for k, v in stats.items()}
     prefix = Queue.redis_queue_namespace_prefix
-    names = sorted(k.decode()[len(prefix):] for k in queue_keys if k.decode().startswith(prefix))
+    names = sorted(k.decode()[len(prefix) :] for k in queue_keys if k.decode().startswith(prefix))
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.llen(prefix + name)
@@ -74,7 +77,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         view.oldest_age_s[name] = 0.0
         if head is not None:
             heads[name] = head.decode()
-    _count_batches(view, replies[3 * len(names):])
+    _count_batches(view, replies[3 * len(names) :])
     _read_ages(connection, view, heads, now)
     return view
 
@@ -115,30 +118,53 @@ class QueueCollector:
         except redis.RedisError:
             return
         yield _per_queue(metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
-        yield _per_queue(metrics.QUEUE_OLDEST_AGE, "Seconds the oldest job waiting in each RQ queue has waited "
-                         "(0 when the queue is empty).", view.oldest_age_s)
-        yield GaugeMetricFamily(metrics.BULK_ROWS_PENDING, "Rows of queued or in-progress batches not yet run.",
-                                value=view.bulk_rows_pending)
-        batches = GaugeMetricFamily(metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.",
-                                    labels=["status"])
+        yield _per_queue(
+            metrics.QUEUE_OLDEST_AGE,
+            "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
+            view.oldest_age_s,
+        )
+        yield GaugeMetricFamily(
+            metrics.BULK_ROWS_PENDING,
+            "Rows of queued or in-progress batches not yet run.",
+            value=view.bulk_rows_pending,
+        )
+        batches = GaugeMetricFamily(
+            metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.", labels=["status"]
+        )
         for status in BatchStatus:
             batches.add_metric([status.value], view.batches.get(status.value, 0))
         yield batches
-        yield GaugeMetricFamily(metrics.WEBHOOK_BACKLOG, "Webhook deliveries not yet done (due now, or waiting "
-                                "to retry).", value=view.webhooks_waiting)
-        yield GaugeMetricFamily(metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.",
-                                value=view.webhooks_due)
-        calls = CounterMetricFamily(metrics.WEBHOOK_CALLS, "Webhook calls by outcome (a delivery retried 3 "
-                                    "times counts 3 failed calls).", labels=["outcome"])
+        yield GaugeMetricFamily(
+            metrics.WEBHOOK_BACKLOG,
+            "Webhook deliveries not yet done (due now, or waiting to retry).",
+            value=view.webhooks_waiting,
+        )
+        yield GaugeMetricFamily(
+            metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.", value=view.webhooks_due
+        )
+        calls = CounterMetricFamily(
+            metrics.WEBHOOK_CALLS,
+            "Webhook calls by outcome (a delivery retried 3 times counts 3 failed calls).",
+            labels=["outcome"],
+        )
         for outcome, count in view.webhook_calls.items():
             calls.add_metric([outcome], count)
         yield calls
-        yield CounterMetricFamily(metrics.WEBHOOK_GIVEN_UP, "Webhook deliveries given up after "
-                                  "WEBHOOK_MAX_ATTEMPTS failed calls.", value=view.webhooks_given_up)
-        yield CounterMetricFamily(metrics.MICROBATCHES, "Micro-batches the workers ran (one model call each, "
-                                  "unless one fell back to per-job calls).", value=view.stats.get("microbatches", 0))
-        yield CounterMetricFamily(metrics.REDIS_ROUND_TRIPS, "Redis round trips the workers spent claiming and "
-                                  "publishing those micro-batches.", value=view.stats.get("round_trips", 0))
+        yield CounterMetricFamily(
+            metrics.WEBHOOK_GIVEN_UP,
+            "Webhook deliveries given up after WEBHOOK_MAX_ATTEMPTS failed calls.",
+            value=view.webhooks_given_up,
+        )
+        yield CounterMetricFamily(
+            metrics.MICROBATCHES,
+            "Micro-batches the workers ran (one model call each, unless one fell back to per-job calls).",
+            value=view.stats.get("microbatches", 0),
+        )
+        yield CounterMetricFamily(
+            metrics.REDIS_ROUND_TRIPS,
+            "Redis round trips the workers spent claiming and publishing those micro-batches.",
+            value=view.stats.get("round_trips", 0),
+        )
 
 
 def _per_queue(name: str, help_text: str, values: dict[str, float]) -> GaugeMetricFamily:

@@ -23,9 +23,14 @@ DRAIN_BYTES = 16 << 20
 MAX_METADATA_BYTES = 4096
 
 FORMATS = {
-    "application/x-ndjson": "ndjson", "application/jsonl": "ndjson", "application/x-jsonlines": "ndjson",
-    "application/jsonlines": "ndjson", "text/csv": "csv", "application/csv": "csv",
-    "application/x-npy": "npy", "application/npy": "npy",
+    "application/x-ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "application/jsonlines": "ndjson",
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-npy": "npy",
+    "application/npy": "npy",
 }
 EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv", ".npy": "npy"}
 EXPECTED_TYPES = "Content-Type application/x-ndjson, text/csv or application/x-npy, or a multipart/form-data file"
@@ -47,8 +52,11 @@ class Options:
             self.metadata = parse_metadata(values["metadata"])
         if values.get("on_error"):
             if values["on_error"] not in ("reject", "skip"):
-                raise InvalidInput(f"on_error={values['on_error'][:32]!r} is not an option", field="on_error",
-                                   expected="reject (default) or skip")
+                raise InvalidInput(
+                    f"on_error={values['on_error'][:32]!r} is not an option",
+                    field="on_error",
+                    expected="reject (default) or skip",
+                )
             self.on_error = values["on_error"]
 
 
@@ -59,8 +67,11 @@ def parse_metadata(raw: str) -> dict:
     except orjson.JSONDecodeError:
         value = None
     if not isinstance(value, dict):
-        raise InvalidInput("metadata is not a small JSON object", field="metadata",
-                           expected=f"a JSON object of at most {MAX_METADATA_BYTES} bytes")
+        raise InvalidInput(
+            "metadata is not a small JSON object",
+            field="metadata",
+            expected=f"a JSON object of at most {MAX_METADATA_BYTES} bytes",
+        )
     return value
 
 
@@ -109,11 +120,14 @@ def open_upload(content_type: str | None, stream: BinaryIO, limit: int) -> Uploa
     chunks = read_pieces(stream, limit)
     if mime == "multipart/form-data":
         if not params.get("boundary"):
-            raise InvalidInput("multipart body without a boundary", field="file",
-                               expected="multipart/form-data; boundary=...")
+            raise InvalidInput(
+                "multipart body without a boundary", field="file", expected="multipart/form-data; boundary=..."
+            )
         return _multipart(chunks, params["boundary"].encode("latin1"))
     if mime not in FORMATS:
-        raise UnsupportedMediaType(f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES)
+        raise UnsupportedMediaType(
+            f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES
+        )
     return Upload(FORMATS[mime], chunks)
 
 
@@ -128,8 +142,10 @@ def _multipart(chunks: Iterator[bytes], boundary: bytes) -> Upload:
     extension = "." + part.filename.rsplit(".", 1)[-1].lower() if "." in (part.filename or "") else ""
     kind = FORMATS.get(mime) or EXTENSIONS.get(extension)
     if kind is None:
-        raise UnsupportedMediaType(f"file part {part.filename!r} ({mime or 'no type'}) is not an upload format",
-                                   expected="a .ndjson/.jsonl, .csv or .npy file, or its Content-Type")
+        raise UnsupportedMediaType(
+            f"file part {part.filename!r} ({mime or 'no type'}) is not an upload format",
+            expected="a .ndjson/.jsonl, .csv or .npy file, or its Content-Type",
+        )
     return Upload(kind, itertools.chain([data], _rest(parts)), fields)
 
 
@@ -161,16 +177,18 @@ def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]
                 current, value = event, bytearray()
             elif isinstance(event, File):
                 if file is not None:
-                    raise InvalidInput("the multipart form has more than one file", field="file",
-                                       expected="one file field")
+                    raise InvalidInput(
+                        "the multipart form has more than one file", field="file", expected="one file field"
+                    )
                 current = file = event
             elif isinstance(event, Data) and isinstance(current, File):
                 yield current, event.data
             elif isinstance(event, Data) and isinstance(current, Field):
                 value += event.data
                 if len(value) > MAX_FIELD_BYTES:
-                    raise PayloadTooLarge(f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes",
-                                          field=current.name)
+                    raise PayloadTooLarge(
+                        f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes", field=current.name
+                    )
                 if not event.more_data:
                     fields[current.name] = value.decode("utf-8", "replace")
             event = decoder.next_event()

@@ -45,7 +45,7 @@ def instances_from_body(doc: Any) -> list:
             raise InvalidInput("'instances' must be a list of rows", field="instances", expected="a JSON array of rows")
         return doc["instances"]
     raise InvalidInput(
-        "request body must be {\"instances\": [row, ...]} or a JSON array of rows",
+        'request body must be {"instances": [row, ...]} or a JSON array of rows',
         field="instances",
         expected="a JSON array of rows",
     )
@@ -104,7 +104,9 @@ def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> 
         raise InvalidInput(
             "'inputs' must hold the model's inputs",
             field="inputs",
-            expected="{" + ", ".join(f'"{t.name}": [rows of {t.describe()}]' for t in signature.inputs) + "}"
+            expected="{"
+            + ", ".join(f'"{t.name}": [rows of {t.describe()}]' for t in signature.inputs)
+            + "}"
             + (" or a bare array of rows" if len(names) == 1 else ""),
         )
     arrays = {}
@@ -117,8 +119,11 @@ def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> 
         arrays[spec.name] = to_array(value, spec, field)
     counts = {name: len(a) for name, a in arrays.items()}
     if len(set(counts.values())) > 1:
-        raise InvalidInput(f"inputs have different numbers of rows: {counts}", field="inputs",
-                           expected="the same number of rows for every input")
+        raise InvalidInput(
+            f"inputs have different numbers of rows: {counts}",
+            field="inputs",
+            expected="the same number of rows for every input",
+        )
     return arrays
 
 
@@ -152,7 +157,9 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
             raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
         array = raw.astype(target)
         if not np.isfinite(array).all():
-            raise InvalidInput(f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers")
+            raise InvalidInput(
+                f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers"
+            )
         return array
     if target.kind in _INT_KINDS or target.kind == "b":
         if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
@@ -160,7 +167,10 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
         if target.kind in _INT_KINDS:
             info = np.iinfo(target)
             if raw.size and (raw.min() < info.min or raw.max() > info.max):
-                raise InvalidInput(f"rows contain values outside {spec.dtype}", field=field,
-                                   expected=f"integers from {info.min} to {info.max}")
+                raise InvalidInput(
+                    f"rows contain values outside {spec.dtype}",
+                    field=field,
+                    expected=f"integers from {info.min} to {info.max}",
+                )
         return raw.astype(target)
     raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)

@@ -44,8 +44,9 @@ if TYPE_CHECKING:  # imported at run time in build(): the worker's modules load 
 
 SIZES = (1, 8, 64)
 # The example model's signature (64 pixels in, 10 probabilities out); no TensorFlow is loaded here.
-SIGNATURE = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
-                           (TensorSpec("probabilities", (10,), "float32"),))
+SIGNATURE = ModelSignature(
+    "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
+)
 
 
 @dataclass
@@ -68,8 +69,10 @@ def build(settings: Settings) -> Service:
     from worker.publish import Publisher
 
     connection = connect(settings)
-    queues = [Queue(q, connection=connection, serializer=OrjsonSerializer)
-              for q in (settings.queue_name, settings.bulk_queue_name)]
+    queues = [
+        Queue(q, connection=connection, serializer=OrjsonSerializer)
+        for q in (settings.queue_name, settings.bulk_queue_name)
+    ]
     worker = Worker(queues, connection=connection, name=f"redis-only.{os.getpid()}", serializer=OrjsonSerializer)
     worker.register_birth()
     source = RedisSource(connection, queues, worker, lease_seconds(settings))
@@ -143,12 +146,20 @@ def measure(jobs: int, sizes: tuple[int, ...] = SIZES, how: str = "wait") -> lis
         server = EmbeddedRedis(free_port(), workdir).start()
         try:
             for db, size in enumerate(sizes, start=1):
-                settings = Settings.from_env({}).replace(redis_url=server.url.rsplit("/", 1)[0] + f"/{db}",
-                                                         max_microbatch_rows=size)
+                settings = Settings.from_env({}).replace(
+                    redis_url=server.url.rsplit("/", 1)[0] + f"/{db}", max_microbatch_rows=size
+                )
                 service = build(settings)
                 cost, client_s = run_size(service, jobs, size, how)
-                rows.append({"system": "redis only", "mode": f"micro-batch {size}", "read": how,
-                             "client_ms_per_job": client_s * 1000, **cost.to_dict()})
+                rows.append(
+                    {
+                        "system": "redis only",
+                        "mode": f"micro-batch {size}",
+                        "read": how,
+                        "client_ms_per_job": client_s * 1000,
+                        **cost.to_dict(),
+                    }
+                )
                 print(f"redis only, micro-batch {size}: {cost.describe()}", file=sys.stderr, flush=True)
                 service.connection.close()
         finally:
@@ -169,13 +180,20 @@ def main() -> int:
 
 def render(rows: list[dict]) -> str:
     """The Markdown table of the Redis-only benchmark."""
-    lines = [("| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
-              "| jobs/s per Redis core | top commands per job |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
+            "| jobs/s per Redis core | top commands per job |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         top = ", ".join(f"{k.upper()} {v:.1f}" for k, v in list(r["top_commands_per_job"].items())[:6])
-        lines.append(f"| {r['mode'].split()[-1]} | {r['jobs']:,} | {r['commands_per_job']:.1f} "
-                     f"| {r['cpu_ms_per_job']:.3f} | {r['memory_bytes_per_job'] / 1024:.2f} "
-                     f"| {r['jobs_per_redis_core_s'] or 0:,.0f} | {top} |")
+        lines.append(
+            f"| {r['mode'].split()[-1]} | {r['jobs']:,} | {r['commands_per_job']:.1f} "
+            f"| {r['cpu_ms_per_job']:.3f} | {r['memory_bytes_per_job'] / 1024:.2f} "
+            f"| {r['jobs_per_redis_core_s'] or 0:,.0f} | {top} |"
+        )
     return "\n".join(lines)
 
 

@@ -18,8 +18,13 @@ from typing import Any
 import orjson
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
-                         StartedJobRegistry)
+from rq.registry import (
+    CanceledJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.utils import utcformat
 
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
@@ -80,7 +85,7 @@ def job_id_of(lease_member: str) -> str:
 
 def timestamp(when: datetime.datetime | None = None) -> str:
     """A time in RQ's job-hash format (UTC, microseconds)."""
-    return utcformat(when or datetime.datetime.now(datetime.timezone.utc))
+    return utcformat(when or datetime.datetime.now(datetime.UTC))
 
 
 def parse_timestamp(raw: bytes | str | None) -> datetime.datetime | None:
@@ -88,7 +93,7 @@ def parse_timestamp(raw: bytes | str | None) -> datetime.datetime | None:
     if not raw:
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
 
 
 def job_data(func_name: str, args: list[Any]) -> bytes:
@@ -106,8 +111,9 @@ def job_args(data: bytes) -> list[Any]:
     return orjson.loads(data)[2]
 
 
-def job_fields(*, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int,
-               max_attempts: int, now: str) -> dict[str, Any]:
+def job_fields(
+    *, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int, max_attempts: int, now: str
+) -> dict[str, Any]:
     """The RQ fields of a new, queued job hash.
 
     The attempt budget is RQ's retry count (`retries_left`, requeued at the front with no delay), so RQ's own

@@ -21,8 +21,16 @@ import orjson
 
 from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import (ChunkSpec, chunk_errors_key, chunk_ranges, file_rows, input_key, output_key,
-                            skipped_key, write_outputs)
+from shared.batches import (
+    ChunkSpec,
+    chunk_errors_key,
+    chunk_ranges,
+    file_rows,
+    input_key,
+    output_key,
+    skipped_key,
+    write_outputs,
+)
 from shared.schema import ErrorCode
 from shared.storage import Storage, StoreUnreachable
 from worker.chunk_retries import retry_delay_s, schedule_retry
@@ -40,8 +48,10 @@ class ChunkStore:
 
     def load(self, spec: ChunkSpec) -> dict[str, np.ndarray]:
         """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
-        return {name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
-                for i, name in enumerate(spec.inputs)}
+        return {
+            name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
+            for i, name in enumerate(spec.inputs)
+        }
 
     def load_failed(self, exc: Exception) -> tuple[ErrorCode, str]:
         """The (code, message) a chunk fails with when `load` raised `exc`."""
@@ -75,8 +85,13 @@ class ChunkStore:
         delay = retry_delay_s(settings.storage_retry_s, settings.max_attempts, claimed.retries_left)
         if not schedule_retry(self.records.connection, queue_name, claimed, delay):
             return False
-        log.warning("chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left", claimed.id,
-                    claimed.error.message if claimed.error else "", delay, claimed.retries_left - 1)
+        log.warning(
+            "chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left",
+            claimed.id,
+            claimed.error.message if claimed.error else "",
+            delay,
+            claimed.retries_left - 1,
+        )
         return True
 
     def _save_errors(self, claimed: Claim) -> None:
@@ -105,4 +120,3 @@ class ChunkStore:
                     file.write(orjson.dumps({"row": row, "error": error}) + b"\n")
         except OSError as exc:  # the batch's files are gone (expired): nothing left to annotate
             log.warning("could not write the errors of batch %s chunk %s: %s", batch, spec.chunk, exc)
-

@@ -40,7 +40,7 @@ def latency_s(claim: Claim) -> float | None:
     """Seconds from enqueue (the API's clock) to now (ours); None if no enqueue time was recorded."""
     if claim.enqueued_at is None:
         return None
-    return max(0.0, (datetime.datetime.now(datetime.timezone.utc) - claim.enqueued_at).total_seconds())
+    return max(0.0, (datetime.datetime.now(datetime.UTC) - claim.enqueued_at).total_seconds())
 
 
 def log_result(result: PublishedResult) -> None:
@@ -51,8 +51,9 @@ def log_result(result: PublishedResult) -> None:
     if claim.error is None:
         log.info("job %s %s: %d row(s)%s", claim.id, result.status.value, claim.rows, took, extra=extra)
     else:
-        log.warning("job %s %s: %s: %s", claim.id, result.status.value, claim.error.code.value, claim.error.message,
-                    extra=extra)
+        log.warning(
+            "job %s %s: %s: %s", claim.id, result.status.value, claim.error.code.value, claim.error.message, extra=extra
+        )
 
 
 @dataclass

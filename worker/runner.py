@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.microbatcher import Segment
 from shared.schema import ErrorCode
+from worker.microbatcher import Segment
 from worker.model import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class RunStats:
     model_calls: int
     model_s: float
 
-    def __add__(self, other: "RunStats") -> "RunStats":
+    def __add__(self, other: RunStats) -> RunStats:
         return RunStats(self.rows + other.rows, self.model_calls + other.model_calls, self.model_s + other.model_s)
 
 
@@ -53,13 +53,21 @@ def _run_group(model: LoadedModel, segments: list[Segment]) -> RunStats:
     try:
         _call(model, segments)
     except Exception as exc:
-        log.warning("batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
-                    rows, type(exc).__name__, exc, len(segments))
+        log.warning(
+            "batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
+            rows,
+            type(exc).__name__,
+            exc,
+            len(segments),
+        )
         for segment in segments:
             try:
                 _call(model, [segment])
             except Exception as job_exc:
-                segment.claim.fail(ErrorCode.INFERENCE_FAILED, f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}")
+                segment.claim.fail(
+                    ErrorCode.INFERENCE_FAILED,
+                    f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}",
+                )
         return RunStats(rows, 1 + len(segments), time.monotonic() - started)
     return RunStats(rows, 1, time.monotonic() - started)
 

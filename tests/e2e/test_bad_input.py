@@ -20,12 +20,12 @@ ROW = [0.0] * 64
         (b'{"instances": [' + b'"a",' * 63 + b'"a"]}', 400, "instances", "strings"),
         (b'{"instances": [[' + b'"1",' * 63 + b'"1"]]}', 400, "instances", "strings"),
         (b'{"instances": [[1, 2], [1]]}', 400, "instances", "ragged"),
-        (b'{"instances": [[NaN' + b', 0' * 63 + b']]}', 400, None, "not valid JSON"),
-        (b'{"instances": [[1e400' + b', 0' * 63 + b']]}', 400, None, "infinity"),
-        (b'{"instances": [[1e39' + b', 0' * 63 + b']]}', 400, "instances", "too large for float32"),
-        (b'{"instances": [[null' + b', 0' * 63 + b']]}', 400, "instances", "not numbers"),
-        (b'{"instances": [[{"a": 1}' + b', 0' * 63 + b']]}', 400, "instances", "not numbers"),
-        (b'{"instances": ' + b'[' * 5000 + b']' * 5000 + b'}', 400, None, "not valid JSON"),
+        (b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", 400, None, "not valid JSON"),
+        (b'{"instances": [[1e400' + b", 0" * 63 + b"]]}", 400, None, "infinity"),
+        (b'{"instances": [[1e39' + b", 0" * 63 + b"]]}", 400, "instances", "too large for float32"),
+        (b'{"instances": [[null' + b", 0" * 63 + b"]]}", 400, "instances", "not numbers"),
+        (b'{"instances": [[{"a": 1}' + b", 0" * 63 + b"]]}", 400, "instances", "not numbers"),
+        (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, None, "not valid JSON"),
         (b'{"instances": {"a": 1}}', 400, "instances", "list of rows"),
         (b'"just a string"', 400, "instances", "instances"),
     ],
@@ -54,7 +54,9 @@ def test_body_over_max_content_length_is_413(service):
 
 
 def test_wrong_content_type_is_415(service):
-    response = service.http.post("/predict", content=b"instances=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = service.http.post(
+        "/predict", content=b"instances=1", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 415
     assert response.json()["error"]["expected"] == "Content-Type: application/json"
 

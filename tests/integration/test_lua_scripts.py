@@ -18,13 +18,13 @@ from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
 from shared.payload import ENDED_DATA
+from shared.schema import JobStatus
 from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import claim_jobs
 from worker.claims import Claim
 from worker.publish import Ending, publish_endings
 from worker.recovery import delete_expired, recover_leases, reset_extra_rows
-from shared.schema import JobStatus
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,16 @@ def submit(store: JobStore, rows: int = 1, **kwargs) -> str:
 
 
 def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queues=(QUEUE,), caps=None):
-    return claim_jobs(redis_db, list(queues), caps or [most] * len(queues), most=most, token=token,
-                      lease_until=time.time() + 60, worker_name="w1", busy=busy)
+    return claim_jobs(
+        redis_db,
+        list(queues),
+        caps or [most] * len(queues),
+        most=most,
+        token=token,
+        lease_until=time.time() + 60,
+        worker_name="w1",
+        busy=busy,
+    )
 
 
 def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, store):
@@ -79,8 +87,10 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
     pubsub = redis_db.pubsub()
     pubsub.subscribe(keys.results_channel())
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"
-    endings = [Ending(Claim(job_id, 0, f"{job_id}:t1", 1), JobStatus.FINISHED, orjson.dumps({"id": job_id}))
-               for job_id in (ours, lost)]
+    endings = [
+        Ending(Claim(job_id, 0, f"{job_id}:t1", 1), JobStatus.FINISHED, orjson.dumps({"id": job_id}))
+        for job_id in (ours, lost)
+    ]
     assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [True, False]
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
@@ -161,7 +171,8 @@ def test_batch_end_cancels_queued_chunks_once_and_schedules_the_batch_webhook(re
 
 
 def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_the_head_of_its_queue(
-        redis_db, settings):
+    redis_db, settings
+):
     _batch(redis_db, settings)
     [job, _] = claim(redis_db, queues=(BULK,), caps=[2])
     chunk = Claim(job[0].decode(), 0, f"{job[0].decode()}:t1", 5, retries_left=int(job[8]))

@@ -55,16 +55,22 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
     assert set(job.args[0]) == {"rows", "inputs"} and job.retries_left == 2 and job.enqueued_at is not None
     store.cancel(ids[3])
 
-    claimed = claim_jobs(redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60,
-                         worker_name="w", busy=False)
+    claimed = claim_jobs(
+        redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False
+    )
     assert len(claimed) == 3 and queue.count == 0
     started = StartedJobRegistry(QUEUE, connection=redis_db)
     assert sorted(started.get_job_ids(cleanup=False)) == sorted(ids[:3])
     assert Job.fetch(ids[0], connection=redis_db, serializer=OrjsonSerializer).get_status() == "started"
 
-    endings = [Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b'{"status":"finished"}'),
-               Ending(Claim(ids[1], 0, f"{ids[1]}:t", 1, error=JobError(ErrorCode.INFERENCE_FAILED, "boom")),
-                      JobStatus.FAILED, b'{"status":"failed"}')]
+    endings = [
+        Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b'{"status":"finished"}'),
+        Ending(
+            Claim(ids[1], 0, f"{ids[1]}:t", 1, error=JobError(ErrorCode.INFERENCE_FAILED, "boom")),
+            JobStatus.FAILED,
+            b'{"status":"failed"}',
+        ),
+    ]
     assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [True, True]
     assert started.count == 1  # RQ's own cleanup runs here and leaves the live lease alone
     assert FinishedJobRegistry(QUEUE, connection=redis_db).get_job_ids() == [ids[0]]
@@ -80,11 +86,17 @@ def test_rq_info_counts_waiting_executing_finished_and_failed_jobs_of_a_run(redi
     store = JobStore(redis_db, settings)
     ids = [store.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
     claim_jobs(redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False)
-    endings = [Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b"{}"),
-               Ending(Claim(ids[1], 0, f"{ids[1]}:t", 1), JobStatus.FAILED, b"{}")]
+    endings = [
+        Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b"{}"),
+        Ending(Claim(ids[1], 0, f"{ids[1]}:t", 1), JobStatus.FAILED, b"{}"),
+    ]
     publish_endings(redis_db, [QUEUE], endings, settings.result_ttl)
-    result = subprocess.run([sys.executable, "-m", "rq.cli", "info", "--url", settings.redis_url, "--only-queues"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "info", "--url", settings.redis_url, "--only-queues"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith(QUEUE + " "))
     assert line.split("|", 1)[1].lstrip("█ ") == "1, 1 executing, 1 finished, 1 failed", result.stdout

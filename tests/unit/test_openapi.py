@@ -48,7 +48,9 @@ def test_described_path_parameters_match_the_path_templates(app):
 
 def test_every_schema_reference_resolves(app):
     document = app.test_client().get("/openapi.json").get_json()
-    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', app.test_client().get("/openapi.json").get_data(as_text=True)))
+    refs = set(
+        re.findall(r'"#/components/schemas/([^"]+)"', app.test_client().get("/openapi.json").get_data(as_text=True))
+    )
     assert refs and refs <= set(document["components"]["schemas"])
 
 

@@ -35,7 +35,12 @@ def test_callback_hosts_can_be_limited_to_an_allow_list_with_its_subdomains():
     allowed = frozenset({"hooks.example.com", "partner.org"})
     assert check_callback_url("https://hooks.example.com/x", allowed)
     assert check_callback_url("http://api.partner.org:8080/cb", allowed)
-    for url in ("http://127.0.0.1/x", "http://169.254.169.254/latest", "https://evilpartner.org/", "http://example.com/"):
+    for url in (
+        "http://127.0.0.1/x",
+        "http://169.254.169.254/latest",
+        "https://evilpartner.org/",
+        "http://example.com/",
+    ):
         with pytest.raises(InvalidInput) as info:
             check_callback_url(url, allowed)
         assert info.value.field == "callback_url" and "WEBHOOK_ALLOWED_HOSTS" in info.value.expected
