@@ -12,7 +12,7 @@ Two sources, one page:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 import redis
@@ -115,7 +115,7 @@ class ServiceCollector:
 class _ThisProcess:
     """The default registry as a collector, for an API not under gunicorn (no multiprocess directory)."""
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
 
 

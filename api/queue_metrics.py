@@ -12,7 +12,7 @@ api/metrics.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -167,7 +167,7 @@ class QueueCollector:
         )
 
 
-def _per_queue(name: str, help_text: str, values: dict[str, float]) -> GaugeMetricFamily:
+def _per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["queue"])
     for queue, value in sorted(values.items()):
         family.add_metric([queue], value)

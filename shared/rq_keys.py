@@ -27,6 +27,9 @@ from rq.registry import (
 )
 from rq.utils import utcformat
 
+# A hash's fields as redis-py's HSET takes them.
+HashFields = dict[str | bytes, Any]
+
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
 JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
 
@@ -113,13 +116,13 @@ def job_args(data: bytes) -> list[Any]:
 
 def job_fields(
     *, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int, max_attempts: int, now: str
-) -> dict[str, Any]:
+) -> HashFields:
     """The RQ fields of a new, queued job hash.
 
     The attempt budget is RQ's retry count (`retries_left`, requeued at the front with no delay), so RQ's own
     registry cleanup spends it the same way our recovery sweep does.
     """
-    fields: dict[str, Any] = {
+    fields: HashFields = {
         "status": QUEUED,
         "origin": queue_name,
         "created_at": now,
