@@ -25,7 +25,7 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.utils import utcformat
+from rq.utils import utcformat, utcparse
 
 # A hash's fields as redis-py's HSET takes them.
 HashFields = dict[str | bytes, Any]
@@ -95,8 +95,7 @@ def parse_timestamp(raw: bytes | str | None) -> datetime.datetime | None:
     """The inverse of `timestamp`; None for an empty field."""
     if not raw:
         return None
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+    return utcparse(raw.decode() if isinstance(raw, bytes) else raw)  # RQ's parser: both of its formats
 
 
 def job_data(func_name: str, args: list[Any]) -> bytes:
