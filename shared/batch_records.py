@@ -108,7 +108,6 @@ class BatchRecords:
                     func_name=CHUNK_FUNC,
                     args=[spec.to_payload()],
                     description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
-                    result_ttl=self.settings.result_ttl,
                     max_attempts=self.settings.max_attempts,
                     now=now,
                 )

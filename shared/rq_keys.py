@@ -114,12 +114,14 @@ def job_args(data: bytes) -> list[Any]:
 
 
 def job_fields(
-    *, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int, max_attempts: int, now: str
+    *, queue_name: str, func_name: str, args: list[Any], max_attempts: int, now: str, description: str = ""
 ) -> HashFields:
-    """The RQ fields of a new, queued job hash.
+    """The RQ fields of a new, queued job hash: only those RQ's readers need, since every field costs Redis
+    memory for as long as the result is kept (RESULT_TTL and RQ's other TTL fields are not written: our
+    expiry index, not RQ, ends a job's life).
 
-    The attempt budget is RQ's retry count (`retries_left`, requeued at the front with no delay), so RQ's own
-    registry cleanup spends it the same way our recovery sweep does.
+    The attempt budget is RQ's retry count (`retries_left`), so RQ's own registry cleanup spends it the same
+    way our recovery sweep does (RQ requeues at the back, recovery at the front).
     """
     fields: HashFields = {
         "status": QUEUED,
@@ -127,10 +129,9 @@ def job_fields(
         "created_at": now,
         "enqueued_at": now,
         "data": job_data(func_name, args),
-        "description": description,
-        "result_ttl": result_ttl,
-        "failure_ttl": result_ttl,
     }
+    if description:
+        fields["description"] = description
     if max_attempts > 1:
-        fields.update(retries_left=max_attempts - 1, retry_intervals="[0]", enqueue_at_front_on_retry=1)
+        fields["retries_left"] = max_attempts - 1
     return fields
