@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import orjson
@@ -76,7 +76,7 @@ def parse_json_lines(lines: list[tuple[int, bytes]]) -> tuple[list, list[int], B
     return rows, positions, bad
 
 
-def csv_parser(signature: ModelSignature):
+def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]], tuple[np.ndarray, list[int], Bad]]:
     spec = single_input(signature, "a CSV upload")
     if None in spec.shape:
         raise InvalidInput(
@@ -84,7 +84,8 @@ def csv_parser(signature: ModelSignature):
             field="file",
             expected="NDJSON, or a model input without variable dimensions",
         )
-    width = math.prod(spec.shape)
+    shape = spec.static_shape or ()  # every dimension is fixed: checked above
+    width = math.prod(shape)
 
     def parse(lines: list[tuple[int, bytes]]) -> tuple[np.ndarray, list[int], Bad]:
         try:
@@ -109,7 +110,7 @@ def csv_parser(signature: ModelSignature):
             if len(row) != width:
                 bad.append((position, f"has {len(row)} columns (expected {width}: {spec.describe()} flattened)"))
                 continue
-            rows.append(row.reshape(spec.shape))
+            rows.append(row.reshape(shape))
             positions.append(position)
         return np.array(rows, dtype=np.float64).reshape(-1, *spec.shape), positions, bad
 

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -145,7 +145,7 @@ def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_r
 class AuthInterceptor(grpc.ServerInterceptor):
     """API keys as on HTTP: metadata `authorization: Bearer <key>`, else UNAUTHENTICATED (health calls excepted)."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
         self._digests = tuple(bytes.fromhex(fingerprint(k)) for k in keys)
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:

@@ -37,9 +37,7 @@ class RowSink:
         self.writers = []
         for i, spec in enumerate(signature.inputs):
             file = stack.enter_context(storage.create(input_key(batch_id, i), new_prefix=True))
-            self.writers.append(
-                NpyWriter(file, np.dtype(spec.dtype), None if None in spec.shape else tuple(spec.shape))
-            )
+            self.writers.append(NpyWriter(file, np.dtype(spec.dtype), spec.static_shape))
         self.total = 0
         self.accepted = 0
         self.first_errors: list[dict[str, Any]] = []
@@ -69,6 +67,7 @@ class RowSink:
             self._errors = self.stack.enter_context(self.storage.create(upload_errors_key(self.batch_id)))
             skipped_file = self.stack.enter_context(self.storage.create(skipped_key(self.batch_id)))
             self._skipped = NpyWriter(skipped_file, np.dtype(np.int64), ())
+        assert self._skipped is not None  # opened together with the error file above
         self._errors.write(orjson.dumps(entry) + b"\n")
         self._skipped.append(np.array([row], dtype=np.int64))
 

@@ -97,7 +97,7 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             field="inputs",
             expected=f"the same batch size, 1 to {max_rows} (MAX_ROWS_PER_REQUEST), for every input",
         )
-    parameters = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    parameters: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     return InferRequest(_request_id(doc), arrays, _outputs(doc, signature, parameters), parameters)
 
 

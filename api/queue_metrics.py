@@ -12,16 +12,13 @@ api/metrics.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from rq import Queue
-from rq.job import Job
-from rq.utils import utcparse
 
-from shared import keys, metrics
+from shared import keys, metrics, rq_keys
 from shared.batches import BatchStatus
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
@@ -48,7 +45,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
     now = time.time() if now is None else now
     view = QueueView()
     with connection.pipeline(transaction=False) as pipe:
-        pipe.smembers(Queue.redis_queues_keys)
+        pipe.smembers(rq_keys.QUEUES)
         pipe.zcard(keys.webhooks())
         pipe.zcount(keys.webhooks(), "-inf", now)
         pipe.hgetall(keys.stats())
@@ -60,7 +57,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
     *calls, given_up = (float(v or 0) for v in hooks)
     view.webhook_calls, view.webhooks_given_up = dict(zip(metrics.WEBHOOK_OUTCOMES, calls)), given_up
     view.stats = {k.decode(): int(float(v)) for k, v in stats.items()}
-    prefix = Queue.redis_queue_namespace_prefix
+    prefix = rq_keys.queue("")
     names = sorted(k.decode()[len(prefix) :] for k in queue_keys if k.decode().startswith(prefix))
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
@@ -97,12 +94,12 @@ def _read_ages(connection: redis.Redis, view: QueueView, heads: dict[str, str], 
         return
     with connection.pipeline(transaction=False) as pipe:
         for job_id in heads.values():
-            pipe.hmget(Job.key_for(job_id), "enqueued_at", "created_at")
+            pipe.hmget(rq_keys.job(job_id), "enqueued_at", "created_at")
         stamps = pipe.execute()
     for name, (enqueued, created) in zip(heads, stamps):
-        stamp = enqueued or created
-        if stamp:  # the head was claimed between the two reads: report 0 rather than guess
-            view.oldest_age_s[name] = max(0.0, now - utcparse(stamp.decode()).timestamp())
+        when = rq_keys.parse_timestamp(enqueued or created)
+        if when is not None:  # else the head was claimed between the two reads: report 0 rather than guess
+            view.oldest_age_s[name] = max(0.0, now - when.timestamp())
 
 
 class QueueCollector:
@@ -167,7 +164,7 @@ class QueueCollector:
         )
 
 
-def _per_queue(name: str, help_text: str, values: dict[str, float]) -> GaugeMetricFamily:
+def _per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["queue"])
     for queue, value in sorted(values.items()):
         family.add_metric([queue], value)

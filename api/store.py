@@ -107,8 +107,6 @@ class JobStore:
             queue_name=self.queue_name,
             func_name=PREDICT_FUNC,
             args=[encode_inputs(arrays, signature)],
-            description=f"predict {rows} row(s)",
-            result_ttl=self.settings.result_ttl,
             max_attempts=self.settings.max_attempts,
             now=rq_keys.timestamp(),
         )

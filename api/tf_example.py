@@ -28,7 +28,8 @@ def json_type(value: Any) -> str:
         return "True"
     if value is False:
         return "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
+    names: dict[type, str] = {dict: "Object", list: "Array", str: "String"}
+    return names.get(type(value), "Number")
 
 
 def serialize_examples(examples: list[Any], context: dict[str, Any] | None = None) -> list[bytes]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 from werkzeug.http import parse_options_header
@@ -84,7 +84,7 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def too_large(stream: BinaryIO, limit: int, size: int | None = None) -> PayloadTooLarge:
+def too_large(stream: IO[bytes], limit: int, size: int | None = None) -> PayloadTooLarge:
     """The 413 for an upload over `limit`, after reading (and dropping) up to DRAIN_BYTES more of it.
 
     A server that closes a connection with unread data makes the kernel reset it, and the client may then
@@ -100,7 +100,7 @@ def too_large(stream: BinaryIO, limit: int, size: int | None = None) -> PayloadT
     return PayloadTooLarge(f"the upload is {what}", field="file", expected=f"at most MAX_BATCH_BYTES={limit} bytes")
 
 
-def read_pieces(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+def read_pieces(stream: IO[bytes], limit: int) -> Iterator[bytes]:
     """The request body in reads of READ_BYTES, raising PayloadTooLarge past `limit` bytes."""
     seen = 0
     while True:
@@ -113,7 +113,7 @@ def read_pieces(stream: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-def open_upload(content_type: str | None, stream: BinaryIO, limit: int) -> Upload:
+def open_upload(content_type: str | None, stream: IO[bytes], limit: int) -> Upload:
     """The upload in the request: a raw body of a known type, or the one file of a multipart form."""
     mime, params = parse_options_header(content_type or "")
     mime = mime.lower()

@@ -138,7 +138,7 @@ def _check_row_count(rows: int, max_rows: int, field: str) -> None:
         )
 
 
-def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
+def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
     """Convert rows of one input to an array of the spec's dtype, checking shape, types and values."""
     expected = f"rows of shape {spec.describe()}"
     try:

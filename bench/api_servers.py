@@ -19,8 +19,8 @@ from collections.abc import Callable
 import orjson
 
 from bench import procstats
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import Harness, free_port
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded_redis import EmbeddedRedis
 
@@ -31,51 +31,6 @@ Load = Callable[..., dict]
 Summarize = Callable[[dict], dict]
 
 
-def granian_command(settings: Settings) -> list[str]:
-    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
-
-    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
-    (a 30 s long-poll, plus margin) before it is killed.
-    """
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--host",
-        settings.api_host,
-        "--port",
-        str(settings.api_port),
-        "--workers",
-        str(settings.api_processes),
-        "--blocking-threads",
-        str(settings.api_threads),
-        "--respawn-failed-workers",
-        "--workers-kill-timeout",
-        "35",
-        "--no-ws",
-        "--log-level",
-        "warning",
-        "api.wsgi:app",
-    ]
-
-
-def start_api(settings: Settings, server: str, metrics_dir: str) -> subprocess.Popen:
-    """The API under `server`; granian gets the prometheus multiprocess directory gunicorn_conf.py would set."""
-    if server == "gunicorn":
-        return stack.start_api(settings)
-    env = stack.child_env(settings, {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "METRICS_DIR": metrics_dir})
-    return subprocess.Popen(
-        granian_command(settings),
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
 def measure(
     body_file: str, workdir: str, load: Load, summarize: Summarize, clients: int = 64, seconds: float | None = None
 ) -> list[dict]:
@@ -84,12 +39,14 @@ def measure(
     base = Settings.from_env({}).replace(
         redis_url=redis_server.url, model_path=LIGHT_PATH, model_name="light", log_level="WARNING"
     )
-    worker = stack.start_worker(base)
+    workers = Harness(base)
+    worker = workers.start_worker().process
     rows = []
     try:
         for server in SERVERS:
-            settings = base.replace(api_port=free_port())
-            api = start_api(settings, server, tempfile.mkdtemp(prefix=f"metrics-{server}-", dir=workdir))
+            settings = base.replace(api_port=free_port(), api_server=server)
+            service = Harness(settings)
+            api = service.start_api(wait_s=None)
             try:
                 url = f"http://127.0.0.1:{settings.api_port}"
                 stack.wait_http(f"{url}/readyz", 180, worker)
@@ -118,9 +75,9 @@ def measure(
                     flush=True,
                 )
             finally:
-                stack.stop(api)
+                service.stop()
     finally:
-        stack.stop(worker)
+        workers.stop()
         redis_server.stop()
     return rows
 

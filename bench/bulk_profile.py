@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from scripts.stack import free_port
+from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded_redis import EmbeddedRedis
 

@@ -19,8 +19,8 @@ import boto3
 import httpx
 
 from bench import bulk
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import Harness, free_port
 from shared.config import Settings
 from shared.embedded_redis import EmbeddedRedis
 
@@ -67,11 +67,12 @@ def child_variables(values: dict[str, str]) -> Iterator[None]:
 
 def run_one(label: str, settings: Settings, npy: str, big: str | None) -> list[dict]:
     """Start API + one worker with `settings`, run the batch, then (with `big`) the upload-memory point."""
-    api = stack.start_api(settings)
-    worker = stack.start_worker(settings)
+    service = Harness(settings)
+    api = service.start_api(wait_s=None)
+    worker = service.start_worker()
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
-        stack.wait_http(f"{url}/readyz", 180, worker)
+        stack.wait_http(f"{url}/readyz", 180, worker.process)
         with httpx.Client(base_url=url, timeout=600) as client:
             started = time.perf_counter()
             batch = bulk.upload(client, npy, "application/x-npy")
@@ -118,8 +119,7 @@ def run_one(label: str, settings: Settings, npy: str, big: str | None) -> list[d
             )
         return rows
     finally:
-        stack.stop(worker)
-        stack.stop(api)
+        service.stop()
 
 
 def measure(workdir: str, rows: int, big_bytes: int) -> list[dict]:

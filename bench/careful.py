@@ -11,8 +11,8 @@ from collections.abc import Callable
 import httpx
 
 from bench import procstats
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
 
 PROCESSES = 2

@@ -130,6 +130,36 @@ def answers(url: str, status: int = 200) -> bool:
         return getattr(exc, "code", None) == status
 
 
+def granian_command(settings: Settings) -> list[str]:
+    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
+
+    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
+    (a 30 s long-poll, plus margin) before it is killed.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--workers",
+        str(settings.api_processes),
+        "--blocking-threads",
+        str(settings.api_threads),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "35",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "api.wsgi:app",
+    ]
+
+
 class Harness:
     """Redis, the API and workers for one set of settings; logs go to `log_dir/<name>.log`, or to our own
     stdout and stderr when `log_dir` is None (`make run`).

@@ -65,7 +65,7 @@ class BatchRecords:
         """
         ttl = self.settings.batch_ttl
         expires = time.time() + ttl
-        record = {
+        record: rq_keys.HashFields = {
             "status": BatchStatus.VALIDATING.value,
             "created_at": utc_now(),
             "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
@@ -85,7 +85,7 @@ class BatchRecords:
         """Record the validated upload and enqueue its chunk jobs, all in one transaction; returns the chunk count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
-        fields = {
+        fields: rq_keys.HashFields = {
             "status": BatchStatus.QUEUED.value,
             "total_rows": upload.total_rows,
             "accepted_rows": upload.accepted_rows,
@@ -108,7 +108,6 @@ class BatchRecords:
                     func_name=CHUNK_FUNC,
                     args=[spec.to_payload()],
                     description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
-                    result_ttl=self.settings.result_ttl,
                     max_attempts=self.settings.max_attempts,
                     now=now,
                 )

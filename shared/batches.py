@@ -146,7 +146,7 @@ def write_outputs(file: BinaryIO, outputs: dict[str, np.ndarray]) -> None:
     # zipfile seeks back to each member's header; an object-store upload cannot seek far, so the archive
     # is built in memory (a chunk's outputs are in memory already) and written in one go.
     buffer = io.BytesIO()
-    np.savez(buffer, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})
+    np.savez(buffer, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})  # type: ignore[arg-type]
     file.write(buffer.getbuffer())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff  # type: ignore[attr-defined]  # newer than types-redis
 from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel

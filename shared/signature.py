@@ -49,6 +49,12 @@ class TensorSpec:
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
         return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data["dtype"]))
 
+    @property
+    def static_shape(self) -> tuple[int, ...] | None:
+        """The per-row shape if every dimension is fixed, else None."""
+        dims = tuple(d for d in self.shape if d is not None)
+        return dims if len(dims) == len(self.shape) else None
+
     def describe(self) -> str:
         """The shape of one row for people, e.g. `[64] float32`."""
         dims = ", ".join("*" if d is None else str(d) for d in self.shape)

@@ -44,7 +44,13 @@ def check_callback_url(url: object, allowed_hosts: frozenset[str] = frozenset())
     if url is None or url == "":
         return None
     parsed = urlparse(url) if isinstance(url, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > MAX_URL_LENGTH:
+    if (
+        parsed is None
+        or not isinstance(url, str)
+        or parsed.scheme not in ("http", "https")
+        or not parsed.netloc
+        or len(url) > MAX_URL_LENGTH
+    ):
         raise InvalidInput(
             f"callback_url {str(url)[:100]!r} is not usable",
             field="callback_url",

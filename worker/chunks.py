@@ -66,6 +66,7 @@ class ChunkStore:
         counted. Runs before the publish pipeline, so a chunk is counted only once its file exists.
         """
         spec = claimed.chunk
+        assert spec is not None, "save() is for chunk jobs"
         rows = spec.rows
         if claimed.error is None:
             try:
@@ -74,7 +75,7 @@ class ChunkStore:
                 return rows, 0
             except OSError as exc:
                 claimed.fail(ErrorCode.STORAGE_FAILED, f"the chunk's outputs could not be written: {exc}")
-        if claimed.error.code is ErrorCode.STORAGE_FAILED and claimed.retries_left > 0:
+        if claimed.error is not None and claimed.error.code is ErrorCode.STORAGE_FAILED and claimed.retries_left > 0:
             return None
         self._save_errors(claimed)
         return 0, rows
@@ -103,7 +104,7 @@ class ChunkStore:
         record = self.records.connection.hmget(keys.batch(batch_id), "accepted_rows", "chunk_rows")
         if None in record:
             return  # the batch is gone: nothing left to annotate
-        accepted, size = int(record[0]), int(record[1])
+        accepted, size = int(record[0] or 0), int(record[1] or 0)
         ranges = chunk_ranges(accepted, size)
         if 0 <= chunk < len(ranges):
             start, stop = ranges[chunk]

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -141,7 +142,7 @@ def _load_keras(path: str, name: str, version: str) -> LoadedModel:
     tensor_specs = {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in signature.inputs}
 
     @tf.function(input_signature=[tensor_specs], reduce_retracing=True)
-    def call(inputs):
+    def call(inputs: dict[str, Any]) -> Any:
         feed = inputs[in_names[0]] if len(in_names) == 1 else [inputs[n] for n in in_names]
         outputs = model(feed, training=False)
         if isinstance(outputs, dict):

@@ -77,10 +77,9 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
     signature = segments[0].claim.signature
     names = model.input_names(signature)
     if len(segments) == 1:
-        s = segments[0]
-        inputs = {n: s.claim.inputs[n][s.start : s.stop] for n in names}
+        inputs = {n: _rows(segments[0], n) for n in names}
     else:
-        inputs = {n: np.concatenate([s.claim.inputs[n][s.start : s.stop] for s in segments]) for n in names}
+        inputs = {n: np.concatenate([_rows(s, n) for s in segments]) for n in names}
     rows = sum(s.rows for s in segments)
     outputs = model.predict(inputs, signature)
     for name, array in outputs.items():
@@ -91,3 +90,10 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
         s.claim.outputs.append({k: v[offset : offset + s.rows] for k, v in outputs.items()})
         s.claim.done_rows += s.rows
         offset += s.rows
+
+
+def _rows(segment: Segment, name: str) -> np.ndarray:
+    """The segment's rows of input `name`."""
+    inputs = segment.claim.inputs
+    assert inputs is not None, f"claim {segment.claim.id} reached the model without inputs"
+    return inputs[name][segment.start : segment.stop]

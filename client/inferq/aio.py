@@ -83,6 +83,7 @@ class AsyncClient:
         The file is streamed, never read whole; `progress` shows a bar of bytes sent.
         """
         call = core.submit_batch_call(source, on_error, callback_url, metadata, idempotency_key)
+        assert call.upload is not None  # an upload call always carries its file
         bar = Bar("upload", "B", call.upload.size, unit_scale=True) if progress else None
         try:
             doc = (await self._send(call, None, stream=False, on_bytes=bar.add if bar else None)).json()

@@ -13,7 +13,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +74,7 @@ class Upload:
     path: str | None = None
     data: bytes | None = None
 
-    def pieces(self, on_bytes: Callable[[int], None] | None = None):
+    def pieces(self, on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """The body, piece by piece (a plain generator: reading a local file is quick enough for asyncio)."""
         stream = open(self.path, "rb") if self.path is not None else io.BytesIO(self.data or b"")
         with stream:
@@ -275,5 +275,5 @@ def wait_batch(
             return doc
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            raise errors.WaitTimeout(f"batch {batch_id}", timeout_s)
+            raise errors.WaitTimeout(f"batch {batch_id}", timeout_s or 0.0)
         yield Sleep(poll_interval_s if left is None else min(poll_interval_s, left))

@@ -1,4 +1,4 @@
-"""Settings come from the environment in one place, fail clearly, and match the README's table."""
+"""Settings come from the environment in one place, fail clearly, and match docs/configuration.md's table."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def test_model_name_defaults_to_the_file_name():
     assert Settings.from_env({"MODEL_PATH": "/m/resnet/"}).resolved_model_name == "resnet"
 
 
-def test_readme_configuration_table_lists_exactly_the_settings():
-    with open(os.path.join(PROJECT_ROOT, "README.md")) as f:
+def test_the_configuration_table_lists_exactly_the_settings():
+    with open(os.path.join(PROJECT_ROOT, "docs", "configuration.md")) as f:
         readme = f.read()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))
