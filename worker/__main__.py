@@ -146,10 +146,12 @@ class InferenceWorker:
                 self._attempt(self.step)
         finally:
             self.claiming.shutdown()
-            if not self.publishing.stop(self.lease_s):
-                log.warning("%d result(s) left unpublished at exit", len(self.publishing.holding()))
+            drained = self.publishing.stop(self.lease_s)
             self.background.stop()
-            self._attempt(lambda: self.tally.flush(self.connection))
+            if drained:  # the tally is the publisher thread's while it runs
+                self._attempt(lambda: self.tally.flush(self.connection))
+            else:
+                log.warning("%d result(s) left unpublished at exit", len(self.publishing.holding()))
             if not self._attempt(self.registration.death):
                 log.warning("worker %s stopped without deregistering: Redis is unreachable", self.rq_worker.name)
             log.info("worker %s stopped", self.rq_worker.name)
@@ -157,10 +159,10 @@ class InferenceWorker:
     def step(self) -> None:
         """One turn: heartbeat, collect a micro-batch, run it (claiming the next meanwhile), hand it to the
         publisher thread, heartbeat, recovery."""
-        self.publishing.check()
         self.registration.beat_if_due(self.in_hand(), self.lease_s)  # e.g. due since an outage
         if not self.publishing.wait_for_room(IDLE_TIMEOUT_S):
             return  # results are waiting on a slow or absent Redis: claim no more until they move
+        self.publishing.check()  # a publisher thread that failed takes no more work: the worker stops
         batch = collect(
             self.source,
             self.settings.max_microbatch_rows,
