@@ -111,11 +111,12 @@ class RedisSource:
         """
         if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
             self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
-        segments = self._from_pending(max_rows)
-        room = max_rows - sum(s.rows for s in segments)
+        segments = self._from_pending(self._limit(max_rows))
+        room = self._limit(max_rows) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             self._claim_new(room, timeout if not segments else 0.0)
-            segments += self._from_pending(room)
+            # A chunk just claimed widens the limit: it runs whole.
+            segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
         return segments
 
     def prefetch(self, max_rows: int) -> None:
@@ -125,7 +126,7 @@ class RedisSource:
         At most one micro-batch ahead: rows in hand not yet handed out count against `max_rows`. Claiming
         while holding work never takes a rerun (claim.lua's `busy`), and nothing is claimed beside one.
         """
-        room = max_rows - sum(c.rows - c.next_row for c in self.pending)
+        room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             self._claim_new(room, 0.0)
 
@@ -150,6 +151,12 @@ class RedisSource:
                 claim.next_row = stop
                 max_rows -= stop - start
         return segments
+
+    def _limit(self, max_rows: int) -> int:
+        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or a whole chunk (BATCH_CHUNK_ROWS) while the
+        worker holds only bulk rows. A chunk is batch work already: one model call at its size costs less
+        than several at the interactive size, and no interactive job is waiting (it would be held too)."""
+        return max(max_rows, self.chunk_rows) if self._holding_only_bulk() else max_rows
 
     def _holding_only_bulk(self) -> bool:
         return len(self.queue_names) > 1 and bool(self.pending) and all(c.queue_index > 0 for c in self.pending)
