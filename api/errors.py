@@ -8,6 +8,7 @@ URL no route matched (404/405), by its path prefix.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import orjson
 import redis
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_BLUEPRINTS = frozenset({"tfserving", "kserve"})
 PROTOCOL_PREFIXES = ("/v1/models/", "/v2/")
+IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 
 def speaks_protocol() -> bool:
@@ -63,6 +65,15 @@ def drain_body() -> None:
         pass
 
 
+def allowed_methods(valid: Iterable[str]) -> str:
+    """The Allow header of a 405: the route's methods as the OpenAPI document lists them.
+
+    Werkzeug adds HEAD to every GET route; HEAD keeps working (it is GET without the body, RFC 9110 9.3.2)
+    but is not advertised, so that Allow and the document name the same methods.
+    """
+    return ", ".join(sorted(m for m in set(valid) if m not in IMPLICIT_METHODS))
+
+
 def handle_error(exc: Exception) -> Response:
     drain_body()
     if isinstance(exc, ServiceError):
@@ -75,7 +86,7 @@ def handle_error(exc: Exception) -> Response:
         error.code = exc.name.lower().replace(" ", "_")
         response = error_response(error)
         if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+            response.headers["Allow"] = allowed_methods(exc.valid_methods)
         return response
     log.exception("unhandled error")
     return error_response(ServiceError("internal server error"))

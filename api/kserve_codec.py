@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.validation import loads_json, to_array
+from api.validation import check_booleans, loads_json, to_array
 from shared.errors import InvalidInput
 from shared.signature import ModelSignature, TensorSpec
 
@@ -133,6 +133,7 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
     if raw is None or raw.dtype.kind not in kinds:
         raise InvalidInput("data is ragged or holds values of the wrong type", field=where,
                            expected=f"{'booleans' if dtype == 'bool' else dtype + ' values'} in a flat or nested list")
+    check_booleans(data, raw, dtype, where)
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from api.inference import infer
 from api.responses import json_response
@@ -20,6 +21,13 @@ from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature, TensorSpec
 
 bp = Blueprint("tfserving", __name__)
+
+
+class ModelName(BaseConverter):
+    """A model name or version in a URL: no '/' and no ':' (as TF Serving's own URL pattern), so that
+    GET /v1/models/<name> does not also match /v1/models/<name>:predict with the name "<name>:predict"."""
+
+    regex = "[^/:]+"
 
 SIGNATURE_NAME = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -40,8 +48,8 @@ def served(name: str, version: str | None) -> ModelSignature:
     return signature
 
 
-@bp.post("/v1/models/<name>:predict")
-@bp.post("/v1/models/<name>/versions/<version>:predict")
+@bp.post("/v1/models/<model:name>:predict")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:predict")
 def predict(name: str, version: str | None = None) -> Response:
     """Row or columnar predict; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
     signature = served(name, version)
@@ -74,8 +82,8 @@ def _check_body(body: Any) -> bool:
     return "instances" in body
 
 
-@bp.get("/v1/models/<name>")
-@bp.get("/v1/models/<name>/versions/<version>")
+@bp.get("/v1/models/<model:name>")
+@bp.get("/v1/models/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model."""
     signature = served(name, version)
@@ -87,8 +95,8 @@ def status(name: str, version: str | None = None) -> Response:
     ]})
 
 
-@bp.get("/v1/models/<name>/metadata")
-@bp.get("/v1/models/<name>/versions/<version>/metadata")
+@bp.get("/v1/models/<model:name>/metadata")
+@bp.get("/v1/models/<model:name>/versions/<model:version>/metadata")
 def metadata(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelMetadata reply: the signature_def map (one signature, serving_default)."""
     signature = served(name, version)

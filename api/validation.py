@@ -5,6 +5,8 @@ Everything a worker will see is checked here: JSON syntax, shape, element type, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -147,6 +149,7 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
     if len(got) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, got)):
         raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=expected)
     target = np.dtype(spec.dtype)
+    check_booleans(rows, raw, spec.dtype, field)
     if target.kind == "f":
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
@@ -164,3 +167,29 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
                                    expected=f"integers from {info.min} to {info.max}")
         return raw.astype(target)
     raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)
+
+
+def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str) -> None:
+    """JSON true/false only for a bool input, and only true/false there (as TF Serving): numpy would read
+    booleans as 1/0 (and numbers as booleans) without a word.
+
+    `raw` is np.asarray(values); a list mixing booleans and numbers comes out numeric, so such a list is walked.
+    Arrays (an .npy upload, KServe binary tensors) carry a dtype of their own and are converted as before.
+    """
+    if not isinstance(values, list):
+        return
+    wants_bool = np.dtype(dtype).kind == "b"
+    if wants_bool and raw.dtype.kind != "b":
+        raise InvalidInput("rows contain numbers where true/false is expected", field=field,
+                           expected=f"true or false ({dtype})")
+    if not wants_bool and (raw.dtype.kind == "b" or holds_booleans(values, raw.ndim)):
+        raise InvalidInput("rows contain true/false where numbers are expected", field=field,
+                           expected=f"numbers ({dtype}); true/false only for bool inputs")
+
+
+def holds_booleans(values: list, depth: int) -> bool:
+    """Whether a regular nested list `depth` levels deep holds a bool among its values (one C-speed pass)."""
+    flat: Iterable[Any] = values
+    for _ in range(depth - 1):
+        flat = chain.from_iterable(flat)
+    return bool in set(map(type, flat))

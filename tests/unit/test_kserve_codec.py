@@ -99,3 +99,10 @@ def test_responses_render_json_and_binary_outputs_with_their_datatypes():
 
 def test_metadata_marks_free_dimensions_with_minus_one():
     assert tensor_metadata(TensorSpec("t", (None, 4), "int32")) == {"name": "t", "datatype": "INT32", "shape": [-1, -1, 4]}
+
+
+def test_booleans_in_a_numeric_tensor_are_refused():
+    with pytest.raises(InvalidInput) as info:
+        parse_request(_body([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.5, True, 2]},
+                             {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}]), None, SIG, 10)
+    assert info.value.field == "inputs[0].data" and "true/false" in info.value.message

@@ -112,3 +112,26 @@ def test_a_timeout_must_be_seconds_above_zero_and_at_most_a_day(value):
     with pytest.raises(InvalidInput) as info:
         job_timeout({"timeout": value}, None, 0.0)
     assert info.value.field == "timeout" and "86400" in info.value.expected
+
+
+FLAG = TensorSpec("flag", (2,), "bool")
+
+
+@pytest.mark.parametrize("rows", [[[True, False, True, True]], [[1.5, True, 2, 3]], [[0, 1, 2, 3], [4, 5, 6, False]]])
+def test_booleans_where_numbers_are_expected_are_refused_naming_the_field(rows):
+    with pytest.raises(InvalidInput) as info:
+        rows_to_arrays(rows, ONE_INPUT, 10)
+    assert info.value.field == "instances" and "true/false" in info.value.message
+    assert "numbers (float32)" in info.value.expected
+
+
+def test_a_bool_input_takes_only_true_and_false():
+    assert to_array([[True, False]], FLAG, "x").dtype == np.bool_
+    for rows in ([[1, 0]], [[True, 1]]):
+        with pytest.raises(InvalidInput) as info:
+            to_array(rows, FLAG, "x")
+        assert "true or false" in info.value.expected
+
+
+def test_arrays_keep_their_own_dtype_and_are_converted():
+    assert to_array(np.ones((1, 4), dtype=bool), PIXELS, "file").dtype == np.float32
