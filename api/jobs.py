@@ -39,9 +39,9 @@ def predict() -> Response:
     body = parse_json(request.get_data(cache=False), request.content_type)
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
-    callback_url = check_callback_url(
-        request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None),
-        ext.settings.callback_hosts)
+    # Both places are checked when both are given; the query string wins.
+    in_body = check_callback_url(body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts)
+    callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     job_id = ext.store.submit(arrays, owner=current_owner(), timeout_s=timeout, callback_url=callback_url,
                               request_id=current_request_id())

@@ -54,20 +54,22 @@ def instances_from_body(doc: Any) -> list:
 
 
 def job_timeout(doc: Any, query: str | None, default_s: float) -> float:
-    """The job's deadline in seconds from now: the body's `timeout`, else `?timeout=`, else `default_s` (0: none)."""
+    """The job's deadline in seconds from now: the body's `timeout` (a JSON number), else `?timeout=`, else
+    `default_s` (0: none). Both are checked when both are given."""
+    from_query = _timeout(query, float) if query is not None and query != "" else None
     if isinstance(doc, dict) and "timeout" in doc:
-        raw: Any = doc["timeout"]
-    elif query is not None and query != "":
-        raw = query
-    else:
-        return default_s
-    expected = f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g}"
+        return _timeout(doc["timeout"], lambda raw: float(raw) if type(raw) in (int, float) else -1.0)
+    return default_s if from_query is None else from_query
+
+
+def _timeout(raw: Any, to_float: Any) -> float:
     try:
-        value = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(raw, bool) else -1.0
+        value = to_float(raw)
     except (ValueError, OverflowError):
         value = -1.0
     if not 0 < value <= MAX_JOB_TIMEOUT_S:  # also rejects NaN
-        raise InvalidInput(f"timeout={str(raw)[:32]!r} is not a valid timeout", field="timeout", expected=expected)
+        raise InvalidInput(f"timeout={str(raw)[:32]!r} is not a valid timeout", field="timeout",
+                           expected=f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g} (a JSON number in the body)")
     return value
 
 

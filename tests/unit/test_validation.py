@@ -107,7 +107,7 @@ def test_a_jobs_timeout_comes_from_the_body_then_the_query_then_the_default(doc,
     assert job_timeout(doc, query, 7.0) == expected
 
 
-@pytest.mark.parametrize("value", [0, -1, "soon", None, True, [], float("nan"), "inf", 1e400, 86401, "1e400"])
+@pytest.mark.parametrize("value", [0, -1, "soon", None, True, [], float("nan"), "inf", 1e400, 86401, "1e400", "5"])
 def test_a_timeout_must_be_seconds_above_zero_and_at_most_a_day(value):
     with pytest.raises(InvalidInput) as info:
         job_timeout({"timeout": value}, None, 0.0)
@@ -135,3 +135,9 @@ def test_a_bool_input_takes_only_true_and_false():
 
 def test_arrays_keep_their_own_dtype_and_are_converted():
     assert to_array(np.ones((1, 4), dtype=bool), PIXELS, "file").dtype == np.float32
+
+
+def test_a_bad_query_timeout_is_refused_even_when_the_body_has_a_good_one():
+    with pytest.raises(InvalidInput) as info:
+        job_timeout({"timeout": 5}, "999999", 7.0)
+    assert info.value.field == "timeout"
