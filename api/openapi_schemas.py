@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 
+from api.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.schema import JobStatus
@@ -121,6 +123,29 @@ def v2_request_schema(signature: ModelSignature | None) -> dict[str, Any]:
     return {"type": "object", "required": ["inputs"], "properties": {
         "id": {"type": "string"}, "parameters": ref("V2RequestParameters"), "inputs": inputs,
         "outputs": {"type": "array", "items": outputs}}}
+
+
+def example_value(spec: TensorSpec) -> Any:
+    """A row of zeros (false for bool) of the spec's shape, free dimensions of size 1."""
+    value: Any = False if spec.dtype == "bool" else 0
+    for dim in reversed(spec.shape):
+        value = [value] * (dim or 1)
+    return value
+
+
+def examples(signature: ModelSignature | None) -> dict[str, Any]:
+    """Valid request bodies for the served model, one row each, keyed by what they are for ({} without one)."""
+    if signature is None:
+        return {}
+    inputs = signature.inputs
+    row = example_value(inputs[0]) if len(inputs) == 1 else {t.name: example_value(t) for t in inputs}
+    found: dict[str, Any] = {"predict": {"instances": [row]}, "tf": {"instances": [row]}, "ndjson": orjson.dumps(row).decode() + "\n",
+                             "v2": {"inputs": [{"name": t.name, "datatype": v2_datatype(t.dtype),
+                                                "shape": [1, *(d or 1 for d in t.shape)],
+                                                "data": np.ravel(example_value(t)).tolist()} for t in inputs]}}
+    if len(inputs) == 1 and None not in inputs[0].shape:
+        found["csv"] = ",".join("0" for _ in range(int(np.prod(inputs[0].shape, dtype=int)))) + "\n"
+    return found
 
 
 def callback_url_schema(nullable: bool = False) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from api.openapi_schemas import FIXED_SCHEMAS, ref, signature_schemas
+from api.openapi_schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.signature import ModelSignature
 
@@ -57,6 +57,15 @@ class Builder:
 
     def __init__(self, facts: Facts) -> None:
         self.facts = facts
+        self.examples = examples(facts.signature)
+
+    def body(self, schemas: dict[str, dict[str, Any]], **example_of: str) -> dict[str, Any]:
+        """A required request body; `example_of` names the example (if the model has one) per media type."""
+        content = {}
+        for media_type, schema in schemas.items():
+            example = self.examples.get(example_of.get(media_type.replace("/", "_").replace("-", "_"), ""))
+            content[media_type] = {"schema": schema, **({"example": example} if example is not None else {})}
+        return {"required": True, "content": content}
 
     def op(self, op_id: str, summary: str, tag: str, ok: dict[str, Any], errors: tuple[int, ...], *,
            path: tuple[str, ...] = (), query: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None,
@@ -112,7 +121,7 @@ def _service_paths(b: Builder) -> dict[str, Any]:
         "/predict": {"post": b.op("predict", "Validate rows and enqueue one job (202), or wait for its result with ?wait",
                                   jobs, {"200": _json(ref("JobDocument"), "Finished within ?wait"), "202": pending},
                                   (400, 413, 415, 429, 503), query=(WAIT, TIMEOUT, CALLBACK),
-                                  body={"required": True, "content": {JSON: {"schema": ref("PredictRequest")}}})},
+                                  body=b.body({JSON: ref("PredictRequest")}, application_json="predict"))},
         "/result/{job_id}": {"get": b.op("getResult", "A job's status or result; ?wait long-polls", jobs,
                                          {"200": _json(ref("JobDocument"), "Finished, failed, expired or canceled"),
                                           "202": _json(ref("Pending"), "Still queued or started", RETRY_AFTER)},
@@ -145,11 +154,11 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
     tag, binary = "Bulk batches", {"schema": {"type": "string", "format": "binary"}}
     on_error = {"type": "string", "enum": ["reject", "skip"]}
     metadata = {"type": "string", "maxLength": 4096, "description": "A JSON object, stored and echoed on the batch"}
-    upload = {"required": True, "content": {
-        NDJSON: binary, "text/csv": binary, NPY: binary,
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary"}, "callback_url": ref("CallbackURL"),
-            "metadata": metadata, "on_error": on_error}}}}}
+    form = {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary"}, "callback_url": ref("CallbackURL"), "metadata": metadata,
+        "on_error": on_error}}
+    upload = b.body({NDJSON: binary["schema"], "text/csv": binary["schema"], NPY: binary["schema"],
+                     "multipart/form-data": form}, application_x_ndjson="ndjson", text_csv="csv")
     options = (CALLBACK, _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
                _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"))
     created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}})
@@ -186,7 +195,7 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
             "tfPredict" + suffix, "Predict, row format (instances → predictions) or columnar (inputs → outputs); "
             "waits for the job", tag, {"200": _json(ref("TFPredictResponse"), "Predictions")},
             (400, 404, 413, 429, 500, 503, 504), path=params, protocol=True,
-            body={"required": True, "content": {JSON: {"schema": ref("TFPredictRequest")}}})}
+            body=b.body({JSON: ref("TFPredictRequest")}, application_json="tf"))}
         paths[prefix] = {"get": b.op("tfModelStatus" + suffix, "Model version status (GetModelStatus)", tag,
                                      {"200": _json(status, "model_version_status")}, (404, 503), path=params, protocol=True)}
         paths[prefix + "/metadata"] = {"get": b.op(
@@ -223,9 +232,9 @@ def _v2_paths(b: Builder) -> dict[str, Any]:
         paths[prefix + "/infer"] = {"post": b.op(
             "v2Infer" + suffix, "Inference with typed tensors (JSON, or the binary tensor data extension); waits for "
             "the job", tag, {"200": binary_out}, (400, 404, 413, 415, 429, 500, 503, 504), path=params, query=(header,),
-            protocol=True, body={"required": True, "content": {
-                JSON: {"schema": ref("V2InferRequest")},
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})}
+            protocol=True, body=b.body({JSON: ref("V2InferRequest"),
+                                        "application/octet-stream": {"type": "string", "format": "binary"}},
+                                       application_json="v2"))}
     return paths
 
 

@@ -173,3 +173,25 @@ def test_a_405_allows_exactly_the_methods_the_document_lists_for_the_path(app):
 def test_get_routes_answer_head_without_advertising_it(app):
     response = app.test_client().head("/healthz")
     assert response.status_code == 200 and response.get_data() == b""
+
+
+@pytest.mark.parametrize("signature", [DIGITS, TWO_INPUTS])
+def test_the_example_bodies_match_their_schemas_and_are_accepted(signature):
+    from openapi_schema_validator import OAS30Validator
+
+    from api.kserve_codec import parse_request
+    from api.validation import instances_from_body, rows_to_arrays
+
+    doc = orjson.loads(document(Facts(signature, 8, False)))
+    checked = 0
+    for path, method, op in _operations(doc):
+        for media_type, content in op.get("requestBody", {}).get("content", {}).items():
+            if "example" not in content or media_type != "application/json":
+                continue
+            OAS30Validator({**doc, **content["schema"]}).validate(content["example"])
+            checked += 1
+    assert checked == 5  # /predict, two TF Serving predicts, two KServe infers
+    example = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert rows_to_arrays(instances_from_body(example), signature, 8)
+    v2 = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert parse_request(orjson.dumps(v2), None, signature, 8).arrays.keys() == {t.name for t in signature.inputs}
