@@ -1,7 +1,9 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+ and make:
 #   make run    start Redis (embedded unless REDIS_URL is set), the API on :8000 and a worker
 #   make test   run the whole test suite
-#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0
+#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0,
+#               then make fuzz
+#   make fuzz   (not part of test) Schemathesis, >= 10,000 cases from /openapi.json, against a stack of its own
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +12,7 @@ MODEL := models/digits.keras
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test soak model bench venv clean
+.PHONY: run test soak fuzz model bench venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +37,14 @@ test: $(STAMP) $(MODEL)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed; then fuzz
 	$(PY) -m scripts.soak
+	$(MAKE) fuzz
+
+FUZZ_EXAMPLES ?= 300
+FUZZ_SEED ?= 1
+fuzz: $(STAMP) $(MODEL)  ## Schemathesis against a stack of its own: every check, at least 10,000 cases
+	$(PY) -m scripts.fuzz --examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED) --min-cases 10000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

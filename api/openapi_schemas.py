@@ -7,6 +7,7 @@ With no model published yet, the signature-derived schemas fall back to generic 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -143,8 +144,9 @@ def examples(signature: ModelSignature | None) -> dict[str, Any]:
                              "v2": {"inputs": [{"name": t.name, "datatype": v2_datatype(t.dtype),
                                                 "shape": [1, *(d or 1 for d in t.shape)],
                                                 "data": np.ravel(example_value(t)).tolist()} for t in inputs]}}
-    if len(inputs) == 1 and None not in inputs[0].shape:
-        found["csv"] = ",".join("0" for _ in range(int(np.prod(inputs[0].shape, dtype=int)))) + "\n"
+    dims = [d for d in inputs[0].shape if d is not None]
+    if len(inputs) == 1 and len(dims) == len(inputs[0].shape):
+        found["csv"] = ",".join("0" for _ in range(math.prod(dims))) + "\n"
     return found
 
 

@@ -87,7 +87,8 @@ class Builder:
 
     def path_param(self, name: str) -> dict[str, Any]:
         """Model names and versions are the served ones (once a model is published); ids are any string."""
-        signature, schema = self.facts.signature, {"type": "string"}
+        signature = self.facts.signature
+        schema: dict[str, Any] = {"type": "string"}
         if name in ("name", "version"):
             schema = {"type": "string", "pattern": "^[^/:]+$"}
             if signature is not None:
@@ -205,14 +206,17 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
     return paths
 
 
+def _flag(name: str) -> dict[str, Any]:
+    return {"type": "object", "required": [name], "properties": {name: {"type": "boolean"}}}
+
+
 def _v2_paths(b: Builder) -> dict[str, Any]:
     tag = "KServe v2 / Open Inference Protocol"
-    flag = lambda name: {"type": "object", "required": [name], "properties": {name: {"type": "boolean"}}}  # noqa: E731
     paths: dict[str, Any] = {
-        "/v2/health/live": {"get": b.op("v2Live", "Server liveness", tag, {"200": _json(flag("live"), "Alive")}, (),
+        "/v2/health/live": {"get": b.op("v2Live", "Server liveness", tag, {"200": _json(_flag("live"), "Alive")}, (),
                                         public=True, protocol=True)},
         "/v2/health/ready": {"get": b.op("v2Ready", "Server readiness: a live worker has the model", tag,
-                                         {"200": _json(flag("ready"), "Ready")}, (503,), public=True, protocol=True)},
+                                         {"200": _json(_flag("ready"), "Ready")}, (503,), public=True, protocol=True)},
         "/v2": {"get": b.op("v2Server", "Server metadata: name, version, extensions", tag, {"200": _json(
             {"type": "object", "required": ["name", "version", "extensions"]}, "Server metadata")}, (), protocol=True)},
     }
