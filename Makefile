@@ -41,7 +41,7 @@ soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker 
 	$(PY) -m scripts.soak
 	$(MAKE) fuzz
 
-FUZZ_EXAMPLES ?= 300
+FUZZ_EXAMPLES ?= 500
 FUZZ_SEED ?= 1
 fuzz: $(STAMP) $(MODEL)  ## Schemathesis against a stack of its own: every check, at least 10,000 cases
 	$(PY) -m scripts.fuzz --examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED) --min-cases 10000

@@ -21,7 +21,7 @@ bp = Blueprint("batches", __name__)
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NDJSON = "application/x-ndjson"
 NPY = "application/x-npy"
-FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @bp.post("/batches")

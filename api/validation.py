@@ -56,7 +56,7 @@ def instances_from_body(doc: Any) -> list:
 def job_timeout(doc: Any, query: str | None, default_s: float) -> float:
     """The job's deadline in seconds from now: the body's `timeout` (a JSON number), else `?timeout=`, else
     `default_s` (0: none). Both are checked when both are given."""
-    from_query = _timeout(query, float) if query is not None and query != "" else None
+    from_query = _timeout(query, float) if query is not None else None
     if isinstance(doc, dict) and "timeout" in doc:
         return _timeout(doc["timeout"], lambda raw: float(raw) if type(raw) in (int, float) else -1.0)
     return default_s if from_query is None else from_query

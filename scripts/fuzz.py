@@ -73,7 +73,7 @@ def _start_stack(data_dir: Path) -> tuple[EmbeddedRedis, list, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=300, help="most cases per operation and phase (default 300)")
+    parser.add_argument("--examples", type=int, default=500, help="most cases per operation and phase (default 500)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-cases", type=int, default=10_000, help="fail if fewer cases ran (default 10000)")
     args = parser.parse_args(argv)

@@ -58,7 +58,8 @@ def test_the_versioned_route_serves_the_loaded_version_only(service, digits):
         ("/v1/models/digits:predict", {"signature_name": "other", "instances": [[0] * 64]}, 400,
          'Serving signature name: "other" not found'),
         ("/v1/models/digits:predict", {"inputs": {"image": [[0] * 64]}}, 400, "'inputs' must hold the model's inputs"),
-        ("/v1/models/digits:classify", {"examples": []}, 405, "method is not allowed"),
+        # No route (model names cannot hold ':'), rather than a 405 from GET /v1/models/<name> with name "digits:classify".
+        ("/v1/models/digits:classify", {"examples": []}, 404, "not found"),
         ("/v1/models/digits/nothing/here", {}, 404, "not found"),
     ],
 )

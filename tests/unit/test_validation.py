@@ -101,7 +101,7 @@ def test_bad_columnar_inputs_name_the_input(inputs, field, words):
 @pytest.mark.parametrize(
     ("doc", "query", "expected"),
     [({"instances": []}, None, 7.0), ([], None, 7.0), ({"timeout": 2.5}, None, 2.5), ({}, "3", 3.0),
-     ({"timeout": 1}, "3", 1.0), ({}, "", 7.0), ({"timeout": 86400}, None, 86400.0)],
+     ({"timeout": 1}, "3", 1.0), ({"timeout": 86400}, None, 86400.0)],
 )
 def test_a_jobs_timeout_comes_from_the_body_then_the_query_then_the_default(doc, query, expected):
     assert job_timeout(doc, query, 7.0) == expected
@@ -137,7 +137,8 @@ def test_arrays_keep_their_own_dtype_and_are_converted():
     assert to_array(np.ones((1, 4), dtype=bool), PIXELS, "file").dtype == np.float32
 
 
-def test_a_bad_query_timeout_is_refused_even_when_the_body_has_a_good_one():
+@pytest.mark.parametrize("query", ["999999", ""])
+def test_a_bad_query_timeout_is_refused_even_when_the_body_has_a_good_one(query):
     with pytest.raises(InvalidInput) as info:
-        job_timeout({"timeout": 5}, "999999", 7.0)
+        job_timeout({"timeout": 5}, query, 7.0)
     assert info.value.field == "timeout"
