@@ -145,7 +145,10 @@ class Driver:
             request, response.status_code, response.text[:300])
         if response.status_code >= 400 and request.method != "HEAD":
             error = response.json()["error"]
-            assert isinstance(error["code"], str) and isinstance(error["message"], str)
+            if request.path.startswith(("/v1/models/", "/v2")):  # TF Serving's and KServe's shape: {"error": "..."}
+                assert isinstance(error, str)
+            else:
+                assert isinstance(error["code"], str) and isinstance(error["message"], str)
         if request.method == "POST" and request.path == "/predict" and response.status_code in (200, 202):
             self.accepted.append(response.json()["id"])
 
