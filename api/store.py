@@ -25,8 +25,7 @@ from shared import keys, metrics, webhooks
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import encode_inputs
-from shared.schema import (DEADLINE_EXCEEDED, WORKER_LOST, JobStatus, OrjsonSerializer, canceled_doc, failed_doc,
-                           outcome_doc)
+from shared.schema import ErrorCode, JobError, JobStatus, OrjsonSerializer, canceled_doc, error_doc
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
 # accepted. Anything with other characters (slashes, dots) cannot name a job.
@@ -138,7 +137,7 @@ class JobStore:
         """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
         self._check_id(job_id)
         with self.connection.pipeline(transaction=False) as pipe:
-            pipe.lindex(keys.done(job_id), 0)
+            pipe.lindex(keys.result(job_id), 0)
             pipe.hmget(Job.key_for(job_id), "status", keys.JOB_OWNER, keys.JOB_DEADLINE)
             document, (status, stored_owner, deadline) = pipe.execute()
         if (document is None and status is None) or not owns(stored_owner, owner):
@@ -155,16 +154,16 @@ class JobStore:
             # Past its deadline with no worker there yet: it will never run (the worker that reaches it
             # fails it as expired), so say so now rather than `queued`.
             message = "the job's deadline passed before a worker could start it"
-            return JobState(JobStatus.EXPIRED, orjson.dumps(outcome_doc(job_id, DEADLINE_EXCEEDED, message)))
+            return JobState(JobStatus.EXPIRED, orjson.dumps(error_doc(job_id, JobError(ErrorCode.DEADLINE_EXCEEDED, message))))
         if state.status.is_terminal:
             # Ended without our document: RQ's own registry cleanup (e.g. run by `rq info`) failed it.
             message = f"the job was marked {state.status.value} outside this service's worker; submit it again"
-            return JobState(JobStatus.FAILED, orjson.dumps(failed_doc(job_id, WORKER_LOST, message)))
+            return JobState(JobStatus.FAILED, orjson.dumps(error_doc(job_id, JobError(ErrorCode.WORKER_LOST, message))))
         return state
 
     def wait(self, job_id: str, timeout_s: float) -> bytes | None:
         """Block up to `timeout_s` for the job's final document; None if it is not done by then."""
-        key = keys.done(job_id)
+        key = keys.result(job_id)
         return self.connection.blmove(key, key, timeout_s, src="LEFT", dest="LEFT")
 
     def cancel(self, job_id: str, owner: str = "") -> bytes:
@@ -180,7 +179,7 @@ class JobStore:
         ttl = self.settings.result_ttl
         # One Lua call: the job leaves the queue, and is marked cancelled, only if no worker claimed it.
         cancelled = state.status is JobStatus.QUEUED and self._cancel(
-            keys=[self.queue.key, Job.key_for(job_id), registry.key, keys.done(job_id), self.rows_key],
+            keys=[self.queue.key, Job.key_for(job_id), registry.key, keys.result(job_id), self.rows_key],
             args=[job_id, document, ttl, current_timestamp() + ttl, keys.JOB_ROWS, JobStatus.CANCELED.value],
         )
         if not cancelled:

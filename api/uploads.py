@@ -89,7 +89,7 @@ def too_large(stream: BinaryIO, limit: int, size: int | None = None) -> PayloadT
     return PayloadTooLarge(f"the upload is {what}", field="file", expected=f"at most MAX_BATCH_BYTES={limit} bytes")
 
 
-def read_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+def read_pieces(stream: BinaryIO, limit: int) -> Iterator[bytes]:
     """The request body in reads of READ_BYTES, raising PayloadTooLarge past `limit` bytes."""
     seen = 0
     while True:
@@ -106,7 +106,7 @@ def open_upload(content_type: str | None, stream: BinaryIO, limit: int) -> Uploa
     """The upload in the request: a raw body of a known type, or the one file of a multipart form."""
     mime, params = parse_options_header(content_type or "")
     mime = mime.lower()
-    chunks = read_chunks(stream, limit)
+    chunks = read_pieces(stream, limit)
     if mime == "multipart/form-data":
         if not params.get("boundary"):
             raise InvalidInput("multipart body without a boundary", field="file",

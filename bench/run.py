@@ -17,6 +17,7 @@ import tempfile
 import time
 from importlib import metadata
 
+from shared import keys
 import httpx
 import numpy as np
 import orjson
@@ -105,9 +106,9 @@ class Probe:
     def snapshot(self) -> dict:
         snap = {"cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()}}
         if self.client is not None:
-            stats = {k.decode(): int(v) for k, v in self.client.hgetall("infer:stats").items()}
+            stats = {k.decode(): int(v) for k, v in self.client.hgetall(keys.stats()).items()}
             snap["stats"] = stats
-            snap["batches"] = self.client.llen("infer:stats:batch_sizes")
+            snap["microbatches"] = self.client.llen(keys.microbatch_sizes())
             snap["commands"] = sum(v["calls"] for k, v in self.client.info("commandstats").items())
         return snap
 
@@ -125,7 +126,7 @@ class Probe:
         }
         if self.client is not None:
             delta = {k: after["stats"].get(k, 0) - before["stats"].get(k, 0) for k in after["stats"]}
-            batches = delta.get("batches", 0)
+            batches = delta.get("microbatches", 0)
             out.update({
                 "model_calls": delta.get("model_calls", 0),
                 "mean_batch": delta.get("rows", 0) / batches if batches else None,
@@ -221,7 +222,7 @@ def measure_bulk(url: str, body_file: str, workdir: str, api_pid: int) -> list[d
 
 def _wait_workers(client: redis.Redis, count: int) -> None:
     deadline = time.monotonic() + 120
-    while client.zcount("infer:workers", time.time(), "+inf") < count:
+    while client.zcount(keys.workers(), time.time(), "+inf") < count:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{count} workers did not register")
         time.sleep(0.2)
@@ -257,7 +258,7 @@ def main() -> int:
     results = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "seconds_per_point": SECONDS, "quick": QUICK,
                "settings": {"api_processes": defaults.api_processes, "api_threads": defaults.api_threads,
-                            "max_batch_size": defaults.max_batch_size, "max_batch_delay_ms": defaults.max_batch_delay_ms},
+                            "max_microbatch_rows": defaults.max_microbatch_rows, "max_microbatch_delay_ms": defaults.max_microbatch_delay_ms},
                "rows": []}
     models = {"light": LIGHT_PATH, "heavy": HEAVY_PATH}
     with tempfile.TemporaryDirectory() as workdir:

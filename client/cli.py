@@ -89,10 +89,10 @@ def run(client: Client, args: argparse.Namespace) -> Any:
         return {"id": args.job_id, "status": client.job(args.job_id).status()}
     if args.command == "result":
         return client.job(args.job_id).result(timeout=args.timeout)
-    return run_batch(client, args)
+    return run_microbatch(client, args)
 
 
-def run_batch(client: Client, args: argparse.Namespace) -> Any:
+def run_microbatch(client: Client, args: argparse.Namespace) -> Any:
     command = args.batch_command
     if command == "upload":
         batch = client.submit_batch(args.file, on_error=args.on_error, callback_url=args.callback_url,

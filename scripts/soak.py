@@ -188,7 +188,7 @@ def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]]
                 counts["lost"] += 1
                 continue
             counts[body["status"]] += 1
-            if len(connection.lrange(keys.done(job_id), 0, -1)) != 1:
+            if len(connection.lrange(keys.result(job_id), 0, -1)) != 1:
                 counts["duplicated"] += 1
             if body["status"] == "finished" and not np.allclose(body["predictions"], expected[rows], rtol=1e-4, atol=1e-5):
                 counts["wrong"] += 1

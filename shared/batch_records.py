@@ -19,7 +19,7 @@ from rq import Queue
 from rq.job import Job, Retry
 
 from shared import keys
-from shared.batches import CHUNK_FUNC, BatchStatus, chunk_job_id, chunk_job_prefix, chunk_ranges, chunk_size, utc_now
+from shared.batches import CHUNK_FUNC, BatchStatus, ChunkSpec, chunk_job_id, chunk_job_prefix, chunk_ranges, chunk_size, utc_now
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.schema import OrjsonSerializer
@@ -149,9 +149,9 @@ class BatchRecords:
             pipe.multi()  # RQ's enqueue_job expects a transaction it can join
             pipe.hset(keys.batch(batch_id), mapping=fields)
             for chunk, (start, stop) in enumerate(ranges):
-                payload = {"batch": batch_id, "chunk": chunk, "start": start, "stop": stop, "inputs": upload.input_names}
+                spec = ChunkSpec(batch_id, chunk, start, stop, tuple(upload.input_names))
                 job = Job.create(
-                    CHUNK_FUNC, args=(payload,), connection=self.connection, id=chunk_job_id(batch_id, chunk),
+                    CHUNK_FUNC, args=(spec.to_payload(),), connection=self.connection, id=chunk_job_id(batch_id, chunk),
                     description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
                     result_ttl=self.settings.result_ttl, failure_ttl=self.settings.result_ttl,
                     serializer=OrjsonSerializer,

@@ -9,6 +9,7 @@ rows themselves stay in storage). Each finished chunk leaves one `.npz` of outpu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, BinaryIO
@@ -20,6 +21,35 @@ import orjson
 CHUNK_FUNC = "worker.batch_chunk"
 # A batch of tiny rows gets bigger chunks rather than hundreds of thousands of RQ jobs.
 MAX_CHUNKS = 10_000
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """A chunk job's payload: its batch, its index, its accepted-row range, and the model inputs stored."""
+
+    batch: str
+    chunk: int
+    start: int
+    stop: int
+    inputs: tuple[str, ...]
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON-able form stored as the RQ job's argument."""
+        return {"batch": self.batch, "chunk": self.chunk, "start": self.start, "stop": self.stop,
+                "inputs": list(self.inputs)}
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> "ChunkSpec":
+        """Read a stored payload; raises ValueError (or KeyError/TypeError) if it is not one."""
+        spec = cls(str(payload["batch"]), int(payload["chunk"]), int(payload["start"]), int(payload["stop"]),
+                   tuple(str(name) for name in payload["inputs"]))
+        if not 0 <= spec.start < spec.stop:
+            raise ValueError(f"chunk rows {spec.start}:{spec.stop} are not a range")
+        return spec
 
 
 class BatchStatus(str, Enum):

@@ -46,9 +46,9 @@ class Settings:
     # RQ queue for bulk batch chunks; workers claim from it only when QUEUE_NAME is empty.
     bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest batch the worker forms).
-    max_batch_size: int = 256
+    max_microbatch_rows: int = 256
     # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
-    max_batch_delay_ms: float = 0.0
+    max_microbatch_delay_ms: float = 0.0
     # Seconds a finished or failed result stays readable.
     result_ttl: int = 3600
     # Rows one POST /predict may carry.
@@ -129,8 +129,8 @@ class Settings:
 
     def validate(self) -> None:
         """Check the rules between fields; raise ConfigError naming the variable."""
-        _require(self.max_batch_size >= 1, "MAX_BATCH_SIZE", self.max_batch_size, "an integer ≥ 1")
-        _require(self.max_batch_delay_ms >= 0, "MAX_BATCH_DELAY_MS", self.max_batch_delay_ms, "a number ≥ 0")
+        _require(self.max_microbatch_rows >= 1, "MAX_MICROBATCH_ROWS", self.max_microbatch_rows, "an integer ≥ 1")
+        _require(self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")

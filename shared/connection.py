@@ -27,6 +27,6 @@ def connect(settings: Settings) -> redis.Redis:
     The socket timeout must outlast the longest blocking read (a 30 s long-poll, a worker's batch window):
     redis-py's default of 5 s would cut those short. It still ends a read from a Redis that hangs.
     """
-    socket_timeout = BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_batch_delay_ms / 1000
+    socket_timeout = BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_microbatch_delay_ms / 1000
     return redis.Redis.from_url(redis_url(settings), health_check_interval=30, retry=RETRY,
                                 socket_timeout=socket_timeout, socket_connect_timeout=2)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.schema import ErrorCode
+
 
 class ServiceError(Exception):
     """Base class: an HTTP status, a stable machine-readable code and a sentence for people."""
@@ -103,7 +105,7 @@ class NotReady(ServiceError):
 
 class InferenceFailed(ServiceError):
     status = 500
-    code = "inference_failed"
+    code = ErrorCode.INFERENCE_FAILED.value
 
 
 class TimedOut(ServiceError):

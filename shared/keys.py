@@ -1,4 +1,6 @@
-"""Every Redis key the service writes outside RQ's own keys. No other module builds a key string."""
+"""Every Redis key the service writes outside RQ's own keys (RQ's key formats live in shared/rq_keys.py).
+
+Application code builds no key string of its own: it calls these functions. Tests and the bench call them too."""
 
 from __future__ import annotations
 
@@ -15,21 +17,21 @@ def workers() -> str:
     return f"{PREFIX}:workers"
 
 
-def done(job_id: str) -> str:
-    """List holding one element, the job's final status document (JSON); TTL RESULT_TTL, set by the writer.
+def result(job_id: str) -> str:
+    """List holding one element, the job's result (its final status document, JSON); TTL RESULT_TTL, set by the writer.
 
     A list, not a string, so that waiters can block on it (BLMOVE onto itself leaves it in place).
     """
-    return f"{PREFIX}:done:{job_id}"
+    return f"{PREFIX}:result:{job_id}"
 
 
-def batch_sizes() -> str:
-    """List of the last 10,000 batch sizes (rows per model call), newest first; capped by the worker."""
-    return f"{PREFIX}:stats:batch_sizes"
+def microbatch_sizes() -> str:
+    """List of the last 10,000 micro-batch sizes (rows per model call), newest first; capped by the worker."""
+    return f"{PREFIX}:stats:microbatch_sizes"
 
 
 def stats() -> str:
-    """Hash of worker counters: model_calls, rows, batches, round_trips (Redis round trips for those batches); no TTL."""
+    """Hash of worker counters: model_calls, rows, microbatches, round_trips (Redis round trips for those micro-batches); no TTL."""
     return f"{PREFIX}:stats"
 
 
@@ -45,7 +47,7 @@ def batch(batch_id: str) -> str:
 
 
 def batch_expiry() -> str:
-    """Sorted set: batch id → Unix time its files expire; the workers' housekeeping removes members it sweeps."""
+    """Sorted set: batch id → Unix time its files expire; the workers' background thread removes members it sweeps."""
     return f"{PREFIX}:batches:expiry"
 
 
@@ -63,19 +65,19 @@ def queued_rows(queue_name: str) -> str:
     """String (integer): rows of the jobs waiting in queue `queue_name`; no TTL.
 
     Changed only together with the queue list itself (submit, claim, cancel, requeue), in the same
-    transaction or Lua call; reset to 0 by the maintenance step whenever the queue is empty.
+    transaction or Lua call; reset to 0 by the recovery sweep whenever the queue is empty.
     """
     return f"{PREFIX}:queued_rows:{queue_name}"
 
 
-def maintenance_lock() -> str:
-    """String: name of the worker running the maintenance step; TTL one maintenance interval, set by that worker."""
-    return f"{PREFIX}:maintenance:lock"
+def recovery_lock() -> str:
+    """String: name of the worker running the recovery sweep; TTL one HEARTBEAT_S, set by that worker."""
+    return f"{PREFIX}:recovery:lock"
 
 
 def intermediate_seen(queue_name: str) -> str:
-    """String (JSON list): job ids the last maintenance pass saw in the queue's RQ intermediate list; TTL set by it."""
-    return f"{PREFIX}:maintenance:intermediate:{queue_name}"
+    """String (JSON list): job ids the last recovery pass saw in the queue's RQ intermediate list; TTL set by it."""
+    return f"{PREFIX}:recovery:intermediate:{queue_name}"
 
 
 # Fields this service adds to RQ's job hash (`rq:job:<id>`), which expires with the job.

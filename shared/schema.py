@@ -1,7 +1,11 @@
-"""The job status vocabulary and the status documents that clients read."""
+"""The job vocabulary (statuses, error codes) and the result documents that clients read.
+
+Defined once here; the client package keeps copies that tests/unit/test_vocabulary.py checks against these.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -26,9 +30,27 @@ class JobStatus(str, Enum):
         return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED)
 
 
-# Error codes on failed documents that the worker and its maintenance step write.
-DEADLINE_EXCEEDED = "deadline_exceeded"  # the job's deadline passed before a worker started it: status `expired`
-WORKER_LOST = "worker_lost"  # workers died with the job in hand MAX_ATTEMPTS times
+class ErrorCode(str, Enum):
+    """The `error.code` of a failed or expired job's result."""
+
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # the deadline passed before a worker started it: status `expired`
+    WORKER_LOST = "worker_lost"  # workers died with the job in hand MAX_ATTEMPTS times
+    INFERENCE_FAILED = "inference_failed"  # the model raised on this job's rows (run on their own)
+    INVALID_PAYLOAD = "invalid_payload"  # the job's stored payload could not be decoded
+    STORAGE_FAILED = "storage_failed"  # a bulk chunk's rows or outputs could not be read or written
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job did not finish."""
+
+    code: ErrorCode
+    message: str
+
+    @property
+    def status(self) -> JobStatus:
+        """The status the job ends in: `expired` for a missed deadline, else `failed`."""
+        return JobStatus.EXPIRED if self.code is ErrorCode.DEADLINE_EXCEEDED else JobStatus.FAILED
 
 
 def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[str, Any]:
@@ -36,19 +58,12 @@ def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[s
     return {"id": job_id, "status": JobStatus.FINISHED.value, "predictions": predictions, "model": model}
 
 
-def failed_doc(job_id: str, code: str, message: str, model: dict[str, str] | None = None) -> dict[str, Any]:
-    """The document of a failed job; `error` has the same shape as API errors."""
-    doc: dict[str, Any] = {"id": job_id, "status": JobStatus.FAILED.value, "error": {"code": code, "message": message}}
+def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None) -> dict[str, Any]:
+    """The document of a job that did not finish (`failed` or `expired`); `error` has the shape of API errors."""
+    doc: dict[str, Any] = {"id": job_id, "status": error.status.value,
+                           "error": {"code": error.code.value, "message": error.message}}
     if model is not None:
         doc["model"] = model
-    return doc
-
-
-def outcome_doc(job_id: str, code: str, message: str, model: dict[str, str] | None = None) -> dict[str, Any]:
-    """The document of a job that did not finish: `expired` for DEADLINE_EXCEEDED, else `failed`."""
-    doc = failed_doc(job_id, code, message, model)
-    if code == DEADLINE_EXCEEDED:
-        doc["status"] = JobStatus.EXPIRED.value
     return doc
 
 

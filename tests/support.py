@@ -77,13 +77,13 @@ class Service:
 
     def documents(self, job_id: str) -> list[bytes]:
         """Every final document published for the job (exactly one once it is done)."""
-        return self.redis.lrange(keys.done(job_id), 0, -1)
+        return self.redis.lrange(keys.result(job_id), 0, -1)
 
     def live_workers(self) -> int:
-        return self.redis.zcount("infer:workers", time.time(), "+inf")
+        return self.redis.zcount(keys.workers(), time.time(), "+inf")
 
     def live_worker_names(self) -> set[bytes]:
-        return set(self.redis.zrangebyscore("infer:workers", time.time(), "+inf"))
+        return set(self.redis.zrangebyscore(keys.workers(), time.time(), "+inf"))
 
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
@@ -107,7 +107,7 @@ class Service:
         return self.http.post("/predict", params={"wait": wait}, json={"instances": rows})
 
     def stats(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall("infer:stats").items()}
+        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
 
     def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
         """POST /batches with a raw body."""

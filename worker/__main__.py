@@ -26,17 +26,17 @@ from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
-from worker.batcher import collect, validate_knobs
+from worker.microbatcher import collect, validate_knobs
 from worker.chunks import ChunkStore
 from worker.claim import RedisSource
-from worker.housekeeping import Housekeeping
-from worker.jobs import ClaimedJob
-from worker.maintenance import Maintenance
+from worker.background import BackgroundThread
+from worker.claims import Claim
+from worker.recovery import Recovery
 from worker.model import LoadedModel, ModelLoadError, load_model
 from worker.model_path import ModelPathError, locate_model
 from worker.publish import Publisher
 from worker.registration import Registration, model_document
-from worker.runner import RunStats, run_batch
+from worker.runner import RunStats, run_microbatch
 
 log = logging.getLogger("worker")
 
@@ -48,18 +48,18 @@ MAX_BACKOFF_S = 2.0
 def lease_seconds(settings: Settings) -> int:
     """How long a claimed job stays this worker's without a heartbeat: 3 beats, plus the batch window
     (a worker blocks that long collecting a batch, with the jobs claimed so far in hand)."""
-    return max(2, math.ceil(3 * settings.heartbeat_s + settings.max_batch_delay_ms / 1000))
+    return max(2, math.ceil(3 * settings.heartbeat_s + settings.max_microbatch_delay_ms / 1000))
 
 
 class InferenceWorker:
-    """The outer loop: collect → run → publish → heartbeat → maintenance, in one process that holds the model.
+    """The outer loop: collect → run → publish → heartbeat → recovery, in one process that holds the model.
 
     Redis going away does not end it: the step that failed is abandoned (its rows are handed out again),
     completed jobs wait in the outbox, and the loop retries with backoff until Redis answers.
     """
 
     def __init__(self, settings: Settings, model: LoadedModel) -> None:
-        validate_knobs(settings.max_batch_size, settings.max_batch_delay_ms / 1000)
+        validate_knobs(settings.max_microbatch_rows, settings.max_microbatch_delay_ms / 1000)
         self.settings = settings
         self.model = model
         self.connection = connect(settings)
@@ -76,10 +76,10 @@ class InferenceWorker:
                                   settings.batch_chunk_rows)
         self.registration = Registration(self.connection, self.rq_worker, settings)
         self.publisher = Publisher(self.connection, self.rq_worker, model.signature, settings.result_ttl, self.chunks)
-        self.maintenance = Maintenance(self.connection, queues, self.rq_worker, settings.heartbeat_s,
+        self.recovery = Recovery(self.connection, queues, self.rq_worker, settings.heartbeat_s,
                                        settings.result_ttl, settings.max_attempts, records)
-        self.housekeeping = Housekeeping(self.connection, settings, files, records)
-        self.outbox: list[ClaimedJob] = []  # complete, not yet published
+        self.background = BackgroundThread(self.connection, settings, files, records)
+        self.outbox: list[Claim] = []  # complete, not yet published
         self.outbox_stats: RunStats | None = None
         self.stopping = False
         self._backoff_s = FIRST_BACKOFF_S
@@ -99,27 +99,27 @@ class InferenceWorker:
         while not self._attempt(lambda: self.registration.birth(document)):
             if self.stopping:
                 return
-        log.info("worker %s ready: model %s v%s, max_batch_size=%d, max_batch_delay_ms=%g, lease %d s",
+        log.info("worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, lease %d s",
                  self.rq_worker.name, self.model.signature.name, self.model.signature.version,
-                 self.settings.max_batch_size, self.settings.max_batch_delay_ms, self.execution_ttl)
-        self.housekeeping.start()
+                 self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms, self.execution_ttl)
+        self.background.start()
         try:
             while not (self.stopping and self.idle):
                 self._attempt(self.step)
         finally:
-            self.housekeeping.stop()
+            self.background.stop()
             if not self._attempt(self.registration.death):
                 log.warning("worker %s stopped without deregistering: Redis is unreachable", self.rq_worker.name)
             log.info("worker %s stopped", self.rq_worker.name)
 
     def step(self) -> None:
-        """One turn of the loop: collect a batch, run it, publish what completed, heartbeat, maintenance."""
+        """One turn of the loop: collect a batch, run it, publish what completed, heartbeat, recovery."""
         if self.outbox:
             self._publish()  # results held back while Redis was away go first
         self.registration.beat_if_due(self.source.pending, self.execution_ttl)  # e.g. due since an outage
-        batch = collect(self.source, self.settings.max_batch_size, self.settings.max_batch_delay_ms / 1000,
+        batch = collect(self.source, self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms / 1000,
                         0.0 if self.stopping else IDLE_TIMEOUT_S)
-        stats = run_batch(self.model, batch) if batch else None
+        stats = run_microbatch(self.model, batch) if batch else None
         finished = self.source.take_finished()
         self.outbox += finished
         if stats:
@@ -128,7 +128,7 @@ class InferenceWorker:
         if stats and stats.rows:
             log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
         self.registration.beat_if_due(self.source.pending, self.execution_ttl)
-        self.maintenance.run_if_due()
+        self.recovery.run_if_due()
 
     def _publish(self) -> None:
         if not self.outbox and self.outbox_stats is None:
@@ -149,7 +149,7 @@ class InferenceWorker:
             return False
         except redis.RedisError as exc:
             # Not an outage: Redis refused a command (out of memory, say). The completed jobs in the outbox
-            # may be what it refuses, so they are let go; their leases lapse and maintenance requeues them.
+            # may be what it refuses, so they are let go; their leases lapse and recovery requeues them.
             log.exception("Redis refused a command; dropping %d unpublished result(s)", len(self.outbox))
             self.outbox, self.outbox_stats = [], None
             self.source.rewind()
@@ -185,7 +185,7 @@ def main() -> int:
     except (ModelPathError, ModelLoadError) as exc:
         log.error("cannot start: %s", exc)
         return 3
-    warm = model.warm_up([1, min(8, settings.max_batch_size), settings.max_batch_size])
+    warm = model.warm_up([1, min(8, settings.max_microbatch_rows), settings.max_microbatch_rows])
     load_s = time.monotonic() - started
     log.info("model loaded and warmed up in %.2f s (warm-up %.2f s)", load_s, warm)
     worker = InferenceWorker(settings, model)

@@ -15,10 +15,10 @@ import orjson
 from rq.job import Job
 
 from shared.batch_records import BatchRecords
-from shared.batches import (CHUNK_FUNC, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
+from shared.batches import (CHUNK_FUNC, ChunkSpec, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
                             write_outputs)
 from shared.storage import Storage
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +34,45 @@ class ChunkStore:
     def is_chunk(job: Job) -> bool:
         return job.func_name == CHUNK_FUNC
 
-    def load(self, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    def load(self, spec: ChunkSpec) -> dict[str, np.ndarray]:
         """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
-        batch, start, stop = payload["batch"], int(payload["start"]), int(payload["stop"])
-        names = payload["inputs"]
-        return {name: self.storage.load_rows(input_key(batch, i), start, stop) for i, name in enumerate(names)}
+        return {name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
+                for i, name in enumerate(spec.inputs)}
 
-    def started(self, pipe: Any, claimed: ClaimedJob) -> None:
+    def started(self, pipe: Any, claimed: Claim) -> None:
         """In the claim's pipeline: the batch is in progress."""
-        self.records.chunk_started(pipe, claimed.chunk["batch"])
+        self.records.chunk_started(pipe, claimed.chunk.batch)
 
-    def save(self, claimed: ClaimedJob) -> tuple[int, int]:
+    def save(self, claimed: Claim) -> tuple[int, int]:
         """Write the chunk's outputs, or one error line per row if it failed; returns (done rows, failed rows).
 
         Runs before the publish pipeline, so a chunk is counted only once its file exists.
         """
-        payload = claimed.chunk
-        rows = int(payload["stop"]) - int(payload["start"])
+        spec = claimed.chunk
+        rows = spec.rows
         if claimed.error is None:
             try:
-                with self.storage.create(output_key(payload["batch"], payload["chunk"])) as file:
+                with self.storage.create(output_key(spec.batch, spec.chunk)) as file:
                     write_outputs(file, claimed.stacked_outputs())
                 return rows, 0
             except OSError as exc:
-                claimed.fail("storage_failed", f"the chunk's outputs could not be written: {exc}")
+                claimed.fail(ErrorCode.STORAGE_FAILED, f"the chunk's outputs could not be written: {exc}")
         self._save_errors(claimed)
         return 0, rows
 
-    def _save_errors(self, claimed: ClaimedJob) -> None:
-        payload = claimed.chunk
-        batch = payload["batch"]
-        code, message = claimed.error
+    def _save_errors(self, claimed: Claim) -> None:
+        spec = claimed.chunk
+        batch = spec.batch
         try:
             has_skipped = self.storage.exists(skipped_key(batch))
             skipped = self.storage.load_rows(skipped_key(batch), 0, None) if has_skipped else None
-            rows = file_rows(skipped, int(payload["start"]), int(payload["stop"]))
-            with self.storage.create(chunk_errors_key(batch, payload["chunk"])) as file:
+            rows = file_rows(skipped, spec.start, spec.stop)
+            with self.storage.create(chunk_errors_key(batch, spec.chunk)) as file:
                 for row in rows.tolist():
-                    file.write(orjson.dumps({"row": row, "error": f"{code}: {message}"}) + b"\n")
+                    file.write(orjson.dumps({"row": row, "error": f"{claimed.error.code.value}: {claimed.error.message}"}) + b"\n")
         except OSError as exc:  # the batch's files are gone (expired): nothing left to annotate
-            log.warning("could not write the errors of batch %s chunk %s: %s", batch, payload["chunk"], exc)
+            log.warning("could not write the errors of batch %s chunk %s: %s", batch, spec.chunk, exc)
 
-    def finished(self, pipe: Any, claimed: ClaimedJob, done_rows: int, failed_rows: int) -> None:
+    def finished(self, pipe: Any, claimed: Claim, done_rows: int, failed_rows: int) -> None:
         """In the publish pipeline: count the chunk's rows; the last chunk ends the batch."""
-        self.records.chunk_done(pipe, claimed.chunk["batch"], done_rows, failed_rows)
+        self.records.chunk_done(pipe, claimed.chunk.batch, done_rows, failed_rows)

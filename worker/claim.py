@@ -24,11 +24,12 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 
 from shared import keys
+from shared.batches import ChunkSpec
 from shared.payload import decode_inputs
-from shared.schema import DEADLINE_EXCEEDED, OrjsonSerializer
-from worker.batcher import Segment
+from shared.schema import ErrorCode, OrjsonSerializer
+from worker.microbatcher import Segment
 from worker.chunks import ChunkStore
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class RedisSource:
         self.execution_ttl = execution_ttl
         self.chunks = chunks
         self.chunk_rows = chunk_rows
-        self.pending: deque[ClaimedJob] = deque()
-        self.rejected: list[ClaimedJob] = []
+        self.pending: deque[Claim] = deque()
+        self.rejected: list[Claim] = []
         self._claim = connection.register_script(CLAIM_SCRIPT)
         self._keys: list[str] = []
         for q in self.queues:
@@ -167,7 +168,7 @@ class RedisSource:
             start = claimed.next_row
             stop = min(claimed.rows, start + max_rows)
             if stop > start:
-                segments.append(Segment(claimed, start, stop, alone=claimed.rerun))
+                segments.append(Segment(claimed, start, stop, rerun=claimed.rerun))
                 claimed.next_row = stop
                 max_rows -= stop - start
         return segments
@@ -205,29 +206,29 @@ class RedisSource:
         self._start(ids, [self._restore(job_id, flat) for job_id, flat in zip(ids, reply[1::2])], at_front=priority_only)
         self.round_trips += trips + 1
 
-    def _restore(self, job_id: str, flat_hash: list[bytes]) -> ClaimedJob | None:
+    def _restore(self, job_id: str, flat_hash: list[bytes]) -> Claim | None:
         data = dict(zip(flat_hash[::2], flat_hash[1::2]))
         if not data or data.get(b"status") != JobStatus.QUEUED.value.encode():
             return None  # cancelled, expired or already done (a duplicate id): nothing to run, nothing to report
         job = Job(id=job_id, connection=self.connection, serializer=OrjsonSerializer)
         job.restore(data)
-        claimed = ClaimedJob(job=job, execution=None, inputs=None, rows=0, rerun=bool(data.get(b"started_at")))
+        claimed = Claim(job=job, execution=None, inputs=None, rows=0, rerun=bool(data.get(b"started_at")))
         late = time.time() - _deadline(data)
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
-            claimed.fail(DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it")
+            claimed.fail(ErrorCode.DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it")
             return claimed
         try:
             if self.chunks is not None and self.chunks.is_chunk(job):
-                claimed.chunk = dict(job.args[0])
+                claimed.chunk = ChunkSpec.from_payload(job.args[0])
                 claimed.inputs = self.chunks.load(claimed.chunk)
             else:
                 claimed.inputs = decode_inputs(job.args[0])
             claimed.rows = len(next(iter(claimed.inputs.values())))
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
-            claimed.fail("invalid_payload", f"job payload could not be decoded: {exc}")
+            claimed.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
         return claimed
 
-    def _start(self, ids: list[str], claimed: list[ClaimedJob | None], at_front: bool = False) -> None:
+    def _start(self, ids: list[str], claimed: list[Claim | None], at_front: bool = False) -> None:
         """Mark claimed jobs started in one round trip and take every claimed id off the intermediate lists."""
         if not ids:
             return
@@ -257,14 +258,14 @@ class RedisSource:
         else:
             self.pending.extend(ready)
 
-    def _without_duplicates(self, claimed: list[ClaimedJob | None]) -> list[ClaimedJob | None]:
+    def _without_duplicates(self, claimed: list[Claim | None]) -> list[Claim | None]:
         """Drop repeated ids within one claim; a job claimed again replaces the stale copy in hand.
 
         An id is queued twice only after a retried submit or requeue; a job we hold that comes back was
         requeued because our lease on it lapsed, so the copy in hand can no longer publish anyway.
         """
         seen: set[str] = set()
-        unique: list[ClaimedJob | None] = []
+        unique: list[Claim | None] = []
         for item in claimed:
             if item is None or item.id in seen:
                 unique.append(None)
@@ -275,7 +276,7 @@ class RedisSource:
             self.pending = deque(c for c in self.pending if c.id not in seen)
         return unique
 
-    def take_finished(self) -> list[ClaimedJob]:
+    def take_finished(self) -> list[Claim]:
         """Remove and return the jobs that are complete (all rows done, or failed)."""
         done = self.rejected + [c for c in self.pending if c.complete]
         self.rejected = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rq.utils import now
 
 from shared import metrics
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 from worker.runner import RunStats
 
 log = logging.getLogger("worker.publish")
@@ -18,13 +18,13 @@ log = logging.getLogger("worker.publish")
 class Outcome:
     """One published job: its final status, seconds since it was submitted, and its request id."""
 
-    claimed: ClaimedJob
+    claimed: Claim
     status: str
     latency_s: float | None
     request_id: str | None
 
 
-def latency_s(claimed: ClaimedJob) -> float | None:
+def latency_s(claimed: Claim) -> float | None:
     """Seconds from enqueue (the API's clock) to now (ours); None if RQ recorded no enqueue time."""
     enqueued = claimed.job.enqueued_at
     return max(0.0, (now() - enqueued).total_seconds()) if enqueued else None
@@ -51,4 +51,4 @@ def log_outcome(outcome: Outcome) -> None:
     if claimed.error is None:
         log.info("job %s %s: %d row(s)%s", claimed.id, outcome.status, claimed.rows, took, extra=extra)
     else:
-        log.warning("job %s %s: %s: %s", claimed.id, outcome.status, claimed.error[0], claimed.error[1], extra=extra)
+        log.warning("job %s %s: %s: %s", claimed.id, outcome.status, claimed.error.code.value, claimed.error.message, extra=extra)

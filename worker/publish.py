@@ -21,10 +21,10 @@ from rq.job import JobStatus
 from rq.utils import now
 
 from shared import keys, webhooks
-from shared.schema import finished_doc, outcome_doc
+from shared.schema import error_doc, finished_doc
 from shared.signature import ModelSignature
 from worker.chunks import ChunkStore
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 from worker.outcomes import Outcome, latency_s, log_outcome, metric_increments
 from worker.runner import RunStats
 
@@ -58,10 +58,10 @@ class Publisher:
     """Writes the outcome of completed jobs, each at most once.
 
     Publishing is conditional on the claim still being this worker's: a worker that was too slow (or cut
-    off from Redis) may have lost its lease on a job, which the maintenance step then requeued for another
+    off from Redis) may have lost its lease on a job, which the recovery sweep then requeued for another
     worker. So the job hashes are WATCHed, one Lua call reads which leases are still in RQ's started
     registry and which jobs have no document yet, and only those are written, in one MULTI/EXEC. If the
-    maintenance step requeues one of them meanwhile, the hash changes, EXEC is refused, and we look again.
+    recovery sweep requeues one of them meanwhile, the hash changes, EXEC is refused, and we look again.
     Three round trips per batch, none per job. Bulk chunks write their outputs to storage (`chunks`) and
     their batch's counters instead of a done document; metrics and webhooks ride in the same transaction.
     """
@@ -76,7 +76,7 @@ class Publisher:
         self.result_ttl = result_ttl
         self.chunks = chunks
 
-    def publish(self, jobs: list[ClaimedJob], stats: RunStats | None, round_trips: int = 0) -> list[ClaimedJob]:
+    def publish(self, jobs: list[Claim], stats: RunStats | None, round_trips: int = 0) -> list[Claim]:
         """Record the outcome of `jobs` and the batch's stats; returns the jobs skipped as no longer ours.
 
         `round_trips` is what claiming these jobs cost, for the worker's stats.
@@ -101,16 +101,16 @@ class Publisher:
             log_outcome(outcome)
         return [claimed for claimed, ours in zip(jobs, owned) if not ours]
 
-    def _owned(self, pipe: Pipeline, jobs: list[ClaimedJob]) -> list[bool]:
+    def _owned(self, pipe: Pipeline, jobs: list[Claim]) -> list[bool]:
         if not jobs:
             return []
         pipe.watch(*{claimed.job.key for claimed in jobs})
         registries = [claimed.job.started_job_registry.key for claimed in jobs]
-        done = [keys.done(claimed.id) for claimed in jobs]
+        done = [keys.result(claimed.id) for claimed in jobs]
         leases = [claimed.lease or "" for claimed in jobs]
         return [bool(flag) for flag in pipe.eval(OWNED_SCRIPT, 2 * len(jobs), *registries, *done, *leases)]
 
-    def _record(self, pipe: Pipeline, claimed: ClaimedJob) -> Outcome | None:
+    def _record(self, pipe: Pipeline, claimed: Claim) -> Outcome | None:
         """One job's writes; returns what to log and count (None for a bulk chunk)."""
         if claimed.chunk is not None and self.chunks is not None:
             self._record_chunk(pipe, claimed)
@@ -119,34 +119,34 @@ class Publisher:
             doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), self.signature.model_ref)
             _finish(pipe, self.worker, claimed, doc, self.result_ttl)
         else:
-            doc = outcome_doc(claimed.id, *claimed.error, model=self.signature.model_ref)
+            doc = error_doc(claimed.id, claimed.error, model=self.signature.model_ref)
             _fail(pipe, self.worker, claimed, doc)
         request_id = (claimed.job.meta or {}).get("request_id")
         if request_id:
             doc["request_id"] = request_id
-        pipe.rpush(keys.done(claimed.id), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
-        pipe.expire(keys.done(claimed.id), self.result_ttl)
+        pipe.rpush(keys.result(claimed.id), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+        pipe.expire(keys.result(claimed.id), self.result_ttl)
         callback_url = (claimed.job.meta or {}).get("callback_url")
         if callback_url:
             webhooks.enqueue(pipe, "job", claimed.id, callback_url, self.result_ttl)
         return Outcome(claimed, doc["status"], latency_s(claimed), request_id)
 
-    def _record_chunk(self, pipe: Pipeline, claimed: ClaimedJob) -> None:
+    def _record_chunk(self, pipe: Pipeline, claimed: Claim) -> None:
         """A chunk's RQ bookkeeping (its result is a summary; the outputs are in storage) and its batch's counters.
 
         The outputs are written before the transaction runs, so a chunk is counted done only once its file exists.
         """
         counts = self.chunks.save(claimed)
         if claimed.error is None:
-            doc = {"batch": claimed.chunk["batch"], "chunk": claimed.chunk["chunk"], "rows": counts[0],
+            doc = {"batch": claimed.chunk.batch, "chunk": claimed.chunk.chunk, "rows": counts[0],
                    "status": "finished", "model": self.signature.model_ref}
             _finish(pipe, self.worker, claimed, doc, self.result_ttl)
         else:
-            _fail(pipe, self.worker, claimed, outcome_doc(claimed.id, *claimed.error, model=self.signature.model_ref))
+            _fail(pipe, self.worker, claimed, error_doc(claimed.id, claimed.error, model=self.signature.model_ref))
         self.chunks.finished(pipe, claimed, *counts)
 
 
-def _record_counters(pipe: Pipeline, worker: Worker, published: list[ClaimedJob]) -> None:
+def _record_counters(pipe: Pipeline, worker: Worker, published: list[Claim]) -> None:
     """RQ's per-worker counters, once per batch rather than once per job."""
     failed = sum(1 for claimed in published if claimed.error is not None)
     if len(published) - failed:
@@ -163,13 +163,13 @@ def _record_stats(pipe: Pipeline, stats: RunStats | None, round_trips: int) -> N
     if stats is not None and stats.rows:
         pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
         pipe.hincrby(keys.stats(), "rows", stats.rows)
-        pipe.hincrby(keys.stats(), "batches", 1)
+        pipe.hincrby(keys.stats(), "microbatches", 1)
         pipe.hincrby(keys.stats(), "round_trips", round_trips)
-        pipe.lpush(keys.batch_sizes(), stats.rows)
-        pipe.ltrim(keys.batch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
+        pipe.lpush(keys.microbatch_sizes(), stats.rows)
+        pipe.ltrim(keys.microbatch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
 
 
-def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_ttl: int) -> None:
+def _finish(pipe: Any, worker: Worker, claimed: Claim, doc: dict, result_ttl: int) -> None:
     job, execution = claimed.job, claimed.execution
     job.ended_at = now()
     job._result = doc
@@ -185,7 +185,7 @@ def _finish(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict, result_tt
     cleanup_execution(worker, job, pipe, execution)
 
 
-def _fail(pipe: Any, worker: Worker, claimed: ClaimedJob, doc: dict) -> None:
+def _fail(pipe: Any, worker: Worker, claimed: Claim, doc: dict) -> None:
     job, execution = claimed.job, claimed.execution
     job.ended_at = now()
     job.set_status(JobStatus.FAILED, pipeline=pipe)

@@ -14,15 +14,15 @@ from rq.utils import now
 from shared import keys
 from shared.config import Settings
 from shared.signature import ModelSignature
-from worker.jobs import ClaimedJob
+from worker.claims import Claim
 
 
 def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:
     """The published model document: the signature plus the batching settings and load time."""
     doc = orjson.loads(signature.to_json())
     doc["batching"] = {
-        "max_batch_size": settings.max_batch_size,
-        "max_batch_delay_ms": settings.max_batch_delay_ms,
+        "max_microbatch_rows": settings.max_microbatch_rows,
+        "max_microbatch_delay_ms": settings.max_microbatch_delay_ms,
     }
     doc["load_seconds"] = round(load_s, 3)
     return orjson.dumps(doc)
@@ -50,7 +50,7 @@ class Registration:
             pipe.execute()
         self._next_beat = time.monotonic() + self.interval_s
 
-    def beat_if_due(self, in_hand: Iterable[ClaimedJob], execution_ttl: int) -> None:
+    def beat_if_due(self, in_hand: Iterable[Claim], execution_ttl: int) -> None:
         """Refresh liveness and the heartbeats of jobs in hand, at most once per interval."""
         if time.monotonic() < self._next_beat:
             return

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.batcher import Segment
+from worker.microbatcher import Segment
+from shared.schema import ErrorCode
 from worker.model import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ class RunStats:
         return RunStats(self.rows + other.rows, self.model_calls + other.model_calls, self.model_s + other.model_s)
 
 
-def run_batch(model: LoadedModel, segments: list[Segment]) -> RunStats:
+def run_microbatch(model: LoadedModel, segments: list[Segment]) -> RunStats:
     """Run `segments` through the model and record outputs (or errors) on their jobs."""
-    segments = [s for s in segments if s.job.error is None]
+    segments = [s for s in segments if s.claim.error is None]
     rows = sum(s.rows for s in segments)
     if not segments:
         return RunStats(0, 0, 0.0)
@@ -46,7 +47,7 @@ def run_batch(model: LoadedModel, segments: list[Segment]) -> RunStats:
             try:
                 _call(model, [segment])
             except Exception as job_exc:
-                segment.job.fail("inference_failed", f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}")
+                segment.claim.fail(ErrorCode.INFERENCE_FAILED, f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}")
         return RunStats(rows, 1 + len(segments), time.monotonic() - started)
     return RunStats(rows, 1, time.monotonic() - started)
 
@@ -56,9 +57,9 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
     names = [t.name for t in model.signature.inputs]
     if len(segments) == 1:
         s = segments[0]
-        inputs = {n: s.job.inputs[n][s.start : s.stop] for n in names}
+        inputs = {n: s.claim.inputs[n][s.start : s.stop] for n in names}
     else:
-        inputs = {n: np.concatenate([s.job.inputs[n][s.start : s.stop] for s in segments]) for n in names}
+        inputs = {n: np.concatenate([s.claim.inputs[n][s.start : s.stop] for s in segments]) for n in names}
     rows = sum(s.rows for s in segments)
     outputs = model.predict(inputs)
     for name, array in outputs.items():
@@ -66,6 +67,6 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
             raise RuntimeError(f"output {name!r} has {len(array)} rows for {rows} input rows")
     offset = 0
     for s in segments:
-        s.job.outputs.append({k: v[offset : offset + s.rows] for k, v in outputs.items()})
-        s.job.done_rows += s.rows
+        s.claim.outputs.append({k: v[offset : offset + s.rows] for k, v in outputs.items()})
+        s.claim.done_rows += s.rows
         offset += s.rows

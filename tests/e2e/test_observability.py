@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from shared import keys
 import httpx
 import numpy as np
 import orjson
@@ -95,4 +96,4 @@ def test_cancelled_jobs_are_counted(redis_db, redis_url):
     store = JobStore(redis_db, Settings.from_env({}))
     job_id = store.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
     store.cancel(job_id)
-    assert float(redis_db.hget("infer:metrics", "inference_jobs_total:canceled")) == 1
+    assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

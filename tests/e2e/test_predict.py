@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from shared import keys
 import numpy as np
 import pytest
 
@@ -79,19 +80,19 @@ def test_unknown_job_id_is_404(service):
 
 def test_a_job_with_more_rows_than_a_batch_spans_batches_in_order(make_service, digits, digits_model):
     x, _ = digits
-    small = make_service(max_batch_size=16)
+    small = make_service(max_microbatch_rows=16)
     response = small.predict(x[:100].tolist())
     assert response.status_code == 200
     expected = digits_model.predict({"pixels": x[:100]})["probabilities"]
     np.testing.assert_allclose(np.array(response.json()["predictions"]), expected, rtol=1e-5, atol=1e-6)
-    assert max(int(s) for s in small.redis.lrange("infer:stats:batch_sizes", 0, -1)) <= 16
+    assert max(int(s) for s in small.redis.lrange(keys.microbatch_sizes(), 0, -1)) <= 16
 
 
 def test_concurrent_submissions_are_batched_into_fewer_model_calls(make_service, digits, digits_model):
     x, _ = digits
     expected = np.argmax(digits_model.predict({"pixels": x[:64]})["probabilities"], axis=1)
     # A long delay window makes the outcome certain: the first job waits for the others to arrive.
-    batching = make_service(max_batch_delay_ms=1500, max_batch_size=64, api_threads=64)
+    batching = make_service(max_microbatch_delay_ms=1500, max_microbatch_rows=64, api_threads=64)
     with ThreadPoolExecutor(64) as pool:
         responses = list(pool.map(lambda i: batching.predict([x[i].tolist()], wait=20), range(64)))
     assert [r.status_code for r in responses] == [200] * 64
@@ -99,7 +100,7 @@ def test_concurrent_submissions_are_batched_into_fewer_model_calls(make_service,
     stats = batching.stats()
     assert stats["rows"] == 64
     assert stats["model_calls"] < 64
-    sizes = [int(s) for s in batching.redis.lrange("infer:stats:batch_sizes", 0, -1)]
+    sizes = [int(s) for s in batching.redis.lrange(keys.microbatch_sizes(), 0, -1)]
     assert sum(sizes) == 64 and max(sizes) > 1
 
 

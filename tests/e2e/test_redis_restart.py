@@ -46,7 +46,7 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def svc(redis_server, tmp_path_factory) -> Service:
     # A 2 s batch window keeps claimed jobs in the worker's hands long enough to crash Redis meanwhile.
-    settings = service_settings(f"redis://127.0.0.1:{redis_server.port}/0", 0, max_batch_delay_ms=2000,
+    settings = service_settings(f"redis://127.0.0.1:{redis_server.port}/0", 0, max_microbatch_delay_ms=2000,
                                 heartbeat_s=0.5, redis_appendfsync="always")
     service = Service(settings, tmp_path_factory.mktemp("redis-restart-service"))
     try:

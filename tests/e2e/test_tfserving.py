@@ -103,9 +103,9 @@ def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
     service = make_service(workers=0, protocol_timeout_s=1)
     signature = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
                                (TensorSpec("probabilities", (10,), "float32"),))
-    service.redis.set("infer:model", signature.to_json())
+    service.redis.set(keys.model(), signature.to_json())
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504
     assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]
     assert service.redis.llen("rq:queue:predict") == 0  # cancelled: no worker will pick it up later
-    assert float(service.redis.hget("infer:metrics", "inference_jobs_total:canceled")) == 1
+    assert float(service.redis.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

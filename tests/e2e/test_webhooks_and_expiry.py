@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
+from shared import keys
 from shared.webhooks import verify
 from tests.support import wait_until
 
@@ -108,7 +109,7 @@ def test_a_failing_receiver_is_retried_then_given_up_without_failing_the_job(hoo
         assert response.json()["status"] == "finished"
         attempts = [failing.next_call()[0]["X-Webhook-Attempt"] for _ in range(3)]
         assert attempts == ["1", "2", "3"]
-        wait_until(lambda: hooks.redis.zcard("infer:webhooks") == 0, 10)  # given up and forgotten
+        wait_until(lambda: hooks.redis.zcard(keys.webhooks()) == 0, 10)  # given up and forgotten
         assert failing.calls.empty()
         assert hooks.http.get(f"/result/{response.json()['id']}").json()["status"] == "finished"
     finally:

@@ -1,6 +1,6 @@
 """Leases, requeues, the publish fence and the queued-rows counter, against a real Redis.
 
-The worker's own modules run in the test process (claim, run, publish, maintenance) with a tiny numpy
+The worker's own modules run in the test process (claim, run, publish, recovery) with a tiny numpy
 model, so each step of a crash or a race can be staged exactly; the end-to-end tests do the same with
 real processes and real signals.
 """
@@ -21,12 +21,12 @@ from shared.config import Settings
 from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 from tests.support import wait_until
-from worker.batcher import collect
+from worker.microbatcher import collect
 from worker.claim import RedisSource
-from worker.maintenance import Maintenance
+from worker.recovery import Recovery
 from worker.model import LoadedModel
 from worker.publish import Publisher
-from worker.runner import run_batch
+from worker.runner import run_microbatch
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,14 @@ SIGNATURE = ModelSignature("double", "1", (TensorSpec("x", (2,), "float32"),), (
 
 
 class Node:
-    """One in-process worker: its source, publisher and maintenance step, over a real Redis."""
+    """One in-process worker: its source, publisher and recovery sweep, over a real Redis."""
 
     def __init__(self, connection, settings: Settings, name: str, lease_s: int = 60) -> None:
         self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
         self.rq_worker = Worker([self.queue], connection=connection, name=name, serializer=OrjsonSerializer)
         self.source = RedisSource(connection, [self.queue], self.rq_worker, lease_s)
         self.publisher = Publisher(connection, self.rq_worker, SIGNATURE, settings.result_ttl)
-        self.maintenance = Maintenance(connection, [self.queue], self.rq_worker, 1.0, settings.result_ttl,
+        self.recovery = Recovery(connection, [self.queue], self.rq_worker, 1.0, settings.result_ttl,
                                        settings.max_attempts)
         self.model = LoadedModel(SIGNATURE, lambda arrays: {"y": arrays["x"] * 2}, static_batch=None)
 
@@ -49,7 +49,7 @@ class Node:
         return collect(self.source, 64, delay_s, 0.0)
 
     def run_and_publish(self, batch) -> list:
-        stats = run_batch(self.model, batch) if batch else None
+        stats = run_microbatch(self.model, batch) if batch else None
         return self.publisher.publish(self.source.take_finished(), stats)
 
 
@@ -75,7 +75,7 @@ def lapse(redis_db, node: Node) -> None:
 
 
 def documents(redis_db, job_id: str) -> list[dict]:
-    return [orjson.loads(d) for d in redis_db.lrange(keys.done(job_id), 0, -1)]
+    return [orjson.loads(d) for d in redis_db.lrange(keys.result(job_id), 0, -1)]
 
 
 def queued_rows(redis_db) -> int:
@@ -88,7 +88,7 @@ def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_
     batch = slow.claim()
     assert len(batch) == 2
     lapse(redis_db, slow)
-    counts = other.maintenance.sweep(other.queue)
+    counts = other.recovery.sweep(other.queue)
     assert (counts.requeued, counts.failed) == (2, 0)
     late_arrival = submit(store, 3.0)
     queued = [i.decode() for i in redis_db.lrange(other.queue.key, 0, -1)]
@@ -114,23 +114,23 @@ def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worke
     first = Node(redis_db, settings, "first")
     first.claim()
     lapse(redis_db, first)
-    first.maintenance.sweep(first.queue)
+    first.recovery.sweep(first.queue)
     fresh = [submit(store, v) for v in (2.0, 3.0)]
     node = Node(redis_db, settings, "node")
     busy_job = submit(store, 9.0, rows=100)  # more rows than one batch of 64: the worker stays busy with it
     redis_db.lrem(node.queue.key, 1, busy_job)
     redis_db.lpush(node.queue.key, busy_job)  # now at the head, before the suspect
     batch = node.claim()
-    assert [s.job.id for s in batch] == [busy_job]  # the suspect behind it was not taken along
+    assert [s.claim.id for s in batch] == [busy_job]  # the suspect behind it was not taken along
     node.run_and_publish(batch)
     batch = node.claim()  # still holding rows of busy_job: the suspect at the head is not claimed
-    assert {s.job.id for s in batch} == {busy_job}
+    assert {s.claim.id for s in batch} == {busy_job}
     node.run_and_publish(batch)
     batch = node.claim(delay_s=0.5)
-    assert [(s.job.id, s.alone) for s in batch] == [(suspect, True)]  # alone, and at once despite the window
+    assert [(s.claim.id, s.rerun) for s in batch] == [(suspect, True)]  # alone, and at once despite the window
     node.run_and_publish(batch)
     batch = node.claim()
-    assert sorted(s.job.id for s in batch) == sorted(fresh)
+    assert sorted(s.claim.id for s in batch) == sorted(fresh)
     node.run_and_publish(batch)
     assert all(len(documents(redis_db, i)) == 1 for i in [suspect, busy_job, *fresh])
 
@@ -139,10 +139,10 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_
     job_id = submit(store, 1.0)
     node = Node(redis_db, settings, "node")
     for _ in range(settings.max_attempts):
-        assert [s.job.id for s in node.claim()] == [job_id]
+        assert [s.claim.id for s in node.claim()] == [job_id]
         node.source.pending.clear()  # the worker "dies": forgets what it held
         lapse(redis_db, node)
-        node.maintenance.sweep(node.queue)
+        node.recovery.sweep(node.queue)
     [doc] = documents(redis_db, job_id)
     assert doc["status"] == "failed" and doc["error"]["code"] == "worker_lost"
     assert "MAX_ATTEMPTS=2" in doc["error"]["message"]
@@ -158,8 +158,8 @@ def test_a_claim_stranded_before_it_started_returns_to_its_queue_after_two_sweep
     node.source._claim(keys=node.source._keys, args=[10, Job.redis_job_namespace_prefix, keys.JOB_ROWS, 0, 10])
     assert redis_db.lrange(node.queue.intermediate_queue_key, 0, -1) == [job_id.encode()]
     assert queued_rows(redis_db) == 0
-    assert node.maintenance.sweep(node.queue).returned == 0  # seen once: it may just be in flight
-    assert node.maintenance.sweep(node.queue).returned == 1
+    assert node.recovery.sweep(node.queue).returned == 0  # seen once: it may just be in flight
+    assert node.recovery.sweep(node.queue).returned == 1
     assert redis_db.lrange(node.queue.key, 0, -1) == [job_id.encode()]
     assert queued_rows(redis_db) == 3
     node.run_and_publish(node.claim())
@@ -175,7 +175,7 @@ def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queu
     node.run_and_publish(node.claim())
     assert queued_rows(redis_db) == 0 and documents(redis_db, kept)[0]["status"] == "finished"
     redis_db.set(keys.queued_rows("predict"), 55)  # drift, e.g. a queue emptied with RQ's own tools
-    node.maintenance.sweep(node.queue)
+    node.recovery.sweep(node.queue)
     assert queued_rows(redis_db) == 0
 
 
@@ -197,7 +197,7 @@ def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, st
     job_id = submit(store, 1.0)
     node = Node(redis_db, settings, "node")
     batch = node.claim()
-    run_batch(node.model, batch)
+    run_microbatch(node.model, batch)
     finished = node.source.take_finished()
     assert node.publisher.publish(finished, None) == []
     assert node.publisher.publish(finished, None) == finished  # e.g. a retry after the reply was lost
@@ -210,7 +210,7 @@ def test_an_id_queued_twice_runs_once(redis_db, settings, store):
     node = Node(redis_db, settings, "node")
     redis_db.rpush(node.queue.key, job_id)  # e.g. a submit retried after its reply was lost
     batch = node.claim()
-    assert [s.job.id for s in batch] == [job_id]
+    assert [s.claim.id for s in batch] == [job_id]
     node.run_and_publish(batch)
     assert node.claim() == []
     assert len(documents(redis_db, job_id)) == 1

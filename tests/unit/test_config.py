@@ -14,20 +14,20 @@ from shared.config import PROJECT_ROOT, ConfigError, Settings
 
 def test_defaults_need_no_environment():
     settings = Settings.from_env({})
-    assert settings.redis_url == "" and settings.max_batch_delay_ms == 0.0 and settings.api_port == 8000
+    assert settings.redis_url == "" and settings.max_microbatch_delay_ms == 0.0 and settings.api_port == 8000
 
 
 def test_values_are_parsed_to_their_types():
-    settings = Settings.from_env({"MAX_BATCH_SIZE": "32", "MAX_BATCH_DELAY_MS": "2.5", "REDIS_URL": "redis://x:1/2"})
-    assert (settings.max_batch_size, settings.max_batch_delay_ms, settings.redis_url) == (32, 2.5, "redis://x:1/2")
+    settings = Settings.from_env({"MAX_MICROBATCH_ROWS": "32", "MAX_MICROBATCH_DELAY_MS": "2.5", "REDIS_URL": "redis://x:1/2"})
+    assert (settings.max_microbatch_rows, settings.max_microbatch_delay_ms, settings.redis_url) == (32, 2.5, "redis://x:1/2")
 
 
 @pytest.mark.parametrize(
     ("env", "words"),
     [
-        ({"MAX_BATCH_SIZE": "lots"}, "MAX_BATCH_SIZE='lots' is not valid: expected an integer"),
-        ({"MAX_BATCH_SIZE": "0"}, "MAX_BATCH_SIZE=0 is not valid"),
-        ({"MAX_BATCH_DELAY_MS": "-1"}, "MAX_BATCH_DELAY_MS"),
+        ({"MAX_MICROBATCH_ROWS": "lots"}, "MAX_MICROBATCH_ROWS='lots' is not valid: expected an integer"),
+        ({"MAX_MICROBATCH_ROWS": "0"}, "MAX_MICROBATCH_ROWS=0 is not valid"),
+        ({"MAX_MICROBATCH_DELAY_MS": "-1"}, "MAX_MICROBATCH_DELAY_MS"),
         ({"REDIS_APPENDFSYNC": "sometimes"}, "always, everysec or no"),
     ],
 )

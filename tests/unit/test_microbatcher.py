@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.batcher import Segment, collect, validate_knobs
+from worker.microbatcher import Segment, collect, validate_knobs
 
 
 class FakeClock:
@@ -40,7 +40,7 @@ class ListSource:
             rows += arrival[1]
         for arrival in taken:
             self.arrivals.remove(arrival)
-        return [Segment(job=t, start=0, stop=t[1]) for t in taken]
+        return [Segment(claim=t, start=0, stop=t[1]) for t in taken]
 
 
 def test_idle_source_returns_an_empty_batch_after_the_idle_timeout():
@@ -89,7 +89,7 @@ def test_batch_size_one_never_waits():
     assert len(batch) == 1 and clock.now == 100.0
 
 
-@pytest.mark.parametrize(("size", "delay", "words"), [(0, 0.0, "max_batch_size"), (4, -1.0, "max_delay_s")])
+@pytest.mark.parametrize(("size", "delay", "words"), [(0, 0.0, "max_rows"), (4, -1.0, "max_delay_s")])
 def test_bad_knobs_are_rejected_with_the_rule(size, delay, words):
     with pytest.raises(ValueError, match=words):
         validate_knobs(size, delay)
@@ -100,9 +100,9 @@ def test_a_segment_that_must_run_alone_is_a_batch_at_once_even_with_a_huge_delay
 
     class AloneSource(ListSource):
         def take(self, max_rows, timeout):
-            return [Segment(job=s.job, start=s.start, stop=s.stop, alone=True) for s in super().take(1, timeout)]
+            return [Segment(claim=s.claim, start=s.start, stop=s.stop, rerun=True) for s in super().take(1, timeout)]
 
     source = AloneSource(clock, [(100.0, 1), (100.0, 1)])
     batch = collect(source, 8, max_delay_s=3600.0, idle_timeout_s=1.0, clock=clock)
-    assert len(batch) == 1 and batch[0].alone and clock.now == 100.0
+    assert len(batch) == 1 and batch[0].rerun and clock.now == 100.0
     assert len(source.calls) == 1  # no filling

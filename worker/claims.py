@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from rq.executions import Execution
 from rq.job import Job
 
+from shared.batches import ChunkSpec
+from shared.schema import ErrorCode, JobError
+
 
 @dataclass
-class ClaimedJob:
+class Claim:
     """One claimed RQ job; `error` set means it fails without running (or failed while running).
 
     `chunk` is the payload of a bulk batch's chunk job (batch id, chunk, row range), None for /predict jobs.
@@ -21,12 +23,12 @@ class ClaimedJob:
     execution: Execution | None
     inputs: dict[str, np.ndarray] | None
     rows: int
-    error: tuple[str, str] | None = None
+    error: JobError | None = None
     rerun: bool = False  # started before by a worker that died: runs alone (see claim.CLAIM_SCRIPT)
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
-    chunk: dict[str, Any] | None = None
+    chunk: ChunkSpec | None = None
 
     @property
     def id(self) -> str:
@@ -42,9 +44,10 @@ class ClaimedJob:
         """Failed, or every row has its output."""
         return self.error is not None or self.done_rows >= self.rows
 
-    def fail(self, code: str, message: str) -> None:
+    def fail(self, code: ErrorCode, message: str) -> None:
+        """Record why the job fails; the first reason given stands."""
         if self.error is None:
-            self.error = (code, message)
+            self.error = JobError(code, message)
 
     def stacked_outputs(self) -> dict[str, np.ndarray]:
         """All outputs in row order, one array per output name."""

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.5  # how often the thread looks for due deliveries and expired batches
 
 
-class Housekeeping:
+class BackgroundThread:
     """The background thread; `start()` it once, `stop()` it on shutdown."""
 
     def __init__(self, connection: redis.Redis, settings: Settings, storage: Storage, records: BatchRecords) -> None:
@@ -38,7 +38,7 @@ class Housekeeping:
         self.deliveries = DeliveryQueue(connection, settings.webhook_max_attempts, settings.webhook_backoff_s,
                                         lease_s=settings.webhook_timeout_s + 30)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="background", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -54,9 +54,9 @@ class Housekeeping:
                 self.deliver_due()
                 self.expire_due()
             except redis.RedisError as exc:  # Redis restarting: try again next tick
-                log.warning("housekeeping skipped a turn: %s", exc)
+                log.warning("background thread skipped a turn: %s", exc)
             except Exception:
-                log.exception("housekeeping failed; trying again next tick")
+                log.exception("background thread failed; trying again next tick")
 
     def deliver_due(self) -> None:
         """Send every due webhook once; failures are rescheduled or given up."""
@@ -88,7 +88,7 @@ class Housekeeping:
     def _document(self, delivery: Delivery) -> bytes | None:
         """The current status document of the delivery's job or batch, as sent."""
         if delivery.kind == "job":
-            return self.connection.lindex(keys.done(delivery.item_id), 0)
+            return self.connection.lindex(keys.result(delivery.item_id), 0)
         record = self.connection.hgetall(keys.batch(delivery.item_id))
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 

@@ -32,8 +32,8 @@ from rq.utils import current_timestamp, now, parse_composite_key
 
 from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import CHUNK_FUNC
-from shared.schema import WORKER_LOST, OrjsonSerializer, failed_doc
+from shared.batches import CHUNK_FUNC, ChunkSpec
+from shared.schema import ErrorCode, JobError, OrjsonSerializer, error_doc
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SweepCounts:
     returned: int = 0
 
 
-class Maintenance:
+class Recovery:
     """The periodic recovery step of the worker loop."""
 
     def __init__(self, connection: redis.Redis, queues: Sequence[Queue], worker: Worker, interval_s: float,
@@ -85,7 +85,7 @@ class Maintenance:
             return
         self._next = time.monotonic() + self.interval_s
         # The lock is left to expire: the sweeps of all workers together run about once per interval.
-        if not self.connection.set(keys.maintenance_lock(), self.worker.name, nx=True, px=int(self.interval_s * 1000)):
+        if not self.connection.set(keys.recovery_lock(), self.worker.name, nx=True, px=int(self.interval_s * 1000)):
             return
         for queue in self.queues:
             counts = self.sweep(queue)
@@ -164,10 +164,10 @@ class Maintenance:
         record_job_failure(job, message, pipe)
         if self.records is not None and job.func_name == CHUNK_FUNC:
             # A bulk chunk: its rows count as failed so that the batch still ends.
-            chunk = job.args[0]
-            self.records.chunk_done(pipe, chunk["batch"], 0, int(chunk["stop"]) - int(chunk["start"]))
-        doc = orjson.dumps(failed_doc(job_id, WORKER_LOST, message))
-        pipe.rpush(keys.done(job_id), doc)
-        pipe.expire(keys.done(job_id), self.result_ttl)
+            chunk = ChunkSpec.from_payload(job.args[0])
+            self.records.chunk_done(pipe, chunk.batch, 0, chunk.rows)
+        doc = orjson.dumps(error_doc(job_id, JobError(ErrorCode.WORKER_LOST, message)))
+        pipe.rpush(keys.result(job_id), doc)
+        pipe.expire(keys.result(job_id), self.result_ttl)
         log.warning("job %s failed: %s", job_id, message)
         return "failed"
