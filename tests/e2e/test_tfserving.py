@@ -6,6 +6,8 @@ import numpy as np
 import orjson
 import pytest
 
+from shared import keys
+
 pytestmark = pytest.mark.e2e
 
 
