@@ -1,10 +1,68 @@
-# One image for both the API and the worker (docker-compose.yml picks the command).
-FROM python:3.11-slim
+# syntax=docker/dockerfile:1
+# One file, one image per role; docker-compose.yml and deploy/k8s build and name them:
+#   docker build --target api        -t inference-api .         Flask API (gunicorn), no TensorFlow, no embedded Redis
+#   docker build --target grpc       -t inference-grpc .        gRPC server (TF Serving's stubs need TensorFlow's protos)
+#   docker build --target worker     -t inference-worker .      micro-batching worker with TensorFlow (CPU)
+#   docker build --target worker-gpu -t inference-worker-gpu .  the same on TensorFlow's CUDA wheel (tensorflow[and-cuda])
+# Every image runs as an unprivileged user (uid 10001) and has a HEALTHCHECK and a default CMD.
+# Not built on the machines this was written on (no Docker there): tests/unit/test_images.py checks this file.
+
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app DATA_DIR=/data TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
-COPY api api
-COPY worker worker
+# DATA_DIR holds batch files when STORAGE_URL is not an s3:// URL; API and workers must then share it.
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
+ && mkdir /data && chown app:app /data
+COPY requirements-common.txt .
+
+FROM base AS api
+COPY requirements-api.txt .
+RUN pip install -r requirements-api.txt
 COPY shared shared
-COPY models models
-ENV PYTHONPATH=/app TF_CPP_MIN_LOG_LEVEL=2
+COPY api api
+USER 10001
+ENV API_HOST=0.0.0.0 API_PORT=8000
+# HTTP API: REST, TF Serving REST, KServe v2 REST.
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+CMD ["gunicorn", "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
+
+FROM base AS grpc
+COPY requirements-api.txt requirements-grpc.txt ./
+# tensorflow-serving-api pulls in TensorFlow: its stubs import TensorFlow's protobuf modules. The server never
+# loads a model; it queues jobs for the workers exactly as the HTTP API does.
+RUN pip install -r requirements-grpc.txt
+COPY shared shared
+COPY api api
+USER 10001
+ENV API_HOST=0.0.0.0 GRPC_PORT=8500
+# TF Serving's gRPC port; TF Serving's PredictionService and KServe v2's GRPCInferenceService.
+EXPOSE 8500
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8500), timeout=4).close()"]
+CMD ["python", "-m", "api.grpc_server"]
+
+FROM base AS worker
+COPY requirements-worker.txt .
+RUN pip install -r requirements-worker.txt
+COPY shared shared
+COPY worker worker
+# The example model, baked in. Serve your own by mounting it read-only and setting MODEL_PATH, or by
+# building FROM this image with your model COPYed in: never a named volume seeded from an image.
+COPY models/digits.keras models/digits.keras
+USER 10001
+# The loop touches LIVENESS_FILE on every turn; the HEALTHCHECK fails when it is older than 60 s (a hung
+# model call). start-period: loading and warming up the model comes first.
+ENV MODEL_PATH=/app/models/digits.keras LIVENESS_FILE=/tmp/worker-alive
+HEALTHCHECK --interval=15s --timeout=10s --start-period=180s --retries=3 \
+  CMD ["python", "-m", "worker.liveness", "--max-age-s", "60"]
+CMD ["python", "-m", "worker"]
+
+FROM worker AS worker-gpu
+USER root
+# The same TensorFlow version with its CUDA and cuDNN wheels; needs the NVIDIA driver and container toolkit on the host.
+RUN pip install "tensorflow[and-cuda]==2.21.0"
+USER 10001

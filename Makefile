@@ -1,20 +1,21 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+ and make:
 #   make run    start Redis (embedded unless REDIS_URL is set), the API on :8000 and a worker
 #   make test   run the whole test suite
-#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0,
-#               then make fuzz
+#   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0;
+#               then the Sentinel failover drill (make failover-drill) and make fuzz
 #   make fuzz   (not part of test) Schemathesis, >= 10,000 cases from /openapi.json, against a stack of its own
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/digits.keras
-export PYTHONPATH := $(CURDIR)
+# The service from the repo root; the client package `inferq` from client/ (pip install ./client elsewhere).
+export PYTHONPATH := $(CURDIR):$(CURDIR)/client
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test soak fuzz model bench venv clean
+.PHONY: run test soak fuzz failover-drill model bench venv clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-common.txt requirements-api.txt requirements-grpc.txt requirements-worker.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -37,9 +38,13 @@ test: $(STAMP) $(MODEL)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed; then fuzz
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, then the failover drill and fuzz
 	$(PY) -m scripts.soak
+	$(PY) -m scripts.failover_drill
 	$(MAKE) fuzz
+
+failover-drill: $(STAMP) $(MODEL)  ## master SIGKILLed under traffic, replica promoted by Sentinel; prints jobs lost and the window
+	$(PY) -m scripts.failover_drill
 
 FUZZ_EXAMPLES ?= 500
 FUZZ_SEED ?= 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import auth, batches, errors, health, jobs, kserve, metrics, openapi, request_context, tfserving
+from api import auth, batches, errors, health, idempotency, jobs, kserve, metrics, openapi, request_context, tfserving
 from api.model_info import ModelInfo
 from api.store import JobStore
 from shared import storage
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                                             BatchRecords(connection, settings), storage.from_settings(settings))
     app.url_map.converters["model"] = tfserving.ModelName
     auth.init_app(app, settings)
+    idempotency.init_app(app, connection, settings)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(health.bp)

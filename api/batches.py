@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import collections
 import re
 import uuid
 
 from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.wsgi import get_input_stream
 
-from api import batch_files
+from api import batch_files, idempotency
 from api.auth import current_owner, require_owner
 from api.ingest import ingest
+from api.jobs import REPLAYED
 from api.responses import json_response
-from api.uploads import Options, open_upload, too_large
+from api.uploads import Options, Upload, open_upload, too_large
+from shared.batch_records import BatchEnd
 from shared.batches import BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.signature import ModelSignature
 
 bp = Blueprint("batches", __name__)
 
+ROUTE = "POST /batches"
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NDJSON = "application/x-ndjson"
 NPY = "application/x-npy"
@@ -26,8 +31,12 @@ FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no":
 
 @bp.post("/batches")
 def create() -> Response:
-    """Stream the upload to storage while validating it, then enqueue its chunks; 202 with the batch."""
+    """Stream the upload to storage while validating it, then enqueue its chunks; 202 with the batch.
+
+    With an Idempotency-Key header, an upload sent again gets the first one's batch (see api/idempotency.py).
+    """
     ext = current_app.extensions["inference"]
+    key = idempotency.requested_key()
     limit = ext.settings.max_batch_bytes
     # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading. So the body is read from Werkzeug's
     # safe input stream without Flask's MAX_CONTENT_LENGTH (sized for /predict bodies), whose cut-off would
@@ -39,6 +48,23 @@ def create() -> Response:
     options.update(request.args.to_dict())
     signature = ext.model_info.signature()
     upload = open_upload(request.content_type, stream, limit)
+    if key is None:
+        return _accepted(_create(upload, options, signature))
+    fingerprint = idempotency.Fingerprint(ROUTE)
+    with idempotency.store().claim(current_owner(), key, ROUTE) as claim:
+        upload.chunks = fingerprint.pieces(upload.chunks, claim.renew)
+        if not claim.won:  # the same upload? Only its bytes can tell: read them through the hash
+            collections.deque(upload.chunks, maxlen=0)
+            return _accepted(claim.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
+        batch_id = _create(upload, options, signature)
+        collections.deque(upload.chunks, maxlen=0)  # whatever ingest left unread counts too, as for a replay
+        claim.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
+    return _accepted(batch_id)
+
+
+def _create(upload: Upload, options: Options, signature: ModelSignature) -> str:
+    """Ingest the upload as a new batch and enqueue its chunks; returns its id (nothing is left on failure)."""
+    ext = current_app.extensions["inference"]
     batch_id = uuid.uuid4().hex
     ext.batches.begin(batch_id, options.callback_url, options.metadata, current_owner())
     try:
@@ -51,8 +77,14 @@ def create() -> Response:
         ext.batches.discard(batch_id)
         ext.storage.delete_prefix(batch_id)
         raise
+    return batch_id
+
+
+def _accepted(batch_id: str, headers: dict[str, str] | None = None) -> Response:
+    """202 with the batch's status document, as a new upload answers (and a replayed one, in its current state)."""
     url = url_for("batches.status", batch_id=batch_id)
-    return json_response(status_document(batch_id, ext.batches.get(batch_id)), status=202, headers={"Location": url})
+    document = status_document(batch_id, _record(batch_id))
+    return json_response(document, status=202, headers={"Location": url, **(headers or {})})
 
 
 @bp.get("/batches/<batch_id>")
@@ -104,10 +136,10 @@ def cancel(batch_id: str) -> Response:
     ext = current_app.extensions["inference"]
     _record(batch_id)  # unknown, or another key's batch: 404 before anything changes
     outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)
-    if outcome == -1:
+    if outcome is BatchEnd.UNKNOWN:
         raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
     document = status_document(batch_id, ext.batches.get(batch_id))
-    if outcome == -2:
+    if outcome is BatchEnd.ALREADY_ENDED:
         raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
                        expected="a batch that is queued or in_progress")
     return json_response(document)

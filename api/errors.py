@@ -80,6 +80,11 @@ def handle_error(exc: Exception) -> Response:
         return error_response(exc)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return error_response(NotReady("Redis is not reachable; try again shortly", retry_after=1))
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("OOM"):
+        # maxmemory reached under noeviction: nothing was written, so the client may retry; a 500 would
+        # read as a bug. Logged so that the operator sees why (docs/operations.md, "Redis unreachable or full").
+        log.error("Redis is out of memory (maxmemory with noeviction): refusing writes")
+        return error_response(NotReady("Redis is full; try again later", retry_after=5))
     if isinstance(exc, HTTPException):
         error = ServiceError(exc.description or exc.name)
         error.status = exc.code or 500

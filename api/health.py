@@ -1,13 +1,23 @@
-"""Liveness, readiness and model metadata: GET /healthz, /readyz, /v1/models."""
+"""Liveness, readiness and model metadata: GET /healthz, /readyz, /v1/models.
+
+Two readiness scopes, because two different callers ask:
+  - `/readyz` (scope `service`, the default): can the service answer a prediction now? Redis answers and a
+    live worker has the model loaded. For people, `make run`, smoke tests and an external status page.
+  - `/readyz?scope=api`: can this API process take requests? Redis answers (PING). For a load balancer or a
+    Kubernetes readiness probe on the API pods: it must not depend on workers, or every API pod would leave
+    the load balancer while workers roll or scale to zero, although the API still accepts (queues) jobs.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from api.responses import json_response
-from shared.errors import NotReady
+from shared.errors import InvalidInput, NotReady
 
 bp = Blueprint("health", __name__)
+
+SCOPES = ("service", "api")
 
 
 @bp.get("/healthz")
@@ -18,8 +28,15 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 when Redis answers and at least one live worker has the model loaded; 503 otherwise."""
+    """scope=service (default): 200 when Redis answers and a live worker has the model loaded, else 503.
+    scope=api: 200 when Redis answers (workers are not asked), else 503."""
+    scope = request.args.get("scope", "service")
+    if scope not in SCOPES:
+        raise InvalidInput(f"scope {scope[:50]!r} is not known", field="scope", expected=" or ".join(SCOPES))
     ext = current_app.extensions["inference"]
+    if scope == "api":
+        ext.store.connection.ping()  # a Redis failure becomes 503 in api/errors.py
+        return json_response({"ready": True, "scope": "api"})
     workers = ext.model_info.live_workers()
     if not workers:
         raise NotReady("no live worker has the model loaded", retry_after=2)

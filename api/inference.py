@@ -16,12 +16,13 @@ import orjson
 from flask import current_app
 
 from api.request_context import current_request_id
+from api.store import JobStore
 from shared.errors import InferenceFailed, ServiceError, TimedOut
 from shared.signature import ModelSignature
 
 
 @dataclass
-class Outcome:
+class Predictions:
     """A finished job: its predictions in TF Serving's row format and the model that made them."""
 
     predictions: list[Any]
@@ -32,28 +33,34 @@ class Outcome:
         return outputs_by_name(self.predictions, signature)
 
 
-def infer(arrays: dict[str, np.ndarray]) -> Outcome:
-    """Queue one job for `arrays`, wait for it, and return its predictions.
+def infer(arrays: dict[str, np.ndarray], signature: str | None = None) -> Predictions:
+    """Queue one job for `arrays` (run by the named model signature, default `serving_default`), wait for
+    it, and return its predictions.
 
     Raises:
         TimedOut: not done within PROTOCOL_TIMEOUT_S.
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = current_app.extensions["inference"]
-    ext.store.check_capacity()
-    job_id = ext.store.submit(arrays, request_id=current_request_id())
-    raw = ext.store.wait(job_id, ext.settings.protocol_timeout_s)
+    return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id())
+
+
+def run_job(store: JobStore, timeout_s: float, arrays: dict[str, np.ndarray], signature: str | None = None,
+            request_id: str | None = None) -> Predictions:
+    """`infer` without Flask: the gRPC server calls this with its own store."""
+    store.check_capacity()
+    job_id, raw = store.submit_and_wait(arrays, timeout_s, request_id=request_id, signature=signature)
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started
-            ext.store.cancel(job_id)
+            store.cancel(job_id)
         except ServiceError:
             pass
-        raise TimedOut(f"job {job_id} did not finish within {ext.settings.protocol_timeout_s:g} s (PROTOCOL_TIMEOUT_S)")
+        raise TimedOut(f"job {job_id} did not finish within {timeout_s:g} s (PROTOCOL_TIMEOUT_S)")
     doc = orjson.loads(raw)
     if doc["status"] != "finished":
         error = doc.get("error") or {}
         raise InferenceFailed(error.get("message") or f"job {job_id} ended {doc['status']}")
-    return Outcome(doc["predictions"], doc["model"])
+    return Predictions(doc["predictions"], doc["model"])
 
 
 def outputs_by_name(predictions: list[Any], signature: ModelSignature) -> dict[str, list[Any]]:

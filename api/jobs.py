@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request, url_for
 
+from api import idempotency
 from api.auth import current_owner
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
@@ -14,15 +15,18 @@ from shared.webhooks import check_callback_url
 bp = Blueprint("jobs", __name__)
 
 RETRY_AFTER_S = "1"
+ROUTE = "POST /predict"
+REPLAYED = {"Idempotent-Replayed": "true"}  # as Stripe marks an answer given again for a reused key
+DEADLINE_GRACE_S = 0.05  # a wait capped at the job's deadline ends this much past it, so the job reads as expired
 
 
-def _pending(job_id: str, status: JobStatus) -> Response:
+def _pending(job_id: str, status: JobStatus, headers: dict[str, str] | None = None) -> Response:
     """202 for a job not done yet, pointing at its result URL."""
     url = url_for("jobs.result", job_id=job_id)
     return json_response(
         {"id": job_id, "status": status.value, "result_url": url},
         status=202,
-        headers={"Location": url, "Retry-After": RETRY_AFTER_S},
+        headers={"Location": url, "Retry-After": RETRY_AFTER_S, **(headers or {})},
     )
 
 
@@ -31,25 +35,61 @@ def predict() -> Response:
     """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes.
 
     `callback_url` (query or body field) gets the final document by webhook. A full queue
-    (MAX_QUEUE_DEPTH) answers 429 before the body is even parsed.
+    (MAX_QUEUE_DEPTH) answers 429 before the body is even parsed. With an Idempotency-Key header, a
+    request sent again gets the first one's job (see api/idempotency.py).
     """
     wait = wait_seconds()
+    key = idempotency.requested_key()
     ext = current_app.extensions["inference"]
     ext.store.check_capacity()
-    body = parse_json(request.get_data(cache=False), request.content_type)
+    raw = request.get_data(cache=False)
+    body = parse_json(raw, request.content_type)
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
     # Both places are checked when both are given; the query string wins.
     in_body = check_callback_url(body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts)
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
-    job_id = ext.store.submit(arrays, owner=current_owner(), timeout_s=timeout, callback_url=callback_url,
-                              request_id=current_request_id())
-    if wait > 0:
-        document = ext.store.wait(job_id, wait)
-        if document is not None:
-            return json_response(document)
-    return _pending(job_id, JobStatus.QUEUED)
+    owner, request_id = current_owner(), current_request_id()
+    if key is None:  # the common case: wait for the result without reading the job (api/waiter.py)
+        job_id, document = ext.store.submit_and_wait(arrays, _bounded(wait, timeout), owner, timeout, callback_url,
+                                                     request_id)
+        return _answer(job_id, wait, timeout, waited=True, document=document)
+    fingerprint = idempotency.Fingerprint(ROUTE)
+    fingerprint.add(raw)
+    digest = fingerprint.finish(request.args.to_dict())
+    with idempotency.store().claim(owner, key, ROUTE) as claim:
+        if not claim.won:
+            return _answer(claim.replay(digest), wait, timeout, replayed=True)
+        job_id = ext.store.submit(arrays, owner, timeout, callback_url, request_id)
+        claim.finish(digest, job_id)
+    return _answer(job_id, wait, timeout)
+
+
+def _bounded(wait: float, timeout: float) -> float:
+    """The wait, ended at the job's deadline (`timeout`), when a job still queued can only be expired."""
+    return min(wait, timeout + DEADLINE_GRACE_S) if timeout > 0 else wait
+
+
+def _answer(job_id: str, wait: float, timeout: float, *, replayed: bool = False, waited: bool = False,
+            document: bytes | None = None) -> Response:
+    """What POST /predict answers for the job: its document if it is done (within `wait`), else 202.
+
+    `waited`: the caller already waited for the result (`document`, None if it did not come).
+    """
+    store = current_app.extensions["inference"].store
+    state = store.state(job_id, current_owner()) if replayed else None
+    if state is not None:
+        document = state.document
+    if document is None and wait > 0 and not waited:
+        document = store.wait(job_id, _bounded(wait, timeout))
+    if document is None and 0 < timeout <= wait:  # waited up to the deadline: a job still queued reads expired
+        state = store.state(job_id, current_owner())
+        document = state.document
+    headers = REPLAYED if replayed else None
+    if document is not None:
+        return json_response(document, headers=headers)
+    return _pending(job_id, state.status if state is not None else JobStatus.QUEUED, headers)
 
 
 @bp.get("/result/<job_id>")

@@ -6,7 +6,7 @@ Two sources, one page:
     process answers a scrape reports the sum over all of them;
   - the service's metrics, read from Redis at scrape time: queue depth per RQ queue (LLEN), live workers,
     model load time, and the counters and histograms the workers add up in `keys.metrics()` (see
-    shared/metrics.py). Requests pay nothing for these: workers write them in their publish pipeline.
+    shared/metrics.py). Requests pay nothing for these: workers write them at most once a second.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from rq import Queue
 
+from api.queue_metrics import QueueCollector
 from shared import keys, metrics
-from shared.schema import JobStatus
+from shared.schema import ErrorCode, JobStatus
 
 bp = Blueprint("metrics", __name__)
 
@@ -36,7 +37,6 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
-FINAL_STATUSES = (JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
 # Label values come from a fixed set (methods) or from our own routes, never from free client text, so a
 # client cannot grow the number of series.
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -77,9 +77,13 @@ class ServiceCollector:
             load.add_metric([str(model["name"]), str(model["version"])], float(model.get("load_seconds", 0)))
         yield load
         jobs = CounterMetricFamily(metrics.JOBS_TOTAL, "Jobs that reached a final status.", labels=["status"])
-        for status in FINAL_STATUSES:
-            jobs.add_metric([status], values.get(metrics.job_status_field(status), 0.0))
+        for status in (s for s in JobStatus if s.is_terminal):
+            jobs.add_metric([status.value], values.get(metrics.job_status_field(status.value), 0.0))
         yield jobs
+        errors = CounterMetricFamily(metrics.JOB_ERRORS, "Jobs that failed or expired, by error code.", labels=["code"])
+        for code in ErrorCode:
+            errors.add_metric([code.value], values.get(metrics.job_error_field(code.value), 0.0))
+        yield errors
         for histogram in metrics.HISTOGRAMS:
             family = HistogramMetricFamily(histogram.name, histogram.help)
             buckets, total = histogram.cumulative(values)
@@ -121,4 +125,5 @@ def scrape() -> Response:
     else:
         registry.register(_ThisProcess())
     registry.register(ServiceCollector(ext.store.connection))
+    registry.register(QueueCollector(ext.store.connection))
     return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)

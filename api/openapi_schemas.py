@@ -17,11 +17,10 @@ from api.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.schema import JobStatus
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import DEFAULT_SIGNATURE, ModelSignature, TensorSpec
 from shared.webhooks import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
 
 V2_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
-SIGNATURE_NAMES = ["serving_default", ""]  # "" is TF Serving's spelling of the default signature
 NEVER: dict[str, Any] = {"not": {}}  # a property that must be absent
 ANY_NUMBER = {"type": "number"}
 
@@ -150,6 +149,24 @@ def examples(signature: ModelSignature | None) -> dict[str, Any]:
     return found
 
 
+def tf_predict_variants(signature: ModelSignature | None, max_rows: int) -> list[dict[str, Any]]:
+    """TF Serving's predict bodies: row or columnar format, for each signature (`signature_name` picks one;
+    absent or "" is serving_default), with that signature's rows."""
+    names = list(signature.signature_defs()) if signature is not None else [DEFAULT_SIGNATURE]
+    variants = []
+    for name in names:
+        seen = signature.select(name) if signature is not None else None
+        default = name == DEFAULT_SIGNATURE
+        which = {"type": "string", "enum": [name, ""] if default else [name]}
+        required = [] if default else ["signature_name"]
+        variants += [
+            {"type": "object", "required": ["instances", *required], "description": f"Row format ({name})",
+             "properties": {"signature_name": which, "instances": rows_schema(seen, max_rows), "inputs": NEVER}},
+            {"type": "object", "required": ["inputs", *required], "description": f"Columnar format ({name})",
+             "properties": {"signature_name": which, "inputs": columns_schema(seen, max_rows), "instances": NEVER}}]
+    return variants
+
+
 def callback_url_schema(nullable: bool = False) -> dict[str, Any]:
     """A callback URL as shared/webhooks.py accepts it; empty (or null in a JSON body) for none."""
     schema = {"type": "string", "pattern": f"^$|{CALLBACK_URL_PATTERN}", "maxLength": MAX_URL_LENGTH,
@@ -170,12 +187,7 @@ def signature_schemas(signature: ModelSignature | None, max_rows: int) -> dict[s
                             "description": "Seconds the job may wait to start (its deadline)"},
                 "callback_url": callback_url_schema(nullable=True)}},
             ref("Rows")]},
-        "TFPredictRequest": {"oneOf": [
-            {"type": "object", "required": ["instances"], "description": "Row format", "properties": {
-                "signature_name": ref("SignatureName"), "instances": ref("Rows"), "inputs": NEVER}},
-            {"type": "object", "required": ["inputs"], "description": "Columnar format", "properties": {
-                "signature_name": ref("SignatureName"), "inputs": columns_schema(signature, max_rows),
-                "instances": NEVER}}]},
+        "TFPredictRequest": {"oneOf": tf_predict_variants(signature, max_rows)},
         "V2InferRequest": v2_request_schema(signature),
     }
 
@@ -189,7 +201,6 @@ FIXED_SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _ERROR}},
     "ProtocolError": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
     "CallbackURL": callback_url_schema(),
-    "SignatureName": {"type": "string", "enum": SIGNATURE_NAMES},
     "Pending": {"type": "object", "required": ["id", "status", "result_url"], "properties": {
         "id": {"type": "string"}, "status": {"type": "string", "enum": [JobStatus.QUEUED.value, JobStatus.STARTED.value]},
         "result_url": {"type": "string"}}},
@@ -212,6 +223,10 @@ FIXED_SCHEMAS: dict[str, Any] = {
         "predictions": {"type": "array", "items": ref("Prediction"), "description": "Row format answer"},
         "outputs": {"description": "Columnar format answer: one output's rows, or an object of them by output name"},
         "model_spec": {"type": "object", "description": "name, version, signature_name (not in TF Serving's REST reply)"}}},
+    "TFExamplesRequest": {"type": "object", "required": ["examples"], "properties": {
+        "signature_name": {"type": "string"}, "context": {"type": "object"},
+        "examples": {"type": "array", "items": {"type": "object"},
+                     "description": "tf.Example rows: feature name → value or list of values"}}},
     "V2Tensor": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
         "datatype": {"type": "string", "enum": V2_DATATYPES}, "data": {"type": "array"},

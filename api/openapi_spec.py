@@ -27,7 +27,8 @@ ASSET_TYPES = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javas
 TEXT = {
     400: "Bad input: the error names the field and the expected form", 401: "API_KEYS is set and the key is missing or wrong",
     404: "Unknown, expired, or created with another API key", 406: "The result cannot be given in the format asked for",
-    409: "The job or batch is not in a state that allows this", 413: "The body is over the size limit",
+    409: "The job or batch is not in a state that allows this; or an Idempotency-Key reused for a different request "
+         "(code conflict), or whose first request is still running (code request_in_progress, with Retry-After)", 413: "The body is over the size limit",
     415: "Content-Type (or Content-Encoding) not supported", 429: "The queue is full (MAX_QUEUE_DEPTH); retry after Retry-After",
     500: "The job failed (the message says why)", 503: "No live worker has the model loaded, or Redis is unreachable",
     504: "The job did not finish within PROTOCOL_TIMEOUT_S",
@@ -73,7 +74,7 @@ class Builder:
         """One operation: `ok` maps its success statuses to responses; `errors` are its error statuses."""
         codes = set(errors) | ({401} if self.facts.api_keys and not public else set())
         error_schema = ref("ProtocolError" if protocol else "Error")
-        responses = {**ok, **{str(c): _json(error_schema, TEXT[c], RETRY_AFTER if c in (429, 503) else None)
+        responses = {**ok, **{str(c): _json(error_schema, TEXT[c], RETRY_AFTER if c in (409, 429, 503) else None)
                               for c in sorted(codes)}}
         if path or query:
             responses["414"] = URI_TOO_LONG
@@ -106,6 +107,13 @@ def _link(op_id: str, param: str) -> dict[str, Any]:
     return {"operationId": op_id, "parameters": {param: "$response.body#/id"}}
 
 
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+               "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
+                              "within RESULT_TTL answers with the first request's job or batch, in its current state "
+                              "(header Idempotent-Replayed: true), and never enqueues twice."}
+REPLAYED = {"Idempotent-Replayed": {"description": "true when the answer is the first request's (Idempotency-Key)",
+                                    "schema": {"type": "string"}}}
 WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to hold the request until the result is ready")
 TIMEOUT = _query("timeout", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
                  "The job's deadline to start, in seconds (default JOB_TIMEOUT)")
@@ -115,13 +123,14 @@ CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document
 def _service_paths(b: Builder) -> dict[str, Any]:
     jobs, ops = "Jobs", "Operations"
     pending = _json(ref("Pending"), "Queued: poll result_url",
-                    {"Location": {"schema": {"type": "string"}}, **RETRY_AFTER})
+                    {"Location": {"schema": {"type": "string"}}, **RETRY_AFTER, **REPLAYED})
     pending["links"] = {"result": _link("getResult", "job_id"), "cancel": _link("cancelJob", "job_id")}
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/predict": {"post": b.op("predict", "Validate rows and enqueue one job (202), or wait for its result with ?wait",
-                                  jobs, {"200": _json(ref("JobDocument"), "Finished within ?wait"), "202": pending},
-                                  (400, 413, 415, 429, 503), query=(WAIT, TIMEOUT, CALLBACK),
+                                  jobs, {"200": _json(ref("JobDocument"), "Finished within ?wait", REPLAYED),
+                                         "202": pending}, (400, 409, 413, 415, 429, 503),
+                                  query=(WAIT, TIMEOUT, CALLBACK, IDEMPOTENCY),
                                   body=b.body({JSON: ref("PredictRequest")}, application_json="predict"))},
         "/result/{job_id}": {"get": b.op("getResult", "A job's status or result; ?wait long-polls", jobs,
                                          {"200": _json(ref("JobDocument"), "Finished, failed, expired or canceled"),
@@ -132,8 +141,10 @@ def _service_paths(b: Builder) -> dict[str, Any]:
         "/healthz": {"get": b.op("healthz", "The API process is alive", ops, {"200": _json(
             {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}, "Alive")}, (), public=True)},
         "/readyz": {"get": b.op("readyz", "Redis answers and a live worker has the model", ops, {"200": _json(
-            {"type": "object", "properties": {"ready": {"type": "boolean"}, "workers": {"type": "integer"}}}, "Ready")},
-            (503,), public=True)},
+            {"type": "object", "properties": {"ready": {"type": "boolean"}, "workers": {"type": "integer"},
+                                              "scope": {"type": "string"}}}, "Ready")},
+            (400, 503), public=True, query=(_query("scope", {"type": "string", "enum": ["service", "api"]},
+                                                   "api: ask only whether this API process can take requests"),))},
         "/v1/models": {"get": b.op("listModels", "The served model: name, version, inputs, outputs, batching, live workers",
                                    ops, {"200": _json({"type": "object", "required": ["models"], "properties": {
                                        "models": {"type": "array", "items": {"type": "object"}}}}, "The model")}, (503,))},
@@ -162,13 +173,13 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
                      "multipart/form-data": form}, application_x_ndjson="ndjson", text_csv="csv")
     options = (CALLBACK, _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
                _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"))
-    created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}})
+    created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}, **REPLAYED})
     created["links"] = {op: _link(op, "batch_id") for op in ("getBatch", "cancelBatch", "getBatchResults", "getBatchErrors")}
     one = ("batch_id",)
     return {
         "/batches": {"post": b.op("createBatch", "Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and "
-                                  "validated, then queued", tag, {"202": created}, (400, 413, 415, 503),
-                                  query=options, body=upload)},
+                                  "validated, then queued", tag, {"202": created}, (400, 409, 413, 415, 503),
+                                  query=(*options, IDEMPOTENCY), body=upload)},
         "/batches/{batch_id}": {
             "get": b.op("getBatch", "A batch's status document", tag, {"200": _json(ref("BatchDocument"), "Status")},
                         (404, 503), path=one),
@@ -197,10 +208,17 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
             "waits for the job", tag, {"200": _json(ref("TFPredictResponse"), "Predictions")},
             (400, 404, 413, 429, 500, 503, 504), path=params, protocol=True,
             body=b.body({JSON: ref("TFPredictRequest")}, application_json="tf"))}
+        for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
+            paths[prefix + ":" + method] = {"post": b.op(
+                f"tf{method.capitalize()}{suffix}", f"{method.capitalize()}: tf.Example rows through a {method} "
+                f"signature → {{\"results\"}}, {what} per example; waits for the job", tag,
+                {"200": _json({"type": "object", "required": ["results"], "properties": {"results": {"type": "array"}}},
+                              "results")}, (400, 404, 413, 429, 500, 503, 504), path=params, protocol=True,
+                body=b.body({JSON: ref("TFExamplesRequest")}))}
         paths[prefix] = {"get": b.op("tfModelStatus" + suffix, "Model version status (GetModelStatus)", tag,
                                      {"200": _json(status, "model_version_status")}, (404, 503), path=params, protocol=True)}
         paths[prefix + "/metadata"] = {"get": b.op(
-            "tfModelMetadata" + suffix, "Model metadata: the serving_default SignatureDef", tag,
+            "tfModelMetadata" + suffix, "Model metadata: every SignatureDef of the model", tag,
             {"200": _json({"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def")},
             (404, 503), path=params, protocol=True)}
     return paths

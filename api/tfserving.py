@@ -1,24 +1,31 @@
 """TensorFlow Serving's REST API, served by the same queue and batching worker as /predict.
 
-POST /v1/models/<name>[/versions/<v>]:predict  row format ({"instances"} → {"predictions"}) and columnar
-                                               format ({"inputs"} → {"outputs"}); synchronous for the caller
+POST /v1/models/<name>[/versions/<v>]:predict   row format ({"instances"} → {"predictions"}) and columnar
+                                                format ({"inputs"} → {"outputs"}), any signature
+POST /v1/models/<name>[/versions/<v>]:classify  {"examples": [...]} → {"results": [[[label, score], ...], ...]}
+POST /v1/models/<name>[/versions/<v>]:regress   {"examples": [...]} → {"results": [value, ...]}
 GET  /v1/models/<name>[/versions/<v>]           version status
-GET  /v1/models/<name>[/versions/<v>]/metadata  signature in TF Serving's JSON (SignatureDef) shape
-Errors on these routes are {"error": "..."} (api/errors.py picks the shape by blueprint).
+GET  /v1/models/<name>[/versions/<v>]/metadata  every SignatureDef, in TF Serving's JSON
+Calls are synchronous for the caller. Errors on these routes are {"error": "..."} (api/errors.py picks the
+shape by blueprint), with TF Serving's status codes and, for the mistakes it names, its messages.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import BaseConverter
 
 from api.inference import infer
 from api.responses import json_response
-from api.validation import columns_to_arrays, loads_json, rows_to_arrays
+from api.tf_example import json_type, serialize_examples
+from api.tfserving_methods import Method, choose, classify_results, regress_results
+from api.validation import columns_to_arrays, rows_to_arrays
 from shared.errors import InvalidInput, NotFound
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import ModelSignature
 
 bp = Blueprint("tfserving", __name__)
 
@@ -29,14 +36,7 @@ class ModelName(BaseConverter):
 
     regex = "[^/:]+"
 
-SIGNATURE_NAME = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-DT_NAMES = {
-    "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE", "bfloat16": "DT_BFLOAT16",
-    "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-    "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32", "uint64": "DT_UINT64",
-    "bool": "DT_BOOL", "string": "DT_STRING",
-}
+_TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 
 def served(name: str, version: str | None) -> ModelSignature:
@@ -51,35 +51,146 @@ def served(name: str, version: str | None) -> ModelSignature:
 @bp.post("/v1/models/<model:name>:predict")
 @bp.post("/v1/models/<model:name>/versions/<model:version>:predict")
 def predict(name: str, version: str | None = None) -> Response:
-    """Row or columnar predict; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
-    signature = served(name, version)
-    body = loads_json(request.get_data(cache=False))
-    row_format = _check_body(body)
+    """Row or columnar predict through the chosen signature; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
+    body = _parse(request.get_data(cache=False))
+    key, signature = choose(served(name, version), _signature_name(body), Method.PREDICT)
+    row_format = _check_predict_body(body)
     max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    values = body["instances"] if row_format else body["inputs"]
+    values, lifted = _lift_scalars(values, signature)
     if row_format:
-        outcome = infer(rows_to_arrays(body["instances"], signature, max_rows))
-        answer: dict[str, Any] = {"predictions": outcome.predictions}
+        _check_instance_types(values, signature)
+        arrays = rows_to_arrays(values, signature, max_rows)
     else:
-        outcome = infer(columns_to_arrays(body["inputs"], signature, max_rows))
-        outputs = outcome.by_name(signature)
-        answer = {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
-    # Not in TF Serving's REST reply (its gRPC reply has it): which model and version answered.
-    answer["model_spec"] = {**outcome.model, "signature_name": SIGNATURE_NAME}
-    return json_response(answer)
+        arrays = columns_to_arrays(values, signature, max_rows)
+    outputs = infer(arrays, key).by_name(signature)
+    if lifted:  # scalars in, scalars out (TF Serving feeds them as they are; the graph keeps the shape)
+        outputs = {k: [v[0] if isinstance(v, list) and len(v) == 1 else v for v in rows] for k, rows in outputs.items()}
+    if not row_format:
+        return json_response({"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs})
+    if len(outputs) == 1:
+        return json_response({"predictions": next(iter(outputs.values()))})
+    names = list(outputs)
+    return json_response({"predictions": [{n: outputs[n][i] for n in names} for i in range(len(outputs[names[0]]))]})
 
 
-def _check_body(body: Any) -> bool:
-    """Check the request object; True for the row format, False for the columnar one."""
-    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise InvalidInput("the request must be a JSON object with either 'instances' (row format) or "
-                           "'inputs' (columnar format)", expected='{"instances": [...]} or {"inputs": ...}')
-    signature_name = body.get("signature_name", SIGNATURE_NAME)
-    if signature_name not in (SIGNATURE_NAME, ""):
-        raise InvalidInput(f'Serving signature name: "{str(signature_name)[:64]}" not found in signature def',
-                           expected=f'"{SIGNATURE_NAME}" (the one signature this server serves)')
-    if "instances" in body and not isinstance(body["instances"], list):
-        raise InvalidInput("'instances' must be a list of rows", field="instances", expected="a JSON array of rows")
-    return "instances" in body
+@bp.post("/v1/models/<model:name>:classify")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:classify")
+def classify(name: str, version: str | None = None) -> Response:
+    """tf.Example rows through a classify signature: (label, score) pairs per example."""
+    key, signature, arrays = _examples_request(name, version, Method.CLASSIFY)
+    results = classify_results(infer(arrays, key).by_name(signature))
+    return json_response({"results": [[list(pair) for pair in pairs] for pairs in results]})
+
+
+@bp.post("/v1/models/<model:name>:regress")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:regress")
+def regress(name: str, version: str | None = None) -> Response:
+    """tf.Example rows through a regress signature: one value per example."""
+    key, signature, arrays = _examples_request(name, version, Method.REGRESS)
+    return json_response({"results": regress_results(infer(arrays, key).by_name(signature))})
+
+
+def _examples_request(name: str, version: str | None, method: Method) -> tuple[str, ModelSignature, dict[str, np.ndarray]]:
+    """Parse a classify/regress body ({"signature_name", "context", "examples"}) into the job's input."""
+    body = _parse(request.get_data(cache=False))
+    key, signature = choose(served(name, version), _signature_name(body), method)
+    context = body.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise InvalidInput(f"Example must be JSON object but got JSON {json_type(context)}")
+    examples = body.get("examples")
+    if "examples" not in body:
+        raise InvalidInput(f"JSON Value: {_compact(body)} When method is classify, key 'examples' is expected and was not found")
+    if not isinstance(examples, list):
+        raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise InvalidInput(f"JSON Value: {_compact(body)} 'examples' value is an empty array")
+    max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    if len(examples) > max_rows:
+        raise InvalidInput(f"{len(examples)} examples is more than this server takes in one request "
+                           f"(MAX_ROWS_PER_REQUEST={max_rows})")
+    serialized = np.array(serialize_examples(examples, context), dtype=object)
+    return key, signature, {signature.inputs[0].name: serialized}
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The request object, with TF Serving's messages for an empty, malformed or non-object body."""
+    if not raw.strip():
+        raise InvalidInput("JSON Parse error: The document is empty")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # rapidjson's words (TF Serving's parser) for the usual mistake: something that is no JSON value.
+        what = "Invalid value." if exc.msg.startswith(("unexpected character", "expected value")) else exc.msg
+        raise InvalidInput(f"JSON Parse error: {what} at offset: {exc.pos}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput(f"JSON Value: {_compact(body)} Is not object")
+    return body
+
+
+def _signature_name(body: dict[str, Any]) -> str:
+    name = body.get("signature_name", "")
+    if not isinstance(name, str):
+        raise InvalidInput(f"JSON Value: {_compact(body)} not formatted correctly. "
+                           "'signature_name' key must be a string value.")
+    return name
+
+
+def _check_predict_body(body: dict[str, Any]) -> bool:
+    """Check the predict object's keys; True for the row format, False for the columnar one."""
+    if "instances" in body and "inputs" in body:
+        raise InvalidInput(f"JSON Value: {_compact(body)} Not formatted correctly expecting only one of "
+                           "'inputs' or 'instances' keys to exist ")
+    if "instances" in body:
+        if not isinstance(body["instances"], list):
+            raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'instances' to be an list/array")
+        if not body["instances"]:
+            raise InvalidInput(f"JSON Value: {_compact(body)} No values in 'instances' array")
+        return True
+    if "inputs" in body:
+        return False
+    raise InvalidInput("Missing 'inputs' or 'instances' key")
+
+
+def _lift_scalars(values: Any, signature: ModelSignature) -> tuple[Any, bool]:
+    """TF Serving takes one number per instance for a model whose rows have shape [1]: make each a row."""
+    if len(signature.inputs) != 1 or signature.inputs[0].shape != (1,) or not isinstance(values, list):
+        return values, False
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return values, False
+    return [[v] for v in values], True
+
+
+def _check_instance_types(instances: list, signature: ModelSignature) -> None:
+    """TF Serving's message for the first value that is not a number (for a numeric single-input model)."""
+    if any(isinstance(row, dict) for row in instances):
+        if len(signature.inputs) > 1 and not all(isinstance(row, dict) for row in instances):
+            raise InvalidInput("Expecting object but got list at item "
+                               f"{next(i for i, r in enumerate(instances) if not isinstance(r, dict))} of input list")
+        return
+    if len(signature.inputs) > 1:
+        raise InvalidInput("instances is a plain list, but expecting list of objects as multiple input tensors "
+                           "required as per tensorinfo_map")
+    dtype = signature.inputs[0].dtype
+    for i, row in enumerate(instances):
+        bad = _non_numbers(row, dtype)
+        if bad:
+            type_name = _TF_TYPE_NAMES.get(dtype, dtype)
+            raise InvalidInput(f"Failed to process element: {i} of 'instances' list. Error: INVALID_ARGUMENT: "
+                               f"JSON Value: {_compact(bad[0])} Type: {json_type(bad[0])} is not of expected type: {type_name}")
+
+
+def _non_numbers(value: Any, dtype: str) -> list[Any]:
+    """The values (at most one) in a nested row that TF Serving would refuse for `dtype`."""
+    if isinstance(value, list):
+        return next((bad for v in value if (bad := _non_numbers(v, dtype))), [])
+    is_bool = isinstance(value, bool)
+    ok = is_bool if dtype == "bool" else isinstance(value, (int, float)) and not is_bool
+    return [] if ok else [value]
+
+
+def _compact(value: Any) -> str:
+    return orjson.dumps(value).decode()[:256]
 
 
 @bp.get("/v1/models/<model:name>")
@@ -98,28 +209,10 @@ def status(name: str, version: str | None = None) -> Response:
 @bp.get("/v1/models/<model:name>/metadata")
 @bp.get("/v1/models/<model:name>/versions/<model:version>/metadata")
 def metadata(name: str, version: str | None = None) -> Response:
-    """TF Serving's GetModelMetadata reply: the signature_def map (one signature, serving_default)."""
+    """TF Serving's GetModelMetadata reply: every SignatureDef of the model."""
     signature = served(name, version)
+    defs = {key: d.tf_json for key, d in signature.signature_defs().items()}
     return json_response({
         "model_spec": {"name": signature.name, "signature_name": "", "version": signature.version},
-        "metadata": {"signature_def": {"signature_def": {SIGNATURE_NAME: signature_def(signature)}}},
+        "metadata": {"signature_def": {"signature_def": defs}},
     })
-
-
-def signature_def(signature: ModelSignature) -> dict[str, Any]:
-    """A SignatureDef as TF Serving renders it in JSON (int64 sizes as strings, -1 for any size)."""
-    return {
-        "inputs": {t.name: tensor_info(t) for t in signature.inputs},
-        "outputs": {t.name: tensor_info(t) for t in signature.outputs},
-        "method_name": PREDICT_METHOD,
-        "defaults": {},
-    }
-
-
-def tensor_info(spec: TensorSpec) -> dict[str, Any]:
-    dims = [-1, *(-1 if d is None else d for d in spec.shape)]
-    return {
-        "dtype": DT_NAMES.get(spec.dtype, "DT_INVALID"),
-        "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
-        "name": f"{spec.name}:0",
-    }

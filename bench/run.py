@@ -23,12 +23,12 @@ import numpy as np
 import orjson
 import redis
 
-from bench import bulk, procstats
+from bench import api_servers, bulk, careful, cost_report, procstats, protocols, redis_only
+from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness
+from scripts.harness import Harness, free_port
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2.5" if QUICK else "6"))
@@ -53,7 +53,7 @@ def request_bodies() -> dict[str, bytes]:
 def ensure_heavy_model() -> None:
     if not os.path.exists(HEAVY_PATH):
         log("building the heavy model (random weights)...")
-        subprocess.run([sys.executable, "-m", "bench.heavy_model", HEAVY_PATH], check=True, env=stack.child_env(Settings()))
+        subprocess.run([sys.executable, "-m", "bench.heavy_model", HEAVY_PATH], check=True, env=harness.child_env(Settings()))
 
 
 def measure_raw(name: str, path: str) -> list[dict]:
@@ -82,7 +82,7 @@ def load(url: str, mode: str, clients: int, body_file: str, seconds: float = SEC
     out = subprocess.run(
         [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", mode, "--clients", str(clients),
          "--seconds", str(seconds), "--body", body_file],
-        check=True, capture_output=True, env=stack.child_env(Settings()),
+        check=True, capture_output=True, env=harness.child_env(Settings()),
     )
     return orjson.loads(out.stdout)
 
@@ -106,7 +106,7 @@ class Probe:
     def snapshot(self) -> dict:
         snap = {"cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()}}
         if self.client is not None:
-            stats = {k.decode(): int(v) for k, v in self.client.hgetall(keys.stats()).items()}
+            stats = {k.decode(): float(v) for k, v in self.client.hgetall(keys.stats()).items()}
             snap["stats"] = stats
             snap["microbatches"] = self.client.llen(keys.microbatch_sizes())
             snap["commands"] = sum(v["calls"] for k, v in self.client.info("commandstats").items())
@@ -138,7 +138,7 @@ class Probe:
 
 def measure_classic(name: str, path: str, body_file: str, processes: int) -> list[dict]:
     port = free_port()
-    env = stack.child_env(Settings(), {"MODEL_PATH": path})
+    env = harness.child_env(Settings(), {"MODEL_PATH": path})
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(processes), "-b", f"127.0.0.1:{port}", "--timeout", "120",
          "bench.baselines.classic_app:app"],
@@ -155,7 +155,7 @@ def measure_classic(name: str, path: str, body_file: str, processes: int) -> lis
                          **probe.finish(before, result["jobs"])})
             log(f"classic {name} {clients} clients: {result['throughput']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
     finally:
-        stack.stop(server)
+        harness.stop(server)
     return rows
 
 
@@ -174,32 +174,35 @@ def _wait_post(url: str, body_file: str, process: subprocess.Popen) -> None:
 
 
 def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[dict]:
-    redis_server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-{name}")).start()
-    settings = Settings.from_env({}).replace(redis_url=redis_server.url, api_port=free_port(), model_path=path,
-                                             model_name=name, log_level="WARNING")
-    client = redis.Redis.from_url(redis_server.url)
-    api = stack.start_api(settings)
-    workers = [stack.start_worker(settings)]
+    settings = Settings.from_env({}).replace(redis_port=free_port(), api_port=free_port(), model_path=path,
+                                             model_name=name, log_level="WARNING", grpc_port=free_port(),
+                                             data_dir=os.path.join(workdir, f"service-{name}"))
+    service = Harness(settings)
+    redis_server = service.start_redis()
+    client = redis.Redis.from_url(service.settings.redis_url)
+    api = service.start_api(wait_s=None)
+    first = service.start_worker()
+    if name == "light":
+        service.start_grpc()
     rows = []
     try:
-        url = f"http://127.0.0.1:{settings.api_port}"
-        stack.wait_http(f"{url}/readyz", 180, workers[0])
+        url = service.base_url
+        service.wait_ready(180)
         load(url, "wait", 8, body_file, seconds=1.0)  # warm the API processes
-        pids = {"api": api.pid, "worker": workers[0].pid, "redis": redis_server.process.pid}
+        pids = {"api": api.pid, "worker": first.pid, "redis": redis_server.process.pid}
         plan = [("wait", c) for c in CLIENTS] + [("poll", c) for c in CLIENTS] + [("flight", 64)]
         for mode, clients in plan:
             rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
         if name == "light":
+            rows += protocols.measure(name, f"127.0.0.1:{settings.api_port}", f"127.0.0.1:{settings.grpc_port}",
+                                      SECONDS, stack.child_env(Settings()), summarize)
             rows += measure_bulk(url, body_file, workdir, api.pid)
-        workers.append(stack.start_worker(settings))
-        stack.wait_http(f"{url}/readyz", 180, workers[1])
+        second = service.start_worker()
         _wait_workers(client, 2)
-        pids2 = dict(pids, worker=workers[0].pid, worker2=workers[1].pid)
+        pids2 = dict(pids, worker=first.pid, worker2=second.pid)
         rows.append(_service_point(name, url, "wait", 64, body_file, Probe(pids2, client), "2 workers"))
     finally:
-        for process in workers + [api]:
-            stack.stop(process)
-        redis_server.stop()
+        service.stop()
     return rows
 
 
@@ -230,9 +233,11 @@ def _wait_workers(client: redis.Redis, count: int) -> None:
 
 def _service_point(name, url, mode, clients, body_file, probe, workers) -> dict:
     before = probe.start()
+    meter = PhaseMeter(probe.pids, probe.client)
+    meter.start()
     result = summarize(load(url, mode, clients, body_file))
     row = {"model": name, "system": "service", "mode": mode, "clients": clients, "workers": workers, **result,
-           **probe.finish(before, result["jobs"])}
+           **probe.finish(before, result["jobs"]), **meter.finish(result["jobs"])}
     log(f"service {name} {mode} {clients} clients ({workers}): {result['throughput']:.0f} jobs/s "
         f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms, mean batch {row.get('mean_batch') or 0:.1f}")
     return row
@@ -268,8 +273,11 @@ def main() -> int:
                 f.write(bodies[name])
             results["rows"] += measure_raw(name, path)
             results["rows"] += measure_classic(name, path, body_file, defaults.api_processes)
+            results["rows"] += careful.measure(name, path, body_file, CLIENTS, load, summarize)
             results["rows"] += measure_service(name, path, body_file, workdir)
-    results["targets"] = targets(results["rows"])
+        results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
+    results["redis_only"] = redis_only.measure(jobs=256 if QUICK else 2048)
+    results["targets"] = targets(results["rows"]) + cost_report.targets(results["rows"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     os.makedirs(os.path.join(PROJECT_ROOT, "bench", "results"), exist_ok=True)
     stamp = results["when"].replace(":", "").replace("-", "")
@@ -277,6 +285,7 @@ def main() -> int:
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(render_table(results))
+    print(cost_report.render(results))
     log(f"wrote {out} ({results['elapsed_s']} s)")
     return 0
 

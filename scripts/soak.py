@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import signal
 import sys
 import tempfile
 import threading
@@ -27,11 +26,9 @@ import numpy as np
 import orjson
 import redis
 
-from scripts import stack
-from scripts.stack import free_port
+from scripts.harness import Harness, free_port
 from shared import keys
 from shared.config import Settings
-from shared.embedded_redis import EmbeddedRedis
 
 CLIENTS = 6
 BULK_ROWS = 300_000  # several seconds of chunks, uploaded just before the worker is killed
@@ -39,37 +36,37 @@ DRAIN_S = 120.0  # how long accepted jobs may take to finish after the traffic s
 
 
 class Stack:
-    """Embedded Redis, the API and two workers, each of which can be killed and started again."""
+    """Embedded Redis (`appendfsync always`), the API and two workers, from the harness."""
 
     def __init__(self, data_dir: Path) -> None:
-        redis_port = free_port()
-        # Children get REDIS_URL pointing at our embedded server, so they never start one of their own.
-        self.settings = Settings.from_env().replace(
-            redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_port=redis_port, api_port=free_port(),
+        settings = Settings.from_env().replace(
+            redis_url="", redis_sentinels="", redis_sentinel_master="", redis_port=free_port(), api_port=free_port(),
             data_dir=str(data_dir), redis_appendfsync="always", heartbeat_s=1.0, workers=2, api_keys="")
-        self.redis_dir = str(data_dir / "redis")
-        self.logs = open(data_dir / "stack.log", "ab")
-        self.redis_server = EmbeddedRedis(self.settings.redis_port, self.redis_dir, "always").start()
-        self.api = stack.start_api(self.settings, self.logs)
-        self.workers = [stack.start_worker(self.settings, self.logs) for _ in range(self.settings.workers)]
-        self.base_url = f"http://127.0.0.1:{self.settings.api_port}"
-        stack.wait_http(f"{self.base_url}/readyz", 180, self.api)
+        (data_dir / "logs").mkdir()
+        self.harness = Harness(settings, data_dir / "logs")
+        self.harness.start_redis()
+        self.settings = self.harness.settings  # now with the embedded server's REDIS_URL
+        self.harness.start_api(wait_s=None)
+        for _ in range(settings.workers):
+            self.harness.start_worker()
+        self.base_url = self.harness.base_url
+        self.harness.wait_ready(180)
 
     def kill_worker(self) -> None:
-        victim = self.workers.pop(0)
-        stack.stop(victim, sig=signal.SIGKILL)
-        self.workers.append(stack.start_worker(self.settings, self.logs))
+        victim = self.harness.workers[0]
+        self.harness.kill(victim)
+        self.harness.restart(victim)
 
     def kill_redis(self, down_s: float = 1.0) -> None:
-        self.redis_server.stop(kill=True)
+        self.harness.kill_redis()
         time.sleep(down_s)
-        self.redis_server = EmbeddedRedis(self.settings.redis_port, self.redis_dir, "always").start()
+        self.harness.restart_redis()
 
     def stop(self) -> None:
-        for process in [*self.workers, self.api]:
-            stack.stop(process, timeout_s=20)
-        self.redis_server.stop()
-        self.logs.close()
+        self.harness.stop(timeout_s=20)
+
+    def log_text(self) -> str:
+        return self.harness.log_text(tail_chars=10**9)
 
 
 class Traffic:
@@ -163,7 +160,32 @@ class BulkBatch:
         return counts
 
 
-def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model) -> Counter:
+class PublishCounter:
+    """Counts, per job id, the results published on the results channel: a job published twice is a duplicate."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with redis.Redis.from_url(self.url).pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(keys.results_channel())
+                    while not self.stop.is_set():
+                        message = pubsub.get_message(timeout=0.5)
+                        if message is not None:
+                            for line in message["data"].split(b"\n"):
+                                self.counts[line.partition(b" ")[0].decode()] += 1
+            except redis.RedisError:
+                time.sleep(0.2)  # Redis is being restarted: nothing can be published meanwhile
+
+
+def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model,
+          published: Counter[str]) -> Counter:
     """Read every accepted job back; count finished, failed, lost, duplicated and wrong."""
     counts: Counter[str] = Counter()
     expected = model.predict({model.signature.inputs[0].name: data})
@@ -188,7 +210,7 @@ def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]]
                 counts["lost"] += 1
                 continue
             counts[body["status"]] += 1
-            if len(connection.lrange(keys.result(job_id), 0, -1)) != 1:
+            if published[job_id] > 1:
                 counts["duplicated"] += 1
             if body["status"] == "finished" and not np.allclose(body["predictions"], expected[rows], rtol=1e-4, atol=1e-5):
                 counts["wrong"] += 1
@@ -208,8 +230,9 @@ def main() -> int:
         settings = stack_.settings
         model = load_model(settings.model_path, settings.resolved_model_name, settings.model_version)
         print(f"stack: redis 127.0.0.1:{settings.redis_port} (appendfsync always), API {stack_.base_url}, "
-              f"{settings.workers} workers; logs in {tmp}/stack.log while it runs")
+              f"{settings.workers} workers; logs in {tmp}/logs/ while it runs")
         traffic = Traffic(stack_.base_url, data)
+        publishes = PublishCounter(settings.redis_url)
         threads = [threading.Thread(target=traffic.run, args=(i,), daemon=True) for i in range(CLIENTS)]
         started = time.monotonic()
         try:
@@ -228,13 +251,14 @@ def main() -> int:
                 t.join(40)
             print(f"t={time.monotonic() - started:5.1f} s  traffic stopped; checking every accepted job")
             connection = redis.Redis.from_url(settings.redis_url)
-            counts = check(stack_.base_url, connection, traffic.accepted, data, model)
+            counts = check(stack_.base_url, connection, traffic.accepted, data, model, publishes.counts)
+            publishes.stop.set()
             expected = next(iter(model.predict({model.signature.inputs[0].name: data}).values()))
             batch_counts = bulk.check(expected, len(data))
-            stats = {k.decode(): int(v) for k, v in connection.hgetall(keys.stats()).items()}
+            stats = {k.decode(): int(float(v)) for k, v in connection.hgetall(keys.stats()).items()}
         finally:
             stack_.stop()
-        log = (Path(tmp) / "stack.log").read_text(errors="replace")
+        log = stack_.log_text()
     recovery = [line.split(" WARNING ", 1)[1] for line in log.splitlines()
                 if " WARNING " in line and ("requeued" in line or "Redis answers again" in line)]
     accepted = len(traffic.accepted)

@@ -1,118 +1,151 @@
-"""Start and stop the service's processes: embedded Redis, the gunicorn API and inference workers.
+"""`make run`: the harness's processes, supervised until Ctrl-C or SIGTERM.
 
-`make run` uses `run_forever`; tests and benchmarks use the same functions with their own settings.
+- A worker (or the API, or the embedded Redis) that dies is started again after a backoff that doubles
+  from 1 s up to 30 s, and is logged; the rest keep serving. The backoff resets once a process has run
+  for a minute.
+- A worker that cannot load its model exits with status 3: starting it again would fail the same way,
+  so the whole stack stops and says why.
+- Ctrl-C and SIGTERM stop the API and the workers first (they finish what they hold and deregister),
+  then Redis. Every child runs in a session of its own, so the terminal's Ctrl-C reaches only us.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
+from scripts.harness import Child, Harness, Role, answers
+from shared.config import ConfigError, Settings
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process: ours, plus the settings, plus `extra`."""
-    env = dict(os.environ)
-    env.update(settings.to_env())
-    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra or {})
-    return env
+MODEL_LOAD_FAILED = 3  # the worker's exit status for a model it cannot load (worker/__main__.py)
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+HEALTHY_AFTER_S = 60.0  # a process that ran this long before dying starts again after FIRST_BACKOFF_S
+TICK_S = 0.2
+READY_PROBE_S = 1.0  # how often /readyz is asked until it first answers 200 (each ask is an access-log line)
 
 
-def start_api(settings: Settings, log_file=None) -> subprocess.Popen:
-    """Start gunicorn serving the API with `settings`."""
-    cmd = [sys.executable, "-m", "gunicorn", "-c", os.path.join(PROJECT_ROOT, "api", "gunicorn_conf.py"), "api.wsgi:app"]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=child_env(settings), stdout=log_file, stderr=log_file,
-                            start_new_session=True)
+def say(what: str, message: str) -> None:
+    """One line of the supervisor's own log, aligned like `ready     http://...`."""
+    print(f"{what:<9} {message}", flush=True)
 
 
-def start_worker(settings: Settings, log_file=None, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
-    """Start one inference worker with `settings`."""
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=PROJECT_ROOT, env=child_env(settings, extra_env),
-                            stdout=log_file, stderr=log_file, start_new_session=True)
+def describe_exit(code: int | None) -> str:
+    """'exit status 1' or 'signal SIGKILL'."""
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
-def wait_http(url: str, timeout_s: float, process: subprocess.Popen | None = None, status: int = 200) -> None:
-    """Wait until GET `url` answers `status`; raise if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+@dataclass
+class Restart:
+    """A child that died and when it is due to start again."""
+
+    child: Child
+    due: float
+
+
+@dataclass
+class Supervisor:
+    """Keeps the harness's children running; `run` returns the exit status of `make run`."""
+
+    harness: Harness
+    backoff_s: dict[str, float] = field(default_factory=dict)
+    pending: list[Restart] = field(default_factory=list)
+    stopping: bool = False
+    fatal: str = ""
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            say("stopping", f"received {signal.Signals(signum).name}: stopping the API and workers, then Redis")
+        self.stopping = True
+
+    def run(self) -> int:
+        """Start everything, supervise until a stop is requested or a worker cannot load its model."""
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == status:
-                    return
-        except OSError as exc:
-            if getattr(exc, "code", None) == status:
+            self._start_all()
+            self._supervise()
+        finally:
+            say("stopping", "API and workers first, Redis last")
+            self.harness.stop()
+        if self.fatal:
+            print(f"error     {self.fatal}", file=sys.stderr, flush=True)
+            return 1
+        say("stopped", "every process has exited")
+        return 0
+
+    def _start_all(self) -> None:
+        settings = self.harness.settings
+        server = self.harness.start_redis()
+        if server is not None:
+            say("redis", f"{server.url} (embedded, AOF in {server.data_dir})")
+        elif settings.redis_sentinels:
+            say("redis", f"the master {settings.redis_sentinel_master!r} named by Sentinels {settings.redis_sentinels}")
+        api = self.harness.start_api(wait_s=None)
+        say("api", f"pid {api.pid}")
+        if settings.grpc_port:
+            grpc = self.harness.start_grpc()
+            say("grpc", f"pid {grpc.pid}, {settings.api_host}:{settings.grpc_port} (TF Serving and KServe v2 gRPC APIs)")
+        for _ in range(settings.workers):
+            worker = self.harness.start_worker()
+            say(worker.name, f"pid {worker.pid}")
+
+    def _supervise(self) -> None:
+        base = self.harness.base_url
+        ready, next_probe = False, 0.0
+        while not self.stopping and not self.fatal:
+            self._check_children()
+            self._restart_due()
+            if not ready and time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + READY_PROBE_S
+                if answers(f"{base}/readyz"):
+                    ready = True
+                    say("ready", f"{base}  (POST {base}/predict, GET {base}/result/<id>; Ctrl-C stops)")
+            time.sleep(TICK_S)
+
+    def _check_children(self) -> None:
+        waiting = {id(r.child) for r in self.pending}
+        for child in self.harness.children():
+            if child.running or id(child) in waiting:
+                continue
+            if child.role is Role.WORKER and child.returncode == MODEL_LOAD_FAILED:
+                self.fatal = (f"{child.name} cannot load its model (exit status {MODEL_LOAD_FAILED}: see its log "
+                              f"above); starting it again would fail the same way, so the stack stops")
                 return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer {status} within {timeout_s} s")
-        time.sleep(0.1)
+            self._schedule(child)
+        server = self.harness.redis_server
+        if server is not None and server.process is not None and server.process.poll() is not None:
+            say("redis", f"redis-server exited ({describe_exit(server.process.returncode)}); starting it again")
+            self.harness.restart_redis()
+
+    def _schedule(self, child: Child) -> None:
+        ran_s = time.monotonic() - child.started_at
+        backoff = FIRST_BACKOFF_S if ran_s >= HEALTHY_AFTER_S else self.backoff_s.get(child.name, FIRST_BACKOFF_S)
+        self.backoff_s[child.name] = min(2 * backoff, MAX_BACKOFF_S)
+        say(child.name, f"pid {child.pid} died ({describe_exit(child.returncode)}) after {ran_s:.0f} s; "
+                        f"starting it again in {backoff:g} s")
+        self.pending.append(Restart(child, time.monotonic() + backoff))
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for restart in [r for r in self.pending if r.due <= now]:
+            self.pending.remove(restart)
+            replacement = self.harness.restart(restart.child)
+            say(replacement.name, f"pid {replacement.pid} started again")
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
-    """Signal a process group and wait; SIGKILL it if it does not exit in time."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode
-
-
-def run_forever(settings: Settings) -> int:
-    """`make run`: Redis (unless REDIS_URL), the API and WORKERS workers, until Ctrl-C or SIGTERM."""
-    redis_server = None
-    if not settings.redis_url:
-        redis_server = EmbeddedRedis(settings.redis_port, os.path.join(settings.data_dir, "redis"),
-                                     settings.redis_appendfsync).start()
-        print(f"redis     {redis_server.url} (embedded, AOF in {redis_server.data_dir})", flush=True)
-    processes = [start_api(settings)] + [start_worker(settings) for _ in range(settings.workers)]
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    stopping = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+def main() -> int:
     try:
-        wait_http(f"{base}/readyz", 180, processes[1])
-        print(f"ready     {base}  (POST {base}/predict, GET {base}/result/<id>; Ctrl-C stops)", flush=True)
-        while not stopping and all(p.poll() is None for p in processes):
-            time.sleep(0.2)
-    except RuntimeError as exc:
+        settings = Settings.from_env()
+    except ConfigError as exc:
         print(f"error     {exc}", file=sys.stderr)
-    finally:
-        print("stopping...", flush=True)
-        for process in reversed(processes):
-            stop(process)
-        if redis_server:
-            redis_server.stop()
-    failed = [p.returncode for p in processes if p.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed and not stopping else 0
+        return 2
+    return Supervisor(Harness(settings)).run()
 
 
 if __name__ == "__main__":
-    sys.exit(run_forever(Settings.from_env()))
+    sys.exit(main())

@@ -93,6 +93,12 @@ def chunk_job_id(batch_id: str, chunk: int) -> str:
     return f"{chunk_job_prefix(batch_id)}{chunk}"
 
 
+def parse_chunk_job_id(job_id: str) -> tuple[str, int]:
+    """(batch id, chunk index) of a chunk job id; raises ValueError for another id."""
+    batch_id, _, chunk = job_id.rpartition("-")
+    return batch_id, int(chunk)
+
+
 # Storage layout of one batch, all under `<batch id>/`.
 def input_key(batch_id: str, index: int) -> str:
     """The accepted rows of the model's `index`-th input, a `.npy` array."""

@@ -8,6 +8,7 @@ checks that they match).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -16,6 +17,13 @@ from typing import Any
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_JOB_TIMEOUT_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
+# Variables renamed in 0.2 → their new names. The old names still work for one release, with a warning.
+RENAMED = {
+    "MAX_BATCH_SIZE": "MAX_MICROBATCH_ROWS",
+    "MAX_BATCH_DELAY_MS": "MAX_MICROBATCH_DELAY_MS",
+}
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -30,6 +38,14 @@ class Settings:
     redis_url: str = ""
     # Port of the embedded redis-server (loopback only); ignored when REDIS_URL is set.
     redis_port: int = 6390
+    # Redis Sentinels to ask for the current master ("host:port,host:port"); set with REDIS_SENTINEL_MASTER.
+    # Every process then follows a failover on its own; REDIS_URL, if also set, only gives the master's
+    # password, database and TLS (its host and port are ignored).
+    redis_sentinels: str = ""
+    # The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).
+    redis_sentinel_master: str = ""
+    # Password of the Sentinels themselves (their requirepass); empty: none.
+    redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
     # Run-time state (git-ignored): the embedded Redis's append-only file, and batch files under batches/,
@@ -47,8 +63,16 @@ class Settings:
     bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work.
+    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
+    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
+    # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
+    # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for
+    # a lone request); "fixed" waits exactly MAX_MICROBATCH_DELAY_MS, as Triton and TF Serving do.
+    microbatch_window: str = "adaptive"
+    # Longest the adaptive window waits in all, in ms (it also never waits longer than the model's fixed cost
+    # per call); 5 ms bounds a mis-fit on a busy machine while leaving room for a GPU model's fixed cost.
+    adaptive_max_delay_ms: float = 5.0
     # Seconds a finished or failed result stays readable.
     result_ttl: int = 3600
     # Rows one POST /predict may carry.
@@ -75,9 +99,15 @@ class Settings:
     # API listen address and port.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # gRPC port (on api_host) for TF Serving's PredictionService/ModelService and KServe v2's
+    # GRPCInferenceService (8500: TF Serving's own gRPC port); 0 turns the gRPC server off.
+    grpc_port: int = 8500
     # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
+    # WSGI server for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or "granian" (its WSGI mode, Rust HTTP:
+    # about a quarter less API CPU per request in bench/api_servers.py); both serve api.wsgi:app.
+    api_server: str = "gunicorn"
     # Worker processes that `make run` starts.
     workers: int = 1
     # Seconds between worker heartbeats; a worker silent for 3 beats counts as gone.
@@ -100,6 +130,15 @@ class Settings:
     max_queue_depth: int = 100_000
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
     job_timeout: float = 0.0
+    # File the worker touches on every turn of its loop; its age is the worker's liveness signal
+    # (`python -m worker.liveness` checks it: a hung model call stops the touches). Empty: off.
+    liveness_file: str = ""
+    # Let TensorFlow grow its GPU memory as needed instead of taking all of it at start, so that a second
+    # process on the same GPU does not run out of memory. No effect without a GPU.
+    tf_gpu_memory_growth: bool = True
+    # TensorFlow intra- and inter-op threads per worker. 0: the container's CPU quota (cgroup v2 cpu.max or
+    # v1 cfs_quota_us / cfs_period_us), rounded up; with no quota, TensorFlow's default (every host core).
+    tf_threads: int = 0
     # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
 
@@ -110,7 +149,7 @@ class Settings:
         Raises:
             ConfigError: a value does not parse or breaks a rule; the message names the variable.
         """
-        environ = os.environ if environ is None else environ
+        environ = _with_renamed(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.name.upper())
@@ -129,8 +168,14 @@ class Settings:
 
     def validate(self) -> None:
         """Check the rules between fields; raise ConfigError naming the variable."""
+        _require(0 <= self.grpc_port <= 65535, "GRPC_PORT", self.grpc_port, "a port number, or 0 for no gRPC server")
         _require(self.max_microbatch_rows >= 1, "MAX_MICROBATCH_ROWS", self.max_microbatch_rows, "an integer ≥ 1")
         _require(self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0")
+        _require(self.microbatch_window in ("adaptive", "fixed"), "MICROBATCH_WINDOW", self.microbatch_window,
+                 "adaptive or fixed")
+        _require(0 <= self.adaptive_max_delay_ms <= 1000 and math.isfinite(self.adaptive_max_delay_ms),
+                 "ADAPTIVE_MAX_DELAY_MS", self.adaptive_max_delay_ms, "milliseconds from 0 to 1000")
+        _require(self.api_server in ("gunicorn", "granian"), "API_SERVER", self.api_server, "gunicorn or granian")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")
@@ -148,12 +193,35 @@ class Settings:
         _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
         _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,
                  "seconds, more than 0 and at most 300")
+        _require(self.tf_threads >= 0, "TF_THREADS", self.tf_threads, "an integer ≥ 0 (0: from the CPU quota)")
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
         _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
                  self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
         self.api_key_list()
+        self.sentinel_addresses()
+        _require(bool(self.redis_sentinels) == bool(self.redis_sentinel_master), "REDIS_SENTINEL_MASTER",
+                 self.redis_sentinel_master, "a master name when REDIS_SENTINELS is set, and empty otherwise")
+
+    def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """REDIS_SENTINELS as (host, port) pairs; () when Sentinel is not used.
+
+        Raises:
+            ConfigError: an entry is not host:port with a port from 1 to 65535.
+        """
+        addresses = []
+        for entry in (e.strip() for e in self.redis_sentinels.split(",") if e.strip()):
+            host, _, port = entry.rpartition(":")
+            _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "REDIS_SENTINELS", self.redis_sentinels,
+                     "a comma-separated list of host:port")
+            addresses.append((host.strip("[]"), int(port)))
+        return tuple(addresses)
+
+    @property
+    def external_redis(self) -> bool:
+        """Whether a Redis is named (REDIS_URL or REDIS_SENTINELS), so that none is started here."""
+        return bool(self.redis_url or self.redis_sentinels)
 
     def api_key_list(self) -> tuple[str, ...]:
         """The keys API_KEYS names (read from its file for the @/path form); () when keys are off.
@@ -184,6 +252,20 @@ class Settings:
         return tuple(keys)
 
     @property
+    def fixed_delay_s(self) -> float:
+        """The fixed part of the filling window, in seconds: MAX_MICROBATCH_DELAY_MS with MICROBATCH_WINDOW=fixed,
+        0 with the adaptive window (for which MAX_MICROBATCH_DELAY_MS is the cap, see adaptive_window_cap_s)."""
+        return self.max_microbatch_delay_ms / 1000 if self.microbatch_window == "fixed" else 0.0
+
+    @property
+    def adaptive_window_cap_s(self) -> float | None:
+        """The adaptive window's cap in seconds (MAX_MICROBATCH_DELAY_MS when set, else ADAPTIVE_MAX_DELAY_MS);
+        None when MICROBATCH_WINDOW is fixed."""
+        if self.microbatch_window != "adaptive":
+            return None
+        return (self.max_microbatch_delay_ms or self.adaptive_max_delay_ms) / 1000
+
+    @property
     def callback_hosts(self) -> frozenset[str]:
         """WEBHOOK_ALLOWED_HOSTS as a set of lower-case host names (empty: any host)."""
         return frozenset(h.strip().lower().rstrip(".") for h in self.webhook_allowed_hosts.split(",") if h.strip())
@@ -201,8 +283,32 @@ class Settings:
         return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """`environ` with each old variable name read as its new one (the new name wins), warning once per name."""
+    old = [name for name in RENAMED if environ.get(name)]
+    if not old:
+        return environ
+    merged = dict(environ)
+    for name in old:
+        new = RENAMED[name]
+        if merged.get(new):
+            log.warning("%s is deprecated and ignored because %s is set", name, new)
+        else:
+            log.warning("%s is deprecated: use %s (the old name stops working in the next release)", name, new)
+            merged[new] = merged[name]
+    return merged
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(name: str, kind: Any, raw: str) -> Any:
     kind = kind if isinstance(kind, str) else kind.__name__
+    if kind == "bool":
+        if raw.strip().lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"{name.upper()}={raw!r} is not valid: expected true or false (1/0, yes/no, on/off)")
+        return raw.strip().lower() in _TRUE
     try:
         if kind == "int":
             return int(raw)

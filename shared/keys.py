@@ -17,14 +17,6 @@ def workers() -> str:
     return f"{PREFIX}:workers"
 
 
-def result(job_id: str) -> str:
-    """List holding one element, the job's result (its final status document, JSON); TTL RESULT_TTL, set by the writer.
-
-    A list, not a string, so that waiters can block on it (BLMOVE onto itself leaves it in place).
-    """
-    return f"{PREFIX}:result:{job_id}"
-
-
 def microbatch_sizes() -> str:
     """List of the last 10,000 micro-batch sizes (rows per model call), newest first; capped by the worker."""
     return f"{PREFIX}:stats:microbatch_sizes"
@@ -61,13 +53,34 @@ def webhook(delivery_id: str) -> str:
     return f"{PREFIX}:webhook:{delivery_id}"
 
 
-def queued_rows(queue_name: str) -> str:
-    """String (integer): rows of the jobs waiting in queue `queue_name`; no TTL.
+def idempotency(owner: str, key_digest: str) -> str:
+    """String (JSON): an Idempotency-Key's record for one owner ("-" with API keys off), by the key's SHA-256;
+    TTL set by api/idempotency.py (a short reservation, then RESULT_TTL once the job or batch exists)."""
+    return f"{PREFIX}:idempotency:{owner or '-'}:{key_digest}"
 
-    Changed only together with the queue list itself (submit, claim, cancel, requeue), in the same
-    transaction or Lua call; reset to 0 by the recovery sweep whenever the queue is empty.
+
+def extra_rows(queue_name: str) -> str:
+    """String (integer): rows beyond the first of every job waiting in queue `queue_name`; no TTL.
+
+    The queue depth in rows is LLEN(queue) + this, so a one-row job costs no counter update. Changed only
+    together with the queue list itself (submit, claim, cancel, requeue); may dip below 0 for an instant
+    (a claim can land between a submit's RPUSH and its INCRBY); reset to 0 by the recovery sweep whenever
+    the queue is empty.
     """
-    return f"{PREFIX}:queued_rows:{queue_name}"
+    return f"{PREFIX}:extra_rows:{queue_name}"
+
+
+def expiry() -> str:
+    """Sorted set: id of an ended job → Unix time its hash (and the result in it) is deleted; no TTL.
+
+    One index instead of an EXPIRE per job: the recovery sweep deletes what is due in bulk.
+    """
+    return f"{PREFIX}:expiry"
+
+
+def results_channel() -> str:
+    """Pub/sub channel: each message lists the jobs a publish ended, one "<id> <result JSON>" line each."""
+    return f"{PREFIX}:results"
 
 
 def recovery_lock() -> str:
@@ -75,12 +88,9 @@ def recovery_lock() -> str:
     return f"{PREFIX}:recovery:lock"
 
 
-def intermediate_seen(queue_name: str) -> str:
-    """String (JSON list): job ids the last recovery pass saw in the queue's RQ intermediate list; TTL set by it."""
-    return f"{PREFIX}:recovery:intermediate:{queue_name}"
-
-
-# Fields this service adds to RQ's job hash (`rq:job:<id>`), which expires with the job.
-JOB_ROWS = "infer_rows"  # rows the job carries, for the queued-rows counter
+# Fields this service adds to RQ's job hash (`rq:job:<id>`).
+JOB_ROWS = "infer_rows"  # rows the job carries, for the queue depth in rows
 JOB_DEADLINE = "infer_deadline"  # Unix time after which the job must not start (absent: no deadline)
 JOB_OWNER = "infer_owner"  # SHA-256 of the API key that created the job (absent when keys are off)
+JOB_BATCH = "infer_batch"  # the batch of a chunk job (absent for other jobs)
+JOB_RESULT = "result"  # the result document (JSON), once the job ended; RQ's own field name for a result

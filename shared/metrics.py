@@ -1,10 +1,11 @@
 """The workers' Prometheus metrics as they travel through Redis: counters and histogram buckets in one hash.
 
-Workers add to the hash (`keys.metrics()`) inside the pipeline that publishes a batch's results, so
-metrics cost no extra round trip; the API's GET /metrics reads the hash at scrape time and renders it.
+Workers add up their increments in process and write them to the hash (`keys.metrics()`) at most once a
+second (worker/outcomes.py `Tally`), so metrics cost Redis no work per job; the API's GET /metrics reads
+the hash at scrape time and renders it.
 One scrape target therefore covers every worker on every machine, and workers need no open port.
 
-Fields: `<metric>:<label value>` for counters (`jobs:finished`), `<metric>:le:<bound>` for one histogram
+Fields: `<metric>:<label value>` for counters (`inference_jobs_total:finished`), `<metric>:le:<bound>` for one histogram
 bucket (not cumulative; the API sums them up), `<metric>:sum` and `<metric>:count`.
 """
 
@@ -51,26 +52,52 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-JOBS_TOTAL = "inference_jobs_total"  # counter by final status: finished, failed, canceled
+JOBS_TOTAL = "inference_jobs_total"  # counter by final status: finished, failed, canceled, expired
+JOB_ERRORS = "inference_job_errors_total"  # counter by error code of jobs that failed or expired (schema.ErrorCode)
 
 JOB_LATENCY = Histogram(
     "inference_job_latency_seconds",
     "Seconds from submit (enqueued) to finish, per job (finished or failed).",
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-BATCH_SIZE = Histogram(
-    "inference_batch_size_rows",
-    "Rows per batch (one compiled model call unless the batch fell back to per-job calls).",
+MICROBATCH_ROWS = Histogram(
+    "inference_microbatch_rows",
+    "Rows per micro-batch (one compiled model call unless it fell back to per-job calls).",
     (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
-BATCH_SECONDS = Histogram(
-    "inference_batch_inference_seconds",
-    "Seconds the model spent on one batch.",
+MICROBATCH_SECONDS = Histogram(
+    "inference_microbatch_seconds",
+    "Seconds the model spent on one micro-batch.",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-HISTOGRAMS = (JOB_LATENCY, BATCH_SIZE, BATCH_SECONDS)
+HISTOGRAMS = (JOB_LATENCY, MICROBATCH_ROWS, MICROBATCH_SECONDS)
+
+# Counters by label value, written by the workers' background thread (shared/webhooks.py).
+WEBHOOK_CALLS = "inference_webhook_calls_total"  # by outcome: delivered, failed (each failed call counts)
+WEBHOOK_GIVEN_UP = "inference_webhook_given_up_total"  # deliveries dropped after WEBHOOK_MAX_ATTEMPTS calls
+WEBHOOK_OUTCOMES = ("delivered", "failed")
+
+# Read from Redis at scrape time by api/queue_metrics.py (nothing stored under these names).
+QUEUE_ROWS = "inference_queue_rows"
+QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
+BULK_ROWS_PENDING = "inference_bulk_rows_pending"
+BATCHES = "inference_batches"
+WEBHOOK_BACKLOG = "inference_webhook_backlog"
+WEBHOOK_DUE = "inference_webhook_due"
+MICROBATCHES = "inference_microbatches_total"
+REDIS_ROUND_TRIPS = "inference_redis_round_trips_total"
 
 
 def job_status_field(status: str) -> str:
     """The counter field for one job reaching final `status`."""
     return f"{JOBS_TOTAL}:{status}"
+
+
+def job_error_field(code: str) -> str:
+    """The counter field for one job failing (or expiring) with error `code`."""
+    return f"{JOB_ERRORS}:{code}"
+
+
+def webhook_call_field(outcome: str) -> str:
+    """The counter field for one webhook call ending with `outcome` (delivered or failed)."""
+    return f"{WEBHOOK_CALLS}:{outcome}"

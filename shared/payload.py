@@ -1,7 +1,12 @@
 """The job payload: named input arrays packed for Redis, and unpacked again in the worker.
 
 Arrays travel as raw little-endian bytes (base64 inside the job's JSON), so neither side parses or prints
-numbers one by one, and nothing a client sent is ever unpickled.
+numbers one by one, and nothing a client sent is ever unpickled. A one-dimensional tensor of byte strings
+(dtype "string": serialized tf.Example protos for TF Serving's classify and regress) travels as a list of
+base64 strings.
+
+A payload may name the model signature that runs it (`"signature"`, absent for the default one); the
+worker reads it with `signature_name` when it claims the job.
 """
 
 from __future__ import annotations
@@ -12,23 +17,46 @@ from typing import Any
 
 import numpy as np
 
+from shared import rq_keys
+from shared.signature import DEFAULT_SIGNATURE
+
+# What the RQ job of a /predict (or protocol) request records as its function; run by our worker only.
+PREDICT_FUNC = "worker.batched_inference"
+# The `data` an ended job keeps: its function and no arguments (the input rows are not needed any more).
+ENDED_DATA = rq_keys.job_data(PREDICT_FUNC, [])
+
 ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool"})
+STRING_DTYPE = "string"
 
 
-def encode_inputs(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Pack same-length arrays into a JSON-ready payload: {"rows", "inputs": {name: {dtype, shape, data}}}."""
+def encode_inputs(arrays: Mapping[str, np.ndarray], signature: str | None = None) -> dict[str, Any]:
+    """Pack same-length arrays into a JSON-ready payload: {"rows", "inputs": {name: {dtype, shape, data}}},
+    plus "signature" when a signature other than the default one is to run it."""
     rows = {len(a) for a in arrays.values()}
     if len(rows) != 1:
         raise ValueError(f"inputs must have the same number of rows, got {sorted(rows)}")
     inputs = {}
     for name, array in arrays.items():
+        if array.dtype.kind in "OS":  # byte strings, one per row
+            data = [base64.b64encode(bytes(v)).decode("ascii") for v in array.reshape(-1)]
+            inputs[name] = {"dtype": STRING_DTYPE, "shape": [len(data)], "data": data}
+            continue
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         inputs[name] = {
             "dtype": array.dtype.name,
             "shape": list(array.shape),
             "data": base64.b64encode(array.tobytes()).decode("ascii"),
         }
-    return {"rows": rows.pop(), "inputs": inputs}
+    payload: dict[str, Any] = {"rows": rows.pop(), "inputs": inputs}
+    if signature and signature != DEFAULT_SIGNATURE:
+        payload["signature"] = signature
+    return payload
+
+
+def signature_name(payload: Mapping[str, Any]) -> str:
+    """The signature that runs a payload made by `encode_inputs` (the default one when it names none)."""
+    name = payload.get("signature") if isinstance(payload, Mapping) else None
+    return name if isinstance(name, str) and name else DEFAULT_SIGNATURE
 
 
 def decode_inputs(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -42,6 +70,9 @@ def decode_inputs(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
         arrays = {}
         for name, spec in payload["inputs"].items():
             dtype = str(spec["dtype"])
+            if dtype == STRING_DTYPE:
+                arrays[name] = _decode_strings(name, spec["data"], rows)
+                continue
             if dtype not in ALLOWED_DTYPES:
                 raise ValueError(f"input {name!r} has unsupported dtype {dtype!r}")
             shape = tuple(int(d) for d in spec["shape"])
@@ -54,3 +85,9 @@ def decode_inputs(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
     if not arrays:
         raise ValueError("job payload has no inputs")
     return arrays
+
+
+def _decode_strings(name: str, data: Any, rows: int) -> np.ndarray:
+    if not isinstance(data, list) or len(data) != rows:
+        raise ValueError(f"input {name!r} must hold {rows} base64 strings")
+    return np.array([base64.b64decode(v, validate=True) for v in data], dtype=object)

@@ -19,6 +19,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from shared.config import Settings
+from shared.npy import read_rows
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -83,12 +84,8 @@ class LocalStorage:
         return os.path.exists(self.path(key))
 
     def load_rows(self, key: str, start: int, stop: int | None) -> np.ndarray:
-        # A memory map reads only the pages of the rows asked for; the copy detaches them from the file.
-        array = np.load(self.path(key), mmap_mode="r", allow_pickle=False)
-        try:
-            return np.array(array[start:stop])
-        finally:
-            del array
+        with open(self.path(key), "rb") as file:
+            return read_rows(file, start, stop)  # reads only the header and the rows asked for
 
     def load_arrays(self, key: str) -> dict[str, np.ndarray]:
         with np.load(self.path(key), allow_pickle=False) as npz:

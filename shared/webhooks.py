@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from shared import keys
+from shared import keys, metrics
 from shared.errors import InvalidInput
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -127,17 +127,21 @@ class DeliveryQueue:
             deliveries.append(Delivery(member, kind, item_id, record[b"url"].decode(), int(record[b"attempts"])))
         return deliveries
 
-    def finish(self, member: str) -> None:
-        """Forget a delivery: it succeeded, or was given up."""
+    def finish(self, member: str, delivered: bool = False) -> None:
+        """Forget a delivery: it succeeded (`delivered`, counted in the metrics), was given up, or is moot."""
         with self.connection.pipeline() as pipe:
             pipe.zrem(keys.webhooks(), member)
             pipe.delete(keys.webhook(member))
+            if delivered:
+                pipe.hincrby(keys.metrics(), metrics.webhook_call_field("delivered"), 1)
             pipe.execute()
 
     def failed(self, delivery: Delivery) -> bool:
         """Record a failed attempt; returns True if it will be retried, False if it was given up."""
         attempts = delivery.attempts + 1
+        self.connection.hincrby(keys.metrics(), metrics.webhook_call_field("failed"), 1)
         if attempts >= self.max_attempts:
+            self.connection.hincrby(keys.metrics(), metrics.WEBHOOK_GIVEN_UP, 1)
             self.finish(delivery.member)
             return False
         with self.connection.pipeline() as pipe:

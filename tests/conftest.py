@@ -6,8 +6,8 @@ Tests that need other settings start their own service on another Redis database
 
 from __future__ import annotations
 
-import itertools
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,24 +21,58 @@ from shared.embedded_redis import EmbeddedRedis
 from tests.support import Service, free_port, service_settings
 
 DIGITS_MODEL = os.path.join(PROJECT_ROOT, "models", "digits.keras")
-_databases = itertools.count(1)
+DATABASES = 64  # of the test Redis; database 0 is never handed out
+
+
+class DatabasePool:
+    """The test Redis's database numbers: each test or service takes one and gives it back, emptied, at teardown."""
+
+    def __init__(self, count: int) -> None:
+        self.free = list(range(1, count))
+        self.lock = threading.Lock()
+
+    def take(self) -> int:
+        with self.lock:
+            if not self.free:
+                raise RuntimeError(f"all {DATABASES - 1} databases of the test Redis are in use: a fixture holds on "
+                                   "to its database (module- and session-scoped services keep theirs until they end)")
+            return self.free.pop(0)
+
+    def give_back(self, db: int) -> None:
+        with self.lock:
+            self.free.insert(0, db)
+
+
+_databases = DatabasePool(DATABASES)
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
-    server = EmbeddedRedis(free_port(), str(tmp_path_factory.mktemp("redis"))).start()
+    server = EmbeddedRedis(free_port(), str(tmp_path_factory.mktemp("redis")), databases=DATABASES).start()
     yield server.url
     server.stop()
+
+
+def _db_client(redis_url: str, db: int) -> redis.Redis:
+    return redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{db}")
+
+
+def _release(redis_url: str, db: int) -> None:
+    client = _db_client(redis_url, db)
+    client.flushdb()
+    client.close()
+    _databases.give_back(db)
 
 
 @pytest.fixture
 def redis_db(redis_url) -> redis.Redis:
     """A fresh, empty database of the test Redis for one test."""
-    db = next(_databases)
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + f"/{db}")
+    db = _databases.take()
+    client = _db_client(redis_url, db)
     client.flushdb()
     yield client
-    client.flushdb()
+    client.close()
+    _release(redis_url, db)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +94,7 @@ def _service_factory(redis_url: str, make_dir):
     services: list[Service] = []
 
     def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
-        db = next(_databases)
+        db = _databases.take()
         log_dir = make_dir(f"service-{db}")
         overrides.setdefault("data_dir", str(log_dir / "data"))
         settings = service_settings(redis_url, db, **overrides)
@@ -86,8 +120,7 @@ def make_service(redis_url, tmp_path):
 
     make, services = _service_factory(redis_url, make_dir)
     yield make
-    for service in services:
-        service.stop()
+    _stop_all(redis_url, services)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +128,21 @@ def make_module_service(redis_url, tmp_path_factory):
     """Factory like `make_service`, for services that the tests of one module share."""
     make, services = _service_factory(redis_url, tmp_path_factory.mktemp)
     yield make
+    _stop_all(redis_url, services)
+
+
+def _stop_all(redis_url: str, services: list[Service]) -> None:
+    """Stop the services, then give their databases back."""
     for service in services:
         service.stop()
+        service.redis.close()
+        _release(redis_url, service.redis.connection_pool.connection_kwargs["db"])
 
 
 @pytest.fixture(scope="session")
 def service(redis_url, tmp_path_factory) -> Service:
     """The main service with default batching settings, shared by the session."""
-    db = next(_databases)
+    db = _databases.take()
     log_dir = tmp_path_factory.mktemp("main-service")
     main = Service(service_settings(redis_url, db, data_dir=str(log_dir / "data")), log_dir)
     main.redis.flushdb()
@@ -112,3 +152,4 @@ def service(redis_url, tmp_path_factory) -> Service:
         yield main
     finally:
         main.stop()
+        _release(redis_url, db)

@@ -1,10 +1,10 @@
-"""Helpers for tests that run the real service: free ports, a service (API + workers) on one Redis db."""
+"""Helpers for tests that run the real service: free ports, waits, and a service (the harness's API + workers on
+one Redis database) with the clients tests read it through."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +13,9 @@ import httpx
 import redis
 from rq.job import Job
 
-from scripts import stack
-from scripts.stack import free_port
-from shared import keys
+from scripts import harness
+from scripts.harness import Child, Harness, free_port
+from shared import keys, rq_keys
 from shared.config import Settings
 
 
@@ -32,43 +32,64 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interva
 
 
 class Service:
-    """The real API (gunicorn) and real workers against one Redis database, with logs in `log_dir`."""
+    """The real API (gunicorn) and real workers against one Redis database, with logs in `log_dir`: the
+    harness's processes, plus what tests read (an HTTP client, the Redis client, logs)."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings = settings
         self.log_dir = log_dir
-        self.api: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
-        self.base_url = f"http://127.0.0.1:{settings.api_port}"
+        self.harness = Harness(settings, log_dir)
+        self.base_url = self.harness.base_url
         self.http = httpx.Client(base_url=self.base_url, timeout=60)
         self.redis = redis.Redis.from_url(settings.redis_url)
 
-    def _log(self, name: str):
-        return open(self.log_dir / f"{name}.log", "ab")
+    @property
+    def api(self) -> Child | None:
+        return self.harness.api
 
-    def start_api(self) -> "Service":
-        self.api = stack.start_api(self.settings, self._log("api"))
-        stack.wait_http(f"{self.base_url}/healthz", 30, self.api)
+    @property
+    def workers(self) -> list[Child]:
+        return self.harness.workers
+
+    def start_api(self) -> Service:
+        self.harness.start_api()
         return self
 
-    def start_worker(self, wait: bool = True, **env: str) -> subprocess.Popen:
+    def start_grpc(self) -> Service:
+        """Start the gRPC server process and wait until it accepts connections."""
+        import grpc
+
+        self.harness.start_grpc()
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                raise AssertionError(f"the gRPC server did not start: {self.logs()}") from None
+        return self
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
+    def start_worker(self, wait: bool = True, **env: str) -> Child:
         """Start a worker; with `wait`, return once it is registered as live."""
         before = self.live_worker_names()
-        worker = stack.start_worker(self.settings, self._log(f"worker-{len(self.workers)}"), env)
-        self.workers.append(worker)
+        worker = self.harness.start_worker(env)
         if wait:
-            wait_until(lambda: self.live_worker_names() - before or worker.poll() is not None, 90)
-            assert worker.poll() is None, f"worker exited with {worker.returncode}: {self.logs()}"
+            wait_until(lambda: self.live_worker_names() - before or not worker.running, 90)
+            assert worker.running, f"worker exited with {worker.returncode}: {self.logs()}"
         return worker
 
-    def live_worker_processes(self) -> list[subprocess.Popen]:
-        return [w for w in self.workers if w.poll() is None]
+    def live_worker_processes(self) -> list[Child]:
+        return [w for w in self.workers if w.running]
 
-    def signal_worker(self, worker: subprocess.Popen, sig: int) -> None:
-        """Send `sig` (SIGKILL, SIGSTOP, SIGCONT...) to a worker's process group."""
-        os.killpg(worker.pid, sig)
-        if sig == signal.SIGKILL:
-            worker.wait(timeout=10)
+    def signal_worker(self, worker: Child, sig: int) -> None:
+        """Send `sig` (SIGKILL, SIGSTOP, SIGCONT...) to a worker's process group; SIGKILL waits for it to go."""
+        self.harness.kill(worker, sig)
+
+    def stop_process(self, child: Child, sig: int = signal.SIGTERM) -> int | None:
+        """Signal one process (the API or a worker) and wait for its exit status."""
+        return harness.stop(child.process, sig=sig)
 
     def job_status(self, job_id: str) -> str | None:
         """The job's status as RQ's job hash has it (None once the hash is gone)."""
@@ -76,8 +97,9 @@ class Service:
         return raw.decode() if raw is not None else None
 
     def documents(self, job_id: str) -> list[bytes]:
-        """Every final document published for the job (exactly one once it is done)."""
-        return self.redis.lrange(keys.result(job_id), 0, -1)
+        """The job's result as a list: [] until it ended, then exactly one."""
+        result = self.redis.hget(rq_keys.job(job_id), keys.JOB_RESULT)
+        return [] if result is None else [result]
 
     def live_workers(self) -> int:
         return self.redis.zcount(keys.workers(), time.time(), "+inf")
@@ -88,26 +110,16 @@ class Service:
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
         self.http.close()  # an open keep-alive connection would hold up gunicorn's graceful stop for seconds
-        processes = [p for p in self.workers + ([self.api] if self.api else []) if p.poll() is None]
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                stack.stop(process, sig=signal.SIGKILL)
+        self.harness.stop(timeout_s=15)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+        return self.harness.log_text()
 
     def predict(self, rows, wait: float = 10.0) -> httpx.Response:
         return self.http.post("/predict", params={"wait": wait}, json={"instances": rows})
 
-    def stats(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+    def stats(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.stats()).items()}
 
     def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
         """POST /batches with a raw body."""
@@ -124,6 +136,7 @@ class Service:
 
     def api_worker_pids(self) -> list[int]:
         """The gunicorn worker processes (children of the API's master)."""
+        assert self.api is not None, "the API was not started"
         with open(f"/proc/{self.api.pid}/task/{self.api.pid}/children") as f:
             return [int(pid) for pid in f.read().split()]
 
@@ -132,7 +145,7 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     """Settings for a test service on database `db` of the test Redis, on a free API port."""
     base = Settings.from_env({})
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
-    values = dict(redis_url=url, api_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
+    values = dict(redis_url=url, api_port=free_port(), grpc_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
                   log_level="INFO", data_dir=os.environ.get("TMPDIR", "/tmp"))
     values.update(overrides)
     return base.replace(**values)

@@ -26,11 +26,14 @@ from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
-from worker.microbatcher import collect, validate_knobs
+from worker import tf_runtime
+from worker.background import BackgroundThread
 from worker.chunks import ChunkStore
 from worker.claim import RedisSource
-from worker.background import BackgroundThread
 from worker.claims import Claim
+from worker.liveness import Liveness
+from worker.microbatcher import collect, validate_knobs
+from worker.outcomes import Tally
 from worker.recovery import Recovery
 from worker.model import LoadedModel, ModelLoadError, load_model
 from worker.model_path import ModelPathError, locate_model
@@ -65,22 +68,26 @@ class InferenceWorker:
         self.connection = connect(settings)
         name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         # Priority order: interactive /predict jobs, then bulk batch chunks.
-        queues = [Queue(q, connection=self.connection, serializer=OrjsonSerializer)
-                  for q in (settings.queue_name, settings.bulk_queue_name)]
+        queue_names = [settings.queue_name, settings.bulk_queue_name]
+        queues = [Queue(q, connection=self.connection, serializer=OrjsonSerializer) for q in queue_names]
+        # RQ's worker registry, so that `rq info` lists this worker; jobs never go through RQ's own loop.
         self.rq_worker = Worker(queues, connection=self.connection, name=name, serializer=OrjsonSerializer)
-        self.execution_ttl = lease_seconds(settings)
+        self.lease_s = lease_seconds(settings)
         files = storage.from_settings(settings)
         records = BatchRecords(self.connection, settings)
         self.chunks = ChunkStore(files, records)
-        self.source = RedisSource(self.connection, queues, self.rq_worker, self.execution_ttl, self.chunks,
+        self.tally = Tally(self.rq_worker.key)
+        self.source = RedisSource(self.connection, queue_names, name, self.lease_s, self.chunks,
                                   settings.batch_chunk_rows)
-        self.registration = Registration(self.connection, self.rq_worker, settings)
-        self.publisher = Publisher(self.connection, self.rq_worker, model.signature, settings.result_ttl, self.chunks)
-        self.recovery = Recovery(self.connection, queues, self.rq_worker, settings.heartbeat_s,
-                                       settings.result_ttl, settings.max_attempts, records)
+        self.registration = Registration(self.connection, self.rq_worker, settings, queue_names)
+        self.publisher = Publisher(self.connection, queue_names, model.signature, settings.result_ttl, self.tally,
+                                   self.chunks)
+        self.recovery = Recovery(self.connection, queue_names, name, settings.heartbeat_s, settings.result_ttl,
+                                 settings.max_attempts, self.chunks)
         self.background = BackgroundThread(self.connection, settings, files, records)
         self.outbox: list[Claim] = []  # complete, not yet published
         self.outbox_stats: RunStats | None = None
+        self.liveness = Liveness(settings.liveness_file)
         self.stopping = False
         self._backoff_s = FIRST_BACKOFF_S
         self._down_since: float | None = None
@@ -89,6 +96,10 @@ class InferenceWorker:
         log.info("received %s: finishing the work in hand, then exiting", signal.Signals(signum).name)
         self.stopping = True
         self.source.stop_claiming()
+
+    def in_hand(self) -> list[Claim]:
+        """Every claim this worker holds a lease on."""
+        return [*self.source.pending, *self.source.rejected, *self.outbox]
 
     @property
     def idle(self) -> bool:
@@ -101,13 +112,15 @@ class InferenceWorker:
                 return
         log.info("worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, lease %d s",
                  self.rq_worker.name, self.model.signature.name, self.model.signature.version,
-                 self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms, self.execution_ttl)
+                 self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms, self.lease_s)
         self.background.start()
         try:
             while not (self.stopping and self.idle):
+                self.liveness.touch()  # before the step: a step that hangs leaves the file to age
                 self._attempt(self.step)
         finally:
             self.background.stop()
+            self._attempt(lambda: self.tally.flush(self.connection))
             if not self._attempt(self.registration.death):
                 log.warning("worker %s stopped without deregistering: Redis is unreachable", self.rq_worker.name)
             log.info("worker %s stopped", self.rq_worker.name)
@@ -116,7 +129,7 @@ class InferenceWorker:
         """One turn of the loop: collect a batch, run it, publish what completed, heartbeat, recovery."""
         if self.outbox:
             self._publish()  # results held back while Redis was away go first
-        self.registration.beat_if_due(self.source.pending, self.execution_ttl)  # e.g. due since an outage
+        self.registration.beat_if_due(self.in_hand(), self.lease_s)  # e.g. due since an outage
         batch = collect(self.source, self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms / 1000,
                         0.0 if self.stopping else IDLE_TIMEOUT_S)
         stats = run_microbatch(self.model, batch) if batch else None
@@ -127,7 +140,9 @@ class InferenceWorker:
         self._publish()
         if stats and stats.rows:
             log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
-        self.registration.beat_if_due(self.source.pending, self.execution_ttl)
+        self.registration.beat_if_due(self.in_hand(), self.lease_s)
+        if self.tally.due():
+            self.tally.flush(self.connection)
         self.recovery.run_if_due()
 
     def _publish(self) -> None:
@@ -137,7 +152,7 @@ class InferenceWorker:
         self.outbox, self.outbox_stats = [], None
         if lost:
             log.warning("%d result(s) not published: this worker's lease on them lapsed and they were queued again "
-                        "(a step took longer than the %d s lease?)", len(lost), self.execution_ttl)
+                        "(a step took longer than the %d s lease?)", len(lost), self.lease_s)
 
     def _attempt(self, action: Callable[[], object]) -> bool:
         """Run `action`; on a Redis failure log once per outage, back off, and return False."""
@@ -178,6 +193,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     started = time.monotonic()
+    tf_runtime.configure(settings)
     try:
         where = locate_model(settings.model_path, settings.model_name, settings.model_version)
         log.info("loading model %s version %s from %s", where.name, where.version, where.path)

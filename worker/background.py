@@ -13,7 +13,7 @@ import threading
 import orjson
 import redis
 
-from shared import keys
+from shared import keys, rq_keys
 from shared.batch_records import BatchRecords
 from shared.batches import BatchStatus, status_document
 from shared.config import Settings
@@ -82,13 +82,13 @@ class BackgroundThread:
             log.warning("webhook %s to %s failed on attempt %d (%s); %s", delivery.member, delivery.url,
                         delivery.attempts + 1, exc, "will retry" if again else "giving up")
             return
-        self.deliveries.finish(delivery.member)
+        self.deliveries.finish(delivery.member, delivered=True)
         log.info("webhook %s delivered to %s", delivery.member, delivery.url)
 
     def _document(self, delivery: Delivery) -> bytes | None:
         """The current status document of the delivery's job or batch, as sent."""
         if delivery.kind == "job":
-            return self.connection.lindex(keys.result(delivery.item_id), 0)
+            return self.connection.hget(rq_keys.job(delivery.item_id), keys.JOB_RESULT)
         record = self.connection.hgetall(keys.batch(delivery.item_id))
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 

@@ -1,5 +1,8 @@
 """Chunk jobs of bulk batches, the worker's side: load a chunk's rows from storage when it is claimed,
-save its outputs (or its rows' errors) when it ends, and keep the batch's counters.
+save its outputs (or its rows' errors) when it ends, and list the rows of a chunk that recovery failed.
+
+The batch's counters move in the same Lua calls that claim and publish the chunk job (shared/lua/claim.lua,
+publish.lua, recover.lua with lib/batch.lua); this module owns what happens in storage.
 
 The rows then go through the same batcher and compiled model call as interactive jobs; a chunk is just
 a job whose inputs came from storage rather than from its payload.
@@ -8,15 +11,15 @@ a job whose inputs came from storage rather than from its payload.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import orjson
-from rq.job import Job
 
+from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import (CHUNK_FUNC, ChunkSpec, chunk_errors_key, file_rows, input_key, output_key, skipped_key,
-                            write_outputs)
+from shared.batches import (ChunkSpec, chunk_errors_key, chunk_ranges, file_rows, input_key, output_key,
+                            skipped_key, write_outputs)
+from shared.schema import ErrorCode
 from shared.storage import Storage
 from worker.claims import Claim
 
@@ -30,18 +33,10 @@ class ChunkStore:
         self.storage = storage
         self.records = records
 
-    @staticmethod
-    def is_chunk(job: Job) -> bool:
-        return job.func_name == CHUNK_FUNC
-
     def load(self, spec: ChunkSpec) -> dict[str, np.ndarray]:
         """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
         return {name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
                 for i, name in enumerate(spec.inputs)}
-
-    def started(self, pipe: Any, claimed: Claim) -> None:
-        """In the claim's pipeline: the batch is in progress."""
-        self.records.chunk_started(pipe, claimed.chunk.batch)
 
     def save(self, claimed: Claim) -> tuple[int, int]:
         """Write the chunk's outputs, or one error line per row if it failed; returns (done rows, failed rows).
@@ -61,7 +56,21 @@ class ChunkStore:
         return 0, rows
 
     def _save_errors(self, claimed: Claim) -> None:
-        spec = claimed.chunk
+        assert claimed.chunk is not None and claimed.error is not None
+        self._write_errors(claimed.chunk, f"{claimed.error.code.value}: {claimed.error.message}")
+
+    def lost(self, batch_id: str, chunk: int, message: str) -> None:
+        """List the rows of a chunk that recovery failed (its workers died) in the batch's error file."""
+        record = self.records.connection.hmget(keys.batch(batch_id), "accepted_rows", "chunk_rows")
+        if None in record:
+            return  # the batch is gone: nothing left to annotate
+        accepted, size = int(record[0]), int(record[1])
+        ranges = chunk_ranges(accepted, size)
+        if 0 <= chunk < len(ranges):
+            start, stop = ranges[chunk]
+            self._write_errors(ChunkSpec(batch_id, chunk, start, stop, ()), f"{ErrorCode.WORKER_LOST.value}: {message}")
+
+    def _write_errors(self, spec: ChunkSpec, error: str) -> None:
         batch = spec.batch
         try:
             has_skipped = self.storage.exists(skipped_key(batch))
@@ -69,10 +78,7 @@ class ChunkStore:
             rows = file_rows(skipped, spec.start, spec.stop)
             with self.storage.create(chunk_errors_key(batch, spec.chunk)) as file:
                 for row in rows.tolist():
-                    file.write(orjson.dumps({"row": row, "error": f"{claimed.error.code.value}: {claimed.error.message}"}) + b"\n")
+                    file.write(orjson.dumps({"row": row, "error": error}) + b"\n")
         except OSError as exc:  # the batch's files are gone (expired): nothing left to annotate
             log.warning("could not write the errors of batch %s chunk %s: %s", batch, spec.chunk, exc)
 
-    def finished(self, pipe: Any, claimed: Claim, done_rows: int, failed_rows: int) -> None:
-        """In the publish pipeline: count the chunk's rows; the last chunk ends the batch."""
-        self.records.chunk_done(pipe, claimed.chunk.batch, done_rows, failed_rows)

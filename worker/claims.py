@@ -1,43 +1,40 @@
-"""A job in the worker's hands: the RQ job, its execution record, its decoded inputs and the outputs so far."""
+"""A job in the worker's hands: what claiming it returned, its decoded inputs and the outputs so far."""
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
-from rq.executions import Execution
-from rq.job import Job
 
 from shared.batches import ChunkSpec
 from shared.schema import ErrorCode, JobError
+from shared.signature import DEFAULT_SIGNATURE
 
 
 @dataclass
 class Claim:
-    """One claimed RQ job; `error` set means it fails without running (or failed while running).
+    """One claimed job; `error` set means it fails without running (or failed while running).
 
-    `chunk` is the payload of a bulk batch's chunk job (batch id, chunk, row range), None for /predict jobs.
+    `lease` is its member in its queue's started registry, which this worker renews at each heartbeat and
+    removes when it publishes the result. `chunk` is set for a bulk batch's chunk job.
     """
 
-    job: Job
-    execution: Execution | None
-    inputs: dict[str, np.ndarray] | None
+    id: str
+    queue_index: int  # its queue's position in the worker's queue list (priority order)
+    lease: str
     rows: int
+    inputs: dict[str, np.ndarray] | None = None
+    rerun: bool = False  # started before by a worker that died: runs alone (see shared/lua/claim.lua)
+    request_id: str | None = None
+    callback_url: str | None = None
+    enqueued_at: datetime.datetime | None = None
+    chunk: ChunkSpec | None = None
+    signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
     error: JobError | None = None
-    rerun: bool = False  # started before by a worker that died: runs alone (see claim.CLAIM_SCRIPT)
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
-    chunk: ChunkSpec | None = None
-
-    @property
-    def id(self) -> str:
-        return self.job.id
-
-    @property
-    def lease(self) -> str | None:
-        """This claim's entry in RQ's started registry ("<job id>:<execution id>"); None before it started."""
-        return self.execution.composite_key if self.execution is not None else None
 
     @property
     def complete(self) -> bool:

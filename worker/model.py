@@ -2,7 +2,9 @@
 
 Keras models are wrapped in a `tf.function` whose input signature has a `None` batch dimension, so one
 trace serves every batch size (never `model.predict`, which costs tens of ms a call). SavedModels are
-called through their `serving_default` signature; only a signature with a static batch size is padded.
+called through their signatures (every one is loaded: `serving_default` and, for TF Serving's models,
+classify and regress ones); only a signature with a static batch size is padded. A SavedModel's
+SignatureDefs are read from its `saved_model.pb` and published as they are, so metadata matches TF Serving.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import (
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    ModelSignature,
+    SignatureDef,
+    TensorSpec,
+    default_signature_def,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +37,14 @@ class ModelLoadError(RuntimeError):
     """The model file is missing or not a model this worker can serve; the message says which and why."""
 
 
-class LoadedModel:
-    """A model ready to serve: its signature and one compiled call on named, stacked arrays."""
+class SignatureCall:
+    """One compiled signature: a call on named, stacked arrays, padded when its batch size is fixed."""
 
-    def __init__(self, signature: ModelSignature, call: Callable[[Arrays], Arrays], static_batch: int | None) -> None:
-        self.signature = signature
+    def __init__(self, call: Callable[[Arrays], Arrays], static_batch: int | None = None) -> None:
         self._call = call
         self._static_batch = static_batch
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
-        """Run one batch; every output has as many rows as the inputs."""
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
         if self._static_batch is None:
             return self._call(dict(inputs))
         return self._predict_padded(inputs, self._static_batch)
@@ -55,9 +62,34 @@ class LoadedModel:
             parts.append({k: v[: size - short] for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+
+class LoadedModel:
+    """A model ready to serve: its signatures and one compiled call per signature."""
+
+    def __init__(self, signature: ModelSignature, calls: dict[str, SignatureCall]) -> None:
+        self.signature = signature
+        self._calls = calls
+
+    def predict(self, inputs: Mapping[str, np.ndarray], signature: str = DEFAULT_SIGNATURE) -> Arrays:
+        """Run one batch through the named signature; every output has as many rows as the inputs.
+
+        Raises:
+            KeyError: the model has no signature of that name.
+        """
+        return self._calls[signature](inputs)
+
+    def input_names(self, signature: str = DEFAULT_SIGNATURE) -> list[str]:
+        """The input names of the named signature (raises KeyError for an unknown one)."""
+        return [t.name for t in self.signature.select(signature).inputs]
+
     def warm_up(self, batch_sizes: list[int]) -> float:
-        """Run zero batches of the given sizes so the first real request pays no start-up cost; returns seconds."""
+        """Run zero batches of the given sizes so the first real request pays no start-up cost; returns seconds.
+
+        A default signature taking byte strings (serialized tf.Example) is not warmed: zeros do not parse.
+        """
         started = time.monotonic()
+        if any(t.dtype == "string" for t in self.signature.inputs):
+            return 0.0
         for size in sorted(set(batch_sizes)):
             self.predict(zero_inputs(self.signature, size))
         return time.monotonic() - started
@@ -88,8 +120,9 @@ def load_model(path: str, name: str, version: str) -> LoadedModel:
     raise ModelLoadError(f"MODEL_PATH {path!r} is not a model: expected a .keras or .h5 file or a SavedModel directory")
 
 
-def _spec(name: str, shape: tuple, dtype: object) -> TensorSpec:
-    return TensorSpec(name=name, shape=tuple(None if d is None else int(d) for d in shape), dtype=tf.as_dtype(dtype).name)
+def _spec(name: str, shape: tf.TensorShape | tuple, dtype: object) -> TensorSpec:
+    dims = () if getattr(shape, "rank", 0) is None else tuple(shape)  # unknown rank: one value per row
+    return TensorSpec(name=name, shape=tuple(None if d is None else int(d) for d in dims), dtype=tf.as_dtype(dtype).name)
 
 
 def _load_keras(path: str, name: str, version: str) -> LoadedModel:
@@ -98,12 +131,9 @@ def _load_keras(path: str, name: str, version: str) -> LoadedModel:
     model = keras.saving.load_model(path, compile=False)
     in_names = [t.name for t in model.inputs]
     out_names = list(model.output_names)
-    signature = ModelSignature(
-        name=name,
-        version=version,
-        inputs=tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(in_names, model.inputs)),
-        outputs=tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(out_names, model.outputs)),
-    )
+    inputs = tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(in_names, model.inputs))
+    outputs = tuple(_spec(n, t.shape[1:], t.dtype) for n, t in zip(out_names, model.outputs))
+    signature = ModelSignature(name, version, inputs, outputs, (default_signature_def(inputs, outputs),))
     tensor_specs = {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in signature.inputs}
 
     @tf.function(input_signature=[tensor_specs], reduce_retracing=True)
@@ -119,29 +149,50 @@ def _load_keras(path: str, name: str, version: str) -> LoadedModel:
     def run(arrays: Arrays) -> Arrays:
         return {k: v.numpy() for k, v in call(arrays).items()}
 
-    return LoadedModel(signature, run, static_batch=None)
+    return LoadedModel(signature, {DEFAULT_SIGNATURE: SignatureCall(run)})
 
 
 def _load_saved_model(path: str, name: str, version: str) -> LoadedModel:
     loaded = tf.saved_model.load(path)
-    if "serving_default" not in loaded.signatures:
-        raise ModelLoadError(f"SavedModel {path!r} has no 'serving_default' signature (it has {list(loaded.signatures)})")
-    fn = loaded.signatures["serving_default"]
-    _, kwargs = fn.structured_input_signature
-    outputs = fn.structured_outputs
-    batch_dims = {spec.shape[0] for spec in kwargs.values()}
-    static_batch = next(iter(batch_dims)) if len(batch_dims) == 1 and None not in batch_dims else None
-    signature = ModelSignature(
-        name=name,
-        version=version,
-        inputs=tuple(_spec(n, s.shape[1:], s.dtype) for n, s in sorted(kwargs.items())),
-        outputs=tuple(_spec(n, s.shape[1:], s.dtype) for n, s in sorted(outputs.items())),
-    )
+    if DEFAULT_SIGNATURE not in loaded.signatures:
+        raise ModelLoadError(f"SavedModel {path!r} has no {DEFAULT_SIGNATURE!r} signature (it has {list(loaded.signatures)})")
+    tf_json = _signature_defs_json(path)
+    defs, calls = [], {}
+    for key in sorted(loaded.signatures):
+        fn = loaded.signatures[key]
+        kwargs = fn.structured_input_signature[1]
+        batch_dims = {spec.shape[0] if spec.shape.rank else None for spec in kwargs.values()}
+        static_batch = next(iter(batch_dims)) if len(batch_dims) == 1 and None not in batch_dims else None
+        inputs = tuple(_spec(n, s.shape[1:] if s.shape.rank else s.shape, s.dtype) for n, s in sorted(kwargs.items()))
+        outputs = tuple(_spec(n, s.shape[1:], s.dtype) for n, s in sorted(fn.structured_outputs.items()))
+        found = default_signature_def(inputs, outputs, key)
+        method = tf_json.get(key, {}).get("method_name", PREDICT_METHOD)
+        defs.append(SignatureDef(key, method, inputs, outputs, tf_json.get(key, found.tf_json)))
+        calls[key] = SignatureCall(_signature_runner(fn, loaded), static_batch)
+    default = next(d for d in defs if d.name == DEFAULT_SIGNATURE)
+    return LoadedModel(ModelSignature(name, version, default.inputs, default.outputs, tuple(defs)), calls)
 
+
+def _signature_runner(fn: Callable, loaded: object) -> Callable[[Arrays], Arrays]:
     def run(arrays: Arrays) -> Arrays:
         result = fn(**{k: tf.constant(v) for k, v in arrays.items()})
         return {k: v.numpy() for k, v in result.items()}
 
     # Keep the loaded object alive: the signature function holds only weak references to its variables.
     run.loaded = loaded  # type: ignore[attr-defined]
-    return LoadedModel(signature, run, static_batch=static_batch)
+    return run
+
+
+def _signature_defs_json(path: str) -> dict[str, dict]:
+    """The serving MetaGraph's SignatureDefs in TF Serving's JSON (proto field names, defaults printed)."""
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs[:1])
+    if not graphs:
+        return {}
+    return {key: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+            for key, sig in graphs[0].signature_def.items()}

@@ -1,54 +1,106 @@
-"""What a published batch tells the outside besides Redis state: metric increments and one log line per job."""
+"""What publishing tells the outside besides the jobs' own state: one log line per job, and counters.
+
+Counters (Prometheus metrics, the worker's stats, RQ's per-worker job counts) are added up in this process
+and written to Redis at most once per FLUSH_S, whatever the rate of micro-batches, so they cost no Redis
+work per job.
+"""
 
 from __future__ import annotations
 
+import datetime
 import logging
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from rq.utils import now
+import redis
 
-from shared import metrics
+from shared import keys, metrics
+from shared.schema import JobStatus
 from worker.claims import Claim
 from worker.runner import RunStats
 
 log = logging.getLogger("worker.publish")
 
+FLUSH_S = 1.0  # the longest counters wait in this process before they are written to Redis
+MICROBATCH_SIZE_HISTORY = 10_000
+
 
 @dataclass
-class Outcome:
-    """One published job: its final status, seconds since it was submitted, and its request id."""
+class PublishedResult:
+    """One published job: how it ended and seconds since it was submitted."""
 
-    claimed: Claim
-    status: str
+    claim: Claim
+    status: JobStatus
     latency_s: float | None
-    request_id: str | None
 
 
-def latency_s(claimed: Claim) -> float | None:
-    """Seconds from enqueue (the API's clock) to now (ours); None if RQ recorded no enqueue time."""
-    enqueued = claimed.job.enqueued_at
-    return max(0.0, (now() - enqueued).total_seconds()) if enqueued else None
+def latency_s(claim: Claim) -> float | None:
+    """Seconds from enqueue (the API's clock) to now (ours); None if no enqueue time was recorded."""
+    if claim.enqueued_at is None:
+        return None
+    return max(0.0, (datetime.datetime.now(datetime.timezone.utc) - claim.enqueued_at).total_seconds())
 
 
-def metric_increments(outcomes: list[Outcome], stats: RunStats | None) -> dict[str, float]:
-    """What to add to the metrics hash for these jobs and this batch (see shared/metrics.py)."""
-    counts: dict[str, float] = {}
-    for outcome in outcomes:
-        field = metrics.job_status_field(outcome.status)
-        counts[field] = counts.get(field, 0) + 1
-    counts.update(metrics.JOB_LATENCY.increments(o.latency_s for o in outcomes if o.latency_s is not None))
-    if stats is not None and stats.rows:
-        counts.update(metrics.BATCH_SIZE.increments([stats.rows]))
-        counts.update(metrics.BATCH_SECONDS.increments([stats.model_s]))
-    return counts
-
-
-def log_outcome(outcome: Outcome) -> None:
+def log_result(result: PublishedResult) -> None:
     """One line per job, carrying the request id of the HTTP request that submitted it."""
-    claimed = outcome.claimed
-    took = f" {outcome.latency_s * 1000:.1f} ms after submit" if outcome.latency_s is not None else ""
-    extra = {"request_id": outcome.request_id, "job_id": claimed.id}
-    if claimed.error is None:
-        log.info("job %s %s: %d row(s)%s", claimed.id, outcome.status, claimed.rows, took, extra=extra)
+    claim = result.claim
+    took = f" {result.latency_s * 1000:.1f} ms after submit" if result.latency_s is not None else ""
+    extra = {"request_id": claim.request_id, "job_id": claim.id}
+    if claim.error is None:
+        log.info("job %s %s: %d row(s)%s", claim.id, result.status.value, claim.rows, took, extra=extra)
     else:
-        log.warning("job %s %s: %s: %s", claimed.id, outcome.status, claimed.error.code.value, claimed.error.message, extra=extra)
+        log.warning("job %s %s: %s: %s", claim.id, result.status.value, claim.error.code.value, claim.error.message,
+                    extra=extra)
+
+
+@dataclass
+class Tally:
+    """Counters waiting to be written: metric increments, stats, micro-batch sizes and RQ's worker counts."""
+
+    worker_key: str  # RQ's worker hash, which holds its job counts
+    metrics: Counter[str] = field(default_factory=Counter)
+    stats: Counter[str] = field(default_factory=Counter)
+    sizes: list[int] = field(default_factory=list)
+    _flushed: float = field(default_factory=time.monotonic)
+
+    def add(self, published: Iterable[PublishedResult], run: RunStats | None, round_trips: int) -> None:
+        """Count published jobs, and one micro-batch's model work (`run`) with the round trips it cost."""
+        published = list(published)
+        for result in published:
+            self.metrics[metrics.job_status_field(result.status.value)] += 1
+            if result.claim.error is not None:
+                self.metrics[metrics.job_error_field(result.claim.error.code.value)] += 1
+        self.metrics.update(metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None))
+        failed = sum(1 for r in published if r.claim.error is not None)
+        self.stats["rq:failed_job_count"] += failed
+        self.stats["rq:successful_job_count"] += len(published) - failed
+        if run is not None and run.rows:
+            self.metrics.update(metrics.MICROBATCH_ROWS.increments([run.rows]))
+            self.metrics.update(metrics.MICROBATCH_SECONDS.increments([run.model_s]))
+            self.stats.update(model_calls=run.model_calls, rows=run.rows, microbatches=1, round_trips=round_trips)
+            self.stats["model_s"] += run.model_s
+            self.stats["rq:total_working_time"] += run.model_s
+            self.sizes.append(run.rows)
+
+    def due(self) -> bool:
+        return time.monotonic() - self._flushed >= FLUSH_S
+
+    def flush(self, connection: redis.Redis) -> None:
+        """Write what was counted (one round trip); kept for the next flush if Redis fails."""
+        if self.metrics or self.stats or self.sizes:
+            with connection.pipeline(transaction=False) as pipe:
+                for name, amount in self.metrics.items():
+                    pipe.hincrbyfloat(keys.metrics(), name, amount)
+                for name, amount in self.stats.items():
+                    if name.startswith("rq:"):  # RQ's own per-worker counts
+                        pipe.hincrbyfloat(self.worker_key, name[3:], amount)
+                    else:
+                        pipe.hincrbyfloat(keys.stats(), name, amount)
+                if self.sizes:
+                    pipe.lpush(keys.microbatch_sizes(), *reversed(self.sizes))
+                    pipe.ltrim(keys.microbatch_sizes(), 0, MICROBATCH_SIZE_HISTORY - 1)
+                pipe.execute()
+        self.metrics, self.stats, self.sizes = Counter(), Counter(), []
+        self._flushed = time.monotonic()

@@ -1,48 +1,39 @@
-"""PUBLISHING: write the results of every job a batch completed in one MULTI/EXEC, each at most once.
+"""PUBLISHING: write the results of the jobs a micro-batch ended, in one Lua call, each at most once.
 
-Per job this is RQ's own success or failure bookkeeping (status, result, finished or failed registry,
-execution cleanup, worker counters), so `rq info` and RQ's tools stay truthful, plus the job's status
-document on its `done` list, which wakes any client long-polling for it.
+shared/lua/publish.lua removes each job's lease from RQ's started registry and, only if that removal
+succeeded (the lease was still this worker's), ends the job in RQ's format: status, end time and the
+result in the job hash, its id in RQ's finished or failed registry and in our expiry index. It then
+publishes one message listing the results (what wakes waiting requests, see api/waiter.py), schedules
+webhooks, and counts the rows of bulk chunks in their batch. Two commands per job and a few per call.
+
+Bulk chunks write their outputs to storage (`chunks`) first, so a chunk is counted only once its file exists.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 import redis
-from redis.client import Pipeline
-from redis.exceptions import WatchError
-from rq import Worker
-from rq.executions import cleanup_execution
-from rq.job import JobStatus
-from rq.utils import now
 
-from shared import keys, webhooks
-from shared.schema import error_doc, finished_doc
+from shared import keys, lua, rq_keys
+from shared.batches import utc_now
+from shared.schema import JobStatus, error_doc, finished_doc
+from shared.payload import ENDED_DATA
 from shared.signature import ModelSignature
+from shared.webhooks import delivery_id
 from worker.chunks import ChunkStore
 from worker.claims import Claim
-from worker.outcomes import Outcome, latency_s, log_outcome, metric_increments
+from worker.outcomes import PublishedResult, Tally, latency_s, log_result
 from worker.runner import RunStats
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE_HISTORY = 10_000
-
-# KEYS: each job's started registry, then each job's done list. ARGV: each job's lease (registry entry).
-# Returns, per job, 1 if this worker may publish it: its lease is still registered and it has no document.
-OWNED_SCRIPT = """
-local n = #ARGV
-local out = {}
-for i = 1, n do
-  local mine = redis.call('ZSCORE', KEYS[i], ARGV[i])
-  out[i] = (mine and redis.call('EXISTS', KEYS[n + i]) == 0) and 1 or 0
-end
-return out
-"""
 
 
 def predictions(outputs: dict[str, np.ndarray]) -> Any:
@@ -54,147 +45,81 @@ def predictions(outputs: dict[str, np.ndarray]) -> Any:
     return [{n: outputs[n][i] for n in names} for i in range(rows)]
 
 
+@dataclass
+class Ending:
+    """How one job ends: the values publish.lua takes for it."""
+
+    claim: Claim
+    status: JobStatus  # as clients see it (finished, failed, expired)
+    document: bytes
+    done_rows: int = 0  # for a chunk job: its rows with outputs, and its rows without
+    failed_rows: int = 0
+
+    def script_args(self) -> list[Any]:
+        claim = self.claim
+        rq_status = rq_keys.FINISHED if self.status is JobStatus.FINISHED else rq_keys.FAILED
+        member = delivery_id("batch", claim.chunk.batch) if claim.chunk else delivery_id("job", claim.id)
+        return [claim.id, claim.lease, claim.queue_index + 1, rq_status, self.document, claim.callback_url or "",
+                member, keys.webhook(member), keys.batch(claim.chunk.batch) if claim.chunk else "",
+                self.done_rows, self.failed_rows]
+
+
+def publish_endings(client: redis.Redis, queue_names: Sequence[str], endings: Sequence[Ending], result_ttl: int) -> list[bool]:
+    """publish.lua: end each job whose lease is still ours; returns, per ending, whether it was published."""
+    script_keys = [keys.expiry(), keys.webhooks()]
+    for name in queue_names:
+        script_keys += [rq_keys.started(name), rq_keys.finished(name), rq_keys.failed(name)]
+    now = time.time()
+    args: list[Any] = [rq_keys.timestamp(), utc_now(), now, now + result_ttl, result_ttl, keys.results_channel(),
+                       rq_keys.JOB_PREFIX, ENDED_DATA]
+    for ending in endings:
+        args += ending.script_args()
+    flags = lua.script("publish", "webhook", "batch", "zadd")(keys=script_keys, args=args, client=client)
+    return [bool(flag) for flag in flags]
+
+
 class Publisher:
-    """Writes the outcome of completed jobs, each at most once.
+    """Writes the outcome of completed claims, each at most once; see the module docstring."""
 
-    Publishing is conditional on the claim still being this worker's: a worker that was too slow (or cut
-    off from Redis) may have lost its lease on a job, which the recovery sweep then requeued for another
-    worker. So the job hashes are WATCHed, one Lua call reads which leases are still in RQ's started
-    registry and which jobs have no document yet, and only those are written, in one MULTI/EXEC. If the
-    recovery sweep requeues one of them meanwhile, the hash changes, EXEC is refused, and we look again.
-    Three round trips per batch, none per job. Bulk chunks write their outputs to storage (`chunks`) and
-    their batch's counters instead of a done document; metrics and webhooks ride in the same transaction.
-    """
+    ROUND_TRIPS = 1
 
-    ROUND_TRIPS = 3  # WATCH, the ownership check, MULTI/EXEC
-
-    def __init__(self, connection: redis.Redis, worker: Worker, signature: ModelSignature, result_ttl: int,
-                 chunks: ChunkStore | None = None) -> None:
+    def __init__(self, connection: redis.Redis, queue_names: Sequence[str], signature: ModelSignature,
+                 result_ttl: int, tally: Tally, chunks: ChunkStore | None = None) -> None:
         self.connection = connection
-        self.worker = worker
+        self.queue_names = list(queue_names)
         self.signature = signature
         self.result_ttl = result_ttl
+        self.tally = tally
         self.chunks = chunks
 
-    def publish(self, jobs: list[Claim], stats: RunStats | None, round_trips: int = 0) -> list[Claim]:
-        """Record the outcome of `jobs` and the batch's stats; returns the jobs skipped as no longer ours.
+    def publish(self, claims: list[Claim], stats: RunStats | None, round_trips: int = 0) -> list[Claim]:
+        """Record the outcome of `claims` and the micro-batch's stats; returns the claims skipped as no longer ours.
 
         `round_trips` is what claiming these jobs cost, for the worker's stats.
         """
-        with self.connection.pipeline() as pipe:
-            while True:
-                try:
-                    owned = self._owned(pipe, jobs)
-                    pipe.multi()
-                    published = [claimed for claimed, ours in zip(jobs, owned) if ours]
-                    outcomes = [o for o in (self._record(pipe, claimed) for claimed in published) if o is not None]
-                    _record_counters(pipe, self.worker, published)
-                    _record_stats(pipe, stats, round_trips + self.ROUND_TRIPS)
-                    for field, amount in metric_increments(outcomes, stats).items():
-                        pipe.hincrbyfloat(keys.metrics(), field, amount)
-                    self.worker.set_state("idle", pipeline=pipe)
-                    pipe.execute()
-                    break
-                except WatchError:
-                    pipe.reset()  # a job was requeued (or finished elsewhere) while we looked: look again
-        for outcome in outcomes:
-            log_outcome(outcome)
-        return [claimed for claimed, ours in zip(jobs, owned) if not ours]
+        endings = [self._ending(claim) for claim in claims]
+        flags = publish_endings(self.connection, self.queue_names, endings, self.result_ttl) if endings else []
+        published = [PublishedResult(e.claim, e.status, latency_s(e.claim)) for e, ok in zip(endings, flags) if ok]
+        self.tally.add(published, stats, round_trips + self.ROUND_TRIPS)
+        if self.tally.due():
+            self.tally.flush(self.connection)
+        for result in published:
+            log_result(result)
+        return [e.claim for e, ok in zip(endings, flags) if not ok]
 
-    def _owned(self, pipe: Pipeline, jobs: list[Claim]) -> list[bool]:
-        if not jobs:
-            return []
-        pipe.watch(*{claimed.job.key for claimed in jobs})
-        registries = [claimed.job.started_job_registry.key for claimed in jobs]
-        done = [keys.result(claimed.id) for claimed in jobs]
-        leases = [claimed.lease or "" for claimed in jobs]
-        return [bool(flag) for flag in pipe.eval(OWNED_SCRIPT, 2 * len(jobs), *registries, *done, *leases)]
-
-    def _record(self, pipe: Pipeline, claimed: Claim) -> Outcome | None:
-        """One job's writes; returns what to log and count (None for a bulk chunk)."""
-        if claimed.chunk is not None and self.chunks is not None:
-            self._record_chunk(pipe, claimed)
-            return None
-        if claimed.error is None:
-            doc = finished_doc(claimed.id, predictions(claimed.stacked_outputs()), self.signature.model_ref)
-            _finish(pipe, self.worker, claimed, doc, self.result_ttl)
+    def _ending(self, claim: Claim) -> Ending:
+        """The result of one claim (for a chunk: after writing its outputs to storage)."""
+        model = self.signature.model_ref
+        if claim.chunk is not None and self.chunks is not None:
+            done, failed = self.chunks.save(claim)
+            doc = (error_doc(claim.id, claim.error, model) if claim.error is not None else
+                   {"id": claim.id, "batch": claim.chunk.batch, "chunk": claim.chunk.chunk, "rows": done,
+                    "status": JobStatus.FINISHED.value, "model": model})
+            return Ending(claim, JobStatus(doc["status"]), orjson.dumps(doc), done, failed)
+        if claim.error is None:
+            doc = finished_doc(claim.id, predictions(claim.stacked_outputs()), model)
         else:
-            doc = error_doc(claimed.id, claimed.error, model=self.signature.model_ref)
-            _fail(pipe, self.worker, claimed, doc)
-        request_id = (claimed.job.meta or {}).get("request_id")
-        if request_id:
-            doc["request_id"] = request_id
-        pipe.rpush(keys.result(claimed.id), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
-        pipe.expire(keys.result(claimed.id), self.result_ttl)
-        callback_url = (claimed.job.meta or {}).get("callback_url")
-        if callback_url:
-            webhooks.enqueue(pipe, "job", claimed.id, callback_url, self.result_ttl)
-        return Outcome(claimed, doc["status"], latency_s(claimed), request_id)
-
-    def _record_chunk(self, pipe: Pipeline, claimed: Claim) -> None:
-        """A chunk's RQ bookkeeping (its result is a summary; the outputs are in storage) and its batch's counters.
-
-        The outputs are written before the transaction runs, so a chunk is counted done only once its file exists.
-        """
-        counts = self.chunks.save(claimed)
-        if claimed.error is None:
-            doc = {"batch": claimed.chunk.batch, "chunk": claimed.chunk.chunk, "rows": counts[0],
-                   "status": "finished", "model": self.signature.model_ref}
-            _finish(pipe, self.worker, claimed, doc, self.result_ttl)
-        else:
-            _fail(pipe, self.worker, claimed, error_doc(claimed.id, claimed.error, model=self.signature.model_ref))
-        self.chunks.finished(pipe, claimed, *counts)
-
-
-def _record_counters(pipe: Pipeline, worker: Worker, published: list[Claim]) -> None:
-    """RQ's per-worker counters, once per batch rather than once per job."""
-    failed = sum(1 for claimed in published if claimed.error is not None)
-    if len(published) - failed:
-        pipe.hincrby(worker.key, "successful_job_count", len(published) - failed)
-    if failed:
-        pipe.hincrby(worker.key, "failed_job_count", failed)
-    working_s = sum((c.job.ended_at - c.job.started_at).total_seconds() for c in published
-                    if c.job.started_at and c.job.ended_at)
-    if working_s:
-        pipe.hincrbyfloat(worker.key, "total_working_time", working_s)
-
-
-def _record_stats(pipe: Pipeline, stats: RunStats | None, round_trips: int) -> None:
-    if stats is not None and stats.rows:
-        pipe.hincrby(keys.stats(), "model_calls", stats.model_calls)
-        pipe.hincrby(keys.stats(), "rows", stats.rows)
-        pipe.hincrby(keys.stats(), "microbatches", 1)
-        pipe.hincrby(keys.stats(), "round_trips", round_trips)
-        pipe.lpush(keys.microbatch_sizes(), stats.rows)
-        pipe.ltrim(keys.microbatch_sizes(), 0, BATCH_SIZE_HISTORY - 1)
-
-
-def _finish(pipe: Any, worker: Worker, claimed: Claim, doc: dict, result_ttl: int) -> None:
-    job, execution = claimed.job, claimed.execution
-    job.ended_at = now()
-    job._result = doc
-    job._handle_success(
-        result_ttl,
-        pipeline=pipe,
-        worker_name=worker.name,
-        execution_id=execution.id if execution else None,
-        execution_started_at=execution.created_at if execution else None,
-        execution_ended_at=job.ended_at,
-    )
-    job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-    cleanup_execution(worker, job, pipe, execution)
-
-
-def _fail(pipe: Any, worker: Worker, claimed: Claim, doc: dict) -> None:
-    job, execution = claimed.job, claimed.execution
-    job.ended_at = now()
-    job.set_status(JobStatus.FAILED, pipeline=pipe)
-    cleanup_execution(worker, job, pipe, execution)
-    job._handle_failure(
-        doc["error"]["message"],
-        pipeline=pipe,
-        worker_name=worker.name,
-        execution_id=execution.id if execution else None,
-        execution_started_at=execution.created_at if execution else None,
-        execution_ended_at=job.ended_at,
-    )
+            doc = error_doc(claim.id, claim.error, model)
+        if claim.request_id:
+            doc["request_id"] = claim.request_id
+        return Ending(claim, JobStatus(doc["status"]), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -9,9 +9,8 @@ from collections.abc import Iterable
 import orjson
 import redis
 from rq import Worker
-from rq.utils import now
 
-from shared import keys
+from shared import keys, rq_keys
 from shared.config import Settings
 from shared.signature import ModelSignature
 from worker.claims import Claim
@@ -31,9 +30,10 @@ def model_document(signature: ModelSignature, settings: Settings, load_s: float)
 class Registration:
     """Birth, heartbeats and death of one worker, each a single pipelined round trip."""
 
-    def __init__(self, connection: redis.Redis, worker: Worker, settings: Settings) -> None:
+    def __init__(self, connection: redis.Redis, worker: Worker, settings: Settings, queue_names: list[str]) -> None:
         self.connection = connection
         self.worker = worker
+        self.queue_names = queue_names
         self.interval_s = settings.heartbeat_s
         self.ttl_s = 3 * settings.heartbeat_s
         self._next_beat = 0.0
@@ -46,25 +46,34 @@ class Registration:
         with self.connection.pipeline() as pipe:
             pipe.set(keys.model(), model_doc)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
+            pipe.sadd(rq_keys.QUEUES, *(rq_keys.queue(name) for name in self.queue_names))
             self.worker.set_state("idle", pipeline=pipe)
             pipe.execute()
         self._next_beat = time.monotonic() + self.interval_s
 
-    def beat_if_due(self, in_hand: Iterable[Claim], execution_ttl: int) -> None:
-        """Refresh liveness and the heartbeats of jobs in hand, at most once per interval."""
+    def beat_if_due(self, in_hand: Iterable[Claim], lease_s: int) -> None:
+        """Refresh liveness and renew the leases of the jobs in hand, at most once per interval.
+
+        A lease is renewed only while it is still in the registry (ZADD XX): one that recovery took back
+        stays gone, so the late publish of its job is refused.
+        """
         if time.monotonic() < self._next_beat:
             return
+        leases: dict[int, list[str]] = {}
+        for claim in in_hand:
+            leases.setdefault(claim.queue_index, []).append(claim.lease)
         with self.connection.pipeline() as pipe:
             # A Redis that lost its data (no persistence) gets the model document back within a beat; NX so
             # that workers of two model versions do not overwrite each other's at every beat.
             pipe.set(keys.model(), self._model_doc, nx=True)
             self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
+            self.worker.set_state("busy" if leases else "idle", pipeline=pipe)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.zremrangebyscore(keys.workers(), "-inf", time.time())
-            for claimed in in_hand:
-                if claimed.execution is not None:
-                    claimed.execution.heartbeat(claimed.job.started_job_registry, execution_ttl, pipeline=pipe)
-                    claimed.job.heartbeat(now(), execution_ttl, pipeline=pipe, xx=True)
+            pipe.sadd(rq_keys.QUEUES, *(rq_keys.queue(name) for name in self.queue_names))
+            lapse = time.time() + lease_s
+            for index, members in leases.items():
+                pipe.zadd(rq_keys.started(self.queue_names[index]), dict.fromkeys(members, lapse), xx=True)
             pipe.execute()
         self._next_beat = time.monotonic() + self.interval_s
 

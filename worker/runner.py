@@ -32,8 +32,20 @@ class RunStats:
 
 
 def run_microbatch(model: LoadedModel, segments: list[Segment]) -> RunStats:
-    """Run `segments` through the model and record outputs (or errors) on their jobs."""
+    """Run `segments` through the model and record outputs (or errors) on their claims.
+
+    Claims for another signature than the default one (TF Serving's classify, regress, or a named predict
+    signature) run as a model call of their own per signature.
+    """
     segments = [s for s in segments if s.claim.error is None]
+    by_signature: dict[str, list[Segment]] = {}
+    for s in segments:
+        by_signature.setdefault(s.claim.signature, []).append(s)
+    return sum((_run_group(model, group) for group in by_signature.values()), RunStats(0, 0, 0.0))
+
+
+def _run_group(model: LoadedModel, segments: list[Segment]) -> RunStats:
+    """One model call for segments of one signature, then one call per claim if that raised."""
     rows = sum(s.rows for s in segments)
     if not segments:
         return RunStats(0, 0, 0.0)
@@ -54,14 +66,15 @@ def run_microbatch(model: LoadedModel, segments: list[Segment]) -> RunStats:
 
 def _call(model: LoadedModel, segments: list[Segment]) -> None:
     """One model call over the segments; outputs are handed out only if the call succeeded for all."""
-    names = [t.name for t in model.signature.inputs]
+    signature = segments[0].claim.signature
+    names = model.input_names(signature)
     if len(segments) == 1:
         s = segments[0]
         inputs = {n: s.claim.inputs[n][s.start : s.stop] for n in names}
     else:
         inputs = {n: np.concatenate([s.claim.inputs[n][s.start : s.stop] for s in segments]) for n in names}
     rows = sum(s.rows for s in segments)
-    outputs = model.predict(inputs)
+    outputs = model.predict(inputs, signature)
     for name, array in outputs.items():
         if len(array) != rows:
             raise RuntimeError(f"output {name!r} has {len(array)} rows for {rows} input rows")

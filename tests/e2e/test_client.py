@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 
+import inferq
 import numpy as np
 import pytest
+from inferq import AsyncClient, Client
 
-import client
-from client import AsyncClient, Client
+from shared import keys
 from shared.config import PROJECT_ROOT
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,33 +35,72 @@ def test_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp
         np.testing.assert_allclose([r["prediction"] for r in rows], expected, rtol=1e-5, atol=1e-6)
         batch.download(str(tmp_path / "out.npy"))
         np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-5, atol=1e-6)
-        with pytest.raises(client.Conflict, match="cannot be cancelled"):
+        with pytest.raises(inferq.Conflict, match="cannot be cancelled"):
             batch.cancel()
 
 
 def test_client_errors_are_typed_and_carry_the_servers_message(service):
     with Client(service.base_url) as c:
-        with pytest.raises(client.NotFound, match="unknown, or its result expired") as missing:
+        with pytest.raises(inferq.NotFound, match="unknown, or its result expired") as missing:
             c.job("0" * 32).status()
         assert missing.value.status == 404 and missing.value.code == "not_found"
-        with pytest.raises(client.InvalidInput) as invalid:
+        with pytest.raises(inferq.InvalidInput) as invalid:
             c.predict([[1, 2, 3]])
         assert invalid.value.field == "instances" and "shape [3]" in invalid.value.message
-        with pytest.raises(client.InvalidInput) as rows:
+        with pytest.raises(inferq.InvalidInput) as rows:
             c.submit_batch(np.zeros((3, 5), np.float32))
         assert "shape [3, 5]" in rows.value.message
 
 
-def test_async_client_keeps_a_thousand_jobs_in_flight_over_eight_connections(service, digits, digits_model):
+def connections_to(port: int) -> set[int]:
+    """Socket inodes of this process's established TCP connections to `port` on loopback (IPv4)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(int(target[8:-1]))
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], int(fields[9])
+            if remote_port == port and state == "01" and inode in mine:
+                found.add(inode)
+    return found
+
+
+def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_connections(service, digits,
+                                                                                          digits_model):
     x = digits[0]
     labels = np.argmax(digits_model.predict({"pixels": x[:100]})["probabilities"], axis=1)
+    port = service.settings.api_port
+    before = connections_to(port)  # e.g. the shared service's own keep-alive connection
+    seen: set[int] = set()
+    peak = 0
+
+    async def sample(done: asyncio.Event) -> None:
+        nonlocal peak
+        while not done.is_set():
+            now = connections_to(port) - before
+            seen.update(now)
+            peak = max(peak, len(now))
+            await asyncio.sleep(0.1)  # a sample costs ~20 ms of this event loop; connections stay open anyway
 
     async def main() -> list:
+        done = asyncio.Event()
+        sampler = asyncio.create_task(sample(done))
         async with AsyncClient(service.base_url, max_connections=8) as c:
-            return await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+            predictions = await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+        done.set()
+        await sampler
+        return predictions
 
     predictions = asyncio.run(main())
     assert [int(np.argmax(p[0])) for p in predictions] == [int(labels[i % 100]) for i in range(1000)]
+    assert 1 < peak <= 8, f"{peak} connections open at once"
 
 
 def test_async_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp_path):
@@ -87,10 +128,10 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     x, y = digits
     expected = digits_model.predict({"pixels": x[:400]})["probabilities"]
     np.save(tmp_path / "rows.npy", x[:400])
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "INFER_URL": service.base_url}
+    env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": service.base_url}
 
     def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "client", *args], env=env, cwd=tmp_path, input=stdin,
+        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, cwd=tmp_path, input=stdin,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -106,6 +147,54 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     job_id = json.loads(cli("submit", "-", stdin=json.dumps({"instances": x[:1].tolist()})))["id"]
     assert np.argmax(json.loads(cli("result", job_id))[0]) == y[0]
 
-    failed = subprocess.run([sys.executable, "-m", "client", "batch", "status", "0" * 32], env=env,
+    failed = subprocess.run([sys.executable, "-m", "inferq", "batch", "status", "0" * 32], env=env,
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "404 not_found" in failed.stderr
+
+
+@pytest.fixture(scope="module")
+def expiring(make_module_service, service):
+    """A service whose jobs must start within 1 s (JOB_TIMEOUT) and no worker to start them: every job expires.
+
+    The model document is the one the session's real worker published, so requests validate.
+    """
+    expiring = make_module_service(workers=0, job_timeout=1.0)
+    expiring.redis.set(keys.model(), service.redis.get(keys.model()))
+    return expiring
+
+
+def expired_job(service) -> str:
+    """The id of a job that the service already reports as expired."""
+    job_id = service.http.post("/predict", json={"instances": [[0.0] * 64]}).json()["id"]
+    wait_until(lambda: service.http.get(f"/result/{job_id}").json()["status"] == "expired", 10)
+    return job_id
+
+
+def test_an_expired_job_fails_predict_and_result_at_once_with_job_expired(expiring):
+    # Timeouts far beyond the 1 s deadline: a client still waiting for the job would end in WaitTimeout.
+    with Client(expiring.base_url) as c:
+        with pytest.raises(inferq.JobExpired, match="expired: its deadline passed before a worker started it"):
+            c.predict([[0.0] * 64], timeout=25)
+        with pytest.raises(inferq.JobExpired, match="never ran"):
+            c.job(expired_job(expiring)).result(timeout=600)
+        assert c.job(expired_job(expiring)).status() == "expired"
+
+    async def main() -> None:
+        async with AsyncClient(expiring.base_url) as c:
+            with pytest.raises(inferq.JobExpired):
+                await c.predict([[0.0] * 64], timeout=25)
+            with pytest.raises(inferq.JobExpired):
+                await c.job(expired_job(expiring)).result(timeout=600)
+
+    asyncio.run(main())
+
+
+def test_the_cli_fails_at_once_with_one_line_for_an_expired_job(expiring, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": expiring.base_url}
+    for args, stdin in ((["result", expired_job(expiring), "--timeout", "600"], None),
+                        (["predict", "-", "--timeout", "25"], json.dumps([[0.0] * 64]))):
+        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("error: job ") and "expired" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

@@ -48,11 +48,13 @@ def test_infer_matches_the_models_own_output(client, digits, digits_model, binar
     assert (response["model_name"], response["model_version"], response["id"]) == ("digits", "1", "req-7")
 
 
-def test_infer_without_requested_outputs_returns_all_of_them(client, digits):
+def test_infer_without_requested_outputs_returns_every_output_of_the_model(client, digits):
     x, y = digits
     pixels = triton.InferInput("pixels", [3, 64], "FP64")  # converted to the model's FP32 after checks
     pixels.set_data_from_numpy(x[:3].astype(np.float64))
     result = client.infer("digits", [pixels], model_version="1")
+    declared = [o["name"] for o in client.get_model_metadata("digits")["outputs"]]
+    assert [o["name"] for o in result.get_response()["outputs"]] == declared == ["probabilities"]
     assert list(result.as_numpy("probabilities").argmax(axis=1)) == list(y[:3])
 
 

@@ -1,19 +1,23 @@
 """One large batch (200 MiB, 819,200 rows: seconds of model work) on the shared service: the upload streams
 in bounded memory, interactive jobs overtake it, partial results are a prefix, and cancelling it (and a
-batch queued behind it) stops every chunk that has not started."""
+batch queued behind it) stops every chunk that has not started.
+
+Where a test needs the batch still running, it does not race the model: it freezes the worker (SIGSTOP)
+while the batch is part done, so the state holds however fast the machine is."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 import pytest
+from inferq import Client
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from client import Client
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 
@@ -22,11 +26,31 @@ pytestmark = pytest.mark.e2e
 ROWS = 819_200  # × 64 float32 = 200 MiB
 
 
+class FrozenWorker:
+    """The shared service's one worker, frozen with SIGSTOP while a test looks at a part-done batch."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        [self.worker] = service.live_worker_processes()
+        self.frozen = False
+
+    def freeze(self) -> None:
+        if not self.frozen:
+            self.service.signal_worker(self.worker, signal.SIGSTOP)
+            self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen:
+            self.service.signal_worker(self.worker, signal.SIGCONT)
+            self.frozen = False
+
+
 @dataclass
 class LargeBatch:
     id: str
     baseline_kb: int
     peak_kb: int
+    worker: FrozenWorker  # frozen once the batch is part done, so that it stays running until a test lets it go
 
 
 def rss_kb(pid: int) -> int:
@@ -61,8 +85,14 @@ def large_batch(service, digits, tmp_path_factory):
             uploaded.set()
             sampler.join()
         path.unlink()
-        yield LargeBatch(batch.id, baseline, peak)
-        service.http.delete(f"/batches/{batch.id}")  # in case a test failed before cancelling it
+        worker = FrozenWorker(service)
+        try:
+            wait_until(lambda: service.http.get(f"/batches/{batch.id}").json()["done_rows"] > 0, 60)
+            worker.freeze()
+            yield LargeBatch(batch.id, baseline, peak, worker)
+        finally:
+            worker.thaw()
+            service.http.delete(f"/batches/{batch.id}")  # in case a test failed before cancelling it
 
 
 def test_a_200_mib_upload_streams_through_the_api_in_bounded_memory(service, large_batch):
@@ -73,29 +103,32 @@ def test_a_200_mib_upload_streams_through_the_api_in_bounded_memory(service, lar
 
 
 def test_interactive_jobs_submitted_while_a_large_batch_runs_finish_before_it(service, large_batch, digits):
-    wait_until(lambda: service.http.get(f"/batches/{large_batch.id}").json()["done_rows"] > 0, 30)
     x, y = digits
-    for i in range(5):
-        response = service.predict([x[i].tolist()], wait=10)
-        assert response.status_code == 200 and response.json()["status"] == "finished"
-        assert int(np.argmax(response.json()["predictions"][0])) == y[i]
+    before = service.http.get(f"/batches/{large_batch.id}").json()
+    assert before["status"] == "in_progress" and 0 < before["done_rows"] < ROWS
+    job_ids = [service.http.post("/predict", json={"instances": [x[i].tolist()]}).json()["id"] for i in range(5)]
+    large_batch.worker.thaw()  # it claims the interactive jobs before the batch's next chunk
+    try:
+        bodies = [service.http.get(f"/result/{job_id}", params={"wait": 20}).json() for job_id in job_ids]
+    finally:
+        large_batch.worker.freeze()
+    assert [b["status"] for b in bodies] == ["finished"] * 5
+    assert [int(np.argmax(b["predictions"][0])) for b in bodies] == list(y[:5])
     doc = service.http.get(f"/batches/{large_batch.id}").json()
     assert doc["status"] == "in_progress" and doc["done_rows"] < ROWS
 
 
 def test_partial_results_of_a_running_batch_are_the_finished_prefix(service, large_batch):
+    doc = service.http.get(f"/batches/{large_batch.id}").json()  # the worker is frozen: nothing moves
+    assert doc["status"] == "in_progress" and 0 < doc["done_rows"] < ROWS
     running = service.http.get(f"/batches/{large_batch.id}/results")
     assert running.status_code == 409 and "partial=true" in running.json()["error"]["expected"]
     with service.http.stream("GET", f"/batches/{large_batch.id}/results", params={"partial": "true"}) as response:
         assert response.status_code == 200
         assert response.headers["X-Batch-Status"] == "in_progress"
-        assert 0 < int(response.headers["X-Rows"]) < ROWS
-        rows = []
-        for line in response.iter_lines():
-            rows.append(orjson.loads(line)["row"])
-            if len(rows) == 3000:
-                break
-    assert rows == list(range(len(rows)))
+        assert int(response.headers["X-Rows"]) == doc["done_rows"]
+        rows = [orjson.loads(line)["row"] for line in response.iter_lines()]
+    assert rows == list(range(doc["done_rows"]))
 
 
 def test_cancel_stops_every_chunk_that_has_not_started(service, large_batch, digits):
@@ -104,8 +137,9 @@ def test_cancel_stops_every_chunk_that_has_not_started(service, large_batch, dig
     cancelled = service.http.delete(f"/batches/{queued}")
     assert cancelled.status_code == 200
     assert (cancelled.json()["status"], cancelled.json()["done_rows"]) == ("cancelled", 0)
-    large = service.http.delete(f"/batches/{large_batch.id}")
+    large = service.http.delete(f"/batches/{large_batch.id}")  # the worker is frozen mid-batch
     assert large.status_code == 200 and large.json()["status"] == "cancelled"
+    large_batch.worker.thaw()
 
     started = StartedJobRegistry("predict-bulk", connection=service.redis)
     wait_until(lambda: service.redis.llen("rq:queue:predict-bulk") == 0 and started.count == 0, 60)

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import DIGITS_MODEL
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +57,8 @@ def poisonable_model(tmp_path_factory):
 
 
 def test_a_job_that_breaks_the_model_fails_alone_and_its_batch_mates_finish(make_service, poisonable_model):
-    service = make_service(model_path=poisonable_model, max_microbatch_delay_ms=1000, api_threads=16)
+    service = make_service(model_path=poisonable_model, max_microbatch_delay_ms=1000, microbatch_window="fixed",
+                           api_threads=16)
     rows = [[[float(i)] * 4] for i in range(8)] + [[[500.0] * 4]]
     with ThreadPoolExecutor(len(rows)) as pool:
         responses = list(pool.map(lambda r: service.predict(r, wait=20), rows))
@@ -66,5 +68,6 @@ def test_a_job_that_breaks_the_model_fails_alone_and_its_batch_mates_finish(make
         assert body["predictions"] == [[2.0 * i] * 4]
     assert bodies[8]["error"]["code"] == "inference_failed"
     assert "poison" in bodies[8]["error"]["message"]
+    wait_until(lambda: service.stats().get("rows", 0) >= 9, 10)  # counters are written at most once a second
     assert service.stats()["model_calls"] > len(service.redis.lrange(keys.microbatch_sizes(), 0, -1))
     assert service.http.get("/readyz").status_code == 200  # the worker survived

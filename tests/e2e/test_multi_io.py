@@ -120,7 +120,8 @@ def test_saved_model_named_inputs_on_every_route(saved_model_service):
     _close(columnar["outputs"]["weighted_sum"], WEIGHTED)
     signature = service.http.get("/v1/models/named/metadata").json()["metadata"]["signature_def"]["signature_def"]
     assert signature["serving_default"]["inputs"]["k"] == {
-        "dtype": "DT_INT64", "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}, "name": "k:0"}
+        "dtype": "DT_INT64", "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+        "name": "serving_default_k:0"}  # the graph's tensor name, as TF Serving shows it
     with triton.InferenceServerClient(service.base_url.removeprefix("http://")) as client:
         assert [t["shape"] for t in client.get_model_metadata("named")["outputs"]] == [[-1, 3], [-1]]
         x, k = triton.InferInput("x", list(A.shape), "FP32"), triton.InferInput("k", [3], "INT64")

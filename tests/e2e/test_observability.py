@@ -67,6 +67,9 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     x, _ = digits
     for i in range(5):
         assert json_service.predict(x[i : i + 2].tolist()).json()["status"] == "finished"
+    finished = ("inference_jobs_total", (("status", "finished"),))
+    # Workers write their counters at most once a second.
+    wait_until(lambda: _samples(json_service.http.get("/metrics").text).get(finished, 0) >= 5, 10)
     response = json_service.http.get("/metrics")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     samples = _samples(response.text)
@@ -76,8 +79,8 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     assert samples[("inference_jobs_total", (("status", "finished"),))] >= 5
     assert samples[("inference_job_latency_seconds_count", ())] >= 5
     assert samples[("inference_job_latency_seconds_bucket", (("le", "+Inf"),))] >= 5
-    assert samples[("inference_batch_size_rows_sum", ())] >= 10
-    assert samples[("inference_batch_inference_seconds_count", ())] >= 1
+    assert samples[("inference_microbatch_rows_sum", ())] >= 10
+    assert samples[("inference_microbatch_seconds_count", ())] >= 1
     assert samples[("inference_http_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))] >= 5
     assert samples[("inference_http_request_seconds_count", (("method", "POST"), ("route", "/predict")))] >= 5
 

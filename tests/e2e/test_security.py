@@ -10,7 +10,8 @@ import orjson
 import pytest
 from rq import Queue
 
-from api.store import JOB_FUNC
+from shared import rq_keys
+from shared.payload import PREDICT_FUNC
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 
@@ -30,7 +31,7 @@ class _Tripwire:
 def test_a_pickled_job_payload_fails_as_invalid_and_is_never_unpickled(service, tmp_path):
     tripwire = tmp_path / "unpickled"
     queue = Queue(service.settings.queue_name, connection=service.redis, serializer=OrjsonSerializer)
-    job = queue.enqueue(JOB_FUNC, {"rows": 1, "inputs": {}})
+    job = queue.enqueue(PREDICT_FUNC, {"rows": 1, "inputs": {}})
     service.redis.hset(job.key, "data", zlib.compress(pickle.dumps(((_Tripwire(str(tripwire)),), {}))))
     body = service.http.get(f"/result/{job.id}", params={"wait": 10}).json()
     assert body["status"] == "failed" and body["error"]["code"] == "invalid_payload"
@@ -57,9 +58,10 @@ def test_no_service_module_imports_pickle_or_loads_arrays_with_pickles():
     assert offenders == []
 
 
-def test_jobs_are_stored_as_json(service, digits):
+def test_jobs_are_stored_as_json_and_drop_their_input_once_ended(service, digits):
     job_id = service.http.post("/predict", json={"instances": [digits[0][0].tolist()]}).json()["id"]
-    data = zlib.decompress(service.redis.hget(f"rq:job:{job_id}", "data"))
-    func, instance, args, kwargs = orjson.loads(data)
-    assert func == JOB_FUNC and set(args[0]) == {"rows", "inputs"}
+    func, instance, args, kwargs = orjson.loads(service.redis.hget(rq_keys.job(job_id), "data"))
+    assert func == PREDICT_FUNC and (args == [] or set(args[0]) == {"rows", "inputs"})  # [] once it ended
     wait_until(lambda: service.job_status(job_id) == "finished", 10)
+    func, instance, args, kwargs = orjson.loads(service.redis.hget(rq_keys.job(job_id), "data"))
+    assert func == PREDICT_FUNC and args == []  # the input rows are not kept once the job has ended

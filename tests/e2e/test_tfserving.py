@@ -23,7 +23,7 @@ def test_row_format_answers_predictions_equal_to_the_models_own_output(service, 
     body = response.json()
     expected = digits_model.predict({"pixels": x[:5]})["probabilities"]
     np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-5, atol=1e-6)
-    assert body["model_spec"] == {"name": "digits", "version": "1", "signature_name": "serving_default"}
+    assert set(body) == {"predictions"}  # TF Serving's REST reply has nothing else
 
 
 def test_columnar_format_answers_outputs_for_a_bare_array_or_named_inputs(service, digits, digits_model):
@@ -56,12 +56,19 @@ def test_the_versioned_route_serves_the_loaded_version_only(service, digits):
     [
         ("/v1/models/other:predict", {"instances": [[0] * 64]}, 404, "Servable not found for request: Latest(other)"),
         ("/v1/models/digits:predict", {"instances": [[0] * 63]}, 400, "rows have shape [63]"),
-        ("/v1/models/digits:predict", {"instances": [[0] * 64], "inputs": [[0] * 64]}, 400, "either 'instances'"),
+        ("/v1/models/digits:predict", {"instances": [[0] * 64], "inputs": [[0] * 64]}, 400,
+         "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
         ("/v1/models/digits:predict", {"signature_name": "other", "instances": [[0] * 64]}, 400,
          'Serving signature name: "other" not found'),
         ("/v1/models/digits:predict", {"inputs": {"image": [[0] * 64]}}, 400, "'inputs' must hold the model's inputs"),
-        # No route (model names cannot hold ':'), rather than a 405 from GET /v1/models/<name> with name "digits:classify".
-        ("/v1/models/digits:classify", {"examples": []}, 404, "not found"),
+        ("/v1/models/digits:classify", {"examples": [{"x": 1.0}]}, 400,
+         "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"),
+        ("/v1/models/digits:predict", {"instances": [["x"] * 64]}, 400,
+         "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String "
+         "is not of expected type: float"),
+        ("/v1/models/digits:predict", {"signature_name": 100}, 400, "'signature_name' key must be a string value."),
+        ("/v1/models/digits:predict", {"instances": []}, 400, "No values in 'instances' array"),
+        ("/v1/models/digits:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
         ("/v1/models/digits/nothing/here", {}, 404, "not found"),
     ],
 )
@@ -73,7 +80,11 @@ def test_errors_have_tf_servings_shape(service, path, body, status, words):
 
 def test_invalid_json_is_a_tf_serving_error(service):
     response = service.http.post("/v1/models/digits:predict", content=b'{"instances": [')
-    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    assert response.status_code == 400 and response.json()["error"].startswith("JSON Parse error: ")
+    response = service.http.post("/v1/models/digits:predict", content=b"instances = [1, 2]")
+    assert response.json() == {"error": "JSON Parse error: Invalid value. at offset: 0"}
+    response = service.http.post("/v1/models/digits:predict", content=b"")
+    assert response.json() == {"error": "JSON Parse error: The document is empty"}
 
 
 def test_model_status_reports_the_version_available(service):
@@ -99,6 +110,7 @@ def test_our_own_routes_keep_our_error_shape(service):
 
 
 def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
+    from shared import keys
     from shared.signature import ModelSignature, TensorSpec
 
     # An API with a published model but no worker: the job can only wait.

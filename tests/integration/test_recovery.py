@@ -12,45 +12,47 @@ import time
 import numpy as np
 import orjson
 import pytest
-from rq import Queue, Worker
 from rq.job import Job
 
 from api.store import JobStore
-from shared import keys
+from shared import keys, rq_keys
 from shared.config import Settings
 from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 from tests.support import wait_until
-from worker.microbatcher import collect
 from worker.claim import RedisSource
-from worker.recovery import Recovery
-from worker.model import LoadedModel
+from worker.microbatcher import collect
+from worker.model import LoadedModel, SignatureCall
+from worker.outcomes import Tally
 from worker.publish import Publisher
+from worker.recovery import Recovery
 from worker.runner import run_microbatch
 
 pytestmark = pytest.mark.integration
 
 SIGNATURE = ModelSignature("double", "1", (TensorSpec("x", (2,), "float32"),), (TensorSpec("y", (2,), "float32"),))
+QUEUE = "predict"
 
 
 class Node:
     """One in-process worker: its source, publisher and recovery sweep, over a real Redis."""
 
     def __init__(self, connection, settings: Settings, name: str, lease_s: int = 60) -> None:
-        self.queue = Queue(settings.queue_name, connection=connection, serializer=OrjsonSerializer)
-        self.rq_worker = Worker([self.queue], connection=connection, name=name, serializer=OrjsonSerializer)
-        self.source = RedisSource(connection, [self.queue], self.rq_worker, lease_s)
-        self.publisher = Publisher(connection, self.rq_worker, SIGNATURE, settings.result_ttl)
-        self.recovery = Recovery(connection, [self.queue], self.rq_worker, 1.0, settings.result_ttl,
-                                       settings.max_attempts)
-        self.model = LoadedModel(SIGNATURE, lambda arrays: {"y": arrays["x"] * 2}, static_batch=None)
+        self.connection = connection
+        self.tally = Tally(f"rq:worker:{name}")
+        self.source = RedisSource(connection, [QUEUE], name, lease_s)
+        self.publisher = Publisher(connection, [QUEUE], SIGNATURE, settings.result_ttl, self.tally)
+        self.recovery = Recovery(connection, [QUEUE], name, 1.0, settings.result_ttl, settings.max_attempts)
+        self.model = LoadedModel(SIGNATURE, {"serving_default": SignatureCall(lambda arrays: {"y": arrays["x"] * 2})})
 
     def claim(self, delay_s: float = 0.0) -> list:
         return collect(self.source, 64, delay_s, 0.0)
 
     def run_and_publish(self, batch) -> list:
         stats = run_microbatch(self.model, batch) if batch else None
-        return self.publisher.publish(self.source.take_finished(), stats)
+        lost = self.publisher.publish(self.source.take_finished(), stats)
+        self.tally.flush(self.connection)
+        return lost
 
 
 @pytest.fixture
@@ -68,18 +70,20 @@ def submit(store: JobStore, value: float, rows: int = 1, **kwargs) -> str:
     return store.submit({"x": np.full((rows, 2), value, dtype=np.float32)}, **kwargs)
 
 
-def lapse(redis_db, node: Node) -> None:
-    """Make every lease in the started registry expire now (as if the worker stopped beating)."""
-    registry = node.queue.started_job_registry.key
+def lapse(redis_db) -> None:
+    """Make every lease in the started registry lapse now (as if its worker stopped beating)."""
+    registry = rq_keys.started(QUEUE)
     redis_db.zadd(registry, {lease: 1 for lease in redis_db.zrange(registry, 0, -1)}, xx=True)
 
 
 def documents(redis_db, job_id: str) -> list[dict]:
-    return [orjson.loads(d) for d in redis_db.lrange(keys.result(job_id), 0, -1)]
+    result = redis_db.hget(rq_keys.job(job_id), keys.JOB_RESULT)
+    return [] if result is None else [orjson.loads(result)]
 
 
 def queued_rows(redis_db) -> int:
-    return int(redis_db.get(keys.queued_rows("predict")) or 0)
+    """The queue depth in rows, as the API computes it."""
+    return redis_db.llen(rq_keys.queue(QUEUE)) + int(redis_db.get(keys.extra_rows(QUEUE)) or 0)
 
 
 def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_skipped(redis_db, settings, store):
@@ -87,14 +91,13 @@ def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_
     slow, other = Node(redis_db, settings, "slow"), Node(redis_db, settings, "other")
     batch = slow.claim()
     assert len(batch) == 2
-    lapse(redis_db, slow)
-    counts = other.recovery.sweep(other.queue)
+    lapse(redis_db)
+    counts = other.recovery.sweep(QUEUE)
     assert (counts.requeued, counts.failed) == (2, 0)
     late_arrival = submit(store, 3.0)
-    queued = [i.decode() for i in redis_db.lrange(other.queue.key, 0, -1)]
+    queued = [i.decode() for i in redis_db.lrange(rq_keys.queue(QUEUE), 0, -1)]
     assert set(queued[:2]) == set(ids) and queued[2] == late_arrival  # requeued at the front
-    redis_db.lrem(other.queue.key, 1, late_arrival)
-    redis_db.decrby(keys.queued_rows("predict"), 1)
+    redis_db.lrem(rq_keys.queue(QUEUE), 1, late_arrival)
     assert queued_rows(redis_db) == 2
     assert slow.run_and_publish(batch) != []  # fenced out: no longer its jobs
     assert all(documents(redis_db, i) == [] for i in ids)
@@ -104,8 +107,8 @@ def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_
         assert [d["status"] for d in documents(redis_db, job_id)] == ["finished"]
         assert documents(redis_db, job_id)[0]["predictions"] == [[2 * value] * 2]
         job = Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer)
-        assert job.get_status() == "finished" and len(job.results()) == 1 and job.retries_left == 0
-    assert redis_db.zcard(other.queue.started_job_registry.key) == 0
+        assert job.get_status() == "finished" and job.retries_left == 0
+    assert redis_db.zcard(rq_keys.started(QUEUE)) == 0
     assert queued_rows(redis_db) == 0
 
 
@@ -113,13 +116,13 @@ def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worke
     suspect = submit(store, 1.0)
     first = Node(redis_db, settings, "first")
     first.claim()
-    lapse(redis_db, first)
-    first.recovery.sweep(first.queue)
+    lapse(redis_db)
+    first.recovery.sweep(QUEUE)
     fresh = [submit(store, v) for v in (2.0, 3.0)]
     node = Node(redis_db, settings, "node")
     busy_job = submit(store, 9.0, rows=100)  # more rows than one batch of 64: the worker stays busy with it
-    redis_db.lrem(node.queue.key, 1, busy_job)
-    redis_db.lpush(node.queue.key, busy_job)  # now at the head, before the suspect
+    redis_db.lrem(rq_keys.queue(QUEUE), 1, busy_job)
+    redis_db.lpush(rq_keys.queue(QUEUE), busy_job)  # now at the head, before the suspect
     batch = node.claim()
     assert [s.claim.id for s in batch] == [busy_job]  # the suspect behind it was not taken along
     node.run_and_publish(batch)
@@ -141,29 +144,14 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_
     for _ in range(settings.max_attempts):
         assert [s.claim.id for s in node.claim()] == [job_id]
         node.source.pending.clear()  # the worker "dies": forgets what it held
-        lapse(redis_db, node)
-        node.recovery.sweep(node.queue)
+        lapse(redis_db)
+        node.recovery.sweep(QUEUE)
     [doc] = documents(redis_db, job_id)
     assert doc["status"] == "failed" and doc["error"]["code"] == "worker_lost"
     assert "MAX_ATTEMPTS=2" in doc["error"]["message"]
     job = Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer)
-    assert job.get_status() == "failed" and job_id in node.queue.failed_job_registry
-    assert redis_db.llen(node.queue.key) == 0 and queued_rows(redis_db) == 0
-
-
-def test_a_claim_stranded_before_it_started_returns_to_its_queue_after_two_sweeps(redis_db, settings, store):
-    job_id = submit(store, 1.0, rows=3)
-    node = Node(redis_db, settings, "node")
-    # The claim's Lua call ran, then the worker died before marking the job started.
-    node.source._claim(keys=node.source._keys, args=[10, Job.redis_job_namespace_prefix, keys.JOB_ROWS, 0, 10])
-    assert redis_db.lrange(node.queue.intermediate_queue_key, 0, -1) == [job_id.encode()]
-    assert queued_rows(redis_db) == 0
-    assert node.recovery.sweep(node.queue).returned == 0  # seen once: it may just be in flight
-    assert node.recovery.sweep(node.queue).returned == 1
-    assert redis_db.lrange(node.queue.key, 0, -1) == [job_id.encode()]
-    assert queued_rows(redis_db) == 3
-    node.run_and_publish(node.claim())
-    assert documents(redis_db, job_id)[0]["status"] == "finished"
+    assert job.get_status() == "failed" and redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
+    assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and queued_rows(redis_db) == 0
 
 
 def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queue_empties(redis_db, settings, store):
@@ -174,22 +162,22 @@ def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queu
     node = Node(redis_db, settings, "node")
     node.run_and_publish(node.claim())
     assert queued_rows(redis_db) == 0 and documents(redis_db, kept)[0]["status"] == "finished"
-    redis_db.set(keys.queued_rows("predict"), 55)  # drift, e.g. a queue emptied with RQ's own tools
-    node.recovery.sweep(node.queue)
+    redis_db.set(keys.extra_rows(QUEUE), 55)  # drift, e.g. a queue emptied with RQ's own tools
+    node.recovery.sweep(QUEUE)
     assert queued_rows(redis_db) == 0
 
 
 def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, settings, store):
     late = submit(store, 1.0, timeout_s=0.001)
     on_time = submit(store, 2.0, timeout_s=600)
-    deadline = float(redis_db.hget(Job.key_for(late), keys.JOB_DEADLINE))
+    deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
     wait_until(lambda: time.time() > deadline)
     node = Node(redis_db, settings, "node")
     node.run_and_publish(node.claim())
     [doc] = documents(redis_db, late)
     assert doc["status"] == "expired" and doc["error"]["code"] == "deadline_exceeded"
     assert documents(redis_db, on_time)[0]["status"] == "finished"
-    assert int(redis_db.hget(keys.stats(), "rows")) == 1  # only the job on time reached the model
+    assert float(redis_db.hget(keys.stats(), "rows")) == 1  # only the job on time reached the model
     assert store.state(late).status.value == "expired"
 
 
@@ -202,16 +190,16 @@ def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, st
     assert node.publisher.publish(finished, None) == []
     assert node.publisher.publish(finished, None) == finished  # e.g. a retry after the reply was lost
     assert len(documents(redis_db, job_id)) == 1
-    assert len(Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer).results()) == 1
+    assert Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer).get_status() == "finished"
 
 
 def test_an_id_queued_twice_runs_once(redis_db, settings, store):
     job_id = submit(store, 1.0)
     node = Node(redis_db, settings, "node")
-    redis_db.rpush(node.queue.key, job_id)  # e.g. a submit retried after its reply was lost
+    redis_db.rpush(rq_keys.queue(QUEUE), job_id)  # e.g. a submit retried after its reply was lost
     batch = node.claim()
     assert [s.claim.id for s in batch] == [job_id]
     node.run_and_publish(batch)
     assert node.claim() == []
     assert len(documents(redis_db, job_id)) == 1
-    assert redis_db.llen(node.queue.intermediate_queue_key) == 0
+    assert redis_db.llen(rq_keys.queue(QUEUE)) == 0

@@ -71,10 +71,10 @@ def test_docker_compose_parses_and_names_redis_api_and_worker():
     assert "gunicorn" in services["api"]["command"]
 
 
-def test_procfile_names_web_and_worker():
+def test_procfile_names_web_grpc_and_worker():
     with open(os.path.join(PROJECT_ROOT, "Procfile")) as f:
         kinds = {line.split(":", 1)[0] for line in f if line.strip()}
-    assert kinds == {"web", "worker"}
+    assert kinds == {"web", "grpc", "worker"}
 
 
 def test_reliability_settings_have_safe_defaults():
@@ -110,3 +110,55 @@ def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_r
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"API_KEYS": f"@{key_file}"})
     assert "key 2" in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [("MAX_BATCH_SIZE", "MAX_MICROBATCH_ROWS", "max_microbatch_rows"),
+                                                   ("MAX_BATCH_DELAY_MS", "MAX_MICROBATCH_DELAY_MS",
+                                                    "max_microbatch_delay_ms")])
+def test_a_renamed_variable_still_works_under_its_old_name_with_a_deprecation_warning(old, new, field, caplog):
+    settings = Settings.from_env({old: "7"})
+    assert getattr(settings, field) == 7
+    assert f"{old} is deprecated: use {new}" in caplog.text
+
+
+def test_the_new_name_wins_over_the_old_one_and_the_old_one_is_reported_as_ignored(caplog):
+    settings = Settings.from_env({"MAX_BATCH_SIZE": "7", "MAX_MICROBATCH_ROWS": "9"})
+    assert settings.max_microbatch_rows == 9
+    assert "MAX_BATCH_SIZE is deprecated and ignored because MAX_MICROBATCH_ROWS is set" in caplog.text
+
+
+def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_set():
+    assert Settings.from_env({}).adaptive_window_cap_s == 0.005
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).adaptive_window_cap_s == 0.002
+    assert Settings.from_env({"MICROBATCH_WINDOW": "fixed"}).adaptive_window_cap_s is None
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2"}).fixed_delay_s == 0.0
+    assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2", "MICROBATCH_WINDOW": "fixed"}).fixed_delay_s == 0.002
+
+
+@pytest.mark.parametrize(("env", "words"), [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"),
+                                             ({"ADAPTIVE_MAX_DELAY_MS": "-1"}, "ADAPTIVE_MAX_DELAY_MS")])
+def test_bad_window_settings_fail_naming_the_variable(env, words):
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env(env)
+
+
+def test_the_api_server_is_gunicorn_or_granian():
+    assert Settings.from_env({"API_SERVER": "granian"}).api_server == "granian"
+    with pytest.raises(ConfigError, match="API_SERVER='uwsgi' is not valid: expected gunicorn or granian"):
+        Settings.from_env({"API_SERVER": "uwsgi"})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("On", True), ("false", False), ("0", False),
+                                             ("no", False)])
+def test_switches_read_true_or_false_in_the_usual_spellings(raw, value):
+    assert Settings.from_env({"TF_GPU_MEMORY_GROWTH": raw}).tf_gpu_memory_growth is value
+
+
+def test_a_switch_that_is_neither_fails_naming_the_variable():
+    with pytest.raises(ConfigError, match=re.escape("TF_GPU_MEMORY_GROWTH='maybe' is not valid: expected true or false")):
+        Settings.from_env({"TF_GPU_MEMORY_GROWTH": "maybe"})
+
+
+def test_settings_survive_the_trip_through_a_child_environment():
+    settings = Settings.from_env({"TF_GPU_MEMORY_GROWTH": "false", "TF_THREADS": "3", "LIVENESS_FILE": "/tmp/x"})
+    assert Settings.from_env(settings.to_env()) == settings

@@ -1,5 +1,5 @@
 """Everything the clients do that is not I/O: build each call, turn each answer into a result or a typed
-error, decide when to retry, and express "wait until done" as a flow.
+error, and express "wait until done" as a flow (when to retry is `retries.py`).
 
 A flow is a generator that yields what to do next, a `Call` (send it, and send the parsed JSON answer
 back in) or a `Sleep`, and returns the final value. `sync.py` and `aio.py` drive the same flows with
@@ -12,15 +12,24 @@ import email.utils
 import io
 import os
 import time
-from collections.abc import Callable, Generator
+import uuid
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from client import errors
+from inferq import errors
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_VARIABLE, API_KEY_VARIABLE = "INFERQ_URL", "INFERQ_API_KEY"
 MAX_SERVER_WAIT_S = 30.0  # the longest ?wait the server accepts
-JOB_TERMINAL = ("finished", "failed", "canceled")
+# The server's vocabulary, copied (this package never imports the server); tests/unit/test_vocabulary.py
+# fails when the server's own definitions gain or lose a value.
+JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled", "expired")
+JOB_TERMINAL = ("finished", "failed", "canceled", "expired")
+BATCH_STATUSES = ("validating", "queued", "in_progress", "completed", "failed", "cancelled", "expired")
 BATCH_TERMINAL = ("completed", "failed", "cancelled", "expired")
+JOB_ERROR_CODES = ("deadline_exceeded", "worker_lost", "inference_failed", "invalid_payload", "storage_failed")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 UPLOAD_TYPES = {".ndjson": "application/x-ndjson", ".jsonl": "application/x-ndjson", ".csv": "text/csv",
                 ".npy": "application/x-npy"}
 NDJSON, NPY = "application/x-ndjson", "application/x-npy"
@@ -29,13 +38,22 @@ READ_BYTES = 1 << 20
 
 @dataclass
 class Call:
-    """One HTTP request to make; `upload` streams a file (or bytes) as the body."""
+    """One HTTP request to make; `upload` streams a file (or bytes) as the body.
+
+    `resendable`: sending it twice does no harm (a read, or a submit carrying an Idempotency-Key), so it
+    may be sent again after an exchange that broke off with no answer.
+    """
 
     method: str
     path: str
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     upload: Upload | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    resendable: bool = False
+
+    def __post_init__(self) -> None:
+        self.resendable = self.resendable or self.method == "GET"
 
 
 @dataclass
@@ -65,6 +83,22 @@ class Upload:
 Flow = Generator["Call | Sleep", Any, Any]
 
 
+# Settings -------------------------------------------------------------------------------------------------
+
+
+def base_url(url: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """`url` if given, else $INFERQ_URL, else DEFAULT_URL."""
+    environ = os.environ if environ is None else environ
+    return url or environ.get(URL_VARIABLE) or DEFAULT_URL
+
+
+def auth_headers(api_key: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Authorization header for `api_key`, else for $INFERQ_API_KEY; none when neither is set."""
+    environ = os.environ if environ is None else environ
+    key = api_key if api_key is not None else environ.get(API_KEY_VARIABLE, "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 # Requests -------------------------------------------------------------------------------------------------
 
 
@@ -73,11 +107,18 @@ def rows_json(rows: Any) -> list:
     return rows.tolist() if hasattr(rows, "tolist") else list(rows)
 
 
-def submit_call(rows: Any, wait_s: float = 0.0, callback_url: str | None = None) -> Call:
+def idempotent(key: str | None) -> dict[str, str]:
+    """The Idempotency-Key header: `key`, or a new random one, so that the submit can be resent safely."""
+    return {IDEMPOTENCY_HEADER: key or uuid.uuid4().hex}
+
+
+def submit_call(rows: Any, wait_s: float = 0.0, callback_url: str | None = None,
+                idempotency_key: str | None = None) -> Call:
     params: dict[str, Any] = {"wait": round(min(wait_s, MAX_SERVER_WAIT_S), 3)} if wait_s > 0 else {}
     if callback_url:
         params["callback_url"] = callback_url
-    return Call("POST", "/predict", params=params, json={"instances": rows_json(rows)})
+    return Call("POST", "/predict", params=params, json={"instances": rows_json(rows)},
+                headers=idempotent(idempotency_key), resendable=True)
 
 
 def batch_upload(source: Any) -> Upload:
@@ -96,7 +137,7 @@ def batch_upload(source: Any) -> Upload:
 
 
 def submit_batch_call(source: Any, on_error: str | None = None, callback_url: str | None = None,
-                      metadata: dict | None = None) -> Call:
+                      metadata: dict | None = None, idempotency_key: str | None = None) -> Call:
     params: dict[str, Any] = {}
     if on_error:
         params["on_error"] = on_error
@@ -106,7 +147,8 @@ def submit_batch_call(source: Any, on_error: str | None = None, callback_url: st
         import json
 
         params["metadata"] = json.dumps(metadata)
-    return Call("POST", "/batches", params=params, upload=batch_upload(source))
+    return Call("POST", "/batches", params=params, upload=batch_upload(source), headers=idempotent(idempotency_key),
+                resendable=True)
 
 
 def results_call(batch_id: str, partial: bool = False, npy: bool = False) -> tuple[Call, dict[str, str]]:
@@ -146,22 +188,18 @@ def retry_after(headers: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def retry_delay(status: int, headers: Any, attempt: int, max_retries: int, backoff_s: float) -> float | None:
-    """Seconds to wait before retrying a 429 or 503 (Retry-After if given, else exponential), or None."""
-    if status not in (429, 503) or attempt >= max_retries:
-        return None
-    given = retry_after(headers)
-    return min(60.0, given if given is not None else backoff_s * 2**attempt)
-
-
 def job_outcome(doc: dict) -> Any:
-    """The predictions of a finished job's document; JobFailed or JobCanceled otherwise."""
-    if doc["status"] == "finished":
+    """The predictions of a finished job's document; JobFailed, JobExpired or JobCanceled otherwise."""
+    status, error = doc["status"], doc.get("error") or {}
+    if status == "finished":
         return doc["predictions"]
-    if doc["status"] == "failed":
-        error = doc.get("error") or {}
+    if status == "failed":
         raise errors.JobFailed(doc["id"], error.get("code", "failed"), error.get("message", ""))
-    raise errors.JobCanceled(doc["id"])
+    if status == "expired":
+        raise errors.JobExpired(doc["id"], error.get("message", ""))
+    if status == "canceled":
+        raise errors.JobCanceled(doc["id"])
+    raise ValueError(f"job {doc['id']} is {status!r}, not one of the statuses that end a job: {JOB_TERMINAL}")
 
 
 # Flows ----------------------------------------------------------------------------------------------------
@@ -179,10 +217,10 @@ def wait_job(job_id: str, timeout_s: float) -> Flow:
             raise errors.WaitTimeout(f"job {job_id}", timeout_s)
 
 
-def predict(rows: Any, timeout_s: float, callback_url: str | None = None) -> Flow:
+def predict(rows: Any, timeout_s: float, callback_url: str | None = None, idempotency_key: str | None = None) -> Flow:
     """Submit with ?wait, fall back to long-polling; returns the predictions."""
     started = time.monotonic()
-    doc = yield submit_call(rows, timeout_s, callback_url)
+    doc = yield submit_call(rows, timeout_s, callback_url, idempotency_key)
     if doc["status"] not in JOB_TERMINAL:
         doc = yield from wait_job(doc["id"], max(0.0, timeout_s - (time.monotonic() - started)))
     return job_outcome(doc)

@@ -5,27 +5,35 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from client import core
-from client.progress import Bar, BatchProgress
+from inferq import core
+from inferq.progress import Bar, BatchProgress
+from inferq.retries import Retries, transport_error
 
 
 class AsyncClient:
-    """A client of one service: `AsyncClient("http://127.0.0.1:8000")`; use it as an async context manager."""
+    """A client of one service: `AsyncClient("http://127.0.0.1:8000", api_key=...)`; an async context manager.
 
-    def __init__(self, base_url: str, *, timeout_s: float = 60.0, max_connections: int = 64, max_retries: int = 5,
-                 backoff_s: float = 0.5, http: httpx.AsyncClient | None = None) -> None:
-        self.max_retries, self.backoff_s = max_retries, backoff_s
+    Settings, defaults and retries as for `Client`.
+    """
+
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout_s: float = 60.0,
+                 max_connections: int = 64, max_retries: int = 5, backoff_s: float = 0.5,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.base_url = core.base_url(base_url)
+        self.retries = Retries(max_retries, backoff_s)
+        self.headers = core.auth_headers(api_key)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # A long-poll may hold its request for MAX_SERVER_WAIT_S; the read timeout must outlast it. No pool
         # timeout: a request waits for a free connection as long as it takes.
         timeout = httpx.Timeout(max(timeout_s, core.MAX_SERVER_WAIT_S + 10), pool=None)
-        self.http = http or httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout)
+        self.http = http or httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=timeout)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -36,24 +44,30 @@ class AsyncClient:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def predict(self, rows: Any, timeout: float = 30.0, callback_url: str | None = None) -> Any:
-        """Predictions for `rows` (waits up to `timeout` s); raises JobFailed, WaitTimeout or an APIError."""
-        return await self._run(core.predict(rows, timeout, callback_url))
+    async def predict(self, rows: Any, timeout: float = 30.0, callback_url: str | None = None,
+                      idempotency_key: str | None = None) -> Any:
+        """Predictions for `rows` (waits up to `timeout` s).
 
-    async def submit(self, rows: Any, callback_url: str | None = None) -> "AsyncJob":
-        """Enqueue `rows` as one job and return its handle at once."""
-        return AsyncJob(self, (await self._call(core.submit_call(rows, callback_url=callback_url)))["id"])
+        Raises JobFailed, JobExpired, JobCanceled, WaitTimeout, an APIError or a TransportError.
+        """
+        return await self._run(core.predict(rows, timeout, callback_url, idempotency_key))
+
+    async def submit(self, rows: Any, callback_url: str | None = None, idempotency_key: str | None = None) -> "AsyncJob":
+        """Enqueue `rows` as one job and return its handle at once (one job, however often it is resent)."""
+        call = core.submit_call(rows, callback_url=callback_url, idempotency_key=idempotency_key)
+        return AsyncJob(self, (await self._call(call))["id"])
 
     def job(self, job_id: str) -> "AsyncJob":
         return AsyncJob(self, job_id)
 
     async def submit_batch(self, source: Any, on_error: str | None = None, callback_url: str | None = None,
-                           metadata: dict | None = None, progress: bool = False) -> "AsyncBatch":
+                           metadata: dict | None = None, progress: bool = False,
+                           idempotency_key: str | None = None) -> "AsyncBatch":
         """Upload a file (.ndjson/.jsonl/.csv/.npy path) or a numpy array as a batch; returns its handle.
 
         The file is streamed, never read whole; `progress` shows a bar of bytes sent.
         """
-        call = core.submit_batch_call(source, on_error, callback_url, metadata)
+        call = core.submit_batch_call(source, on_error, callback_url, metadata, idempotency_key)
         bar = Bar("upload", "B", call.upload.size, unit_scale=True) if progress else None
         try:
             doc = (await self._send(call, None, stream=False, on_bytes=bar.add if bar else None)).json()
@@ -85,40 +99,51 @@ class AsyncClient:
 
     async def _send(self, call: core.Call, headers: dict[str, str] | None, stream: bool,
                     on_bytes: Any = None) -> httpx.Response:
-        """Send with retries on 429/503; returns a successful response (streamed if asked) or raises."""
-        for attempt in range(self.max_retries + 1):
+        """Send, again after a 429/503 or no answer where that is safe; a successful response, or raises."""
+        for attempt in itertools.count():
             content, body_headers = _body(call, on_bytes)
-            request = self.http.build_request(call.method, call.path, params=call.params, json=call.json,
-                                              content=content, headers={**(headers or {}), **body_headers})
-            response = await self.http.send(request, stream=stream)
-            if response.is_success:
-                return response
-            body = await response.aread()
-            await response.aclose()
-            delay = core.retry_delay(response.status_code, response.headers, attempt, self.max_retries, self.backoff_s)
-            if delay is None:
-                raise core.error_from(response.status_code, response.headers, body)
+            request = self.http.build_request(call.method, call.path, params=call.params, json=call.json, content=content,
+                                              headers={**self.headers, **call.headers, **(headers or {}), **body_headers})
+            try:
+                response = await self.http.send(request, stream=stream)
+                if response.is_success:
+                    return response
+                body = await response.aread()
+                await response.aclose()
+            except httpx.TransportError as exc:
+                delay = self.retries.after_no_answer(call, exc, attempt)
+                if delay is None:
+                    raise transport_error(exc, call.method, str(request.url), attempt + 1) from exc
+            else:
+                error = core.error_from(response.status_code, response.headers, body)
+                delay = self.retries.after_answer(error, attempt)
+                if delay is None:
+                    raise error
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        raise AssertionError("unreachable: attempts go on until one returns or raises")
+
+    async def _stream(self, response: httpx.Response, pieces: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The pieces of a streamed answer; a connection lost midway raises the client's own error."""
+        try:
+            async for piece in pieces:
+                yield piece
+        except httpx.TransportError as exc:
+            raise transport_error(exc, response.request.method, str(response.request.url), 1) from exc
+        finally:
+            await response.aclose()
 
     async def _lines(self, call: core.Call, headers: dict[str, str]) -> AsyncIterator[dict]:
         response = await self._send(call, headers, stream=True)
-        try:
-            async for line in response.aiter_lines():
-                if line:
-                    yield json.loads(line)
-        finally:
-            await response.aclose()
+        async for line in self._stream(response, response.aiter_lines()):
+            if line:
+                yield json.loads(line)
 
     async def _download(self, call: core.Call, headers: dict[str, str], path: str) -> int:
         response = await self._send(call, headers, stream=True)
         written = 0
-        try:
-            with open(path, "wb") as file:
-                async for piece in response.aiter_bytes(core.READ_BYTES):
-                    written += file.write(piece)
-        finally:
-            await response.aclose()
+        with open(path, "wb") as file:
+            async for piece in self._stream(response, response.aiter_bytes(core.READ_BYTES)):
+                written += file.write(piece)
         return written
 
 
@@ -129,11 +154,11 @@ class AsyncJob:
         self.client, self.id = client, job_id
 
     async def status(self) -> str:
-        """queued, started, finished, failed or canceled."""
+        """queued, started, finished, failed, canceled or expired."""
         return (await self.client._call(core.Call("GET", f"/result/{self.id}")))["status"]
 
     async def result(self, timeout: float = 60.0) -> Any:
-        """The predictions, waiting up to `timeout` s; raises JobFailed, JobCanceled or WaitTimeout."""
+        """The predictions, waiting up to `timeout` s; raises JobFailed, JobExpired, JobCanceled or WaitTimeout."""
         return await self.client._run(core.job_result(self.id, timeout))
 
     async def cancel(self) -> dict:

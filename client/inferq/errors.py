@@ -5,15 +5,27 @@
      │    ├── InvalidInput (400)         invalid_input: `field`, `expected`, and for uploads `details`
      │    ├── NotFound (404)             not_found: unknown or expired job or batch
      │    ├── NotAcceptable (406)        not_acceptable: e.g. .npy results of a multi-output model
-     │    ├── Conflict (409)             conflict: e.g. cancelling a finished job, results of a running batch
+     │    ├── Conflict (409)             conflict: e.g. cancelling a finished job, an Idempotency-Key reused
+     │    │    └── RequestInProgress (409) request_in_progress: the first request with this
+     │    │                              Idempotency-Key is still running (retried first, honouring Retry-After)
      │    ├── PayloadTooLarge (413)      payload_too_large
      │    ├── UnsupportedMediaType (415) unsupported_media_type
      │    ├── QueueFull (429)            queue_full (retried first, honouring Retry-After)
      │    ├── NotReady (503)             not_ready (retried first, honouring Retry-After)
+     │    ├── Unauthorized (401)         unauthorized: no API key, or not one the server knows
+     │    ├── InferenceFailed (500)      inference_failed (protocol routes only)
+     │    ├── TimedOut (504)             timed_out (protocol routes only)
      │    └── ServerError (5xx)          internal, or a proxy's error page
+     ├── TransportError                  no answer at all: `url`, `attempts` (retried first where safe)
+     │    ├── ConnectionFailed           refused, reset, closed before the answer, unknown host
+     │    └── RequestTimedOut (also TimeoutError) connect, read or write took too long
      ├── JobFailed                       the job ran and failed: `code`, `message`
      ├── JobCanceled                     the job was cancelled before it ran
+     ├── JobExpired                      the job's deadline passed before a worker started it: it never ran
      └── WaitTimeout (also TimeoutError) a wait ran out of time; names the job or batch
+
+The server's vocabulary copied here (error codes below, job and batch statuses in core.py) is checked
+against the server's own definitions by the service's tests (tests/unit/test_vocabulary.py).
 """
 
 from __future__ import annotations
@@ -50,6 +62,10 @@ class APIError(ClientError):
         return text
 
 
+class Unauthorized(APIError):
+    status, code = 401, "unauthorized"
+
+
 class InvalidInput(APIError):
     status, code = 400, "invalid_input"
 
@@ -64,6 +80,10 @@ class NotAcceptable(APIError):
 
 class Conflict(APIError):
     status, code = 409, "conflict"
+
+
+class RequestInProgress(Conflict):
+    status, code = 409, "request_in_progress"
 
 
 class PayloadTooLarge(APIError):
@@ -86,11 +106,40 @@ class ServerError(APIError):
     status, code = 500, "internal"
 
 
+class InferenceFailed(ServerError):
+    status, code = 500, "inference_failed"
+
+
+class TimedOut(ServerError):
+    status, code = 504, "timed_out"
+
+
 BY_CODE: dict[str, type[APIError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, NotAcceptable, Conflict, PayloadTooLarge, UnsupportedMediaType,
-                              QueueFull, NotReady, ServerError)
+    cls.code: cls for cls in (InvalidInput, Unauthorized, NotFound, NotAcceptable, Conflict, RequestInProgress,
+                              PayloadTooLarge, UnsupportedMediaType, QueueFull, NotReady, ServerError,
+                              InferenceFailed, TimedOut)
 }
-BY_STATUS: dict[int, type[APIError]] = {cls.status: cls for cls in BY_CODE.values()}
+# The class of an answer without our error document (a proxy's page): the general class of each status.
+BY_STATUS: dict[int, type[APIError]] = {
+    cls.status: cls for cls in (InvalidInput, Unauthorized, NotFound, NotAcceptable, Conflict, PayloadTooLarge,
+                                UnsupportedMediaType, QueueFull, NotReady, ServerError)
+}
+
+
+class TransportError(ClientError):
+    """No answer came back: the service could not be reached, or the exchange broke off or took too long."""
+
+    def __init__(self, message: str, *, url: str, attempts: int) -> None:
+        super().__init__(message)
+        self.url, self.attempts = url, attempts
+
+
+class ConnectionFailed(TransportError):
+    """Connection refused or reset, closed before the answer, or the host is unknown."""
+
+
+class RequestTimedOut(TransportError, TimeoutError):
+    """Connecting, sending or reading the answer took longer than the client's timeout."""
 
 
 class JobFailed(ClientError):
@@ -107,6 +156,15 @@ class JobCanceled(ClientError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} was cancelled")
         self.job_id = job_id
+
+
+class JobExpired(ClientError):
+    """The job's deadline passed before a worker started it: it never ran, and never will."""
+
+    def __init__(self, job_id: str, message: str = "") -> None:
+        super().__init__(f"job {job_id} expired: its deadline passed before a worker started it, so it never ran"
+                         + (f" ({message})" if message else ""))
+        self.job_id, self.message = job_id, message
 
 
 class WaitTimeout(ClientError, TimeoutError):

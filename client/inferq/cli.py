@@ -1,34 +1,39 @@
-"""`python -m client`: the service from a shell. JSON goes to stdout, errors and progress bars to stderr.
+"""`inferq` (or `python -m inferq`): the service from a shell. JSON goes to stdout, errors and progress bars to
+stderr; any error is one line on stderr and exit status 1.
 
-    python -m client predict rows.json                 # rows: a JSON array of rows, or {"instances": [...]}
-    python -m client submit rows.json                  # prints the job id
-    python -m client status JOB_ID
-    python -m client result JOB_ID --timeout 60
-    python -m client batch upload rows.npy --wait --output predictions.ndjson
-    python -m client batch status BATCH_ID
-    python -m client batch download BATCH_ID predictions.npy
-    python -m client batch cancel BATCH_ID
+    inferq predict rows.json                 # rows: a JSON array of rows, or {"instances": [...]}
+    inferq submit rows.json                  # prints the job id
+    inferq status JOB_ID
+    inferq result JOB_ID --timeout 60
+    inferq cancel JOB_ID
+    inferq batch upload rows.npy --wait --output predictions.ndjson
+    inferq batch status BATCH_ID
+    inferq batch download BATCH_ID predictions.npy
+    inferq batch cancel BATCH_ID
 
-The service URL is --url, else $INFER_URL, else http://127.0.0.1:8000.
+The service URL is --url, else $INFERQ_URL, else http://127.0.0.1:8000; the API key is --api-key, else
+$INFERQ_API_KEY.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-from client.errors import ClientError
-from client.sync import Client
+import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from inferq import core
+from inferq.errors import ClientError
+from inferq.sync import Batch, Client
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m client", description="Client of the batched-inference service.")
-    top.add_argument("--url", default=os.environ.get("INFER_URL", DEFAULT_URL), help="service URL (env INFER_URL)")
+    top = argparse.ArgumentParser(prog="inferq", description="Client of the batched-inference service.")
+    top.add_argument("--url", default=core.base_url(None),
+                     help=f"service URL (default: {core.base_url(None)}; ${core.URL_VARIABLE} sets the default)")
+    top.add_argument("--api-key", help=f"API key, sent as Authorization: Bearer (default: ${core.API_KEY_VARIABLE})")
     commands = top.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict rows and print the predictions")
     predict.add_argument("file", help="JSON array of rows or {\"instances\": [...]}; - for stdin")
@@ -39,12 +44,14 @@ def parser() -> argparse.ArgumentParser:
     result = commands.add_parser("result", help="wait for a job and print its predictions")
     result.add_argument("job_id")
     result.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    commands.add_parser("cancel", help="cancel a job that has not started").add_argument("job_id")
 
     batch = commands.add_parser("batch", help="bulk batches").add_subparsers(dest="batch_command", required=True)
     upload = batch.add_parser("upload", help="upload a .ndjson/.jsonl, .csv or .npy file as a batch")
     upload.add_argument("file")
     upload.add_argument("--wait", action="store_true", help="wait for the batch to end, with a progress bar")
-    upload.add_argument("--output", help="with --wait: download the results here (.npy or NDJSON)")
+    upload.add_argument("--output", help="with --wait: download the results here (.npy or NDJSON); exit status 1 "
+                                         "if the batch did not complete")
     upload.add_argument("--on-error", choices=["reject", "skip"], help="skip: run the valid rows, report the others")
     upload.add_argument("--callback-url", help="URL to POST the batch's final status to")
     upload.add_argument("--metadata", type=json.loads, help="a JSON object stored with the batch")
@@ -63,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             output = run(client, args)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for item in details or []:
             print(f"  {json.dumps(item)}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:  # unreadable file, unreachable server, bad JSON
+    except (OSError, ValueError, httpx.InvalidURL) as exc:  # unreadable file, bad JSON, a URL that is not one
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if output is not None:
@@ -89,10 +96,12 @@ def run(client: Client, args: argparse.Namespace) -> Any:
         return {"id": args.job_id, "status": client.job(args.job_id).status()}
     if args.command == "result":
         return client.job(args.job_id).result(timeout=args.timeout)
-    return run_microbatch(client, args)
+    if args.command == "cancel":
+        return client.job(args.job_id).cancel()
+    return run_batch(client, args)
 
 
-def run_microbatch(client: Client, args: argparse.Namespace) -> Any:
+def run_batch(client: Client, args: argparse.Namespace) -> Any:
     command = args.batch_command
     if command == "upload":
         batch = client.submit_batch(args.file, on_error=args.on_error, callback_url=args.callback_url,
@@ -100,9 +109,8 @@ def run_microbatch(client: Client, args: argparse.Namespace) -> Any:
         if not args.wait:
             return batch.doc
         doc = batch.wait(progress=not args.quiet)
-        if args.output and doc["output_url"]:
-            size = batch.download(args.output)
-            print(f"results: {args.output} ({size} bytes)", file=sys.stderr)
+        if args.output:
+            save_results(batch, args.output)
         return doc
     if command == "status":
         return client.batch(args.batch_id).status()
@@ -112,6 +120,23 @@ def run_microbatch(client: Client, args: argparse.Namespace) -> Any:
         size = client.batch(args.batch_id).download(args.path, partial=args.partial)
         return {"path": args.path, "bytes": size}
     return client.batch(args.batch_id).cancel()
+
+
+class BatchDidNotComplete(ClientError):
+    """`batch upload --wait --output` on a batch that ended other than completed."""
+
+
+def save_results(batch: Batch, path: str) -> None:
+    """Download a completed batch's results to `path`; raise for any other end (a cancelled batch's finished
+    rows are saved first)."""
+    doc = batch.doc or {}
+    if doc.get("output_url"):
+        size = batch.download(path)
+        print(f"results: {path} ({size} bytes)", file=sys.stderr)
+    if doc.get("status") != "completed":
+        saved = f"only the finished rows are in {path}" if doc.get("output_url") else f"{path} was not written"
+        raise BatchDidNotComplete(f"batch {batch.id} is {doc.get('status')}, not completed: {saved} "
+                                  f"(see `inferq batch status {batch.id}`)")
 
 
 def _rows(path: str) -> Any:

@@ -1,0 +1,149 @@
+"""What the gRPC services share with each other and with the HTTP API: the job store and model info (the same
+Redis, queue and workers), API keys, and one mapping from our errors to gRPC status codes.
+
+    InvalidInput -> INVALID_ARGUMENT    Unauthorized -> UNAUTHENTICATED    NotFound -> NOT_FOUND
+    QueueFull -> RESOURCE_EXHAUSTED     NotReady, Redis down -> UNAVAILABLE TimedOut -> DEADLINE_EXCEEDED
+    InferenceFailed and anything else -> INTERNAL
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import redis
+
+from api.auth import fingerprint
+from api.inference import Predictions, run_job
+from api.model_info import ModelInfo
+from api.store import JobStore
+from api.validation import to_array
+from shared.config import Settings
+from shared.connection import connect
+from shared.errors import (
+    Conflict,
+    InferenceFailed,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    QueueFull,
+    ServiceError,
+    TimedOut,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from shared.logs import request_id_or_new
+from shared.signature import ModelSignature
+
+log = logging.getLogger("api.grpc")
+
+STATUS_CODES: dict[type[ServiceError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT, UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthorized: grpc.StatusCode.UNAUTHENTICATED, NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.FAILED_PRECONDITION, PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED, NotReady: grpc.StatusCode.UNAVAILABLE,
+    TimedOut: grpc.StatusCode.DEADLINE_EXCEEDED, InferenceFailed: grpc.StatusCode.INTERNAL,
+}
+# Methods anyone may call, as the HTTP health routes: liveness and readiness carry no data.
+PUBLIC_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+
+
+@dataclass
+class Backend:
+    """The gRPC server's view of the service: one store and one model-info cache, shared by every call."""
+
+    settings: Settings
+    store: JobStore
+    model_info: ModelInfo
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backend:
+        connection = connect(settings)
+        return cls(settings, JobStore(connection, settings), ModelInfo(connection))
+
+    def signature(self) -> ModelSignature:
+        return self.model_info.signature()
+
+    def infer(self, arrays: dict[str, np.ndarray], signature: str | None = None) -> Predictions:
+        """Queue one job and wait for it, exactly as the HTTP protocol routes do."""
+        return run_job(self.store, self.settings.protocol_timeout_s, arrays, signature, request_id_or_new(None))
+
+
+def status_code(error: ServiceError) -> grpc.StatusCode:
+    return next((code for kind, code in STATUS_CODES.items() if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
+
+
+def message(error: ServiceError) -> str:
+    """The error's sentence, with the field and the expected form when it names them."""
+    details = "; ".join(d for d in (f"field {error.field}" if error.field else "",
+                                     f"expected {error.expected}" if error.expected else "") if d)
+    return error.message + (f" ({details})" if details else "")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc(method: F) -> F:
+    """Run a servicer method, turning our errors (and a Redis outage) into a gRPC status with a message."""
+
+    @functools.wraps(method)
+    def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except ServiceError as exc:
+            context.abort(status_code(exc), message(exc))
+        except (redis.ConnectionError, redis.TimeoutError):
+            context.abort(grpc.StatusCode.UNAVAILABLE, "Redis is not reachable; try again shortly")
+        except ValueError as exc:  # a tensor that does not fit its own shape or dtype
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    return call  # type: ignore[return-value]
+
+
+def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:
+    """Check named input arrays against the signature as the HTTP routes check rows; returns model-typed arrays."""
+    names = {t.name for t in signature.inputs}
+    if set(arrays) != names:
+        raise InvalidInput(f"inputs {sorted(arrays)} do not match the signature's inputs {sorted(names)}",
+                           field="inputs", expected=", ".join(sorted(names)))
+    checked = {}
+    for spec in signature.inputs:
+        array = arrays[spec.name]
+        if array.ndim == 0 or not 1 <= len(array) <= max_rows:
+            raise InvalidInput(f"input {spec.name!r} has shape {list(array.shape)}", field=spec.name,
+                               expected=f"a batch of 1 to {max_rows} rows (MAX_ROWS_PER_REQUEST)")
+        checked[spec.name] = to_array(array, spec, spec.name)
+    if len({len(a) for a in checked.values()}) > 1:
+        raise InvalidInput("inputs have different numbers of rows", field="inputs", expected="the same batch size")
+    return checked
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """API keys as on HTTP: metadata `authorization: Bearer <key>`, else UNAUTHENTICATED (health calls excepted)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._digests = tuple(bytes.fromhex(fingerprint(k)) for k in keys)
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        if not self._digests or handler_call_details.method in PUBLIC_METHODS:
+            return continuation(handler_call_details)
+        headers = dict(handler_call_details.invocation_metadata or ())
+        scheme, _, presented = str(headers.get("authorization", "")).partition(" ")
+        digest = hashlib.sha256(presented.strip().encode("latin-1", "replace")).digest()
+        matched = False
+        for known in self._digests:  # every key, each in constant time
+            matched |= hmac.compare_digest(digest, known)
+        if scheme.lower() == "bearer" and presented.strip() and matched:
+            return continuation(handler_call_details)
+        why = "the API key is not valid" if presented.strip() else "this server needs an API key"
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                                   f"{why} (expected metadata authorization: Bearer <key>)"))

@@ -1,0 +1,180 @@
+"""TensorFlow Serving's gRPC API: PredictionService (Predict, GetModelMetadata, Classify, Regress) and
+ModelService.GetModelStatus, on the published protos of `tensorflow-serving-api`.
+
+Each call is one job on the same queue as /predict (api/grpc_common.py `Backend.infer`). Signature choice,
+the classify/regress checks and their results are shared with the REST routes (api/tfserving_methods.py).
+MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from api.grpc_common import Backend, check_arrays, rpc
+from api.tfserving_methods import Method, choose, classify_results, regress_results
+from shared.errors import InvalidInput, NotFound
+from shared.signature import ModelSignature
+
+SIGNATURE_DEF = "signature_def"
+# Where a TensorProto keeps values of each dtype when written value by value, as TF Serving writes replies
+# (Tensor::AsProtoField), so that clients reading `float_val` and the like find them there.
+_VALUE_FIELDS = {"float32": "float_val", "float64": "double_val", "int8": "int_val", "int16": "int_val",
+                 "int32": "int_val", "uint8": "int_val", "uint16": "int_val", "int64": "int64_val",
+                 "uint32": "uint32_val", "uint64": "uint64_val", "bool": "bool_val"}
+
+
+def served(backend: Backend, spec: model_pb2.ModelSpec) -> ModelSignature:
+    """The served signature if the ModelSpec names what the workers serve (TF Serving's NOT_FOUND message)."""
+    signature = backend.signature()
+    asked = str(spec.version.value) if spec.HasField("version") else None
+    if spec.version_label:
+        raise InvalidInput(f"Unrecognized servable version label: {spec.version_label} (labels are not served here)")
+    if spec.name != signature.name or (asked is not None and asked != signature.version):
+        wanted = f"Specific({spec.name}, {asked})" if asked is not None else f"Latest({spec.name})"
+        raise NotFound(f"Servable not found for request: {wanted}")
+    return signature
+
+
+def reply_spec(signature: ModelSignature, signature_name: str) -> model_pb2.ModelSpec:
+    """The ModelSpec TF Serving puts on a reply: name, numeric version, the signature that ran."""
+    spec = model_pb2.ModelSpec(name=signature.name, signature_name=signature_name)
+    if signature.version.isdigit():
+        spec.version.value = int(signature.version)
+    return spec
+
+
+def tensor_proto(array: np.ndarray) -> Any:
+    """A TensorProto with the values in their typed field (float_val...), else in tensor_content."""
+    field = _VALUE_FIELDS.get(array.dtype.name)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    proto = tf.make_tensor_proto(np.zeros((0,), array.dtype))
+    proto.tensor_shape.CopyFrom(tf.TensorShape(array.shape).as_proto())
+    proto.ClearField("tensor_content")
+    getattr(proto, field).extend(array.reshape(-1).tolist())
+    return proto
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService over the queue."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @rpc
+    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        key, signature = choose(served(self.backend, request.model_spec), request.model_spec.signature_name, Method.PREDICT)
+        arrays = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        lifted = len(signature.inputs) == 1 and signature.inputs[0].shape == (1,) and all(
+            a.ndim == 1 for a in arrays.values())
+        if lifted:  # TF Serving takes one value per row for rows of shape [1], and answers in kind
+            arrays = {name: a.reshape(-1, 1) for name, a in arrays.items()}
+        arrays = check_arrays(arrays, signature, self.backend.settings.max_rows_per_request)
+        wanted = list(request.output_filter) or [t.name for t in signature.outputs]
+        unknown = set(wanted) - {t.name for t in signature.outputs}
+        if unknown:
+            raise InvalidInput(f"output tensor alias not found in signature: {min(unknown)} "
+                               f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}.")
+        outputs = self.backend.infer(arrays, key).by_name(signature)
+        dtypes = {t.name: t.dtype for t in signature.outputs}
+        response = predict_pb2.PredictResponse(model_spec=reply_spec(signature, key))
+        for name in wanted:
+            array = np.asarray(outputs[name], dtype=dtypes[name])
+            if lifted and array.ndim == 2 and array.shape[1] == 1:
+                array = array.reshape(-1)
+            response.outputs[name].CopyFrom(tensor_proto(array))
+        return response
+
+    @rpc
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        signature = served(self.backend, request.model_spec)
+        if not request.metadata_field:
+            raise InvalidInput("GetModelMetadataRequest must specify at least one metadata_field")
+        others = [f for f in request.metadata_field if f != SIGNATURE_DEF]
+        if others:
+            raise InvalidInput(f"Metadata field {others[0]} is not supported")
+        defs = {key: d.tf_json for key, d in signature.signature_defs().items()}
+        signature_map = json_format.ParseDict({SIGNATURE_DEF: defs}, get_model_metadata_pb2.SignatureDefMap())
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=reply_spec(signature, ""))
+        response.metadata[SIGNATURE_DEF].Pack(signature_map)
+        return response
+
+    @rpc
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        key, signature, outputs = self._examples(request, Method.CLASSIFY)
+        response = classification_pb2.ClassificationResponse(model_spec=reply_spec(signature, key))
+        for pairs in classify_results(outputs):
+            classification = response.result.classifications.add()
+            for label, score in pairs:
+                classification.classes.add(label=label, score=score)
+        return response
+
+    @rpc
+    def Regress(self, request: regression_pb2.RegressionRequest,
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        key, signature, outputs = self._examples(request, Method.REGRESS)
+        response = regression_pb2.RegressionResponse(model_spec=reply_spec(signature, key))
+        for value in regress_results(outputs):
+            response.result.regressions.add(value=value)
+        return response
+
+    def _examples(self, request: Any, method: Method) -> tuple[str, ModelSignature, dict[str, list[Any]]]:
+        """Run the request's tf.Examples (context merged into each) through the chosen signature."""
+        key, signature = choose(served(self.backend, request.model_spec), request.model_spec.signature_name, method)
+        which = request.input.WhichOneof("kind")
+        if which is None:
+            raise InvalidInput("Input is empty")
+        listed = getattr(request.input, which)
+        context = listed.context if which == "example_list_with_context" else None
+        serialized = []
+        for example in listed.examples:
+            if context is not None:  # as TF Serving: the context, then the example's own features over it
+                merged = type(example)()
+                merged.CopyFrom(context)
+                merged.MergeFrom(example)
+                example = merged
+            serialized.append(example.SerializeToString())
+        if not serialized:
+            raise InvalidInput("Input is empty")
+        if len(serialized) > self.backend.settings.max_rows_per_request:
+            raise InvalidInput(f"{len(serialized)} examples is more than this server takes in one request "
+                               f"(MAX_ROWS_PER_REQUEST={self.backend.settings.max_rows_per_request})")
+        arrays = {signature.inputs[0].name: np.array(serialized, dtype=object)}
+        return key, signature, self.backend.infer(arrays, key).by_name(signature)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: GetModelStatus (config reload is not served)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @rpc
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                       context: grpc.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
+        signature = served(self.backend, request.model_spec)
+        live = bool(self.backend.model_info.live_workers())
+        state = get_model_status_pb2.ModelVersionStatus
+        status = state(version=int(signature.version) if signature.version.isdigit() else 0,
+                       state=state.AVAILABLE if live else state.END)
+        if not live:
+            status.status.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
+            status.status.error_message = "no live worker has the model loaded"
+        return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])

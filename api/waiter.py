@@ -1,0 +1,140 @@
+"""Waiting for results: one pub/sub listener per API process wakes every request waiting on a job.
+
+A publish ends a micro-batch's jobs and sends one message on `keys.results_channel()` listing them, one
+"<id> <result JSON>" line each. The listener thread hands each line to the request waiting for that id,
+so a `?wait` costs Redis no command per job and no polling. A message can be missed (the listener was
+reconnecting, or subscribed only after it was sent), so a waiter also reads the job itself once the
+listener has reconnected and at least every RECHECK_S.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from shared import keys
+
+log = logging.getLogger(__name__)
+
+RECHECK_S = 5.0  # the longest a waiter trusts the listener before reading the job itself
+SUBSCRIBE_WAIT_S = 2.0  # how long a first waiter waits for the listener to be subscribed
+IDLE_POLL_S = 1.0  # how often the listener wakes with no message (to notice it should reconnect)
+
+
+class Waiting:
+    """One request's wait for one job, woken by the listener thread with the result or with a request to
+    read the job itself (the listener reconnected, so a message may have been missed)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.document: bytes | None = None
+
+    def deliver(self, document: bytes | None) -> None:
+        if document is not None:
+            self.document = document
+        self.event.set()
+
+
+class ResultWaiter:
+    """The process's listener and the waits it serves; `read` returns a job's result if it has one."""
+
+    def __init__(self, connection: redis.Redis, read: Callable[[str], bytes | None]) -> None:
+        self.connection = connection
+        self.read = read
+        self._waiting: dict[str, list[Waiting]] = {}
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._pid: int | None = None
+
+    def expect(self, job_id: str) -> Waiting:
+        """Start waiting for `job_id` (before submitting it, so that its result cannot be missed)."""
+        self._ensure_listening()
+        waiting = Waiting()
+        with self._lock:
+            self._waiting.setdefault(job_id, []).append(waiting)
+        return waiting
+
+    def wait(self, job_id: str, waiting: Waiting, timeout_s: float, check_first: bool) -> bytes | None:
+        """The job's result, or None if it has none within `timeout_s`; always stops waiting for it.
+
+        `check_first`: read the job before the first wait (it may have ended before `expect`).
+        """
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._subscribed.wait(min(SUBSCRIBE_WAIT_S, timeout_s))
+            if check_first and (document := self.read(job_id)) is not None:
+                return document
+            while (left := deadline - time.monotonic()) > 0:
+                waiting.event.wait(min(left, RECHECK_S))
+                waiting.event.clear()
+                if waiting.document is not None:
+                    return waiting.document
+                if (document := self.read(job_id)) is not None:  # woken to re-read, or RECHECK_S passed
+                    return document
+            return None
+        finally:
+            self._forget(job_id, waiting)
+
+    def _forget(self, job_id: str, waiting: Waiting) -> None:
+        with self._lock:
+            waits = self._waiting.get(job_id, [])
+            if waiting in waits:
+                waits.remove(waiting)
+            if not waits:
+                self._waiting.pop(job_id, None)
+
+    def _ensure_listening(self) -> None:
+        # One listener per process; gunicorn forks after import, so the process id decides.
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._subscribed.clear()
+                threading.Thread(target=self._listen, name="result-listener", daemon=True).start()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                with self.connection.pubsub() as pubsub:
+                    pubsub.subscribe(keys.results_channel())
+                    while True:
+                        message = pubsub.get_message(timeout=IDLE_POLL_S)
+                        if message is None:
+                            continue
+                        if message["type"] == "message":
+                            self._dispatch(message["data"])
+                        elif message["type"] == "subscribe":  # (re)subscribed: messages may have been missed
+                            backoff = 0.1
+                            self._subscribed.set()
+                            self._wake_all()
+            except redis.RedisError as exc:
+                self._subscribed.clear()
+                log.debug("result listener lost Redis (%s); reconnecting", exc)
+                time.sleep(backoff)
+                backoff = min(2 * backoff, 2.0)
+            except Exception:  # never let the listener die: waiters would fall back to slow re-reads
+                log.exception("result listener failed; restarting it")
+                time.sleep(backoff)
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            waits = [w for ws in self._waiting.values() for w in ws]
+        for waiting in waits:
+            waiting.deliver(None)
+
+    def _dispatch(self, data: bytes) -> None:
+        """Hand each "<id> <document>" line to whoever waits for that id."""
+        for line in data.split(b"\n"):
+            job_id, _, document = line.partition(b" ")
+            with self._lock:
+                waits = self._waiting.get(job_id.decode(errors="replace"))
+                waits = list(waits) if waits else None
+            for waiting in waits or ():
+                waiting.deliver(document)

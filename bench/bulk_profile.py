@@ -1,0 +1,165 @@
+"""Where a bulk batch's time goes, chunk by chunk: the real API ingest, the real worker loop (in this process,
+against the embedded Redis) and the real result streams, with a timer around each stage.
+
+Stages (exclusive time: a stage's time excludes the stages it calls):
+  ingest    api.ingest.ingest + BatchRecords.enqueue (upload validation and the chunk jobs; no HTTP)
+  claim     RedisSource claims and RQ's start bookkeeping (worker.claim: `_claim_new`)
+  read      a chunk's rows from storage (worker.chunks.ChunkStore.load)
+  model     the compiled model call (LoadedModel.predict)
+  write     a chunk's outputs file (ChunkStore.save: storage.create + shared.batches.write_outputs)
+  publish   the publish transaction (worker.publish.Publisher.publish)
+  other     the rest of the worker's loop (collect, stacking rows, slicing outputs, heartbeats)
+  download  the results streams (api.batch_files.npy_results, ndjson_results), consumed in full
+
+    python -m bench.bulk_profile [--rows 200000] [--microbatch-rows 256,1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from scripts.stack import free_port
+from shared.config import PROJECT_ROOT, Settings
+from shared.embedded_redis import EmbeddedRedis
+
+LIGHT_PATH = os.path.join(PROJECT_ROOT, "models", "digits.keras")
+STAGES = ("ingest", "claim", "read", "model", "write", "publish", "other", "download npy", "download ndjson")
+
+
+class StageTimer:
+    """Exclusive seconds per stage; a timed call inside another charges its time to itself only."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._stack: list[list[float]] = []  # per open stage: [started, seconds of timed callees]
+
+    def wrap(self, owner: object, attribute: str, stage: str) -> None:
+        """Replace `owner.attribute` with a timed version charged to `stage`."""
+        original = getattr(owner, attribute)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            frame = [time.perf_counter(), 0.0]
+            self._stack.append(frame)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                spent = time.perf_counter() - frame[0]
+                self.seconds[stage] += spent - frame[1]
+                self.calls[stage] += 1
+                if self._stack:
+                    self._stack[-1][1] += spent
+
+        setattr(owner, attribute, timed)
+
+
+def write_rows(path: str, rows: int) -> None:
+    from sklearn.datasets import load_digits
+
+    data = load_digits().data.astype(np.float32)
+    np.save(path, np.resize(data, (rows, data.shape[1])))
+
+
+def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
+    """One batch of `rows` digits rows end to end in this process; seconds per stage and per chunk."""
+    from api import batch_files
+    from api.ingest import ingest
+    from shared import storage as storage_module
+    from shared.batch_records import BatchRecords
+    from worker import chunks as chunks_module
+    from worker import claim as claim_module
+    from worker import publish as publish_module
+    from worker.__main__ import InferenceWorker
+    from worker.registration import model_document
+
+    server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-{microbatch_rows}")).start()
+    try:
+        settings = Settings.from_env({}).replace(redis_url=server.url, data_dir=os.path.join(workdir, f"data-{microbatch_rows}"),
+                                                 max_microbatch_rows=microbatch_rows, log_level="WARNING")
+        timer = StageTimer()
+        timer.wrap(claim_module.RedisSource, "_claim_new", "claim")
+        timer.wrap(chunks_module.ChunkStore, "load", "read")
+        timer.wrap(chunks_module.ChunkStore, "save", "write")
+        timer.wrap(publish_module.Publisher, "publish", "publish")
+        timer.wrap(model, "predict", "model")
+        worker = InferenceWorker(settings, model)
+        worker.registration.birth(model_document(model.signature, settings, 0.0))
+        files = storage_module.from_settings(settings)
+        records = BatchRecords(worker.connection, settings)
+        path = os.path.join(workdir, "rows.npy")
+        if not os.path.exists(path):
+            write_rows(path, rows)
+
+        started = time.perf_counter()
+        batch_id = "profile"
+        records.begin(batch_id, None, None)
+        with open(path, "rb") as f:
+            pieces = iter(lambda: f.read(1 << 20), b"")
+            stored, skipped = ingest("npy", pieces, files, batch_id, model.signature, lambda: False)
+        chunk_count = records.enqueue(batch_id, stored, skipped, None, None)
+        timer.seconds["ingest"] = time.perf_counter() - started
+
+        loop_started = time.perf_counter()
+        while records.get(batch_id)[b"status"] not in (b"completed", b"failed"):
+            worker.step()
+        loop_s = time.perf_counter() - loop_started
+        timer.seconds["other"] = loop_s - sum(timer.seconds[s] for s in ("claim", "read", "model", "write", "publish"))
+
+        record = records.get(batch_id)
+        finished = batch_files.finished_chunks(files, batch_id, record, prefix_only=False)
+        for kind, stream in (("npy", batch_files.npy_results), ("ndjson", batch_files.ndjson_results)):
+            t = time.perf_counter()
+            size = sum(len(block) for block in stream(files, batch_id, finished))
+            timer.seconds[f"download {kind}"] = time.perf_counter() - t
+            timer.calls[f"download {kind}"] = size
+        total = time.perf_counter() - started - timer.seconds["download ndjson"]
+        worker.connection.close()
+    finally:
+        server.stop()
+    return {"rows": rows, "microbatch_rows": microbatch_rows, "chunks": chunk_count,
+            "seconds": dict(timer.seconds), "calls": dict(timer.calls),
+            "end_to_end_npy_s": total, "rows_per_s_npy": rows / total}
+
+
+def render(result: dict) -> str:
+    """A per-stage table: total seconds, ms per chunk, share of the worker's loop."""
+    chunks = result["chunks"]
+    loop = sum(result["seconds"].get(s, 0.0) for s in ("claim", "read", "model", "write", "publish", "other"))
+    lines = [(f"{result['rows']:,} rows, {chunks} chunks, MAX_MICROBATCH_ROWS={result['microbatch_rows']}: "
+              f"{result['end_to_end_npy_s']:.2f} s to the .npy results ({result['rows_per_s_npy']:,.0f} rows/s); "
+              f"worker loop {loop:.2f} s ({loop / chunks * 1000:.1f} ms per chunk)"), "",
+             "| stage | seconds | ms per chunk | share of worker loop | calls |", "|---|---|---|---|---|"]
+    for stage in STAGES:
+        s = result["seconds"].get(stage, 0.0)
+        share = f"{s / loop:.0%}" if stage in ("claim", "read", "model", "write", "publish", "other") else "–"
+        lines.append(f"| {stage} | {s:.3f} | {s / chunks * 1000:.2f} | {share} | {result['calls'].get(stage, '–')} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    from worker.model import load_model
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--microbatch-rows", default="256,1024")
+    args = parser.parse_args()
+    model = load_model(LIGHT_PATH, "digits", "1")
+    model.warm_up([1, 256, 1024])
+    with tempfile.TemporaryDirectory() as workdir:
+        for size in (int(s) for s in args.microbatch_rows.split(",")):
+            print(render(profile(args.rows, size, workdir, model)), "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""RQ's storage format, as far as this service reads and writes it: every use of RQ internals lives here.
+
+Jobs are real RQ jobs, so `rq info`, rq-dashboard and `Job.fetch(id)` show them, but the API and the
+workers write RQ's keys themselves (a pipeline at submit, one Lua call per micro-batch after that) instead
+of going through `Queue.enqueue` and RQ's per-job bookkeeping, which cost dozens of Redis commands per
+job. What they write must therefore match RQ's own format exactly: the key names, the job hash fields and
+status spellings, the registries' member and score conventions. tests/integration/test_rq_format.py
+reads what our scripts wrote back through RQ's public API and fails loudly when an RQ upgrade changes any
+of it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import zlib
+from typing import Any
+
+import orjson
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import utcformat
+
+QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
+JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
+
+# Job hash statuses, in RQ's spelling.
+QUEUED = JobStatus.QUEUED.value
+STARTED = JobStatus.STARTED.value
+FINISHED = JobStatus.FINISHED.value
+FAILED = JobStatus.FAILED.value
+CANCELED = JobStatus.CANCELED.value
+
+
+def queue(name: str) -> str:
+    """List of waiting job ids (pushed at the tail, taken from the head)."""
+    return Queue.redis_queue_namespace_prefix + name
+
+
+def job(job_id: str) -> str:
+    """Hash: the job (RQ's fields plus ours, see `job_fields`)."""
+    return JOB_PREFIX + job_id
+
+
+def started(queue_name: str) -> str:
+    """Sorted set: lease ("<job id>:<claim token>") → Unix time it lapses. RQ's started registry."""
+    return StartedJobRegistry.key_template.format(queue_name)
+
+
+def finished(queue_name: str) -> str:
+    """Sorted set: job id → Unix time its result expires. RQ's finished registry."""
+    return FinishedJobRegistry.key_template.format(queue_name)
+
+
+def failed(queue_name: str) -> str:
+    """Sorted set: job id → Unix time its result expires. RQ's failed registry."""
+    return FailedJobRegistry.key_template.format(queue_name)
+
+
+def canceled(queue_name: str) -> str:
+    """Sorted set: job id → Unix time its result expires. RQ's canceled registry."""
+    return CanceledJobRegistry.key_template.format(queue_name)
+
+
+def lease(job_id: str, token: str) -> str:
+    """A started-registry member: RQ's "<job id>:<execution id>" composite key, with our claim token."""
+    return f"{job_id}:{token}"
+
+
+def job_id_of(lease_member: str) -> str:
+    """The job id of a started-registry member."""
+    return lease_member.split(":", 1)[0]
+
+
+def timestamp(when: datetime.datetime | None = None) -> str:
+    """A time in RQ's job-hash format (UTC, microseconds)."""
+    return utcformat(when or datetime.datetime.now(datetime.timezone.utc))
+
+
+def parse_timestamp(raw: bytes | str | None) -> datetime.datetime | None:
+    """The inverse of `timestamp`; None for an empty field."""
+    if not raw:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def job_data(func_name: str, args: list[Any]) -> bytes:
+    """The `data` field: RQ's (function, instance, args, kwargs) as our JSON serializer writes it, uncompressed
+    (RQ reads uncompressed data when zlib cannot inflate it)."""
+    return orjson.dumps([func_name, None, args, {}], option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def job_args(data: bytes) -> list[Any]:
+    """The args of a `data` field: written by `job_data`, or zlib-compressed by RQ's own `Queue.enqueue`."""
+    try:
+        data = zlib.decompress(data)
+    except zlib.error:
+        pass
+    return orjson.loads(data)[2]
+
+
+def job_fields(*, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int,
+               max_attempts: int, now: str) -> dict[str, Any]:
+    """The RQ fields of a new, queued job hash.
+
+    The attempt budget is RQ's retry count (`retries_left`, requeued at the front with no delay), so RQ's own
+    registry cleanup spends it the same way our recovery sweep does.
+    """
+    fields: dict[str, Any] = {
+        "status": QUEUED,
+        "origin": queue_name,
+        "created_at": now,
+        "enqueued_at": now,
+        "data": job_data(func_name, args),
+        "description": description,
+        "result_ttl": result_ttl,
+        "failure_ttl": result_ttl,
+    }
+    if max_attempts > 1:
+        fields.update(retries_left=max_attempts - 1, retry_intervals="[0]", enqueue_at_front_on_retry=1)
+    return fields

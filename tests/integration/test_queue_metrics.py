@@ -1,0 +1,115 @@
+"""Scrape-time metrics from a real Redis: queue rows and oldest age, bulk rows pending, webhook backlog and
+outcomes, micro-batch round trips; and the API's readiness scopes (workers are not asked with scope=api)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import redis
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api import create_app
+from api.queue_metrics import QueueCollector, read_view
+from api.store import JobStore
+from shared import keys, webhooks
+from shared.config import Settings
+from tests.support import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _url(redis_db) -> str:
+    kwargs = redis_db.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+
+
+def _submit(redis_db, rows: int) -> str:
+    store = JobStore(redis_db, Settings.from_env({}))
+    return store.submit({"pixels": np.zeros((rows, 64), np.float32)})
+
+
+def test_queue_rows_and_the_oldest_jobs_age_are_read_per_queue(redis_db):
+    _submit(redis_db, 3)
+    _submit(redis_db, 2)
+    view = read_view(redis_db, now=time.time() + 10)
+    assert view.rows == {"predict": 5}
+    assert 9 < view.oldest_age_s["predict"] < 60
+
+
+def test_an_empty_redis_reads_as_zeros(redis_db):
+    view = read_view(redis_db)
+    assert (view.rows, view.bulk_rows_pending, view.webhooks_waiting, view.stats) == ({}, 0, 0, {})
+
+
+def test_bulk_rows_pending_counts_only_rows_not_yet_run_in_live_batches(redis_db):
+    for batch_id, status, total, done, failed in [("a", "in_progress", 100, 30, 5), ("b", "queued", 50, 0, 0),
+                                                  ("c", "completed", 70, 70, 0)]:
+        redis_db.hset(keys.batch(batch_id), mapping={"status": status, "total_rows": total, "done_rows": done,
+                                                     "failed_rows": failed})
+        redis_db.zadd(keys.batch_expiry(), {batch_id: time.time() + 60})
+    view = read_view(redis_db)
+    assert view.bulk_rows_pending == 65 + 50
+    assert view.batches == {"in_progress": 1, "queued": 1, "completed": 1}
+
+
+def test_webhook_backlog_failures_and_given_up_deliveries_are_counted(redis_db):
+    with redis_db.pipeline() as pipe:
+        webhooks.enqueue(pipe, "job", "j1", "http://receiver.example/hook", 60)
+        pipe.execute()
+    deliveries = webhooks.DeliveryQueue(redis_db, max_attempts=2, backoff_s=0, lease_s=30)
+    (first,) = deliveries.claim_due()
+    assert deliveries.failed(first) is True
+    assert read_view(redis_db).webhooks_waiting == 1
+    (second,) = deliveries.claim_due()
+    assert deliveries.failed(second) is False
+    view = read_view(redis_db)
+    assert (view.webhooks_waiting, view.webhook_calls["failed"], view.webhooks_given_up) == (0, 2, 1)
+
+
+def test_the_collector_renders_every_family_with_its_labels(redis_db):
+    _submit(redis_db, 4)
+    redis_db.hset(keys.stats(), mapping={"microbatches": 10, "round_trips": 25})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(redis_db))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    assert samples[("inference_queue_rows", (("queue", "predict"),))] == 4
+    assert ("inference_queue_oldest_job_age_seconds", (("queue", "predict"),)) in samples
+    assert samples[("inference_microbatches_total", ())] == 10
+    assert samples[("inference_redis_round_trips_total", ())] == 25
+    assert samples[("inference_batches", (("status", "expired"),))] == 0
+    assert samples[("inference_webhook_calls_total", (("outcome", "delivered"),))] == 0
+
+
+def test_api_readiness_asks_redis_but_not_the_workers(redis_db):
+    client = create_app(Settings.from_env({}).replace(redis_url=_url(redis_db))).test_client()
+    assert client.get("/readyz").status_code == 503  # no worker: the service cannot predict yet
+    response = client.get("/readyz?scope=api")
+    assert response.status_code == 200 and response.get_json() == {"ready": True, "scope": "api"}
+
+
+def test_api_readiness_fails_when_redis_does_not_answer():
+    client = create_app(Settings.from_env({}).replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")).test_client()
+    response = client.get("/readyz?scope=api")
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "not_ready"
+
+
+def test_an_unknown_readiness_scope_is_a_400_naming_the_field(redis_db):
+    client = create_app(Settings.from_env({}).replace(redis_url=_url(redis_db))).test_client()
+    response = client.get("/readyz?scope=everything")
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "scope"
+
+
+def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
+    app = create_app(Settings.from_env({}).replace(redis_url=_url(redis_db)))
+
+    def full() -> None:
+        raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(app.extensions["inference"].store.connection, "ping", full)
+    response = app.test_client().get("/readyz?scope=api")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.get_json()["error"]["message"] == "Redis is full; try again later"
