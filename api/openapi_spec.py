@@ -8,7 +8,7 @@ from the signature the workers publish (api/openapi_schemas.py), so the document
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -41,11 +41,18 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
 
 @dataclass(frozen=True)
 class Facts:
-    """What the document depends on besides the code: the served signature (None: none yet) and settings."""
+    """What the document depends on besides the code: the served signature (None: none yet) and settings.
 
-    signature: ModelSignature | None
+    Equal facts hash alike through the signature's JSON (its SignatureDefs hold dicts, which do not hash).
+    """
+
+    signature: ModelSignature | None = field(compare=False)
     max_rows: int
     api_keys: bool
+    signature_json: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature_json", self.signature.to_json() if self.signature is not None else b"")
 
 
 def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:

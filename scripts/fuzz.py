@@ -18,10 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts import stack
-from scripts.stack import free_port
+from scripts.harness import Harness, free_port
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 
 CONFIG = Path(PROJECT_ROOT) / "schemathesis.toml"
 
@@ -56,19 +54,23 @@ def run_schemathesis(base_url: str, examples: int, seed: int, timeout_s: float =
     return FuzzResult(command, done.returncode, cases, failures, done.stdout + done.stderr)
 
 
-def _start_stack(data_dir: Path) -> tuple[EmbeddedRedis, list, str]:
-    """Embedded Redis, the API and one worker on free loopback ports; returns them and the base URL."""
-    redis_port = free_port()
+def _start_stack(data_dir: Path) -> Harness:
+    """Embedded Redis, the API and one worker on free loopback ports, from the harness; ready when returned."""
     # WEBHOOK_MAX_ATTEMPTS=1: generated callback URLs point nowhere; one failed delivery each is enough.
     settings = Settings.from_env().replace(
-        redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_port=redis_port, api_port=free_port(),
+        redis_url="", redis_sentinels="", redis_sentinel_master="", redis_port=free_port(), api_port=free_port(),
         data_dir=str(data_dir), workers=1, api_keys="", webhook_max_attempts=1)
-    redis_server = EmbeddedRedis(redis_port, str(data_dir / "redis")).start()
-    logs = open(data_dir / "stack.log", "ab")  # noqa: SIM115 - the children write to it until the stack stops
-    processes = [stack.start_api(settings, logs), stack.start_worker(settings, logs)]
-    base_url = f"http://127.0.0.1:{settings.api_port}"
-    stack.wait_http(f"{base_url}/readyz", 180, processes[0])
-    return redis_server, processes, base_url
+    (data_dir / "logs").mkdir()
+    harness = Harness(settings, data_dir / "logs")
+    try:
+        harness.start_redis()
+        harness.start_api(wait_s=None)
+        harness.start_worker()
+        harness.wait_ready(180)
+    except BaseException:
+        harness.stop()
+        raise
+    return harness
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,14 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-cases", type=int, default=10_000, help="fail if fewer cases ran (default 10000)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
-        redis_server, processes, base_url = _start_stack(Path(tmp))
+        harness = _start_stack(Path(tmp))
         try:
-            print(f"fuzz: stack at {base_url}; logs in {tmp}/stack.log while it runs", flush=True)
-            result = run_schemathesis(base_url, args.examples, args.seed)
+            print(f"fuzz: stack at {harness.base_url}; logs in {tmp}/logs while it runs", flush=True)
+            result = run_schemathesis(harness.base_url, args.examples, args.seed)
         finally:
-            for process in processes:
-                stack.stop(process, timeout_s=20)
-            redis_server.stop()
+            harness.stop()
     print(result.output[-6000:])
     print("command: " + " ".join(result.command[1:]).replace("-m schemathesis.cli", "schemathesis", 1))
     print(f"fuzz: {result.cases} cases generated, {len(result.failures)} failures, exit code {result.returncode}")

@@ -23,4 +23,4 @@ def test_generated_requests_get_only_documented_answers(make_service):
     result = run_schemathesis(service.base_url, EXAMPLES, SEED, timeout_s=300)
     assert result.cases >= 200, result.output[-4000:]
     assert result.returncode == 0 and not result.failures, result.output[-8000:]
-    assert service.api.poll() is None and service.live_workers() == 1, service.logs()
+    assert service.api.running and service.live_workers() == 1, service.logs()

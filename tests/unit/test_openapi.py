@@ -143,6 +143,8 @@ def test_several_inputs_are_objects_with_exactly_the_input_names_and_dtypes():
 
 def test_the_document_is_built_once_per_signature_and_settings():
     assert document(Facts(DIGITS, 16, False)) is document(Facts(DIGITS, 16, False))
+    with_defs = ModelSignature.from_json(DIGITS.to_json())  # as ModelInfo reads it: new objects, same JSON
+    assert document(Facts(with_defs, 16, False)) is document(Facts(DIGITS, 16, False))
     assert document(Facts(DIGITS, 16, False)) is not document(Facts(DIGITS, 17, False))
 
 
@@ -195,3 +197,18 @@ def test_the_example_bodies_match_their_schemas_and_are_accepted(signature):
     assert rows_to_arrays(instances_from_body(example), signature, 8)
     v2 = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert parse_request(orjson.dumps(v2), None, signature, 8).arrays.keys() == {t.name for t in signature.inputs}
+
+
+def test_each_tf_serving_signature_gets_its_own_rows_and_name():
+    from shared.signature import SignatureDef
+
+    half = TensorSpec("pixels", (32,), "float32")
+    signature = ModelSignature("digits", "3", DIGITS.inputs, DIGITS.outputs, (
+        SignatureDef("serving_default", "tensorflow/serving/predict", DIGITS.inputs, DIGITS.outputs, {"defaults": {}}),
+        SignatureDef("half", "tensorflow/serving/predict", (half,), DIGITS.outputs, {"defaults": {}})))
+    variants = orjson.loads(document(Facts(signature, 4, False)))["components"]["schemas"]["TFPredictRequest"]["oneOf"]
+    rows = {v["properties"]["signature_name"]["enum"][0]: v["properties"]["instances"]
+            for v in variants if "instances" in v["required"]}
+    assert rows["half"]["anyOf"][0]["items"]["maxItems"] == 32 and rows["serving_default"]["anyOf"][0]["items"]["maxItems"] == 8
+    assert [v["required"] for v in variants] == [["instances"], ["inputs"], ["instances", "signature_name"],
+                                                 ["inputs", "signature_name"]]
