@@ -4,19 +4,33 @@ Results are in input order: chunk by chunk, and within a chunk row by row. NDJSO
 `{"row": <file row number>, "prediction": ...}`, the prediction in /predict's row format. A `.npy`
 result is one array of the single model output, rows in the same order (rows skipped at upload or
 lost with a failed chunk are absent; NDJSON names every row).
+
+Each response lists the batch's files once (one LIST request on an object store) and reads what it
+needs before the first byte is sent, so a store that is down answers 503 rather than a cut-off 200.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 import orjson
+import redis
 
-from shared.batches import (chunk_errors_key, chunk_ranges, file_rows, output_key, read_outputs, skipped_key,
-                            upload_errors_key)
+from shared.batches import (
+    chunk_errors_key,
+    chunk_job_id,
+    chunk_ranges,
+    file_rows,
+    output_key,
+    read_outputs,
+    skipped_key,
+    upload_errors_key,
+)
 from shared.errors import NotAcceptable
 from shared.npy import header
+from shared import keys, rq_keys
 from shared.storage import Storage
 
 READ_BYTES = 1 << 20
@@ -27,26 +41,33 @@ Chunks = list[tuple[int, int, int]]  # (chunk, first accepted row, end)
 
 def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> Chunks:
     """(chunk, start, stop) of every chunk with outputs; with `prefix_only`, stop at the first without."""
-    accepted = int(record.get(b"accepted_rows", 0))
-    size = int(record.get(b"chunk_rows", 1))
+    present = storage.list_keys(batch_id)
     chunks = []
-    for chunk, (start, stop) in enumerate(chunk_ranges(accepted, size)):
-        if storage.exists(output_key(batch_id, chunk)):
+    for chunk, (start, stop) in enumerate(_ranges(record)):
+        if output_key(batch_id, chunk) in present:
             chunks.append((chunk, start, stop))
         elif prefix_only:
             break
     return chunks
 
 
-def _skipped(storage: Storage, batch_id: str) -> np.ndarray | None:
-    if not storage.exists(skipped_key(batch_id)):
+def _ranges(record: dict[bytes, bytes]) -> list[tuple[int, int]]:
+    return chunk_ranges(int(record.get(b"accepted_rows", 0)), int(record.get(b"chunk_rows", 1)))
+
+
+def _skipped(storage: Storage, batch_id: str, present: set[str] | None = None) -> np.ndarray | None:
+    present = storage.list_keys(batch_id) if present is None else present
+    if skipped_key(batch_id) not in present:
         return None
     return storage.load_rows(skipped_key(batch_id), 0, None)
 
 
 def ndjson_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
     """One line per row: {"row", "prediction"}; one chunk file in memory at a time."""
-    skipped = _skipped(storage, batch_id)
+    return _ndjson_lines(storage, batch_id, chunks, _skipped(storage, batch_id))
+
+
+def _ndjson_lines(storage: Storage, batch_id: str, chunks: Chunks, skipped: np.ndarray | None) -> Iterator[bytes]:
     for chunk, start, stop in chunks:
         outputs = read_outputs(storage.load_arrays(output_key(batch_id, chunk)))
         yield ndjson_lines(file_rows(skipped, start, stop).tolist(), outputs)
@@ -110,14 +131,48 @@ def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[byt
     return body()
 
 
-def errors(storage: Storage, batch_id: str, record: dict[bytes, bytes]) -> Iterator[bytes]:
-    """NDJSON {row, error}: rows skipped at upload, then rows of chunks that failed, chunk by chunk."""
-    keys = [upload_errors_key(batch_id)] + [
-        chunk_errors_key(batch_id, chunk) for chunk in range(int(record.get(b"chunks_total", 0)))
-    ]
-    for key in keys:
-        if not storage.exists(key):
-            continue
-        with storage.open(key) as file:
+def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dict[bytes, bytes]) -> Iterator[bytes]:
+    """NDJSON {row, error}: rows skipped at upload, then rows of chunks that failed, chunk by chunk.
+
+    A chunk that failed without leaving its error file (failed by recovery as worker_lost, or while the
+    store was down) has its rows listed from its job's failure, so every row counted in failed_rows is listed.
+    """
+    present = storage.list_keys(batch_id)
+    total = int(record.get(b"chunks_total", 0))
+    keys = [key for key in [upload_errors_key(batch_id)] + [chunk_errors_key(batch_id, c) for c in range(total)]
+            if key in present]
+    unlisted = _unlisted_failures(connection, batch_id, total, present)
+    skipped = _skipped(storage, batch_id, present) if unlisted else None
+    first = storage.open(keys[0]) if keys else None  # before the 200: a store that is down answers 503
+    return _error_lines(storage, batch_id, record, keys, first, unlisted, skipped)
+
+
+def _error_lines(storage: Storage, batch_id: str, record: dict[bytes, bytes], keys: list[str], first: BinaryIO | None,
+                 unlisted: dict[int, str], skipped: np.ndarray | None) -> Iterator[bytes]:
+    for index, key in enumerate(keys):
+        with first if index == 0 and first is not None else storage.open(key) as file:
             while block := file.read(READ_BYTES):
                 yield block
+    ranges = _ranges(record)
+    for chunk, message in sorted(unlisted.items()):
+        rows = file_rows(skipped, *ranges[chunk]).tolist()
+        yield b"".join(orjson.dumps({"row": row, "error": message}) + b"\n" for row in rows)
+
+
+def _unlisted_failures(connection: redis.Redis, batch_id: str, total: int, present: set[str]) -> dict[int, str]:
+    """{chunk: "<code>: <message>"} of the failed chunks that have neither outputs nor an error file."""
+    candidates = [chunk for chunk in range(total)
+                  if output_key(batch_id, chunk) not in present and chunk_errors_key(batch_id, chunk) not in present]
+    if not candidates:
+        return {}
+    with connection.pipeline(transaction=False) as pipe:
+        for chunk in candidates:
+            pipe.hmget(rq_keys.job(chunk_job_id(batch_id, chunk)), "status", keys.JOB_RESULT)
+        replies = pipe.execute()
+    failed = {}
+    for chunk, (status, result) in zip(candidates, replies):
+        if status == rq_keys.FAILED.encode():
+            error = orjson.loads(result).get("error", {}) if result else {}
+            failed[chunk] = (f"{error['code']}: {error['message']}" if error.get("code") else
+                             "the chunk failed (worker_lost or storage_failed); its message has expired")
+    return failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import uuid
 
@@ -19,8 +20,10 @@ from shared.batch_records import BatchEnd
 from shared.batches import BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.signature import ModelSignature
+from shared.storage import StoreUnreachable
 
 bp = Blueprint("batches", __name__)
+log = logging.getLogger(__name__)
 
 ROUTE = "POST /batches"
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -75,7 +78,7 @@ def _create(upload: Upload, options: Options, signature: ModelSignature) -> str:
         ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata)
     except BaseException:
         ext.batches.discard(batch_id)
-        ext.storage.delete_prefix(batch_id)
+        _delete_files(batch_id)
         raise
     return batch_id
 
@@ -127,7 +130,7 @@ def errors(batch_id: str) -> Response:
     record = _record(batch_id)
     if record[b"status"] == BatchStatus.EXPIRED.value.encode():
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
-    return Response(batch_files.errors(ext.storage, batch_id, record), mimetype=NDJSON)
+    return Response(batch_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
 
 
 @bp.delete("/batches/<batch_id>")
@@ -143,6 +146,15 @@ def cancel(batch_id: str) -> Response:
         raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
                        expected="a batch that is queued or in_progress")
     return json_response(document)
+
+
+def _delete_files(batch_id: str) -> None:
+    """Delete a failed upload's files; with the store down, leave them to the bucket's lifecycle rule."""
+    storage = current_app.extensions["inference"].storage
+    try:
+        storage.delete_prefix(batch_id)
+    except StoreUnreachable as exc:  # the error in hand (often this outage) is the one to answer with
+        log.warning("could not delete the files of failed upload %s (the lifecycle rule will): %s", batch_id, exc)
 
 
 def _record(batch_id: str) -> dict[bytes, bytes]:

@@ -15,11 +15,13 @@ import redis
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import NotReady, ServiceError
+from shared.errors import NotReady, ServiceError, StorageUnavailable
+from shared.storage import StoreUnreachable
 
 log = logging.getLogger(__name__)
 
 
+STORAGE_RETRY_AFTER_S = 5  # an object store outage rarely ends within a second; uploads are costly to resend
 PROTOCOL_BLUEPRINTS = frozenset({"tfserving", "kserve"})
 PROTOCOL_PREFIXES = ("/v1/models/", "/v2/")
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
@@ -85,6 +87,9 @@ def handle_error(exc: Exception) -> Response:
         # read as a bug. Logged so that the operator sees why (docs/operations.md, "Redis unreachable or full").
         log.error("Redis is out of memory (maxmemory with noeviction): refusing writes")
         return error_response(NotReady("Redis is full; try again later", retry_after=5))
+    if isinstance(exc, StoreUnreachable):
+        log.warning("answering 503: %s", exc)
+        return error_response(StorageUnavailable(f"{exc}; try again shortly", retry_after=STORAGE_RETRY_AFTER_S))
     if isinstance(exc, HTTPException):
         error = ServiceError(exc.description or exc.name)
         error.status = exc.code or 500

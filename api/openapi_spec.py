@@ -30,7 +30,8 @@ TEXT = {
     409: "The job or batch is not in a state that allows this; or an Idempotency-Key reused for a different request "
          "(code conflict), or whose first request is still running (code request_in_progress, with Retry-After)", 413: "The body is over the size limit",
     415: "Content-Type (or Content-Encoding) not supported", 429: "The queue is full (MAX_QUEUE_DEPTH); retry after Retry-After",
-    500: "The job failed (the message says why)", 503: "No live worker has the model loaded, or Redis is unreachable",
+    500: "The job failed (the message says why)", 503: "No live worker has the model loaded, Redis is unreachable, or (bulk batches) the object store "
+         "(STORAGE_URL) is unreachable (code storage_unavailable)",
     504: "The job did not finish within PROTOCOL_TIMEOUT_S",
 }
 # gunicorn answers this itself (limit_request_line), before the app sees the request: its own HTML page.

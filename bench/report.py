@@ -58,7 +58,13 @@ def targets(rows: list[dict]) -> list[dict]:
             out.append({"target": f"{r['mode']}: interactive p99 during the run ≤ 3 × idle", "value": slow,
                         "met": slow is not None and slow <= 3,
                         "detail": f"{r['p99_ms']:.1f} ms vs idle {r['interactive_idle_p99_ms']:.1f} ms"})
-        if r["mode"] == "upload memory":
+        if r["mode"] == "storage bulk npy (s3)":
+            local = _find(rows, mode="storage bulk npy (local)")
+            ratio = r["throughput"] / local["throughput"] if local and local["throughput"] else None
+            out.append({"target": "bulk .npy on S3 (moto, loopback) vs local storage, end to end", "value": ratio,
+                        "met": None, "detail": f"{r['throughput']:,.0f} vs {local['throughput'] if local else 0:,.0f} rows/s "
+                                               f"(upload {r['upload_s']:.1f} s, download {r['download_s']:.1f} s)"})
+        if r["mode"].startswith("upload memory"):
             out.append({"target": f"API RSS rise during a {r['upload_mb']:,.0f} MB upload ≤ 50 MB", "value": r["rise_mb"],
                         "met": r["rise_mb"] <= 50,
                         "detail": f"{r['api_peak_rss_before_mb']:.0f} → {r['api_peak_rss_during_mb']:.0f} MB peak RSS"})

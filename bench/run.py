@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import redis
 
-from bench import api_servers, bulk, careful, cost_report, procstats, protocols, redis_only
+from bench import api_servers, bulk, bulk_storage, careful, cost_report, procstats, protocols, redis_only
 from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
@@ -276,6 +276,9 @@ def main() -> int:
             results["rows"] += careful.measure(name, path, body_file, CLIENTS, load, summarize)
             results["rows"] += measure_service(name, path, body_file, workdir)
         results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
+        # The bulk path on an S3 bucket (moto's server on loopback) against the local directory.
+        results["rows"] += bulk_storage.measure(workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS,
+                                                (256 if QUICK else 1024) * 1024 * 1024)
     results["redis_only"] = redis_only.measure(jobs=256 if QUICK else 2048)
     results["targets"] = targets(results["rows"]) + cost_report.targets(results["rows"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -8,6 +8,7 @@ rows themselves stay in storage). Each finished chunk leaves one `.npz` of outpu
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -131,8 +132,12 @@ OUTPUT_PREFIX = "output."
 
 
 def write_outputs(file: BinaryIO, outputs: dict[str, np.ndarray]) -> None:
-    """Write one chunk's outputs (one array per model output) as an uncompressed `.npz`."""
-    np.savez(file, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})
+    """Write one chunk's outputs (one array per model output) as an uncompressed `.npz`, front to back."""
+    # zipfile seeks back to each member's header; an object-store upload cannot seek far, so the archive
+    # is built in memory (a chunk's outputs are in memory already) and written in one go.
+    buffer = io.BytesIO()
+    np.savez(buffer, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})
+    file.write(buffer.getbuffer())
 
 
 def read_outputs(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -48,9 +48,12 @@ class Settings:
     redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
-    # Run-time state (git-ignored): the embedded Redis's append-only file, and batch files under batches/,
-    # which the API and every worker must share (a named volume in docker-compose).
+    # Run-time state (git-ignored): the embedded Redis's append-only file, and (when STORAGE_URL is empty)
+    # batch files under batches/, which the API and every worker must then share.
     data_dir: str = os.path.join(PROJECT_ROOT, "var")
+    # Where batch files live: s3://bucket/prefix (any S3 API; boto3's credential chain and AWS_ENDPOINT_URL),
+    # a local directory every process shares, or empty: DATA_DIR/batches (one machine, `make run`).
+    storage_url: str = ""
     # The model: a .keras file, a legacy .h5 file or a SavedModel directory.
     model_path: str = os.path.join(PROJECT_ROOT, "models", "digits.keras")
     # Name reported to clients; empty means the model file's name without its extension.
@@ -79,7 +82,7 @@ class Settings:
     max_rows_per_request: int = 1024
     # Largest request body in bytes (10 MiB: room for 1024 rows of a few thousand numbers).
     max_content_length: int = 10 * 1024 * 1024
-    # Largest POST /batches upload in bytes (2 GiB); it is streamed to DATA_DIR, never held in memory.
+    # Largest POST /batches upload in bytes (2 GiB); it is streamed to storage, never held in memory.
     max_batch_bytes: int = 2 * 1024**3
     # Rows per chunk job of a batch: small enough that interactive jobs never wait long behind one.
     batch_chunk_rows: int = 1024
@@ -122,6 +125,9 @@ class Settings:
     # prometheus-client's multiprocess directory for the gunicorn API processes; empty: a fresh temporary
     # directory per API start, removed on exit (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR from it).
     metrics_dir: str = ""
+    # Seconds before a bulk chunk that failed on storage (the object store down) runs again; doubles after
+    # each failure, so MAX_ATTEMPTS=3 rides out an outage of about 5 + 10 = 15 s before its rows fail.
+    storage_retry_s: float = 5.0
     # Times a job may be started: one whose worker dies with it in hand this often is failed, not requeued
     # (3: a lone crash or two is retried, a job that keeps killing workers stops after the third).
     max_attempts: int = 3
@@ -199,6 +205,12 @@ class Settings:
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
         _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
                  self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
+        _require(0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s), "STORAGE_RETRY_S",
+                 self.storage_retry_s, "seconds, more than 0 and at most 3600")
+        _require(not self.storage_url.startswith("s3://") or bool(self.storage_bucket), "STORAGE_URL",
+                 self.storage_url, "s3://bucket or s3://bucket/prefix")
+        _require("://" not in self.storage_url or self.storage_url.startswith("s3://"), "STORAGE_URL",
+                 self.storage_url, "s3://bucket/prefix, a local directory, or empty (DATA_DIR/batches)")
         self.api_key_list()
         self.sentinel_addresses()
         _require(bool(self.redis_sentinels) == bool(self.redis_sentinel_master), "REDIS_SENTINEL_MASTER",
@@ -269,6 +281,21 @@ class Settings:
     def callback_hosts(self) -> frozenset[str]:
         """WEBHOOK_ALLOWED_HOSTS as a set of lower-case host names (empty: any host)."""
         return frozenset(h.strip().lower().rstrip(".") for h in self.webhook_allowed_hosts.split(",") if h.strip())
+
+    @property
+    def storage_bucket(self) -> str:
+        """The bucket of an s3:// STORAGE_URL ("" for local storage)."""
+        if not self.storage_url.startswith("s3://"):
+            return ""
+        return self.storage_url[len("s3://"):].split("/", 1)[0]
+
+    @property
+    def storage_prefix(self) -> str:
+        """The key prefix of an s3:// STORAGE_URL, without slashes at either end ("" for none)."""
+        if not self.storage_url.startswith("s3://"):
+            return ""
+        rest = self.storage_url[len("s3://"):].split("/", 1)
+        return rest[1].strip("/") if len(rest) > 1 else ""
 
     @property
     def resolved_model_name(self) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
+                         StartedJobRegistry)
 from rq.utils import utcformat
 
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
@@ -60,6 +61,11 @@ def failed(queue_name: str) -> str:
 def canceled(queue_name: str) -> str:
     """Sorted set: job id → Unix time its result expires. RQ's canceled registry."""
     return CanceledJobRegistry.key_template.format(queue_name)
+
+
+def scheduled(queue_name: str) -> str:
+    """Sorted set: job id → Unix time it goes back to its queue. RQ's scheduled registry."""
+    return ScheduledJobRegistry.key_template.format(queue_name)
 
 
 def lease(job_id: str, token: str) -> str:

@@ -1,9 +1,13 @@
-"""Where batch files live: a small interface over named blobs, and its local-directory implementation.
+"""Where batch files live: a small interface over named blobs, its local-directory implementation, and the
+one factory that picks the backend from STORAGE_URL (the S3 one is in `shared/s3_storage.py`).
 
 The API writes uploads and reads results through it; workers read input rows and write outputs. Only
-these few operations are used, so an object store (S3, GCS) can replace the directory later: `create`
-would become a multipart upload, `load_rows` a ranged GET, `delete_prefix` a prefix delete.
+these few operations are used, so an object store maps onto them directly: `create` is a multipart
+upload, `load_rows` a ranged GET, `list_keys` a listing, `delete_prefix` a listing and bulk delete.
 Keys are relative paths such as `<batch id>/input-0.npy`.
+
+Errors: a missing blob is FileNotFoundError; a store that cannot be reached or refuses a request is
+StoreUnreachable. Both are OSError, so callers that only care that storage failed catch OSError.
 """
 
 from __future__ import annotations
@@ -22,6 +26,17 @@ from shared.config import Settings
 from shared.npy import read_rows
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class StoreUnreachable(OSError):
+    """The object store did not answer, or refused the request (credentials, bucket, 5xx); worth a retry later."""
+
+
+def check_key(key: str) -> str:
+    """`key` if it is a relative path of letters, digits, '-', '_' and '.', without '..'; else ValueError."""
+    if not _KEY.match(key) or ".." in key:
+        raise ValueError(f"storage key {key!r} is not a relative path of letters, digits, '-', '_' and '.'")
+    return key
 
 
 class Storage(Protocol):
@@ -46,8 +61,14 @@ class Storage(Protocol):
     def load_arrays(self, key: str) -> dict[str, np.ndarray]:
         """All arrays of a stored `.npz` file."""
 
+    def list_keys(self, prefix: str) -> set[str]:
+        """The keys of every complete blob under `prefix/`, in one listing (empty if there are none)."""
+
     def delete_prefix(self, prefix: str) -> None:
         """Delete every blob under `prefix/` (missing is fine)."""
+
+    def describe(self) -> str:
+        """Where the blobs are, for messages: a directory or an s3:// URL."""
 
 
 class LocalStorage:
@@ -58,9 +79,7 @@ class LocalStorage:
         os.makedirs(root, exist_ok=True)
 
     def path(self, key: str) -> str:
-        if not _KEY.match(key) or ".." in key:
-            raise ValueError(f"storage key {key!r} is not a relative path of letters, digits, '-', '_' and '.'")
-        return os.path.join(self.root, key)
+        return os.path.join(self.root, check_key(key))
 
     @contextlib.contextmanager
     def create(self, key: str, new_prefix: bool = False) -> Iterator[BinaryIO]:
@@ -91,10 +110,26 @@ class LocalStorage:
         with np.load(self.path(key), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
 
+    def list_keys(self, prefix: str) -> set[str]:
+        try:
+            names = os.listdir(self.path(prefix))
+        except FileNotFoundError:
+            return set()
+        return {f"{prefix}/{name}" for name in names if not name.startswith(".")}  # .part-*: still being written
+
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
+    def describe(self) -> str:
+        return self.root
 
-def from_settings(settings: Settings) -> LocalStorage:
-    """The storage every process uses: `DATA_DIR/batches`."""
-    return LocalStorage(os.path.join(settings.data_dir, "batches"))
+
+def from_settings(settings: Settings) -> Storage:
+    """The storage every process uses: STORAGE_URL's bucket, its directory, or `DATA_DIR/batches`."""
+    if settings.storage_url.startswith("s3://"):
+        from shared.s3_storage import (
+            S3Storage,  # boto3 is imported only by processes that use it
+        )
+
+        return S3Storage(settings.storage_bucket, settings.storage_prefix)
+    return LocalStorage(settings.storage_url or os.path.join(settings.data_dir, "batches"))

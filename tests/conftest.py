@@ -153,3 +153,33 @@ def service(redis_url, tmp_path_factory) -> Service:
     finally:
         main.stop()
         _release(redis_url, db)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone S3 server, a real HTTP endpoint on loopback, shared by the session."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A fresh bucket; this process and the services it starts reach the server through boto3's variables."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def own_s3_server(tmp_path, monkeypatch):
+    """An S3 server of this test's own, which it may stop and start (an outage); the variables point at it."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(tmp_path / "moto.log").start()
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    yield server
+    server.stop()

@@ -17,8 +17,9 @@ from shared import keys, rq_keys
 from shared.batch_records import BatchRecords
 from shared.batches import BatchStatus, status_document
 from shared.config import Settings
-from shared.storage import Storage
+from shared.storage import Storage, StoreUnreachable
 from shared.webhooks import SIGNATURE_HEADER, Delivery, DeliveryQueue, post, sign
+from worker.chunk_retries import release_due
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class BackgroundThread:
             try:
                 self.deliver_due()
                 self.expire_due()
+                release_due(self.connection, self.settings.bulk_queue_name)  # chunks waiting after a storage failure
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 log.warning("background thread skipped a turn: %s", exc)
             except Exception:
@@ -97,5 +99,9 @@ class BackgroundThread:
         for batch_id in self.records.due_for_expiry():
             if self.records.claim_expiry(batch_id):  # several workers may see it; one sweeps it
                 self.records.end(batch_id, BatchStatus.EXPIRED)
-                self.storage.delete_prefix(batch_id)
+                try:
+                    self.storage.delete_prefix(batch_id)
+                except StoreUnreachable as exc:  # the bucket's lifecycle rule removes them in the end
+                    log.warning("batch %s expired, but its files could not be deleted: %s", batch_id, exc)
+                    continue
                 log.info("batch %s expired; its files were deleted", batch_id)

@@ -6,6 +6,10 @@ publish.lua, recover.lua with lib/batch.lua); this module owns what happens in s
 
 The rows then go through the same batcher and compiled model call as interactive jobs; a chunk is just
 a job whose inputs came from storage rather than from its payload.
+
+A chunk whose files cannot be read or written (the object store down) fails with `storage_failed`; while
+it has attempts left (MAX_ATTEMPTS, RQ's `retries_left`) it runs again after STORAGE_RETRY_S (doubling)
+instead, uncounted, so an outage costs retries rather than rows.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from shared.batch_records import BatchRecords
 from shared.batches import (ChunkSpec, chunk_errors_key, chunk_ranges, file_rows, input_key, output_key,
                             skipped_key, write_outputs)
 from shared.schema import ErrorCode
-from shared.storage import Storage
+from shared.storage import Storage, StoreUnreachable
+from worker.chunk_retries import retry_delay_s, schedule_retry
 from worker.claims import Claim
 
 log = logging.getLogger(__name__)
@@ -38,10 +43,17 @@ class ChunkStore:
         return {name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
                 for i, name in enumerate(spec.inputs)}
 
-    def save(self, claimed: Claim) -> tuple[int, int]:
+    def load_failed(self, exc: Exception) -> tuple[ErrorCode, str]:
+        """The (code, message) a chunk fails with when `load` raised `exc`."""
+        if isinstance(exc, StoreUnreachable):
+            return ErrorCode.STORAGE_FAILED, f"the chunk's rows could not be read: {exc}"
+        return ErrorCode.INVALID_PAYLOAD, f"the chunk's rows could not be loaded: {exc}"
+
+    def save(self, claimed: Claim) -> tuple[int, int] | None:
         """Write the chunk's outputs, or one error line per row if it failed; returns (done rows, failed rows).
 
-        Runs before the publish pipeline, so a chunk is counted only once its file exists.
+        None: the chunk failed on storage and has attempts left, so it is to be retried (`retry`), not
+        counted. Runs before the publish pipeline, so a chunk is counted only once its file exists.
         """
         spec = claimed.chunk
         rows = spec.rows
@@ -52,8 +64,20 @@ class ChunkStore:
                 return rows, 0
             except OSError as exc:
                 claimed.fail(ErrorCode.STORAGE_FAILED, f"the chunk's outputs could not be written: {exc}")
+        if claimed.error.code is ErrorCode.STORAGE_FAILED and claimed.retries_left > 0:
+            return None
         self._save_errors(claimed)
         return 0, rows
+
+    def retry(self, queue_name: str, claimed: Claim) -> bool:
+        """A chunk that failed on storage waits, then runs again (`chunk_retries`); False if no longer ours."""
+        settings = self.records.settings
+        delay = retry_delay_s(settings.storage_retry_s, settings.max_attempts, claimed.retries_left)
+        if not schedule_retry(self.records.connection, queue_name, claimed, delay):
+            return False
+        log.warning("chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left", claimed.id,
+                    claimed.error.message if claimed.error else "", delay, claimed.retries_left - 1)
+        return True
 
     def _save_errors(self, claimed: Claim) -> None:
         assert claimed.chunk is not None and claimed.error is not None

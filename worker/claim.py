@@ -37,13 +37,13 @@ log = logging.getLogger(__name__)
 
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
-_PER_JOB = 8  # values per job in claim.lua's reply
+_PER_JOB = 9  # values per job in claim.lua's reply
 
 
 def claim_jobs(client: redis.Redis, queue_names: Sequence[str], caps: Sequence[int], *, most: int, token: str,
                lease_until: float, worker_name: str, busy: bool) -> list[list[bytes]]:
     """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
-    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id."""
+    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
@@ -145,11 +145,12 @@ class RedisSource:
             self.round_trips += trips
 
     def _restore(self, token: str, fields: list[bytes]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch = fields
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = fields
         job_id = raw_id.decode()
         options = orjson.loads(meta) if meta else {}
         claim = Claim(id=job_id, queue_index=self._queue_index(batch), lease=rq_keys.lease(job_id, token),
-                      rows=int(rows), rerun=bool(started_before), request_id=options.get("request_id"),
+                      rows=int(rows), rerun=bool(started_before), retries_left=int(retries_left or 0),
+                      request_id=options.get("request_id"),
                       callback_url=options.get("callback_url"), enqueued_at=rq_keys.parse_timestamp(enqueued_at))
         late = time.time() - _deadline(deadline)
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
@@ -168,7 +169,10 @@ class RedisSource:
                 raise ValueError("this worker has no storage for bulk chunks")
             claim.rows = len(next(iter(claim.inputs.values())))
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
-            claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
+            if claim.chunk is not None and self.chunks is not None:  # storage_failed (retried) or invalid_payload
+                claim.fail(*self.chunks.load_failed(exc))
+            else:
+                claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
         return claim
 
     def _queue_index(self, batch: bytes) -> int:

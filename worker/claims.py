@@ -26,6 +26,7 @@ class Claim:
     rows: int
     inputs: dict[str, np.ndarray] | None = None
     rerun: bool = False  # started before by a worker that died: runs alone (see shared/lua/claim.lua)
+    retries_left: int = 0  # attempts left after this one (RQ's `retries_left`)
     request_id: str | None = None
     callback_url: str | None = None
     enqueued_at: datetime.datetime | None = None

@@ -97,7 +97,13 @@ class Publisher:
 
         `round_trips` is what claiming these jobs cost, for the worker's stats.
         """
-        endings = [self._ending(claim) for claim in claims]
+        endings, lost = [], []
+        for claim in claims:
+            ending = self._ending(claim)
+            if ending is not None:
+                endings.append(ending)
+            elif self.chunks is not None and not self.chunks.retry(self.queue_names[claim.queue_index], claim):
+                lost.append(claim)  # a chunk to run again later, whose lease had lapsed meanwhile
         flags = publish_endings(self.connection, self.queue_names, endings, self.result_ttl) if endings else []
         published = [PublishedResult(e.claim, e.status, latency_s(e.claim)) for e, ok in zip(endings, flags) if ok]
         self.tally.add(published, stats, round_trips + self.ROUND_TRIPS)
@@ -105,13 +111,17 @@ class Publisher:
             self.tally.flush(self.connection)
         for result in published:
             log_result(result)
-        return [e.claim for e, ok in zip(endings, flags) if not ok]
+        return lost + [e.claim for e, ok in zip(endings, flags) if not ok]
 
-    def _ending(self, claim: Claim) -> Ending:
-        """The result of one claim (for a chunk: after writing its outputs to storage)."""
+    def _ending(self, claim: Claim) -> Ending | None:
+        """The result of one claim (for a chunk: after writing its outputs to storage); None for a chunk that
+        failed on storage with attempts left, which runs again later instead."""
         model = self.signature.model_ref
         if claim.chunk is not None and self.chunks is not None:
-            done, failed = self.chunks.save(claim)
+            counts = self.chunks.save(claim)
+            if counts is None:
+                return None
+            done, failed = counts
             doc = (error_doc(claim.id, claim.error, model) if claim.error is not None else
                    {"id": claim.id, "batch": claim.chunk.batch, "chunk": claim.chunk.chunk, "rows": done,
                     "status": JobStatus.FINISHED.value, "model": model})

@@ -14,7 +14,7 @@ It needs only httpx (numpy to send arrays, tqdm for progress bars, both optional
 
 from inferq.aio import AsyncBatch, AsyncClient, AsyncJob
 from inferq.errors import (APIError, ClientError, Conflict, ConnectionFailed, InferenceFailed, InvalidInput, JobCanceled,
-                           JobExpired, JobFailed, NotAcceptable, NotFound, NotReady, PayloadTooLarge, QueueFull,
+                           JobExpired, JobFailed, NotAcceptable, NotFound, NotReady, PayloadTooLarge, QueueFull, StorageUnavailable,
                            RequestInProgress, RequestTimedOut, ServerError, TimedOut, TransportError, Unauthorized,
                            UnsupportedMediaType, WaitTimeout)
 from inferq.sync import Batch, Client, Job
@@ -22,6 +22,6 @@ from inferq.sync import Batch, Client, Job
 __all__ = [
     "APIError", "AsyncBatch", "AsyncClient", "AsyncJob", "Batch", "Client", "ClientError", "Conflict",
     "ConnectionFailed", "InferenceFailed", "InvalidInput", "Job", "JobCanceled", "JobExpired", "JobFailed",
-    "NotAcceptable", "NotFound", "NotReady", "PayloadTooLarge", "QueueFull", "RequestInProgress", "RequestTimedOut",
+    "NotAcceptable", "NotFound", "NotReady", "PayloadTooLarge", "QueueFull", "RequestInProgress", "RequestTimedOut", "StorageUnavailable",
     "ServerError", "TimedOut", "TransportError", "Unauthorized", "UnsupportedMediaType", "WaitTimeout",
 ]

@@ -12,6 +12,7 @@
      │    ├── UnsupportedMediaType (415) unsupported_media_type
      │    ├── QueueFull (429)            queue_full (retried first, honouring Retry-After)
      │    ├── NotReady (503)             not_ready (retried first, honouring Retry-After)
+     │    │    └── StorageUnavailable (503) storage_unavailable: the object store for batch files is down
      │    ├── Unauthorized (401)         unauthorized: no API key, or not one the server knows
      │    ├── InferenceFailed (500)      inference_failed (protocol routes only)
      │    ├── TimedOut (504)             timed_out (protocol routes only)
@@ -102,6 +103,10 @@ class NotReady(APIError):
     status, code = 503, "not_ready"
 
 
+class StorageUnavailable(NotReady):
+    status, code = 503, "storage_unavailable"
+
+
 class ServerError(APIError):
     status, code = 500, "internal"
 
@@ -116,8 +121,8 @@ class TimedOut(ServerError):
 
 BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls for cls in (InvalidInput, Unauthorized, NotFound, NotAcceptable, Conflict, RequestInProgress,
-                              PayloadTooLarge, UnsupportedMediaType, QueueFull, NotReady, ServerError,
-                              InferenceFailed, TimedOut)
+                              PayloadTooLarge, UnsupportedMediaType, QueueFull, NotReady, StorageUnavailable,
+                              ServerError, InferenceFailed, TimedOut)
 }
 # The class of an answer without our error document (a proxy's page): the general class of each status.
 BY_STATUS: dict[int, type[APIError]] = {

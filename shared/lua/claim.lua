@@ -4,8 +4,8 @@
 -- ARGV: [1] most jobs to take in all, [2] job key prefix, [3] lease suffix (":" .. claim token),
 --       [4] lease expiry (Unix), [5] now (RQ time), [6] worker name, [7] '1' if the worker holds unfinished
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, then the most jobs to take from each queue.
--- Returns 8 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
---   deadline, meta, enqueued_at, batch id ('' unless a chunk job).
+-- Returns 9 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
+--   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one.
 --
 -- A job with a `started_at` was started before and is queued again because its worker died: it may be what
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
@@ -28,7 +28,7 @@ local function take(id, f)
       redis.call('HSET', record, 'status', 'in_progress', 'started_at', ARGV[8])
     end
   end
-  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch}) do
+  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0'}) do
     out[#out + 1] = v
   end
   return math.max(rows - 1, 0)
@@ -44,7 +44,7 @@ for k = 1, #KEYS, 3 do
     local back = nil
     for i, id in ipairs(ids) do
       local f = redis.call('HMGET', prefix .. id, 'status', 'started_at', 'infer_rows', 'data', 'infer_deadline',
-                           'meta', 'enqueued_at', 'infer_batch')
+                           'meta', 'enqueued_at', 'infer_batch', 'retries_left')
       if f[1] == 'queued' then
         local rerun = f[2] and f[2] ~= ''
         if rerun and (busy or #out > 0) then back = i break end

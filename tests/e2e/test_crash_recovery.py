@@ -117,3 +117,7 @@ def test_a_bulk_chunk_that_crashes_every_worker_is_failed_after_max_attempts_and
     deaths = sum(1 for w in crashy.workers if w.returncode is not None and w.returncode != -signal.SIGKILL)
     assert deaths - dead_before == 2  # one per attempt (MAX_ATTEMPTS=2), then the chunk is failed, not retried
     assert status["failed_rows"] == 4 and status["done_rows"] == 0
+    # Recovery failed the chunk (worker_lost), so no worker wrote its error file: /errors still lists its rows.
+    errors = [orjson.loads(line) for line in crashy.http.get(f"/batches/{batch_id}/errors").content.splitlines()]
+    assert [e["row"] for e in errors] == [0, 1, 2, 3]
+    assert all("MAX_ATTEMPTS=2" in e["error"] for e in errors), errors

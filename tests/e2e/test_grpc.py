@@ -213,5 +213,5 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
                                    (TensorSpec("probabilities", (10,), "float32"),))
         service.redis.set(keys.model(), signature.to_json())
         assert status() == "StatusCode.DEADLINE_EXCEEDED"  # queued, but no worker runs it
-        service.redis.set(keys.queued_rows(service.settings.queue_name), 10)
+        service.redis.set(keys.extra_rows(service.settings.queue_name), 10)  # the queue now reads 10 rows deep
         assert status() == "StatusCode.RESOURCE_EXHAUSTED"

@@ -29,11 +29,20 @@ def test_values_are_parsed_to_their_types():
         ({"MAX_MICROBATCH_ROWS": "0"}, "MAX_MICROBATCH_ROWS=0 is not valid"),
         ({"MAX_MICROBATCH_DELAY_MS": "-1"}, "MAX_MICROBATCH_DELAY_MS"),
         ({"REDIS_APPENDFSYNC": "sometimes"}, "always, everysec or no"),
+        ({"STORAGE_URL": "s3://"}, "STORAGE_URL='s3://' is not valid: expected s3://bucket or s3://bucket/prefix"),
+        ({"STORAGE_URL": "gs://bucket/x"}, "STORAGE_URL='gs://bucket/x' is not valid: expected s3://bucket/prefix"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(env, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         Settings.from_env(env)
+
+
+def test_storage_url_names_a_bucket_and_a_prefix_or_a_directory():
+    s3 = Settings.from_env({"STORAGE_URL": "s3://my-bucket/inference/batches/"})
+    assert (s3.storage_bucket, s3.storage_prefix) == ("my-bucket", "inference/batches")
+    assert (Settings.from_env({"STORAGE_URL": "s3://my-bucket"}).storage_prefix, Settings().storage_bucket) == ("", "")
+    assert Settings.from_env({"STORAGE_URL": "/mnt/shared/batches"}).storage_bucket == ""
 
 
 def test_model_name_defaults_to_the_file_name():

@@ -35,3 +35,19 @@ def test_a_deleted_batch_does_not_come_back_with_a_late_file(tmp_path):
 def test_keys_cannot_leave_the_storage_root(tmp_path, key):
     with pytest.raises(ValueError):
         LocalStorage(str(tmp_path)).path(key)
+
+
+def test_listing_a_batch_names_its_complete_files_only(tmp_path):
+    storage = LocalStorage(str(tmp_path))
+    with storage.create("b1/input-0.npy", new_prefix=True) as file:
+        file.write(b"x")
+        assert storage.list_keys("b1") == set()  # still being written
+    assert storage.list_keys("b1") == {"b1/input-0.npy"} and storage.list_keys("b2") == set()
+
+
+def test_storage_url_picks_a_directory_or_data_dir(tmp_path):
+    from shared.config import Settings
+    from shared.storage import from_settings
+
+    assert from_settings(Settings(data_dir=str(tmp_path))).describe() == str(tmp_path / "batches")
+    assert from_settings(Settings(storage_url=str(tmp_path / "shared"))).describe() == str(tmp_path / "shared")
