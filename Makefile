@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+ and make:
 #   make run    start Redis (embedded unless REDIS_URL is set), the API on :8000 and a worker
-#   make test   run the whole test suite
+#   make test   run the whole test suite (prints the 15 slowest tests)
+#   make lint   ruff (lint and format check) and mypy; CI runs it before the tests
+#   make test-unit  the fast unit tests alone (seconds), for the edit-test loop
 #   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0;
 #               then the Sentinel failover drill (make failover-drill) and make fuzz
 #   make fuzz   (not part of test) Schemathesis, >= 10,000 cases from /openapi.json, against a stack of its own
@@ -13,7 +15,7 @@ MODEL := models/digits.keras
 export PYTHONPATH := $(CURDIR):$(CURDIR)/client
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test soak fuzz failover-drill model bench venv clean
+.PHONY: run test test-unit lint soak fuzz failover-drill model bench venv clean
 
 $(STAMP): requirements.txt requirements-common.txt requirements-api.txt requirements-grpc.txt requirements-worker.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +35,15 @@ run: $(STAMP) $(MODEL)
 	$(PY) -m scripts.stack
 
 test: $(STAMP) $(MODEL)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run

@@ -37,8 +37,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     # document describes (api/errors.py drops Werkzeug's implicit HEAD from them).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
-    app.extensions["inference"] = Inference(settings, JobStore(connection, settings), ModelInfo(connection),
-                                            BatchRecords(connection, settings), storage.from_settings(settings))
+    app.extensions["inference"] = Inference(
+        settings,
+        JobStore(connection, settings),
+        ModelInfo(connection),
+        BatchRecords(connection, settings),
+        storage.from_settings(settings),
+    )
     app.url_map.converters["model"] = tfserving.ModelName
     auth.init_app(app, settings)
     idempotency.init_app(app, connection, settings)

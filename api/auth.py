@@ -19,10 +19,20 @@ from flask import Flask, current_app, g, request
 from shared.config import Settings
 from shared.errors import NotFound, Unauthorized
 
-# Endpoints anyone may call. Health checks (ours and KServe's) and the API description carry no data: load balancers, orchestrators
+# Endpoints anyone may call. Health checks (ours and KServe's) and the API description carry no data:
+# load balancers, orchestrators
 # and people reading /docs need no key. /metrics does need one (Prometheus sends it as a bearer token).
-PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "kserve.live", "kserve.ready",
-                              "openapi.openapi_json", "openapi.docs", "openapi.docs_asset"})
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "health.healthz",
+        "health.readyz",
+        "kserve.live",
+        "kserve.ready",
+        "openapi.openapi_json",
+        "openapi.docs",
+        "openapi.docs_asset",
+    }
+)
 _EXTENSION = "api_key_digests"
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import redis
 
+from shared import keys, rq_keys
 from shared.batches import (
     chunk_errors_key,
     chunk_job_id,
@@ -30,7 +31,6 @@ from shared.batches import (
 )
 from shared.errors import NotAcceptable
 from shared.npy import header
-from shared import keys, rq_keys
 from shared.storage import Storage
 
 READ_BYTES = 1 << 20
@@ -117,8 +117,10 @@ def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[byt
     else:
         first = {"output": np.zeros((0,), np.float32)}
     if len(first) != 1:
-        raise NotAcceptable(f"the model has {len(first)} outputs ({', '.join(first)}); a .npy holds one array",
-                            expected="Accept: application/x-ndjson")
+        raise NotAcceptable(
+            f"the model has {len(first)} outputs ({', '.join(first)}); a .npy holds one array",
+            expected="Accept: application/x-ndjson",
+        )
     sample = next(iter(first.values()))
     dtype = sample.dtype.newbyteorder("<") if sample.dtype.itemsize > 1 else sample.dtype
 
@@ -139,16 +141,26 @@ def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dic
     """
     present = storage.list_keys(batch_id)
     total = int(record.get(b"chunks_total", 0))
-    keys = [key for key in [upload_errors_key(batch_id)] + [chunk_errors_key(batch_id, c) for c in range(total)]
-            if key in present]
+    keys = [
+        key
+        for key in [upload_errors_key(batch_id)] + [chunk_errors_key(batch_id, c) for c in range(total)]
+        if key in present
+    ]
     unlisted = _unlisted_failures(connection, batch_id, total, present)
     skipped = _skipped(storage, batch_id, present) if unlisted else None
     first = storage.open(keys[0]) if keys else None  # before the 200: a store that is down answers 503
     return _error_lines(storage, batch_id, record, keys, first, unlisted, skipped)
 
 
-def _error_lines(storage: Storage, batch_id: str, record: dict[bytes, bytes], keys: list[str], first: BinaryIO | None,
-                 unlisted: dict[int, str], skipped: np.ndarray | None) -> Iterator[bytes]:
+def _error_lines(
+    storage: Storage,
+    batch_id: str,
+    record: dict[bytes, bytes],
+    keys: list[str],
+    first: BinaryIO | None,
+    unlisted: dict[int, str],
+    skipped: np.ndarray | None,
+) -> Iterator[bytes]:
     for index, key in enumerate(keys):
         with first if index == 0 and first is not None else storage.open(key) as file:
             while block := file.read(READ_BYTES):
@@ -161,8 +173,11 @@ def _error_lines(storage: Storage, batch_id: str, record: dict[bytes, bytes], ke
 
 def _unlisted_failures(connection: redis.Redis, batch_id: str, total: int, present: set[str]) -> dict[int, str]:
     """{chunk: "<code>: <message>"} of the failed chunks that have neither outputs nor an error file."""
-    candidates = [chunk for chunk in range(total)
-                  if output_key(batch_id, chunk) not in present and chunk_errors_key(batch_id, chunk) not in present]
+    candidates = [
+        chunk
+        for chunk in range(total)
+        if output_key(batch_id, chunk) not in present and chunk_errors_key(batch_id, chunk) not in present
+    ]
     if not candidates:
         return {}
     with connection.pipeline(transaction=False) as pipe:
@@ -173,6 +188,9 @@ def _unlisted_failures(connection: redis.Redis, batch_id: str, total: int, prese
     for chunk, (status, result) in zip(candidates, replies):
         if status == rq_keys.FAILED.encode():
             error = orjson.loads(result).get("error", {}) if result else {}
-            failed[chunk] = (f"{error['code']}: {error['message']}" if error.get("code") else
-                             "the chunk failed (worker_lost or storage_failed); its message has expired")
+            failed[chunk] = (
+                f"{error['code']}: {error['message']}"
+                if error.get("code")
+                else "the chunk failed (worker_lost or storage_failed); its message has expired"
+            )
     return failed

@@ -112,8 +112,10 @@ def results(batch_id: str) -> Response:
     if state is BatchStatus.FAILED:
         raise Conflict(f"batch {batch_id!r} failed: no row has a result", expected="see its errors_url")
     if not state.is_terminal and not partial:
-        raise Conflict(f"batch {batch_id!r} is {state.value}; results are ready once it is completed",
-                       expected="a completed batch, or ?partial=true for the rows finished so far")
+        raise Conflict(
+            f"batch {batch_id!r} is {state.value}; results are ready once it is completed",
+            expected="a completed batch, or ?partial=true for the rows finished so far",
+        )
     chunks = batch_files.finished_chunks(ext.storage, batch_id, record, prefix_only=not state.is_terminal)
     if request.accept_mimetypes.best_match([NDJSON, NPY], default=NDJSON) == NPY:
         body, mimetype = batch_files.npy_results(ext.storage, batch_id, chunks), NPY
@@ -143,8 +145,10 @@ def cancel(batch_id: str) -> Response:
         raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
     document = status_document(batch_id, ext.batches.get(batch_id))
     if outcome is BatchEnd.ALREADY_ENDED:
-        raise Conflict(f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
-                       expected="a batch that is queued or in_progress")
+        raise Conflict(
+            f"batch {batch_id!r} cannot be cancelled: it is {document['status']}",
+            expected="a batch that is queued or in_progress",
+        )
     return json_response(document)
 
 
@@ -161,8 +165,10 @@ def _record(batch_id: str) -> dict[bytes, bytes]:
     """The batch's record; 404 for an unknown id, or a batch created with another API key."""
     _check_id(batch_id)
     record = current_app.extensions["inference"].batches.get(batch_id)
-    require_owner(record.get(b"owner"), NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago",
-                                                 field="id"))
+    require_owner(
+        record.get(b"owner"),
+        NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id"),
+    )
     return record
 
 

@@ -95,8 +95,9 @@ def handle_error(exc: Exception) -> Response:
         error.status = exc.code or 500
         error.code = exc.name.lower().replace(" ", "_")
         response = error_response(error)
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = allowed_methods(exc.valid_methods)
+        valid_methods = getattr(exc, "valid_methods", None)  # set on MethodNotAllowed only
+        if exc.code == 405 and valid_methods:
+            response.headers["Allow"] = allowed_methods(valid_methods)
         return response
     log.exception("unhandled error")
     return error_response(ServiceError("internal server error"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import orjson
@@ -25,8 +25,11 @@ Bad = list[tuple[int, str]]  # (position in block, message)
 
 def single_input(signature: ModelSignature, what: str) -> TensorSpec:
     if len(signature.inputs) != 1:
-        raise InvalidInput(f"{what} can only feed a model with one input; this one has {len(signature.inputs)}",
-                           field="file", expected="NDJSON with one object per row, keyed by input name")
+        raise InvalidInput(
+            f"{what} can only feed a model with one input; this one has {len(signature.inputs)}",
+            field="file",
+            expected="NDJSON with one object per row, keyed by input name",
+        )
     return signature.inputs[0]
 
 
@@ -39,8 +42,11 @@ def line_blocks(chunks: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
         parts = (pending + chunk).split(b"\n")
         pending = parts.pop()
         if len(pending) > MAX_LINE_BYTES:
-            raise InvalidInput(f"line {number + len(parts) + 1} is longer than {MAX_LINE_BYTES} bytes", field="file",
-                               expected="one row per line")
+            raise InvalidInput(
+                f"line {number + len(parts) + 1} is longer than {MAX_LINE_BYTES} bytes",
+                field="file",
+                expected="one row per line",
+            )
         for part in parts:
             number += 1
             _add_line(block, number, part)
@@ -70,17 +76,26 @@ def parse_json_lines(lines: list[tuple[int, bytes]]) -> tuple[list, list[int], B
     return rows, positions, bad
 
 
-def csv_parser(signature: ModelSignature):
+def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]], tuple[np.ndarray, list[int], Bad]]:
     spec = single_input(signature, "a CSV upload")
     if None in spec.shape:
-        raise InvalidInput(f"a CSV upload cannot feed an input of shape {spec.describe()}", field="file",
-                           expected="NDJSON, or a model input without variable dimensions")
-    width = math.prod(spec.shape)
+        raise InvalidInput(
+            f"a CSV upload cannot feed an input of shape {spec.describe()}",
+            field="file",
+            expected="NDJSON, or a model input without variable dimensions",
+        )
+    shape = spec.static_shape or ()  # every dimension is fixed: checked above
+    width = math.prod(shape)
 
     def parse(lines: list[tuple[int, bytes]]) -> tuple[np.ndarray, list[int], Bad]:
         try:
-            values = np.loadtxt(io.BytesIO(b"\n".join(line for _, line in lines)), delimiter=",",
-                                dtype=np.float64, ndmin=2, comments=None)
+            values = np.loadtxt(
+                io.BytesIO(b"\n".join(line for _, line in lines)),
+                delimiter=",",
+                dtype=np.float64,
+                ndmin=2,
+                comments=None,
+            )
             if values.shape[1] == width:
                 return values.reshape(-1, *spec.shape), list(range(len(lines))), []
         except ValueError:
@@ -95,7 +110,7 @@ def csv_parser(signature: ModelSignature):
             if len(row) != width:
                 bad.append((position, f"has {len(row)} columns (expected {width}: {spec.describe()} flattened)"))
                 continue
-            rows.append(row.reshape(spec.shape))
+            rows.append(row.reshape(shape))
             positions.append(position)
         return np.array(rows, dtype=np.float64).reshape(-1, *spec.shape), positions, bad
 
@@ -135,30 +150,43 @@ def npy_blocks(chunks: Iterator[bytes], spec: TensorSpec) -> Iterator[np.ndarray
             del buffer[: rows * row_bytes]
             left -= rows
     if parsed is None:
-        raise InvalidInput("the upload ends inside its .npy header", field="file",
-                           expected="an array saved with numpy.save")
+        raise InvalidInput(
+            "the upload ends inside its .npy header", field="file", expected="an array saved with numpy.save"
+        )
     rows = min(left, len(buffer) // row_bytes)
     if rows:  # the complete rows of a file that ends early
         yield np.frombuffer(buffer[: rows * row_bytes], dtype=dtype).reshape(rows, *row_shape)
         del buffer[: rows * row_bytes]
         left -= rows
     if left or buffer:
-        what = f"ends {left} rows short of the {shape[0]} its header declares" if left else (
-            f"has {len(buffer)} bytes after its last row")
+        what = (
+            f"ends {left} rows short of the {shape[0]} its header declares"
+            if left
+            else (f"has {len(buffer)} bytes after its last row")
+        )
         raise InvalidInput(f"the .npy file {what}", field="file", expected="a complete array saved with numpy.save")
 
 
 def _check_npy_shape(dtype: np.dtype, shape: tuple[int, ...], spec: TensorSpec) -> tuple[int, ...]:
     if dtype.kind not in "biuf":
-        raise InvalidInput(f"the .npy array has dtype {dtype.str}", field="file",
-                           expected=f"numbers, converted to {spec.dtype}")
+        raise InvalidInput(
+            f"the .npy array has dtype {dtype.str}", field="file", expected=f"numbers, converted to {spec.dtype}"
+        )
     row_shape = shape[1:]
-    if len(shape) < 1 or len(row_shape) != len(spec.shape) or any(
-        d is not None and d != g for d, g in zip(spec.shape, row_shape)
+    if (
+        len(shape) < 1
+        or len(row_shape) != len(spec.shape)
+        or any(d is not None and d != g for d, g in zip(spec.shape, row_shape))
     ):
-        raise InvalidInput(f"the .npy array has shape {list(shape)}", field="file",
-                           expected=f"shape [rows, ...] with rows of shape {spec.describe()}")
+        raise InvalidInput(
+            f"the .npy array has shape {list(shape)}",
+            field="file",
+            expected=f"shape [rows, ...] with rows of shape {spec.describe()}",
+        )
     if not math.prod(row_shape):
-        raise InvalidInput(f"the .npy array has shape {list(shape)}: its rows hold no values", field="file",
-                           expected=f"rows of shape {spec.describe()}")
+        raise InvalidInput(
+            f"the .npy array has shape {list(shape)}: its rows hold no values",
+            field="file",
+            expected=f"rows of shape {spec.describe()}",
+        )
     return row_shape

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,14 +46,21 @@ from shared.signature import ModelSignature
 log = logging.getLogger("api.grpc")
 
 STATUS_CODES: dict[type[ServiceError], grpc.StatusCode] = {
-    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT, UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
-    Unauthorized: grpc.StatusCode.UNAUTHENTICATED, NotFound: grpc.StatusCode.NOT_FOUND,
-    Conflict: grpc.StatusCode.FAILED_PRECONDITION, PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED, NotReady: grpc.StatusCode.UNAVAILABLE,
-    TimedOut: grpc.StatusCode.DEADLINE_EXCEEDED, InferenceFailed: grpc.StatusCode.INTERNAL,
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
+    TimedOut: grpc.StatusCode.DEADLINE_EXCEEDED,
+    InferenceFailed: grpc.StatusCode.INTERNAL,
 }
 # Methods anyone may call, as the HTTP health routes: liveness and readiness carry no data.
-PUBLIC_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+PUBLIC_METHODS = frozenset(
+    {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"}
+)
 
 
 @dataclass
@@ -83,8 +90,11 @@ def status_code(error: ServiceError) -> grpc.StatusCode:
 
 def message(error: ServiceError) -> str:
     """The error's sentence, with the field and the expected form when it names them."""
-    details = "; ".join(d for d in (f"field {error.field}" if error.field else "",
-                                     f"expected {error.expected}" if error.expected else "") if d)
+    details = "; ".join(
+        d
+        for d in (f"field {error.field}" if error.field else "", f"expected {error.expected}" if error.expected else "")
+        if d
+    )
     return error.message + (f" ({details})" if details else "")
 
 
@@ -112,14 +122,20 @@ def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_r
     """Check named input arrays against the signature as the HTTP routes check rows; returns model-typed arrays."""
     names = {t.name for t in signature.inputs}
     if set(arrays) != names:
-        raise InvalidInput(f"inputs {sorted(arrays)} do not match the signature's inputs {sorted(names)}",
-                           field="inputs", expected=", ".join(sorted(names)))
+        raise InvalidInput(
+            f"inputs {sorted(arrays)} do not match the signature's inputs {sorted(names)}",
+            field="inputs",
+            expected=", ".join(sorted(names)),
+        )
     checked = {}
     for spec in signature.inputs:
         array = arrays[spec.name]
         if array.ndim == 0 or not 1 <= len(array) <= max_rows:
-            raise InvalidInput(f"input {spec.name!r} has shape {list(array.shape)}", field=spec.name,
-                               expected=f"a batch of 1 to {max_rows} rows (MAX_ROWS_PER_REQUEST)")
+            raise InvalidInput(
+                f"input {spec.name!r} has shape {list(array.shape)}",
+                field=spec.name,
+                expected=f"a batch of 1 to {max_rows} rows (MAX_ROWS_PER_REQUEST)",
+            )
         checked[spec.name] = to_array(array, spec, spec.name)
     if len({len(a) for a in checked.values()}) > 1:
         raise InvalidInput("inputs have different numbers of rows", field="inputs", expected="the same batch size")
@@ -129,7 +145,7 @@ def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_r
 class AuthInterceptor(grpc.ServerInterceptor):
     """API keys as on HTTP: metadata `authorization: Bearer <key>`, else UNAUTHENTICATED (health calls excepted)."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
         self._digests = tuple(bytes.fromhex(fingerprint(k)) for k in keys)
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
@@ -145,5 +161,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         why = "the API key is not valid" if presented.strip() else "this server needs an API key"
         return grpc.unary_unary_rpc_method_handler(
-            lambda request, context: context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                                   f"{why} (expected metadata authorization: Bearer <key>)"))
+            lambda request, context: context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"{why} (expected metadata authorization: Bearer <key>)"
+            )
+        )

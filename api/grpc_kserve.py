@@ -18,9 +18,19 @@ from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature, TensorSpec
 
 # Which InferTensorContents field holds values of each v2 datatype (FP16 travels raw only).
-CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
 
 
 def served(backend: Backend, name: str, version: str) -> ModelSignature:
@@ -28,14 +38,17 @@ def served(backend: Backend, name: str, version: str) -> ModelSignature:
     signature = backend.signature()
     if name != signature.name or (version and version != signature.version):
         which = f" version {version}" if version else ""
-        raise NotFound(f"Request for unknown model: '{name}'{which} is not found "
-                       f"(this server serves '{signature.name}' version {signature.version})")
+        raise NotFound(
+            f"Request for unknown model: '{name}'{which} is not found "
+            f"(this server serves '{signature.name}' version {signature.version})"
+        )
     return signature
 
 
 def tensor_metadata(spec: TensorSpec) -> service_pb2.ModelMetadataResponse.TensorMetadata:
     return service_pb2.ModelMetadataResponse.TensorMetadata(
-        name=spec.name, datatype=datatype(spec.dtype), shape=[-1, *(-1 if d is None else d for d in spec.shape)])
+        name=spec.name, datatype=datatype(spec.dtype), shape=[-1, *(-1 if d is None else d for d in spec.shape)]
+    )
 
 
 def input_array(i: int, tensor: service_pb2.ModelInferRequest.InferInputTensor, raw: list[bytes]) -> np.ndarray:
@@ -55,8 +68,9 @@ def input_array(i: int, tensor: service_pb2.ModelInferRequest.InferInputTensor, 
             raise InvalidInput(f"{where}: {tensor.datatype} data must be sent in raw_input_contents")
         values = np.asarray(getattr(tensor.contents, field), dtype=dtype)
     if values.size != int(np.prod(shape)) or any(d < 0 for d in shape):
-        raise InvalidInput(f"{where} holds {values.size} values for shape {list(shape)}",
-                           expected=f"{int(np.prod(shape))} values")
+        raise InvalidInput(
+            f"{where} holds {values.size} values for shape {list(shape)}", expected=f"{int(np.prod(shape))} values"
+        )
     return values.reshape(shape)
 
 
@@ -67,15 +81,21 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.backend = backend
 
     @rpc
-    def ServerLive(self, request: service_pb2.ServerLiveRequest, context: grpc.ServicerContext) -> service_pb2.ServerLiveResponse:
+    def ServerLive(
+        self, request: service_pb2.ServerLiveRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerLiveResponse:
         return service_pb2.ServerLiveResponse(live=True)
 
     @rpc
-    def ServerReady(self, request: service_pb2.ServerReadyRequest, context: grpc.ServicerContext) -> service_pb2.ServerReadyResponse:
+    def ServerReady(
+        self, request: service_pb2.ServerReadyRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerReadyResponse:
         return service_pb2.ServerReadyResponse(ready=bool(self.backend.model_info.live_workers()))
 
     @rpc
-    def ModelReady(self, request: service_pb2.ModelReadyRequest, context: grpc.ServicerContext) -> service_pb2.ModelReadyResponse:
+    def ModelReady(
+        self, request: service_pb2.ModelReadyRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelReadyResponse:
         try:
             served(self.backend, request.name, request.version)
         except NotFound:  # as Triton: an unknown model is not ready, which is no error
@@ -83,20 +103,28 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelReadyResponse(ready=bool(self.backend.model_info.live_workers()))
 
     @rpc
-    def ServerMetadata(self, request: service_pb2.ServerMetadataRequest,
-                       context: grpc.ServicerContext) -> service_pb2.ServerMetadataResponse:
+    def ServerMetadata(
+        self, request: service_pb2.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ServerMetadataResponse:
         return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=EXTENSIONS)
 
     @rpc
-    def ModelMetadata(self, request: service_pb2.ModelMetadataRequest,
-                      context: grpc.ServicerContext) -> service_pb2.ModelMetadataResponse:
+    def ModelMetadata(
+        self, request: service_pb2.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelMetadataResponse:
         signature = served(self.backend, request.name, request.version)
         return service_pb2.ModelMetadataResponse(
-            name=signature.name, versions=[signature.version], platform=PLATFORM,
-            inputs=[tensor_metadata(t) for t in signature.inputs], outputs=[tensor_metadata(t) for t in signature.outputs])
+            name=signature.name,
+            versions=[signature.version],
+            platform=PLATFORM,
+            inputs=[tensor_metadata(t) for t in signature.inputs],
+            outputs=[tensor_metadata(t) for t in signature.outputs],
+        )
 
     @rpc
-    def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.ServicerContext) -> service_pb2.ModelInferResponse:
+    def ModelInfer(
+        self, request: service_pb2.ModelInferRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
         signature = served(self.backend, request.model_name, request.model_version)
         raw = list(request.raw_input_contents)
         arrays = {t.name: input_array(i, t, raw) for i, t in enumerate(request.inputs)}
@@ -107,11 +135,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         wanted = [o.name for o in request.outputs] or list(specs)
         unknown = [name for name in wanted if name not in specs]
         if unknown:
-            raise InvalidInput(f"unexpected inference output '{unknown[0]}' for model '{signature.name}'",
-                               expected=", ".join(specs))
+            raise InvalidInput(
+                f"unexpected inference output '{unknown[0]}' for model '{signature.name}'", expected=", ".join(specs)
+            )
         outputs = self.backend.infer(arrays).by_name(signature)
-        response = service_pb2.ModelInferResponse(model_name=signature.name, model_version=signature.version,
-                                                  id=request.id)
+        response = service_pb2.ModelInferResponse(
+            model_name=signature.name, model_version=signature.version, id=request.id
+        )
         for name in wanted:
             array = np.ascontiguousarray(outputs[name], dtype=np.dtype(specs[name].dtype).newbyteorder("<"))
             response.outputs.add(name=name, datatype=datatype(specs[name].dtype), shape=list(array.shape))

@@ -34,9 +34,11 @@ def build_server(settings: Settings) -> tuple[grpc.Server, int]:
     backend = Backend.from_settings(settings)
     limit = settings.max_content_length
     # One thread per call in flight: each waits on its job, as a gunicorn thread does for a protocol route.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.api_processes * settings.api_threads),
-                         interceptors=[AuthInterceptor(settings.api_key_list())],
-                         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.api_processes * settings.api_threads),
+        interceptors=[AuthInterceptor(settings.api_key_list())],
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)],
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(backend), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(backend), server)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(backend), server)
@@ -57,8 +59,11 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log.info("gRPC server listening on %s:%d (TF Serving PredictionService, ModelService; KServe v2 "
-             "GRPCInferenceService)", settings.api_host, port)
+    log.info(
+        "gRPC server listening on %s:%d (TF Serving PredictionService, ModelService; KServe v2 GRPCInferenceService)",
+        settings.api_host,
+        port,
+    )
     stop.wait()
     log.info("gRPC server stopping")
     server.stop(settings.protocol_timeout_s).wait()

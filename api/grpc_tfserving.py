@@ -33,9 +33,19 @@ from shared.signature import ModelSignature
 SIGNATURE_DEF = "signature_def"
 # Where a TensorProto keeps values of each dtype when written value by value, as TF Serving writes replies
 # (Tensor::AsProtoField), so that clients reading `float_val` and the like find them there.
-_VALUE_FIELDS = {"float32": "float_val", "float64": "double_val", "int8": "int_val", "int16": "int_val",
-                 "int32": "int_val", "uint8": "int_val", "uint16": "int_val", "int64": "int64_val",
-                 "uint32": "uint32_val", "uint64": "uint64_val", "bool": "bool_val"}
+_VALUE_FIELDS = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int8": "int_val",
+    "int16": "int_val",
+    "int32": "int_val",
+    "uint8": "int_val",
+    "uint16": "int_val",
+    "int64": "int64_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
+    "bool": "bool_val",
+}
 
 
 def served(backend: Backend, spec: model_pb2.ModelSpec) -> ModelSignature:
@@ -77,19 +87,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.backend = backend
 
     @rpc
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
-        key, signature = choose(served(self.backend, request.model_spec), request.model_spec.signature_name, Method.PREDICT)
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        key, signature = choose(
+            served(self.backend, request.model_spec), request.model_spec.signature_name, Method.PREDICT
+        )
         arrays = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-        lifted = len(signature.inputs) == 1 and signature.inputs[0].shape == (1,) and all(
-            a.ndim == 1 for a in arrays.values())
+        lifted = (
+            len(signature.inputs) == 1
+            and signature.inputs[0].shape == (1,)
+            and all(a.ndim == 1 for a in arrays.values())
+        )
         if lifted:  # TF Serving takes one value per row for rows of shape [1], and answers in kind
             arrays = {name: a.reshape(-1, 1) for name, a in arrays.items()}
         arrays = check_arrays(arrays, signature, self.backend.settings.max_rows_per_request)
         wanted = list(request.output_filter) or [t.name for t in signature.outputs]
         unknown = set(wanted) - {t.name for t in signature.outputs}
         if unknown:
-            raise InvalidInput(f"output tensor alias not found in signature: {min(unknown)} "
-                               f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}.")
+            raise InvalidInput(
+                f"output tensor alias not found in signature: {min(unknown)} "
+                f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}."
+            )
         outputs = self.backend.infer(arrays, key).by_name(signature)
         dtypes = {t.name: t.dtype for t in signature.outputs}
         response = predict_pb2.PredictResponse(model_spec=reply_spec(signature, key))
@@ -101,8 +120,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         signature = served(self.backend, request.model_spec)
         if not request.metadata_field:
             raise InvalidInput("GetModelMetadataRequest must specify at least one metadata_field")
@@ -116,8 +136,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc
-    def Classify(self, request: classification_pb2.ClassificationRequest,
-                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+    def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
+    ) -> classification_pb2.ClassificationResponse:
         key, signature, outputs = self._examples(request, Method.CLASSIFY)
         response = classification_pb2.ClassificationResponse(model_spec=reply_spec(signature, key))
         for pairs in classify_results(outputs):
@@ -127,8 +148,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @rpc
-    def Regress(self, request: regression_pb2.RegressionRequest,
-                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+    def Regress(
+        self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext
+    ) -> regression_pb2.RegressionResponse:
         key, signature, outputs = self._examples(request, Method.REGRESS)
         response = regression_pb2.RegressionResponse(model_spec=reply_spec(signature, key))
         for value in regress_results(outputs):
@@ -154,8 +176,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not serialized:
             raise InvalidInput("Input is empty")
         if len(serialized) > self.backend.settings.max_rows_per_request:
-            raise InvalidInput(f"{len(serialized)} examples is more than this server takes in one request "
-                               f"(MAX_ROWS_PER_REQUEST={self.backend.settings.max_rows_per_request})")
+            raise InvalidInput(
+                f"{len(serialized)} examples is more than this server takes in one request "
+                f"(MAX_ROWS_PER_REQUEST={self.backend.settings.max_rows_per_request})"
+            )
         arrays = {signature.inputs[0].name: np.array(serialized, dtype=object)}
         return key, signature, self.backend.infer(arrays, key).by_name(signature)
 
@@ -167,13 +191,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.backend = backend
 
     @rpc
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context: grpc.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         signature = served(self.backend, request.model_spec)
         live = bool(self.backend.model_info.live_workers())
         state = get_model_status_pb2.ModelVersionStatus
-        status = state(version=int(signature.version) if signature.version.isdigit() else 0,
-                       state=state.AVAILABLE if live else state.END)
+        status = state(
+            version=int(signature.version) if signature.version.isdigit() else 0,
+            state=state.AVAILABLE if live else state.END,
+        )
         if not live:
             status.status.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
             status.status.error_message = "no live worker has the model loaded"

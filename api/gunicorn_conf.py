@@ -10,6 +10,7 @@ the directory here (METRICS_DIR, or a fresh temporary one), empties it, and expo
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from shared.config import Settings
 
@@ -48,13 +49,13 @@ if _settings.log_format == "json":
     }
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     """A gunicorn worker died: let prometheus-client retire its live gauges."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
-def on_exit(server):
+def on_exit(server: Any) -> None:
     if _owns_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

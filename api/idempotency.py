@@ -72,8 +72,11 @@ def requested_key() -> str | None:
     if value is None:
         return None
     if not _VALID_KEY.match(value):
-        raise InvalidInput(f"{HEADER} {value[:32]!r} is not a valid idempotency key", field=HEADER,
-                           expected="1-255 printable ASCII characters, e.g. a UUID")
+        raise InvalidInput(
+            f"{HEADER} {value[:32]!r} is not a valid idempotency key",
+            field=HEADER,
+            expected="1-255 printable ASCII characters, e.g. a UUID",
+        )
     return value
 
 
@@ -139,17 +142,26 @@ class Claim:
         while True:
             record = self.store.read(self.key)
             if record is not None and record.route != self.mine.route:
-                raise Conflict(f"{HEADER} was already used for {record.route}, not {self.mine.route}", field=HEADER,
-                               expected="a new key for each different request")
+                raise Conflict(
+                    f"{HEADER} was already used for {record.route}, not {self.mine.route}",
+                    field=HEADER,
+                    expected="a new key for each different request",
+                )
             if record is not None and record.id:
                 if record.fingerprint != fingerprint:
-                    raise Conflict(f"{HEADER} was already used with a different request body or options "
-                                   f"(it created {record.id})", field=HEADER,
-                                   expected="the same request as the first one with this key, or a new key")
+                    raise Conflict(
+                        f"{HEADER} was already used with a different request body or options (it created {record.id})",
+                        field=HEADER,
+                        expected="the same request as the first one with this key, or a new key",
+                    )
                 return record.id
             if record is None or time.monotonic() >= deadline:
-                raise RequestInProgress(f"the first request with this {HEADER} has not finished yet", field=HEADER,
-                                        expected="the same request again after Retry-After seconds", retry_after=1)
+                raise RequestInProgress(
+                    f"the first request with this {HEADER} has not finished yet",
+                    field=HEADER,
+                    expected="the same request again after Retry-After seconds",
+                    retry_after=1,
+                )
             time.sleep(POLL_S)
 
 

@@ -45,8 +45,13 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None) -> Predic
     return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id())
 
 
-def run_job(store: JobStore, timeout_s: float, arrays: dict[str, np.ndarray], signature: str | None = None,
-            request_id: str | None = None) -> Predictions:
+def run_job(
+    store: JobStore,
+    timeout_s: float,
+    arrays: dict[str, np.ndarray],
+    signature: str | None = None,
+    request_id: str | None = None,
+) -> Predictions:
     """`infer` without Flask: the gRPC server calls this with its own store."""
     store.check_capacity()
     job_id, raw = store.submit_and_wait(arrays, timeout_s, request_id=request_id, signature=signature)

@@ -37,7 +37,7 @@ class RowSink:
         self.writers = []
         for i, spec in enumerate(signature.inputs):
             file = stack.enter_context(storage.create(input_key(batch_id, i), new_prefix=True))
-            self.writers.append(NpyWriter(file, np.dtype(spec.dtype), None if None in spec.shape else tuple(spec.shape)))
+            self.writers.append(NpyWriter(file, np.dtype(spec.dtype), spec.static_shape))
         self.total = 0
         self.accepted = 0
         self.first_errors: list[dict[str, Any]] = []
@@ -51,8 +51,9 @@ class RowSink:
                 for name, writer in zip(self.names, self.writers):
                     writer.append(arrays[name])
             except ValueError as exc:
-                raise InvalidInput(f"rows from row {self.total} on: {exc}", field="file",
-                                   expected="rows that all have one shape") from None
+                raise InvalidInput(
+                    f"rows from row {self.total} on: {exc}", field="file", expected="rows that all have one shape"
+                ) from None
             self.accepted += len(arrays[self.names[0]])
         for position, message in bad:
             self._reject(self.total + position, lines[position] if lines else None, message)
@@ -66,6 +67,7 @@ class RowSink:
             self._errors = self.stack.enter_context(self.storage.create(upload_errors_key(self.batch_id)))
             skipped_file = self.stack.enter_context(self.storage.create(skipped_key(self.batch_id)))
             self._skipped = NpyWriter(skipped_file, np.dtype(np.int64), ())
+        assert self._skipped is not None  # opened together with the error file above
         self._errors.write(orjson.dumps(entry) + b"\n")
         self._skipped.append(np.array([row], dtype=np.int64))
 
@@ -79,8 +81,14 @@ class RowSink:
         return StoredUpload(self.total, self.accepted, self.names)
 
 
-def ingest(upload_format: str, chunks: Iterator[bytes], storage: Storage, batch_id: str,
-           signature: ModelSignature, skip_bad_rows: Callable[[], bool]) -> tuple[StoredUpload, int]:
+def ingest(
+    upload_format: str,
+    chunks: Iterator[bytes],
+    storage: Storage,
+    batch_id: str,
+    signature: ModelSignature,
+    skip_bad_rows: Callable[[], bool],
+) -> tuple[StoredUpload, int]:
     """Validate and store every row; returns the stored upload and the number of skipped rows.
 
     `skip_bad_rows` answers whether on_error=skip was asked for (a multipart field may come late).
@@ -101,11 +109,17 @@ def ingest(upload_format: str, chunks: Iterator[bytes], storage: Storage, batch_
         if sink.first_errors and (gave_up or not skip_bad_rows()):
             raise InvalidInput(
                 f"the file has invalid rows (the first {len(sink.first_errors)} are listed in details)",
-                field="file", expected="fix these rows, or pass on_error=skip to run the others",
-                details=sink.first_errors)
+                field="file",
+                expected="fix these rows, or pass on_error=skip to run the others",
+                details=sink.first_errors,
+            )
         if sink.accepted == 0:
-            raise InvalidInput("the file has no valid rows" if sink.total else "the file has no rows", field="file",
-                               expected="at least one row matching the model's input", details=sink.first_errors or None)
+            raise InvalidInput(
+                "the file has no valid rows" if sink.total else "the file has no rows",
+                field="file",
+                expected="at least one row matching the model's input",
+                details=sink.first_errors or None,
+            )
         return sink.finish(), sink.skipped
 
 
@@ -148,8 +162,9 @@ def validate_block(rows: Any, signature: ModelSignature) -> tuple[dict[str, np.n
     try:
         return _convert(kept, signature), bad
     except InvalidInput as exc:  # each row is fine alone, but they do not stack (variable dimensions)
-        raise InvalidInput(f"rows of one batch must share one shape: {exc.message}", field="file",
-                           expected=exc.expected) from None
+        raise InvalidInput(
+            f"rows of one batch must share one shape: {exc.message}", field="file", expected=exc.expected
+        ) from None
 
 
 def _convert(rows: Any, signature: ModelSignature) -> dict[str, np.ndarray]:

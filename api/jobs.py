@@ -47,13 +47,16 @@ def predict() -> Response:
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
     # Both places are checked when both are given; the query string wins.
-    in_body = check_callback_url(body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts)
+    in_body = check_callback_url(
+        body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
+    )
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/waiter.py)
-        job_id, document = ext.store.submit_and_wait(arrays, _bounded(wait, timeout), owner, timeout, callback_url,
-                                                     request_id)
+        job_id, document = ext.store.submit_and_wait(
+            arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id
+        )
         return _answer(job_id, wait, timeout, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
@@ -71,8 +74,15 @@ def _bounded(wait: float, timeout: float) -> float:
     return min(wait, timeout + DEADLINE_GRACE_S) if timeout > 0 else wait
 
 
-def _answer(job_id: str, wait: float, timeout: float, *, replayed: bool = False, waited: bool = False,
-            document: bytes | None = None) -> Response:
+def _answer(
+    job_id: str,
+    wait: float,
+    timeout: float,
+    *,
+    replayed: bool = False,
+    waited: bool = False,
+    document: bytes | None = None,
+) -> Response:
     """What POST /predict answers for the job: its document if it is done (within `wait`), else 202.
 
     `waited`: the caller already waited for the result (`document`, None if it did not come).

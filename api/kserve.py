@@ -32,8 +32,10 @@ def served(name: str, version: str | None) -> ModelSignature:
     signature = current_app.extensions["inference"].model_info.signature()
     if name != signature.name or (version is not None and version != signature.version):
         which = f" version {version}" if version is not None else ""
-        raise NotFound(f"Request for unknown model: '{name}'{which} is not found "
-                       f"(this server serves '{signature.name}' version {signature.version})")
+        raise NotFound(
+            f"Request for unknown model: '{name}'{which} is not found "
+            f"(this server serves '{signature.name}' version {signature.version})"
+        )
     return signature
 
 
@@ -66,13 +68,15 @@ def server_metadata() -> Response:
 def model_metadata(name: str, version: str | None = None) -> Response:
     """Inputs and outputs with v2 datatypes; -1 marks the batch dimension and any free dimension."""
     signature = served(name, version)
-    return json_response({
-        "name": signature.name,
-        "versions": [signature.version],
-        "platform": PLATFORM,
-        "inputs": [tensor_metadata(t) for t in signature.inputs],
-        "outputs": [tensor_metadata(t) for t in signature.outputs],
-    })
+    return json_response(
+        {
+            "name": signature.name,
+            "versions": [signature.version],
+            "platform": PLATFORM,
+            "inputs": [tensor_metadata(t) for t in signature.inputs],
+            "outputs": [tensor_metadata(t) for t in signature.outputs],
+        }
+    )
 
 
 @bp.get("/v2/models/<name>/ready")
@@ -90,11 +94,14 @@ def model_infer(name: str, version: str | None = None) -> Response:
     """Run one inference request; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
     signature = served(name, version)
     if request.headers.get("Content-Encoding", "identity") != "identity":
-        raise UnsupportedMediaType(f"Content-Encoding {request.headers['Content-Encoding'][:32]!r} is not supported",
-                                   expected="an uncompressed body")
+        raise UnsupportedMediaType(
+            f"Content-Encoding {request.headers['Content-Encoding'][:32]!r} is not supported",
+            expected="an uncompressed body",
+        )
     ext = current_app.extensions["inference"]
-    parsed = parse_request(request.get_data(cache=False), request.headers.get(HEADER_LENGTH), signature,
-                           ext.settings.max_rows_per_request)
+    parsed = parse_request(
+        request.get_data(cache=False), request.headers.get(HEADER_LENGTH), signature, ext.settings.max_rows_per_request
+    )
     outcome = infer(parsed.arrays)
     body, header_length = render_response(parsed, outcome.by_name(signature), signature, outcome.model)
     if header_length is None:

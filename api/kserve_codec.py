@@ -20,9 +20,18 @@ from shared.signature import ModelSignature, TensorSpec
 
 # v2 datatype ↔ numpy dtype name; BYTES (strings) and BF16 are not served.
 DATATYPES = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
 }
 DATATYPE_OF = {dtype: name for name, dtype in DATATYPES.items()}
 
@@ -44,7 +53,11 @@ def datatype(dtype: str) -> str:
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     """{"name", "datatype", "shape"} with -1 for the batch dimension and any other free dimension."""
-    return {"name": spec.name, "datatype": datatype(spec.dtype), "shape": [-1, *(-1 if d is None else d for d in spec.shape)]}
+    return {
+        "name": spec.name,
+        "datatype": datatype(spec.dtype),
+        "shape": [-1, *(-1 if d is None else d for d in spec.shape)],
+    }
 
 
 def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
@@ -52,27 +65,38 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
     json_part, binary = _split(body, header_length)
     doc = loads_json(json_part)
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
-        raise InvalidInput("the request must be a JSON object with a non-empty 'inputs' list", field="inputs",
-                           expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+        raise InvalidInput(
+            "the request must be a JSON object with a non-empty 'inputs' list",
+            field="inputs",
+            expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
+        )
     specs = {t.name: t for t in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for i, tensor in enumerate(doc["inputs"]):
         name, array, offset = _input(i, tensor, binary, offset)
         if name not in specs or name in arrays:
-            raise InvalidInput(f"unexpected or repeated input {name!r}", field=f"inputs[{i}].name",
-                               expected="each of " + ", ".join(repr(n) for n in specs) + " once")
+            raise InvalidInput(
+                f"unexpected or repeated input {name!r}",
+                field=f"inputs[{i}].name",
+                expected="each of " + ", ".join(repr(n) for n in specs) + " once",
+            )
         arrays[name] = to_array(array, specs[name], f"inputs[{i}]")
     if offset != len(binary):
-        raise InvalidInput(f"{len(binary) - offset} bytes of binary data follow the JSON header but no input claims them",
-                           expected="binary_data_size of the inputs adding up to the bytes after the header")
+        raise InvalidInput(
+            f"{len(binary) - offset} bytes of binary data follow the JSON header but no input claims them",
+            expected="binary_data_size of the inputs adding up to the bytes after the header",
+        )
     missing = [n for n in specs if n not in arrays]
     if missing:
         raise InvalidInput(f"missing input(s) {missing}", field="inputs", expected=f"inputs {list(specs)}")
     rows = {len(a) for a in arrays.values()}
     if len(rows) > 1 or not 1 <= min(rows) <= max_rows:
-        raise InvalidInput(f"inputs have {sorted(rows)} rows", field="inputs",
-                           expected=f"the same batch size, 1 to {max_rows} (MAX_ROWS_PER_REQUEST), for every input")
+        raise InvalidInput(
+            f"inputs have {sorted(rows)} rows",
+            field="inputs",
+            expected=f"the same batch size, 1 to {max_rows} (MAX_ROWS_PER_REQUEST), for every input",
+        )
     parameters = _parameters(doc, "parameters")
     return InferRequest(_request_id(doc), arrays, _outputs(doc, signature, parameters), parameters)
 
@@ -103,8 +127,11 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     except ValueError:
         size = -1
     if not 0 < size <= len(body):
-        raise InvalidInput(f"Inference-Header-Content-Length {header_length[:32]!r} does not fit a body of {len(body)} bytes",
-                           field="Inference-Header-Content-Length", expected="the byte length of the JSON header")
+        raise InvalidInput(
+            f"Inference-Header-Content-Length {header_length[:32]!r} does not fit a body of {len(body)} bytes",
+            field="Inference-Header-Content-Length",
+            expected="the byte length of the JSON header",
+        )
     return body[:size], body[size:]
 
 
@@ -112,32 +139,49 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
     """One input tensor as an array of its declared datatype and shape; returns the new binary offset."""
     where = f"inputs[{i}]"
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-        raise InvalidInput("an input must be an object with a name", field=where,
-                           expected='{"name", "shape", "datatype", "data"}')
+        raise InvalidInput(
+            "an input must be an object with a name", field=where, expected='{"name", "shape", "datatype", "data"}'
+        )
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidInput(f"shape {shape!r} is not valid", field=f"{where}.shape",
-                           expected="a list of sizes ≥ 0, batch size first")
+        raise InvalidInput(
+            f"shape {shape!r} is not valid", field=f"{where}.shape", expected="a list of sizes ≥ 0, batch size first"
+        )
     dtype = DATATYPES.get(tensor.get("datatype"))  # type: ignore[arg-type]
     if dtype is None:
-        raise InvalidInput(f"datatype {str(tensor.get('datatype'))[:16]!r} is not served", field=f"{where}.datatype",
-                           expected=", ".join(DATATYPES))
+        raise InvalidInput(
+            f"datatype {str(tensor.get('datatype'))[:16]!r} is not served",
+            field=f"{where}.datatype",
+            expected=", ".join(DATATYPES),
+        )
     count = int(np.prod(shape))
     size = _parameters(tensor, f"{where}.parameters").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or size != count * np.dtype(dtype).itemsize or offset + size > len(binary):
-            raise InvalidInput(f"binary_data_size {size!r} does not fit shape {shape} of {tensor['datatype']} "
-                               f"or the {len(binary) - offset} bytes left", field=f"{where}.parameters.binary_data_size",
-                               expected=f"{count * np.dtype(dtype).itemsize} bytes")
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or size != count * np.dtype(dtype).itemsize
+            or offset + size > len(binary)
+        ):
+            raise InvalidInput(
+                f"binary_data_size {size!r} does not fit shape {shape} of {tensor['datatype']} "
+                f"or the {len(binary) - offset} bytes left",
+                field=f"{where}.parameters.binary_data_size",
+                expected=f"{count * np.dtype(dtype).itemsize} bytes",
+            )
         flat = np.frombuffer(binary, dtype=np.dtype(dtype).newbyteorder("<"), count=count, offset=offset)
         return tensor["name"], flat.astype(dtype).reshape(shape), offset + size
     if "data" not in tensor:
-        raise InvalidInput("an input needs 'data' or parameters.binary_data_size", field=where,
-                           expected="data: a flat or nested list of values in row-major order")
+        raise InvalidInput(
+            "an input needs 'data' or parameters.binary_data_size",
+            field=where,
+            expected="data: a flat or nested list of values in row-major order",
+        )
     values = _typed(tensor["data"], dtype, f"{where}.data")
     if values.size != count:
-        raise InvalidInput(f"data holds {values.size} values for shape {shape}", field=f"{where}.data",
-                           expected=f"{count} values")
+        raise InvalidInput(
+            f"data holds {values.size} values for shape {shape}", field=f"{where}.data", expected=f"{count} values"
+        )
     return tensor["name"], values.reshape(shape), offset
 
 
@@ -149,8 +193,11 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
         raw = None
     kinds = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[np.dtype(dtype).kind]
     if raw is None or raw.dtype.kind not in kinds:
-        raise InvalidInput("data is ragged or holds values of the wrong type", field=where,
-                           expected=f"{'booleans' if dtype == 'bool' else dtype + ' values'} in a flat or nested list")
+        raise InvalidInput(
+            "data is ragged or holds values of the wrong type",
+            field=where,
+            expected=f"{'booleans' if dtype == 'bool' else dtype + ' values'} in a flat or nested list",
+        )
     check_booleans(data, raw, dtype, where)
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
 
@@ -170,14 +217,25 @@ def _outputs(doc: dict[str, Any], signature: ModelSignature, parameters: dict[st
     if wanted is None:
         return [(n, binary_default) for n in names]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) and o.get("name") in names for o in wanted):
-        raise InvalidInput("'outputs' must name outputs of the model", field="outputs",
-                           expected=f"a list of {{\"name\"}} objects, names among {names}")
-    return [(o["name"], _flag(_parameters(o, f"outputs[{i}].parameters"), "binary_data", binary_default,
-                              f"outputs[{i}].parameters")) for i, o in enumerate(wanted)]
+        raise InvalidInput(
+            "'outputs' must name outputs of the model",
+            field="outputs",
+            expected=f'a list of {{"name"}} objects, names among {names}',
+        )
+    return [
+        (
+            o["name"],
+            _flag(
+                _parameters(o, f"outputs[{i}].parameters"), "binary_data", binary_default, f"outputs[{i}].parameters"
+            ),
+        )
+        for i, o in enumerate(wanted)
+    ]
 
 
-def render_response(request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature,
-                    model: dict[str, str]) -> tuple[bytes, int | None]:
+def render_response(
+    request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature, model: dict[str, str]
+) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
     dtypes = {t.name: t.dtype for t in signature.outputs}
     entries, blobs = [], []

@@ -12,7 +12,7 @@ Two sources, one page:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 import redis
@@ -20,20 +20,21 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from rq import Queue
 
 from api.queue_metrics import QueueCollector
-from shared import keys, metrics
+from shared import keys, metrics, rq_keys
 from shared.schema import ErrorCode, JobStatus
 
 bp = Blueprint("metrics", __name__)
 
 HTTP_REQUESTS = Counter(
-    "inference_http_requests", "HTTP requests the API answered, by method, route and status.",
+    "inference_http_requests",
+    "HTTP requests the API answered, by method, route and status.",
     ["method", "route", "status"],
 )
 HTTP_SECONDS = Histogram(
-    "inference_http_request_seconds", "Seconds the API took to answer, by method and route (includes ?wait).",
+    "inference_http_request_seconds",
+    "Seconds the API took to answer, by method and route (includes ?wait).",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -70,9 +71,11 @@ class ServiceCollector:
             depth.add_metric([name], count)
         yield depth
         yield GaugeMetricFamily("inference_workers", "Workers with a live heartbeat.", value=workers)
-        load = GaugeMetricFamily("inference_model_load_seconds",
-                                 "Seconds the last started worker took to load and warm up its model.",
-                                 labels=["model", "version"])
+        load = GaugeMetricFamily(
+            "inference_model_load_seconds",
+            "Seconds the last started worker took to load and warm up its model.",
+            labels=["model", "version"],
+        )
         if model is not None:
             load.add_metric([str(model["name"]), str(model["version"])], float(model.get("load_seconds", 0)))
         yield load
@@ -93,7 +96,7 @@ class ServiceCollector:
     def _read(self) -> tuple[dict[str, float], dict[str, int], int, dict | None]:
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.metrics())
-            pipe.smembers(Queue.redis_queues_keys)
+            pipe.smembers(rq_keys.QUEUES)
             pipe.zcount(keys.workers(), time.time(), "+inf")
             pipe.get(keys.model())
             raw, queue_keys, workers, model = pipe.execute()
@@ -102,8 +105,8 @@ class ServiceCollector:
             for key in queue_keys:
                 pipe.llen(key)
             lengths = pipe.execute()
-        prefix = Queue.redis_queue_namespace_prefix
-        depths = {k[len(prefix):] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
+        prefix = rq_keys.queue("")
+        depths = {k[len(prefix) :] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
         values = {k.decode(): float(v) for k, v in raw.items()}
         return values, depths, int(workers), orjson.loads(model) if model else None
 
@@ -111,7 +114,7 @@ class ServiceCollector:
 class _ThisProcess:
     """The default registry as a collector, for an API not under gunicorn (no multiprocess directory)."""
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
 
 

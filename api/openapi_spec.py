@@ -21,22 +21,33 @@ from shared.signature import ModelSignature
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 NPY = "application/x-npy"
-ASSET_TYPES = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript",
-               "swagger-ui-standalone-preset.js": "text/javascript", "favicon-32x32.png": "image/png",
-               "favicon-16x16.png": "image/png"}
+ASSET_TYPES = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui-standalone-preset.js": "text/javascript",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
 TEXT = {
-    400: "Bad input: the error names the field and the expected form", 401: "API_KEYS is set and the key is missing or wrong",
-    404: "Unknown, expired, or created with another API key", 406: "The result cannot be given in the format asked for",
+    400: "Bad input: the error names the field and the expected form",
+    401: "API_KEYS is set and the key is missing or wrong",
+    404: "Unknown, expired, or created with another API key",
+    406: "The result cannot be given in the format asked for",
     409: "The job or batch is not in a state that allows this; or an Idempotency-Key reused for a different request "
-         "(code conflict), or whose first request is still running (code request_in_progress, with Retry-After)", 413: "The body is over the size limit",
-    415: "Content-Type (or Content-Encoding) not supported", 429: "The queue is full (MAX_QUEUE_DEPTH); retry after Retry-After",
-    500: "The job failed (the message says why)", 503: "No live worker has the model loaded, Redis is unreachable, or (bulk batches) the object store "
-         "(STORAGE_URL) is unreachable (code storage_unavailable)",
+    "(code conflict), or whose first request is still running (code request_in_progress, with Retry-After)",
+    413: "The body is over the size limit",
+    415: "Content-Type (or Content-Encoding) not supported",
+    429: "The queue is full (MAX_QUEUE_DEPTH); retry after Retry-After",
+    500: "The job failed (the message says why)",
+    503: "No live worker has the model loaded, Redis is unreachable, or (bulk batches) the object store "
+    "(STORAGE_URL) is unreachable (code storage_unavailable)",
     504: "The job did not finish within PROTOCOL_TIMEOUT_S",
 }
 # gunicorn answers this itself (limit_request_line), before the app sees the request: its own HTML page.
-URI_TOO_LONG = {"description": "The request line is over 8190 bytes (gunicorn's limit); gunicorn's HTML page",
-                "content": {"text/html": {"schema": {"type": "string"}}}}
+URI_TOO_LONG = {
+    "description": "The request line is over 8190 bytes (gunicorn's limit); gunicorn's HTML page",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 
@@ -76,18 +87,39 @@ class Builder:
             content[media_type] = {"schema": schema, **({"example": example} if example is not None else {})}
         return {"required": True, "content": content}
 
-    def op(self, op_id: str, summary: str, tag: str, ok: dict[str, Any], errors: tuple[int, ...], *,
-           path: tuple[str, ...] = (), query: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None,
-           public: bool = False, protocol: bool = False) -> dict[str, Any]:
+    def op(
+        self,
+        op_id: str,
+        summary: str,
+        tag: str,
+        ok: dict[str, Any],
+        errors: tuple[int, ...],
+        *,
+        path: tuple[str, ...] = (),
+        query: tuple[dict[str, Any], ...] = (),
+        body: dict[str, Any] | None = None,
+        public: bool = False,
+        protocol: bool = False,
+    ) -> dict[str, Any]:
         """One operation: `ok` maps its success statuses to responses; `errors` are its error statuses."""
         codes = set(errors) | ({401} if self.facts.api_keys and not public else set())
         error_schema = ref("ProtocolError" if protocol else "Error")
-        responses = {**ok, **{str(c): _json(error_schema, TEXT[c], RETRY_AFTER if c in (409, 429, 503) else None)
-                              for c in sorted(codes)}}
+        responses = {
+            **ok,
+            **{
+                str(c): _json(error_schema, TEXT[c], RETRY_AFTER if c in (409, 429, 503) else None)
+                for c in sorted(codes)
+            },
+        }
         if path or query:
             responses["414"] = URI_TOO_LONG
-        op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses,
-                              "parameters": [self.path_param(p) for p in path] + list(query)}
+        op: dict[str, Any] = {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": [tag],
+            "responses": responses,
+            "parameters": [self.path_param(p) for p in path] + list(query),
+        }
         if body is not None:
             op["requestBody"] = body
         if self.facts.api_keys:
@@ -115,58 +147,185 @@ def _link(op_id: str, param: str) -> dict[str, Any]:
     return {"operationId": op_id, "parameters": {param: "$response.body#/id"}}
 
 
-IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-               "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
-               "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
-                              "within RESULT_TTL answers with the first request's job or batch, in its current state "
-                              "(header Idempotent-Replayed: true), and never enqueues twice."}
-REPLAYED = {"Idempotent-Replayed": {"description": "true when the answer is the first request's (Idempotency-Key)",
-                                    "schema": {"type": "string"}}}
-WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to hold the request until the result is ready")
-TIMEOUT = _query("timeout", {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
-                 "The job's deadline to start, in seconds (default JOB_TIMEOUT)")
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+    "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
+    "within RESULT_TTL answers with the first request's job or batch, in its current state "
+    "(header Idempotent-Replayed: true), and never enqueues twice.",
+}
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when the answer is the first request's (Idempotency-Key)",
+        "schema": {"type": "string"},
+    }
+}
+WAIT = _query(
+    "wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to hold the request until the result is ready"
+)
+TIMEOUT = _query(
+    "timeout",
+    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
+    "The job's deadline to start, in seconds (default JOB_TIMEOUT)",
+)
 CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
 
 
 def _service_paths(b: Builder) -> dict[str, Any]:
     jobs, ops = "Jobs", "Operations"
-    pending = _json(ref("Pending"), "Queued: poll result_url",
-                    {"Location": {"schema": {"type": "string"}}, **RETRY_AFTER, **REPLAYED})
+    pending = _json(
+        ref("Pending"),
+        "Queued: poll result_url",
+        {"Location": {"schema": {"type": "string"}}, **RETRY_AFTER, **REPLAYED},
+    )
     pending["links"] = {"result": _link("getResult", "job_id"), "cancel": _link("cancelJob", "job_id")}
     text = {"text/plain": {"schema": {"type": "string"}}}
     return {
-        "/predict": {"post": b.op("predict", "Validate rows and enqueue one job (202), or wait for its result with ?wait",
-                                  jobs, {"200": _json(ref("JobDocument"), "Finished within ?wait", REPLAYED),
-                                         "202": pending}, (400, 409, 413, 415, 429, 503),
-                                  query=(WAIT, TIMEOUT, CALLBACK, IDEMPOTENCY),
-                                  body=b.body({JSON: ref("PredictRequest")}, application_json="predict"))},
-        "/result/{job_id}": {"get": b.op("getResult", "A job's status or result; ?wait long-polls", jobs,
-                                         {"200": _json(ref("JobDocument"), "Finished, failed, expired or canceled"),
-                                          "202": _json(ref("Pending"), "Still queued or started", RETRY_AFTER)},
-                                         (400, 404, 503), path=("job_id",), query=(WAIT,))},
-        "/jobs/{job_id}": {"delete": b.op("cancelJob", "Cancel a job that has not started", jobs,
-                                          {"200": _json(ref("JobDocument"), "Canceled")}, (404, 409, 503), path=("job_id",))},
-        "/healthz": {"get": b.op("healthz", "The API process is alive", ops, {"200": _json(
-            {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}, "Alive")}, (), public=True)},
-        "/readyz": {"get": b.op("readyz", "Redis answers and a live worker has the model", ops, {"200": _json(
-            {"type": "object", "properties": {"ready": {"type": "boolean"}, "workers": {"type": "integer"},
-                                              "scope": {"type": "string"}}}, "Ready")},
-            (400, 503), public=True, query=(_query("scope", {"type": "string", "enum": ["service", "api"]},
-                                                   "api: ask only whether this API process can take requests"),))},
-        "/v1/models": {"get": b.op("listModels", "The served model: name, version, inputs, outputs, batching, live workers",
-                                   ops, {"200": _json({"type": "object", "required": ["models"], "properties": {
-                                       "models": {"type": "array", "items": {"type": "object"}}}}, "The model")}, (503,))},
-        "/metrics": {"get": b.op("metrics", "Prometheus metrics (text exposition format)", ops,
-                                 {"200": {"description": "Metrics", "content": text}}, ())},
-        "/openapi.json": {"get": b.op("openapi", "This document (its row schemas follow the served model)", ops,
-                                      {"200": _json({"type": "object"}, "OpenAPI 3 document")}, (503,), public=True)},
-        "/docs": {"get": b.op("docs", "Swagger UI for this document (works offline)", ops,
-                              {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
-                              (), public=True)},
-        "/docs/{asset}": {"get": b.op("docsAsset", "A Swagger UI asset served from the swagger-ui-bundle package", ops,
-                                      {"200": {"description": "The file", "content": {
-                                          t: {"schema": {"type": "string", "format": "binary"}} for t in set(ASSET_TYPES.values())}}},
-                                      (404,), path=("asset",), public=True)},
+        "/predict": {
+            "post": b.op(
+                "predict",
+                "Validate rows and enqueue one job (202), or wait for its result with ?wait",
+                jobs,
+                {"200": _json(ref("JobDocument"), "Finished within ?wait", REPLAYED), "202": pending},
+                (400, 409, 413, 415, 429, 503),
+                query=(WAIT, TIMEOUT, CALLBACK, IDEMPOTENCY),
+                body=b.body({JSON: ref("PredictRequest")}, application_json="predict"),
+            )
+        },
+        "/result/{job_id}": {
+            "get": b.op(
+                "getResult",
+                "A job's status or result; ?wait long-polls",
+                jobs,
+                {
+                    "200": _json(ref("JobDocument"), "Finished, failed, expired or canceled"),
+                    "202": _json(ref("Pending"), "Still queued or started", RETRY_AFTER),
+                },
+                (400, 404, 503),
+                path=("job_id",),
+                query=(WAIT,),
+            )
+        },
+        "/jobs/{job_id}": {
+            "delete": b.op(
+                "cancelJob",
+                "Cancel a job that has not started",
+                jobs,
+                {"200": _json(ref("JobDocument"), "Canceled")},
+                (404, 409, 503),
+                path=("job_id",),
+            )
+        },
+        "/healthz": {
+            "get": b.op(
+                "healthz",
+                "The API process is alive",
+                ops,
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}, "Alive"
+                    )
+                },
+                (),
+                public=True,
+            )
+        },
+        "/readyz": {
+            "get": b.op(
+                "readyz",
+                "Redis answers and a live worker has the model",
+                ops,
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "ready": {"type": "boolean"},
+                                "workers": {"type": "integer"},
+                                "scope": {"type": "string"},
+                            },
+                        },
+                        "Ready",
+                    )
+                },
+                (400, 503),
+                public=True,
+                query=(
+                    _query(
+                        "scope",
+                        {"type": "string", "enum": ["service", "api"]},
+                        "api: ask only whether this API process can take requests",
+                    ),
+                ),
+            )
+        },
+        "/v1/models": {
+            "get": b.op(
+                "listModels",
+                "The served model: name, version, inputs, outputs, batching, live workers",
+                ops,
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["models"],
+                            "properties": {"models": {"type": "array", "items": {"type": "object"}}},
+                        },
+                        "The model",
+                    )
+                },
+                (503,),
+            )
+        },
+        "/metrics": {
+            "get": b.op(
+                "metrics",
+                "Prometheus metrics (text exposition format)",
+                ops,
+                {"200": {"description": "Metrics", "content": text}},
+                (),
+            )
+        },
+        "/openapi.json": {
+            "get": b.op(
+                "openapi",
+                "This document (its row schemas follow the served model)",
+                ops,
+                {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+                (503,),
+                public=True,
+            )
+        },
+        "/docs": {
+            "get": b.op(
+                "docs",
+                "Swagger UI for this document (works offline)",
+                ops,
+                {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                (),
+                public=True,
+            )
+        },
+        "/docs/{asset}": {
+            "get": b.op(
+                "docsAsset",
+                "A Swagger UI asset served from the swagger-ui-bundle package",
+                ops,
+                {
+                    "200": {
+                        "description": "The file",
+                        "content": {
+                            t: {"schema": {"type": "string", "format": "binary"}} for t in set(ASSET_TYPES.values())
+                        },
+                    }
+                },
+                (404,),
+                path=("asset",),
+                public=True,
+            )
+        },
     }
 
 
@@ -174,61 +333,159 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
     tag, binary = "Bulk batches", {"schema": {"type": "string", "format": "binary"}}
     on_error = {"type": "string", "enum": ["reject", "skip"]}
     metadata = {"type": "string", "maxLength": 4096, "description": "A JSON object, stored and echoed on the batch"}
-    form = {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary"}, "callback_url": ref("CallbackURL"), "metadata": metadata,
-        "on_error": on_error}}
-    upload = b.body({NDJSON: binary["schema"], "text/csv": binary["schema"], NPY: binary["schema"],
-                     "multipart/form-data": form}, application_x_ndjson="ndjson", text_csv="csv")
-    options = (CALLBACK, _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
-               _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"))
+    form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "callback_url": ref("CallbackURL"),
+            "metadata": metadata,
+            "on_error": on_error,
+        },
+    }
+    upload = b.body(
+        {NDJSON: binary["schema"], "text/csv": binary["schema"], NPY: binary["schema"], "multipart/form-data": form},
+        application_x_ndjson="ndjson",
+        text_csv="csv",
+    )
+    options = (
+        CALLBACK,
+        _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
+        _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"),
+    )
     created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}, **REPLAYED})
-    created["links"] = {op: _link(op, "batch_id") for op in ("getBatch", "cancelBatch", "getBatchResults", "getBatchErrors")}
+    created["links"] = {
+        op: _link(op, "batch_id") for op in ("getBatch", "cancelBatch", "getBatchResults", "getBatchErrors")
+    }
     one = ("batch_id",)
     return {
-        "/batches": {"post": b.op("createBatch", "Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and "
-                                  "validated, then queued", tag, {"202": created}, (400, 409, 413, 415, 503),
-                                  query=(*options, IDEMPOTENCY), body=upload)},
+        "/batches": {
+            "post": b.op(
+                "createBatch",
+                "Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
+                tag,
+                {"202": created},
+                (400, 409, 413, 415, 503),
+                query=(*options, IDEMPOTENCY),
+                body=upload,
+            )
+        },
         "/batches/{batch_id}": {
-            "get": b.op("getBatch", "A batch's status document", tag, {"200": _json(ref("BatchDocument"), "Status")},
-                        (404, 503), path=one),
-            "delete": b.op("cancelBatch", "Cancel a batch: chunks not yet started never run", tag,
-                           {"200": _json(ref("BatchDocument"), "Cancelled")}, (404, 409, 503), path=one)},
-        "/batches/{batch_id}/results": {"get": b.op(
-            "getBatchResults", "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: "
-            "application/x-npy", tag, {"200": {"description": "Streamed results", "content": {
-                NDJSON: {"schema": {"type": "string"}}, NPY: binary}}}, (400, 404, 406, 409, 503), path=one,
-            query=(_query("partial", {"type": "boolean"}, "Stream the finished prefix while the batch runs"),))},
-        "/batches/{batch_id}/errors": {"get": b.op(
-            "getBatchErrors", "NDJSON of {row, error} for rows that were rejected or failed", tag,
-            {"200": {"description": "Streamed errors", "content": {NDJSON: {"schema": {"type": "string"}}}}},
-            (404, 503), path=one)},
+            "get": b.op(
+                "getBatch",
+                "A batch's status document",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Status")},
+                (404, 503),
+                path=one,
+            ),
+            "delete": b.op(
+                "cancelBatch",
+                "Cancel a batch: chunks not yet started never run",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Cancelled")},
+                (404, 409, 503),
+                path=one,
+            ),
+        },
+        "/batches/{batch_id}/results": {
+            "get": b.op(
+                "getBatchResults",
+                "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: application/x-npy",
+                tag,
+                {
+                    "200": {
+                        "description": "Streamed results",
+                        "content": {NDJSON: {"schema": {"type": "string"}}, NPY: binary},
+                    }
+                },
+                (400, 404, 406, 409, 503),
+                path=one,
+                query=(_query("partial", {"type": "boolean"}, "Stream the finished prefix while the batch runs"),),
+            )
+        },
+        "/batches/{batch_id}/errors": {
+            "get": b.op(
+                "getBatchErrors",
+                "NDJSON of {row, error} for rows that were rejected or failed",
+                tag,
+                {"200": {"description": "Streamed errors", "content": {NDJSON: {"schema": {"type": "string"}}}}},
+                (404, 503),
+                path=one,
+            )
+        },
     }
 
 
 def _tf_paths(b: Builder) -> dict[str, Any]:
     tag, paths = "TensorFlow Serving REST", {}
-    status = {"type": "object", "required": ["model_version_status"],
-              "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}}}
-    for prefix, params in (("/v1/models/{name}", ("name",)), ("/v1/models/{name}/versions/{version}", ("name", "version"))):
+    status = {
+        "type": "object",
+        "required": ["model_version_status"],
+        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+    }
+    for prefix, params in (
+        ("/v1/models/{name}", ("name",)),
+        ("/v1/models/{name}/versions/{version}", ("name", "version")),
+    ):
         suffix = "Version" if "version" in params else ""
-        paths[prefix + ":predict"] = {"post": b.op(
-            "tfPredict" + suffix, "Predict, row format (instances → predictions) or columnar (inputs → outputs); "
-            "waits for the job", tag, {"200": _json(ref("TFPredictResponse"), "Predictions")},
-            (400, 404, 413, 429, 500, 503, 504), path=params, protocol=True,
-            body=b.body({JSON: ref("TFPredictRequest")}, application_json="tf"))}
+        paths[prefix + ":predict"] = {
+            "post": b.op(
+                "tfPredict" + suffix,
+                "Predict, row format (instances → predictions) or columnar (inputs → outputs); waits for the job",
+                tag,
+                {"200": _json(ref("TFPredictResponse"), "Predictions")},
+                (400, 404, 413, 429, 500, 503, 504),
+                path=params,
+                protocol=True,
+                body=b.body({JSON: ref("TFPredictRequest")}, application_json="tf"),
+            )
+        }
         for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
-            paths[prefix + ":" + method] = {"post": b.op(
-                f"tf{method.capitalize()}{suffix}", f"{method.capitalize()}: tf.Example rows through a {method} "
-                f"signature → {{\"results\"}}, {what} per example; waits for the job", tag,
-                {"200": _json({"type": "object", "required": ["results"], "properties": {"results": {"type": "array"}}},
-                              "results")}, (400, 404, 413, 429, 500, 503, 504), path=params, protocol=True,
-                body=b.body({JSON: ref("TFExamplesRequest")}))}
-        paths[prefix] = {"get": b.op("tfModelStatus" + suffix, "Model version status (GetModelStatus)", tag,
-                                     {"200": _json(status, "model_version_status")}, (404, 503), path=params, protocol=True)}
-        paths[prefix + "/metadata"] = {"get": b.op(
-            "tfModelMetadata" + suffix, "Model metadata: every SignatureDef of the model", tag,
-            {"200": _json({"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def")},
-            (404, 503), path=params, protocol=True)}
+            paths[prefix + ":" + method] = {
+                "post": b.op(
+                    f"tf{method.capitalize()}{suffix}",
+                    f"{method.capitalize()}: tf.Example rows through a {method} "
+                    f'signature → {{"results"}}, {what} per example; waits for the job',
+                    tag,
+                    {
+                        "200": _json(
+                            {"type": "object", "required": ["results"], "properties": {"results": {"type": "array"}}},
+                            "results",
+                        )
+                    },
+                    (400, 404, 413, 429, 500, 503, 504),
+                    path=params,
+                    protocol=True,
+                    body=b.body({JSON: ref("TFExamplesRequest")}),
+                )
+            }
+        paths[prefix] = {
+            "get": b.op(
+                "tfModelStatus" + suffix,
+                "Model version status (GetModelStatus)",
+                tag,
+                {"200": _json(status, "model_version_status")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/metadata"] = {
+            "get": b.op(
+                "tfModelMetadata" + suffix,
+                "Model metadata: every SignatureDef of the model",
+                tag,
+                {
+                    "200": _json(
+                        {"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def"
+                    )
+                },
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
     return paths
 
 
@@ -239,32 +496,90 @@ def _flag(name: str) -> dict[str, Any]:
 def _v2_paths(b: Builder) -> dict[str, Any]:
     tag = "KServe v2 / Open Inference Protocol"
     paths: dict[str, Any] = {
-        "/v2/health/live": {"get": b.op("v2Live", "Server liveness", tag, {"200": _json(_flag("live"), "Alive")}, (),
-                                        public=True, protocol=True)},
-        "/v2/health/ready": {"get": b.op("v2Ready", "Server readiness: a live worker has the model", tag,
-                                         {"200": _json(_flag("ready"), "Ready")}, (503,), public=True, protocol=True)},
-        "/v2": {"get": b.op("v2Server", "Server metadata: name, version, extensions", tag, {"200": _json(
-            {"type": "object", "required": ["name", "version", "extensions"]}, "Server metadata")}, (), protocol=True)},
+        "/v2/health/live": {
+            "get": b.op(
+                "v2Live", "Server liveness", tag, {"200": _json(_flag("live"), "Alive")}, (), public=True, protocol=True
+            )
+        },
+        "/v2/health/ready": {
+            "get": b.op(
+                "v2Ready",
+                "Server readiness: a live worker has the model",
+                tag,
+                {"200": _json(_flag("ready"), "Ready")},
+                (503,),
+                public=True,
+                protocol=True,
+            )
+        },
+        "/v2": {
+            "get": b.op(
+                "v2Server",
+                "Server metadata: name, version, extensions",
+                tag,
+                {"200": _json({"type": "object", "required": ["name", "version", "extensions"]}, "Server metadata")},
+                (),
+                protocol=True,
+            )
+        },
     }
-    header = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
-              "schema": {"type": "integer", "minimum": 1},
-              "description": "With the binary tensor data extension: the length of the JSON header"}
-    binary_out = {"description": "Outputs: JSON, or with binary outputs the JSON header followed by raw tensors",
-                  "content": {JSON: {"schema": ref("V2InferResponse")}, "application/octet-stream": {"schema": {
-                      "type": "string", "format": "binary"}}}}
-    for prefix, params in (("/v2/models/{name}", ("name",)), ("/v2/models/{name}/versions/{version}", ("name", "version"))):
+    header = {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "With the binary tensor data extension: the length of the JSON header",
+    }
+    binary_out = {
+        "description": "Outputs: JSON, or with binary outputs the JSON header followed by raw tensors",
+        "content": {
+            JSON: {"schema": ref("V2InferResponse")},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    for prefix, params in (
+        ("/v2/models/{name}", ("name",)),
+        ("/v2/models/{name}/versions/{version}", ("name", "version")),
+    ):
         suffix = "Version" if "version" in params else ""
-        paths[prefix] = {"get": b.op("v2ModelMetadata" + suffix, "Model metadata: inputs and outputs (-1: any size)", tag,
-                                     {"200": _json(ref("V2ModelMetadata"), "Model metadata")}, (404, 503), path=params,
-                                     protocol=True)}
-        paths[prefix + "/ready"] = {"get": b.op("v2ModelReady" + suffix, "Model readiness", tag, {"200": _json(
-            {"type": "object", "required": ["name", "ready"]}, "Ready")}, (404, 503), path=params, protocol=True)}
-        paths[prefix + "/infer"] = {"post": b.op(
-            "v2Infer" + suffix, "Inference with typed tensors (JSON, or the binary tensor data extension); waits for "
-            "the job", tag, {"200": binary_out}, (400, 404, 413, 415, 429, 500, 503, 504), path=params, query=(header,),
-            protocol=True, body=b.body({JSON: ref("V2InferRequest"),
-                                        "application/octet-stream": {"type": "string", "format": "binary"}},
-                                       application_json="v2"))}
+        paths[prefix] = {
+            "get": b.op(
+                "v2ModelMetadata" + suffix,
+                "Model metadata: inputs and outputs (-1: any size)",
+                tag,
+                {"200": _json(ref("V2ModelMetadata"), "Model metadata")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/ready"] = {
+            "get": b.op(
+                "v2ModelReady" + suffix,
+                "Model readiness",
+                tag,
+                {"200": _json({"type": "object", "required": ["name", "ready"]}, "Ready")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/infer"] = {
+            "post": b.op(
+                "v2Infer" + suffix,
+                "Inference with typed tensors (JSON, or the binary tensor data extension); waits for the job",
+                tag,
+                {"200": binary_out},
+                (400, 404, 413, 415, 429, 500, 503, 504),
+                path=params,
+                query=(header,),
+                protocol=True,
+                body=b.body(
+                    {JSON: ref("V2InferRequest"), "application/octet-stream": {"type": "string", "format": "binary"}},
+                    application_json="v2",
+                ),
+            )
+        }
     return paths
 
 
@@ -275,15 +590,23 @@ def document(facts: Facts) -> bytes:
     components: dict[str, Any] = {"schemas": {**FIXED_SCHEMAS, **signature_schemas(facts.signature, facts.max_rows)}}
     if facts.api_keys:
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    model = (f"Row schemas are those of model {facts.signature.name!r} version {facts.signature.version}."
-             if facts.signature else "No model is published yet: row schemas are generic until a worker loads one.")
-    return orjson.dumps({
-        "openapi": "3.0.3",
-        "info": {"title": "Batched inference queue", "version": "0.1.0",
-                 "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
-                                "TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
-                                "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "
-                                f"body); no route answers OPTIONS. {model}"},
-        "paths": {**_service_paths(b), **_batch_paths(b), **_tf_paths(b), **_v2_paths(b)},
-        "components": components,
-    })
+    model = (
+        f"Row schemas are those of model {facts.signature.name!r} version {facts.signature.version}."
+        if facts.signature
+        else "No model is published yet: row schemas are generic until a worker loads one."
+    )
+    return orjson.dumps(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "Batched inference queue",
+                "version": "0.1.0",
+                "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
+                "TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
+                "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "
+                f"body); no route answers OPTIONS. {model}",
+            },
+            "paths": {**_service_paths(b), **_batch_paths(b), **_tf_paths(b), **_v2_paths(b)},
+            "components": components,
+        }
+    )

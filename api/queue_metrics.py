@@ -5,22 +5,20 @@ the age of the oldest waiting job (the head of the list; RQ appends at the tail)
 run in batches that are queued or in progress, and batches by status. Webhooks: deliveries waiting (due
 now or retrying later) and those already due. Worker totals the publish pipeline adds up in `keys.stats()`:
 micro-batches and the Redis round trips they cost, so a dashboard can divide one rate by the other.
-Webhook call counters come from the workers' metrics hash. Rendered by GET /metrics beside the collector in api/metrics.py.
+Webhook call counters come from the workers' metrics hash. Rendered by GET /metrics beside the collector in
+api/metrics.py.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from rq import Queue
-from rq.job import Job
-from rq.utils import utcparse
 
-from shared import keys, metrics
+from shared import keys, metrics, rq_keys
 from shared.batches import BatchStatus
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
@@ -47,18 +45,20 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
     now = time.time() if now is None else now
     view = QueueView()
     with connection.pipeline(transaction=False) as pipe:
-        pipe.smembers(Queue.redis_queues_keys)
+        pipe.smembers(rq_keys.QUEUES)
         pipe.zcard(keys.webhooks())
         pipe.zcount(keys.webhooks(), "-inf", now)
         pipe.hgetall(keys.stats())
         pipe.zrange(keys.batch_expiry(), 0, MAX_BATCHES_READ - 1)
-        pipe.hmget(keys.metrics(), [*map(metrics.webhook_call_field, metrics.WEBHOOK_OUTCOMES), metrics.WEBHOOK_GIVEN_UP])
+        pipe.hmget(
+            keys.metrics(), [*map(metrics.webhook_call_field, metrics.WEBHOOK_OUTCOMES), metrics.WEBHOOK_GIVEN_UP]
+        )
         queue_keys, view.webhooks_waiting, view.webhooks_due, stats, batch_ids, hooks = pipe.execute()
     *calls, given_up = (float(v or 0) for v in hooks)
     view.webhook_calls, view.webhooks_given_up = dict(zip(metrics.WEBHOOK_OUTCOMES, calls)), given_up
     view.stats = {k.decode(): int(float(v)) for k, v in stats.items()}
-    prefix = Queue.redis_queue_namespace_prefix
-    names = sorted(k.decode()[len(prefix):] for k in queue_keys if k.decode().startswith(prefix))
+    prefix = rq_keys.queue("")
+    names = sorted(k.decode()[len(prefix) :] for k in queue_keys if k.decode().startswith(prefix))
     with connection.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.llen(prefix + name)
@@ -74,7 +74,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         view.oldest_age_s[name] = 0.0
         if head is not None:
             heads[name] = head.decode()
-    _count_batches(view, replies[3 * len(names):])
+    _count_batches(view, replies[3 * len(names) :])
     _read_ages(connection, view, heads, now)
     return view
 
@@ -94,12 +94,12 @@ def _read_ages(connection: redis.Redis, view: QueueView, heads: dict[str, str], 
         return
     with connection.pipeline(transaction=False) as pipe:
         for job_id in heads.values():
-            pipe.hmget(Job.key_for(job_id), "enqueued_at", "created_at")
+            pipe.hmget(rq_keys.job(job_id), "enqueued_at", "created_at")
         stamps = pipe.execute()
     for name, (enqueued, created) in zip(heads, stamps):
-        stamp = enqueued or created
-        if stamp:  # the head was claimed between the two reads: report 0 rather than guess
-            view.oldest_age_s[name] = max(0.0, now - utcparse(stamp.decode()).timestamp())
+        when = rq_keys.parse_timestamp(enqueued or created)
+        if when is not None:  # else the head was claimed between the two reads: report 0 rather than guess
+            view.oldest_age_s[name] = max(0.0, now - when.timestamp())
 
 
 class QueueCollector:
@@ -115,33 +115,56 @@ class QueueCollector:
         except redis.RedisError:
             return
         yield _per_queue(metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
-        yield _per_queue(metrics.QUEUE_OLDEST_AGE, "Seconds the oldest job waiting in each RQ queue has waited "
-                         "(0 when the queue is empty).", view.oldest_age_s)
-        yield GaugeMetricFamily(metrics.BULK_ROWS_PENDING, "Rows of queued or in-progress batches not yet run.",
-                                value=view.bulk_rows_pending)
-        batches = GaugeMetricFamily(metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.",
-                                    labels=["status"])
+        yield _per_queue(
+            metrics.QUEUE_OLDEST_AGE,
+            "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
+            view.oldest_age_s,
+        )
+        yield GaugeMetricFamily(
+            metrics.BULK_ROWS_PENDING,
+            "Rows of queued or in-progress batches not yet run.",
+            value=view.bulk_rows_pending,
+        )
+        batches = GaugeMetricFamily(
+            metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.", labels=["status"]
+        )
         for status in BatchStatus:
             batches.add_metric([status.value], view.batches.get(status.value, 0))
         yield batches
-        yield GaugeMetricFamily(metrics.WEBHOOK_BACKLOG, "Webhook deliveries not yet done (due now, or waiting "
-                                "to retry).", value=view.webhooks_waiting)
-        yield GaugeMetricFamily(metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.",
-                                value=view.webhooks_due)
-        calls = CounterMetricFamily(metrics.WEBHOOK_CALLS, "Webhook calls by outcome (a delivery retried 3 "
-                                    "times counts 3 failed calls).", labels=["outcome"])
+        yield GaugeMetricFamily(
+            metrics.WEBHOOK_BACKLOG,
+            "Webhook deliveries not yet done (due now, or waiting to retry).",
+            value=view.webhooks_waiting,
+        )
+        yield GaugeMetricFamily(
+            metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.", value=view.webhooks_due
+        )
+        calls = CounterMetricFamily(
+            metrics.WEBHOOK_CALLS,
+            "Webhook calls by outcome (a delivery retried 3 times counts 3 failed calls).",
+            labels=["outcome"],
+        )
         for outcome, count in view.webhook_calls.items():
             calls.add_metric([outcome], count)
         yield calls
-        yield CounterMetricFamily(metrics.WEBHOOK_GIVEN_UP, "Webhook deliveries given up after "
-                                  "WEBHOOK_MAX_ATTEMPTS failed calls.", value=view.webhooks_given_up)
-        yield CounterMetricFamily(metrics.MICROBATCHES, "Micro-batches the workers ran (one model call each, "
-                                  "unless one fell back to per-job calls).", value=view.stats.get("microbatches", 0))
-        yield CounterMetricFamily(metrics.REDIS_ROUND_TRIPS, "Redis round trips the workers spent claiming and "
-                                  "publishing those micro-batches.", value=view.stats.get("round_trips", 0))
+        yield CounterMetricFamily(
+            metrics.WEBHOOK_GIVEN_UP,
+            "Webhook deliveries given up after WEBHOOK_MAX_ATTEMPTS failed calls.",
+            value=view.webhooks_given_up,
+        )
+        yield CounterMetricFamily(
+            metrics.MICROBATCHES,
+            "Micro-batches the workers ran (one model call each, unless one fell back to per-job calls).",
+            value=view.stats.get("microbatches", 0),
+        )
+        yield CounterMetricFamily(
+            metrics.REDIS_ROUND_TRIPS,
+            "Redis round trips the workers spent claiming and publishing those micro-batches.",
+            value=view.stats.get("round_trips", 0),
+        )
 
 
-def _per_queue(name: str, help_text: str, values: dict[str, float]) -> GaugeMetricFamily:
+def _per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["queue"])
     for queue, value in sorted(values.items()):
         family.add_metric([queue], value)

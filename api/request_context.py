@@ -38,9 +38,19 @@ def _end(response: Response) -> Response:
         seconds = time.perf_counter() - started
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         metrics.observe_request(request.method, route, response.status_code, seconds)
-        log.info("%s %s %d %.1f ms", request.method, request.path, response.status_code, seconds * 1000,
-                 extra={"method": request.method, "path": request.path, "status": response.status_code,
-                        "duration_ms": round(seconds * 1000, 2)})
+        log.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            request.path,
+            response.status_code,
+            seconds * 1000,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )
     return response
 
 

@@ -29,6 +29,7 @@ def wait_seconds() -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= MAX_WAIT_S:
-        raise InvalidInput(f"wait={raw[:32]!r} is not a valid wait", field="wait",
-                           expected=f"seconds from 0 to {MAX_WAIT_S:g}")
+        raise InvalidInput(
+            f"wait={raw[:32]!r} is not a valid wait", field="wait", expected=f"seconds from 0 to {MAX_WAIT_S:g}"
+        )
     return value

@@ -78,12 +78,22 @@ class JobStore:
         waiting = jobs + self._extra
         self._note_depth(waiting)
         if waiting >= limit:
-            raise QueueFull(f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
-                            expected="a retry after Retry-After seconds", retry_after=QUEUE_FULL_RETRY_AFTER_S)
+            raise QueueFull(
+                f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                expected="a retry after Retry-After seconds",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
 
-    def submit(self, arrays: dict[str, np.ndarray], owner: str = "", timeout_s: float = 0.0,
-               callback_url: str | None = None, request_id: str | None = None, job_id: str | None = None,
-               signature: str | None = None) -> str:
+    def submit(
+        self,
+        arrays: dict[str, np.ndarray],
+        owner: str = "",
+        timeout_s: float = 0.0,
+        callback_url: str | None = None,
+        request_id: str | None = None,
+        job_id: str | None = None,
+        signature: str | None = None,
+    ) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
         `timeout_s` > 0 gives the job a deadline: a worker that reaches it later fails it as `expired`.
@@ -93,10 +103,13 @@ class JobStore:
         """
         job_id = job_id or uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
-        fields = rq_keys.job_fields(queue_name=self.queue_name, func_name=PREDICT_FUNC,
-                                    args=[encode_inputs(arrays, signature)], description=f"predict {rows} row(s)",
-                                    result_ttl=self.settings.result_ttl, max_attempts=self.settings.max_attempts,
-                                    now=rq_keys.timestamp())
+        fields = rq_keys.job_fields(
+            queue_name=self.queue_name,
+            func_name=PREDICT_FUNC,
+            args=[encode_inputs(arrays, signature)],
+            max_attempts=self.settings.max_attempts,
+            now=rq_keys.timestamp(),
+        )
         fields[keys.JOB_ROWS] = rows
         if timeout_s > 0:
             fields[keys.JOB_DEADLINE] = repr(time.time() + timeout_s)
@@ -119,9 +132,16 @@ class JobStore:
         self._note_depth(int(replies[-1 if rows == 1 else -2]) + self._extra)
         return job_id
 
-    def submit_and_wait(self, arrays: dict[str, np.ndarray], wait_s: float, owner: str = "", timeout_s: float = 0.0,
-                        callback_url: str | None = None, request_id: str | None = None,
-                        signature: str | None = None) -> tuple[str, bytes | None]:
+    def submit_and_wait(
+        self,
+        arrays: dict[str, np.ndarray],
+        wait_s: float,
+        owner: str = "",
+        timeout_s: float = 0.0,
+        callback_url: str | None = None,
+        request_id: str | None = None,
+        signature: str | None = None,
+    ) -> tuple[str, bytes | None]:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
         if wait_s <= 0:
             return self.submit(arrays, owner, timeout_s, callback_url, request_id, signature=signature), None
@@ -146,7 +166,8 @@ class JobStore:
         """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline = self.connection.hmget(
-            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE)
+            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
+        )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")
         if document is not None:
@@ -164,8 +185,10 @@ class JobStore:
             return JobState(JobStatus.EXPIRED, orjson.dumps(error_doc(job_id, error)))
         if state.status.is_terminal:
             # Ended without our result: RQ's own registry cleanup (e.g. run by rq-dashboard) failed it.
-            error = JobError(ErrorCode.WORKER_LOST,
-                             f"the job was marked {state.status.value} outside this service's worker; submit it again")
+            error = JobError(
+                ErrorCode.WORKER_LOST,
+                f"the job was marked {state.status.value} outside this service's worker; submit it again",
+            )
             return JobState(JobStatus.FAILED, orjson.dumps(error_doc(job_id, error)))
         return state
 
@@ -185,7 +208,8 @@ class JobStore:
         cancelled = state.status is JobStatus.QUEUED and _cancel(self.connection, self.settings, job_id, document)
         if not cancelled:
             raise Conflict(
-                f"job {job_id!r} cannot be cancelled: it is {'running' if state.status is JobStatus.QUEUED else state.status.value}",
+                f"job {job_id!r} cannot be cancelled: it is "
+                f"{'running' if state.status is JobStatus.QUEUED else state.status.value}",
                 expected="a job that is still queued",
             )
         self.connection.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.CANCELED.value), 1)
@@ -201,10 +225,28 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
     """cancel.lua: the job leaves the queue and ends `canceled`, only if no worker claimed it."""
     member = delivery_id("job", job_id)
     now = time.time()
-    return bool(lua.script("cancel", "webhook")(
-        keys=[rq_keys.queue(settings.queue_name), rq_keys.job(job_id), rq_keys.canceled(settings.queue_name),
-              keys.extra_rows(settings.queue_name), keys.expiry(), keys.webhooks(), keys.webhook(member)],
-        args=[job_id, document, rq_keys.timestamp(), now, now + settings.result_ttl, settings.result_ttl,
-              keys.results_channel(), member, ENDED_DATA],
-        client=connection,
-    ))
+    return bool(
+        lua.script("cancel", "webhook")(
+            keys=[
+                rq_keys.queue(settings.queue_name),
+                rq_keys.job(job_id),
+                rq_keys.canceled(settings.queue_name),
+                keys.extra_rows(settings.queue_name),
+                keys.expiry(),
+                keys.webhooks(),
+                keys.webhook(member),
+            ],
+            args=[
+                job_id,
+                document,
+                rq_keys.timestamp(),
+                now,
+                now + settings.result_ttl,
+                settings.result_ttl,
+                keys.results_channel(),
+                member,
+                ENDED_DATA,
+            ],
+            client=connection,
+        )
+    )

@@ -28,7 +28,8 @@ def json_type(value: Any) -> str:
         return "True"
     if value is False:
         return "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
+    names: dict[type, str] = {dict: "Object", list: "Array", str: "String"}
+    return names.get(type(value), "Number")
 
 
 def serialize_examples(examples: list[Any], context: dict[str, Any] | None = None) -> list[bytes]:
@@ -39,8 +40,9 @@ def serialize_examples(examples: list[Any], context: dict[str, Any] | None = Non
 
 def serialize_example(features: dict[str, Any]) -> bytes:
     """One tf.Example: Example.features (1) -> Features.feature (1, a map of name -> Feature)."""
-    entries = b"".join(_field(1, _field(1, name.encode()) + _field(2, _feature(name, value)))
-                       for name, value in features.items())
+    entries = b"".join(
+        _field(1, _field(1, name.encode()) + _field(2, _feature(name, value))) for name, value in features.items()
+    )
     return _field(1, entries)
 
 

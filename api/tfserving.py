@@ -36,6 +36,7 @@ class ModelName(BaseConverter):
 
     regex = "[^/:]+"
 
+
 _TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 
@@ -91,7 +92,9 @@ def regress(name: str, version: str | None = None) -> Response:
     return json_response({"results": regress_results(infer(arrays, key).by_name(signature))})
 
 
-def _examples_request(name: str, version: str | None, method: Method) -> tuple[str, ModelSignature, dict[str, np.ndarray]]:
+def _examples_request(
+    name: str, version: str | None, method: Method
+) -> tuple[str, ModelSignature, dict[str, np.ndarray]]:
     """Parse a classify/regress body ({"signature_name", "context", "examples"}) into the job's input."""
     body = _parse(request.get_data(cache=False))
     key, signature = choose(served(name, version), _signature_name(body), method)
@@ -100,15 +103,18 @@ def _examples_request(name: str, version: str | None, method: Method) -> tuple[s
         raise InvalidInput(f"Example must be JSON object but got JSON {json_type(context)}")
     examples = body.get("examples")
     if "examples" not in body:
-        raise InvalidInput(f"JSON Value: {_compact(body)} When method is classify, key 'examples' is expected and was not found")
+        raise InvalidInput(
+            f"JSON Value: {_compact(body)} When method is classify, key 'examples' is expected and was not found"
+        )
     if not isinstance(examples, list):
         raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'examples' value to be an list/array")
     if not examples:
         raise InvalidInput(f"JSON Value: {_compact(body)} 'examples' value is an empty array")
     max_rows = current_app.extensions["inference"].settings.max_rows_per_request
     if len(examples) > max_rows:
-        raise InvalidInput(f"{len(examples)} examples is more than this server takes in one request "
-                           f"(MAX_ROWS_PER_REQUEST={max_rows})")
+        raise InvalidInput(
+            f"{len(examples)} examples is more than this server takes in one request (MAX_ROWS_PER_REQUEST={max_rows})"
+        )
     serialized = np.array(serialize_examples(examples, context), dtype=object)
     return key, signature, {signature.inputs[0].name: serialized}
 
@@ -131,16 +137,19 @@ def _parse(raw: bytes) -> dict[str, Any]:
 def _signature_name(body: dict[str, Any]) -> str:
     name = body.get("signature_name", "")
     if not isinstance(name, str):
-        raise InvalidInput(f"JSON Value: {_compact(body)} not formatted correctly. "
-                           "'signature_name' key must be a string value.")
+        raise InvalidInput(
+            f"JSON Value: {_compact(body)} not formatted correctly. 'signature_name' key must be a string value."
+        )
     return name
 
 
 def _check_predict_body(body: dict[str, Any]) -> bool:
     """Check the predict object's keys; True for the row format, False for the columnar one."""
     if "instances" in body and "inputs" in body:
-        raise InvalidInput(f"JSON Value: {_compact(body)} Not formatted correctly expecting only one of "
-                           "'inputs' or 'instances' keys to exist ")
+        raise InvalidInput(
+            f"JSON Value: {_compact(body)} Not formatted correctly expecting only one of "
+            "'inputs' or 'instances' keys to exist "
+        )
     if "instances" in body:
         if not isinstance(body["instances"], list):
             raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'instances' to be an list/array")
@@ -165,19 +174,25 @@ def _check_instance_types(instances: list, signature: ModelSignature) -> None:
     """TF Serving's message for the first value that is not a number (for a numeric single-input model)."""
     if any(isinstance(row, dict) for row in instances):
         if len(signature.inputs) > 1 and not all(isinstance(row, dict) for row in instances):
-            raise InvalidInput("Expecting object but got list at item "
-                               f"{next(i for i, r in enumerate(instances) if not isinstance(r, dict))} of input list")
+            raise InvalidInput(
+                "Expecting object but got list at item "
+                f"{next(i for i, r in enumerate(instances) if not isinstance(r, dict))} of input list"
+            )
         return
     if len(signature.inputs) > 1:
-        raise InvalidInput("instances is a plain list, but expecting list of objects as multiple input tensors "
-                           "required as per tensorinfo_map")
+        raise InvalidInput(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
     dtype = signature.inputs[0].dtype
     for i, row in enumerate(instances):
         bad = _non_numbers(row, dtype)
         if bad:
             type_name = _TF_TYPE_NAMES.get(dtype, dtype)
-            raise InvalidInput(f"Failed to process element: {i} of 'instances' list. Error: INVALID_ARGUMENT: "
-                               f"JSON Value: {_compact(bad[0])} Type: {json_type(bad[0])} is not of expected type: {type_name}")
+            raise InvalidInput(
+                f"Failed to process element: {i} of 'instances' list. Error: INVALID_ARGUMENT: "
+                f"JSON Value: {_compact(bad[0])} Type: {json_type(bad[0])} is not of expected type: {type_name}"
+            )
 
 
 def _non_numbers(value: Any, dtype: str) -> list[Any]:
@@ -199,11 +214,18 @@ def status(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model."""
     signature = served(name, version)
     live = bool(current_app.extensions["inference"].model_info.live_workers())
-    error = {"error_code": "OK", "error_message": ""} if live else {
-        "error_code": "UNAVAILABLE", "error_message": "no live worker has the model loaded"}
-    return json_response({"model_version_status": [
-        {"version": signature.version, "state": "AVAILABLE" if live else "END", "status": error}
-    ]})
+    error = (
+        {"error_code": "OK", "error_message": ""}
+        if live
+        else {"error_code": "UNAVAILABLE", "error_message": "no live worker has the model loaded"}
+    )
+    return json_response(
+        {
+            "model_version_status": [
+                {"version": signature.version, "state": "AVAILABLE" if live else "END", "status": error}
+            ]
+        }
+    )
 
 
 @bp.get("/v1/models/<model:name>/metadata")
@@ -212,7 +234,9 @@ def metadata(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelMetadata reply: every SignatureDef of the model."""
     signature = served(name, version)
     defs = {key: d.tf_json for key, d in signature.signature_defs().items()}
-    return json_response({
-        "model_spec": {"name": signature.name, "signature_name": "", "version": signature.version},
-        "metadata": {"signature_def": {"signature_def": defs}},
-    })
+    return json_response(
+        {
+            "model_spec": {"name": signature.name, "signature_name": "", "version": signature.version},
+            "metadata": {"signature_def": {"signature_def": defs}},
+        }
+    )

@@ -55,12 +55,15 @@ def _check_method(found: SignatureDef, method: Method) -> None:
     if len(found.inputs) != 1:
         raise InvalidInput("Expected one input Tensor.")
     if found.inputs[0].dtype != "string":
-        raise InvalidInput(f"signature {found.name!r} takes a {found.inputs[0].dtype} tensor, not serialized "
-                           "tf.Example protos: call it with predict")
+        raise InvalidInput(
+            f"signature {found.name!r} takes a {found.inputs[0].dtype} tensor, not serialized "
+            "tf.Example protos: call it with predict"
+        )
     wanted = {CLASSIFY_SCORES} if method is Method.CLASSIFY else {REGRESS_OUTPUTS}
     if not wanted & {t.name for t in found.outputs}:
-        raise InvalidInput(f"No {kind} outputs found in SignatureDef: {found.name} "
-                           f"(this server needs an output named {min(wanted)!r})")
+        raise InvalidInput(
+            f"No {kind} outputs found in SignatureDef: {found.name} (this server needs an output named {min(wanted)!r})"
+        )
 
 
 def classify_results(outputs: dict[str, list[Any]]) -> list[list[tuple[str, float]]]:
@@ -78,8 +81,10 @@ def regress_results(outputs: dict[str, list[Any]]) -> list[float]:
     for row in outputs[REGRESS_OUTPUTS]:
         row = _as_list(row)
         if len(row) != 1:
-            raise InvalidInput(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
-                               f"but got a row of {len(row)} values")
+            raise InvalidInput(
+                f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                f"but got a row of {len(row)} values"
+            )
         values.append(float(row[0]))
     return values
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 from werkzeug.http import parse_options_header
@@ -23,9 +23,14 @@ DRAIN_BYTES = 16 << 20
 MAX_METADATA_BYTES = 4096
 
 FORMATS = {
-    "application/x-ndjson": "ndjson", "application/jsonl": "ndjson", "application/x-jsonlines": "ndjson",
-    "application/jsonlines": "ndjson", "text/csv": "csv", "application/csv": "csv",
-    "application/x-npy": "npy", "application/npy": "npy",
+    "application/x-ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "application/jsonlines": "ndjson",
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-npy": "npy",
+    "application/npy": "npy",
 }
 EXTENSIONS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv", ".npy": "npy"}
 EXPECTED_TYPES = "Content-Type application/x-ndjson, text/csv or application/x-npy, or a multipart/form-data file"
@@ -47,8 +52,11 @@ class Options:
             self.metadata = parse_metadata(values["metadata"])
         if values.get("on_error"):
             if values["on_error"] not in ("reject", "skip"):
-                raise InvalidInput(f"on_error={values['on_error'][:32]!r} is not an option", field="on_error",
-                                   expected="reject (default) or skip")
+                raise InvalidInput(
+                    f"on_error={values['on_error'][:32]!r} is not an option",
+                    field="on_error",
+                    expected="reject (default) or skip",
+                )
             self.on_error = values["on_error"]
 
 
@@ -59,8 +67,11 @@ def parse_metadata(raw: str) -> dict:
     except orjson.JSONDecodeError:
         value = None
     if not isinstance(value, dict):
-        raise InvalidInput("metadata is not a small JSON object", field="metadata",
-                           expected=f"a JSON object of at most {MAX_METADATA_BYTES} bytes")
+        raise InvalidInput(
+            "metadata is not a small JSON object",
+            field="metadata",
+            expected=f"a JSON object of at most {MAX_METADATA_BYTES} bytes",
+        )
     return value
 
 
@@ -73,7 +84,7 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def too_large(stream: BinaryIO, limit: int, size: int | None = None) -> PayloadTooLarge:
+def too_large(stream: IO[bytes], limit: int, size: int | None = None) -> PayloadTooLarge:
     """The 413 for an upload over `limit`, after reading (and dropping) up to DRAIN_BYTES more of it.
 
     A server that closes a connection with unread data makes the kernel reset it, and the client may then
@@ -89,7 +100,7 @@ def too_large(stream: BinaryIO, limit: int, size: int | None = None) -> PayloadT
     return PayloadTooLarge(f"the upload is {what}", field="file", expected=f"at most MAX_BATCH_BYTES={limit} bytes")
 
 
-def read_pieces(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+def read_pieces(stream: IO[bytes], limit: int) -> Iterator[bytes]:
     """The request body in reads of READ_BYTES, raising PayloadTooLarge past `limit` bytes."""
     seen = 0
     while True:
@@ -102,18 +113,21 @@ def read_pieces(stream: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-def open_upload(content_type: str | None, stream: BinaryIO, limit: int) -> Upload:
+def open_upload(content_type: str | None, stream: IO[bytes], limit: int) -> Upload:
     """The upload in the request: a raw body of a known type, or the one file of a multipart form."""
     mime, params = parse_options_header(content_type or "")
     mime = mime.lower()
     chunks = read_pieces(stream, limit)
     if mime == "multipart/form-data":
         if not params.get("boundary"):
-            raise InvalidInput("multipart body without a boundary", field="file",
-                               expected="multipart/form-data; boundary=...")
+            raise InvalidInput(
+                "multipart body without a boundary", field="file", expected="multipart/form-data; boundary=..."
+            )
         return _multipart(chunks, params["boundary"].encode("latin1"))
     if mime not in FORMATS:
-        raise UnsupportedMediaType(f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES)
+        raise UnsupportedMediaType(
+            f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES
+        )
     return Upload(FORMATS[mime], chunks)
 
 
@@ -128,8 +142,10 @@ def _multipart(chunks: Iterator[bytes], boundary: bytes) -> Upload:
     extension = "." + part.filename.rsplit(".", 1)[-1].lower() if "." in (part.filename or "") else ""
     kind = FORMATS.get(mime) or EXTENSIONS.get(extension)
     if kind is None:
-        raise UnsupportedMediaType(f"file part {part.filename!r} ({mime or 'no type'}) is not an upload format",
-                                   expected="a .ndjson/.jsonl, .csv or .npy file, or its Content-Type")
+        raise UnsupportedMediaType(
+            f"file part {part.filename!r} ({mime or 'no type'}) is not an upload format",
+            expected="a .ndjson/.jsonl, .csv or .npy file, or its Content-Type",
+        )
     return Upload(kind, itertools.chain([data], _rest(parts)), fields)
 
 
@@ -161,16 +177,18 @@ def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]
                 current, value = event, bytearray()
             elif isinstance(event, File):
                 if file is not None:
-                    raise InvalidInput("the multipart form has more than one file", field="file",
-                                       expected="one file field")
+                    raise InvalidInput(
+                        "the multipart form has more than one file", field="file", expected="one file field"
+                    )
                 current = file = event
             elif isinstance(event, Data) and isinstance(current, File):
                 yield current, event.data
             elif isinstance(event, Data) and isinstance(current, Field):
                 value += event.data
                 if len(value) > MAX_FIELD_BYTES:
-                    raise PayloadTooLarge(f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes",
-                                          field=current.name)
+                    raise PayloadTooLarge(
+                        f"form field {current.name!r} is over {MAX_FIELD_BYTES} bytes", field=current.name
+                    )
                 if not event.more_data:
                     fields[current.name] = value.decode("utf-8", "replace")
             event = _next_event(decoder)
@@ -182,6 +200,8 @@ def _next_event(decoder: MultipartDecoder) -> Any:
     try:
         return decoder.next_event()
     except ValueError as exc:
-        raise InvalidInput(f"the multipart body is malformed: {exc}", field="file",
-                           expected="multipart/form-data parts, each with a Content-Disposition header, "
-                                    "between the boundary lines") from None
+        raise InvalidInput(
+            f"the multipart body is malformed: {exc}",
+            field="file",
+            expected="multipart/form-data parts, each with a Content-Disposition header, between the boundary lines",
+        ) from None

@@ -47,7 +47,7 @@ def instances_from_body(doc: Any) -> list:
             raise InvalidInput("'instances' must be a list of rows", field="instances", expected="a JSON array of rows")
         return doc["instances"]
     raise InvalidInput(
-        "request body must be {\"instances\": [row, ...]} or a JSON array of rows",
+        'request body must be {"instances": [row, ...]} or a JSON array of rows',
         field="instances",
         expected="a JSON array of rows",
     )
@@ -68,8 +68,11 @@ def _timeout(raw: Any, to_float: Any) -> float:
     except (ValueError, OverflowError):
         value = -1.0
     if not 0 < value <= MAX_JOB_TIMEOUT_S:  # also rejects NaN
-        raise InvalidInput(f"timeout={str(raw)[:32]!r} is not a valid timeout", field="timeout",
-                           expected=f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g} (a JSON number in the body)")
+        raise InvalidInput(
+            f"timeout={str(raw)[:32]!r} is not a valid timeout",
+            field="timeout",
+            expected=f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g} (a JSON number in the body)",
+        )
     return value
 
 
@@ -108,7 +111,9 @@ def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> 
         raise InvalidInput(
             "'inputs' must hold the model's inputs",
             field="inputs",
-            expected="{" + ", ".join(f'"{t.name}": [rows of {t.describe()}]' for t in signature.inputs) + "}"
+            expected="{"
+            + ", ".join(f'"{t.name}": [rows of {t.describe()}]' for t in signature.inputs)
+            + "}"
             + (" or a bare array of rows" if len(names) == 1 else ""),
         )
     arrays = {}
@@ -121,8 +126,11 @@ def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> 
         arrays[spec.name] = to_array(value, spec, field)
     counts = {name: len(a) for name, a in arrays.items()}
     if len(set(counts.values())) > 1:
-        raise InvalidInput(f"inputs have different numbers of rows: {counts}", field="inputs",
-                           expected="the same number of rows for every input")
+        raise InvalidInput(
+            f"inputs have different numbers of rows: {counts}",
+            field="inputs",
+            expected="the same number of rows for every input",
+        )
     return arrays
 
 
@@ -137,7 +145,7 @@ def _check_row_count(rows: int, max_rows: int, field: str) -> None:
         )
 
 
-def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
+def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
     """Convert rows of one input to an array of the spec's dtype, checking shape, types and values."""
     expected = f"rows of shape {spec.describe()}"
     try:
@@ -157,7 +165,9 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
             raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
         array = raw.astype(target)
         if not np.isfinite(array).all():
-            raise InvalidInput(f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers")
+            raise InvalidInput(
+                f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers"
+            )
         return array
     if target.kind in _INT_KINDS or target.kind == "b":
         if raw.dtype.kind == "f" and not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
@@ -165,8 +175,11 @@ def to_array(rows: list, spec: TensorSpec, field: str) -> np.ndarray:
         if target.kind in _INT_KINDS:
             info = np.iinfo(target)
             if raw.size and (raw.min() < info.min or raw.max() > info.max):
-                raise InvalidInput(f"rows contain values outside {spec.dtype}", field=field,
-                                   expected=f"integers from {info.min} to {info.max}")
+                raise InvalidInput(
+                    f"rows contain values outside {spec.dtype}",
+                    field=field,
+                    expected=f"integers from {info.min} to {info.max}",
+                )
         return raw.astype(target)
     raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)
 
@@ -182,11 +195,15 @@ def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str) -> None
         return
     wants_bool = np.dtype(dtype).kind == "b"
     if wants_bool and raw.dtype.kind != "b":
-        raise InvalidInput("rows contain numbers where true/false is expected", field=field,
-                           expected=f"true or false ({dtype})")
+        raise InvalidInput(
+            "rows contain numbers where true/false is expected", field=field, expected=f"true or false ({dtype})"
+        )
     if not wants_bool and (raw.dtype.kind == "b" or holds_booleans(values, raw.ndim)):
-        raise InvalidInput("rows contain true/false where numbers are expected", field=field,
-                           expected=f"numbers ({dtype}); true/false only for bool inputs")
+        raise InvalidInput(
+            "rows contain true/false where numbers are expected",
+            field=field,
+            expected=f"numbers ({dtype}); true/false only for bool inputs",
+        )
 
 
 def holds_booleans(values: list, depth: int) -> bool:

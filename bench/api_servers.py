@@ -19,8 +19,8 @@ from collections.abc import Callable
 import orjson
 
 from bench import procstats
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import Harness, free_port
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded_redis import EmbeddedRedis
 
@@ -31,39 +31,22 @@ Load = Callable[..., dict]
 Summarize = Callable[[dict], dict]
 
 
-def granian_command(settings: Settings) -> list[str]:
-    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
-
-    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
-    (a 30 s long-poll, plus margin) before it is killed.
-    """
-    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", settings.api_host,
-            "--port", str(settings.api_port), "--workers", str(settings.api_processes),
-            "--blocking-threads", str(settings.api_threads), "--respawn-failed-workers",
-            "--workers-kill-timeout", "35", "--no-ws", "--log-level", "warning", "api.wsgi:app"]
-
-
-def start_api(settings: Settings, server: str, metrics_dir: str) -> subprocess.Popen:
-    """The API under `server`; granian gets the prometheus multiprocess directory gunicorn_conf.py would set."""
-    if server == "gunicorn":
-        return stack.start_api(settings)
-    env = stack.child_env(settings, {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "METRICS_DIR": metrics_dir})
-    return subprocess.Popen(granian_command(settings), cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def measure(body_file: str, workdir: str, load: Load, summarize: Summarize, clients: int = 64,
-            seconds: float | None = None) -> list[dict]:
+def measure(
+    body_file: str, workdir: str, load: Load, summarize: Summarize, clients: int = 64, seconds: float | None = None
+) -> list[dict]:
     """One row per server: throughput, latency and the API's CPU per request (ms)."""
     redis_server = EmbeddedRedis(free_port(), os.path.join(workdir, "redis-api-servers")).start()
-    base = Settings.from_env({}).replace(redis_url=redis_server.url, model_path=LIGHT_PATH, model_name="light",
-                                         log_level="WARNING")
-    worker = stack.start_worker(base)
+    base = Settings.from_env({}).replace(
+        redis_url=redis_server.url, model_path=LIGHT_PATH, model_name="light", log_level="WARNING"
+    )
+    workers = Harness(base)
+    worker = workers.start_worker().process
     rows = []
     try:
         for server in SERVERS:
-            settings = base.replace(api_port=free_port())
-            api = start_api(settings, server, tempfile.mkdtemp(prefix=f"metrics-{server}-", dir=workdir))
+            settings = base.replace(api_port=free_port(), api_server=server)
+            service = Harness(settings)
+            api = service.start_api(wait_s=None)
             try:
                 url = f"http://127.0.0.1:{settings.api_port}"
                 stack.wait_http(f"{url}/readyz", 180, worker)
@@ -73,15 +56,28 @@ def measure(body_file: str, workdir: str, load: Load, summarize: Summarize, clie
                 used = procstats.cpu_seconds(api.pid) - cpu
                 result = summarize(raw)
                 requests = max(raw["requests"], 1)
-                rows.append({"model": "light", "system": "service", "mode": f"wait ({server})", "clients": clients,
-                             "api_server": server, **result, "api_cpu_ms_per_request": used * 1000 / requests,
-                             "api_cores": used / raw["seconds"]})
-                print(f"api under {server}: {result['throughput']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
-                      f"API CPU {used * 1000 / requests:.2f} ms/request", file=sys.stderr, flush=True)
+                rows.append(
+                    {
+                        "model": "light",
+                        "system": "service",
+                        "mode": f"wait ({server})",
+                        "clients": clients,
+                        "api_server": server,
+                        **result,
+                        "api_cpu_ms_per_request": used * 1000 / requests,
+                        "api_cores": used / raw["seconds"],
+                    }
+                )
+                print(
+                    f"api under {server}: {result['throughput']:.0f} req/s, p99 {result['p99_ms']:.1f} ms, "
+                    f"API CPU {used * 1000 / requests:.2f} ms/request",
+                    file=sys.stderr,
+                    flush=True,
+                )
             finally:
-                stack.stop(api)
+                service.stop()
     finally:
-        stack.stop(worker)
+        workers.stop()
         redis_server.stop()
     return rows
 
@@ -93,15 +89,34 @@ def verdict(rows: list[dict]) -> str:
         return "API servers: not measured"
     g, r = by["gunicorn"], by["granian"]
     ratio = r["api_cpu_ms_per_request"] / g["api_cpu_ms_per_request"] if g["api_cpu_ms_per_request"] else float("nan")
-    return (f"API CPU per request: gunicorn gthread {g['api_cpu_ms_per_request']:.2f} ms, granian wsgi "
-            f"{r['api_cpu_ms_per_request']:.2f} ms ({ratio:.2f}×); {g['throughput']:.0f} vs {r['throughput']:.0f} "
-            f"req/s, p99 {g['p99_ms']:.1f} vs {r['p99_ms']:.1f} ms")
+    return (
+        f"API CPU per request: gunicorn gthread {g['api_cpu_ms_per_request']:.2f} ms, granian wsgi "
+        f"{r['api_cpu_ms_per_request']:.2f} ms ({ratio:.2f}×); {g['throughput']:.0f} vs {r['throughput']:.0f} "
+        f"req/s, p99 {g['p99_ms']:.1f} vs {r['p99_ms']:.1f} ms"
+    )
 
 
 def _load(url: str, mode: str, clients: int, body_file: str, seconds: float = 6.0) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", mode, "--clients",
-                          str(clients), "--seconds", str(seconds), "--body", body_file],
-                         check=True, capture_output=True, env=stack.child_env(Settings()))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--mode",
+            mode,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+            "--body",
+            body_file,
+        ],
+        check=True,
+        capture_output=True,
+        env=stack.child_env(Settings()),
+    )
     return orjson.loads(out.stdout)
 
 

@@ -76,16 +76,29 @@ def run_bulk(url: str, files: dict[str, str], interactive_body: str) -> list[dic
             done_rows = download(client, batch["id"], fmt)
             elapsed = time.perf_counter() - started
             interactive = load.stop()
-            rows.append({
-                "model": "light", "system": "service", "mode": f"bulk {fmt}", "clients": INTERACTIVE_CLIENTS,
-                "throughput": done_rows / elapsed, "rows": done_rows, "status": status["status"],
-                "upload_s": uploaded - started, "elapsed_s": elapsed,
-                "p50_ms": interactive.get("p50_ms"), "p95_ms": interactive.get("p95_ms"), "p99_ms": interactive.get("p99_ms"),
-                "interactive_idle_p99_ms": idle["p99_ms"],
-            })
-            print(f"bulk {fmt}: {done_rows} rows in {elapsed:.1f} s ({done_rows / elapsed:,.0f} rows/s); "
-                  f"interactive p99 {interactive.get('p99_ms', 0):.1f} ms vs idle {idle['p99_ms']:.1f} ms",
-                  file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "model": "light",
+                    "system": "service",
+                    "mode": f"bulk {fmt}",
+                    "clients": INTERACTIVE_CLIENTS,
+                    "throughput": done_rows / elapsed,
+                    "rows": done_rows,
+                    "status": status["status"],
+                    "upload_s": uploaded - started,
+                    "elapsed_s": elapsed,
+                    "p50_ms": interactive.get("p50_ms"),
+                    "p95_ms": interactive.get("p95_ms"),
+                    "p99_ms": interactive.get("p99_ms"),
+                    "interactive_idle_p99_ms": idle["p99_ms"],
+                }
+            )
+            print(
+                f"bulk {fmt}: {done_rows} rows in {elapsed:.1f} s ({done_rows / elapsed:,.0f} rows/s); "
+                f"interactive p99 {interactive.get('p99_ms', 0):.1f} ms vs idle {idle['p99_ms']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -116,18 +129,42 @@ def upload_memory(url: str, path: str, api_pid: int) -> dict:
     after = procstats.peak_rss_mb(api_pid)
     size_mb = os.path.getsize(path) / 1e6
     print(f"upload of {size_mb:,.0f} MB: API peak RSS {before:.0f} → {after:.0f} MB", file=sys.stderr, flush=True)
-    return {"upload_mb": size_mb, "upload_s": elapsed, "api_peak_rss_before_mb": before, "api_peak_rss_during_mb": after,
-            "rise_mb": after - before}
+    return {
+        "upload_mb": size_mb,
+        "upload_s": elapsed,
+        "api_peak_rss_before_mb": before,
+        "api_peak_rss_during_mb": after,
+        "rise_mb": after - before,
+    }
 
 
 def _interactive(url: str, body_file: str, seconds: float) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", "wait", "--clients", str(INTERACTIVE_CLIENTS),
-         "--seconds", str(seconds), "--body", body_file],
-        check=True, capture_output=True, env=harness.child_env(Settings()))
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--mode",
+            "wait",
+            "--clients",
+            str(INTERACTIVE_CLIENTS),
+            "--seconds",
+            str(seconds),
+            "--body",
+            body_file,
+        ],
+        check=True,
+        capture_output=True,
+        env=harness.child_env(Settings()),
+    )
     lat = np.array(orjson.loads(out.stdout)["latencies_ms"] or [np.nan])
-    return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99))}
+    return {
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
 
 
 class InteractiveLoad:
@@ -138,13 +175,33 @@ class InteractiveLoad:
         if os.path.exists(self.stop_file):
             os.remove(self.stop_file)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", "wait", "--clients",
-             str(INTERACTIVE_CLIENTS), "--seconds", "600", "--body", body_file, "--stop-file", self.stop_file],
-            stdout=subprocess.PIPE, env=harness.child_env(Settings()))
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--url",
+                url,
+                "--mode",
+                "wait",
+                "--clients",
+                str(INTERACTIVE_CLIENTS),
+                "--seconds",
+                "600",
+                "--body",
+                body_file,
+                "--stop-file",
+                self.stop_file,
+            ],
+            stdout=subprocess.PIPE,
+            env=harness.child_env(Settings()),
+        )
 
     def stop(self) -> dict:
         open(self.stop_file, "w").close()
         out, _ = self.process.communicate(timeout=120)
         lat = np.array(orjson.loads(out)["latencies_ms"] or [np.nan])
-        return {"p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-                "p99_ms": float(np.percentile(lat, 99))}
+        return {
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p95_ms": float(np.percentile(lat, 95)),
+            "p99_ms": float(np.percentile(lat, 99)),
+        }

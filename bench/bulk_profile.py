@@ -26,7 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from scripts.stack import free_port
+from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
 from shared.embedded_redis import EmbeddedRedis
 
@@ -84,8 +84,12 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
 
     server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-{microbatch_rows}")).start()
     try:
-        settings = Settings.from_env({}).replace(redis_url=server.url, data_dir=os.path.join(workdir, f"data-{microbatch_rows}"),
-                                                 max_microbatch_rows=microbatch_rows, log_level="WARNING")
+        settings = Settings.from_env({}).replace(
+            redis_url=server.url,
+            data_dir=os.path.join(workdir, f"data-{microbatch_rows}"),
+            max_microbatch_rows=microbatch_rows,
+            log_level="WARNING",
+        )
         timer = StageTimer()
         timer.wrap(claim_module.RedisSource, "_claim_new", "claim")
         timer.wrap(chunks_module.ChunkStore, "load", "read")
@@ -126,19 +130,31 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         worker.connection.close()
     finally:
         server.stop()
-    return {"rows": rows, "microbatch_rows": microbatch_rows, "chunks": chunk_count,
-            "seconds": dict(timer.seconds), "calls": dict(timer.calls),
-            "end_to_end_npy_s": total, "rows_per_s_npy": rows / total}
+    return {
+        "rows": rows,
+        "microbatch_rows": microbatch_rows,
+        "chunks": chunk_count,
+        "seconds": dict(timer.seconds),
+        "calls": dict(timer.calls),
+        "end_to_end_npy_s": total,
+        "rows_per_s_npy": rows / total,
+    }
 
 
 def render(result: dict) -> str:
     """A per-stage table: total seconds, ms per chunk, share of the worker's loop."""
     chunks = result["chunks"]
     loop = sum(result["seconds"].get(s, 0.0) for s in ("claim", "read", "model", "write", "publish", "other"))
-    lines = [(f"{result['rows']:,} rows, {chunks} chunks, MAX_MICROBATCH_ROWS={result['microbatch_rows']}: "
-              f"{result['end_to_end_npy_s']:.2f} s to the .npy results ({result['rows_per_s_npy']:,.0f} rows/s); "
-              f"worker loop {loop:.2f} s ({loop / chunks * 1000:.1f} ms per chunk)"), "",
-             "| stage | seconds | ms per chunk | share of worker loop | calls |", "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"{result['rows']:,} rows, {chunks} chunks, MAX_MICROBATCH_ROWS={result['microbatch_rows']}: "
+            f"{result['end_to_end_npy_s']:.2f} s to the .npy results ({result['rows_per_s_npy']:,.0f} rows/s); "
+            f"worker loop {loop:.2f} s ({loop / chunks * 1000:.1f} ms per chunk)"
+        ),
+        "",
+        "| stage | seconds | ms per chunk | share of worker loop | calls |",
+        "|---|---|---|---|---|",
+    ]
     for stage in STAGES:
         s = result["seconds"].get(stage, 0.0)
         share = f"{s / loop:.0%}" if stage in ("claim", "read", "model", "write", "publish", "other") else "–"

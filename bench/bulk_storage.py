@@ -19,8 +19,8 @@ import boto3
 import httpx
 
 from bench import bulk
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import Harness, free_port
 from shared.config import Settings
 from shared.embedded_redis import EmbeddedRedis
 
@@ -34,12 +34,17 @@ def moto_server(workdir: str) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(os.path.join(workdir, "moto.log"), "ab") as log:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=log, stderr=log, start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     try:
         stack.wait_http(f"{url}/moto-api/", 60, server)
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                     aws_secret_access_key="bench").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        ).create_bucket(Bucket=BUCKET)
         yield url
     finally:
         stack.stop(server)
@@ -62,11 +67,12 @@ def child_variables(values: dict[str, str]) -> Iterator[None]:
 
 def run_one(label: str, settings: Settings, npy: str, big: str | None) -> list[dict]:
     """Start API + one worker with `settings`, run the batch, then (with `big`) the upload-memory point."""
-    api = stack.start_api(settings)
-    worker = stack.start_worker(settings)
+    service = Harness(settings)
+    api = service.start_api(wait_s=None)
+    worker = service.start_worker()
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
-        stack.wait_http(f"{url}/readyz", 180, worker)
+        stack.wait_http(f"{url}/readyz", 180, worker.process)
         with httpx.Client(base_url=url, timeout=600) as client:
             started = time.perf_counter()
             batch = bulk.upload(client, npy, "application/x-npy")
@@ -77,20 +83,43 @@ def run_one(label: str, settings: Settings, npy: str, big: str | None) -> list[d
             size = len(client.get(f"/batches/{batch['id']}/results", headers={"Accept": "application/x-npy"}).content)
             finished = time.perf_counter()
             elapsed = finished - started
-        rows = [{"model": "light", "system": "service", "mode": f"storage bulk npy ({label})", "clients": None,
-                 "throughput": status["done_rows"] / elapsed, "rows": status["done_rows"], "status": status["status"],
-                 "upload_s": uploaded - started, "run_s": done - uploaded, "download_s": finished - done,
-                 "download_bytes": size, "elapsed_s": elapsed}]
-        print(f"bulk npy on {label}: {status['done_rows']} rows in {elapsed:.1f} s (upload {uploaded - started:.1f} s, "
-              f"run {done - uploaded:.1f} s, download {finished - done:.1f} s)", file=sys.stderr, flush=True)
+        rows = [
+            {
+                "model": "light",
+                "system": "service",
+                "mode": f"storage bulk npy ({label})",
+                "clients": None,
+                "throughput": status["done_rows"] / elapsed,
+                "rows": status["done_rows"],
+                "status": status["status"],
+                "upload_s": uploaded - started,
+                "run_s": done - uploaded,
+                "download_s": finished - done,
+                "download_bytes": size,
+                "elapsed_s": elapsed,
+            }
+        ]
+        print(
+            f"bulk npy on {label}: {status['done_rows']} rows in {elapsed:.1f} s (upload {uploaded - started:.1f} s, "
+            f"run {done - uploaded:.1f} s, download {finished - done:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         if big:
             memory = bulk.upload_memory(url, big, api.pid)
-            rows.append({"model": "light", "system": "service", "mode": f"upload memory ({label})", "clients": None,
-                         "throughput": None, **memory})
+            rows.append(
+                {
+                    "model": "light",
+                    "system": "service",
+                    "mode": f"upload memory ({label})",
+                    "clients": None,
+                    "throughput": None,
+                    **memory,
+                }
+            )
         return rows
     finally:
-        stack.stop(worker)
-        stack.stop(api)
+        service.stop()
 
 
 def measure(workdir: str, rows: int, big_bytes: int) -> list[dict]:
@@ -106,8 +135,12 @@ def measure(workdir: str, rows: int, big_bytes: int) -> list[dict]:
             redis_server = EmbeddedRedis(free_port(), os.path.join(workdir, f"redis-storage-{label}")).start()
             try:
                 settings = Settings.from_env({}).replace(
-                    redis_url=redis_server.url, api_port=free_port(), log_level="WARNING", storage_url=storage_url,
-                    data_dir=os.path.join(workdir, f"data-{label}"))
+                    redis_url=redis_server.url,
+                    api_port=free_port(),
+                    log_level="WARNING",
+                    storage_url=storage_url,
+                    data_dir=os.path.join(workdir, f"data-{label}"),
+                )
                 results += run_one(label, settings, npy, big if label == "s3" else None)
             finally:
                 redis_server.stop()

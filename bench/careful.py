@@ -11,8 +11,8 @@ from collections.abc import Callable
 import httpx
 
 from bench import procstats
-from scripts import stack
-from scripts.stack import free_port
+from scripts import harness as stack
+from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
 
 PROCESSES = 2
@@ -28,9 +28,28 @@ def start(path: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = stack.child_env(Settings(), {"MODEL_PATH": path})
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(PROCESSES), "--threads", str(THREADS), "-k", "gthread",
-         "-b", f"127.0.0.1:{port}", "--timeout", "120", "bench.baselines.careful_app:app"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(PROCESSES),
+            "--threads",
+            str(THREADS),
+            "-k",
+            "gthread",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "bench.baselines.careful_app:app",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return server, f"http://127.0.0.1:{port}"
 
 
@@ -41,8 +60,12 @@ def wait_ready(url: str, body: bytes, process: subprocess.Popen) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"the careful app exited with {process.returncode}")
         try:
-            if httpx.post(f"{url}/predict", content=body, headers={"Content-Type": "application/json"},
-                          timeout=30).status_code == 200:
+            if (
+                httpx.post(
+                    f"{url}/predict", content=body, headers={"Content-Type": "application/json"}, timeout=30
+                ).status_code
+                == 200
+            ):
                 return
         except httpx.HTTPError:
             pass
@@ -50,8 +73,9 @@ def wait_ready(url: str, body: bytes, process: subprocess.Popen) -> None:
     raise RuntimeError(f"the careful app did not answer within {START_TIMEOUT_S} s")
 
 
-def measure(name: str, path: str, body_file: str, clients: tuple[int, ...], load: Load,
-            summarize: Summarize) -> list[dict]:
+def measure(
+    name: str, path: str, body_file: str, clients: tuple[int, ...], load: Load, summarize: Summarize
+) -> list[dict]:
     """One row per client count: system "careful", mode "predict"."""
     server, url = start(path)
     rows = []
@@ -64,11 +88,22 @@ def measure(name: str, path: str, body_file: str, clients: tuple[int, ...], load
             procstats.reset_peak_rss(server.pid)
             result = summarize(load(url, "classic", n, body_file))
             jobs = max(result["jobs"], 1)
-            rows.append({"model": name, "system": "careful", "mode": "predict", "clients": n, **result,
-                         "cpu_s_per_1k_rows": {"api": (procstats.cpu_seconds(server.pid) - cpu) * 1000 / jobs},
-                         "peak_rss_mb": {"api": procstats.peak_rss_mb(server.pid)}})
-            print(f"careful {name} {n} clients: {result['throughput']:.0f} req/s p99 {result['p99_ms']:.1f} ms",
-                  file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "model": name,
+                    "system": "careful",
+                    "mode": "predict",
+                    "clients": n,
+                    **result,
+                    "cpu_s_per_1k_rows": {"api": (procstats.cpu_seconds(server.pid) - cpu) * 1000 / jobs},
+                    "peak_rss_mb": {"api": procstats.peak_rss_mb(server.pid)},
+                }
+            )
+            print(
+                f"careful {name} {n} clients: {result['throughput']:.0f} req/s p99 {result['p99_ms']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         stack.stop(server)
     return rows

@@ -31,40 +31,83 @@ def targets(rows: list[dict]) -> list[dict]:
     light, careful = _service(rows, "light", 64), _find(rows, model="light", system="careful", clients=64)
     if light and careful and careful["throughput"]:
         ratio = light["throughput"] / careful["throughput"]
-        out.append(_target("light, 64 clients, ?wait: ≥ 1.8 × the careful recipe, lower p99", ratio,
-                           ratio >= 1.8 and light["p99_ms"] < careful["p99_ms"],
-                           f"{light['throughput']:.0f} vs {careful['throughput']:.0f} req/s; "
-                           f"p99 {light['p99_ms']:.1f} vs {careful['p99_ms']:.1f} ms"))
+        out.append(
+            _target(
+                "light, 64 clients, ?wait: ≥ 1.8 × the careful recipe, lower p99",
+                ratio,
+                ratio >= 1.8 and light["p99_ms"] < careful["p99_ms"],
+                f"{light['throughput']:.0f} vs {careful['throughput']:.0f} req/s; "
+                f"p99 {light['p99_ms']:.1f} vs {careful['p99_ms']:.1f} ms",
+            )
+        )
     for clients, most in ((64, 8), (1, 15)):
         cost = (_service(rows, "light", clients) or {}).get("redis_cost")
         if cost:
-            out.append(_target(f"light, {clients} client(s): ≤ {most} Redis commands per job", cost["commands_per_job"],
-                               cost["commands_per_job"] <= most, _describe(cost)))
+            out.append(
+                _target(
+                    f"light, {clients} client(s): ≤ {most} Redis commands per job",
+                    cost["commands_per_job"],
+                    cost["commands_per_job"] <= most,
+                    _describe(cost),
+                )
+            )
     cost = (light or {}).get("redis_cost")
     if cost:
-        out.append(_target("light, 64 clients: ≤ 0.03 ms Redis CPU per job (≥ 30,000 jobs/s per Redis core)",
-                           cost["cpu_ms_per_job"], cost["cpu_ms_per_job"] <= 0.03, _describe(cost)))
-        out.append(_target("light, 64 clients: Redis memory per finished one-row job ≤ 2 KB",
-                           cost["memory_bytes_per_job"], cost["memory_bytes_per_job"] <= 2048, _describe(cost)))
+        out.append(
+            _target(
+                "light, 64 clients: ≤ 0.03 ms Redis CPU per job (≥ 30,000 jobs/s per Redis core)",
+                cost["cpu_ms_per_job"],
+                cost["cpu_ms_per_job"] <= 0.03,
+                _describe(cost),
+            )
+        )
+        out.append(
+            _target(
+                "light, 64 clients: Redis memory per finished one-row job ≤ 2 KB",
+                cost["memory_bytes_per_job"],
+                cost["memory_bytes_per_job"] <= 2048,
+                _describe(cost),
+            )
+        )
     heavy = _service(rows, "heavy", 64)
     if heavy and heavy.get("model_busy") is not None:
-        out.append(_target("heavy, 64 clients, ?wait: model busy fraction ≥ 0.85", heavy["model_busy"],
-                           heavy["model_busy"] >= 0.85, f"{heavy['model_busy']:.2f} of the wall time in the model call"))
+        out.append(
+            _target(
+                "heavy, 64 clients, ?wait: model busy fraction ≥ 0.85",
+                heavy["model_busy"],
+                heavy["model_busy"] >= 0.85,
+                f"{heavy['model_busy']:.2f} of the wall time in the model call",
+            )
+        )
     elif heavy:
-        out.append(_target("heavy, 64 clients, ?wait: model busy fraction ≥ 0.85", None, None,
-                           "not measured: the worker does not publish `model_s` in keys.stats()"))
+        out.append(
+            _target(
+                "heavy, 64 clients, ?wait: model busy fraction ≥ 0.85",
+                None,
+                None,
+                "not measured: the worker does not publish `model_s` in keys.stats()",
+            )
+        )
     raw64 = _find(rows, model="heavy", system="raw", mode="batch 64")
     if heavy and raw64:
         ratio = heavy["throughput"] / raw64["throughput"]
-        out.append(_target("heavy, 64 clients, ?wait: ≥ 0.7 × the raw rate at batch 64", ratio, ratio >= 0.7,
-                           f"{heavy['throughput']:.0f} vs raw {raw64['throughput']:.0f} rows/s at batch 64"))
+        out.append(
+            _target(
+                "heavy, 64 clients, ?wait: ≥ 0.7 × the raw rate at batch 64",
+                ratio,
+                ratio >= 0.7,
+                f"{heavy['throughput']:.0f} vs raw {raw64['throughput']:.0f} rows/s at batch 64",
+            )
+        )
     return out
 
 
 def _describe(cost: dict) -> str:
     top = ", ".join(f"{k.upper()} {v:.1f}" for k, v in list(cost["top_commands_per_job"].items())[:8])
-    return (f"{cost['commands_per_job']:.1f} commands, {cost['cpu_ms_per_job']:.3f} ms CPU, "
-            f"{cost['memory_bytes_per_job'] / 1024:.2f} KB per job; top: {top}")
+    return (
+        f"{cost['commands_per_job']:.1f} commands, {cost['cpu_ms_per_job']:.3f} ms CPU, "
+        f"{cost['memory_bytes_per_job'] / 1024:.2f} KB per job; top: {top}"
+    )
 
 
 def cpu_split(row: dict) -> str:
@@ -86,12 +129,18 @@ def render(results: dict) -> str:
         row = _service(rows, model, 64)
         if row and row.get("cpu_cores"):
             busy = row.get("model_busy")
-            lines.append(f"- CPU split, {model}, 64 clients, ?wait (cores): {cpu_split(row)}; model busy "
-                         + (f"{busy:.2f}" if busy is not None else "not published (no `model_s` in keys.stats())"))
+            lines.append(
+                f"- CPU split, {model}, 64 clients, ?wait (cores): {cpu_split(row)}; model busy "
+                + (f"{busy:.2f}" if busy is not None else "not published (no `model_s` in keys.stats())")
+            )
     servers = [r for r in rows if r.get("api_server")]
     if servers:
         lines.append(f"- {api_servers.verdict(servers)}")
     if results.get("redis_only"):
-        lines += ["", "Redis-only ceiling (no HTTP, no model; bench/redis_only.py):", "",
-                  redis_only.render(results["redis_only"])]
+        lines += [
+            "",
+            "Redis-only ceiling (no HTTP, no model; bench/redis_only.py):",
+            "",
+            redis_only.render(results["redis_only"]),
+        ]
     return "\n".join(lines)

@@ -35,8 +35,10 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
         if not status_line:
@@ -65,8 +67,9 @@ class Connection:
             self.writer = None
 
 
-async def run(url: str, mode: str, clients: int, seconds: float, body: bytes, in_flight: int,
-              stop_file: str | None = None) -> dict:
+async def run(
+    url: str, mode: str, clients: int, seconds: float, body: bytes, in_flight: int, stop_file: str | None = None
+) -> dict:
     parts = urlsplit(url)
     latencies: list[float] = []
     errors: collections.Counter = collections.Counter()
@@ -136,8 +139,15 @@ async def run(url: str, mode: str, clients: int, seconds: float, body: bytes, in
     began = time.perf_counter()
     await asyncio.gather(watch_stop_file(), *(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - began
-    return {"mode": mode, "clients": clients, "seconds": elapsed, "requests": requests, "jobs": len(latencies),
-            "latencies_ms": [round(x * 1000, 3) for x in latencies], "errors": dict(errors)}
+    return {
+        "mode": mode,
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": requests,
+        "jobs": len(latencies),
+        "latencies_ms": [round(x * 1000, 3) for x in latencies],
+        "errors": dict(errors),
+    }
 
 
 def main() -> None:

@@ -54,8 +54,13 @@ class PhaseMeter:
         return float(raw) if raw is not None else None
 
     def _snapshot(self) -> dict:
-        return {"wall": time.monotonic(), "cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()},
-                "loadgen": _children_cpu_s(), "machine": _machine_jiffies(), "model_s": self._model_s()}
+        return {
+            "wall": time.monotonic(),
+            "cpu": {k: procstats.cpu_seconds(p) for k, p in self.pids.items()},
+            "loadgen": _children_cpu_s(),
+            "machine": _machine_jiffies(),
+            "model_s": self._model_s(),
+        }
 
     def start(self) -> None:
         if self.redis is not None:

@@ -33,8 +33,9 @@ def _caller(protocol: str, target: str, model: str, row: list[float]) -> Callabl
         if protocol == "http-tfserving":
             body = orjson.dumps({"instances": x.tolist()})
             return lambda: client.post(f"/v1/models/{model}:predict", content=body).raise_for_status()
-        body = orjson.dumps({"inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32",
-                                         "data": x.reshape(-1).tolist()}]})
+        body = orjson.dumps(
+            {"inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
+        )
         return lambda: client.post(f"/v2/models/{model}/infer", content=body).raise_for_status()
     import grpc
 
@@ -88,25 +89,58 @@ def run(protocol: str, target: str, model: str, clients: int, seconds: float) ->
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    return {"requests": len(latencies) + errors[0], "jobs": len(latencies), "seconds": elapsed,
-            "latencies_ms": latencies, "errors": errors[0]}
+    return {
+        "requests": len(latencies) + errors[0],
+        "jobs": len(latencies),
+        "seconds": elapsed,
+        "latencies_ms": latencies,
+        "errors": errors[0],
+    }
 
 
-def measure(name: str, http_target: str, grpc_target: str, seconds: float, env: dict[str, str],
-            summarize: Callable[[dict], dict]) -> list[dict]:
+def measure(
+    name: str,
+    http_target: str,
+    grpc_target: str,
+    seconds: float,
+    env: dict[str, str],
+    summarize: Callable[[dict], dict],
+) -> list[dict]:
     """Every protocol at every client count, each in a fresh load process; bench table rows."""
     rows = []
     for protocol in PROTOCOLS:
         target = grpc_target if protocol.startswith("grpc") else http_target
         for clients in CLIENTS:
-            out = subprocess.run([sys.executable, "-m", "bench.protocols", "--protocol", protocol, "--target", target,
-                                  "--model", name, "--clients", str(clients), "--seconds", str(seconds)],
-                                 check=True, capture_output=True, env=env)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.protocols",
+                    "--protocol",
+                    protocol,
+                    "--target",
+                    target,
+                    "--model",
+                    name,
+                    "--clients",
+                    str(clients),
+                    "--seconds",
+                    str(seconds),
+                ],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
             result = summarize(orjson.loads(out.stdout))
-            rows.append({"model": name, "system": "service", "mode": protocol.replace("-", " "), "clients": clients,
-                         **result})
-            print(f"protocols {name} {protocol} {clients} clients: {result['throughput']:.0f} req/s "
-                  f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms", file=sys.stderr, flush=True)
+            rows.append(
+                {"model": name, "system": "service", "mode": protocol.replace("-", " "), "clients": clients, **result}
+            )
+            print(
+                f"protocols {name} {protocol} {clients} clients: {result['throughput']:.0f} req/s "
+                f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 

@@ -51,16 +51,21 @@ class RedisCost:
         """One line for people."""
         top = ", ".join(f"{name.upper()} {n:.1f}" for name, n in list(self.top_commands_per_job.items())[:8])
         ceiling = self.jobs_per_redis_core_s
-        return (f"{self.commands_per_job:.1f} commands, {self.cpu_ms_per_job:.3f} ms Redis CPU "
-                f"(≈ {ceiling or 0:,.0f} jobs/s per Redis core), {self.memory_bytes_per_job / 1024:.2f} KB "
-                f"memory per job over {self.jobs:,} jobs; top: {top}")
+        return (
+            f"{self.commands_per_job:.1f} commands, {self.cpu_ms_per_job:.3f} ms Redis CPU "
+            f"(≈ {ceiling or 0:,.0f} jobs/s per Redis core), {self.memory_bytes_per_job / 1024:.2f} KB "
+            f"memory per job over {self.jobs:,} jobs; top: {top}"
+        )
 
 
 def read_counters(client: redis.Redis) -> RedisCounters:
     """INFO commandstats, cpu and memory, in one round trip."""
     info = client.info("all")
-    calls = {key.removeprefix("cmdstat_").lower(): int(value["calls"])
-             for key, value in info.items() if key.startswith("cmdstat_")}
+    calls = {
+        key.removeprefix("cmdstat_").lower(): int(value["calls"])
+        for key, value in info.items()
+        if key.startswith("cmdstat_")
+    }
     # redis-py parses "cmdstat_*" under "commandstats" in some versions and at top level in others.
     for name, value in (info.get("commandstats") or {}).items():
         calls[name.removeprefix("cmdstat_").lower()] = int(value["calls"])
@@ -70,11 +75,17 @@ def read_counters(client: redis.Redis) -> RedisCounters:
 def cost(before: RedisCounters, after: RedisCounters, jobs: int) -> RedisCost:
     """The per-job cost between two readings."""
     n = max(jobs, 1)
-    per_command = {name: (after.calls.get(name, 0) - before.calls.get(name, 0)) / n
-                   for name in after.calls if name not in IGNORED}
+    per_command = {
+        name: (after.calls.get(name, 0) - before.calls.get(name, 0)) / n for name in after.calls if name not in IGNORED
+    }
     top = dict(sorted(((k, v) for k, v in per_command.items() if v > 0), key=lambda kv: -kv[1])[:TOP_COMMANDS])
-    return RedisCost(jobs, (after.commands - before.commands) / n, (after.cpu_s - before.cpu_s) * 1000 / n,
-                     (after.used_memory - before.used_memory) / n, top)
+    return RedisCost(
+        jobs,
+        (after.commands - before.commands) / n,
+        (after.cpu_s - before.cpu_s) * 1000 / n,
+        (after.used_memory - before.used_memory) / n,
+        top,
+    )
 
 
 class RedisMeter:

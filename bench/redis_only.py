@@ -21,8 +21,9 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -30,7 +31,7 @@ import redis
 from rq import Queue, Worker
 
 from bench.redis_cost import RedisCost, RedisMeter
-from scripts.stack import free_port
+from scripts.harness import free_port
 from shared.config import Settings
 from shared.connection import connect
 from shared.embedded_redis import EmbeddedRedis
@@ -44,8 +45,9 @@ if TYPE_CHECKING:  # imported at run time in build(): the worker's modules load 
 
 SIZES = (1, 8, 64)
 # The example model's signature (64 pixels in, 10 probabilities out); no TensorFlow is loaded here.
-SIGNATURE = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
-                           (TensorSpec("probabilities", (10,), "float32"),))
+SIGNATURE = ModelSignature(
+    "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
+)
 
 
 @dataclass
@@ -65,21 +67,31 @@ def build(settings: Settings) -> Service:
     from api.store import JobStore
     from worker.__main__ import lease_seconds
     from worker.claim import RedisSource
+    from worker.outcomes import Tally
     from worker.publish import Publisher
 
     connection = connect(settings)
-    queues = [Queue(q, connection=connection, serializer=OrjsonSerializer)
-              for q in (settings.queue_name, settings.bulk_queue_name)]
+    queues = [
+        Queue(q, connection=connection, serializer=OrjsonSerializer)
+        for q in (settings.queue_name, settings.bulk_queue_name)
+    ]
     worker = Worker(queues, connection=connection, name=f"redis-only.{os.getpid()}", serializer=OrjsonSerializer)
     worker.register_birth()
-    source = RedisSource(connection, queues, worker, lease_seconds(settings))
-    publisher = Publisher(connection, worker, SIGNATURE, settings.result_ttl)
+    names = [q.name for q in queues]
+    source = RedisSource(connection, names, worker.name, lease_seconds(settings))
+    publisher = Publisher(connection, names, SIGNATURE, settings.result_ttl, Tally(worker.key))
     return Service(settings, connection, JobStore(connection, settings), source, publisher, worker)
 
 
-def submit(service: Service, count: int, row: np.ndarray) -> list[str]:
-    """`count` one-row jobs through the API's submit; their ids."""
-    return [service.store.submit({"pixels": row}) for _ in range(count)]
+def submit(service: Service, count: int, row: np.ndarray, how: str) -> list[tuple[str, Any]]:
+    """`count` one-row jobs through the API's submit; their ids, each with its wait (for `wait`: registered
+    before the submit, as POST /predict?wait does, so the result arrives by the results channel)."""
+    jobs = []
+    for _ in range(count):
+        job_id = uuid.uuid4().hex
+        waiting = service.store.results.expect(job_id) if how == "wait" else None
+        jobs.append((service.store.submit({"pixels": row}, job_id=job_id), waiting))
+    return jobs
 
 
 def claim(service: Service, max_rows: int) -> list:
@@ -105,11 +117,12 @@ def publish(service: Service, rows: int) -> None:
         raise RuntimeError(f"{len(lost)} job(s) were not published: the benchmark lost its leases")
 
 
-def read(service: Service, job_ids: list[str], how: str) -> None:
-    """Each job's result as the API reads it: `wait` (?wait's BLMOVE) or `state` (a poll)."""
-    for job_id in job_ids:
+def read(service: Service, jobs: list[tuple[str, Any]], how: str) -> None:
+    """Each job's result as the API reads it: `wait` (?wait: the results channel's message, no command) or
+    `state` (a poll: one HMGET)."""
+    for job_id, waiting in jobs:
         if how == "wait":
-            document = service.store.wait(job_id, 1.0)
+            document = service.store.results.wait(job_id, waiting, 5.0, check_first=False)
         else:
             document = service.store.state(job_id).document
         if document is None or orjson.loads(document)["status"] != "finished":
@@ -119,19 +132,20 @@ def read(service: Service, job_ids: list[str], how: str) -> None:
 def run_size(service: Service, jobs: int, size: int, how: str) -> tuple[RedisCost, float]:
     """`jobs` jobs in rounds of `size`; the per-job Redis cost and the client-side seconds per job."""
     row = np.asarray([np.arange(64, dtype=np.float32) % 17])
-    submit(service, size, row)  # one warm-up round: scripts loaded, worker hash written
+    warm_up = submit(service, size, row, how)  # one round first: listener subscribed, scripts loaded
     finish(claim(service, size))
     publish(service, size)
+    read(service, warm_up, how)
     meter = RedisMeter(service.connection)
     meter.start()
     started, done = time.perf_counter(), 0
     while done < jobs:
-        ids = submit(service, size, row)
+        round_jobs = submit(service, size, row, how)
         claims = claim(service, size)
         finish(claims)
         publish(service, sum(c.rows for c in claims))
-        read(service, ids, how)
-        done += len(ids)
+        read(service, round_jobs, how)
+        done += len(round_jobs)
     elapsed = time.perf_counter() - started
     return meter.finish(done), elapsed / done
 
@@ -143,12 +157,20 @@ def measure(jobs: int, sizes: tuple[int, ...] = SIZES, how: str = "wait") -> lis
         server = EmbeddedRedis(free_port(), workdir).start()
         try:
             for db, size in enumerate(sizes, start=1):
-                settings = Settings.from_env({}).replace(redis_url=server.url.rsplit("/", 1)[0] + f"/{db}",
-                                                         max_microbatch_rows=size)
+                settings = Settings.from_env({}).replace(
+                    redis_url=server.url.rsplit("/", 1)[0] + f"/{db}", max_microbatch_rows=size
+                )
                 service = build(settings)
                 cost, client_s = run_size(service, jobs, size, how)
-                rows.append({"system": "redis only", "mode": f"micro-batch {size}", "read": how,
-                             "client_ms_per_job": client_s * 1000, **cost.to_dict()})
+                rows.append(
+                    {
+                        "system": "redis only",
+                        "mode": f"micro-batch {size}",
+                        "read": how,
+                        "client_ms_per_job": client_s * 1000,
+                        **cost.to_dict(),
+                    }
+                )
                 print(f"redis only, micro-batch {size}: {cost.describe()}", file=sys.stderr, flush=True)
                 service.connection.close()
         finally:
@@ -169,13 +191,20 @@ def main() -> int:
 
 def render(rows: list[dict]) -> str:
     """The Markdown table of the Redis-only benchmark."""
-    lines = [("| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
-              "| jobs/s per Redis core | top commands per job |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| micro-batch | jobs | Redis commands/job | Redis CPU ms/job | Redis memory KB/finished job "
+            "| jobs/s per Redis core | top commands per job |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         top = ", ".join(f"{k.upper()} {v:.1f}" for k, v in list(r["top_commands_per_job"].items())[:6])
-        lines.append(f"| {r['mode'].split()[-1]} | {r['jobs']:,} | {r['commands_per_job']:.1f} "
-                     f"| {r['cpu_ms_per_job']:.3f} | {r['memory_bytes_per_job'] / 1024:.2f} "
-                     f"| {r['jobs_per_redis_core_s'] or 0:,.0f} | {top} |")
+        lines.append(
+            f"| {r['mode'].split()[-1]} | {r['jobs']:,} | {r['commands_per_job']:.1f} "
+            f"| {r['cpu_ms_per_job']:.3f} | {r['memory_bytes_per_job'] / 1024:.2f} "
+            f"| {r['jobs_per_redis_core_s'] or 0:,.0f} | {top} |"
+        )
     return "\n".join(lines)
 
 

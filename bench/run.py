@@ -17,7 +17,6 @@ import tempfile
 import time
 from importlib import metadata
 
-from shared import keys
 import httpx
 import numpy as np
 import orjson
@@ -28,6 +27,7 @@ from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
 from scripts.harness import Harness, free_port
+from shared import keys
 from shared.config import PROJECT_ROOT, Settings
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -53,7 +53,9 @@ def request_bodies() -> dict[str, bytes]:
 def ensure_heavy_model() -> None:
     if not os.path.exists(HEAVY_PATH):
         log("building the heavy model (random weights)...")
-        subprocess.run([sys.executable, "-m", "bench.heavy_model", HEAVY_PATH], check=True, env=harness.child_env(Settings()))
+        subprocess.run(
+            [sys.executable, "-m", "bench.heavy_model", HEAVY_PATH], check=True, env=harness.child_env(Settings())
+        )
 
 
 def measure_raw(name: str, path: str) -> list[dict]:
@@ -72,17 +74,40 @@ def measure_raw(name: str, path: str) -> list[dict]:
             model.predict(inputs)
             calls += 1
         elapsed = time.perf_counter() - started
-        rows.append({"model": name, "system": "raw", "mode": f"batch {batch}", "clients": None,
-                     "throughput": batch * calls / elapsed, "p50_ms": elapsed / calls * 1000})
+        rows.append(
+            {
+                "model": name,
+                "system": "raw",
+                "mode": f"batch {batch}",
+                "clients": None,
+                "throughput": batch * calls / elapsed,
+                "p50_ms": elapsed / calls * 1000,
+            }
+        )
         log(f"raw {name} batch {batch}: {batch * calls / elapsed:.0f} rows/s")
     return rows
 
 
 def load(url: str, mode: str, clients: int, body_file: str, seconds: float = SECONDS) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", mode, "--clients", str(clients),
-         "--seconds", str(seconds), "--body", body_file],
-        check=True, capture_output=True, env=harness.child_env(Settings()),
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--mode",
+            mode,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(seconds),
+            "--body",
+            body_file,
+        ],
+        check=True,
+        capture_output=True,
+        env=harness.child_env(Settings()),
     )
     return orjson.loads(out.stdout)
 
@@ -91,8 +116,11 @@ def summarize(result: dict) -> dict:
     lat = np.array(result["latencies_ms"]) if result["latencies_ms"] else np.array([np.nan])
     return {
         "throughput": result["jobs"] / result["seconds"],
-        "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
-        "p99_ms": float(np.percentile(lat, 99)), "jobs": result["jobs"], "requests": result["requests"],
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "jobs": result["jobs"],
+        "requests": result["requests"],
         "errors": result["errors"],
     }
 
@@ -127,12 +155,14 @@ class Probe:
         if self.client is not None:
             delta = {k: after["stats"].get(k, 0) - before["stats"].get(k, 0) for k in after["stats"]}
             batches = delta.get("microbatches", 0)
-            out.update({
-                "model_calls": delta.get("model_calls", 0),
-                "mean_batch": delta.get("rows", 0) / batches if batches else None,
-                "worker_round_trips_per_batch": delta.get("round_trips", 0) / batches if batches else None,
-                "redis_cmds_per_job": (after["commands"] - before["commands"]) / rows,
-            })
+            out.update(
+                {
+                    "model_calls": delta.get("model_calls", 0),
+                    "mean_batch": delta.get("rows", 0) / batches if batches else None,
+                    "worker_round_trips_per_batch": delta.get("round_trips", 0) / batches if batches else None,
+                    "redis_cmds_per_job": (after["commands"] - before["commands"]) / rows,
+                }
+            )
         return out
 
 
@@ -140,9 +170,24 @@ def measure_classic(name: str, path: str, body_file: str, processes: int) -> lis
     port = free_port()
     env = harness.child_env(Settings(), {"MODEL_PATH": path})
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(processes), "-b", f"127.0.0.1:{port}", "--timeout", "120",
-         "bench.baselines.classic_app:app"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(processes),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "bench.baselines.classic_app:app",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     rows = []
     try:
         url = f"http://127.0.0.1:{port}"
@@ -151,8 +196,16 @@ def measure_classic(name: str, path: str, body_file: str, processes: int) -> lis
         for clients in CLIENTS:
             before = probe.start()
             result = summarize(load(url, "classic", clients, body_file))
-            rows.append({"model": name, "system": "classic", "mode": "predict", "clients": clients, **result,
-                         **probe.finish(before, result["jobs"])})
+            rows.append(
+                {
+                    "model": name,
+                    "system": "classic",
+                    "mode": "predict",
+                    "clients": clients,
+                    **result,
+                    **probe.finish(before, result["jobs"]),
+                }
+            )
             log(f"classic {name} {clients} clients: {result['throughput']:.0f} req/s p99 {result['p99_ms']:.0f} ms")
     finally:
         harness.stop(server)
@@ -174,9 +227,15 @@ def _wait_post(url: str, body_file: str, process: subprocess.Popen) -> None:
 
 
 def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[dict]:
-    settings = Settings.from_env({}).replace(redis_port=free_port(), api_port=free_port(), model_path=path,
-                                             model_name=name, log_level="WARNING", grpc_port=free_port(),
-                                             data_dir=os.path.join(workdir, f"service-{name}"))
+    settings = Settings.from_env({}).replace(
+        redis_port=free_port(),
+        api_port=free_port(),
+        model_path=path,
+        model_name=name,
+        log_level="WARNING",
+        grpc_port=free_port(),
+        data_dir=os.path.join(workdir, f"service-{name}"),
+    )
     service = Harness(settings)
     redis_server = service.start_redis()
     client = redis.Redis.from_url(service.settings.redis_url)
@@ -194,8 +253,14 @@ def measure_service(name: str, path: str, body_file: str, workdir: str) -> list[
         for mode, clients in plan:
             rows.append(_service_point(name, url, mode, clients, body_file, Probe(pids, client), "1 worker"))
         if name == "light":
-            rows += protocols.measure(name, f"127.0.0.1:{settings.api_port}", f"127.0.0.1:{settings.grpc_port}",
-                                      SECONDS, stack.child_env(Settings()), summarize)
+            rows += protocols.measure(
+                name,
+                f"127.0.0.1:{settings.api_port}",
+                f"127.0.0.1:{settings.grpc_port}",
+                SECONDS,
+                harness.child_env(Settings()),
+                summarize,
+            )
             rows += measure_bulk(url, body_file, workdir, api.pid)
         second = service.start_worker()
         _wait_workers(client, 2)
@@ -218,8 +283,9 @@ def measure_bulk(url: str, body_file: str, workdir: str, api_pid: int) -> list[d
     bulk.write_big_npy(big, (256 if QUICK else 1024) * 1024 * 1024)
     memory = bulk.upload_memory(url, big, api_pid)
     os.remove(big)
-    rows.append({"model": "light", "system": "service", "mode": "upload memory", "clients": None, "throughput": None,
-                 **memory})
+    rows.append(
+        {"model": "light", "system": "service", "mode": "upload memory", "clients": None, "throughput": None, **memory}
+    )
     return rows
 
 
@@ -236,10 +302,20 @@ def _service_point(name, url, mode, clients, body_file, probe, workers) -> dict:
     meter = PhaseMeter(probe.pids, probe.client)
     meter.start()
     result = summarize(load(url, mode, clients, body_file))
-    row = {"model": name, "system": "service", "mode": mode, "clients": clients, "workers": workers, **result,
-           **probe.finish(before, result["jobs"]), **meter.finish(result["jobs"])}
-    log(f"service {name} {mode} {clients} clients ({workers}): {result['throughput']:.0f} jobs/s "
-        f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms, mean batch {row.get('mean_batch') or 0:.1f}")
+    row = {
+        "model": name,
+        "system": "service",
+        "mode": mode,
+        "clients": clients,
+        "workers": workers,
+        **result,
+        **probe.finish(before, result["jobs"]),
+        **meter.finish(result["jobs"]),
+    }
+    log(
+        f"service {name} {mode} {clients} clients ({workers}): {result['throughput']:.0f} jobs/s "
+        f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms, mean batch {row.get('mean_batch') or 0:.1f}"
+    )
     return row
 
 
@@ -250,9 +326,16 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    packages = {p: metadata.version(p) for p in ("tensorflow", "keras", "numpy", "flask", "gunicorn", "rq", "redis", "orjson")}
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "packages": packages}
+    packages = {
+        p: metadata.version(p) for p in ("tensorflow", "keras", "numpy", "flask", "gunicorn", "rq", "redis", "orjson")
+    }
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "packages": packages,
+    }
 
 
 def main() -> int:
@@ -260,11 +343,19 @@ def main() -> int:
     ensure_heavy_model()
     bodies = request_bodies()
     defaults = Settings.from_env({})
-    results = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), "seconds_per_point": SECONDS, "quick": QUICK,
-               "settings": {"api_processes": defaults.api_processes, "api_threads": defaults.api_threads,
-                            "max_microbatch_rows": defaults.max_microbatch_rows, "max_microbatch_delay_ms": defaults.max_microbatch_delay_ms},
-               "rows": []}
+    results = {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "seconds_per_point": SECONDS,
+        "quick": QUICK,
+        "settings": {
+            "api_processes": defaults.api_processes,
+            "api_threads": defaults.api_threads,
+            "max_microbatch_rows": defaults.max_microbatch_rows,
+            "max_microbatch_delay_ms": defaults.max_microbatch_delay_ms,
+        },
+        "rows": [],
+    }
     models = {"light": LIGHT_PATH, "heavy": HEAVY_PATH}
     with tempfile.TemporaryDirectory() as workdir:
         for name, path in models.items():
@@ -277,8 +368,9 @@ def main() -> int:
             results["rows"] += measure_service(name, path, body_file, workdir)
         results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
         # The bulk path on an S3 bucket (moto's server on loopback) against the local directory.
-        results["rows"] += bulk_storage.measure(workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS,
-                                                (256 if QUICK else 1024) * 1024 * 1024)
+        results["rows"] += bulk_storage.measure(
+            workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS, (256 if QUICK else 1024) * 1024 * 1024
+        )
     results["redis_only"] = redis_only.measure(jobs=256 if QUICK else 2048)
     results["targets"] = targets(results["rows"]) + cost_report.targets(results["rows"])
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -95,17 +95,26 @@ class DrillReport:
     @property
     def ok(self) -> bool:
         only_503 = set(self.refusals) <= {"503"}
-        return (self.accepted_after > 0 and self.lost_after == 0 and self.unfinished_after == 0
-                and self.without_retry_after == 0 and only_503)
+        return (
+            self.accepted_after > 0
+            and self.lost_after == 0
+            and self.unfinished_after == 0
+            and self.without_retry_after == 0
+            and only_503
+        )
 
     def lines(self) -> list[str]:
         window = "none lost" if self.loss_window_ms is None else f"{self.loss_window_ms:.0f} ms before the kill"
         return [
-            (f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window}; "
-             f"the replica was {self.lag_bytes} bytes behind just before the kill)"),
+            (
+                f"accepted before the kill {self.accepted_before}, lost {self.lost_before} (window: {window}; "
+                f"the replica was {self.lag_bytes} bytes behind just before the kill)"
+            ),
             f"accepted after the kill {self.accepted_after}, lost {self.lost_after}, unfinished {self.unfinished_after}",
-            (f"replica promoted {self.promoted_after_s:.1f} s after the kill; 503 answered until "
-             f"{self.unavailable_s:.1f} s after it"),
+            (
+                f"replica promoted {self.promoted_after_s:.1f} s after the kill; 503 answered until "
+                f"{self.unavailable_s:.1f} s after it"
+            ),
             f"refused: {self.refusals} ({self.without_retry_after} 503s without Retry-After)",
         ]
 
@@ -126,13 +135,22 @@ def final_status(http: httpx.Client, job_id: str, deadline: float) -> str:
     return "unfinished"
 
 
-def run_drill(work_dir: Path, before_s: float = 3.0, after_s: float = 3.0, settings: Settings | None = None) -> DrillReport:
+def run_drill(
+    work_dir: Path, before_s: float = 3.0, after_s: float = 3.0, settings: Settings | None = None
+) -> DrillReport:
     """Start the topology and the service, run traffic across a failover, and count the cost."""
     topology = SentinelTopology(work_dir / "redis").start()
     base = settings or Settings.from_env()
-    settings = base.replace(redis_url="", redis_sentinels=topology.sentinels, redis_sentinel_master=MASTER_NAME,
-                            redis_sentinel_password="", api_port=free_port(), heartbeat_s=1.0, api_keys="",
-                            data_dir=str(work_dir / "data"))
+    settings = base.replace(
+        redis_url="",
+        redis_sentinels=topology.sentinels,
+        redis_sentinel_master=MASTER_NAME,
+        redis_sentinel_password="",
+        api_port=free_port(),
+        heartbeat_s=1.0,
+        api_keys="",
+        data_dir=str(work_dir / "data"),
+    )
     (work_dir / "logs").mkdir()
     service = Harness(settings, work_dir / "logs")
     try:
@@ -178,13 +196,18 @@ def _count(service: Harness, traffic: Traffic, killed: float, promoted: float, l
     after = [a for a in traffic.accepted if a.at > killed]
     lost_before = [a for a in before if statuses[a.job_id] == "lost"]
     return DrillReport(
-        accepted_before=len(before), accepted_after=len(after), lost_before=len(lost_before),
+        accepted_before=len(before),
+        accepted_after=len(after),
+        lost_before=len(lost_before),
         lost_after=sum(statuses[a.job_id] == "lost" for a in after),
         unfinished_after=sum(statuses[a.job_id] not in ("finished", "lost") for a in after),
         loss_window_ms=(killed - min(a.at for a in lost_before)) * 1000 if lost_before else None,
         promoted_after_s=promoted - killed,
         unavailable_s=(traffic.last_503 - killed) if traffic.last_503 and traffic.last_503 > killed else 0.0,
-        refusals=dict(traffic.refusals), without_retry_after=traffic.without_retry_after, lag_bytes=lag)
+        refusals=dict(traffic.refusals),
+        without_retry_after=traffic.without_retry_after,
+        lag_bytes=lag,
+    )
 
 
 def main() -> int:

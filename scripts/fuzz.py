@@ -37,9 +37,23 @@ class FuzzResult:
 
 def schemathesis_command(base_url: str, examples: int, seed: int, report: Path) -> list[str]:
     """The CLI command (config from schemathesis.toml: every check, one worker)."""
-    return [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{base_url}/openapi.json",
-            "--max-examples", str(examples), "--seed", str(seed), "--report", "json",
-            "--report-json-path", str(report)]
+    return [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{base_url}/openapi.json",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+    ]
 
 
 def run_schemathesis(base_url: str, examples: int, seed: int, timeout_s: float = 3600) -> FuzzResult:
@@ -58,8 +72,16 @@ def _start_stack(data_dir: Path) -> Harness:
     """Embedded Redis, the API and one worker on free loopback ports, from the harness; ready when returned."""
     # WEBHOOK_MAX_ATTEMPTS=1: generated callback URLs point nowhere; one failed delivery each is enough.
     settings = Settings.from_env().replace(
-        redis_url="", redis_sentinels="", redis_sentinel_master="", redis_port=free_port(), api_port=free_port(),
-        data_dir=str(data_dir), workers=1, api_keys="", webhook_max_attempts=1)
+        redis_url="",
+        redis_sentinels="",
+        redis_sentinel_master="",
+        redis_port=free_port(),
+        api_port=free_port(),
+        data_dir=str(data_dir),
+        workers=1,
+        api_keys="",
+        webhook_max_attempts=1,
+    )
     (data_dir / "logs").mkdir()
     harness = Harness(settings, data_dir / "logs")
     try:

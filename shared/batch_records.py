@@ -19,7 +19,16 @@ import orjson
 import redis
 
 from shared import keys, lua, rq_keys
-from shared.batches import CHUNK_FUNC, BatchStatus, ChunkSpec, chunk_job_id, chunk_job_prefix, chunk_ranges, chunk_size, utc_now
+from shared.batches import (
+    CHUNK_FUNC,
+    BatchStatus,
+    ChunkSpec,
+    chunk_job_id,
+    chunk_job_prefix,
+    chunk_ranges,
+    chunk_size,
+    utc_now,
+)
 from shared.config import Settings
 from shared.errors import NotFound
 from shared.webhooks import delivery_id
@@ -56,7 +65,7 @@ class BatchRecords:
         """
         ttl = self.settings.batch_ttl
         expires = time.time() + ttl
-        record = {
+        record: rq_keys.HashFields = {
             "status": BatchStatus.VALIDATING.value,
             "created_at": utc_now(),
             "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
@@ -70,12 +79,13 @@ class BatchRecords:
             pipe.zadd(keys.batch_expiry(), {batch_id: expires})
             pipe.execute()
 
-    def enqueue(self, batch_id: str, upload: StoredUpload, failed_rows: int, callback_url: str | None,
-                metadata: Any) -> int:
+    def enqueue(
+        self, batch_id: str, upload: StoredUpload, failed_rows: int, callback_url: str | None, metadata: Any
+    ) -> int:
         """Record the validated upload and enqueue its chunk jobs, all in one transaction; returns the chunk count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
-        fields = {
+        fields: rq_keys.HashFields = {
             "status": BatchStatus.QUEUED.value,
             "total_rows": upload.total_rows,
             "accepted_rows": upload.accepted_rows,
@@ -93,10 +103,14 @@ class BatchRecords:
             pipe.hset(keys.batch(batch_id), mapping=fields)
             for chunk, (start, stop) in enumerate(ranges):
                 spec = ChunkSpec(batch_id, chunk, start, stop, tuple(upload.input_names))
-                job = rq_keys.job_fields(queue_name=queue, func_name=CHUNK_FUNC, args=[spec.to_payload()],
-                                         description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
-                                         result_ttl=self.settings.result_ttl, max_attempts=self.settings.max_attempts,
-                                         now=now)
+                job = rq_keys.job_fields(
+                    queue_name=queue,
+                    func_name=CHUNK_FUNC,
+                    args=[spec.to_payload()],
+                    description=f"batch {batch_id} chunk {chunk}: rows {start}-{stop - 1}",
+                    max_attempts=self.settings.max_attempts,
+                    now=now,
+                )
                 job.update({keys.JOB_ROWS: spec.rows, keys.JOB_BATCH: batch_id})
                 ids.append(chunk_job_id(batch_id, chunk))
                 pipe.hset(rq_keys.job(ids[-1]), mapping=job)
@@ -124,12 +138,21 @@ class BatchRecords:
     def end(self, batch_id: str, status: BatchStatus) -> BatchEnd:
         """Cancel (or expire) a batch: chunks not started never run (batch_end.lua)."""
         member = delivery_id("batch", batch_id)
-        stopped = int(lua.script("batch_end", "webhook")(
-            keys=[keys.batch(batch_id), keys.webhooks(), keys.webhook(member)],
-            args=[status.value, utc_now(), time.time(), member, self.settings.result_ttl,
-                  rq_keys.JOB_PREFIX + chunk_job_prefix(batch_id), self.settings.result_ttl],
-            client=self.connection,
-        ))
+        stopped = int(
+            lua.script("batch_end", "webhook")(
+                keys=[keys.batch(batch_id), keys.webhooks(), keys.webhook(member)],
+                args=[
+                    status.value,
+                    utc_now(),
+                    time.time(),
+                    member,
+                    self.settings.result_ttl,
+                    rq_keys.JOB_PREFIX + chunk_job_prefix(batch_id),
+                    self.settings.result_ttl,
+                ],
+                client=self.connection,
+            )
+        )
         return BatchEnd.UNKNOWN if stopped == -1 else BatchEnd.ALREADY_ENDED if stopped == -2 else BatchEnd.ENDED
 
     def due_for_expiry(self, limit: int = 100) -> list[str]:

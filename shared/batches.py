@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, BinaryIO
 
@@ -40,14 +40,24 @@ class ChunkSpec:
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON-able form stored as the RQ job's argument."""
-        return {"batch": self.batch, "chunk": self.chunk, "start": self.start, "stop": self.stop,
-                "inputs": list(self.inputs)}
+        return {
+            "batch": self.batch,
+            "chunk": self.chunk,
+            "start": self.start,
+            "stop": self.stop,
+            "inputs": list(self.inputs),
+        }
 
     @classmethod
-    def from_payload(cls, payload: Any) -> "ChunkSpec":
+    def from_payload(cls, payload: Any) -> ChunkSpec:
         """Read a stored payload; raises ValueError (or KeyError/TypeError) if it is not one."""
-        spec = cls(str(payload["batch"]), int(payload["chunk"]), int(payload["start"]), int(payload["stop"]),
-                   tuple(str(name) for name in payload["inputs"]))
+        spec = cls(
+            str(payload["batch"]),
+            int(payload["chunk"]),
+            int(payload["start"]),
+            int(payload["stop"]),
+            tuple(str(name) for name in payload["inputs"]),
+        )
         if not 0 <= spec.start < spec.stop:
             raise ValueError(f"chunk rows {spec.start}:{spec.stop} are not a range")
         return spec
@@ -71,7 +81,7 @@ class BatchStatus(str, Enum):
 
 def utc_now() -> str:
     """Now as ISO 8601 UTC with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def chunk_size(accepted_rows: int, chunk_rows: int) -> int:
@@ -136,13 +146,13 @@ def write_outputs(file: BinaryIO, outputs: dict[str, np.ndarray]) -> None:
     # zipfile seeks back to each member's header; an object-store upload cannot seek far, so the archive
     # is built in memory (a chunk's outputs are in memory already) and written in one go.
     buffer = io.BytesIO()
-    np.savez(buffer, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})
+    np.savez(buffer, **{OUTPUT_PREFIX + name: array for name, array in outputs.items()})  # type: ignore[arg-type]
     file.write(buffer.getbuffer())
 
 
 def read_outputs(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The outputs of a chunk from the arrays of its `.npz`, by output name, in model order."""
-    return {name[len(OUTPUT_PREFIX):]: array for name, array in arrays.items() if name.startswith(OUTPUT_PREFIX)}
+    return {name[len(OUTPUT_PREFIX) :]: array for name, array in arrays.items() if name.startswith(OUTPUT_PREFIX)}
 
 
 def file_rows(skipped: np.ndarray | None, start: int, stop: int) -> np.ndarray:

@@ -149,7 +149,7 @@ class Settings:
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default: the process environment).
 
         Raises:
@@ -166,7 +166,7 @@ class Settings:
         settings.validate()
         return settings
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed, validated."""
         settings = dataclasses.replace(self, **changes)
         settings.validate()
@@ -176,45 +176,87 @@ class Settings:
         """Check the rules between fields; raise ConfigError naming the variable."""
         _require(0 <= self.grpc_port <= 65535, "GRPC_PORT", self.grpc_port, "a port number, or 0 for no gRPC server")
         _require(self.max_microbatch_rows >= 1, "MAX_MICROBATCH_ROWS", self.max_microbatch_rows, "an integer ≥ 1")
-        _require(self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0")
-        _require(self.microbatch_window in ("adaptive", "fixed"), "MICROBATCH_WINDOW", self.microbatch_window,
-                 "adaptive or fixed")
-        _require(0 <= self.adaptive_max_delay_ms <= 1000 and math.isfinite(self.adaptive_max_delay_ms),
-                 "ADAPTIVE_MAX_DELAY_MS", self.adaptive_max_delay_ms, "milliseconds from 0 to 1000")
+        _require(
+            self.max_microbatch_delay_ms >= 0, "MAX_MICROBATCH_DELAY_MS", self.max_microbatch_delay_ms, "a number ≥ 0"
+        )
+        _require(
+            self.microbatch_window in ("adaptive", "fixed"),
+            "MICROBATCH_WINDOW",
+            self.microbatch_window,
+            "adaptive or fixed",
+        )
+        _require(
+            0 <= self.adaptive_max_delay_ms <= 1000 and math.isfinite(self.adaptive_max_delay_ms),
+            "ADAPTIVE_MAX_DELAY_MS",
+            self.adaptive_max_delay_ms,
+            "milliseconds from 0 to 1000",
+        )
         _require(self.api_server in ("gunicorn", "granian"), "API_SERVER", self.api_server, "gunicorn or granian")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")
-        _require(self.redis_appendfsync in ("always", "everysec", "no"), "REDIS_APPENDFSYNC",
-                 self.redis_appendfsync, "always, everysec or no")
+        _require(
+            self.redis_appendfsync in ("always", "everysec", "no"),
+            "REDIS_APPENDFSYNC",
+            self.redis_appendfsync,
+            "always, everysec or no",
+        )
         _require(self.max_batch_bytes >= 1024, "MAX_BATCH_BYTES", self.max_batch_bytes, "bytes ≥ 1024")
         _require(self.batch_chunk_rows >= 1, "BATCH_CHUNK_ROWS", self.batch_chunk_rows, "an integer ≥ 1")
         _require(self.batch_ttl >= 1, "BATCH_TTL", self.batch_ttl, "an integer ≥ 1 (seconds)")
-        _require(self.bulk_queue_name != self.queue_name, "BULK_QUEUE_NAME", self.bulk_queue_name,
-                 "a queue name other than QUEUE_NAME")
+        _require(
+            self.bulk_queue_name != self.queue_name,
+            "BULK_QUEUE_NAME",
+            self.bulk_queue_name,
+            "a queue name other than QUEUE_NAME",
+        )
         _require(self.webhook_max_attempts >= 1, "WEBHOOK_MAX_ATTEMPTS", self.webhook_max_attempts, "an integer ≥ 1")
         _require(self.webhook_backoff_s >= 0, "WEBHOOK_BACKOFF_S", self.webhook_backoff_s, "a number of seconds ≥ 0")
         _require(self.webhook_timeout_s > 0, "WEBHOOK_TIMEOUT_S", self.webhook_timeout_s, "a number of seconds > 0")
         _require(self.heartbeat_s > 0, "HEARTBEAT_S", self.heartbeat_s, "a number of seconds > 0")
         _require(self.log_format in ("text", "json"), "LOG_FORMAT", self.log_format, "text or json")
-        _require(0 < self.protocol_timeout_s <= 300, "PROTOCOL_TIMEOUT_S", self.protocol_timeout_s,
-                 "seconds, more than 0 and at most 300")
+        _require(
+            0 < self.protocol_timeout_s <= 300,
+            "PROTOCOL_TIMEOUT_S",
+            self.protocol_timeout_s,
+            "seconds, more than 0 and at most 300",
+        )
         _require(self.tf_threads >= 0, "TF_THREADS", self.tf_threads, "an integer ≥ 0 (0: from the CPU quota)")
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
-        _require(0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout), "JOB_TIMEOUT",
-                 self.job_timeout, f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}")
-        _require(0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s), "STORAGE_RETRY_S",
-                 self.storage_retry_s, "seconds, more than 0 and at most 3600")
-        _require(not self.storage_url.startswith("s3://") or bool(self.storage_bucket), "STORAGE_URL",
-                 self.storage_url, "s3://bucket or s3://bucket/prefix")
-        _require("://" not in self.storage_url or self.storage_url.startswith("s3://"), "STORAGE_URL",
-                 self.storage_url, "s3://bucket/prefix, a local directory, or empty (DATA_DIR/batches)")
+        _require(
+            0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout),
+            "JOB_TIMEOUT",
+            self.job_timeout,
+            f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}",
+        )
+        _require(
+            0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s),
+            "STORAGE_RETRY_S",
+            self.storage_retry_s,
+            "seconds, more than 0 and at most 3600",
+        )
+        _require(
+            not self.storage_url.startswith("s3://") or bool(self.storage_bucket),
+            "STORAGE_URL",
+            self.storage_url,
+            "s3://bucket or s3://bucket/prefix",
+        )
+        _require(
+            "://" not in self.storage_url or self.storage_url.startswith("s3://"),
+            "STORAGE_URL",
+            self.storage_url,
+            "s3://bucket/prefix, a local directory, or empty (DATA_DIR/batches)",
+        )
         self.api_key_list()
         self.sentinel_addresses()
-        _require(bool(self.redis_sentinels) == bool(self.redis_sentinel_master), "REDIS_SENTINEL_MASTER",
-                 self.redis_sentinel_master, "a master name when REDIS_SENTINELS is set, and empty otherwise")
+        _require(
+            bool(self.redis_sentinels) == bool(self.redis_sentinel_master),
+            "REDIS_SENTINEL_MASTER",
+            self.redis_sentinel_master,
+            "a master name when REDIS_SENTINELS is set, and empty otherwise",
+        )
 
     def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
         """REDIS_SENTINELS as (host, port) pairs; () when Sentinel is not used.
@@ -225,8 +267,12 @@ class Settings:
         addresses = []
         for entry in (e.strip() for e in self.redis_sentinels.split(",") if e.strip()):
             host, _, port = entry.rpartition(":")
-            _require(bool(host) and port.isdigit() and 0 < int(port) < 65536, "REDIS_SENTINELS", self.redis_sentinels,
-                     "a comma-separated list of host:port")
+            _require(
+                bool(host) and port.isdigit() and 0 < int(port) < 65536,
+                "REDIS_SENTINELS",
+                self.redis_sentinels,
+                "a comma-separated list of host:port",
+            )
             addresses.append((host.strip("[]"), int(port)))
         return tuple(addresses)
 
@@ -249,7 +295,9 @@ class Settings:
                 with open(raw[1:], encoding="utf-8") as f:
                     keys = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"API_KEYS={raw!r} is not valid: cannot read the key file ({exc.__class__.__name__})") from None
+                raise ConfigError(
+                    f"API_KEYS={raw!r} is not valid: cannot read the key file ({exc.__class__.__name__})"
+                ) from None
             where = f"the file {raw[1:]!r}"
         else:
             keys = [k.strip() for k in raw.split(",")]
@@ -257,8 +305,10 @@ class Settings:
         for i, key in enumerate(keys):
             if not key or not key.isascii() or not key.isprintable() or any(c.isspace() or c == "," for c in key):
                 # Never echo a key: name its position only.
-                raise ConfigError(f"API_KEYS is not valid: key {i + 1} in {where} is empty or not printable ASCII "
-                                  "without spaces or commas")
+                raise ConfigError(
+                    f"API_KEYS is not valid: key {i + 1} in {where} is empty or not printable ASCII "
+                    "without spaces or commas"
+                )
         if not keys:
             raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
         return tuple(keys)
@@ -287,14 +337,14 @@ class Settings:
         """The bucket of an s3:// STORAGE_URL ("" for local storage)."""
         if not self.storage_url.startswith("s3://"):
             return ""
-        return self.storage_url[len("s3://"):].split("/", 1)[0]
+        return self.storage_url[len("s3://") :].split("/", 1)[0]
 
     @property
     def storage_prefix(self) -> str:
         """The key prefix of an s3:// STORAGE_URL, without slashes at either end ("" for none)."""
         if not self.storage_url.startswith("s3://"):
             return ""
-        rest = self.storage_url[len("s3://"):].split("/", 1)
+        rest = self.storage_url[len("s3://") :].split("/", 1)
         return rest[1].strip("/") if len(rest) > 1 else ""
 
     @property

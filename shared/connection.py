@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff  # type: ignore[attr-defined]  # newer than types-redis
 from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -36,7 +36,9 @@ def connect(settings: Settings) -> redis.Redis:
     failover the broken connections are replaced by ones to the promoted replica.
     """
     options: dict[str, Any] = {
-        "health_check_interval": 30, "retry": RETRY, "socket_connect_timeout": 2,
+        "health_check_interval": 30,
+        "retry": RETRY,
+        "socket_connect_timeout": 2,
         "socket_timeout": BLOCKING_MARGIN_S + MAX_BLOCKING_WAIT_S + settings.max_microbatch_delay_ms / 1000,
     }
     if settings.redis_sentinels:
@@ -46,7 +48,10 @@ def connect(settings: Settings) -> redis.Redis:
 
 def sentinel(settings: Settings) -> Sentinel:
     """A client of the Sentinels named by REDIS_SENTINELS (the master is asked for per connection)."""
-    sentinel_options: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+    sentinel_options: dict[str, Any] = {
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+    }
     if settings.redis_sentinel_password:
         sentinel_options["password"] = settings.redis_sentinel_password
     return Sentinel(list(settings.sentinel_addresses()), sentinel_kwargs=sentinel_options)

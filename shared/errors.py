@@ -1,20 +1,20 @@
 """The service's error hierarchy; the API renders any of these as one JSON shape.
 
-    ServiceError (500, internal)
-     ├── InvalidInput (400, invalid_input)      a request body or field is wrong; names field and expected
-     ├── Unauthorized (401, unauthorized)       API keys are on and the request has no valid one
-     ├── NotFound (404, not_found)              unknown or expired job, unknown route
-     ├── NotAcceptable (406, not_acceptable)    the result cannot be given in the format asked for
-     ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs,
-     │    │                                     or an Idempotency-Key is reused for a different request
-     │    └── RequestInProgress (409, request_in_progress)  the first request with this Idempotency-Key is running
-     ├── PayloadTooLarge (413, payload_too_large)
-     ├── UnsupportedMediaType (415, unsupported_media_type)
-     ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
-     ├── InferenceFailed (500, inference_failed) a synchronous (protocol) request's job failed
-     ├── NotReady (503, not_ready)              no model published or Redis unreachable
- ├── StorageUnavailable (503, storage_unavailable) the object store (STORAGE_URL) is unreachable or refuses
-     └── TimedOut (504, timed_out)              a synchronous request's job did not finish in time
+   ServiceError (500, internal)
+    ├── InvalidInput (400, invalid_input)      a request body or field is wrong; names field and expected
+    ├── Unauthorized (401, unauthorized)       API keys are on and the request has no valid one
+    ├── NotFound (404, not_found)              unknown or expired job, unknown route
+    ├── NotAcceptable (406, not_acceptable)    the result cannot be given in the format asked for
+    ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs,
+    │    │                                     or an Idempotency-Key is reused for a different request
+    │    └── RequestInProgress (409, request_in_progress)  the first request with this Idempotency-Key is running
+    ├── PayloadTooLarge (413, payload_too_large)
+    ├── UnsupportedMediaType (415, unsupported_media_type)
+    ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
+    ├── InferenceFailed (500, inference_failed) a synchronous (protocol) request's job failed
+    ├── NotReady (503, not_ready)              no model published or Redis unreachable
+├── StorageUnavailable (503, storage_unavailable) the object store (STORAGE_URL) is unreachable or refuses
+    └── TimedOut (504, timed_out)              a synchronous request's job did not finish in time
 """
 
 from __future__ import annotations

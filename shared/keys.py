@@ -23,7 +23,8 @@ def microbatch_sizes() -> str:
 
 
 def stats() -> str:
-    """Hash of worker counters: model_calls, rows, microbatches, round_trips (Redis round trips for those micro-batches); no TTL."""
+    """Hash of worker counters: model_calls, rows, microbatches, round_trips (Redis round trips for those
+    micro-batches), model_s (seconds in the model); no TTL."""
     return f"{PREFIX}:stats"
 
 

@@ -22,4 +22,4 @@ def script(name: str, *libs: str) -> Script:
     parts = [(LUA_DIR / "lib" / f"{lib}.lua").read_bytes() for lib in libs]
     parts.append((LUA_DIR / f"{name}.lua").read_bytes())
     # Registered with no client: every wrapper passes the client (or pipeline) it runs on.
-    return Script(None, b"\n".join(parts))  # type: ignore[arg-type]
+    return Script(None, b"\n".join(parts))

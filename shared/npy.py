@@ -123,6 +123,6 @@ def read_rows(file: BinaryIO, start: int, stop: int | None) -> np.ndarray:
     row_bytes = dtype.itemsize * math.prod(shape[1:])
     file.seek(offset + first * row_bytes)
     data = bytearray(count * row_bytes)
-    if file.readinto(data) != len(data):
+    if file.readinto(data) != len(data):  # type: ignore[attr-defined]  # every file we pass is a real file object
         raise NpyHeaderError(f"the .npy file ends before row {first + count} of {shape[0]}")
     return np.frombuffer(data, dtype=dtype).reshape((count, *shape[1:]))

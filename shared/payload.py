@@ -76,7 +76,9 @@ def decode_inputs(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
             if dtype not in ALLOWED_DTYPES:
                 raise ValueError(f"input {name!r} has unsupported dtype {dtype!r}")
             shape = tuple(int(d) for d in spec["shape"])
-            array = np.frombuffer(base64.b64decode(spec["data"], validate=True), dtype=np.dtype(dtype).newbyteorder("<"))
+            array = np.frombuffer(
+                base64.b64decode(spec["data"], validate=True), dtype=np.dtype(dtype).newbyteorder("<")
+            )
             if not shape or shape[0] != rows or array.size != int(np.prod(shape)):
                 raise ValueError(f"input {name!r} holds {array.size} values, which do not fit shape {list(shape)}")
             arrays[name] = array.reshape(shape).astype(dtype, copy=False)

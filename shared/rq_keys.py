@@ -18,9 +18,17 @@ from typing import Any
 import orjson
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
-                         StartedJobRegistry)
-from rq.utils import utcformat
+from rq.registry import (
+    CanceledJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.utils import utcformat, utcparse
+
+# A hash's fields as redis-py's HSET takes them.
+HashFields = dict[str | bytes, Any]
 
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
 JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
@@ -80,15 +88,14 @@ def job_id_of(lease_member: str) -> str:
 
 def timestamp(when: datetime.datetime | None = None) -> str:
     """A time in RQ's job-hash format (UTC, microseconds)."""
-    return utcformat(when or datetime.datetime.now(datetime.timezone.utc))
+    return utcformat(when or datetime.datetime.now(datetime.UTC))
 
 
 def parse_timestamp(raw: bytes | str | None) -> datetime.datetime | None:
     """The inverse of `timestamp`; None for an empty field."""
     if not raw:
         return None
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return utcparse(raw.decode() if isinstance(raw, bytes) else raw)  # RQ's parser: both of its formats
 
 
 def job_data(func_name: str, args: list[Any]) -> bytes:
@@ -106,23 +113,25 @@ def job_args(data: bytes) -> list[Any]:
     return orjson.loads(data)[2]
 
 
-def job_fields(*, queue_name: str, func_name: str, args: list[Any], description: str, result_ttl: int,
-               max_attempts: int, now: str) -> dict[str, Any]:
-    """The RQ fields of a new, queued job hash.
+def job_fields(
+    *, queue_name: str, func_name: str, args: list[Any], max_attempts: int, now: str, description: str = ""
+) -> HashFields:
+    """The RQ fields of a new, queued job hash: only those RQ's readers need, since every field costs Redis
+    memory for as long as the result is kept (RESULT_TTL and RQ's other TTL fields are not written: our
+    expiry index, not RQ, ends a job's life).
 
-    The attempt budget is RQ's retry count (`retries_left`, requeued at the front with no delay), so RQ's own
-    registry cleanup spends it the same way our recovery sweep does.
+    The attempt budget is RQ's retry count (`retries_left`), so RQ's own registry cleanup spends it the same
+    way our recovery sweep does (RQ requeues at the back, recovery at the front).
     """
-    fields: dict[str, Any] = {
+    fields: HashFields = {
         "status": QUEUED,
         "origin": queue_name,
         "created_at": now,
         "enqueued_at": now,
         "data": job_data(func_name, args),
-        "description": description,
-        "result_ttl": result_ttl,
-        "failure_ttl": result_ttl,
     }
+    if description:
+        fields["description"] = description
     if max_attempts > 1:
-        fields.update(retries_left=max_attempts - 1, retry_intervals="[0]", enqueue_at_front_on_retry=1)
+        fields["retries_left"] = max_attempts - 1
     return fields

@@ -21,15 +21,17 @@ def rq_settings(settings: Settings) -> dict[str, Any]:
     sentinel_kwargs: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT_S}
     if settings.redis_sentinel_password:
         sentinel_kwargs["password"] = settings.redis_sentinel_password
-    return {"SENTINEL": {
-        "INSTANCES": list(settings.sentinel_addresses()),
-        "MASTER_NAME": settings.redis_sentinel_master,
-        "DB": master.get("db", 0),
-        "USERNAME": master.get("username"),
-        "PASSWORD": master.get("password"),
-        "SSL": bool(master.get("ssl", False)),
-        "SENTINEL_KWARGS": sentinel_kwargs,
-    }}
+    return {
+        "SENTINEL": {
+            "INSTANCES": list(settings.sentinel_addresses()),
+            "MASTER_NAME": settings.redis_sentinel_master,
+            "DB": master.get("db", 0),
+            "USERNAME": master.get("username"),
+            "PASSWORD": master.get("password"),
+            "SSL": bool(master.get("ssl", False)),
+            "SENTINEL_KWARGS": sentinel_kwargs,
+        }
+    }
 
 
 globals().update(rq_settings(Settings.from_env()))

@@ -36,8 +36,9 @@ MISSING = {"NoSuchKey", "404", "NotFound"}
 # Each call is tried 3 times (botocore's standard mode) within seconds, so that an outage shows as an error
 # promptly rather than as a request hanging; the caller's own retry (a chunk's attempts, a client's
 # Retry-After) covers longer ones.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60,
-                       max_pool_connections=64)
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60, max_pool_connections=64
+)
 
 
 class S3Storage:
@@ -65,7 +66,9 @@ class S3Storage:
             return StoreUnreachable(f"the object store {self.describe()} refused the request ({code}): {exc}")
         if isinstance(exc, BotoCoreError):
             return StoreUnreachable(f"the object store {self.describe()} is not reachable: {exc}")
-        return exc if isinstance(exc, OSError) else StoreUnreachable(f"the object store {self.describe()} failed: {exc}")
+        return (
+            exc if isinstance(exc, OSError) else StoreUnreachable(f"the object store {self.describe()} failed: {exc}")
+        )
 
     @contextlib.contextmanager
     def _calls(self, key: str = "") -> Iterator[None]:
@@ -147,14 +150,16 @@ class S3Storage:
 
     def _listing(self, prefix: str) -> Iterator[str]:
         """Every object name under `prefix/`, page by page."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._name(prefix) + "/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._name(prefix) + "/"
+        )
         with self._calls(prefix):
             for page in pages:
                 for item in page.get("Contents", []):
                     yield item["Key"]
 
     def list_keys(self, prefix: str) -> set[str]:
-        names = (name[len(self.prefix):] for name in self._listing(prefix))
+        names = (name[len(self.prefix) :] for name in self._listing(prefix))
         return {key for key in names if not key.rsplit("/", 1)[-1].startswith(".")}
 
     def delete_prefix(self, prefix: str) -> None:
@@ -165,5 +170,7 @@ class S3Storage:
                 reply = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             if reply.get("Errors"):
                 first = reply["Errors"][0]
-                raise StoreUnreachable(f"the object store {self.describe()} did not delete {len(reply['Errors'])} "
-                                       f"object(s) of {prefix}, e.g. {first.get('Key')}: {first.get('Code')}")
+                raise StoreUnreachable(
+                    f"the object store {self.describe()} did not delete {len(reply['Errors'])} "
+                    f"object(s) of {prefix}, e.g. {first.get('Key')}: {first.get('Code')}"
+                )

@@ -26,8 +26,14 @@ class MultipartUpload(io.RawIOBase):
     Seeking is allowed anywhere within the first PART_BYTES (kept in memory) and to the end.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, translate: Callable[[Exception], OSError],
-                 part_bytes: int = PART_BYTES) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        translate: Callable[[Exception], OSError],
+        part_bytes: int = PART_BYTES,
+    ) -> None:
         super().__init__()
         self.client, self.bucket, self.key, self.translate = client, bucket, key, translate
         self.part_bytes = part_bytes
@@ -48,9 +54,13 @@ class MultipartUpload(io.RawIOBase):
         return self.position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self.size + offset if whence == io.SEEK_END else self.position + offset
+        target = (
+            offset if whence == io.SEEK_SET else self.size + offset if whence == io.SEEK_END else self.position + offset
+        )
         if target != self.size and not 0 <= target <= len(self.head):
-            raise io.UnsupportedOperation(f"an S3 upload can seek within its first {self.part_bytes} bytes or to its end")
+            raise io.UnsupportedOperation(
+                f"an S3 upload can seek within its first {self.part_bytes} bytes or to its end"
+            )
         self.position = target
         return target
 
@@ -78,8 +88,9 @@ class MultipartUpload(io.RawIOBase):
             if self.upload_id is None:
                 self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
             number = number or len(self.parts) + 2  # part 1 is the head, sent at commit
-            reply = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                            PartNumber=number, Body=body)
+            reply = self.client.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+            )
         except Exception as exc:
             raise self.translate(exc) from exc
         self.parts.append({"PartNumber": number, "ETag": reply["ETag"]})
@@ -94,8 +105,9 @@ class MultipartUpload(io.RawIOBase):
                 self._send_part(self.tail)
             self._send_part(self.head, number=1)
             parts = sorted(self.parts, key=lambda part: part["PartNumber"])
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                                  MultipartUpload={"Parts": parts})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+            )
         except OSError:
             raise
         except Exception as exc:

@@ -60,8 +60,11 @@ def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[s
 
 def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None) -> dict[str, Any]:
     """The document of a job that did not finish (`failed` or `expired`); `error` has the shape of API errors."""
-    doc: dict[str, Any] = {"id": job_id, "status": error.status.value,
-                           "error": {"code": error.code.value, "message": error.message}}
+    doc: dict[str, Any] = {
+        "id": job_id,
+        "status": error.status.value,
+        "error": {"code": error.code.value, "message": error.message},
+    }
     if model is not None:
         doc["model"] = model
     return doc

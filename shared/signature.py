@@ -17,10 +17,20 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 DT_NAMES = {
-    "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE", "bfloat16": "DT_BFLOAT16",
-    "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-    "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32", "uint64": "DT_UINT64",
-    "bool": "DT_BOOL", "string": "DT_STRING",
+    "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "bfloat16": "DT_BFLOAT16",
+    "int8": "DT_INT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "uint16": "DT_UINT16",
+    "uint32": "DT_UINT32",
+    "uint64": "DT_UINT64",
+    "bool": "DT_BOOL",
+    "string": "DT_STRING",
 }
 
 
@@ -38,6 +48,12 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
         return cls(name=str(data["name"]), shape=tuple(data["shape"]), dtype=str(data["dtype"]))
+
+    @property
+    def static_shape(self) -> tuple[int, ...] | None:
+        """The per-row shape if every dimension is fixed, else None."""
+        dims = tuple(d for d in self.shape if d is not None)
+        return dims if len(dims) == len(self.shape) else None
 
     def describe(self) -> str:
         """The shape of one row for people, e.g. `[64] float32`."""
@@ -57,9 +73,13 @@ class SignatureDef:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SignatureDef:
-        return cls(name=str(data["name"]), method=str(data["method"]),
-                   inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
-                   outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]), tf_json=dict(data["tf_json"]))
+        return cls(
+            name=str(data["name"]),
+            method=str(data["method"]),
+            inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+            tf_json=dict(data["tf_json"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,12 +124,16 @@ class ModelSignature:
         return replace(self, inputs=chosen.inputs, outputs=chosen.outputs)
 
 
-def default_signature_def(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                          name: str = DEFAULT_SIGNATURE) -> SignatureDef:
+def default_signature_def(
+    inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], name: str = DEFAULT_SIGNATURE
+) -> SignatureDef:
     """A predict signature for a model with no SignatureDef of its own (Keras files): tensor names `<name>:0`."""
-    tf_json = {"inputs": {t.name: tensor_info_json(t) for t in inputs},
-               "outputs": {t.name: tensor_info_json(t) for t in outputs},
-               "method_name": PREDICT_METHOD, "defaults": {}}
+    tf_json = {
+        "inputs": {t.name: tensor_info_json(t) for t in inputs},
+        "outputs": {t.name: tensor_info_json(t) for t in outputs},
+        "method_name": PREDICT_METHOD,
+        "defaults": {},
+    }
     return SignatureDef(name, PREDICT_METHOD, inputs, outputs, tf_json)
 
 

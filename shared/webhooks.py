@@ -50,14 +50,20 @@ def check_callback_url(url: object, allowed_hosts: frozenset[str] = frozenset())
     if url is None or url == "":
         return None
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or not _CALLBACK_URL.fullmatch(url):
-        raise InvalidInput(f"callback_url {str(url)[:100]!r} is not usable", field="callback_url",
-                           expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} printable ASCII "
-                                    "characters, with a host name or IPv4 address")
+        raise InvalidInput(
+            f"callback_url {str(url)[:100]!r} is not usable",
+            field="callback_url",
+            expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} printable ASCII "
+            "characters, with a host name or IPv4 address",
+        )
     parsed = urlparse(url)
     host = (parsed.hostname or "").rstrip(".")
     if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
-        raise InvalidInput(f"callback_url host {host[:100]!r} is not allowed on this server", field="callback_url",
-                           expected="a host in WEBHOOK_ALLOWED_HOSTS: " + ", ".join(sorted(allowed_hosts)))
+        raise InvalidInput(
+            f"callback_url host {host[:100]!r} is not allowed on this server",
+            field="callback_url",
+            expected="a host in WEBHOOK_ALLOWED_HOSTS: " + ", ".join(sorted(allowed_hosts)),
+        )
     return url
 
 
@@ -163,7 +169,8 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
     """POST `body`; returns the HTTP status, raising for anything but 2xx or for a network error."""
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     with _opener.open(request, timeout=timeout_s) as response:
         return response.status

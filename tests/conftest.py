@@ -34,8 +34,10 @@ class DatabasePool:
     def take(self) -> int:
         with self.lock:
             if not self.free:
-                raise RuntimeError(f"all {DATABASES - 1} databases of the test Redis are in use: a fixture holds on "
-                                   "to its database (module- and session-scoped services keep theirs until they end)")
+                raise RuntimeError(
+                    f"all {DATABASES - 1} databases of the test Redis are in use: a fixture holds on "
+                    "to its database (module- and session-scoped services keep theirs until they end)"
+                )
             return self.free.pop(0)
 
     def give_back(self, db: int) -> None:

@@ -36,8 +36,12 @@ class S3Server:
 
     def start(self) -> S3Server:
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=log, stderr=log, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         wait_until(self._answers, 30, 0.1)
         return self
 
@@ -54,8 +58,13 @@ class S3Server:
             self.process.wait(10)
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
 
     def new_bucket(self) -> str:
         name = f"test-{uuid.uuid4().hex[:12]}"

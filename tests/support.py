@@ -125,9 +125,14 @@ class Service:
         """POST /batches with a raw body."""
         return self.http.post("/batches", params=params, content=body, headers={"Content-Type": content_type})
 
-    def wait_batch(self, batch_id: str, timeout_s: float = 60.0,
-                   statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "expired")) -> dict:
+    def wait_batch(
+        self,
+        batch_id: str,
+        timeout_s: float = 60.0,
+        statuses: tuple[str, ...] = ("completed", "failed", "cancelled", "expired"),
+    ) -> dict:
         """Poll the batch until its status is one of `statuses`; returns its document."""
+
         def ended():
             doc = self.http.get(f"/batches/{batch_id}").json()
             return doc if doc["status"] in statuses else None
@@ -145,7 +150,15 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     """Settings for a test service on database `db` of the test Redis, on a free API port."""
     base = Settings.from_env({})
     url = redis_url.rsplit("/", 1)[0] + f"/{db}"
-    values = dict(redis_url=url, api_port=free_port(), grpc_port=free_port(), api_processes=1, api_threads=16, heartbeat_s=1.0,
-                  log_level="INFO", data_dir=os.environ.get("TMPDIR", "/tmp"))
+    values = dict(
+        redis_url=url,
+        api_port=free_port(),
+        grpc_port=free_port(),
+        api_processes=1,
+        api_threads=16,
+        heartbeat_s=1.0,
+        log_level="INFO",
+        data_dir=os.environ.get("TMPDIR", "/tmp"),
+    )
     values.update(overrides)
     return base.replace(**values)

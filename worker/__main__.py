@@ -33,11 +33,11 @@ from worker.claim import RedisSource
 from worker.claims import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import collect, validate_knobs
-from worker.outcomes import Tally
-from worker.recovery import Recovery
 from worker.model import LoadedModel, ModelLoadError, load_model
 from worker.model_path import ModelPathError, locate_model
+from worker.outcomes import Tally
 from worker.publish import Publisher
+from worker.recovery import Recovery
 from worker.registration import Registration, model_document
 from worker.runner import RunStats, run_microbatch
 
@@ -77,13 +77,22 @@ class InferenceWorker:
         records = BatchRecords(self.connection, settings)
         self.chunks = ChunkStore(files, records)
         self.tally = Tally(self.rq_worker.key)
-        self.source = RedisSource(self.connection, queue_names, name, self.lease_s, self.chunks,
-                                  settings.batch_chunk_rows)
+        self.source = RedisSource(
+            self.connection, queue_names, name, self.lease_s, self.chunks, settings.batch_chunk_rows
+        )
         self.registration = Registration(self.connection, self.rq_worker, settings, queue_names)
-        self.publisher = Publisher(self.connection, queue_names, model.signature, settings.result_ttl, self.tally,
-                                   self.chunks)
-        self.recovery = Recovery(self.connection, queue_names, name, settings.heartbeat_s, settings.result_ttl,
-                                 settings.max_attempts, self.chunks)
+        self.publisher = Publisher(
+            self.connection, queue_names, model.signature, settings.result_ttl, self.tally, self.chunks
+        )
+        self.recovery = Recovery(
+            self.connection,
+            queue_names,
+            name,
+            settings.heartbeat_s,
+            settings.result_ttl,
+            settings.max_attempts,
+            self.chunks,
+        )
         self.background = BackgroundThread(self.connection, settings, files, records)
         self.outbox: list[Claim] = []  # complete, not yet published
         self.outbox_stats: RunStats | None = None
@@ -110,9 +119,15 @@ class InferenceWorker:
         while not self._attempt(lambda: self.registration.birth(document)):
             if self.stopping:
                 return
-        log.info("worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, lease %d s",
-                 self.rq_worker.name, self.model.signature.name, self.model.signature.version,
-                 self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms, self.lease_s)
+        log.info(
+            "worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, lease %d s",
+            self.rq_worker.name,
+            self.model.signature.name,
+            self.model.signature.version,
+            self.settings.max_microbatch_rows,
+            self.settings.max_microbatch_delay_ms,
+            self.lease_s,
+        )
         self.background.start()
         try:
             while not (self.stopping and self.idle):
@@ -130,8 +145,12 @@ class InferenceWorker:
         if self.outbox:
             self._publish()  # results held back while Redis was away go first
         self.registration.beat_if_due(self.in_hand(), self.lease_s)  # e.g. due since an outage
-        batch = collect(self.source, self.settings.max_microbatch_rows, self.settings.max_microbatch_delay_ms / 1000,
-                        0.0 if self.stopping else IDLE_TIMEOUT_S)
+        batch = collect(
+            self.source,
+            self.settings.max_microbatch_rows,
+            self.settings.max_microbatch_delay_ms / 1000,
+            0.0 if self.stopping else IDLE_TIMEOUT_S,
+        )
         stats = run_microbatch(self.model, batch) if batch else None
         finished = self.source.take_finished()
         self.outbox += finished
@@ -139,7 +158,9 @@ class InferenceWorker:
             self.outbox_stats = stats if self.outbox_stats is None else self.outbox_stats + stats
         self._publish()
         if stats and stats.rows:
-            log.debug("batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000)
+            log.debug(
+                "batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000
+            )
         self.registration.beat_if_due(self.in_hand(), self.lease_s)
         if self.tally.due():
             self.tally.flush(self.connection)
@@ -151,8 +172,12 @@ class InferenceWorker:
         lost = self.publisher.publish(self.outbox, self.outbox_stats, self.source.take_round_trips())
         self.outbox, self.outbox_stats = [], None
         if lost:
-            log.warning("%d result(s) not published: this worker's lease on them lapsed and they were queued again "
-                        "(a step took longer than the %d s lease?)", len(lost), self.lease_s)
+            log.warning(
+                "%d result(s) not published: this worker's lease on them lapsed and they were queued again "
+                "(a step took longer than the %d s lease?)",
+                len(lost),
+                self.lease_s,
+            )
 
     def _attempt(self, action: Callable[[], object]) -> bool:
         """Run `action`; on a Redis failure log once per outage, back off, and return False."""
@@ -179,8 +204,11 @@ class InferenceWorker:
     def _pause(self, reason: str) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("%s: holding %d job(s) and retrying until it answers", reason,
-                        len(self.source.pending) + len(self.outbox))
+            log.warning(
+                "%s: holding %d job(s) and retrying until it answers",
+                reason,
+                len(self.source.pending) + len(self.outbox),
+            )
         time.sleep(self._backoff_s)
         self._backoff_s = min(2 * self._backoff_s, MAX_BACKOFF_S)
 

@@ -36,8 +36,12 @@ class BackgroundThread:
         self.records = records
         # A claimed delivery is leased for longer than one call can take; if this worker dies mid-call,
         # another worker sends it once the lease ends.
-        self.deliveries = DeliveryQueue(connection, settings.webhook_max_attempts, settings.webhook_backoff_s,
-                                        lease_s=settings.webhook_timeout_s + 30)
+        self.deliveries = DeliveryQueue(
+            connection,
+            settings.webhook_max_attempts,
+            settings.webhook_backoff_s,
+            lease_s=settings.webhook_timeout_s + 30,
+        )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="background", daemon=True)
 
@@ -73,16 +77,25 @@ class BackgroundThread:
 
     def _send(self, delivery: Delivery, body: bytes) -> None:
         status = orjson.loads(body).get("status", "")
-        headers = {"X-Webhook-Id": delivery.member, "X-Webhook-Attempt": str(delivery.attempts + 1),
-                   "X-Webhook-Event": f"{delivery.kind}.{status}"}
+        headers = {
+            "X-Webhook-Id": delivery.member,
+            "X-Webhook-Attempt": str(delivery.attempts + 1),
+            "X-Webhook-Event": f"{delivery.kind}.{status}",
+        }
         if self.settings.webhook_secret:
             headers[SIGNATURE_HEADER] = sign(body, self.settings.webhook_secret)
         try:
             post(delivery.url, body, headers, self.settings.webhook_timeout_s)
         except Exception as exc:  # any network or HTTP error: the receiver did not take it
             again = self.deliveries.failed(delivery)
-            log.warning("webhook %s to %s failed on attempt %d (%s); %s", delivery.member, delivery.url,
-                        delivery.attempts + 1, exc, "will retry" if again else "giving up")
+            log.warning(
+                "webhook %s to %s failed on attempt %d (%s); %s",
+                delivery.member,
+                delivery.url,
+                delivery.attempts + 1,
+                exc,
+                "will retry" if again else "giving up",
+            )
             return
         self.deliveries.finish(delivery.member, delivered=True)
         log.info("webhook %s delivered to %s", delivery.member, delivery.url)

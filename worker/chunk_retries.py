@@ -26,17 +26,21 @@ def retry_delay_s(base_s: float, max_attempts: int, retries_left: int) -> float:
 
 def schedule_retry(connection: redis.Redis, queue_name: str, claim: Claim, delay_s: float) -> bool:
     """retry_later.lua: end the claim and schedule the chunk's next attempt; False if the lease was lost."""
-    return bool(lua.script("retry_later")(
-        keys=[rq_keys.started(queue_name), rq_keys.scheduled(queue_name), rq_keys.job(claim.id)],
-        args=[claim.lease, claim.id, time.time() + delay_s],
-        client=connection,
-    ))
+    return bool(
+        lua.script("retry_later")(
+            keys=[rq_keys.started(queue_name), rq_keys.scheduled(queue_name), rq_keys.job(claim.id)],
+            args=[claim.lease, claim.id, time.time() + delay_s],
+            client=connection,
+        )
+    )
 
 
 def release_due(connection: redis.Redis, queue_name: str) -> int:
     """release.lua: put every chunk whose wait is over back at the head of `queue_name`; returns how many."""
-    return int(lua.script("release")(
-        keys=[rq_keys.scheduled(queue_name), rq_keys.queue(queue_name), keys.extra_rows(queue_name)],
-        args=[time.time(), rq_keys.JOB_PREFIX, keys.batch(""), CANCELED_TTL_S],
-        client=connection,
-    ))
+    return int(
+        lua.script("release")(
+            keys=[rq_keys.scheduled(queue_name), rq_keys.queue(queue_name), keys.extra_rows(queue_name)],
+            args=[time.time(), rq_keys.JOB_PREFIX, keys.batch(""), CANCELED_TTL_S],
+            client=connection,
+        )
+    )

@@ -21,8 +21,16 @@ import orjson
 
 from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import (ChunkSpec, chunk_errors_key, chunk_ranges, file_rows, input_key, output_key,
-                            skipped_key, write_outputs)
+from shared.batches import (
+    ChunkSpec,
+    chunk_errors_key,
+    chunk_ranges,
+    file_rows,
+    input_key,
+    output_key,
+    skipped_key,
+    write_outputs,
+)
 from shared.schema import ErrorCode
 from shared.storage import Storage, StoreUnreachable
 from worker.chunk_retries import retry_delay_s, schedule_retry
@@ -40,8 +48,10 @@ class ChunkStore:
 
     def load(self, spec: ChunkSpec) -> dict[str, np.ndarray]:
         """The chunk's rows, one array per model input (raises if the batch's files are gone)."""
-        return {name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
-                for i, name in enumerate(spec.inputs)}
+        return {
+            name: self.storage.load_rows(input_key(spec.batch, i), spec.start, spec.stop)
+            for i, name in enumerate(spec.inputs)
+        }
 
     def load_failed(self, exc: Exception) -> tuple[ErrorCode, str]:
         """The (code, message) a chunk fails with when `load` raised `exc`."""
@@ -56,6 +66,7 @@ class ChunkStore:
         counted. Runs before the publish pipeline, so a chunk is counted only once its file exists.
         """
         spec = claimed.chunk
+        assert spec is not None, "save() is for chunk jobs"
         rows = spec.rows
         if claimed.error is None:
             try:
@@ -64,7 +75,7 @@ class ChunkStore:
                 return rows, 0
             except OSError as exc:
                 claimed.fail(ErrorCode.STORAGE_FAILED, f"the chunk's outputs could not be written: {exc}")
-        if claimed.error.code is ErrorCode.STORAGE_FAILED and claimed.retries_left > 0:
+        if claimed.error is not None and claimed.error.code is ErrorCode.STORAGE_FAILED and claimed.retries_left > 0:
             return None
         self._save_errors(claimed)
         return 0, rows
@@ -75,8 +86,13 @@ class ChunkStore:
         delay = retry_delay_s(settings.storage_retry_s, settings.max_attempts, claimed.retries_left)
         if not schedule_retry(self.records.connection, queue_name, claimed, delay):
             return False
-        log.warning("chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left", claimed.id,
-                    claimed.error.message if claimed.error else "", delay, claimed.retries_left - 1)
+        log.warning(
+            "chunk %s failed on storage (%s); trying again in %.0f s, %d attempt(s) left",
+            claimed.id,
+            claimed.error.message if claimed.error else "",
+            delay,
+            claimed.retries_left - 1,
+        )
         return True
 
     def _save_errors(self, claimed: Claim) -> None:
@@ -88,7 +104,7 @@ class ChunkStore:
         record = self.records.connection.hmget(keys.batch(batch_id), "accepted_rows", "chunk_rows")
         if None in record:
             return  # the batch is gone: nothing left to annotate
-        accepted, size = int(record[0]), int(record[1])
+        accepted, size = int(record[0] or 0), int(record[1] or 0)
         ranges = chunk_ranges(accepted, size)
         if 0 <= chunk < len(ranges):
             start, stop = ranges[chunk]
@@ -105,4 +121,3 @@ class ChunkStore:
                     file.write(orjson.dumps({"row": row, "error": error}) + b"\n")
         except OSError as exc:  # the batch's files are gone (expired): nothing left to annotate
             log.warning("could not write the errors of batch %s chunk %s: %s", batch, spec.chunk, exc)
-

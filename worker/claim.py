@@ -40,8 +40,17 @@ MAX_JOBS_PER_CLAIM = 4096
 _PER_JOB = 9  # values per job in claim.lua's reply
 
 
-def claim_jobs(client: redis.Redis, queue_names: Sequence[str], caps: Sequence[int], *, most: int, token: str,
-               lease_until: float, worker_name: str, busy: bool) -> list[list[bytes]]:
+def claim_jobs(
+    client: redis.Redis,
+    queue_names: Sequence[str],
+    caps: Sequence[int],
+    *,
+    most: int,
+    token: str,
+    lease_until: float,
+    worker_name: str,
+    busy: bool,
+) -> list[list[bytes]]:
     """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
     id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left."""
     script_keys: list[str] = []
@@ -49,11 +58,21 @@ def claim_jobs(client: redis.Redis, queue_names: Sequence[str], caps: Sequence[i
         script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
     reply = lua.script("claim", "zadd")(
         keys=script_keys,
-        args=[most, rq_keys.JOB_PREFIX, ":" + token, lease_until, rq_keys.timestamp(), worker_name, int(busy),
-              utc_now(), keys.batch(""), *caps],
+        args=[
+            most,
+            rq_keys.JOB_PREFIX,
+            ":" + token,
+            lease_until,
+            rq_keys.timestamp(),
+            worker_name,
+            int(busy),
+            utc_now(),
+            keys.batch(""),
+            *caps,
+        ],
         client=client,
     )
-    return [reply[i:i + _PER_JOB] for i in range(0, len(reply), _PER_JOB)]
+    return [reply[i : i + _PER_JOB] for i in range(0, len(reply), _PER_JOB)]
 
 
 class RedisSource:
@@ -63,8 +82,15 @@ class RedisSource:
     the first) bounds how many of those one claim takes.
     """
 
-    def __init__(self, connection: redis.Redis, queue_names: Sequence[str], worker_name: str, lease_s: int,
-                 chunks: ChunkStore | None = None, chunk_rows: int = 1) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        queue_names: Sequence[str],
+        worker_name: str,
+        lease_s: int,
+        chunks: ChunkStore | None = None,
+        chunk_rows: int = 1,
+    ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
         self.worker_name = worker_name
@@ -133,9 +159,16 @@ class RedisSource:
         bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
         caps = [max_jobs] + [bulk_cap] * (len(self.queue_names) - 1)
         token = uuid.uuid4().hex[:12]
-        jobs = claim_jobs(self.connection, self.queue_names, caps, most=max_jobs, token=token,
-                          lease_until=time.time() + self.lease_s, worker_name=self.worker_name,
-                          busy=bool(self.pending))
+        jobs = claim_jobs(
+            self.connection,
+            self.queue_names,
+            caps,
+            most=max_jobs,
+            token=token,
+            lease_until=time.time() + self.lease_s,
+            worker_name=self.worker_name,
+            busy=bool(self.pending),
+        )
         trips += 1
         if not priority_only:
             self._empty = not jobs
@@ -148,14 +181,22 @@ class RedisSource:
         raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = fields
         job_id = raw_id.decode()
         options = orjson.loads(meta) if meta else {}
-        claim = Claim(id=job_id, queue_index=self._queue_index(batch), lease=rq_keys.lease(job_id, token),
-                      rows=int(rows), rerun=bool(started_before), retries_left=int(retries_left or 0),
-                      request_id=options.get("request_id"),
-                      callback_url=options.get("callback_url"), enqueued_at=rq_keys.parse_timestamp(enqueued_at))
+        claim = Claim(
+            id=job_id,
+            queue_index=self._queue_index(batch),
+            lease=rq_keys.lease(job_id, token),
+            rows=int(rows),
+            rerun=bool(started_before),
+            retries_left=int(retries_left or 0),
+            request_id=options.get("request_id"),
+            callback_url=options.get("callback_url"),
+            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+        )
         late = time.time() - _deadline(deadline)
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
-            claim.fail(ErrorCode.DEADLINE_EXCEEDED,
-                       f"the job's deadline passed {late:.1f} s before a worker could start it")
+            claim.fail(
+                ErrorCode.DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it"
+            )
             return claim
         try:
             args = rq_keys.job_args(data)

@@ -64,8 +64,12 @@ def check(path: str, max_age_s: float, now: float | None = None) -> tuple[bool, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.liveness", description=__doc__.splitlines()[0])
-    parser.add_argument("--max-age-s", type=float, default=DEFAULT_MAX_AGE_S,
-                        help="oldest acceptable age of LIVENESS_FILE, in seconds (default %(default)s)")
+    parser.add_argument(
+        "--max-age-s",
+        type=float,
+        default=DEFAULT_MAX_AGE_S,
+        help="oldest acceptable age of LIVENESS_FILE, in seconds (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -107,7 +108,9 @@ def load_model(path: str, name: str, version: str) -> LoadedModel:
         ModelLoadError: the path does not exist or does not hold a model this worker can serve.
     """
     if not os.path.exists(path):
-        raise ModelLoadError(f"MODEL_PATH {path!r} does not exist: expected a .keras or .h5 file or a SavedModel directory")
+        raise ModelLoadError(
+            f"MODEL_PATH {path!r} does not exist: expected a .keras or .h5 file or a SavedModel directory"
+        )
     try:
         if os.path.isdir(path):
             return _load_saved_model(path, name, version)
@@ -122,7 +125,9 @@ def load_model(path: str, name: str, version: str) -> LoadedModel:
 
 def _spec(name: str, shape: tf.TensorShape | tuple, dtype: object) -> TensorSpec:
     dims = () if getattr(shape, "rank", 0) is None else tuple(shape)  # unknown rank: one value per row
-    return TensorSpec(name=name, shape=tuple(None if d is None else int(d) for d in dims), dtype=tf.as_dtype(dtype).name)
+    return TensorSpec(
+        name=name, shape=tuple(None if d is None else int(d) for d in dims), dtype=tf.as_dtype(dtype).name
+    )
 
 
 def _load_keras(path: str, name: str, version: str) -> LoadedModel:
@@ -137,7 +142,7 @@ def _load_keras(path: str, name: str, version: str) -> LoadedModel:
     tensor_specs = {s.name: tf.TensorSpec((None, *s.shape), s.dtype, name=s.name) for s in signature.inputs}
 
     @tf.function(input_signature=[tensor_specs], reduce_retracing=True)
-    def call(inputs):
+    def call(inputs: dict[str, Any]) -> Any:
         feed = inputs[in_names[0]] if len(in_names) == 1 else [inputs[n] for n in in_names]
         outputs = model(feed, training=False)
         if isinstance(outputs, dict):
@@ -155,7 +160,9 @@ def _load_keras(path: str, name: str, version: str) -> LoadedModel:
 def _load_saved_model(path: str, name: str, version: str) -> LoadedModel:
     loaded = tf.saved_model.load(path)
     if DEFAULT_SIGNATURE not in loaded.signatures:
-        raise ModelLoadError(f"SavedModel {path!r} has no {DEFAULT_SIGNATURE!r} signature (it has {list(loaded.signatures)})")
+        raise ModelLoadError(
+            f"SavedModel {path!r} has no {DEFAULT_SIGNATURE!r} signature (it has {list(loaded.signatures)})"
+        )
     tf_json = _signature_defs_json(path)
     defs, calls = [], {}
     for key in sorted(loaded.signatures):
@@ -194,5 +201,7 @@ def _signature_defs_json(path: str) -> dict[str, dict]:
     graphs = [g for g in saved.meta_graphs if "serve" in g.meta_info_def.tags] or list(saved.meta_graphs[:1])
     if not graphs:
         return {}
-    return {key: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
-            for key, sig in graphs[0].signature_def.items()}
+    return {
+        key: json_format.MessageToDict(sig, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+        for key, sig in graphs[0].signature_def.items()
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -40,7 +40,7 @@ def latency_s(claim: Claim) -> float | None:
     """Seconds from enqueue (the API's clock) to now (ours); None if no enqueue time was recorded."""
     if claim.enqueued_at is None:
         return None
-    return max(0.0, (datetime.datetime.now(datetime.timezone.utc) - claim.enqueued_at).total_seconds())
+    return max(0.0, (datetime.datetime.now(datetime.UTC) - claim.enqueued_at).total_seconds())
 
 
 def log_result(result: PublishedResult) -> None:
@@ -51,8 +51,9 @@ def log_result(result: PublishedResult) -> None:
     if claim.error is None:
         log.info("job %s %s: %d row(s)%s", claim.id, result.status.value, claim.rows, took, extra=extra)
     else:
-        log.warning("job %s %s: %s: %s", claim.id, result.status.value, claim.error.code.value, claim.error.message,
-                    extra=extra)
+        log.warning(
+            "job %s %s: %s: %s", claim.id, result.status.value, claim.error.code.value, claim.error.message, extra=extra
+        )
 
 
 @dataclass
@@ -60,8 +61,8 @@ class Tally:
     """Counters waiting to be written: metric increments, stats, micro-batch sizes and RQ's worker counts."""
 
     worker_key: str  # RQ's worker hash, which holds its job counts
-    metrics: Counter[str] = field(default_factory=Counter)
-    stats: Counter[str] = field(default_factory=Counter)
+    metrics: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    stats: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     sizes: list[int] = field(default_factory=list)
     _flushed: float = field(default_factory=time.monotonic)
 
@@ -72,14 +73,17 @@ class Tally:
             self.metrics[metrics.job_status_field(result.status.value)] += 1
             if result.claim.error is not None:
                 self.metrics[metrics.job_error_field(result.claim.error.code.value)] += 1
-        self.metrics.update(metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None))
+        _add(self.metrics, metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None))
         failed = sum(1 for r in published if r.claim.error is not None)
         self.stats["rq:failed_job_count"] += failed
         self.stats["rq:successful_job_count"] += len(published) - failed
         if run is not None and run.rows:
-            self.metrics.update(metrics.MICROBATCH_ROWS.increments([run.rows]))
-            self.metrics.update(metrics.MICROBATCH_SECONDS.increments([run.model_s]))
-            self.stats.update(model_calls=run.model_calls, rows=run.rows, microbatches=1, round_trips=round_trips)
+            _add(self.metrics, metrics.MICROBATCH_ROWS.increments([run.rows]))
+            _add(self.metrics, metrics.MICROBATCH_SECONDS.increments([run.model_s]))
+            _add(
+                self.stats,
+                {"model_calls": run.model_calls, "rows": run.rows, "microbatches": 1, "round_trips": round_trips},
+            )
             self.stats["model_s"] += run.model_s
             self.stats["rq:total_working_time"] += run.model_s
             self.sizes.append(run.rows)
@@ -102,5 +106,11 @@ class Tally:
                     pipe.lpush(keys.microbatch_sizes(), *reversed(self.sizes))
                     pipe.ltrim(keys.microbatch_sizes(), 0, MICROBATCH_SIZE_HISTORY - 1)
                 pipe.execute()
-        self.metrics, self.stats, self.sizes = Counter(), Counter(), []
+        self.metrics, self.stats, self.sizes = defaultdict(float), defaultdict(float), []
         self._flushed = time.monotonic()
+
+
+def _add(totals: defaultdict[str, float], amounts: Mapping[str, float]) -> None:
+    """Add `amounts` to `totals`, field by field."""
+    for name, amount in amounts.items():
+        totals[name] += amount

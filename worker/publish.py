@@ -23,8 +23,8 @@ import redis
 
 from shared import keys, lua, rq_keys
 from shared.batches import utc_now
-from shared.schema import JobStatus, error_doc, finished_doc
 from shared.payload import ENDED_DATA
+from shared.schema import JobStatus, error_doc, finished_doc
 from shared.signature import ModelSignature
 from shared.webhooks import delivery_id
 from worker.chunks import ChunkStore
@@ -33,7 +33,6 @@ from worker.outcomes import PublishedResult, Tally, latency_s, log_result
 from worker.runner import RunStats
 
 log = logging.getLogger(__name__)
-
 
 
 def predictions(outputs: dict[str, np.ndarray]) -> Any:
@@ -59,19 +58,39 @@ class Ending:
         claim = self.claim
         rq_status = rq_keys.FINISHED if self.status is JobStatus.FINISHED else rq_keys.FAILED
         member = delivery_id("batch", claim.chunk.batch) if claim.chunk else delivery_id("job", claim.id)
-        return [claim.id, claim.lease, claim.queue_index + 1, rq_status, self.document, claim.callback_url or "",
-                member, keys.webhook(member), keys.batch(claim.chunk.batch) if claim.chunk else "",
-                self.done_rows, self.failed_rows]
+        return [
+            claim.id,
+            claim.lease,
+            claim.queue_index + 1,
+            rq_status,
+            self.document,
+            claim.callback_url or "",
+            member,
+            keys.webhook(member),
+            keys.batch(claim.chunk.batch) if claim.chunk else "",
+            self.done_rows,
+            self.failed_rows,
+        ]
 
 
-def publish_endings(client: redis.Redis, queue_names: Sequence[str], endings: Sequence[Ending], result_ttl: int) -> list[bool]:
+def publish_endings(
+    client: redis.Redis, queue_names: Sequence[str], endings: Sequence[Ending], result_ttl: int
+) -> list[bool]:
     """publish.lua: end each job whose lease is still ours; returns, per ending, whether it was published."""
     script_keys = [keys.expiry(), keys.webhooks()]
     for name in queue_names:
         script_keys += [rq_keys.started(name), rq_keys.finished(name), rq_keys.failed(name)]
     now = time.time()
-    args: list[Any] = [rq_keys.timestamp(), utc_now(), now, now + result_ttl, result_ttl, keys.results_channel(),
-                       rq_keys.JOB_PREFIX, ENDED_DATA]
+    args: list[Any] = [
+        rq_keys.timestamp(),
+        utc_now(),
+        now,
+        now + result_ttl,
+        result_ttl,
+        keys.results_channel(),
+        rq_keys.JOB_PREFIX,
+        ENDED_DATA,
+    ]
     for ending in endings:
         args += ending.script_args()
     flags = lua.script("publish", "webhook", "batch", "zadd")(keys=script_keys, args=args, client=client)
@@ -83,8 +102,15 @@ class Publisher:
 
     ROUND_TRIPS = 1
 
-    def __init__(self, connection: redis.Redis, queue_names: Sequence[str], signature: ModelSignature,
-                 result_ttl: int, tally: Tally, chunks: ChunkStore | None = None) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        queue_names: Sequence[str],
+        signature: ModelSignature,
+        result_ttl: int,
+        tally: Tally,
+        chunks: ChunkStore | None = None,
+    ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
         self.signature = signature
@@ -122,9 +148,18 @@ class Publisher:
             if counts is None:
                 return None
             done, failed = counts
-            doc = (error_doc(claim.id, claim.error, model) if claim.error is not None else
-                   {"id": claim.id, "batch": claim.chunk.batch, "chunk": claim.chunk.chunk, "rows": done,
-                    "status": JobStatus.FINISHED.value, "model": model})
+            doc = (
+                error_doc(claim.id, claim.error, model)
+                if claim.error is not None
+                else {
+                    "id": claim.id,
+                    "batch": claim.chunk.batch,
+                    "chunk": claim.chunk.chunk,
+                    "rows": done,
+                    "status": JobStatus.FINISHED.value,
+                    "model": model,
+                }
+            )
             return Ending(claim, JobStatus(doc["status"]), orjson.dumps(doc), done, failed)
         if claim.error is None:
             doc = finished_doc(claim.id, predictions(claim.stacked_outputs()), model)

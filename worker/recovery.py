@@ -25,9 +25,9 @@ import redis
 
 from shared import keys, lua, metrics, rq_keys
 from shared.batches import parse_chunk_job_id, utc_now
+from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
 from worker.chunks import ChunkStore
-from shared.payload import ENDED_DATA
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,34 @@ class SweepCounts:
     failed: int = 0
 
 
-def recover_leases(client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str,
-                   result_ttl: int) -> tuple[int, int, list[str]]:
+def recover_leases(
+    client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str, result_ttl: int
+) -> tuple[int, int, list[str]]:
     """recover.lua: requeue or fail the jobs of lapsed `leases`; returns (requeued, failed, failed chunk job ids)."""
     now = time.time()
     reply = lua.script("recover", "webhook", "batch")(
-        keys=[rq_keys.started(queue_name), rq_keys.queue(queue_name), rq_keys.failed(queue_name),
-              keys.extra_rows(queue_name), keys.expiry(), keys.webhooks()],
-        args=[now, rq_keys.timestamp(), utc_now(), now + result_ttl, result_ttl, keys.results_channel(),
-              rq_keys.JOB_PREFIX, keys.batch(""), keys.webhook(""), message, ENDED_DATA, *leases],
+        keys=[
+            rq_keys.started(queue_name),
+            rq_keys.queue(queue_name),
+            rq_keys.failed(queue_name),
+            keys.extra_rows(queue_name),
+            keys.expiry(),
+            keys.webhooks(),
+        ],
+        args=[
+            now,
+            rq_keys.timestamp(),
+            utc_now(),
+            now + result_ttl,
+            result_ttl,
+            keys.results_channel(),
+            rq_keys.JOB_PREFIX,
+            keys.batch(""),
+            keys.webhook(""),
+            message,
+            ENDED_DATA,
+            *leases,
+        ],
         client=client,
     )
     return int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]]
@@ -63,15 +82,24 @@ def delete_expired(client: redis.Redis, most: int) -> int:
 
 def reset_extra_rows(client: redis.Redis, queue_name: str) -> bool:
     """reset_extra_rows.lua: zero the counter of an empty queue; True if it had drifted."""
-    return bool(lua.script("reset_extra_rows")(keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name)],
-                                               client=client))
+    return bool(
+        lua.script("reset_extra_rows")(keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name)], client=client)
+    )
 
 
 class Recovery:
     """The periodic recovery step of the worker loop."""
 
-    def __init__(self, connection: redis.Redis, queue_names: Sequence[str], worker_name: str, interval_s: float,
-                 result_ttl: int, max_attempts: int, chunks: ChunkStore | None = None) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        queue_names: Sequence[str],
+        worker_name: str,
+        interval_s: float,
+        result_ttl: int,
+        max_attempts: int,
+        chunks: ChunkStore | None = None,
+    ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
         self.worker_name = worker_name
@@ -92,8 +120,12 @@ class Recovery:
         for name in self.queue_names:
             counts = self.sweep(name)
             if counts.requeued or counts.failed:
-                log.warning("queue %s: requeued %d job(s) whose worker died, failed %d that had no attempts left",
-                            name, counts.requeued, counts.failed)
+                log.warning(
+                    "queue %s: requeued %d job(s) whose worker died, failed %d that had no attempts left",
+                    name,
+                    counts.requeued,
+                    counts.failed,
+                )
         self.delete_expired()
 
     def sweep(self, queue_name: str) -> SweepCounts:
@@ -102,10 +134,13 @@ class Recovery:
         reset_extra_rows(self.connection, queue_name)
         if not lapsed:
             return SweepCounts()
-        message = (f"a worker died with this job in hand on each of its attempts (MAX_ATTEMPTS={self.max_attempts}); "
-                   "it is not tried again, in case it is what crashes them")
-        requeued, failed, chunk_ids = recover_leases(self.connection, queue_name, lapsed, message=message,
-                                                     result_ttl=self.result_ttl)
+        message = (
+            f"a worker died with this job in hand on each of its attempts (MAX_ATTEMPTS={self.max_attempts}); "
+            "it is not tried again, in case it is what crashes them"
+        )
+        requeued, failed, chunk_ids = recover_leases(
+            self.connection, queue_name, lapsed, message=message, result_ttl=self.result_ttl
+        )
         if failed:
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.FAILED.value), failed)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.microbatcher import Segment
 from shared.schema import ErrorCode
+from worker.microbatcher import Segment
 from worker.model import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class RunStats:
     model_calls: int
     model_s: float
 
-    def __add__(self, other: "RunStats") -> "RunStats":
+    def __add__(self, other: RunStats) -> RunStats:
         return RunStats(self.rows + other.rows, self.model_calls + other.model_calls, self.model_s + other.model_s)
 
 
@@ -53,13 +53,21 @@ def _run_group(model: LoadedModel, segments: list[Segment]) -> RunStats:
     try:
         _call(model, segments)
     except Exception as exc:
-        log.warning("batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
-                    rows, type(exc).__name__, exc, len(segments))
+        log.warning(
+            "batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
+            rows,
+            type(exc).__name__,
+            exc,
+            len(segments),
+        )
         for segment in segments:
             try:
                 _call(model, [segment])
             except Exception as job_exc:
-                segment.claim.fail(ErrorCode.INFERENCE_FAILED, f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}")
+                segment.claim.fail(
+                    ErrorCode.INFERENCE_FAILED,
+                    f"the model failed on this job's input: {type(job_exc).__name__}: {job_exc}",
+                )
         return RunStats(rows, 1 + len(segments), time.monotonic() - started)
     return RunStats(rows, 1, time.monotonic() - started)
 
@@ -69,10 +77,9 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
     signature = segments[0].claim.signature
     names = model.input_names(signature)
     if len(segments) == 1:
-        s = segments[0]
-        inputs = {n: s.claim.inputs[n][s.start : s.stop] for n in names}
+        inputs = {n: _rows(segments[0], n) for n in names}
     else:
-        inputs = {n: np.concatenate([s.claim.inputs[n][s.start : s.stop] for s in segments]) for n in names}
+        inputs = {n: np.concatenate([_rows(s, n) for s in segments]) for n in names}
     rows = sum(s.rows for s in segments)
     outputs = model.predict(inputs, signature)
     for name, array in outputs.items():
@@ -83,3 +90,10 @@ def _call(model: LoadedModel, segments: list[Segment]) -> None:
         s.claim.outputs.append({k: v[offset : offset + s.rows] for k, v in outputs.items()})
         s.claim.done_rows += s.rows
         offset += s.rows
+
+
+def _rows(segment: Segment, name: str) -> np.ndarray:
+    """The segment's rows of input `name`."""
+    inputs = segment.claim.inputs
+    assert inputs is not None, f"claim {segment.claim.id} reached the model without inputs"
+    return inputs[name][segment.start : segment.stop]

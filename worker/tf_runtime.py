@@ -54,8 +54,11 @@ def configure(settings: Settings, root: str = CGROUP_ROOT) -> None:
     if threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        log.info("TensorFlow thread pools: %d threads each (%s)", threads,
-                 "TF_THREADS" if settings.tf_threads else "the container's CPU quota")
+        log.info(
+            "TensorFlow thread pools: %d threads each (%s)",
+            threads,
+            "TF_THREADS" if settings.tf_threads else "the container's CPU quota",
+        )
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, settings.tf_gpu_memory_growth)

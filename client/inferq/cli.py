@@ -31,15 +31,18 @@ from inferq.sync import Batch, Client
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="inferq", description="Client of the batched-inference service.")
-    top.add_argument("--url", default=core.base_url(None),
-                     help=f"service URL (default: {core.base_url(None)}; ${core.URL_VARIABLE} sets the default)")
+    top.add_argument(
+        "--url",
+        default=core.base_url(None),
+        help=f"service URL (default: {core.base_url(None)}; ${core.URL_VARIABLE} sets the default)",
+    )
     top.add_argument("--api-key", help=f"API key, sent as Authorization: Bearer (default: ${core.API_KEY_VARIABLE})")
     commands = top.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict rows and print the predictions")
-    predict.add_argument("file", help="JSON array of rows or {\"instances\": [...]}; - for stdin")
+    predict.add_argument("file", help='JSON array of rows or {"instances": [...]}; - for stdin')
     predict.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     submit = commands.add_parser("submit", help="enqueue rows as a job and print its id")
-    submit.add_argument("file", help="JSON array of rows or {\"instances\": [...]}; - for stdin")
+    submit.add_argument("file", help='JSON array of rows or {"instances": [...]}; - for stdin')
     commands.add_parser("status", help="print a job's status").add_argument("job_id")
     result = commands.add_parser("result", help="wait for a job and print its predictions")
     result.add_argument("job_id")
@@ -50,8 +53,10 @@ def parser() -> argparse.ArgumentParser:
     upload = batch.add_parser("upload", help="upload a .ndjson/.jsonl, .csv or .npy file as a batch")
     upload.add_argument("file")
     upload.add_argument("--wait", action="store_true", help="wait for the batch to end, with a progress bar")
-    upload.add_argument("--output", help="with --wait: download the results here (.npy or NDJSON); exit status 1 "
-                                         "if the batch did not complete")
+    upload.add_argument(
+        "--output",
+        help="with --wait: download the results here (.npy or NDJSON); exit status 1 if the batch did not complete",
+    )
     upload.add_argument("--on-error", choices=["reject", "skip"], help="skip: run the valid rows, report the others")
     upload.add_argument("--callback-url", help="URL to POST the batch's final status to")
     upload.add_argument("--metadata", type=json.loads, help="a JSON object stored with the batch")
@@ -104,8 +109,13 @@ def run(client: Client, args: argparse.Namespace) -> Any:
 def run_batch(client: Client, args: argparse.Namespace) -> Any:
     command = args.batch_command
     if command == "upload":
-        batch = client.submit_batch(args.file, on_error=args.on_error, callback_url=args.callback_url,
-                                    metadata=args.metadata, progress=not args.quiet)
+        batch = client.submit_batch(
+            args.file,
+            on_error=args.on_error,
+            callback_url=args.callback_url,
+            metadata=args.metadata,
+            progress=not args.quiet,
+        )
         if not args.wait:
             return batch.doc
         doc = batch.wait(progress=not args.quiet)
@@ -135,8 +145,9 @@ def save_results(batch: Batch, path: str) -> None:
         print(f"results: {path} ({size} bytes)", file=sys.stderr)
     if doc.get("status") != "completed":
         saved = f"only the finished rows are in {path}" if doc.get("output_url") else f"{path} was not written"
-        raise BatchDidNotComplete(f"batch {batch.id} is {doc.get('status')}, not completed: {saved} "
-                                  f"(see `inferq batch status {batch.id}`)")
+        raise BatchDidNotComplete(
+            f"batch {batch.id} is {doc.get('status')}, not completed: {saved} (see `inferq batch status {batch.id}`)"
+        )
 
 
 def _rows(path: str) -> Any:

@@ -13,7 +13,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,12 @@ BATCH_STATUSES = ("validating", "queued", "in_progress", "completed", "failed", 
 BATCH_TERMINAL = ("completed", "failed", "cancelled", "expired")
 JOB_ERROR_CODES = ("deadline_exceeded", "worker_lost", "inference_failed", "invalid_payload", "storage_failed")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-UPLOAD_TYPES = {".ndjson": "application/x-ndjson", ".jsonl": "application/x-ndjson", ".csv": "text/csv",
-                ".npy": "application/x-npy"}
+UPLOAD_TYPES = {
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv",
+    ".npy": "application/x-npy",
+}
 NDJSON, NPY = "application/x-ndjson", "application/x-npy"
 READ_BYTES = 1 << 20
 
@@ -70,7 +74,7 @@ class Upload:
     path: str | None = None
     data: bytes | None = None
 
-    def pieces(self, on_bytes: Callable[[int], None] | None = None):
+    def pieces(self, on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """The body, piece by piece (a plain generator: reading a local file is quick enough for asyncio)."""
         stream = open(self.path, "rb") if self.path is not None else io.BytesIO(self.data or b"")
         with stream:
@@ -112,13 +116,20 @@ def idempotent(key: str | None) -> dict[str, str]:
     return {IDEMPOTENCY_HEADER: key or uuid.uuid4().hex}
 
 
-def submit_call(rows: Any, wait_s: float = 0.0, callback_url: str | None = None,
-                idempotency_key: str | None = None) -> Call:
+def submit_call(
+    rows: Any, wait_s: float = 0.0, callback_url: str | None = None, idempotency_key: str | None = None
+) -> Call:
     params: dict[str, Any] = {"wait": round(min(wait_s, MAX_SERVER_WAIT_S), 3)} if wait_s > 0 else {}
     if callback_url:
         params["callback_url"] = callback_url
-    return Call("POST", "/predict", params=params, json={"instances": rows_json(rows)},
-                headers=idempotent(idempotency_key), resendable=True)
+    return Call(
+        "POST",
+        "/predict",
+        params=params,
+        json={"instances": rows_json(rows)},
+        headers=idempotent(idempotency_key),
+        resendable=True,
+    )
 
 
 def batch_upload(source: Any) -> Upload:
@@ -136,8 +147,13 @@ def batch_upload(source: Any) -> Upload:
     return Upload(UPLOAD_TYPES[extension], os.path.getsize(path), path=path)
 
 
-def submit_batch_call(source: Any, on_error: str | None = None, callback_url: str | None = None,
-                      metadata: dict | None = None, idempotency_key: str | None = None) -> Call:
+def submit_batch_call(
+    source: Any,
+    on_error: str | None = None,
+    callback_url: str | None = None,
+    metadata: dict | None = None,
+    idempotency_key: str | None = None,
+) -> Call:
     params: dict[str, Any] = {}
     if on_error:
         params["on_error"] = on_error
@@ -147,8 +163,14 @@ def submit_batch_call(source: Any, on_error: str | None = None, callback_url: st
         import json
 
         params["metadata"] = json.dumps(metadata)
-    return Call("POST", "/batches", params=params, upload=batch_upload(source), headers=idempotent(idempotency_key),
-                resendable=True)
+    return Call(
+        "POST",
+        "/batches",
+        params=params,
+        upload=batch_upload(source),
+        headers=idempotent(idempotency_key),
+        resendable=True,
+    )
 
 
 def results_call(batch_id: str, partial: bool = False, npy: bool = False) -> tuple[Call, dict[str, str]]:
@@ -170,10 +192,20 @@ def error_from(status: int, headers: Any, body: bytes) -> errors.APIError:
     except (ValueError, KeyError, TypeError):
         info, code = {}, None
         message = body[:200].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    cls = errors.BY_CODE.get(code or "") or errors.BY_STATUS.get(status) or (
-        errors.ServerError if status >= 500 else errors.APIError)
-    return cls(message, status=status, code=code or cls.code or str(status), field=info.get("field"),
-               expected=info.get("expected"), details=info.get("details"), retry_after=retry_after(headers))
+    cls = (
+        errors.BY_CODE.get(code or "")
+        or errors.BY_STATUS.get(status)
+        or (errors.ServerError if status >= 500 else errors.APIError)
+    )
+    return cls(
+        message,
+        status=status,
+        code=code or cls.code or str(status),
+        field=info.get("field"),
+        expected=info.get("expected"),
+        details=info.get("details"),
+        retry_after=retry_after(headers),
+    )
 
 
 def retry_after(headers: Any) -> float | None:
@@ -230,8 +262,9 @@ def job_result(job_id: str, timeout_s: float) -> Flow:
     return job_outcome((yield from wait_job(job_id, timeout_s)))
 
 
-def wait_batch(batch_id: str, timeout_s: float | None, poll_interval_s: float,
-               on_status: Callable[[dict], None] | None = None) -> Flow:
+def wait_batch(
+    batch_id: str, timeout_s: float | None, poll_interval_s: float, on_status: Callable[[dict], None] | None = None
+) -> Flow:
     """Poll the batch every `poll_interval_s` until it ends; returns its final document."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
@@ -242,5 +275,5 @@ def wait_batch(batch_id: str, timeout_s: float | None, poll_interval_s: float,
             return doc
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            raise errors.WaitTimeout(f"batch {batch_id}", timeout_s)
+            raise errors.WaitTimeout(f"batch {batch_id}", timeout_s or 0.0)
         yield Sleep(poll_interval_s if left is None else min(poll_interval_s, left))

@@ -44,8 +44,17 @@ class APIError(ClientError):
     status = 0
     code = ""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, field: str | None = None,
-                 expected: str | None = None, details: list[Any] | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
+        expected: str | None = None,
+        details: list[Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status if status is not None else type(self).status
@@ -120,14 +129,39 @@ class TimedOut(ServerError):
 
 
 BY_CODE: dict[str, type[APIError]] = {
-    cls.code: cls for cls in (InvalidInput, Unauthorized, NotFound, NotAcceptable, Conflict, RequestInProgress,
-                              PayloadTooLarge, UnsupportedMediaType, QueueFull, NotReady, StorageUnavailable,
-                              ServerError, InferenceFailed, TimedOut)
+    cls.code: cls
+    for cls in (
+        InvalidInput,
+        Unauthorized,
+        NotFound,
+        NotAcceptable,
+        Conflict,
+        RequestInProgress,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        QueueFull,
+        NotReady,
+        StorageUnavailable,
+        ServerError,
+        InferenceFailed,
+        TimedOut,
+    )
 }
 # The class of an answer without our error document (a proxy's page): the general class of each status.
 BY_STATUS: dict[int, type[APIError]] = {
-    cls.status: cls for cls in (InvalidInput, Unauthorized, NotFound, NotAcceptable, Conflict, PayloadTooLarge,
-                                UnsupportedMediaType, QueueFull, NotReady, ServerError)
+    cls.status: cls
+    for cls in (
+        InvalidInput,
+        Unauthorized,
+        NotFound,
+        NotAcceptable,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        QueueFull,
+        NotReady,
+        ServerError,
+    )
 }
 
 
@@ -167,8 +201,10 @@ class JobExpired(ClientError):
     """The job's deadline passed before a worker started it: it never ran, and never will."""
 
     def __init__(self, job_id: str, message: str = "") -> None:
-        super().__init__(f"job {job_id} expired: its deadline passed before a worker started it, so it never ran"
-                         + (f" ({message})" if message else ""))
+        super().__init__(
+            f"job {job_id} expired: its deadline passed before a worker started it, so it never ran"
+            + (f" ({message})" if message else "")
+        )
         self.job_id, self.message = job_id, message
 
 

@@ -19,8 +19,9 @@ class Bar:
         self.description, self.unit = description, unit
         self._bar: Any = None
         if tqdm is not None:
-            self._bar = tqdm(total=total, desc=description, unit=unit, unit_scale=unit_scale, dynamic_ncols=True,
-                             file=sys.stderr)
+            self._bar = tqdm(
+                total=total, desc=description, unit=unit, unit_scale=unit_scale, dynamic_ncols=True, file=sys.stderr
+            )
         self.n = 0
         self.total = total
 

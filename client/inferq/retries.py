@@ -27,8 +27,9 @@ class Retries:
     max_backoff_s: float = 30.0
     max_retry_after_s: float = 60.0
 
-    def backoff(self, attempt: int, retry_after: float | None = None,
-                rand: Callable[[], float] = random.random) -> float:
+    def backoff(
+        self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random
+    ) -> float:
         ceiling = min(self.max_backoff_s, self.backoff_s * 2**attempt)
         return min(self.max_retry_after_s, retry_after or 0.0) + rand() * ceiling
 
@@ -64,8 +65,11 @@ def transport_error(exc: Exception, method: str, url: str, attempts: int) -> err
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
-        what = {httpx.ConnectTimeout: "connecting", httpx.WriteTimeout: "sending the request",
-                httpx.PoolTimeout: "waiting for a connection"}.get(type(exc), "waiting for the answer")
+        what = {
+            httpx.ConnectTimeout: "connecting",
+            httpx.WriteTimeout: "sending the request",
+            httpx.PoolTimeout: "waiting for a connection",
+        }.get(type(exc), "waiting for the answer")
         return errors.RequestTimedOut(f"{method} {url}: timed out {what} ({tries})", url=url, attempts=attempts)
     if isinstance(exc, httpx.ConnectError | httpx.UnsupportedProtocol):
         message = f"{method} {url}: could not connect: {detail} ({tries})"

@@ -25,9 +25,17 @@ class Client:
     from `backoff_s`.
     """
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout_s: float = 60.0,
-                 max_connections: int = 16, max_retries: int = 5, backoff_s: float = 0.5,
-                 http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_connections: int = 16,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.base_url = core.base_url(base_url)
         self.retries = Retries(max_retries, backoff_s)
         self.headers = core.auth_headers(api_key)
@@ -37,7 +45,7 @@ class Client:
         timeout = httpx.Timeout(max(timeout_s, core.MAX_SERVER_WAIT_S + 10), pool=None)
         self.http = http or httpx.Client(base_url=self.base_url, limits=limits, timeout=timeout)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -46,29 +54,38 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def predict(self, rows: Any, timeout: float = 30.0, callback_url: str | None = None,
-                idempotency_key: str | None = None) -> Any:
+    def predict(
+        self, rows: Any, timeout: float = 30.0, callback_url: str | None = None, idempotency_key: str | None = None
+    ) -> Any:
         """Predictions for `rows` (waits up to `timeout` s).
 
         Raises JobFailed, JobExpired, JobCanceled, WaitTimeout, an APIError or a TransportError.
         """
         return self._run(core.predict(rows, timeout, callback_url, idempotency_key))
 
-    def submit(self, rows: Any, callback_url: str | None = None, idempotency_key: str | None = None) -> "Job":
+    def submit(self, rows: Any, callback_url: str | None = None, idempotency_key: str | None = None) -> Job:
         """Enqueue `rows` as one job and return its handle at once (one job, however often it is resent)."""
         call = core.submit_call(rows, callback_url=callback_url, idempotency_key=idempotency_key)
         return Job(self, self._call(call)["id"])
 
-    def job(self, job_id: str) -> "Job":
+    def job(self, job_id: str) -> Job:
         return Job(self, job_id)
 
-    def submit_batch(self, source: Any, on_error: str | None = None, callback_url: str | None = None,
-                     metadata: dict | None = None, progress: bool = False, idempotency_key: str | None = None) -> "Batch":
+    def submit_batch(
+        self,
+        source: Any,
+        on_error: str | None = None,
+        callback_url: str | None = None,
+        metadata: dict | None = None,
+        progress: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Batch:
         """Upload a file (.ndjson/.jsonl/.csv/.npy path) or a numpy array as a batch; returns its handle.
 
         The file is streamed, never read whole; `progress` shows a bar of bytes sent.
         """
         call = core.submit_batch_call(source, on_error, callback_url, metadata, idempotency_key)
+        assert call.upload is not None  # an upload call always carries its file
         bar = Bar("upload", "B", call.upload.size, unit_scale=True) if progress else None
         try:
             doc = self._send(call, None, stream=False, on_bytes=bar.add if bar else None).json()
@@ -77,7 +94,7 @@ class Client:
                 bar.close()
         return Batch(self, doc["id"], doc)
 
-    def batch(self, batch_id: str) -> "Batch":
+    def batch(self, batch_id: str) -> Batch:
         return Batch(self, batch_id)
 
     def _run(self, flow: core.Flow) -> Any:
@@ -98,13 +115,20 @@ class Client:
         response = self._send(call, headers, stream=False)
         return response.json()
 
-    def _send(self, call: core.Call, headers: dict[str, str] | None, stream: bool,
-              on_bytes: Any = None) -> httpx.Response:
+    def _send(
+        self, call: core.Call, headers: dict[str, str] | None, stream: bool, on_bytes: Any = None
+    ) -> httpx.Response:
         """Send, again after a 429/503 or no answer where that is safe; a successful response, or raises."""
         for attempt in itertools.count():
             content, body_headers = _body(call, on_bytes)
-            request = self.http.build_request(call.method, call.path, params=call.params, json=call.json, content=content,
-                                              headers={**self.headers, **call.headers, **(headers or {}), **body_headers})
+            request = self.http.build_request(
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.json,
+                content=content,
+                headers={**self.headers, **call.headers, **(headers or {}), **body_headers},
+            )
             try:
                 response = self.http.send(request, stream=stream)
                 if response.is_success:
@@ -206,5 +230,7 @@ def _body(call: core.Call, on_bytes: Any) -> tuple[Any, dict[str, str]]:
     """The streamed upload body and its headers (a known length lets the server refuse a big file at once)."""
     if call.upload is None:
         return None, {}
-    return call.upload.pieces(on_bytes), {"Content-Type": call.upload.content_type,
-                                          "Content-Length": str(call.upload.size)}
+    return call.upload.pieces(on_bytes), {
+        "Content-Type": call.upload.content_type,
+        "Content-Length": str(call.upload.size),
+    }

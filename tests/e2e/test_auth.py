@@ -32,9 +32,18 @@ def keyed(make_module_service, service) -> Service:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/predict"), ("GET", "/result/" + "0" * 32), ("DELETE", "/jobs/" + "0" * 32), ("GET", "/v1/models"),
-     ("GET", "/no-such-route"), ("POST", "/batches"), ("GET", "/batches/" + "0" * 32), ("GET", "/metrics"),
-     ("POST", "/v1/models/digits:predict"), ("POST", "/v2/models/digits/infer")],
+    [
+        ("POST", "/predict"),
+        ("GET", "/result/" + "0" * 32),
+        ("DELETE", "/jobs/" + "0" * 32),
+        ("GET", "/v1/models"),
+        ("GET", "/no-such-route"),
+        ("POST", "/batches"),
+        ("GET", "/batches/" + "0" * 32),
+        ("GET", "/metrics"),
+        ("POST", "/v1/models/digits:predict"),
+        ("POST", "/v2/models/digits/infer"),
+    ],
 )
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-key-9999", f"Basic {ALPHA}", "Bearer", f"bearer{ALPHA}"])
 def test_without_a_valid_bearer_key_every_endpoint_but_health_answers_401(keyed, method, path, authorization):
@@ -84,8 +93,9 @@ def test_the_job_records_a_hash_of_its_key_never_the_key_and_logs_hold_no_key_or
 
 def test_a_batch_and_its_files_are_visible_only_to_the_key_that_created_it(keyed):
     rows = b"".join(b"[" + b", ".join([b"1"] * 64) + b"]\n" for _ in range(3))
-    created = keyed.http.post("/batches", content=rows,
-                              headers={**bearer(ALPHA), "Content-Type": "application/x-ndjson"})
+    created = keyed.http.post(
+        "/batches", content=rows, headers={**bearer(ALPHA), "Content-Type": "application/x-ndjson"}
+    )
     assert created.status_code == 202, created.text
     batch_id = created.json()["id"]
     assert keyed.redis.hget(keys.batch(batch_id), "owner") == hashlib.sha256(ALPHA.encode()).hexdigest().encode()

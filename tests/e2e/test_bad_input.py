@@ -20,17 +20,17 @@ ROW = [0.0] * 64
         (b'{"instances": [' + b'"a",' * 63 + b'"a"]}', 400, "instances", "strings"),
         (b'{"instances": [[' + b'"1",' * 63 + b'"1"]]}', 400, "instances", "strings"),
         (b'{"instances": [[1, 2], [1]]}', 400, "instances", "ragged"),
-        (b'{"instances": [[NaN' + b', 0' * 63 + b']]}', 400, None, "not valid JSON"),
-        (b'{"instances": [[1e400' + b', 0' * 63 + b']]}', 400, None, "infinity"),
-        (b'{"instances": [[1e39' + b', 0' * 63 + b']]}', 400, "instances", "too large for float32"),
-        (b'{"instances": [[null' + b', 0' * 63 + b']]}', 400, "instances", "not numbers"),
-        (b'{"instances": [[{"a": 1}' + b', 0' * 63 + b']]}', 400, "instances", "not numbers"),
-        (b'{"instances": ' + b'[' * 5000 + b']' * 5000 + b'}', 400, None, "not valid JSON"),
+        (b'{"instances": [[NaN' + b", 0" * 63 + b"]]}", 400, None, "not valid JSON"),
+        (b'{"instances": [[1e400' + b", 0" * 63 + b"]]}", 400, None, "infinity"),
+        (b'{"instances": [[1e39' + b", 0" * 63 + b"]]}", 400, "instances", "too large for float32"),
+        (b'{"instances": [[null' + b", 0" * 63 + b"]]}", 400, "instances", "not numbers"),
+        (b'{"instances": [[{"a": 1}' + b", 0" * 63 + b"]]}", 400, "instances", "not numbers"),
+        (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, None, "not valid JSON"),
         (b'{"instances": {"a": 1}}', 400, "instances", "list of rows"),
         (b'"just a string"', 400, "instances", "instances"),
-        (b'{"instances": [[true' + b', 0' * 63 + b']]}', 400, "instances", "true/false where numbers are expected"),
-        (b'{"instances": [[0' + b', 0' * 63 + b']], "timeout": "5"}', 400, "timeout", "JSON number"),
-        (b'{"instances": [[0' + b', 0' * 63 + b']], "callback_url": "http://[::1"}', 400, "callback_url", "not usable"),
+        (b'{"instances": [[true' + b", 0" * 63 + b"]]}", 400, "instances", "true/false where numbers are expected"),
+        (b'{"instances": [[0' + b", 0" * 63 + b']], "timeout": "5"}', 400, "timeout", "JSON number"),
+        (b'{"instances": [[0' + b", 0" * 63 + b']], "callback_url": "http://[::1"}', 400, "callback_url", "not usable"),
     ],
 )
 def test_bad_body_gets_400_naming_the_problem(service, body, status, field, words):
@@ -57,7 +57,9 @@ def test_body_over_max_content_length_is_413(service):
 
 
 def test_wrong_content_type_is_415(service):
-    response = service.http.post("/predict", content=b"instances=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = service.http.post(
+        "/predict", content=b"instances=1", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 415
     assert response.json()["error"]["expected"] == "Content-Type: application/json"
 
@@ -83,7 +85,9 @@ def test_bad_requests_never_reach_the_queue(service):
     assert service.redis.llen("rq:queue:predict:intermediate") == 0
 
 
-@pytest.mark.parametrize("body", [b"--b\r\n[]--b--\r\n", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n--b\r\n"])
+@pytest.mark.parametrize(
+    "body", [b"--b\r\n[]--b--\r\n", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n--b\r\n"]
+)
 def test_a_malformed_multipart_upload_is_400_naming_the_file(service, body):
     response = service.upload(body, "multipart/form-data; boundary=b")
     assert response.status_code == 400, response.text

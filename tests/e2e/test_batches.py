@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import os
 
-from shared import keys
 import numpy as np
 import orjson
 import pytest
 from rq.job import Job
 
+from shared import keys
 from shared.npy import header
 from shared.schema import OrjsonSerializer
 
@@ -30,8 +30,14 @@ def ndjson_bytes(rows: np.ndarray) -> bytes:
 
 def csv_bytes(rows: np.ndarray, header: bool = True) -> bytes:
     buffer = io.BytesIO()
-    np.savetxt(buffer, rows, delimiter=",", fmt="%.9g", header=",".join(f"p{i}" for i in range(64)) if header else "",
-               comments="")
+    np.savetxt(
+        buffer,
+        rows,
+        delimiter=",",
+        fmt="%.9g",
+        header=",".join(f"p{i}" for i in range(64)) if header else "",
+        comments="",
+    )
     return buffer.getvalue()
 
 
@@ -54,7 +60,9 @@ def test_npy_ndjson_and_csv_uploads_give_the_models_predictions_in_input_order(s
         service.upload(npy_bytes(x), "application/x-npy").json()["id"],
         service.upload(ndjson_bytes(x), "application/x-ndjson").json()["id"],
         service.upload(csv_bytes(x), "text/csv").json()["id"],
-        service.http.post("/batches", files={"file": ("rows.csv", csv_bytes(x, header=False), "text/csv")}).json()["id"],
+        service.http.post("/batches", files={"file": ("rows.csv", csv_bytes(x, header=False), "text/csv")}).json()[
+            "id"
+        ],
         service.http.post("/batches", files={"file": ("rows.jsonl", ndjson_bytes(x))}).json()["id"],
     ]
     for batch_id in ids:
@@ -82,7 +90,9 @@ def test_a_batch_of_several_chunks_completes_and_downloads_as_npy(service, digit
     assert response.status_code == 200 and response.headers["X-Rows"] == "5000"
     got = np.load(io.BytesIO(response.content), allow_pickle=False)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    chunks = Job.fetch_many([f"{batch_id}-{i}" for i in range(6)], connection=service.redis, serializer=OrjsonSerializer)
+    chunks = Job.fetch_many(
+        [f"{batch_id}-{i}" for i in range(6)], connection=service.redis, serializer=OrjsonSerializer
+    )
     assert [job.get_status() if job else None for job in chunks] == ["finished"] * 5 + [None]
     assert service.http.delete(f"/batches/{batch_id}").status_code == 409
 
@@ -131,8 +141,11 @@ def test_on_error_skip_runs_the_valid_rows_and_lists_the_others(service, digits,
 
 def test_a_multipart_upload_takes_its_options_from_form_fields(service, digits):
     body = ndjson_bytes(digits[0][:3]) + b"[0]\n"
-    response = service.http.post("/batches", data={"on_error": "skip", "metadata": '{"a": 1}'},
-                                 files={"file": ("rows.ndjson", body, "application/x-ndjson")})
+    response = service.http.post(
+        "/batches",
+        data={"on_error": "skip", "metadata": '{"a": 1}'},
+        files={"file": ("rows.ndjson", body, "application/x-ndjson")},
+    )
     assert response.status_code == 202, response.text
     doc = service.wait_batch(response.json()["id"])
     assert (doc["done_rows"], doc["failed_rows"], doc["metadata"]) == (3, 1, {"a": 1})
@@ -161,8 +174,11 @@ def test_uploads_over_max_batch_bytes_get_413_with_or_without_a_content_length(s
     body = npy_bytes(np.tile(digits[0], (2, 1))[:1000])  # 256 kB
     response = small.upload(body, "application/x-npy")
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
-    streamed = small.http.post("/batches", content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
-                               headers={"Content-Type": "application/x-npy"})
+    streamed = small.http.post(
+        "/batches",
+        content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+        headers={"Content-Type": "application/x-npy"},
+    )
     assert streamed.status_code == 413
     assert small.upload(body[: 300 * 256 + 128], "application/x-npy").status_code == 400  # under the limit: read
 

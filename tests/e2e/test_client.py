@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 
-import inferq
 import numpy as np
 import pytest
-from inferq import AsyncClient, Client
 
+import inferq
+from inferq import AsyncClient, Client
 from shared import keys
 from shared.config import PROJECT_ROOT
 from tests.support import wait_until
@@ -72,8 +72,9 @@ def connections_to(port: int) -> set[int]:
     return found
 
 
-def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_connections(service, digits,
-                                                                                          digits_model):
+def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_connections(
+    service, digits, digits_model
+):
     x = digits[0]
     labels = np.argmax(digits_model.predict({"pixels": x[:100]})["probabilities"], axis=1)
     port = service.settings.api_port
@@ -131,8 +132,15 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": service.base_url}
 
     def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, cwd=tmp_path, input=stdin,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "inferq", *args],
+            env=env,
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -147,8 +155,13 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
     job_id = json.loads(cli("submit", "-", stdin=json.dumps({"instances": x[:1].tolist()})))["id"]
     assert np.argmax(json.loads(cli("result", job_id))[0]) == y[0]
 
-    failed = subprocess.run([sys.executable, "-m", "inferq", "batch", "status", "0" * 32], env=env,
-                            capture_output=True, text=True, timeout=60)
+    failed = subprocess.run(
+        [sys.executable, "-m", "inferq", "batch", "status", "0" * 32],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert failed.returncode == 1 and "404 not_found" in failed.stderr
 
 
@@ -191,10 +204,13 @@ def test_an_expired_job_fails_predict_and_result_at_once_with_job_expired(expiri
 
 def test_the_cli_fails_at_once_with_one_line_for_an_expired_job(expiring, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.path.join(PROJECT_ROOT, "client"), "INFERQ_URL": expiring.base_url}
-    for args, stdin in ((["result", expired_job(expiring), "--timeout", "600"], None),
-                        (["predict", "-", "--timeout", "25"], json.dumps([[0.0] * 64]))):
-        done = subprocess.run([sys.executable, "-m", "inferq", *args], env=env, input=stdin, capture_output=True,
-                              text=True, timeout=120)
+    for args, stdin in (
+        (["result", expired_job(expiring), "--timeout", "600"], None),
+        (["predict", "-", "--timeout", "25"], json.dumps([[0.0] * 64])),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "inferq", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith("error: job ") and "expired" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

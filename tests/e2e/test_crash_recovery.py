@@ -42,8 +42,9 @@ def crashy(make_module_service, tmp_path_factory) -> Service:
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     # A 2 s batch window keeps claimed jobs in the worker's hands long enough to kill it there;
     # leases last 3 beats + the window = 4 s.
-    return make_module_service(model_path=path, max_microbatch_delay_ms=2000, microbatch_window="fixed", heartbeat_s=0.5,
-                               max_attempts=2)
+    return make_module_service(
+        model_path=path, max_microbatch_delay_ms=2000, microbatch_window="fixed", heartbeat_s=0.5, max_attempts=2
+    )
 
 
 def submit_together(service: Service, values: list[float]) -> list[str]:

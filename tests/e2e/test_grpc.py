@@ -118,8 +118,9 @@ def test_metadata_holds_every_signature_def_of_the_model(stub):
     result.metadata["signature_def"].Unpack(signature_map)
     with open(os.path.join(TESTDATA, "half_plus_two_model_metadata.json")) as f:
         expected = json.load(f)["metadata"]["signature_def"]
-    found = json_format.MessageToDict(signature_map, always_print_fields_with_no_presence=True,
-                                      preserving_proto_field_name=True)
+    found = json_format.MessageToDict(
+        signature_map, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
     assert found == expected
 
 
@@ -129,14 +130,20 @@ def test_model_status_is_available_with_no_error(tfs):
         request.model_spec.name = "default"
         result = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, 30)
     assert [(s.version, s.state, s.status.error_code) for s in result.model_version_status] == [
-        (123, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+        (123, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)
+    ]
 
 
 @pytest.mark.parametrize(
     ("name", "signature_name", "code", "message"),
     [
         ("other", "", grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(other)"),
-        ("default", "nope", grpc.StatusCode.INVALID_ARGUMENT, 'Serving signature name: "nope" not found in signature def'),
+        (
+            "default",
+            "nope",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            'Serving signature name: "nope" not found in signature def',
+        ),
     ],
 )
 def test_mistakes_are_tf_servings_status_codes(stub, name, signature_name, code, message):
@@ -175,8 +182,9 @@ def test_tritonclient_grpc_infers_with_raw_tensors(keyed, digits, digits_model):
         pixels = triton.InferInput("pixels", [6, 64], "FP32")
         pixels.set_data_from_numpy(x[:6])
         result = client.infer("digits", [pixels], request_id="r-1", headers=AUTH)
-    np.testing.assert_allclose(result.as_numpy("probabilities"), digits_model.predict({"pixels": x[:6]})["probabilities"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"), digits_model.predict({"pixels": x[:6]})["probabilities"], rtol=1e-5, atol=1e-6
+    )
     assert result.get_response().id == "r-1" and result.get_response().model_version == "1"
 
 
@@ -203,14 +211,16 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
     pixels = triton.InferInput("pixels", [1, 64], "FP32")
     pixels.set_data_from_numpy(np.zeros((1, 64), np.float32))
     with triton.InferenceServerClient(service.grpc_target) as client:
+
         def status():
             with pytest.raises(InferenceServerException) as caught:
                 client.infer("digits", [pixels])
             return caught.value.status()
 
         assert status() == "StatusCode.UNAVAILABLE"  # no worker has published a model
-        signature = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
-                                   (TensorSpec("probabilities", (10,), "float32"),))
+        signature = ModelSignature(
+            "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
+        )
         service.redis.set(keys.model(), signature.to_json())
         assert status() == "StatusCode.DEADLINE_EXCEEDED"  # queued, but no worker runs it
         service.redis.set(keys.extra_rows(service.settings.queue_name), 10)  # the queue now reads 10 rows deep

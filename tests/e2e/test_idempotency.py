@@ -58,14 +58,19 @@ def test_the_same_key_with_a_different_body_is_a_409_naming_the_key(keyed, digit
     x = digits[0]
     keyed.http.post("/predict", json={"instances": x[:1].tolist()}, headers=headers(idempotency_key="other-body"))
     before = jobs_in(keyed)
-    response = keyed.http.post("/predict", json={"instances": x[1:2].tolist()},
-                               headers=headers(idempotency_key="other-body"))
+    response = keyed.http.post(
+        "/predict", json={"instances": x[1:2].tolist()}, headers=headers(idempotency_key="other-body")
+    )
     assert response.status_code == 409
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("conflict", "Idempotency-Key")
     assert "different request body" in error["message"]
-    options = keyed.http.post("/predict", params={"timeout": 30}, json={"instances": x[:1].tolist()},
-                              headers=headers(idempotency_key="other-body"))
+    options = keyed.http.post(
+        "/predict",
+        params={"timeout": 30},
+        json={"instances": x[:1].tolist()},
+        headers=headers(idempotency_key="other-body"),
+    )
     assert options.status_code == 409
     assert jobs_in(keyed) == before
 
@@ -101,12 +106,14 @@ def test_concurrent_identical_submits_create_one_job(keyed, digits):
 
 def test_a_key_that_is_not_1_to_255_printable_ascii_is_a_400_naming_the_header(keyed, digits):
     for bad in ("", "x" * 256, "tab\tinside"):
-        response = keyed.http.post("/predict", json={"instances": digits[0][:1].tolist()},
-                                   headers=headers(idempotency_key=bad))
+        response = keyed.http.post(
+            "/predict", json={"instances": digits[0][:1].tolist()}, headers=headers(idempotency_key=bad)
+        )
         assert response.status_code == 400, bad
         assert response.json()["error"]["field"] == "Idempotency-Key"
-    ok = keyed.http.post("/predict", json={"instances": digits[0][:1].tolist()},
-                         headers=headers(idempotency_key="x" * 255))
+    ok = keyed.http.post(
+        "/predict", json={"instances": digits[0][:1].tolist()}, headers=headers(idempotency_key="x" * 255)
+    )
     assert ok.status_code == 202
 
 
@@ -128,9 +135,15 @@ def test_a_batch_sent_again_with_its_key_is_the_first_batch(keyed, digits):
 
 def test_a_multipart_batch_sent_again_is_the_same_upload_whatever_its_boundary(keyed, digits):
     body = ndjson(digits[0][:10])
-    ids = {keyed.http.post("/batches", files={"file": ("rows.ndjson", body, "application/x-ndjson")},
-                           data={"on_error": "skip"}, headers=headers(idempotency_key="multipart")).json()["id"]
-           for _ in range(2)}
+    ids = {
+        keyed.http.post(
+            "/batches",
+            files={"file": ("rows.ndjson", body, "application/x-ndjson")},
+            data={"on_error": "skip"},
+            headers=headers(idempotency_key="multipart"),
+        ).json()["id"]
+        for _ in range(2)
+    }
     assert len(ids) == 1
 
 
@@ -142,8 +155,13 @@ def test_concurrent_identical_uploads_create_one_batch(keyed, digits):
     def upload() -> None:
         with httpx.Client(base_url=keyed.base_url, timeout=60) as http:
             start.wait()
-            answers.append(http.post("/batches", content=body, headers=headers(
-                idempotency_key="uploads-at-once", **{"Content-Type": "application/x-ndjson"})))
+            answers.append(
+                http.post(
+                    "/batches",
+                    content=body,
+                    headers=headers(idempotency_key="uploads-at-once", **{"Content-Type": "application/x-ndjson"}),
+                )
+            )
 
     threads = [threading.Thread(target=upload) for _ in range(callers)]
     for thread in threads:

@@ -43,7 +43,9 @@ def test_infer_matches_the_models_own_output(client, digits, digits_model, binar
     result = client.infer("digits", [pixels], outputs=[wanted], request_id="req-7")
     probabilities = result.as_numpy("probabilities")
     assert probabilities.dtype == np.float32 and probabilities.shape == (6, 10)
-    np.testing.assert_allclose(probabilities, digits_model.predict({"pixels": x[:6]})["probabilities"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        probabilities, digits_model.predict({"pixels": x[:6]})["probabilities"], rtol=1e-5, atol=1e-6
+    )
     response = result.get_response()
     assert (response["model_name"], response["model_version"], response["id"]) == ("digits", "1", "req-7")
 

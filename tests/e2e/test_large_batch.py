@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import pytest
-from inferq import Client
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from inferq import Client
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 

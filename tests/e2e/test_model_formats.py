@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import keys
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from shared import keys
 from tests.conftest import DIGITS_MODEL
 from tests.support import wait_until
 
@@ -57,8 +57,9 @@ def poisonable_model(tmp_path_factory):
 
 
 def test_a_job_that_breaks_the_model_fails_alone_and_its_batch_mates_finish(make_service, poisonable_model):
-    service = make_service(model_path=poisonable_model, max_microbatch_delay_ms=1000, microbatch_window="fixed",
-                           api_threads=16)
+    service = make_service(
+        model_path=poisonable_model, max_microbatch_delay_ms=1000, microbatch_window="fixed", api_threads=16
+    )
     rows = [[[float(i)] * 4] for i in range(8)] + [[[500.0] * 4]]
     with ThreadPoolExecutor(len(rows)) as pool:
         responses = list(pool.map(lambda r: service.predict(r, wait=20), rows))

@@ -51,16 +51,22 @@ def test_every_metric_the_alerts_use_is_exposed(exposed):
 
 def test_alerts_cover_queue_age_5xx_no_workers_and_webhook_failures():
     exprs = " ".join(rule["expr"] for rule in alert_rules())
-    for metric in ("inference_queue_oldest_job_age_seconds", 'inference_http_requests_total{status=~"5.."}',
-                   "inference_workers == 0", "inference_webhook_given_up_total"):
+    for metric in (
+        "inference_queue_oldest_job_age_seconds",
+        'inference_http_requests_total{status=~"5.."}',
+        "inference_workers == 0",
+        "inference_webhook_given_up_total",
+    ):
         assert metric in exprs
 
 
 def test_alerts_name_the_default_queues_and_link_runbooks_that_exist():
     defaults = Settings.from_env({})
     with open(os.path.join(PROJECT_ROOT, "docs", "operations.md")) as f:
-        anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
-                   for h in re.findall(r"^#+ (.+)$", f.read(), flags=re.M)}
+        anchors = {
+            re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", f.read(), flags=re.M)
+        }
     for rule in alert_rules():
         for queue in re.findall(r'queue="([^"]+)"', rule["expr"]):
             assert queue in (defaults.queue_name, defaults.bulk_queue_name)

@@ -23,8 +23,13 @@ def keras_base(tmp_path_factory):
     a = keras.Input((3,), name="a")
     b = keras.Input((2,), dtype="int32", name="b")
     joined = keras.layers.Concatenate()([a, keras.ops.cast(b, "float32")])
-    model = keras.Model([a, b], [keras.layers.Dense(1, name="total")(joined),
-                                 keras.layers.Dense(2, activation="softmax", name="probs")(joined)])
+    model = keras.Model(
+        [a, b],
+        [
+            keras.layers.Dense(1, name="total")(joined),
+            keras.layers.Dense(2, activation="softmax", name="probs")(joined),
+        ],
+    )
     base = tmp_path_factory.mktemp("models") / "multi"
     (base / "1").mkdir(parents=True)
     (base / "1" / "model.keras").write_bytes(b"an older version that is not a model")
@@ -46,7 +51,9 @@ def keras_expected(keras_base):
 
 
 class Named(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([None], tf.int64, name="k")])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([None], tf.int64, name="k")]
+    )
     def serve(self, x, k):
         return {"scaled": x * 2.0, "weighted_sum": tf.reduce_sum(x, axis=1) * tf.cast(k, tf.float32)}
 
@@ -120,8 +127,10 @@ def test_saved_model_named_inputs_on_every_route(saved_model_service):
     _close(columnar["outputs"]["weighted_sum"], WEIGHTED)
     signature = service.http.get("/v1/models/named/metadata").json()["metadata"]["signature_def"]["signature_def"]
     assert signature["serving_default"]["inputs"]["k"] == {
-        "dtype": "DT_INT64", "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
-        "name": "serving_default_k:0"}  # the graph's tensor name, as TF Serving shows it
+        "dtype": "DT_INT64",
+        "tensor_shape": {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False},
+        "name": "serving_default_k:0",
+    }  # the graph's tensor name, as TF Serving shows it
     with triton.InferenceServerClient(service.base_url.removeprefix("http://")) as client:
         assert [t["shape"] for t in client.get_model_metadata("named")["outputs"]] == [[-1, 3], [-1]]
         x, k = triton.InferInput("x", list(A.shape), "FP32"), triton.InferInput("k", [3], "INT64")

@@ -57,7 +57,8 @@ def with_bad_rows(x: np.ndarray) -> bytes:
 
 
 def test_an_api_and_two_workers_with_separate_empty_data_dirs_give_the_same_results_as_local_storage(
-        s3_service, service, s3_server, bucket, digits):
+    s3_service, service, s3_server, bucket, digits
+):
     body = with_bad_rows(np.tile(digits[0], (3, 1))[:4998])  # 5,000 file rows, 5 chunks
     ids = {}
     for name, where in (("s3", s3_service), ("local", service)):
@@ -68,11 +69,18 @@ def test_an_api_and_two_workers_with_separate_empty_data_dirs_give_the_same_resu
     for doc in docs.values():
         assert (doc["status"], doc["total_rows"], doc["done_rows"], doc["failed_rows"]) == ("completed", 5000, 4998, 2)
     for path, accept in (("results", "application/x-ndjson"), ("results", "application/x-npy"), ("errors", "*/*")):
-        s3, local = (where.http.get(f"/batches/{ids[name]}/{path}", headers={"Accept": accept})
-                     for name, where in (("s3", s3_service), ("local", service)))
+        s3, local = (
+            where.http.get(f"/batches/{ids[name]}/{path}", headers={"Accept": accept})
+            for name, where in (("s3", s3_service), ("local", service))
+        )
         assert s3.status_code == local.status_code == 200 and s3.content == local.content, path
     assert objects(s3_server, bucket, ids["s3"]) == {
-        ".batch", "input-0.npy", "skipped.npy", "errors-upload.ndjson", *(f"output-{c}.npz" for c in range(5))}
+        ".batch",
+        "input-0.npy",
+        "skipped.npy",
+        "errors-upload.ndjson",
+        *(f"output-{c}.npz" for c in range(5)),
+    }
     leftovers = [os.path.join(root, f) for d in s3_service.data_dirs for root, _, files in os.walk(d) for f in files]
     assert leftovers == [], "a process wrote bulk files to its DATA_DIR"
 
@@ -119,10 +127,12 @@ def test_a_large_upload_streams_to_the_bucket_in_bounded_memory(s3_service, digi
 
 
 def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_listing_every_row(
-        make_service, own_s3_server, digits):
+    make_service, own_s3_server, digits
+):
     bucket = own_s3_server.new_bucket()
-    service = make_service(storage_url=f"s3://{bucket}/{PREFIX}", max_attempts=2, batch_chunk_rows=100,
-                           storage_retry_s=0.5)
+    service = make_service(
+        storage_url=f"s3://{bucket}/{PREFIX}", max_attempts=2, batch_chunk_rows=100, storage_retry_s=0.5
+    )
     (worker,) = service.workers
     service.signal_worker(worker, signal.SIGSTOP)  # holds the chunks back until the store is down
     batch_id = service.upload(npy_bytes(digits[0][:250]), "application/x-npy").json()["id"]
@@ -137,7 +147,9 @@ def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_li
     service.signal_worker(worker, signal.SIGCONT)
     doc = service.wait_batch(batch_id, 90)
     assert (doc["status"], doc["done_rows"], doc["failed_rows"]) == ("failed", 0, 250)
-    assert service.harness.log_text(tail_chars=10**7).count("failed on storage") == 3  # each chunk's first attempt; the second fails it
+    assert (
+        service.harness.log_text(tail_chars=10**7).count("failed on storage") == 3
+    )  # each chunk's first attempt; the second fails it
     unreadable = service.http.get(f"/batches/{batch_id}/errors")
     assert unreadable.status_code == 503 and unreadable.json()["error"]["code"] == "storage_unavailable"
 
@@ -145,12 +157,15 @@ def test_a_store_outage_fails_uploads_with_503_and_chunks_with_storage_failed_li
     own_s3_server.client().create_bucket(Bucket=bucket)  # moto comes back empty: the error files were never written
     lines = [orjson.loads(line) for line in service.http.get(f"/batches/{batch_id}/errors").content.splitlines()]
     assert [line["row"] for line in lines] == list(range(250))
-    assert all(line["error"].startswith("storage_failed: the chunk's rows could not be read: the object store")
-               for line in lines)
+    assert all(
+        line["error"].startswith("storage_failed: the chunk's rows could not be read: the object store")
+        for line in lines
+    )
 
 
 def test_a_chunk_that_cannot_reach_the_store_is_retried_and_finishes_once_the_store_is_back(
-        make_service, own_s3_server, digits, digits_model):
+    make_service, own_s3_server, digits, digits_model
+):
     bucket = own_s3_server.new_bucket()
     # Three retries, 3 + 6 + 12 s apart: far longer than the store takes to come back.
     service = make_service(storage_url=f"s3://{bucket}/{PREFIX}", max_attempts=4, storage_retry_s=3)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from shared import keys
 import httpx
 import numpy as np
 import orjson
@@ -11,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.store import JobStore
+from shared import keys
 from shared.config import Settings
 from tests.support import wait_until
 
@@ -32,14 +32,18 @@ def _json_lines(path):
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_request_id_goes_from_api_to_worker_and_back(json_service, digits):
     x, _ = digits
-    response = json_service.http.post("/predict?wait=10", json={"instances": x[:2].tolist()},
-                                      headers={"X-Request-ID": "trace-42"})
+    response = json_service.http.post(
+        "/predict?wait=10", json={"instances": x[:2].tolist()}, headers={"X-Request-ID": "trace-42"}
+    )
     assert response.headers["X-Request-ID"] == "trace-42"
     document = response.json()
     assert document["status"] == "finished" and document["request_id"] == "trace-42"
@@ -81,7 +85,9 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     assert samples[("inference_job_latency_seconds_bucket", (("le", "+Inf"),))] >= 5
     assert samples[("inference_microbatch_rows_sum", ())] >= 10
     assert samples[("inference_microbatch_seconds_count", ())] >= 1
-    assert samples[("inference_http_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))] >= 5
+    assert (
+        samples[("inference_http_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))] >= 5
+    )
     assert samples[("inference_http_request_seconds_count", (("method", "POST"), ("route", "/predict")))] >= 5
 
 

@@ -37,8 +37,9 @@ def frozen_worker(service: Service):
 def test_a_full_queue_answers_429_without_parsing_the_body_and_the_api_stays_responsive(busy, digits):
     x, _ = digits
     with frozen_worker(busy):
-        job_ids = [busy.http.post("/predict", json={"instances": x[5 * i : 5 * i + 5].tolist()}).json()["id"]
-                   for i in range(4)]  # 20 rows: the queue is full
+        job_ids = [
+            busy.http.post("/predict", json={"instances": x[5 * i : 5 * i + 5].tolist()}).json()["id"] for i in range(4)
+        ]  # 20 rows: the queue is full
         rejected = busy.http.post("/predict", params={"wait": 5}, json={"instances": [x[0].tolist()]})
         assert rejected.status_code == 429
         assert rejected.json()["error"]["code"] == "queue_full"
@@ -79,7 +80,8 @@ def test_a_job_not_started_before_its_timeout_expires_and_never_runs(busy, digit
     assert busy.http.get(f"/result/{by_default}", params={"wait": 20}).json()["status"] == "finished"
     # The expired jobs never reached the model: the worker failed them at claim time (and said why).
     for job_id in (by_query, by_body):
-        wait_until(lambda: f"job {job_id} expired: deadline_exceeded" in busy.logs(), 10)
+        line = f"job {job_id} expired: deadline_exceeded"
+        wait_until(lambda line=line: line in busy.logs(), 10)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-1", "soon", "nan", "1e400", "86401"])

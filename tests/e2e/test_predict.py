@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from shared import keys
 import numpy as np
 import pytest
 
+from shared import keys
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -94,8 +94,9 @@ def test_concurrent_submissions_are_batched_into_fewer_model_calls(make_service,
     x, _ = digits
     expected = np.argmax(digits_model.predict({"pixels": x[:64]})["probabilities"], axis=1)
     # A long delay window makes the outcome certain: the first job waits for the others to arrive.
-    batching = make_service(max_microbatch_delay_ms=1500, microbatch_window="fixed", max_microbatch_rows=64,
-                            api_threads=64)
+    batching = make_service(
+        max_microbatch_delay_ms=1500, microbatch_window="fixed", max_microbatch_rows=64, api_threads=64
+    )
     with ThreadPoolExecutor(64) as pool:
         responses = list(pool.map(lambda i: batching.predict([x[i].tolist()], wait=20), range(64)))
     assert [r.status_code for r in responses] == [200] * 64

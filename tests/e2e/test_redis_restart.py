@@ -46,8 +46,14 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def svc(redis_server, tmp_path_factory) -> Service:
     # A 2 s batch window keeps claimed jobs in the worker's hands long enough to crash Redis meanwhile.
-    settings = service_settings(f"redis://127.0.0.1:{redis_server.port}/0", 0, max_microbatch_delay_ms=2000,
-                                microbatch_window="fixed", heartbeat_s=0.5, redis_appendfsync="always")
+    settings = service_settings(
+        f"redis://127.0.0.1:{redis_server.port}/0",
+        0,
+        max_microbatch_delay_ms=2000,
+        microbatch_window="fixed",
+        heartbeat_s=0.5,
+        redis_appendfsync="always",
+    )
     service = Service(settings, tmp_path_factory.mktemp("redis-restart-service"))
     try:
         service.start_api()
@@ -88,7 +94,7 @@ def test_while_redis_is_down_every_route_but_healthz_answers_503_and_all_recover
     assert svc.http.get(f"/result/{done['id']}").json() == done  # the stored result survived
     assert [svc.http.get(f"/result/{j}").json()["status"] for j in queued] == ["queued"] * 3
     svc.signal_worker(worker, signal.SIGCONT)
-    for job_id, i in zip(queued, (1, 2, 3)):
+    for job_id in queued:
         body = svc.http.get(f"/result/{job_id}", params={"wait": 20}).json()
         assert body["status"] == "finished" and len(body["predictions"]) == 1
     wait_until(lambda: svc.http.get("/readyz").status_code == 200, 10)
@@ -98,8 +104,9 @@ def test_while_redis_is_down_every_route_but_healthz_answers_503_and_all_recover
 def test_jobs_in_the_workers_hands_when_redis_crashes_are_finished_exactly_once(svc, redis_server, digits):
     x, _ = digits
     with ThreadPoolExecutor(4) as pool:
-        job_ids = list(pool.map(lambda i: svc.http.post("/predict", json={"instances": [x[i].tolist()]}).json()["id"],
-                                range(4)))
+        job_ids = list(
+            pool.map(lambda i: svc.http.post("/predict", json={"instances": [x[i].tolist()]}).json()["id"], range(4))
+        )
     wait_until(lambda: all(svc.job_status(j) == "started" for j in job_ids), 10)  # inside the batch window
     redis_server.crash()
     # Down for longer than the client's own retries: the worker's loop has to hold the jobs and wait.

@@ -42,16 +42,23 @@ def test_rq_info_finds_the_master_through_the_settings_module(topology):
     settings = sentinel_settings(topology)
     connect(settings).rpush("rq:queue:sentinel-probe", b"x")
     connect(settings).sadd("rq:queues", b"rq:queue:sentinel-probe")
-    info = subprocess.run([f"{sys.prefix}/bin/rq", "info", "-c", "shared.rq_settings", "--only-queues"],
-                          cwd=PROJECT_ROOT, env=child_env(settings), capture_output=True, text=True, timeout=60,
-                          check=False)
+    info = subprocess.run(
+        [f"{sys.prefix}/bin/rq", "info", "-c", "shared.rq_settings", "--only-queues"],
+        cwd=PROJECT_ROOT,
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert info.returncode == 0, info.stderr
     assert "sentinel-probe" in info.stdout
 
 
 def test_a_rediss_url_beside_sentinels_gives_the_master_its_password_database_and_tls():
-    settings = Settings.from_env({}).replace(redis_url="rediss://:secret@ignored:1/4",
-                                             redis_sentinels="10.0.0.1:26379", redis_sentinel_master="main")
+    settings = Settings.from_env({}).replace(
+        redis_url="rediss://:secret@ignored:1/4", redis_sentinels="10.0.0.1:26379", redis_sentinel_master="main"
+    )
     assert master_options(settings) == {"password": "secret", "db": 4, "ssl": True}
 
 

@@ -71,5 +71,7 @@ def test_sigterm_to_the_api_and_the_worker_under_load_loses_no_accepted_job(make
         assert body["status"] == "finished", body
         np.testing.assert_allclose(body["predictions"][0], expected[row], rtol=1e-5, atol=1e-6)
         assert [orjson.loads(d)["status"] for d in service.documents(job_id)] == ["finished"]
-    wait_until(lambda: service.stats().get("rows", 0) >= len(accepted), 10)  # counters are written at most once a second
+    wait_until(
+        lambda: service.stats().get("rows", 0) >= len(accepted), 10
+    )  # counters are written at most once a second
     assert service.stats()["rows"] == len(accepted)  # each ran exactly once

@@ -54,12 +54,25 @@ class RunningStack:
 
 
 def start_stack(tmp_path: Path, **overrides) -> RunningStack:
-    settings = Settings.from_env({}).replace(redis_port=free_port(), api_port=free_port(), data_dir=str(tmp_path),
-                                             heartbeat_s=1.0, api_processes=1, api_threads=8, **overrides)
+    settings = Settings.from_env({}).replace(
+        redis_port=free_port(),
+        api_port=free_port(),
+        data_dir=str(tmp_path),
+        heartbeat_s=1.0,
+        api_processes=1,
+        api_threads=8,
+        **overrides,
+    )
     output = tmp_path / "make-run.log"
     with open(output, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "scripts.stack"], cwd=PROJECT_ROOT, env=child_env(settings),
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.stack"],
+            cwd=PROJECT_ROOT,
+            env=child_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return RunningStack(process, settings, output)
 
 

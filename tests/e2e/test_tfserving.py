@@ -13,12 +13,16 @@ pytestmark = pytest.mark.e2e
 
 def _post(service, path, body, **headers):
     # TF Serving's own curl examples send no JSON content type: we must not need one.
-    return service.http.post(path, content=orjson.dumps(body), headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+    return service.http.post(
+        path, content=orjson.dumps(body), headers={"Content-Type": "application/x-www-form-urlencoded", **headers}
+    )
 
 
 def test_row_format_answers_predictions_equal_to_the_models_own_output(service, digits, digits_model):
     x, _ = digits
-    response = _post(service, "/v1/models/digits:predict", {"signature_name": "serving_default", "instances": x[:5].tolist()})
+    response = _post(
+        service, "/v1/models/digits:predict", {"signature_name": "serving_default", "instances": x[:5].tolist()}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     expected = digits_model.predict({"pixels": x[:5]})["probabilities"]
@@ -56,16 +60,32 @@ def test_the_versioned_route_serves_the_loaded_version_only(service, digits):
     [
         ("/v1/models/other:predict", {"instances": [[0] * 64]}, 404, "Servable not found for request: Latest(other)"),
         ("/v1/models/digits:predict", {"instances": [[0] * 63]}, 400, "rows have shape [63]"),
-        ("/v1/models/digits:predict", {"instances": [[0] * 64], "inputs": [[0] * 64]}, 400,
-         "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
-        ("/v1/models/digits:predict", {"signature_name": "other", "instances": [[0] * 64]}, 400,
-         'Serving signature name: "other" not found'),
+        (
+            "/v1/models/digits:predict",
+            {"instances": [[0] * 64], "inputs": [[0] * 64]},
+            400,
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist",
+        ),
+        (
+            "/v1/models/digits:predict",
+            {"signature_name": "other", "instances": [[0] * 64]},
+            400,
+            'Serving signature name: "other" not found',
+        ),
         ("/v1/models/digits:predict", {"inputs": {"image": [[0] * 64]}}, 400, "'inputs' must hold the model's inputs"),
-        ("/v1/models/digits:classify", {"examples": [{"x": 1.0}]}, 400,
-         "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"),
-        ("/v1/models/digits:predict", {"instances": [["x"] * 64]}, 400,
-         "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String "
-         "is not of expected type: float"),
+        (
+            "/v1/models/digits:classify",
+            {"examples": [{"x": 1.0}]},
+            400,
+            "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict",
+        ),
+        (
+            "/v1/models/digits:predict",
+            {"instances": [["x"] * 64]},
+            400,
+            "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String "
+            "is not of expected type: float",
+        ),
         ("/v1/models/digits:predict", {"signature_name": 100}, 400, "'signature_name' key must be a string value."),
         ("/v1/models/digits:predict", {"instances": []}, 400, "No values in 'instances' array"),
         ("/v1/models/digits:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
@@ -89,8 +109,11 @@ def test_invalid_json_is_a_tf_serving_error(service):
 
 def test_model_status_reports_the_version_available(service):
     for path in ("/v1/models/digits", "/v1/models/digits/versions/1"):
-        assert service.http.get(path).json() == {"model_version_status": [
-            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        assert service.http.get(path).json() == {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        }
     assert service.http.get("/v1/models/digits/versions/2").status_code == 404
 
 
@@ -100,7 +123,10 @@ def test_model_metadata_is_a_signature_def_in_tf_servings_json(service):
     signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
     assert signature["inputs"]["pixels"]["dtype"] == "DT_FLOAT"
-    assert signature["inputs"]["pixels"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}, {"size": "64", "name": ""}]
+    assert signature["inputs"]["pixels"]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""},
+        {"size": "64", "name": ""},
+    ]
     assert signature["outputs"]["probabilities"]["tensor_shape"]["dim"][1]["size"] == "10"
 
 
@@ -110,13 +136,13 @@ def test_our_own_routes_keep_our_error_shape(service):
 
 
 def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
-    from shared import keys
     from shared.signature import ModelSignature, TensorSpec
 
     # An API with a published model but no worker: the job can only wait.
     service = make_service(workers=0, protocol_timeout_s=1)
-    signature = ModelSignature("digits", "1", (TensorSpec("pixels", (64,), "float32"),),
-                               (TensorSpec("probabilities", (10,), "float32"),))
+    signature = ModelSignature(
+        "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
+    )
     service.redis.set(keys.model(), signature.to_json())
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504

@@ -42,15 +42,22 @@ def test_columnar_predict_answers_outputs_only(tfs):
 
 
 def test_rows_of_shape_one_are_answered_as_rows(tfs):
-    assert _post(tfs, "/v1/models/default:predict", {"instances": [[2.0], [3.0]]}).json() == {"predictions": [[3.0], [3.5]]}
+    assert _post(tfs, "/v1/models/default:predict", {"instances": [[2.0], [3.0]]}).json() == {
+        "predictions": [[3.0], [3.5]]
+    }
 
 
 def test_classify_answers_label_and_score_pairs(tfs):
-    response = _post(tfs, "/v1/models/default:classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]})
+    response = _post(
+        tfs, "/v1/models/default:classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"results": [[["", 3.0]]]}
-    response = _post(tfs, "/v1/models/default/versions/123:classify",
-                     {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}, {"x": 10.0}]})
+    response = _post(
+        tfs,
+        "/v1/models/default/versions/123:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}, {"x": 10.0}]},
+    )
     assert response.json() == {"results": [[["", 12.0]], [["", 7.0]]]}
 
 
@@ -58,13 +65,18 @@ def test_regress_answers_one_value_per_example_through_the_named_signature(tfs):
     response = _post(tfs, "/v1/models/default:regress", {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]})
     assert response.status_code == 200, response.text
     assert response.json() == {"results": [3.0]}
-    response = _post(tfs, "/v1/models/default:regress", {"signature_name": "regress_x_to_y2", "examples": [{"x": 80.0}]})
+    response = _post(
+        tfs, "/v1/models/default:regress", {"signature_name": "regress_x_to_y2", "examples": [{"x": 80.0}]}
+    )
     assert response.json() == {"results": [43.0]}
 
 
 def test_regress_context_features_reach_every_example(tfs):
-    response = _post(tfs, "/v1/models/default:regress",
-                     {"signature_name": "regress_x_to_y", "context": {"x": 4.0}, "examples": [{}, {"x": 2.0}]})
+    response = _post(
+        tfs,
+        "/v1/models/default:regress",
+        {"signature_name": "regress_x_to_y", "context": {"x": 4.0}, "examples": [{}, {"x": 2.0}]},
+    )
     assert response.json() == {"results": [4.0, 3.0]}
 
 
@@ -74,8 +86,11 @@ def test_predict_may_run_another_signature(tfs):
 
 
 def test_status_is_tf_servings_reply(tfs):
-    assert tfs.http.get("/v1/models/default").json() == {"model_version_status": [
-        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert tfs.http.get("/v1/models/default").json() == {
+        "model_version_status": [
+            {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
 
 
 def test_metadata_lists_every_signature_exactly_as_tf_serving_does(tfs):
@@ -88,19 +103,47 @@ def test_metadata_lists_every_signature_exactly_as_tf_serving_does(tfs):
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
-        (":regress", {"signature_name": "nope", "examples": [{"x": 1.0}]}, "No signature was found with the name: nope"),
-        (":regress", {"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}]},
-         "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/classify"),
-        (":classify", {"signature_name": "classify_x_to_y"},
-         'JSON Value: {"signature_name":"classify_x_to_y"} When method is classify, key \'examples\' is expected and was not found'),
-        (":classify", {"signature_name": "classify_x_to_y", "examples": []},
-         'JSON Value: {"signature_name":"classify_x_to_y","examples":[]} \'examples\' value is an empty array'),
-        (":classify", {"signature_name": "classify_x_to_y", "examples": [[1.0]]}, "Example must be JSON object but got JSON Array"),
-        (":classify", {"signature_name": "classify_x_to_y", "examples": [{"x": [1.0, "a"]}]},
-         "Unexpected element type in feature: x expecting type: float"),
-        (":predict", {"signature_name": "nope", "instances": [1.0]}, 'Serving signature name: "nope" not found in signature def'),
-        (":predict", {"instances": ["x", "y"]}, "Failed to process element: 0 of 'instances' list. Error: "
-         'INVALID_ARGUMENT: JSON Value: "x" Type: String is not of expected type: float'),
+        (
+            ":regress",
+            {"signature_name": "nope", "examples": [{"x": 1.0}]},
+            "No signature was found with the name: nope",
+        ),
+        (
+            ":regress",
+            {"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}]},
+            "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/classify",
+        ),
+        (
+            ":classify",
+            {"signature_name": "classify_x_to_y"},
+            'JSON Value: {"signature_name":"classify_x_to_y"} When method is classify, key \'examples\' is expected and was not found',
+        ),
+        (
+            ":classify",
+            {"signature_name": "classify_x_to_y", "examples": []},
+            'JSON Value: {"signature_name":"classify_x_to_y","examples":[]} \'examples\' value is an empty array',
+        ),
+        (
+            ":classify",
+            {"signature_name": "classify_x_to_y", "examples": [[1.0]]},
+            "Example must be JSON object but got JSON Array",
+        ),
+        (
+            ":classify",
+            {"signature_name": "classify_x_to_y", "examples": [{"x": [1.0, "a"]}]},
+            "Unexpected element type in feature: x expecting type: float",
+        ),
+        (
+            ":predict",
+            {"signature_name": "nope", "instances": [1.0]},
+            'Serving signature name: "nope" not found in signature def',
+        ),
+        (
+            ":predict",
+            {"instances": ["x", "y"]},
+            "Failed to process element: 0 of 'instances' list. Error: "
+            'INVALID_ARGUMENT: JSON Value: "x" Type: String is not of expected type: float',
+        ),
     ],
 )
 def test_mistakes_get_tf_servings_status_and_message(tfs, path, body, message):

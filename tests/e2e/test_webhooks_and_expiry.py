@@ -73,8 +73,9 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def test_a_finished_job_posts_its_signed_result_to_the_callback_url(hooks, receiver, digits):
-    response = hooks.http.post("/predict", params={"wait": 10, "callback_url": receiver.url},
-                               json={"instances": [digits[0][0].tolist()]})
+    response = hooks.http.post(
+        "/predict", params={"wait": 10, "callback_url": receiver.url}, json={"instances": [digits[0][0].tolist()]}
+    )
     assert response.json()["status"] == "finished"
     headers, body = receiver.next_call()
     assert verify(body, SECRET, headers["X-Webhook-Signature"])
@@ -104,8 +105,9 @@ def test_a_cancelled_batch_posts_its_status_document(hooks, receiver, digits):
 def test_a_failing_receiver_is_retried_then_given_up_without_failing_the_job(hooks, digits):
     failing = Receiver(status=500)
     try:
-        response = hooks.http.post("/predict", params={"wait": 10, "callback_url": failing.url},
-                                   json={"instances": [digits[0][0].tolist()]})
+        response = hooks.http.post(
+            "/predict", params={"wait": 10, "callback_url": failing.url}, json={"instances": [digits[0][0].tolist()]}
+        )
         assert response.json()["status"] == "finished"
         attempts = [failing.next_call()[0]["X-Webhook-Attempt"] for _ in range(3)]
         assert attempts == ["1", "2", "3"]
@@ -117,8 +119,9 @@ def test_a_failing_receiver_is_retried_then_given_up_without_failing_the_job(hoo
 
 
 def test_an_unusable_callback_url_is_rejected_before_anything_runs(hooks, digits):
-    response = hooks.http.post("/predict", params={"callback_url": "ftp://example.com/x"},
-                               json={"instances": [digits[0][0].tolist()]})
+    response = hooks.http.post(
+        "/predict", params={"callback_url": "ftp://example.com/x"}, json={"instances": [digits[0][0].tolist()]}
+    )
     assert response.status_code == 400 and response.json()["error"]["field"] == "callback_url"
     assert hooks.upload(b"[0]\n", "application/x-ndjson", callback_url="nope").status_code == 400
 
@@ -138,8 +141,12 @@ def test_callback_urls_outside_webhook_allowed_hosts_are_refused_on_predict_and_
     guarded = make_service(workers=0, webhook_allowed_hosts="hooks.example.com")
     for response in (
         guarded.http.post("/predict", params={"callback_url": "http://169.254.169.254/latest"}, json=[[0.0] * 64]),
-        guarded.http.post("/batches", params={"callback_url": "http://127.0.0.1:6379/"}, content=b"[0]\n",
-                          headers={"Content-Type": "application/x-ndjson"}),
+        guarded.http.post(
+            "/batches",
+            params={"callback_url": "http://127.0.0.1:6379/"},
+            content=b"[0]\n",
+            headers={"Content-Type": "application/x-ndjson"},
+        ),
     ):
         assert response.status_code == 400
         assert response.json()["error"]["field"] == "callback_url"

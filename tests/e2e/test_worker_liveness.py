@@ -18,8 +18,13 @@ pytestmark = pytest.mark.e2e
 
 def _check(path: str, max_age_s: float) -> int:
     env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "LIVENESS_FILE": path}
-    return subprocess.run([sys.executable, "-m", "worker.liveness", "--max-age-s", str(max_age_s)], cwd=PROJECT_ROOT,
-                          env=env, capture_output=True, timeout=60).returncode
+    return subprocess.run(
+        [sys.executable, "-m", "worker.liveness", "--max-age-s", str(max_age_s)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    ).returncode
 
 
 def test_a_running_worker_is_live_and_a_hung_one_is_not(make_service, tmp_path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import redis
 import pytest
+import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -45,10 +45,15 @@ def test_an_empty_redis_reads_as_zeros(redis_db):
 
 
 def test_bulk_rows_pending_counts_only_rows_not_yet_run_in_live_batches(redis_db):
-    for batch_id, status, total, done, failed in [("a", "in_progress", 100, 30, 5), ("b", "queued", 50, 0, 0),
-                                                  ("c", "completed", 70, 70, 0)]:
-        redis_db.hset(keys.batch(batch_id), mapping={"status": status, "total_rows": total, "done_rows": done,
-                                                     "failed_rows": failed})
+    for batch_id, status, total, done, failed in [
+        ("a", "in_progress", 100, 30, 5),
+        ("b", "queued", 50, 0, 0),
+        ("c", "completed", 70, 70, 0),
+    ]:
+        redis_db.hset(
+            keys.batch(batch_id),
+            mapping={"status": status, "total_rows": total, "done_rows": done, "failed_rows": failed},
+        )
         redis_db.zadd(keys.batch_expiry(), {batch_id: time.time() + 60})
     view = read_view(redis_db)
     assert view.bulk_rows_pending == 65 + 50
@@ -74,8 +79,11 @@ def test_the_collector_renders_every_family_with_its_labels(redis_db):
     redis_db.hset(keys.stats(), mapping={"microbatches": 10, "round_trips": 25})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(redis_db))
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+    }
     assert samples[("inference_queue_rows", (("queue", "predict"),))] == 4
     assert ("inference_queue_oldest_job_age_seconds", (("queue", "predict"),)) in samples
     assert samples[("inference_microbatches_total", ())] == 10

@@ -203,3 +203,29 @@ def test_an_id_queued_twice_runs_once(redis_db, settings, store):
     assert node.claim() == []
     assert len(documents(redis_db, job_id)) == 1
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0
+
+
+def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_page(redis_db, settings, store):
+    from api.metrics import ServiceCollector
+
+    late = submit(store, 1.0, timeout_s=0.001)
+    deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
+    wait_until(lambda: time.time() > deadline)
+    node = Node(redis_db, settings, "node")
+    node.run_and_publish(node.claim())  # expired at claim, never run
+    lost = submit(store, 2.0)
+    for _ in range(settings.max_attempts):  # its worker dies on every attempt
+        node.claim()
+        node.source.pending.clear()
+        lapse(redis_db)
+        node.recovery.sweep(QUEUE)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in ServiceCollector(redis_db).collect()
+        for s in family.samples
+    }
+    assert samples[("inference_jobs_total", (("status", "expired"),))] == 1
+    assert samples[("inference_jobs_total", (("status", "failed"),))] == 1
+    assert samples[("inference_job_errors_total", (("code", "deadline_exceeded"),))] == 1
+    assert samples[("inference_job_errors_total", (("code", "worker_lost"),))] == 1
+    assert documents(redis_db, lost)[0]["error"]["code"] == "worker_lost"

@@ -50,7 +50,9 @@ def test_storage_url_s3_picks_the_s3_backend_with_the_bucket_and_prefix(store, s
     assert store.describe() == f"s3://{s3_bucket}/some/prefix/"
 
 
-def test_a_large_npy_is_sent_as_a_multipart_upload_and_its_rewritten_header_is_the_final_one(store, s3_server, s3_bucket):
+def test_a_large_npy_is_sent_as_a_multipart_upload_and_its_rewritten_header_is_the_final_one(
+    store, s3_server, s3_bucket
+):
     rows = np.arange(3 * PART_BYTES // 4, dtype=np.float32).reshape(-1, 64)  # 3 parts' worth of 256-byte rows
     calls = Calls(store.client)
     write_npy(store, "b1/input-0.npy", rows, 1000)
@@ -80,8 +82,11 @@ def test_rows_are_read_with_ranged_gets_after_one_header_read(store):
     assert store.load_rows("b1/input-0.npy", 10, 10).shape == (0, 3)
     header = "bytes=0-4095"
     first_row = 128 + 1024 * 24
-    assert calls.ranges == [header, f"bytes={first_row}-{first_row + 1024 * 24 - 1}",
-                            f"bytes={128 + 4096 * 24}-{128 + 5000 * 24 - 1}"]
+    assert calls.ranges == [
+        header,
+        f"bytes={first_row}-{first_row + 1024 * 24 - 1}",
+        f"bytes={128 + 4096 * 24}-{128 + 5000 * 24 - 1}",
+    ]
     assert store.load_rows("b1/input-0.npy", 0, 2).flags.writeable
 
 
@@ -131,8 +136,11 @@ def test_an_unreachable_or_missing_store_is_store_unreachable_naming_it(own_s3_s
     bucket = own_s3_server.new_bucket()
     store = storage.from_settings(Settings().replace(storage_url=f"s3://{bucket}"))
     own_s3_server.stop()
-    for call in (lambda: store.list_keys("b1"), lambda: store.load_rows("b1/input-0.npy", 0, 1),
-                 lambda: store.delete_prefix("b1")):
+    for call in (
+        lambda: store.list_keys("b1"),
+        lambda: store.load_rows("b1/input-0.npy", 0, 1),
+        lambda: store.delete_prefix("b1"),
+    ):
         with pytest.raises(StoreUnreachable, match=f"s3://{bucket}/ is not reachable"):
             call()
 

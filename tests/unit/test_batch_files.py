@@ -18,14 +18,17 @@ def row_by_row(rows, outputs):
     return lines
 
 
-@pytest.mark.parametrize("array", [
-    np.random.default_rng(0).random((7, 10), dtype=np.float32),
-    np.array([[np.nan, 1e-30, -3.5]], dtype=np.float32),
-    np.arange(5, dtype=np.int64),
-    np.array([True, False, True]),
-    np.zeros((3, 0), np.float32),
-    np.random.default_rng(1).random((4, 2, 3)),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.random.default_rng(0).random((7, 10), dtype=np.float32),
+        np.array([[np.nan, 1e-30, -3.5]], dtype=np.float32),
+        np.arange(5, dtype=np.int64),
+        np.array([True, False, True]),
+        np.zeros((3, 0), np.float32),
+        np.random.default_rng(1).random((4, 2, 3)),
+    ],
+)
 def test_a_single_output_is_written_as_row_by_row_encoding_would(array):
     rows = list(range(100, 100 + len(array)))
     assert ndjson_lines(rows, {"probabilities": array}) == row_by_row(rows, {"probabilities": array})

@@ -26,8 +26,14 @@ def test_accepted_rows_map_back_to_their_file_row_numbers():
 
 
 def test_status_document_gives_urls_only_for_what_can_be_fetched():
-    record = {b"status": b"in_progress", b"total_rows": b"10", b"done_rows": b"4", b"failed_rows": b"0",
-              b"created_at": b"2025-01-01T00:00:00.000Z", b"metadata": b""}
+    record = {
+        b"status": b"in_progress",
+        b"total_rows": b"10",
+        b"done_rows": b"4",
+        b"failed_rows": b"0",
+        b"created_at": b"2025-01-01T00:00:00.000Z",
+        b"metadata": b"",
+    }
     doc = status_document("b1", record)
     assert (doc["status"], doc["output_url"], doc["errors_url"], doc["metadata"]) == ("in_progress", None, None, None)
     record.update({b"status": b"completed", b"failed_rows": b"2", b"metadata": b'{"k": "v"}'})

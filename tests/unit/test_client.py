@@ -10,9 +10,9 @@ import sys
 
 import httpx
 import pytest
+
 from inferq import AsyncClient, Client, core, errors
 from inferq.retries import Retries
-
 from shared.config import PROJECT_ROOT
 
 CLIENT_DIR = PROJECT_ROOT + "/client"
@@ -134,13 +134,16 @@ DONE = (200, {}, b'{"id": "j", "status": "finished", "predictions": [[1]]}')
 
 def test_sync_client_retries_503_then_succeeds_and_gives_up_after_max_retries():
     transport, requests = answers(BUSY, BUSY, DONE)
-    with Client("http://test", backoff_s=0.01, http=httpx.Client(base_url="http://test", transport=transport)) as client:
+    with Client(
+        "http://test", backoff_s=0.01, http=httpx.Client(base_url="http://test", transport=transport)
+    ) as client:
         assert client.predict([[0]]) == [[1]]
     assert len(requests) == 3
     assert len({r.headers["Idempotency-Key"] for r in requests}) == 1  # a resent submit is the same submit
     transport, requests = answers(BUSY)
-    with Client("http://test", max_retries=2, backoff_s=0.01,
-                http=httpx.Client(base_url="http://test", transport=transport)) as c:
+    with Client(
+        "http://test", max_retries=2, backoff_s=0.01, http=httpx.Client(base_url="http://test", transport=transport)
+    ) as c:
         with pytest.raises(errors.NotReady, match="no worker yet"):
             c.predict([[0]])
     assert len(requests) == 3
@@ -169,8 +172,9 @@ def test_a_submit_that_got_no_answer_is_resent_with_the_same_key():
 def test_transport_errors_become_the_clients_own_after_the_retries():
     refused = [httpx.ConnectError("[Errno 111] Connection refused")] * 3
     transport, requests = failing(*refused)
-    with Client("http://test", max_retries=2, backoff_s=0.01,
-                http=httpx.Client(base_url="http://test", transport=transport)) as c:
+    with Client(
+        "http://test", max_retries=2, backoff_s=0.01, http=httpx.Client(base_url="http://test", transport=transport)
+    ) as c:
         with pytest.raises(errors.ConnectionFailed, match="could not connect: .*refused \\(3 attempts\\)") as failed:
             c.job("j").status()
     assert failed.value.attempts == 3 and len(requests) == 3
@@ -226,8 +230,10 @@ def test_sync_and_async_clients_have_the_same_methods_in_the_same_order():
 
 
 def test_the_client_imports_without_tensorflow_numpy_or_the_service():
-    code = ("import sys, inferq, inferq.cli; "
-            "assert not {'tensorflow', 'numpy', 'flask', 'redis', 'api', 'worker', 'shared'} & set(sys.modules)")
+    code = (
+        "import sys, inferq, inferq.cli; "
+        "assert not {'tensorflow', 'numpy', 'flask', 'redis', 'api', 'worker', 'shared'} & set(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=CLIENT_DIR, env={"PATH": "/usr/bin:/bin"}, check=True, timeout=60)
 
 

@@ -1,4 +1,4 @@
-"""Settings come from the environment in one place, fail clearly, and match the README's table."""
+"""Settings come from the environment in one place, fail clearly, and match docs/configuration.md's table."""
 
 from __future__ import annotations
 
@@ -18,8 +18,14 @@ def test_defaults_need_no_environment():
 
 
 def test_values_are_parsed_to_their_types():
-    settings = Settings.from_env({"MAX_MICROBATCH_ROWS": "32", "MAX_MICROBATCH_DELAY_MS": "2.5", "REDIS_URL": "redis://x:1/2"})
-    assert (settings.max_microbatch_rows, settings.max_microbatch_delay_ms, settings.redis_url) == (32, 2.5, "redis://x:1/2")
+    settings = Settings.from_env(
+        {"MAX_MICROBATCH_ROWS": "32", "MAX_MICROBATCH_DELAY_MS": "2.5", "REDIS_URL": "redis://x:1/2"}
+    )
+    assert (settings.max_microbatch_rows, settings.max_microbatch_delay_ms, settings.redis_url) == (
+        32,
+        2.5,
+        "redis://x:1/2",
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,8 +56,8 @@ def test_model_name_defaults_to_the_file_name():
     assert Settings.from_env({"MODEL_PATH": "/m/resnet/"}).resolved_model_name == "resnet"
 
 
-def test_readme_configuration_table_lists_exactly_the_settings():
-    with open(os.path.join(PROJECT_ROOT, "README.md")) as f:
+def test_the_configuration_table_lists_exactly_the_settings():
+    with open(os.path.join(PROJECT_ROOT, "docs", "configuration.md")) as f:
         readme = f.read()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.M))
@@ -121,9 +127,13 @@ def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_r
     assert "key 2" in str(info.value) and "secret" not in str(info.value)
 
 
-@pytest.mark.parametrize(("old", "new", "field"), [("MAX_BATCH_SIZE", "MAX_MICROBATCH_ROWS", "max_microbatch_rows"),
-                                                   ("MAX_BATCH_DELAY_MS", "MAX_MICROBATCH_DELAY_MS",
-                                                    "max_microbatch_delay_ms")])
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("MAX_BATCH_SIZE", "MAX_MICROBATCH_ROWS", "max_microbatch_rows"),
+        ("MAX_BATCH_DELAY_MS", "MAX_MICROBATCH_DELAY_MS", "max_microbatch_delay_ms"),
+    ],
+)
 def test_a_renamed_variable_still_works_under_its_old_name_with_a_deprecation_warning(old, new, field, caplog):
     settings = Settings.from_env({old: "7"})
     assert getattr(settings, field) == 7
@@ -144,8 +154,10 @@ def test_the_adaptive_window_is_the_default_and_capped_by_the_fixed_delay_when_s
     assert Settings.from_env({"MAX_MICROBATCH_DELAY_MS": "2", "MICROBATCH_WINDOW": "fixed"}).fixed_delay_s == 0.002
 
 
-@pytest.mark.parametrize(("env", "words"), [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"),
-                                             ({"ADAPTIVE_MAX_DELAY_MS": "-1"}, "ADAPTIVE_MAX_DELAY_MS")])
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [({"MICROBATCH_WINDOW": "smart"}, "adaptive or fixed"), ({"ADAPTIVE_MAX_DELAY_MS": "-1"}, "ADAPTIVE_MAX_DELAY_MS")],
+)
 def test_bad_window_settings_fail_naming_the_variable(env, words):
     with pytest.raises(ConfigError, match=words):
         Settings.from_env(env)
@@ -157,14 +169,17 @@ def test_the_api_server_is_gunicorn_or_granian():
         Settings.from_env({"API_SERVER": "uwsgi"})
 
 
-@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("On", True), ("false", False), ("0", False),
-                                             ("no", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("1", True), ("On", True), ("false", False), ("0", False), ("no", False)]
+)
 def test_switches_read_true_or_false_in_the_usual_spellings(raw, value):
     assert Settings.from_env({"TF_GPU_MEMORY_GROWTH": raw}).tf_gpu_memory_growth is value
 
 
 def test_a_switch_that_is_neither_fails_naming_the_variable():
-    with pytest.raises(ConfigError, match=re.escape("TF_GPU_MEMORY_GROWTH='maybe' is not valid: expected true or false")):
+    with pytest.raises(
+        ConfigError, match=re.escape("TF_GPU_MEMORY_GROWTH='maybe' is not valid: expected true or false")
+    ):
         Settings.from_env({"TF_GPU_MEMORY_GROWTH": "maybe"})
 
 

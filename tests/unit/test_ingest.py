@@ -16,8 +16,9 @@ from shared.signature import ModelSignature, TensorSpec
 from shared.storage import LocalStorage
 
 PIXELS = ModelSignature("m", "1", (TensorSpec("pixels", (4,), "float32"),), (TensorSpec("p", (2,), "float32"),))
-TWO_INPUTS = ModelSignature("m", "1", (TensorSpec("a", (2,), "float32"), TensorSpec("b", (), "int32")),
-                            (TensorSpec("p", (1,), "float32"),))
+TWO_INPUTS = ModelSignature(
+    "m", "1", (TensorSpec("a", (2,), "float32"), TensorSpec("b", (), "int32")), (TensorSpec("p", (1,), "float32"),)
+)
 
 
 def pieces(data: bytes, size: int):
@@ -66,7 +67,7 @@ def test_bad_rows_are_named_by_row_and_line_and_the_upload_leaves_no_file(tmp_pa
 
 
 def test_skipped_rows_go_to_the_error_file_and_keep_their_row_numbers(tmp_path):
-    body = b"[1,2,3,4]\n[1,2]\n[5,6,7,8]\n\"x\"\n[9,9,9,9]\n"
+    body = b'[1,2,3,4]\n[1,2]\n[5,6,7,8]\n"x"\n[9,9,9,9]\n'
     storage, stored, skipped = run(tmp_path, body, "ndjson", skip=True)
     assert (stored.total_rows, stored.accepted_rows, skipped) == (5, 3, 2)
     errors = [orjson.loads(line) for line in open(storage.path(upload_errors_key("b1")), "rb")]
@@ -90,9 +91,11 @@ def test_a_file_of_only_bad_rows_is_rejected_even_with_skip(tmp_path):
 
 
 def test_multipart_upload_yields_the_file_and_its_fields():
-    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"on_error\"\r\n\r\nskip\r\n"
-            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n1,2\n3,4\r\n--XyZ--\r\n")
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="on_error"\r\n\r\nskip\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="r.csv"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n1,2\n3,4\r\n--XyZ--\r\n"
+    )
     upload = open_upload("multipart/form-data; boundary=XyZ", io.BytesIO(body), 10_000)
     assert upload.format == "csv"
     assert b"".join(upload.chunks) == b"1,2\n3,4"

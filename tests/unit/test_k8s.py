@@ -55,8 +55,11 @@ def kustomization(folder: str = BASE) -> dict:
         return yaml.safe_load(f)
 
 
-@pytest.mark.parametrize(("path", "doc"), [d for d in documents() if d[1]["apiVersion"] != "keda.sh/v1alpha1"],
-                         ids=lambda v: v if isinstance(v, str) else f"{v['kind']}/{v['metadata']['name']}")
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [d for d in documents() if d[1]["apiVersion"] != "keda.sh/v1alpha1"],
+    ids=lambda v: v if isinstance(v, str) else f"{v['kind']}/{v['metadata']['name']}",
+)
 def test_every_manifest_is_valid_against_the_kubernetes_schemas(path, doc):
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -151,8 +154,17 @@ def test_keda_scales_each_worker_deployment_on_the_rq_queue_lists(name):
     scaled = by_kind("ScaledObject")[name]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = scaled["spec"]
-    assert set(spec) <= {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval",
-                         "cooldownPeriod", "triggers", "advanced", "fallback", "idleReplicaCount"}
+    assert set(spec) <= {
+        "scaleTargetRef",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "pollingInterval",
+        "cooldownPeriod",
+        "triggers",
+        "advanced",
+        "fallback",
+        "idleReplicaCount",
+    }
     assert spec["scaleTargetRef"] == {"name": name} and name in by_kind("Deployment")
     assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
     data = by_kind("ConfigMap")["inference-config"]["data"]
@@ -161,8 +173,18 @@ def test_keda_scales_each_worker_deployment_on_the_rq_queue_lists(name):
     for trigger in spec["triggers"]:
         meta = trigger["metadata"]
         assert trigger["type"] == "redis"
-        assert set(meta) <= {"address", "host", "port", "databaseIndex", "listName", "listLength",
-                             "activationListLength", "enableTLS", "addressFromEnv", "passwordFromEnv"}
+        assert set(meta) <= {
+            "address",
+            "host",
+            "port",
+            "databaseIndex",
+            "listName",
+            "listLength",
+            "activationListLength",
+            "enableTLS",
+            "addressFromEnv",
+            "passwordFromEnv",
+        }
         assert meta["address"] == f"redis.{kustomization()['namespace']}.svc.cluster.local:6379"
         # KEDA reads these as strings; a YAML integer here is rejected by its webhook.
         assert all(isinstance(meta[k], str) for k in ("listLength", "activationListLength", "databaseIndex"))
@@ -192,8 +214,9 @@ def test_the_kustomizations_render_to_valid_objects_in_one_namespace(tmp_path, o
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy)
     shutil.copy(copy / "base" / "secrets.env.example", copy / "base" / "secrets.env")
-    rendered = subprocess.run(["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True,
-                              timeout=120, check=False)
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert rendered.returncode == 0, rendered.stderr
     objects = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -215,6 +238,7 @@ def test_building_without_secrets_env_fails_rather_than_starting_without_keys(tm
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
     shutil.copytree(K8S, tmp_path / "k8s")
-    rendered = subprocess.run(["kubectl", "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True,
-                              timeout=120, check=False)
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True, timeout=120, check=False
+    )
     assert rendered.returncode != 0 and "secrets.env" in rendered.stderr

@@ -11,7 +11,8 @@ from shared.errors import InvalidInput
 from shared.signature import ModelSignature, TensorSpec
 
 SIG = ModelSignature(
-    "m", "2",
+    "m",
+    "2",
     (TensorSpec("x", (3,), "float32"), TensorSpec("k", (), "int64")),
     (TensorSpec("y", (3,), "float32"), TensorSpec("flag", (), "bool")),
 )
@@ -22,10 +23,18 @@ def _body(inputs, **extra) -> bytes:
 
 
 def test_json_tensors_of_any_numeric_datatype_become_the_models_dtypes():
-    request = parse_request(_body([
-        {"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4, 5, 6]},
-        {"name": "k", "shape": [2], "datatype": "INT32", "data": [[7], [8]]},
-    ], id="r1"), None, SIG, 10)
+    request = parse_request(
+        _body(
+            [
+                {"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4, 5, 6]},
+                {"name": "k", "shape": [2], "datatype": "INT32", "data": [[7], [8]]},
+            ],
+            id="r1",
+        ),
+        None,
+        SIG,
+        10,
+    )
     assert request.id == "r1"
     assert request.arrays["x"].dtype == np.float32 and request.arrays["x"].tolist() == [[1, 2, 3], [4, 5, 6]]
     assert request.arrays["k"].dtype == np.int64 and request.arrays["k"].tolist() == [7, 8]
@@ -35,10 +44,13 @@ def test_json_tensors_of_any_numeric_datatype_become_the_models_dtypes():
 def test_binary_tensors_follow_the_json_header():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     k = np.array([1, 2], dtype=np.int64)
-    header = _body([
-        {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}},
-        {"name": "k", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": k.nbytes}},
-    ], outputs=[{"name": "y", "parameters": {"binary_data": True}}])
+    header = _body(
+        [
+            {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}},
+            {"name": "k", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": k.nbytes}},
+        ],
+        outputs=[{"name": "y", "parameters": {"binary_data": True}}],
+    )
     request = parse_request(header + x.tobytes() + k.tobytes(), str(len(header)), SIG, 10)
     np.testing.assert_array_equal(request.arrays["x"], x)
     np.testing.assert_array_equal(request.arrays["k"], k)
@@ -48,24 +60,72 @@ def test_binary_tensors_follow_the_json_header():
 @pytest.mark.parametrize(
     ("inputs", "header_length_delta", "words"),
     [
-        ([{"name": "x", "shape": [1, 3], "datatype": "BYTES", "data": ["a", "b", "c"]},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], None, "datatype 'BYTES' is not served"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], None, "2 values for shape [1, 3]"),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "BYTES", "data": ["a", "b", "c"]},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+            ],
+            None,
+            "datatype 'BYTES' is not served",
+        ),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+            ],
+            None,
+            "2 values for shape [1, 3]",
+        ),
         ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], None, "missing input(s) ['k']"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1.5]}], None, "wrong type"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-          {"name": "k", "shape": [1], "datatype": "INT8", "data": [300]}], None, "outside int8"),
-        ([{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], None, "shape [4]"),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1.5]},
+            ],
+            None,
+            "wrong type",
+        ),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+                {"name": "k", "shape": [1], "datatype": "INT8", "data": [300]},
+            ],
+            None,
+            "outside int8",
+        ),
+        (
+            [
+                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+            ],
+            None,
+            "shape [4]",
+        ),
         ([{"name": "z", "shape": [1], "datatype": "FP32", "data": [1]}], None, "unexpected or repeated input 'z'"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-          {"name": "k", "shape": [2], "datatype": "INT64", "data": [1, 2]}], None, "inputs have [1, 2] rows"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], 0, "binary_data_size 12 does not fit"),
-        ([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-          {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], 4, "4 bytes of binary data"),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+                {"name": "k", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+            ],
+            None,
+            "inputs have [1, 2] rows",
+        ),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+            ],
+            0,
+            "binary_data_size 12 does not fit",
+        ),
+        (
+            [
+                {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+                {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+            ],
+            4,
+            "4 bytes of binary data",
+        ),
     ],
 )
 def test_bad_requests_say_what_is_wrong(inputs, header_length_delta, words):
@@ -80,15 +140,22 @@ def test_bad_requests_say_what_is_wrong(inputs, header_length_delta, words):
 
 
 def test_unknown_requested_outputs_are_refused():
-    body = _body([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-                  {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}], outputs=[{"name": "nope"}])
+    body = _body(
+        [
+            {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+        ],
+        outputs=[{"name": "nope"}],
+    )
     with pytest.raises(InvalidInput, match="must name outputs"):
         parse_request(body, None, SIG, 10)
 
 
 def test_responses_render_json_and_binary_outputs_with_their_datatypes():
     request = InferRequest("r", {}, [("y", True), ("flag", False)])
-    body, header_length = render_response(request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, {"name": "m", "version": "2"})
+    body, header_length = render_response(
+        request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, {"name": "m", "version": "2"}
+    )
     header = orjson.loads(body[:header_length])
     assert header["model_name"] == "m" and header["model_version"] == "2" and header["id"] == "r"
     y, flag = header["outputs"]
@@ -98,26 +165,44 @@ def test_responses_render_json_and_binary_outputs_with_their_datatypes():
 
 
 def test_metadata_marks_free_dimensions_with_minus_one():
-    assert tensor_metadata(TensorSpec("t", (None, 4), "int32")) == {"name": "t", "datatype": "INT32", "shape": [-1, -1, 4]}
+    assert tensor_metadata(TensorSpec("t", (None, 4), "int32")) == {
+        "name": "t",
+        "datatype": "INT32",
+        "shape": [-1, -1, 4],
+    }
 
 
 def test_booleans_in_a_numeric_tensor_are_refused():
     with pytest.raises(InvalidInput) as info:
-        parse_request(_body([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.5, True, 2]},
-                             {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}]), None, SIG, 10)
+        parse_request(
+            _body(
+                [
+                    {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.5, True, 2]},
+                    {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+                ]
+            ),
+            None,
+            SIG,
+            10,
+        )
     assert info.value.field == "inputs[0].data" and "true/false" in info.value.message
 
 
-@pytest.mark.parametrize(("extra", "output", "field"), [
-    ({"id": 7}, None, "id"),
-    ({"parameters": 5}, None, "parameters"),
-    ({"parameters": {"binary_data_output": "yes"}}, None, "parameters.binary_data_output"),
-    ({}, {"name": "y", "parameters": 5}, "outputs[0].parameters"),
-    ({}, {"name": "y", "parameters": {"binary_data": 1}}, "outputs[0].parameters.binary_data"),
-])
+@pytest.mark.parametrize(
+    ("extra", "output", "field"),
+    [
+        ({"id": 7}, None, "id"),
+        ({"parameters": 5}, None, "parameters"),
+        ({"parameters": {"binary_data_output": "yes"}}, None, "parameters.binary_data_output"),
+        ({}, {"name": "y", "parameters": 5}, "outputs[0].parameters"),
+        ({}, {"name": "y", "parameters": {"binary_data": 1}}, "outputs[0].parameters.binary_data"),
+    ],
+)
 def test_ids_and_parameters_of_the_wrong_type_are_refused_naming_the_field(extra, output, field):
-    inputs = [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
-              {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]}]
+    inputs = [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+    ]
     outputs = {"outputs": [output]} if output else {}
     with pytest.raises(InvalidInput) as info:
         parse_request(_body(inputs, **extra, **outputs), None, SIG, 10)

@@ -39,8 +39,14 @@ def test_a_fresh_file_is_alive_an_old_one_is_stuck_and_a_missing_one_is_not_star
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker.liveness", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": PROJECT_ROOT, **env}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.liveness", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": PROJECT_ROOT, **env},
+        timeout=60,
+    )
 
 
 def test_the_command_exits_0_while_fresh_and_1_once_older_than_the_limit(tmp_path):

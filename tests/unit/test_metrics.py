@@ -9,7 +9,11 @@ H = Histogram("h", "test", (1, 5, 10))
 
 def test_increments_touch_one_bucket_per_value_plus_sum_and_count():
     assert H.increments([0.5, 1, 3, 50]) == {
-        "h:le:1.0": 2, "h:le:5.0": 1, "h:le:+Inf": 1, "h:count": 4, "h:sum": 54.5,
+        "h:le:1.0": 2,
+        "h:le:5.0": 1,
+        "h:le:+Inf": 1,
+        "h:count": 4,
+        "h:sum": 54.5,
     }
     assert H.increments([]) == {}
 

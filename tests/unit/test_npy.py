@@ -55,12 +55,15 @@ def test_headers_that_are_not_plain_numeric_arrays_are_refused(data, words):
         parse_header(data)
 
 
-@pytest.mark.parametrize("array", [
-    np.arange(60, dtype=np.float32).reshape(20, 3),
-    np.arange(20, dtype=">i4"),
-    np.arange(40, dtype=np.float64).reshape(5, 2, 4),
-    np.zeros((6, 0), np.float32),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(60, dtype=np.float32).reshape(20, 3),
+        np.arange(20, dtype=">i4"),
+        np.arange(40, dtype=np.float64).reshape(5, 2, 4),
+        np.zeros((6, 0), np.float32),
+    ],
+)
 @pytest.mark.parametrize(("start", "stop"), [(0, None), (2, 4), (3, 3), (-3, None), (4, 100), (0, -1)])
 def test_rows_read_by_range_are_the_rows_numpy_slices(array, start, stop):
     rows = read_rows(io.BytesIO(saved(array)), start, stop)

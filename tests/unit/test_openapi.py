@@ -17,8 +17,12 @@ from shared.signature import ModelSignature, TensorSpec
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 DIGITS = ModelSignature("digits", "3", (TensorSpec("pixels", (8, 8), "float32"),), (TensorSpec("p", (10,), "float32"),))
-TWO_INPUTS = ModelSignature("m", "1", (TensorSpec("a", (2,), "int32"), TensorSpec("flag", (), "bool")),
-                            (TensorSpec("y", (), "float32"), TensorSpec("z", (3,), "int64")))
+TWO_INPUTS = ModelSignature(
+    "m",
+    "1",
+    (TensorSpec("a", (2,), "int32"), TensorSpec("flag", (), "bool")),
+    (TensorSpec("y", (), "float32"), TensorSpec("z", (3,), "int64")),
+)
 
 
 def _settings(redis_db, **overrides) -> Settings:
@@ -68,7 +72,9 @@ def test_described_path_parameters_match_the_path_templates(app):
 
 def test_every_schema_reference_resolves(app):
     document = app.test_client().get("/openapi.json").get_json()
-    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', app.test_client().get("/openapi.json").get_data(as_text=True)))
+    refs = set(
+        re.findall(r'"#/components/schemas/([^"]+)"', app.test_client().get("/openapi.json").get_data(as_text=True))
+    )
     assert refs and refs <= set(document["components"]["schemas"])
 
 
@@ -125,7 +131,11 @@ def test_row_schemas_follow_the_published_signature(app, redis_db):
     assert (rows["minItems"], rows["maxItems"]) == (1, 1024)
     row = rows["items"]
     assert (row["minItems"], row["maxItems"], row["items"]["minItems"], row["items"]["maxItems"]) == (8, 8, 8, 8)
-    assert row["items"]["items"] == {"type": "number", "minimum": -3.4028234663852886e38, "maximum": 3.4028234663852886e38}
+    assert row["items"]["items"] == {
+        "type": "number",
+        "minimum": -3.4028234663852886e38,
+        "maximum": 3.4028234663852886e38,
+    }
     name, version = doc["paths"]["/v2/models/{name}/versions/{version}/infer"]["post"]["parameters"][:2]
     assert name["schema"]["enum"] == ["digits"] and version["schema"]["enum"] == ["3"]
     assert "model 'digits' version 3" in doc["info"]["description"]
@@ -186,7 +196,7 @@ def test_the_example_bodies_match_their_schemas_and_are_accepted(signature):
 
     doc = orjson.loads(document(Facts(signature, 8, False)))
     checked = 0
-    for path, method, op in _operations(doc):
+    for _path, _method, op in _operations(doc):
         for media_type, content in op.get("requestBody", {}).get("content", {}).items():
             if "example" not in content or media_type != "application/json":
                 continue
@@ -203,12 +213,31 @@ def test_each_tf_serving_signature_gets_its_own_rows_and_name():
     from shared.signature import SignatureDef
 
     half = TensorSpec("pixels", (32,), "float32")
-    signature = ModelSignature("digits", "3", DIGITS.inputs, DIGITS.outputs, (
-        SignatureDef("serving_default", "tensorflow/serving/predict", DIGITS.inputs, DIGITS.outputs, {"defaults": {}}),
-        SignatureDef("half", "tensorflow/serving/predict", (half,), DIGITS.outputs, {"defaults": {}})))
+    signature = ModelSignature(
+        "digits",
+        "3",
+        DIGITS.inputs,
+        DIGITS.outputs,
+        (
+            SignatureDef(
+                "serving_default", "tensorflow/serving/predict", DIGITS.inputs, DIGITS.outputs, {"defaults": {}}
+            ),
+            SignatureDef("half", "tensorflow/serving/predict", (half,), DIGITS.outputs, {"defaults": {}}),
+        ),
+    )
     variants = orjson.loads(document(Facts(signature, 4, False)))["components"]["schemas"]["TFPredictRequest"]["oneOf"]
-    rows = {v["properties"]["signature_name"]["enum"][0]: v["properties"]["instances"]
-            for v in variants if "instances" in v["required"]}
-    assert rows["half"]["anyOf"][0]["items"]["maxItems"] == 32 and rows["serving_default"]["anyOf"][0]["items"]["maxItems"] == 8
-    assert [v["required"] for v in variants] == [["instances"], ["inputs"], ["instances", "signature_name"],
-                                                 ["inputs", "signature_name"]]
+    rows = {
+        v["properties"]["signature_name"]["enum"][0]: v["properties"]["instances"]
+        for v in variants
+        if "instances" in v["required"]
+    }
+    assert (
+        rows["half"]["anyOf"][0]["items"]["maxItems"] == 32
+        and rows["serving_default"]["anyOf"][0]["items"]["maxItems"] == 8
+    )
+    assert [v["required"] for v in variants] == [
+        ["instances"],
+        ["inputs"],
+        ["instances", "signature_name"],
+        ["inputs", "signature_name"],
+    ]

@@ -30,12 +30,15 @@ def test_context_features_are_in_every_example_and_an_examples_own_wins():
     assert list(_parse(second)["c"].int64_list.value) == [1]
 
 
-@pytest.mark.parametrize(("example", "message"), [
-    ({"x": [1.0, "a"]}, "Unexpected element type in feature: x expecting type: float"),
-    ({"x": None}, "Feature: x has element with unexpected JSON type: Null"),
-    ({"x": [[1.0]]}, "Feature: x has element with unexpected JSON type: Array"),
-    ({"x": 2**64 - 1}, "Feature: x has uint64_t element. Only int64_t is supported."),
-])
+@pytest.mark.parametrize(
+    ("example", "message"),
+    [
+        ({"x": [1.0, "a"]}, "Unexpected element type in feature: x expecting type: float"),
+        ({"x": None}, "Feature: x has element with unexpected JSON type: Null"),
+        ({"x": [[1.0]]}, "Feature: x has element with unexpected JSON type: Array"),
+        ({"x": 2**64 - 1}, "Feature: x has uint64_t element. Only int64_t is supported."),
+    ],
+)
 def test_bad_features_get_tf_servings_messages(example, message):
     with pytest.raises(InvalidInput) as caught:
         serialize_examples([example])

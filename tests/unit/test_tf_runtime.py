@@ -24,8 +24,9 @@ def _v1(root, quota, period, folder="cpu"):
     return str(root)
 
 
-@pytest.mark.parametrize(("text", "cpus"), [("200000 100000", 2.0), ("250000 100000", 2.5), ("50000 100000", 0.5),
-                                            ("max 100000", None)])
+@pytest.mark.parametrize(
+    ("text", "cpus"), [("200000 100000", 2.0), ("250000 100000", 2.5), ("50000 100000", 0.5), ("max 100000", None)]
+)
 def test_cgroup_v2_cpu_max_gives_the_quota_in_cpus(tmp_path, text, cpus):
     assert cpu_quota(_v2(tmp_path, text)) == cpus
 
@@ -60,11 +61,19 @@ def test_tf_threads_overrides_the_quota_and_no_quota_leaves_tensorflow_alone(tmp
 
 def test_configure_sets_tensorflow_thread_pools_before_the_model_loads(tmp_path):
     root = _v2(tmp_path, "300000 100000")
-    code = ("import tensorflow as tf; from shared.config import Settings; from worker import tf_runtime;"
-            f"tf_runtime.configure(Settings.from_env({{}}), {root!r});"
-            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-            " tf.config.threading.get_inter_op_parallelism_threads())")
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": PROJECT_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    code = (
+        "import tensorflow as tf; from shared.config import Settings; from worker import tf_runtime;"
+        f"tf_runtime.configure(Settings.from_env({{}}), {root!r});"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": PROJECT_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["3", "3"]

@@ -100,8 +100,14 @@ def test_bad_columnar_inputs_name_the_input(inputs, field, words):
 
 @pytest.mark.parametrize(
     ("doc", "query", "expected"),
-    [({"instances": []}, None, 7.0), ([], None, 7.0), ({"timeout": 2.5}, None, 2.5), ({}, "3", 3.0),
-     ({"timeout": 1}, "3", 1.0), ({"timeout": 86400}, None, 86400.0)],
+    [
+        ({"instances": []}, None, 7.0),
+        ([], None, 7.0),
+        ({"timeout": 2.5}, None, 2.5),
+        ({}, "3", 3.0),
+        ({"timeout": 1}, "3", 1.0),
+        ({"timeout": 86400}, None, 86400.0),
+    ],
 )
 def test_a_jobs_timeout_comes_from_the_body_then_the_query_then_the_default(doc, query, expected):
     assert job_timeout(doc, query, 7.0) == expected

@@ -8,7 +8,6 @@ import inspect
 
 from inferq import core
 from inferq import errors as client_errors
-
 from shared import errors as server_errors
 from shared.batches import BatchStatus
 from shared.schema import ErrorCode, JobStatus
@@ -16,8 +15,11 @@ from shared.schema import ErrorCode, JobStatus
 
 def server_api_errors() -> dict[str, int]:
     """Each API error code of shared/errors.py with its HTTP status."""
-    classes = [cls for _, cls in inspect.getmembers(server_errors, inspect.isclass)
-               if issubclass(cls, server_errors.ServiceError)]
+    classes = [
+        cls
+        for _, cls in inspect.getmembers(server_errors, inspect.isclass)
+        if issubclass(cls, server_errors.ServiceError)
+    ]
     return {cls.code: cls.status for cls in classes}
 
 

@@ -1,0 +1,183 @@
+"""Each Lua script under shared/lua/, called through its Python wrapper against the real Redis.
+
+The recovery tests (test_recovery.py) drive the scripts together through the worker's modules; these
+stage one script at a time, so a broken script fails here with its own name.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+
+from api.store import JobStore, _cancel
+from shared import keys, rq_keys
+from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
+from shared.batches import BatchStatus, chunk_job_id
+from shared.config import Settings
+from shared.payload import ENDED_DATA
+from shared.schema import JobStatus
+from shared.webhooks import DeliveryQueue
+from worker.chunk_retries import release_due, schedule_retry
+from worker.claim import claim_jobs
+from worker.claims import Claim
+from worker.publish import Ending, publish_endings
+from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+
+pytestmark = pytest.mark.integration
+
+QUEUE, BULK = "predict", "predict-bulk"
+
+
+@pytest.fixture
+def settings(redis_db) -> Settings:
+    url = "redis://{host}:{port}/{db}".format(**redis_db.connection_pool.connection_kwargs)
+    return Settings.from_env({}).replace(redis_url=url, max_attempts=2)
+
+
+@pytest.fixture
+def store(redis_db, settings) -> JobStore:
+    return JobStore(redis_db, settings)
+
+
+def submit(store: JobStore, rows: int = 1, **kwargs) -> str:
+    return store.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
+
+
+def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queues=(QUEUE,), caps=None):
+    return claim_jobs(
+        redis_db,
+        list(queues),
+        caps or [most] * len(queues),
+        most=most,
+        token=token,
+        lease_until=time.time() + 60,
+        worker_name="w1",
+        busy=busy,
+    )
+
+
+def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, store):
+    one, three = submit(store), submit(store, rows=3)
+    jobs = claim(redis_db)
+    assert [j[0].decode() for j in jobs] == [one, three] and [int(j[2]) for j in jobs] == [1, 3]
+    assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and int(redis_db.get(keys.extra_rows(QUEUE))) == 0
+    assert redis_db.hget(rq_keys.job(one), "status") == b"started"
+    assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
+
+
+def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, store):
+    cancelled, kept = submit(store), submit(store)
+    redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
+    assert [j[0].decode() for j in claim(redis_db, most=1)] == [kept]
+    rerun = submit(store)
+    redis_db.hset(rq_keys.job(rerun), "started_at", "2026-01-01T00:00:00.000000Z")
+    assert claim(redis_db, busy=True) == []
+    assert redis_db.lrange(rq_keys.queue(QUEUE), 0, -1) == [rerun.encode()]  # back at the head, still queued
+    [job] = claim(redis_db)
+    assert job[0].decode() == rerun and job[1]  # an idle worker takes it, alone
+
+
+def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, store, settings):
+    ours, lost = submit(store), submit(store)
+    claim(redis_db)
+    redis_db.zrem(rq_keys.started(QUEUE), f"{lost}:t1")  # recovery took this one back
+    pubsub = redis_db.pubsub()
+    pubsub.subscribe(keys.results_channel())
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    endings = [
+        Ending(Claim(job_id, 0, f"{job_id}:t1", 1), JobStatus.FINISHED, orjson.dumps({"id": job_id}))
+        for job_id in (ours, lost)
+    ]
+    assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [True, False]
+    assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
+    assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
+    assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
+    assert redis_db.zscore(keys.expiry(), ours) is not None and redis_db.zscore(keys.expiry(), lost) is None
+    message = pubsub.get_message(timeout=5)
+    assert message["data"] == f'{ours} {{"id":"{ours}"}}'.encode()
+
+
+def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, store, settings):
+    job_id = submit(store, rows=2)
+    for attempt in range(settings.max_attempts):
+        claim(redis_db, token=f"t{attempt}")
+        lease = f"{job_id}:t{attempt}"
+        redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)  # its worker stopped renewing it
+        requeued, failed, chunks = recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)
+        assert (requeued, failed, chunks) == ((1, 0, []) if attempt == 0 else (0, 1, []))
+    result = orjson.loads(redis_db.hget(rq_keys.job(job_id), keys.JOB_RESULT))
+    assert result["status"] == "failed" and result["error"] == {"code": "worker_lost", "message": "gone"}
+    assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
+
+
+def test_a_renewed_lease_is_not_recovered(redis_db, store):
+    job_id = submit(store)
+    claim(redis_db)
+    assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == (0, 0, [])
+
+
+def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, store, settings):
+    job_id = submit(store, rows=4)
+    assert int(redis_db.get(keys.extra_rows(QUEUE))) == 3
+    assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}') is True
+    assert int(redis_db.get(keys.extra_rows(QUEUE))) == 0 and redis_db.llen(rq_keys.queue(QUEUE)) == 0
+    assert redis_db.zscore(rq_keys.canceled(QUEUE), job_id) is not None
+    claimed = submit(store)
+    claim(redis_db)
+    assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}') is False
+
+
+def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, store):
+    old, fresh = submit(store), submit(store)
+    redis_db.zadd(keys.expiry(), {old: time.time() - 1, fresh: time.time() + 600})
+    assert delete_expired(redis_db, 100) == 1
+    assert not redis_db.exists(rq_keys.job(old)) and redis_db.exists(rq_keys.job(fresh))
+    assert redis_db.zrange(keys.expiry(), 0, -1) == [fresh.encode()]
+
+
+def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, store):
+    redis_db.set(keys.extra_rows(QUEUE), 7)
+    submit(store)
+    assert reset_extra_rows(redis_db, QUEUE) is False
+    redis_db.delete(rq_keys.queue(QUEUE))
+    assert reset_extra_rows(redis_db, QUEUE) is True and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
+
+
+def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_db):
+    redis_db.hset(keys.webhook("job:a"), mapping={"url": "http://127.0.0.1:9/", "attempts": 0})
+    redis_db.zadd(keys.webhooks(), {"job:a": time.time() - 1})
+    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, lease_s=30)
+    assert [d.member for d in deliveries.claim_due()] == ["job:a"]
+    assert deliveries.claim_due() == []
+
+
+def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:
+    records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=5))
+    records.begin(batch_id, "http://127.0.0.1:9/hook", None)
+    records.enqueue(batch_id, StoredUpload(rows, rows, ["x"]), 0, "http://127.0.0.1:9/hook", None)
+    return records
+
+
+def test_batch_end_cancels_queued_chunks_once_and_schedules_the_batch_webhook(redis_db, settings):
+    records = _batch(redis_db, settings)
+    assert records.end("b1", BatchStatus.CANCELLED) is BatchEnd.ENDED
+    assert redis_db.hget(rq_keys.job(chunk_job_id("b1", 0)), "status") == b"canceled"
+    assert redis_db.zscore(keys.webhooks(), "batch:b1") is not None
+    assert records.end("b1", BatchStatus.CANCELLED) is BatchEnd.ALREADY_ENDED
+    assert records.end("nope", BatchStatus.CANCELLED) is BatchEnd.UNKNOWN
+
+
+def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_the_head_of_its_queue(
+    redis_db, settings
+):
+    _batch(redis_db, settings)
+    [job, _] = claim(redis_db, queues=(BULK,), caps=[2])
+    chunk = Claim(job[0].decode(), 0, f"{job[0].decode()}:t1", 5, retries_left=int(job[8]))
+    assert schedule_retry(redis_db, BULK, chunk, delay_s=-1) is True
+    assert redis_db.hget(rq_keys.job(chunk.id), "status") == b"scheduled"
+    assert release_due(redis_db, BULK) == 1
+    assert redis_db.lindex(rq_keys.queue(BULK), 0) == chunk.id.encode()
+    assert redis_db.hget(rq_keys.job(chunk.id), "retries_left") == b"0"
