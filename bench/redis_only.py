@@ -113,6 +113,8 @@ def publish(service: Service, rows: int) -> None:
 
     done = service.source.take_finished()
     lost = service.publisher.publish(done, RunStats(rows, 1, 0.0), service.source.take_round_trips())
+    if service.publisher.tally.due():  # the counters, as the worker's publisher thread writes them
+        service.publisher.tally.flush(service.connection)
     if lost:
         raise RuntimeError(f"{len(lost)} job(s) were not published: the benchmark lost its leases")
 

@@ -16,6 +16,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from rq import Queue, Worker
@@ -27,16 +29,19 @@ from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
 from worker import tf_runtime
+from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
 from worker.chunks import ChunkStore
 from worker.claim import RedisSource
 from worker.claims import Claim
 from worker.liveness import Liveness
-from worker.microbatcher import collect, validate_knobs
+from worker.microbatcher import Segment, collect, validate_knobs
 from worker.model import LoadedModel, ModelLoadError, load_model
 from worker.model_path import ModelPathError, locate_model
+from worker.outage import Outage
 from worker.outcomes import Tally
 from worker.publish import Publisher
+from worker.publisher_thread import PublisherThread
 from worker.recovery import Recovery
 from worker.registration import Registration, model_document
 from worker.runner import RunStats, run_microbatch
@@ -44,25 +49,28 @@ from worker.runner import RunStats, run_microbatch
 log = logging.getLogger("worker")
 
 IDLE_TIMEOUT_S = 1.0  # how long an idle worker blocks before it checks for a stop request
-FIRST_BACKOFF_S = 0.1  # first pause after Redis fails; doubled each time, up to MAX_BACKOFF_S
-MAX_BACKOFF_S = 2.0
 
 
 def lease_seconds(settings: Settings) -> int:
-    """How long a claimed job stays this worker's without a heartbeat: 3 beats, plus the batch window
-    (a worker blocks that long collecting a batch, with the jobs claimed so far in hand)."""
-    return max(2, math.ceil(3 * settings.heartbeat_s + settings.max_microbatch_delay_ms / 1000))
+    """How long a claimed job stays this worker's without a heartbeat: 3 beats, plus the longest filling window
+    (a worker blocks that long collecting a micro-batch, with the jobs claimed so far in hand): the fixed
+    delay and the adaptive window's cap."""
+    window_s = settings.fixed_delay_s + (settings.adaptive_window_cap_s or 0.0)
+    return max(2, math.ceil(3 * settings.heartbeat_s + window_s))
 
 
 class InferenceWorker:
-    """The outer loop: collect → run → publish → heartbeat → recovery, in one process that holds the model.
+    """The outer loop, pipelined: while micro-batch N is in the model, the claim thread claims and decodes
+    N+1 (`RedisSource.prefetch`) and the publisher thread publishes N−1 (worker/publisher_thread.py).
 
-    Redis going away does not end it: the step that failed is abandoned (its rows are handed out again),
-    completed jobs wait in the outbox, and the loop retries with backoff until Redis answers.
+    The model thread (this one) owns the source between model calls, heartbeats (renewing the leases of
+    every claim in hand, the publisher's included) and runs recovery. Redis going away does not end it:
+    the step that failed is abandoned (its rows are handed out again), completed jobs wait in the
+    publisher thread, and both retry with backoff until Redis answers.
     """
 
     def __init__(self, settings: Settings, model: LoadedModel) -> None:
-        validate_knobs(settings.max_microbatch_rows, settings.max_microbatch_delay_ms / 1000)
+        validate_knobs(settings.max_microbatch_rows, settings.fixed_delay_s)
         self.settings = settings
         self.model = model
         self.connection = connect(settings)
@@ -76,7 +84,7 @@ class InferenceWorker:
         files = storage.from_settings(settings)
         records = BatchRecords(self.connection, settings)
         self.chunks = ChunkStore(files, records)
-        self.tally = Tally(self.rq_worker.key)
+        self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
         self.source = RedisSource(
             self.connection, queue_names, name, self.lease_s, self.chunks, settings.batch_chunk_rows
         )
@@ -84,6 +92,10 @@ class InferenceWorker:
         self.publisher = Publisher(
             self.connection, queue_names, model.signature, settings.result_ttl, self.tally, self.chunks
         )
+        self.publishing = PublisherThread(self.publisher.publish, self._flush_if_due, self.lease_s)
+        self.claiming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim")
+        cap_s = settings.adaptive_window_cap_s
+        self.window = AdaptiveWindow(cap_s) if cap_s is not None else None
         self.recovery = Recovery(
             self.connection,
             queue_names,
@@ -94,12 +106,9 @@ class InferenceWorker:
             self.chunks,
         )
         self.background = BackgroundThread(self.connection, settings, files, records)
-        self.outbox: list[Claim] = []  # complete, not yet published
-        self.outbox_stats: RunStats | None = None
         self.liveness = Liveness(settings.liveness_file)
         self.stopping = False
-        self._backoff_s = FIRST_BACKOFF_S
-        self._down_since: float | None = None
+        self.outage = Outage(log)
 
     def request_stop(self, signum: int, _frame: object) -> None:
         log.info("received %s: finishing the work in hand, then exiting", signal.Signals(signum).name)
@@ -107,12 +116,12 @@ class InferenceWorker:
         self.source.stop_claiming()
 
     def in_hand(self) -> list[Claim]:
-        """Every claim this worker holds a lease on."""
-        return [*self.source.pending, *self.source.rejected, *self.outbox]
+        """Every claim this worker holds a lease on (call it between model calls: the source is ours then)."""
+        return [*self.source.pending, *self.source.rejected, *self.publishing.holding()]
 
     @property
     def idle(self) -> bool:
-        return self.source.idle and not self.outbox
+        return self.source.idle and self.publishing.idle
 
     def run(self, load_s: float) -> None:
         document = model_document(self.model.signature, self.settings, load_s)
@@ -120,97 +129,105 @@ class InferenceWorker:
             if self.stopping:
                 return
         log.info(
-            "worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, lease %d s",
+            "worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, %s window, lease %d s",
             self.rq_worker.name,
             self.model.signature.name,
             self.model.signature.version,
             self.settings.max_microbatch_rows,
             self.settings.max_microbatch_delay_ms,
+            self.settings.microbatch_window,
             self.lease_s,
         )
         self.background.start()
+        self.publishing.start()
         try:
             while not (self.stopping and self.idle):
                 self.liveness.touch()  # before the step: a step that hangs leaves the file to age
                 self._attempt(self.step)
         finally:
+            self.claiming.shutdown()
+            drained = self.publishing.stop(self.lease_s)
             self.background.stop()
-            self._attempt(lambda: self.tally.flush(self.connection))
+            if drained:  # the tally is the publisher thread's while it runs
+                self._attempt(lambda: self.tally.flush(self.connection))
+            else:
+                log.warning("%d result(s) left unpublished at exit", len(self.publishing.holding()))
             if not self._attempt(self.registration.death):
                 log.warning("worker %s stopped without deregistering: Redis is unreachable", self.rq_worker.name)
             log.info("worker %s stopped", self.rq_worker.name)
 
     def step(self) -> None:
-        """One turn of the loop: collect a batch, run it, publish what completed, heartbeat, recovery."""
-        if self.outbox:
-            self._publish()  # results held back while Redis was away go first
+        """One turn: heartbeat, collect a micro-batch, run it (claiming the next meanwhile), hand it to the
+        publisher thread, heartbeat, recovery."""
         self.registration.beat_if_due(self.in_hand(), self.lease_s)  # e.g. due since an outage
+        if not self.publishing.wait_for_room(IDLE_TIMEOUT_S):
+            return  # results are waiting on a slow or absent Redis: claim no more until they move
+        self.publishing.check()  # a publisher thread that failed takes no more work: the worker stops
         batch = collect(
             self.source,
             self.settings.max_microbatch_rows,
-            self.settings.max_microbatch_delay_ms / 1000,
+            self.settings.fixed_delay_s,
             0.0 if self.stopping else IDLE_TIMEOUT_S,
+            window=self.window,
         )
-        stats = run_microbatch(self.model, batch) if batch else None
+        stats, claim_error = self._run(batch) if batch else (None, None)
         finished = self.source.take_finished()
-        self.outbox += finished
-        if stats:
-            self.outbox_stats = stats if self.outbox_stats is None else self.outbox_stats + stats
-        self._publish()
+        if finished or stats:
+            self.publishing.hand(finished, stats, self.source.take_round_trips())
         if stats and stats.rows:
+            if self.window is not None and stats.model_calls == 1:
+                self.window.observe_model_call(stats.rows, stats.model_s)
             log.debug(
-                "batch: %d rows, %d jobs finished, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000
+                "micro-batch: %d rows, %d jobs ended, model %.2f ms", stats.rows, len(finished), stats.model_s * 1000
             )
+        elif self.stopping and self.source.idle:
+            self.publishing.wait_idle(IDLE_TIMEOUT_S)  # nothing left to run: the last results are being published
+        if claim_error is not None:
+            raise claim_error  # after the handoff: the micro-batch that ran is published all the same
         self.registration.beat_if_due(self.in_hand(), self.lease_s)
-        if self.tally.due():
-            self.tally.flush(self.connection)
         self.recovery.run_if_due()
 
-    def _publish(self) -> None:
-        if not self.outbox and self.outbox_stats is None:
-            return
-        lost = self.publisher.publish(self.outbox, self.outbox_stats, self.source.take_round_trips())
-        self.outbox, self.outbox_stats = [], None
-        if lost:
-            log.warning(
-                "%d result(s) not published: this worker's lease on them lapsed and they were queued again "
-                "(a step took longer than the %d s lease?)",
-                len(lost),
-                self.lease_s,
-            )
+    def _run(self, batch: list[Segment]) -> tuple[RunStats, BaseException | None]:
+        """Run the micro-batch while the claim thread claims and decodes the next one; the claim's error, if any.
+
+        The source is the claim thread's until it is done (RedisSource is not thread-safe), so this waits for it.
+        """
+        ahead = (
+            self.claiming.submit(self.source.prefetch, self.settings.max_microbatch_rows)
+            if self.source.claiming
+            else None
+        )
+        try:
+            stats = run_microbatch(self.model, batch)
+        finally:
+            if ahead is not None:
+                futures.wait([ahead])
+        return stats, ahead.exception() if ahead is not None else None
+
+    def _flush_if_due(self) -> None:
+        """The publisher thread's: write the counters once they are due."""
+        if self.tally.due():
+            self.tally.flush(self.connection)
 
     def _attempt(self, action: Callable[[], object]) -> bool:
         """Run `action`; on a Redis failure log once per outage, back off, and return False."""
         try:
             action()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.source.rewind()
             self._pause(f"Redis is unreachable ({type(exc).__name__}: {exc})")
             return False
         except redis.RedisError as exc:
-            # Not an outage: Redis refused a command (out of memory, say). The completed jobs in the outbox
-            # may be what it refuses, so they are let go; their leases lapse and recovery requeues them.
-            log.exception("Redis refused a command; dropping %d unpublished result(s)", len(self.outbox))
-            self.outbox, self.outbox_stats = [], None
-            self.source.rewind()
+            # Not an outage: Redis refused a command (out of memory, say). The rows collected are handed out
+            # again; completed jobs are the publisher thread's, which drops those Redis refuses.
+            log.exception("Redis refused a command")
             self._pause(f"Redis error ({type(exc).__name__})")
             return False
-        if self._down_since is not None:
-            log.warning("Redis answers again after %.1f s", time.monotonic() - self._down_since)
-            self._down_since = None
-        self._backoff_s = FIRST_BACKOFF_S
+        self.outage.answered()
         return True
 
     def _pause(self, reason: str) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning(
-                "%s: holding %d job(s) and retrying until it answers",
-                reason,
-                len(self.source.pending) + len(self.outbox),
-            )
-        time.sleep(self._backoff_s)
-        self._backoff_s = min(2 * self._backoff_s, MAX_BACKOFF_S)
+        self.source.rewind()
+        time.sleep(self.outage.failed(reason, len(self.in_hand())))
 
 
 def main() -> int:

@@ -118,6 +118,17 @@ class RedisSource:
             segments += self._from_pending(room)
         return segments
 
+    def prefetch(self, max_rows: int) -> None:
+        """Claim, without waiting, jobs for the rows the next micro-batch has room for: they are decoded now
+        (while the model runs the micro-batch in hand) and handed out by the next `take`.
+
+        At most one micro-batch ahead: rows in hand not yet handed out count against `max_rows`. Claiming
+        while holding work never takes a rerun (claim.lua's `busy`), and nothing is claimed beside one.
+        """
+        room = max_rows - sum(c.rows - c.next_row for c in self.pending)
+        if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
+            self._claim_new(room, 0.0)
+
     def stop_claiming(self) -> None:
         """Finish what is in hand, take nothing new."""
         self.claiming = False

@@ -132,9 +132,9 @@ class Publisher:
                 lost.append(claim)  # a chunk to run again later, whose lease had lapsed meanwhile
         flags = publish_endings(self.connection, self.queue_names, endings, self.result_ttl) if endings else []
         published = [PublishedResult(e.claim, e.status, latency_s(e.claim)) for e, ok in zip(endings, flags) if ok]
+        # Counted here, written by the caller (`tally.flush`): a flush that fails must not make the caller
+        # publish these claims again.
         self.tally.add(published, stats, round_trips + self.ROUND_TRIPS)
-        if self.tally.due():
-            self.tally.flush(self.connection)
         for result in published:
             log_result(result)
         return lost + [e.claim for e, ok in zip(endings, flags) if not ok]

@@ -22,6 +22,7 @@ def model_document(signature: ModelSignature, settings: Settings, load_s: float)
     doc["batching"] = {
         "max_microbatch_rows": settings.max_microbatch_rows,
         "max_microbatch_delay_ms": settings.max_microbatch_delay_ms,
+        "microbatch_window": settings.microbatch_window,
     }
     doc["load_seconds"] = round(load_s, 3)
     return orjson.dumps(doc)

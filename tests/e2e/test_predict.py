@@ -107,6 +107,7 @@ def test_concurrent_submissions_are_batched_into_fewer_model_calls(make_service,
     assert stats["model_calls"] < 64
     sizes = [int(s) for s in batching.redis.lrange(keys.microbatch_sizes(), 0, -1)]
     assert sum(sizes) == 64 and max(sizes) > 1
+    assert stats["microbatches"] == len(sizes) and stats["model_s"] > 0  # model_s / wall time: the busy fraction
 
 
 def test_result_expires_after_result_ttl(make_service, digits):

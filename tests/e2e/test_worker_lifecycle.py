@@ -23,6 +23,7 @@ def test_readyz_is_503_before_a_worker_is_up_and_200_after(make_service):
     models = service.http.get("/v1/models").json()["models"][0]
     assert models["inputs"] == [{"name": "pixels", "shape": [64], "dtype": "float32"}]
     assert models["batching"]["max_microbatch_rows"] == service.settings.max_microbatch_rows
+    assert models["batching"]["microbatch_window"] == service.settings.microbatch_window
     assert len(models["workers"]) == 1
 
 

@@ -1,0 +1,41 @@
+"""RedisSource.prefetch: claims at most one micro-batch ahead, never beside a rerun, never after a stop."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.claim import RedisSource
+from worker.claims import Claim
+
+
+@pytest.fixture
+def source(monkeypatch) -> RedisSource:
+    src = RedisSource(None, ["q"], "w", lease_s=5)  # type: ignore[arg-type]  # no Redis: _claim_new is faked
+    src.asked = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(src, "_claim_new", lambda rows, timeout: src.asked.append((rows, timeout)))
+    return src
+
+
+def held(rows: int, handed_out: int, rerun: bool = False) -> Claim:
+    return Claim(id=f"j{rows}.{handed_out}", queue_index=0, lease="l", rows=rows, rerun=rerun, next_row=handed_out)
+
+
+def test_prefetch_claims_without_waiting_for_the_room_the_next_micro_batch_has(source):
+    source.pending.extend([held(3, 3), held(10, 4)])  # 6 rows in hand not yet handed out
+    source.prefetch(8)
+    assert source.asked == [(2, 0.0)]
+
+
+def test_prefetch_claims_nothing_when_the_rows_in_hand_fill_the_next_micro_batch(source):
+    source.pending.append(held(100, 64))
+    source.prefetch(8)
+    assert source.asked == []
+
+
+def test_prefetch_claims_nothing_beside_a_rerun_or_after_a_stop(source):
+    source.pending.append(held(1, 1, rerun=True))
+    source.prefetch(8)
+    source.pending.clear()
+    source.stop_claiming()
+    source.prefetch(8)
+    assert source.asked == []
