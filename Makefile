@@ -4,7 +4,8 @@
 #   make lint   ruff (lint and format check) and mypy; CI runs it before the tests
 #   make test-unit  the fast unit tests alone (seconds), for the edit-test loop
 #   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0;
-#               then the Sentinel failover drill (make failover-drill)
+#               then the Sentinel failover drill (make failover-drill) and make fuzz
+#   make fuzz   (not part of test) Schemathesis, >= 10,000 cases from /openapi.json, against a stack of its own
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ MODEL := models/digits.keras
 export PYTHONPATH := $(CURDIR):$(CURDIR)/client
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-unit lint soak failover-drill model bench venv clean
+.PHONY: run test test-unit lint soak fuzz failover-drill model bench venv clean
 
 $(STAMP): requirements.txt requirements-common.txt requirements-api.txt requirements-grpc.txt requirements-worker.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +48,18 @@ lint: $(STAMP)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, then the failover drill
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, then the failover drill and fuzz
 	$(PY) -m scripts.soak
 	$(PY) -m scripts.failover_drill
+	$(MAKE) fuzz
 
 failover-drill: $(STAMP) $(MODEL)  ## master SIGKILLed under traffic, replica promoted by Sentinel; prints jobs lost and the window
 	$(PY) -m scripts.failover_drill
+
+FUZZ_EXAMPLES ?= 500
+FUZZ_SEED ?= 1
+fuzz: $(STAMP) $(MODEL)  ## Schemathesis against a stack of its own: every check, at least 10,000 cases
+	$(PY) -m scripts.fuzz --examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED) --min-cases 10000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__, static_folder=None)  # no /static route: /docs serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    # No automatic OPTIONS answers: this API does no CORS, and Allow headers list only the methods the OpenAPI
+    # document describes (api/errors.py drops Werkzeug's implicit HEAD from them).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
     app.extensions["inference"] = Inference(
         settings,
@@ -41,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         BatchRecords(connection, settings),
         storage.from_settings(settings),
     )
+    app.url_map.converters["model"] = tfserving.ModelName
     auth.init_app(app, settings)
     idempotency.init_app(app, connection, settings)
     app.register_blueprint(jobs.bp)

@@ -65,6 +65,11 @@ def _authenticate() -> None:
     g.owner = digest.hex()
 
 
+def keys_required() -> bool:
+    """Whether this app was started with API keys (API_KEYS)."""
+    return bool(current_app.extensions[_EXTENSION])
+
+
 def current_owner() -> str:
     """The caller's owner string ("" when keys are off): record it with anything the caller creates."""
     return g.get("owner", "")

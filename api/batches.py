@@ -18,7 +18,7 @@ from api.responses import json_response
 from api.uploads import Options, Upload, open_upload, too_large
 from shared.batch_records import BatchEnd
 from shared.batches import BatchStatus, status_document
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.signature import ModelSignature
 from shared.storage import StoreUnreachable
 
@@ -29,6 +29,7 @@ ROUTE = "POST /batches"
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NDJSON = "application/x-ndjson"
 NPY = "application/x-npy"
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @bp.post("/batches")
@@ -105,7 +106,7 @@ def results(batch_id: str) -> Response:
     ext = current_app.extensions["inference"]
     record = _record(batch_id)
     state = BatchStatus(record[b"status"].decode())
-    partial = request.args.get("partial", "").lower() in ("1", "true", "yes")
+    partial = _flag("partial")
     if state is BatchStatus.EXPIRED:
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
     if state is BatchStatus.FAILED:
@@ -169,6 +170,14 @@ def _record(batch_id: str) -> dict[bytes, bytes]:
         NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id"),
     )
     return record
+
+
+def _flag(name: str) -> bool:
+    """A boolean query parameter: true/false (or 1/0, yes/no, any case); absent is false."""
+    raw = request.args.get(name, "false").lower()
+    if raw not in FLAGS:
+        raise InvalidInput(f"{name}={raw[:32]!r} is not a boolean", field=name, expected="true or false")
+    return FLAGS[raw]
 
 
 def _check_id(batch_id: str) -> None:

@@ -8,6 +8,7 @@ URL no route matched (404/405), by its path prefix.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import orjson
 import redis
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 STORAGE_RETRY_AFTER_S = 5  # an object store outage rarely ends within a second; uploads are costly to resend
 PROTOCOL_BLUEPRINTS = frozenset({"tfserving", "kserve"})
 PROTOCOL_PREFIXES = ("/v1/models/", "/v2/")
+IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 
 def speaks_protocol() -> bool:
@@ -65,6 +67,15 @@ def drain_body() -> None:
         pass
 
 
+def allowed_methods(valid: Iterable[str]) -> str:
+    """The Allow header of a 405: the route's methods as the OpenAPI document lists them.
+
+    Werkzeug adds HEAD to every GET route; HEAD keeps working (it is GET without the body, RFC 9110 9.3.2)
+    but is not advertised, so that Allow and the document name the same methods.
+    """
+    return ", ".join(sorted(m for m in set(valid) if m not in IMPLICIT_METHODS))
+
+
 def handle_error(exc: Exception) -> Response:
     drain_body()
     if isinstance(exc, ServiceError):
@@ -86,7 +97,7 @@ def handle_error(exc: Exception) -> Response:
         response = error_response(error)
         valid_methods = getattr(exc, "valid_methods", None)  # set on MethodNotAllowed only
         if exc.code == 405 and valid_methods:
-            response.headers["Allow"] = ", ".join(valid_methods)
+            response.headers["Allow"] = allowed_methods(valid_methods)
         return response
     log.exception("unhandled error")
     return error_response(ServiceError("internal server error"))

@@ -24,6 +24,9 @@ worker_class = "gthread"
 timeout = 60
 graceful_timeout = 35
 keepalive = 5
+# gunicorn's largest request line (its default is 4094 bytes): room for the documented query options of
+# POST /batches (metadata up to 4096 characters, callback_url up to 2048). Longer lines get gunicorn's 414.
+limit_request_line = 8190
 accesslog = None  # the app logs one line per request, with its request id (api/request_context.py)
 
 _metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="inference-metrics-")

@@ -46,10 +46,11 @@ def predict() -> Response:
     body = parse_json(raw, request.content_type)
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
-    callback_url = check_callback_url(
-        request.args.get("callback_url") or (body.get("callback_url") if isinstance(body, dict) else None),
-        ext.settings.callback_hosts,
+    # Both places are checked when both are given; the query string wins.
+    in_body = check_callback_url(
+        body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
     )
+    callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/waiter.py)

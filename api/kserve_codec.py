@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.validation import loads_json, to_array
+from api.validation import check_booleans, loads_json, to_array
 from shared.errors import InvalidInput
 from shared.signature import ModelSignature, TensorSpec
 
@@ -97,8 +97,26 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             field="inputs",
             expected=f"the same batch size, 1 to {max_rows} (MAX_ROWS_PER_REQUEST), for every input",
         )
-    parameters: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
+    parameters = _parameters(doc, "parameters")
     return InferRequest(_request_id(doc), arrays, _outputs(doc, signature, parameters), parameters)
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    """The `parameters` object of a request, input or output ({} when absent)."""
+    value = holder.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("parameters must be an object", field=where, expected='{"name": value, ...}')
+    return value
+
+
+def _flag(parameters: dict[str, Any], name: str, default: bool, where: str) -> bool:
+    """A boolean parameter (binary_data, binary_data_output)."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false", field=f"{where}.{name}", expected="true or false")
+    return value
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -137,9 +155,14 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             expected=", ".join(DATATYPES),
         )
     count = int(np.prod(shape))
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(tensor, f"{where}.parameters").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size != count * np.dtype(dtype).itemsize or offset + size > len(binary):
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or size != count * np.dtype(dtype).itemsize
+            or offset + size > len(binary)
+        ):
             raise InvalidInput(
                 f"binary_data_size {size!r} does not fit shape {shape} of {tensor['datatype']} "
                 f"or the {len(binary) - offset} bytes left",
@@ -175,17 +198,20 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
             field=where,
             expected=f"{'booleans' if dtype == 'bool' else dtype + ' values'} in a flat or nested list",
         )
+    check_booleans(data, raw, dtype, where)
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
 
 
 def _request_id(doc: dict[str, Any]) -> str | None:
     rid = doc.get("id")
-    return str(rid)[:256] if rid is not None else None
+    if rid is not None and not isinstance(rid, str):
+        raise InvalidInput("id must be a string", field="id", expected="a string, echoed on the response")
+    return rid[:256] if rid is not None else None
 
 
 def _outputs(doc: dict[str, Any], signature: ModelSignature, parameters: dict[str, Any]) -> list[tuple[str, bool]]:
     """The outputs to return (all, unless the request names some) and whether each goes as binary."""
-    binary_default = bool(parameters.get("binary_data_output", False))
+    binary_default = _flag(parameters, "binary_data_output", False, "parameters")
     names = [t.name for t in signature.outputs]
     wanted = doc.get("outputs")
     if wanted is None:
@@ -196,7 +222,15 @@ def _outputs(doc: dict[str, Any], signature: ModelSignature, parameters: dict[st
             field="outputs",
             expected=f'a list of {{"name"}} objects, names among {names}',
         )
-    return [(o["name"], bool((o.get("parameters") or {}).get("binary_data", binary_default))) for o in wanted]
+    return [
+        (
+            o["name"],
+            _flag(
+                _parameters(o, f"outputs[{i}].parameters"), "binary_data", binary_default, f"outputs[{i}].parameters"
+            ),
+        )
+        for i, o in enumerate(wanted)
+    ]
 
 
 def render_response(

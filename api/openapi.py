@@ -3,24 +3,19 @@ offline: its scripts and styles come from the `swagger-ui-bundle` package, serve
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, send_from_directory
+from flask import Blueprint, Response, abort, current_app, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from api.openapi_spec import document
+from api.auth import keys_required
+from api.openapi_spec import ASSET_TYPES, Facts, document
 from api.responses import json_response
+from shared.errors import NotReady
+from shared.signature import ModelSignature
 
 bp = Blueprint("openapi", __name__)
 
 # The files the page loads; nothing else in the package directory is served.
-ASSETS = frozenset(
-    {
-        "swagger-ui.css",
-        "swagger-ui-bundle.js",
-        "swagger-ui-standalone-preset.js",
-        "favicon-32x32.png",
-        "favicon-16x16.png",
-    }
-)
+ASSETS = frozenset(ASSET_TYPES)
 
 DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -50,8 +45,14 @@ DOCS_PAGE = """<!DOCTYPE html>
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    """The OpenAPI 3 document describing every route of this API."""
-    return json_response(document())
+    """The OpenAPI 3 document describing every route of this API, with the served model's row schemas."""
+    ext = current_app.extensions["inference"]
+    signature: ModelSignature | None
+    try:
+        signature = ext.model_info.signature()
+    except NotReady:
+        signature = None
+    return json_response(document(Facts(signature, ext.settings.max_rows_per_request, keys_required())))
 
 
 @bp.get("/docs")

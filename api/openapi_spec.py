@@ -1,523 +1,612 @@
-"""The OpenAPI 3 document of the API, written by hand so that a test can hold it against the real routes
-(tests/unit/test_openapi.py: every Flask route described, every described route served)."""
+"""The OpenAPI 3 document of the API, written by hand so that tests can hold it against the real routes
+(tests/unit/test_openapi.py) and a property-based tester against the running service (tests/e2e/test_openapi_fuzz.py).
+
+Every operation lists every status it can answer, each with its body schema. Request schemas for rows come
+from the signature the workers publish (api/openapi_schemas.py), so the document is built per signature
+(and per settings it depends on), once: `document(...)` is cached and returns the encoded JSON.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
+from api.openapi_schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
+from shared.config import MAX_JOB_TIMEOUT_S
+from shared.signature import ModelSignature
+
 JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    tag: str,
-    params: tuple[str, ...] = (),
-    body: dict[str, Any] | None = None,
-    query: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
-    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-    op["parameters"] = parameters + (query or [])
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
-    return op
-
-
-ERR = {
-    str(c): _json(_ref("Error"), d)
-    for c, d in [
-        (400, "Bad input: the error names the field and the expected form"),
-        (404, "Unknown or expired"),
-        (503, "No live worker has the model loaded, or Redis is unreachable"),
-    ]
+NDJSON = "application/x-ndjson"
+NPY = "application/x-npy"
+ASSET_TYPES = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui-standalone-preset.js": "text/javascript",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
 }
-PERR = {
-    str(c): _json(_ref("ProtocolError"), d)
-    for c, d in [
-        (400, "Bad input"),
-        (404, "No such model or version"),
-        (500, "The job failed"),
-        (503, "No model loaded yet"),
-        (504, "The job did not finish within PROTOCOL_TIMEOUT_S"),
-    ]
+TEXT = {
+    400: "Bad input: the error names the field and the expected form",
+    401: "API_KEYS is set and the key is missing or wrong",
+    404: "Unknown, expired, or created with another API key",
+    406: "The result cannot be given in the format asked for",
+    409: "The job or batch is not in a state that allows this; or an Idempotency-Key reused for a different request "
+    "(code conflict), or whose first request is still running (code request_in_progress, with Retry-After)",
+    413: "The body is over the size limit",
+    415: "Content-Type (or Content-Encoding) not supported",
+    429: "The queue is full (MAX_QUEUE_DEPTH); retry after Retry-After",
+    500: "The job failed (the message says why)",
+    503: "No live worker has the model loaded, Redis is unreachable, or (bulk batches) the object store "
+    "(STORAGE_URL) is unreachable (code storage_unavailable)",
+    504: "The job did not finish within PROTOCOL_TIMEOUT_S",
 }
-WAIT = [
-    {
-        "name": "wait",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "number", "minimum": 0, "maximum": 30},
-        "description": "Seconds to hold the request until the result is ready (0-30).",
-    }
-]
-OBJ = {"type": "object", "additionalProperties": True}
-IDEMPOTENCY = [
-    {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
-        "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
-        "within RESULT_TTL answers with the first request's job or batch, in its current "
-        "state (header Idempotent-Replayed: true), and never enqueues twice.",
-    }
-]
-IDEMPOTENCY_409 = _json(
-    _ref("Error"),
-    "Idempotency-Key already used for a different request (code conflict), or "
-    "its first request is still running (code request_in_progress, with "
-    "Retry-After)",
-)
+# gunicorn answers this itself (limit_request_line), before the app sees the request: its own HTML page.
+URI_TOO_LONG = {
+    "description": "The request line is over 8190 bytes (gunicorn's limit); gunicorn's HTML page",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 
-def _tf_paths() -> dict[str, Any]:
-    tag, paths = "TensorFlow Serving REST", {}
-    for prefix, params in (
-        ("/v1/models/{name}", ("name",)),
-        ("/v1/models/{name}/versions/{version}", ("name", "version")),
-    ):
-        paths[prefix + ":predict"] = {
-            "post": _op(
-                "Predict, row format (instances → predictions) or columnar (inputs → outputs); waits for the job",
-                {"200": _json(_ref("TFPredictResponse"), "Predictions"), **PERR},
-                tag,
-                params,
-                _ref("TFPredictRequest"),
-            )
-        }
-        for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
-            paths[prefix + ":" + method] = {
-                "post": _op(
-                    f'{method.capitalize()}: tf.Example rows ({{"signature_name", "context", "examples": [...]}}) '
-                    f'through a {method} signature → {{"results"}}, {what} per example; waits for the job',
-                    {"200": _json(OBJ, "results"), **PERR},
-                    tag,
-                    params,
-                    OBJ,
-                )
-            }
-        paths[prefix] = {
-            "get": _op(
-                "Model version status (GetModelStatus)",
-                {"200": _json(OBJ, "model_version_status"), **PERR},
-                tag,
-                params,
-            )
-        }
-        paths[prefix + "/metadata"] = {
-            "get": _op(
-                "Model metadata: every SignatureDef of the model",
-                {"200": _json(OBJ, "model_spec and metadata.signature_def"), **PERR},
-                tag,
-                params,
-            )
-        }
-    return paths
+@dataclass(frozen=True)
+class Facts:
+    """What the document depends on besides the code: the served signature (None: none yet) and settings.
+
+    Equal facts hash alike through the signature's JSON (its SignatureDefs hold dicts, which do not hash).
+    """
+
+    signature: ModelSignature | None = field(compare=False)
+    max_rows: int
+    api_keys: bool
+    signature_json: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature_json", self.signature.to_json() if self.signature is not None else b"")
 
 
-def _v2_paths() -> dict[str, Any]:
-    tag = "KServe v2 / Open Inference Protocol"
-    paths: dict[str, Any] = {
-        "/v2/health/live": {"get": _op("Server liveness", {"200": _json(OBJ, '{"live": true}')}, tag)},
-        "/v2/health/ready": {
-            "get": _op(
-                "Server readiness: a live worker has the model", {"200": _json(OBJ, '{"ready": true}'), **PERR}, tag
-            )
-        },
-        "/v2": {"get": _op("Server metadata: name, version, extensions", {"200": _json(OBJ, "Server metadata")}, tag)},
-    }
-    for prefix, params in (
-        ("/v2/models/{name}", ("name",)),
-        ("/v2/models/{name}/versions/{version}", ("name", "version")),
-    ):
-        paths[prefix] = {
-            "get": _op(
-                "Model metadata: inputs and outputs with datatypes and shapes (-1: any size)",
-                {"200": _json(_ref("V2ModelMetadata"), "Model metadata"), **PERR},
-                tag,
-                params,
-            )
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    return {**response, "headers": headers} if headers else response
+
+
+class Builder:
+    """Builds operations with the statuses every route shares (401 with API keys, 503 where Redis is read)."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.examples = examples(facts.signature)
+
+    def body(self, schemas: dict[str, dict[str, Any]], **example_of: str) -> dict[str, Any]:
+        """A required request body; `example_of` names the example (if the model has one) per media type."""
+        content = {}
+        for media_type, schema in schemas.items():
+            example = self.examples.get(example_of.get(media_type.replace("/", "_").replace("-", "_"), ""))
+            content[media_type] = {"schema": schema, **({"example": example} if example is not None else {})}
+        return {"required": True, "content": content}
+
+    def op(
+        self,
+        op_id: str,
+        summary: str,
+        tag: str,
+        ok: dict[str, Any],
+        errors: tuple[int, ...],
+        *,
+        path: tuple[str, ...] = (),
+        query: tuple[dict[str, Any], ...] = (),
+        body: dict[str, Any] | None = None,
+        public: bool = False,
+        protocol: bool = False,
+    ) -> dict[str, Any]:
+        """One operation: `ok` maps its success statuses to responses; `errors` are its error statuses."""
+        codes = set(errors) | ({401} if self.facts.api_keys and not public else set())
+        error_schema = ref("ProtocolError" if protocol else "Error")
+        responses = {
+            **ok,
+            **{
+                str(c): _json(error_schema, TEXT[c], RETRY_AFTER if c in (409, 429, 503) else None)
+                for c in sorted(codes)
+            },
         }
-        paths[prefix + "/ready"] = {
-            "get": _op("Model readiness", {"200": _json(OBJ, '{"name", "ready": true}'), **PERR}, tag, params)
+        if path or query:
+            responses["414"] = URI_TOO_LONG
+        op: dict[str, Any] = {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": [tag],
+            "responses": responses,
+            "parameters": [self.path_param(p) for p in path] + list(query),
         }
-        paths[prefix + "/infer"] = {
-            "post": _op(
-                "Inference with typed tensors (JSON, or the binary tensor data extension with the "
-                "Inference-Header-Content-Length header); waits for the job",
-                {"200": _json(_ref("V2InferResponse"), "Outputs (binary outputs follow the JSON header)"), **PERR},
-                tag,
-                params,
-                _ref("V2InferRequest"),
-            )
-        }
-    return paths
+        if body is not None:
+            op["requestBody"] = body
+        if self.facts.api_keys:
+            op["security"] = [] if public else [{"bearer": []}]
+        return op
+
+    def path_param(self, name: str) -> dict[str, Any]:
+        """Model names and versions are the served ones (once a model is published); ids are any string."""
+        signature = self.facts.signature
+        schema: dict[str, Any] = {"type": "string"}
+        if name in ("name", "version"):
+            schema = {"type": "string", "pattern": "^[^/:]+$"}
+            if signature is not None:
+                schema = {"type": "string", "enum": [signature.name if name == "name" else signature.version]}
+        elif name == "asset":
+            schema = {"type": "string", "enum": sorted(ASSET_TYPES)}
+        return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _batch_paths() -> dict[str, Any]:
-    tag = "Bulk batches"
-    store_down = {
-        "503": _json(
-            _ref("Error"),
-            "No model loaded yet, Redis unreachable, or the object store "
-            "(STORAGE_URL) unreachable: code storage_unavailable, with Retry-After",
-        )
-    }
-    upload = {
-        "required": True,
-        "content": {
-            "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}, "example": "[0, 1, ...]\n"},
-            "text/csv": {"schema": {"type": "string", "format": "binary"}},
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "callback_url": {"type": "string"},
-                        "metadata": {"type": "string"},
-                        "on_error": {"type": "string", "enum": ["reject", "skip"]},
-                    },
-                }
-            },
-        },
-    }
-    options = [
-        _query("callback_url", {"type": "string"}, "POSTed the batch's status document when it ends"),
-        _query("metadata", {"type": "string"}, "A small JSON object stored and echoed on the batch"),
-        _query(
-            "on_error",
-            {"type": "string", "enum": ["reject", "skip"]},
-            "reject (default): a malformed row rejects the upload; skip: it goes to the error file",
-        ),
-    ]
-    create = _op(
-        "Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
-        {
-            "202": _json(_ref("BatchDocument"), "Stored and queued"),
-            **ERR,
-            "409": IDEMPOTENCY_409,
-            "413": _json(_ref("Error"), "Larger than MAX_BATCH_BYTES"),
-            "415": _json(_ref("Error"), "Not a supported file type"),
-            **store_down,
-        },
-        tag,
-        (),
-        None,
-        options + IDEMPOTENCY,
-    )
-    create["requestBody"] = upload
-    binary = {
-        "application/x-ndjson": {"schema": {"type": "string"}},
-        "application/x-npy": {"schema": {"type": "string"}},
-    }
-    return {
-        "/batches": {"post": create},
-        "/batches/{batch_id}": {
-            "get": _op(
-                "A batch's status document", {"200": _json(_ref("BatchDocument"), "Status"), **ERR}, tag, ("batch_id",)
-            ),
-            "delete": _op(
-                "Cancel a batch: chunks not yet started never run; finished ones stay downloadable",
-                {"200": _json(_ref("BatchDocument"), "Cancelled"), "409": _json(_ref("Error"), "Already ended"), **ERR},
-                tag,
-                ("batch_id",),
-            ),
-        },
-        "/batches/{batch_id}/results": {
-            "get": _op(
-                "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: application/x-npy",
-                {
-                    "200": {"description": "Streamed results", "content": binary},
-                    "409": _json(_ref("Error"), "Not completed yet (ask ?partial=true for the finished prefix)"),
-                    **ERR,
-                    **store_down,
-                },
-                tag,
-                ("batch_id",),
-                None,
-                [_query("partial", {"type": "boolean"}, "Stream the finished prefix while running")],
-            )
-        },
-        "/batches/{batch_id}/errors": {
-            "get": _op(
-                "NDJSON of {row, error} for rows that were rejected or failed",
-                {
-                    "200": {
-                        "description": "Streamed errors",
-                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-                    },
-                    **ERR,
-                    **store_down,
-                },
-                tag,
-                ("batch_id",),
-            )
-        },
-    }
+def _link(op_id: str, param: str) -> dict[str, Any]:
+    return {"operationId": op_id, "parameters": {param: "$response.body#/id"}}
 
 
-def _service_paths() -> dict[str, Any]:
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+    "description": "1-255 printable ASCII characters (e.g. a UUID). The same key from the same API key "
+    "within RESULT_TTL answers with the first request's job or batch, in its current state "
+    "(header Idempotent-Replayed: true), and never enqueues twice.",
+}
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when the answer is the first request's (Idempotency-Key)",
+        "schema": {"type": "string"},
+    }
+}
+WAIT = _query(
+    "wait", {"type": "number", "minimum": 0, "maximum": 30}, "Seconds to hold the request until the result is ready"
+)
+TIMEOUT = _query(
+    "timeout",
+    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
+    "The job's deadline to start, in seconds (default JOB_TIMEOUT)",
+)
+CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
+
+
+def _service_paths(b: Builder) -> dict[str, Any]:
     jobs, ops = "Jobs", "Operations"
+    pending = _json(
+        ref("Pending"),
+        "Queued: poll result_url",
+        {"Location": {"schema": {"type": "string"}}, **RETRY_AFTER, **REPLAYED},
+    )
+    pending["links"] = {"result": _link("getResult", "job_id"), "cancel": _link("cancelJob", "job_id")}
+    text = {"text/plain": {"schema": {"type": "string"}}}
     return {
         "/predict": {
-            "post": _op(
+            "post": b.op(
+                "predict",
                 "Validate rows and enqueue one job (202), or wait for its result with ?wait",
-                {
-                    "200": _json(_ref("JobDocument"), "Finished within ?wait"),
-                    "202": _json(OBJ, "Queued: id, status, result_url"),
-                    **ERR,
-                    "409": IDEMPOTENCY_409,
-                },
                 jobs,
-                (),
-                {"oneOf": [_ref("Instances"), {"type": "array"}]},
-                WAIT + IDEMPOTENCY,
+                {"200": _json(ref("JobDocument"), "Finished within ?wait", REPLAYED), "202": pending},
+                (400, 409, 413, 415, 429, 503),
+                query=(WAIT, TIMEOUT, CALLBACK, IDEMPOTENCY),
+                body=b.body({JSON: ref("PredictRequest")}, application_json="predict"),
             )
         },
         "/result/{job_id}": {
-            "get": _op(
+            "get": b.op(
+                "getResult",
                 "A job's status or result; ?wait long-polls",
-                {
-                    "200": _json(_ref("JobDocument"), "Finished, failed, canceled or expired"),
-                    "202": _json(OBJ, "Still queued or started"),
-                    **ERR,
-                },
                 jobs,
-                ("job_id",),
-                None,
-                WAIT,
+                {
+                    "200": _json(ref("JobDocument"), "Finished, failed, expired or canceled"),
+                    "202": _json(ref("Pending"), "Still queued or started", RETRY_AFTER),
+                },
+                (400, 404, 503),
+                path=("job_id",),
+                query=(WAIT,),
             )
         },
         "/jobs/{job_id}": {
-            "delete": _op(
+            "delete": b.op(
+                "cancelJob",
                 "Cancel a job that has not started",
-                {
-                    "200": _json(_ref("JobDocument"), "Canceled"),
-                    "409": _json(_ref("Error"), "Already started or done"),
-                    **ERR,
-                },
                 jobs,
-                ("job_id",),
+                {"200": _json(ref("JobDocument"), "Canceled")},
+                (404, 409, 503),
+                path=("job_id",),
             )
         },
-        "/healthz": {"get": _op("The API process is alive", {"200": _json(OBJ, '{"status": "ok"}')}, ops)},
-        "/readyz": {
-            "get": _op(
-                "Redis answers and a live worker has the model (scope=api: Redis answers)",
-                {"200": _json(OBJ, "Ready"), **ERR},
+        "/healthz": {
+            "get": b.op(
+                "healthz",
+                "The API process is alive",
                 ops,
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}, "Alive"
+                    )
+                },
                 (),
-                None,
-                [
+                public=True,
+            )
+        },
+        "/readyz": {
+            "get": b.op(
+                "readyz",
+                "Redis answers and a live worker has the model",
+                ops,
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "ready": {"type": "boolean"},
+                                "workers": {"type": "integer"},
+                                "scope": {"type": "string"},
+                            },
+                        },
+                        "Ready",
+                    )
+                },
+                (400, 503),
+                public=True,
+                query=(
                     _query(
                         "scope",
                         {"type": "string", "enum": ["service", "api"]},
-                        "api: ask only whether this API process can take requests (not workers)",
-                    )
-                ],
+                        "api: ask only whether this API process can take requests",
+                    ),
+                ),
             )
         },
         "/v1/models": {
-            "get": _op(
+            "get": b.op(
+                "listModels",
                 "The served model: name, version, inputs, outputs, batching, live workers",
-                {"200": _json(OBJ, '{"models": [...]}'), **ERR},
                 ops,
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["models"],
+                            "properties": {"models": {"type": "array", "items": {"type": "object"}}},
+                        },
+                        "The model",
+                    )
+                },
+                (503,),
             )
         },
         "/metrics": {
-            "get": _op(
+            "get": b.op(
+                "metrics",
                 "Prometheus metrics (text exposition format)",
-                {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
                 ops,
+                {"200": {"description": "Metrics", "content": text}},
+                (),
             )
         },
-        "/openapi.json": {"get": _op("This document", {"200": _json(OBJ, "OpenAPI 3 document")}, ops)},
-        "/docs": {
-            "get": _op(
-                "Swagger UI for this document (works offline)",
-                {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        "/openapi.json": {
+            "get": b.op(
+                "openapi",
+                "This document (its row schemas follow the served model)",
                 ops,
+                {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+                (503,),
+                public=True,
+            )
+        },
+        "/docs": {
+            "get": b.op(
+                "docs",
+                "Swagger UI for this document (works offline)",
+                ops,
+                {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                (),
+                public=True,
             )
         },
         "/docs/{asset}": {
-            "get": _op(
+            "get": b.op(
+                "docsAsset",
                 "A Swagger UI asset served from the swagger-ui-bundle package",
-                {"200": {"description": "The file"}, "404": {"description": "Not an asset"}},
                 ops,
-                ("asset",),
+                {
+                    "200": {
+                        "description": "The file",
+                        "content": {
+                            t: {"schema": {"type": "string", "format": "binary"}} for t in set(ASSET_TYPES.values())
+                        },
+                    }
+                },
+                (404,),
+                path=("asset",),
+                public=True,
             )
         },
     }
 
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
+def _batch_paths(b: Builder) -> dict[str, Any]:
+    tag, binary = "Bulk batches", {"schema": {"type": "string", "format": "binary"}}
+    on_error = {"type": "string", "enum": ["reject", "skip"]}
+    metadata = {"type": "string", "maxLength": 4096, "description": "A JSON object, stored and echoed on the batch"}
+    form = {
         "type": "object",
+        "required": ["file"],
         "properties": {
-            "error": {
-                "type": "object",
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string"},
-                    "expected": {"type": "string"},
-                },
-                "required": ["code", "message"],
-            }
+            "file": {"type": "string", "format": "binary"},
+            "callback_url": ref("CallbackURL"),
+            "metadata": metadata,
+            "on_error": on_error,
         },
-    },
-    "ProtocolError": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-    "Instances": {
-        "type": "object",
-        "properties": {
-            "instances": {
-                "type": "array",
-                "description": "Rows; for several inputs each row is an object keyed by input name",
-            }
-        },
-        "required": ["instances"],
-    },
-    "JobDocument": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"type": "string", "enum": ["finished", "failed", "canceled", "expired"]},
-            "predictions": {"type": "array"},
-            "model": {"type": "object"},
-            "error": {"type": "object"},
-            "request_id": {"type": "string"},
-        },
-    },
-    "BatchDocument": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["validating", "queued", "in_progress", "completed", "failed", "cancelled", "expired"],
-            },
-            "total_rows": {"type": "integer"},
-            "done_rows": {"type": "integer"},
-            "failed_rows": {"type": "integer"},
-            "created_at": {"type": "string"},
-            "started_at": {"type": "string"},
-            "finished_at": {"type": "string"},
-            "output_url": {"type": "string"},
-            "errors_url": {"type": "string"},
-            "metadata": {"type": "object"},
-        },
-    },
-    "TFPredictRequest": {
-        "type": "object",
-        "properties": {
-            "signature_name": {"type": "string", "default": "serving_default"},
-            "instances": {"type": "array", "description": "Row format"},
-            "inputs": {"description": "Columnar format: one batch-major array, or an object keyed by input name"},
-        },
-    },
-    "TFPredictResponse": {
-        "type": "object",
-        "properties": {
-            "predictions": {"type": "array", "description": "Row format answer"},
-            "outputs": {"description": "Columnar format answer"},
-            "model_spec": {
-                "type": "object",
-                "description": "name, version, signature_name (not in TF Serving's REST reply)",
-            },
-        },
-    },
-    "V2Tensor": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {
-                "type": "string",
-                "enum": [
-                    "BOOL",
-                    "UINT8",
-                    "UINT16",
-                    "UINT32",
-                    "UINT64",
-                    "INT8",
-                    "INT16",
-                    "INT32",
-                    "INT64",
-                    "FP16",
-                    "FP32",
-                    "FP64",
-                ],
-            },
-            "data": {"type": "array"},
-            "parameters": {"type": "object"},
-        },
-        "required": ["name", "shape", "datatype"],
-    },
-    "V2InferRequest": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": _ref("V2Tensor")},
-            "outputs": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
-                },
-            },
-        },
-        "required": ["inputs"],
-    },
-    "V2InferResponse": {
-        "type": "object",
-        "properties": {
-            "model_name": {"type": "string"},
-            "model_version": {"type": "string"},
-            "id": {"type": "string"},
-            "outputs": {"type": "array", "items": _ref("V2Tensor")},
-        },
-    },
-    "V2ModelMetadata": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "versions": {"type": "array", "items": {"type": "string"}},
-            "platform": {"type": "string"},
-            "inputs": {"type": "array"},
-            "outputs": {"type": "array"},
-        },
-    },
-}
-
-
-@lru_cache(maxsize=1)
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document (built once per process)."""
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Batched inference queue",
-            "version": "0.1.0",
-            "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including "
-            "the TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
-            "Every response carries X-Request-ID (the client's, if acceptable, else a new one).",
-        },
-        "paths": {**_service_paths(), **_batch_paths(), **_tf_paths(), **_v2_paths()},
-        "components": {"schemas": SCHEMAS},
     }
+    upload = b.body(
+        {NDJSON: binary["schema"], "text/csv": binary["schema"], NPY: binary["schema"], "multipart/form-data": form},
+        application_x_ndjson="ndjson",
+        text_csv="csv",
+    )
+    options = (
+        CALLBACK,
+        _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
+        _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"),
+    )
+    created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}, **REPLAYED})
+    created["links"] = {
+        op: _link(op, "batch_id") for op in ("getBatch", "cancelBatch", "getBatchResults", "getBatchErrors")
+    }
+    one = ("batch_id",)
+    return {
+        "/batches": {
+            "post": b.op(
+                "createBatch",
+                "Upload a file of rows (NDJSON, CSV, .npy, or multipart); streamed and validated, then queued",
+                tag,
+                {"202": created},
+                (400, 409, 413, 415, 503),
+                query=(*options, IDEMPOTENCY),
+                body=upload,
+            )
+        },
+        "/batches/{batch_id}": {
+            "get": b.op(
+                "getBatch",
+                "A batch's status document",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Status")},
+                (404, 503),
+                path=one,
+            ),
+            "delete": b.op(
+                "cancelBatch",
+                "Cancel a batch: chunks not yet started never run",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Cancelled")},
+                (404, 409, 503),
+                path=one,
+            ),
+        },
+        "/batches/{batch_id}/results": {
+            "get": b.op(
+                "getBatchResults",
+                "Predictions in input order: NDJSON {row, prediction} lines, or .npy with Accept: application/x-npy",
+                tag,
+                {
+                    "200": {
+                        "description": "Streamed results",
+                        "content": {NDJSON: {"schema": {"type": "string"}}, NPY: binary},
+                    }
+                },
+                (400, 404, 406, 409, 503),
+                path=one,
+                query=(_query("partial", {"type": "boolean"}, "Stream the finished prefix while the batch runs"),),
+            )
+        },
+        "/batches/{batch_id}/errors": {
+            "get": b.op(
+                "getBatchErrors",
+                "NDJSON of {row, error} for rows that were rejected or failed",
+                tag,
+                {"200": {"description": "Streamed errors", "content": {NDJSON: {"schema": {"type": "string"}}}}},
+                (404, 503),
+                path=one,
+            )
+        },
+    }
+
+
+def _tf_paths(b: Builder) -> dict[str, Any]:
+    tag, paths = "TensorFlow Serving REST", {}
+    status = {
+        "type": "object",
+        "required": ["model_version_status"],
+        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+    }
+    for prefix, params in (
+        ("/v1/models/{name}", ("name",)),
+        ("/v1/models/{name}/versions/{version}", ("name", "version")),
+    ):
+        suffix = "Version" if "version" in params else ""
+        paths[prefix + ":predict"] = {
+            "post": b.op(
+                "tfPredict" + suffix,
+                "Predict, row format (instances → predictions) or columnar (inputs → outputs); waits for the job",
+                tag,
+                {"200": _json(ref("TFPredictResponse"), "Predictions")},
+                (400, 404, 413, 429, 500, 503, 504),
+                path=params,
+                protocol=True,
+                body=b.body({JSON: ref("TFPredictRequest")}, application_json="tf"),
+            )
+        }
+        for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
+            paths[prefix + ":" + method] = {
+                "post": b.op(
+                    f"tf{method.capitalize()}{suffix}",
+                    f"{method.capitalize()}: tf.Example rows through a {method} "
+                    f'signature → {{"results"}}, {what} per example; waits for the job',
+                    tag,
+                    {
+                        "200": _json(
+                            {"type": "object", "required": ["results"], "properties": {"results": {"type": "array"}}},
+                            "results",
+                        )
+                    },
+                    (400, 404, 413, 429, 500, 503, 504),
+                    path=params,
+                    protocol=True,
+                    body=b.body({JSON: ref("TFExamplesRequest")}),
+                )
+            }
+        paths[prefix] = {
+            "get": b.op(
+                "tfModelStatus" + suffix,
+                "Model version status (GetModelStatus)",
+                tag,
+                {"200": _json(status, "model_version_status")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/metadata"] = {
+            "get": b.op(
+                "tfModelMetadata" + suffix,
+                "Model metadata: every SignatureDef of the model",
+                tag,
+                {
+                    "200": _json(
+                        {"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def"
+                    )
+                },
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+    return paths
+
+
+def _flag(name: str) -> dict[str, Any]:
+    return {"type": "object", "required": [name], "properties": {name: {"type": "boolean"}}}
+
+
+def _v2_paths(b: Builder) -> dict[str, Any]:
+    tag = "KServe v2 / Open Inference Protocol"
+    paths: dict[str, Any] = {
+        "/v2/health/live": {
+            "get": b.op(
+                "v2Live", "Server liveness", tag, {"200": _json(_flag("live"), "Alive")}, (), public=True, protocol=True
+            )
+        },
+        "/v2/health/ready": {
+            "get": b.op(
+                "v2Ready",
+                "Server readiness: a live worker has the model",
+                tag,
+                {"200": _json(_flag("ready"), "Ready")},
+                (503,),
+                public=True,
+                protocol=True,
+            )
+        },
+        "/v2": {
+            "get": b.op(
+                "v2Server",
+                "Server metadata: name, version, extensions",
+                tag,
+                {"200": _json({"type": "object", "required": ["name", "version", "extensions"]}, "Server metadata")},
+                (),
+                protocol=True,
+            )
+        },
+    }
+    header = {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "With the binary tensor data extension: the length of the JSON header",
+    }
+    binary_out = {
+        "description": "Outputs: JSON, or with binary outputs the JSON header followed by raw tensors",
+        "content": {
+            JSON: {"schema": ref("V2InferResponse")},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    for prefix, params in (
+        ("/v2/models/{name}", ("name",)),
+        ("/v2/models/{name}/versions/{version}", ("name", "version")),
+    ):
+        suffix = "Version" if "version" in params else ""
+        paths[prefix] = {
+            "get": b.op(
+                "v2ModelMetadata" + suffix,
+                "Model metadata: inputs and outputs (-1: any size)",
+                tag,
+                {"200": _json(ref("V2ModelMetadata"), "Model metadata")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/ready"] = {
+            "get": b.op(
+                "v2ModelReady" + suffix,
+                "Model readiness",
+                tag,
+                {"200": _json({"type": "object", "required": ["name", "ready"]}, "Ready")},
+                (404, 503),
+                path=params,
+                protocol=True,
+            )
+        }
+        paths[prefix + "/infer"] = {
+            "post": b.op(
+                "v2Infer" + suffix,
+                "Inference with typed tensors (JSON, or the binary tensor data extension); waits for the job",
+                tag,
+                {"200": binary_out},
+                (400, 404, 413, 415, 429, 500, 503, 504),
+                path=params,
+                query=(header,),
+                protocol=True,
+                body=b.body(
+                    {JSON: ref("V2InferRequest"), "application/octet-stream": {"type": "string", "format": "binary"}},
+                    application_json="v2",
+                ),
+            )
+        }
+    return paths
+
+
+@lru_cache(maxsize=16)
+def document(facts: Facts) -> bytes:
+    """The whole OpenAPI document as JSON, built once per signature and settings."""
+    b = Builder(facts)
+    components: dict[str, Any] = {"schemas": {**FIXED_SCHEMAS, **signature_schemas(facts.signature, facts.max_rows)}}
+    if facts.api_keys:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    model = (
+        f"Row schemas are those of model {facts.signature.name!r} version {facts.signature.version}."
+        if facts.signature
+        else "No model is published yet: row schemas are generic until a worker loads one."
+    )
+    return orjson.dumps(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "Batched inference queue",
+                "version": "0.1.0",
+                "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
+                "TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
+                "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "
+                f"body); no route answers OPTIONS. {model}",
+            },
+            "paths": {**_service_paths(b), **_batch_paths(b), **_tf_paths(b), **_v2_paths(b)},
+            "components": components,
+        }
+    )

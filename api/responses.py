@@ -20,9 +20,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def wait_seconds() -> float:
-    """The `?wait=S` query parameter: 0 when absent, at most MAX_WAIT_S."""
+    """The `?wait=S` query parameter: 0 when absent, at most MAX_WAIT_S (an empty value is not a number)."""
     raw = request.args.get("wait")
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         value = float(raw)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import BaseConverter
 
 from api.inference import infer
 from api.responses import json_response
@@ -27,6 +28,14 @@ from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature
 
 bp = Blueprint("tfserving", __name__)
+
+
+class ModelName(BaseConverter):
+    """A model name or version in a URL: no '/' and no ':' (as TF Serving's own URL pattern), so that
+    GET /v1/models/<name> does not also match /v1/models/<name>:predict with the name "<name>:predict"."""
+
+    regex = "[^/:]+"
+
 
 _TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
@@ -40,8 +49,8 @@ def served(name: str, version: str | None) -> ModelSignature:
     return signature
 
 
-@bp.post("/v1/models/<name>:predict")
-@bp.post("/v1/models/<name>/versions/<version>:predict")
+@bp.post("/v1/models/<model:name>:predict")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:predict")
 def predict(name: str, version: str | None = None) -> Response:
     """Row or columnar predict through the chosen signature; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
     body = _parse(request.get_data(cache=False))
@@ -66,8 +75,8 @@ def predict(name: str, version: str | None = None) -> Response:
     return json_response({"predictions": [{n: outputs[n][i] for n in names} for i in range(len(outputs[names[0]]))]})
 
 
-@bp.post("/v1/models/<name>:classify")
-@bp.post("/v1/models/<name>/versions/<version>:classify")
+@bp.post("/v1/models/<model:name>:classify")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:classify")
 def classify(name: str, version: str | None = None) -> Response:
     """tf.Example rows through a classify signature: (label, score) pairs per example."""
     key, signature, arrays = _examples_request(name, version, Method.CLASSIFY)
@@ -75,8 +84,8 @@ def classify(name: str, version: str | None = None) -> Response:
     return json_response({"results": [[list(pair) for pair in pairs] for pairs in results]})
 
 
-@bp.post("/v1/models/<name>:regress")
-@bp.post("/v1/models/<name>/versions/<version>:regress")
+@bp.post("/v1/models/<model:name>:regress")
+@bp.post("/v1/models/<model:name>/versions/<model:version>:regress")
 def regress(name: str, version: str | None = None) -> Response:
     """tf.Example rows through a regress signature: one value per example."""
     key, signature, arrays = _examples_request(name, version, Method.REGRESS)
@@ -199,8 +208,8 @@ def _compact(value: Any) -> str:
     return orjson.dumps(value).decode()[:256]
 
 
-@bp.get("/v1/models/<name>")
-@bp.get("/v1/models/<name>/versions/<version>")
+@bp.get("/v1/models/<model:name>")
+@bp.get("/v1/models/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model."""
     signature = served(name, version)
@@ -219,8 +228,8 @@ def status(name: str, version: str | None = None) -> Response:
     )
 
 
-@bp.get("/v1/models/<name>/metadata")
-@bp.get("/v1/models/<name>/versions/<version>/metadata")
+@bp.get("/v1/models/<model:name>/metadata")
+@bp.get("/v1/models/<model:name>/versions/<model:version>/metadata")
 def metadata(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelMetadata reply: every SignatureDef of the model."""
     signature = served(name, version)

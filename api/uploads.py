@@ -171,7 +171,7 @@ def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]
     value = bytearray()
     for piece in _pieces(chunks):
         decoder.receive_data(piece)
-        event = decoder.next_event()
+        event = _next_event(decoder)
         while not isinstance(event, NeedData | Epilogue):
             if isinstance(event, Field):
                 current, value = event, bytearray()
@@ -191,4 +191,17 @@ def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]
                     )
                 if not event.more_data:
                     fields[current.name] = value.decode("utf-8", "replace")
-            event = decoder.next_event()
+            event = _next_event(decoder)
+
+
+def _next_event(decoder: MultipartDecoder) -> Any:
+    """The decoder's next event; its ValueError for a malformed body (no part headers, a part after the
+    closing boundary, a bad header line) becomes a 400."""
+    try:
+        return decoder.next_event()
+    except ValueError as exc:
+        raise InvalidInput(
+            f"the multipart body is malformed: {exc}",
+            field="file",
+            expected="multipart/form-data parts, each with a Content-Disposition header, between the boundary lines",
+        ) from None

@@ -5,6 +5,8 @@ Everything a worker will see is checked here: JSON syntax, shape, element type, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -52,20 +54,25 @@ def instances_from_body(doc: Any) -> list:
 
 
 def job_timeout(doc: Any, query: str | None, default_s: float) -> float:
-    """The job's deadline in seconds from now: the body's `timeout`, else `?timeout=`, else `default_s` (0: none)."""
+    """The job's deadline in seconds from now: the body's `timeout` (a JSON number), else `?timeout=`, else
+    `default_s` (0: none). Both are checked when both are given."""
+    from_query = _timeout(query, float) if query is not None else None
     if isinstance(doc, dict) and "timeout" in doc:
-        raw: Any = doc["timeout"]
-    elif query is not None and query != "":
-        raw = query
-    else:
-        return default_s
-    expected = f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g}"
+        return _timeout(doc["timeout"], lambda raw: float(raw) if type(raw) in (int, float) else -1.0)
+    return default_s if from_query is None else from_query
+
+
+def _timeout(raw: Any, to_float: Any) -> float:
     try:
-        value = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(raw, bool) else -1.0
+        value = to_float(raw)
     except (ValueError, OverflowError):
         value = -1.0
     if not 0 < value <= MAX_JOB_TIMEOUT_S:  # also rejects NaN
-        raise InvalidInput(f"timeout={str(raw)[:32]!r} is not a valid timeout", field="timeout", expected=expected)
+        raise InvalidInput(
+            f"timeout={str(raw)[:32]!r} is not a valid timeout",
+            field="timeout",
+            expected=f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g} (a JSON number in the body)",
+        )
     return value
 
 
@@ -152,6 +159,7 @@ def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
     if len(got) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, got)):
         raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=expected)
     target = np.dtype(spec.dtype)
+    check_booleans(rows, raw, spec.dtype, field)
     if target.kind == "f":
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
@@ -174,3 +182,33 @@ def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
                 )
         return raw.astype(target)
     raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)
+
+
+def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str) -> None:
+    """JSON true/false only for a bool input, and only true/false there (as TF Serving): numpy would read
+    booleans as 1/0 (and numbers as booleans) without a word.
+
+    `raw` is np.asarray(values); a list mixing booleans and numbers comes out numeric, so such a list is walked.
+    Arrays (an .npy upload, KServe binary tensors) carry a dtype of their own and are converted as before.
+    """
+    if not isinstance(values, list):
+        return
+    wants_bool = np.dtype(dtype).kind == "b"
+    if wants_bool and raw.dtype.kind != "b":
+        raise InvalidInput(
+            "rows contain numbers where true/false is expected", field=field, expected=f"true or false ({dtype})"
+        )
+    if not wants_bool and (raw.dtype.kind == "b" or holds_booleans(values, raw.ndim)):
+        raise InvalidInput(
+            "rows contain true/false where numbers are expected",
+            field=field,
+            expected=f"numbers ({dtype}); true/false only for bool inputs",
+        )
+
+
+def holds_booleans(values: list, depth: int) -> bool:
+    """Whether a regular nested list `depth` levels deep holds a bool among its values (one C-speed pass)."""
+    flat: Iterable[Any] = values
+    for _ in range(depth - 1):
+        flat = chain.from_iterable(flat)
+    return bool in set(map(type, flat))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ from shared.errors import InvalidInput
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 MAX_URL_LENGTH = 2048
+# What a usable callback URL looks like, also the OpenAPI document's pattern for it (so a client generated
+# from the document sends only URLs this accepts): http(s), a host name or IPv4 address, an optional port,
+# then any printable ASCII. No user:password@ part and no [IPv6] literal (urlparse refuses some of those).
+CALLBACK_URL_PATTERN = r"^https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
+_CALLBACK_URL = re.compile(CALLBACK_URL_PATTERN.removeprefix("^").removesuffix("$"))
 
 # KEYS: the deliveries set. ARGV: now, lease end, most to claim. Claiming moves the score to the lease end.
 CLAIM_SCRIPT = """
@@ -43,19 +49,14 @@ def check_callback_url(url: object, allowed_hosts: frozenset[str] = frozenset())
     one when that set is not empty), None if absent; raises InvalidInput otherwise."""
     if url is None or url == "":
         return None
-    parsed = urlparse(url) if isinstance(url, str) else None
-    if (
-        parsed is None
-        or not isinstance(url, str)
-        or parsed.scheme not in ("http", "https")
-        or not parsed.netloc
-        or len(url) > MAX_URL_LENGTH
-    ):
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or not _CALLBACK_URL.fullmatch(url):
         raise InvalidInput(
             f"callback_url {str(url)[:100]!r} is not usable",
             field="callback_url",
-            expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} characters",
+            expected=f"an http:// or https:// URL of at most {MAX_URL_LENGTH} printable ASCII "
+            "characters, with a host name or IPv4 address",
         )
+    parsed = urlparse(url)
     host = (parsed.hostname or "").rstrip(".")
     if allowed_hosts and not any(host == h or host.endswith("." + h) for h in allowed_hosts):
         raise InvalidInput(

@@ -28,6 +28,9 @@ ROW = [0.0] * 64
         (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, None, "not valid JSON"),
         (b'{"instances": {"a": 1}}', 400, "instances", "list of rows"),
         (b'"just a string"', 400, "instances", "instances"),
+        (b'{"instances": [[true' + b", 0" * 63 + b"]]}", 400, "instances", "true/false where numbers are expected"),
+        (b'{"instances": [[0' + b", 0" * 63 + b']], "timeout": "5"}', 400, "timeout", "JSON number"),
+        (b'{"instances": [[0' + b", 0" * 63 + b']], "callback_url": "http://[::1"}', 400, "callback_url", "not usable"),
     ],
 )
 def test_bad_body_gets_400_naming_the_problem(service, body, status, field, words):
@@ -80,3 +83,13 @@ def test_bad_requests_never_reach_the_queue(service):
     service.http.post("/predict", json={"instances": [[1, 2, 3]]})
     assert service.redis.llen("rq:queue:predict") == before
     assert service.redis.llen("rq:queue:predict:intermediate") == 0
+
+
+@pytest.mark.parametrize(
+    "body", [b"--b\r\n[]--b--\r\n", b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n--b\r\n"]
+)
+def test_a_malformed_multipart_upload_is_400_naming_the_file(service, body):
+    response = service.upload(body, "multipart/form-data; boundary=b")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["field"] == "file" and "multipart" in error["message"] and error["expected"]

@@ -170,3 +170,40 @@ def test_metadata_marks_free_dimensions_with_minus_one():
         "datatype": "INT32",
         "shape": [-1, -1, 4],
     }
+
+
+def test_booleans_in_a_numeric_tensor_are_refused():
+    with pytest.raises(InvalidInput) as info:
+        parse_request(
+            _body(
+                [
+                    {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.5, True, 2]},
+                    {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+                ]
+            ),
+            None,
+            SIG,
+            10,
+        )
+    assert info.value.field == "inputs[0].data" and "true/false" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "output", "field"),
+    [
+        ({"id": 7}, None, "id"),
+        ({"parameters": 5}, None, "parameters"),
+        ({"parameters": {"binary_data_output": "yes"}}, None, "parameters.binary_data_output"),
+        ({}, {"name": "y", "parameters": 5}, "outputs[0].parameters"),
+        ({}, {"name": "y", "parameters": {"binary_data": 1}}, "outputs[0].parameters.binary_data"),
+    ],
+)
+def test_ids_and_parameters_of_the_wrong_type_are_refused_naming_the_field(extra, output, field):
+    inputs = [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+    ]
+    outputs = {"outputs": [output]} if output else {}
+    with pytest.raises(InvalidInput) as info:
+        parse_request(_body(inputs, **extra, **outputs), None, SIG, 10)
+    assert info.value.field == field

@@ -19,7 +19,22 @@ def test_the_signature_is_hmac_sha256_of_the_exact_body():
     assert not verify(body + b"\n", "k", sign(body, "k"))
 
 
-@pytest.mark.parametrize("url", ["ftp://host/x", "http://", "/relative", "x" * 3000, 42])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host/x",
+        "http://",
+        "/relative",
+        "x" * 3000,
+        42,
+        "http://[",
+        "http://a]/x",
+        "http://[::1]/hook",
+        "http://user:pw@host/x",
+        "http://host/a b",
+        "http://host/\n",
+    ],
+)
 def test_unusable_callback_urls_are_invalid_input(url):
     with pytest.raises(InvalidInput) as error:
         check_callback_url(url)
