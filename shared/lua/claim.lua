@@ -38,9 +38,12 @@ for k = 1, #KEYS, 3 do
   if want <= 0 or alone then break end
   local cap = math.min(want, tonumber(ARGV[HEAD + 1 + (k - 1) / 3]))
   local leases, extra, taken = {}, 0, 0
-  while taken < cap and not alone do
-    local ids = redis.call('LPOP', KEYS[k], cap - taken)
+  local more = true
+  while more and taken < cap and not alone do
+    local asked = cap - taken
+    local ids = redis.call('LPOP', KEYS[k], asked)
     if not ids then break end
+    more = #ids == asked  -- fewer than asked: the queue is empty now, no need to ask again
     local back = nil
     for i, id in ipairs(ids) do
       local f = redis.call('HMGET', prefix .. id, 'status', 'started_at', 'infer_rows', 'data', 'infer_deadline',

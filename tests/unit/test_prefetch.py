@@ -13,6 +13,7 @@ def source(monkeypatch) -> RedisSource:
     src = RedisSource(None, ["q"], "w", lease_s=5)  # type: ignore[arg-type]  # no Redis: _claim_new is faked
     src.asked = []  # type: ignore[attr-defined]
     monkeypatch.setattr(src, "_claim_new", lambda rows, timeout: src.asked.append((rows, timeout)))
+    src._piling = True  # the last claim took several jobs: work is piling up
     return src
 
 
@@ -37,5 +38,12 @@ def test_prefetch_claims_nothing_beside_a_rerun_or_after_a_stop(source):
     source.prefetch(8)
     source.pending.clear()
     source.stop_claiming()
+    source.prefetch(8)
+    assert source.asked == []
+
+
+def test_prefetch_claims_nothing_while_jobs_come_one_per_claim(source):
+    source._piling = False  # e.g. one client: an empty claim per micro-batch would only cost Redis
+    source.pending.append(held(1, 1))
     source.prefetch(8)
     assert source.asked == []
