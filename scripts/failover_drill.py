@@ -34,7 +34,7 @@ DRAIN_S = 60.0
 
 @dataclass
 class Accepted:
-    """A job the API acknowledged (200 or 202), and when (seconds on the drill's monotonic clock)."""
+    """A job the API acknowledged (200 or 202), and when its request was sent (the drill's monotonic clock)."""
 
     job_id: str
     at: float
@@ -55,6 +55,9 @@ class Traffic:
     def run(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=30) as http:
             while not self.stop.is_set():
+                # Classified by when it was sent: a request in flight at the kill may have been written to the
+                # old master just before it died (the loss window), though its answer comes after.
+                sent = time.monotonic()
                 try:
                     r = http.post("/predict", json={"instances": [ROW]})
                 except httpx.TransportError as exc:
@@ -62,7 +65,7 @@ class Traffic:
                     continue
                 if r.status_code in (200, 202):
                     with self.lock:
-                        self.accepted.append(Accepted(r.json()["id"], time.monotonic()))
+                        self.accepted.append(Accepted(r.json()["id"], sent))
                     continue
                 self._refused(str(r.status_code))
                 if r.status_code == 503:
