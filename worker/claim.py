@@ -192,7 +192,11 @@ class RedisSource:
         )
         trips += 1
         if not priority_only:
-            self._empty, self._piling = not jobs, len(jobs) >= min(2, max_jobs)
+            # Every queue ran out (fewer jobs than asked of each): the next claim waits on the first queue
+            # (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
+            interactive = sum(1 for fields in jobs if not fields[7])
+            self._empty = interactive < caps[0] and all(len(jobs) - interactive < cap for cap in caps[1:])
+            self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
             claims = [self._restore(token, fields) for fields in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)
