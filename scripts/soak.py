@@ -296,8 +296,10 @@ def main() -> int:
     )
     print(f"not accepted (client retried): {dict(traffic.refused)}")
     print(
-        f"rows accepted {sum(len(r) for r in traffic.accepted.values())}, rows run {stats.get('rows', 0)} "
-        f"(more when a killed worker's batch ran again, or a submission answered 503 was enqueued all the same), model calls {stats.get('model_calls', 0)}"
+        f"interactive rows accepted {sum(len(r) for r in traffic.accepted.values())}; rows run, bulk rows included, "
+        f"{stats.get('rows', 0)} (workers count them in memory and write them once a second, so a SIGKILLed "
+        f"worker's last second is missing; a killed worker's micro-batch run again counts twice), "
+        f"model calls {stats.get('model_calls', 0)}"
     )
     print(f"{bulk.note}: " + ", ".join(f"{k} {v}" for k, v in sorted(batch_counts.items())))
     for line in recovery:
