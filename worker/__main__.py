@@ -7,6 +7,7 @@ Redis being unreachable never ends the process: it waits, holding its jobs, unti
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import math
 import os
@@ -250,6 +251,7 @@ def main() -> int:
     load_s = time.monotonic() - started
     log.info("model loaded and warmed up in %.2f s (warm-up %.2f s)", load_s, warm)
     worker = InferenceWorker(settings, model)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` writes every thread's stack to the log
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     worker.run(load_s)

@@ -35,6 +35,9 @@ from worker.microbatcher import Segment
 
 log = logging.getLogger(__name__)
 
+# Redis times blocking commands in ticks of 100 ms (hz 10) and reads a timeout under a tick as 0, which means
+# "block until something arrives": a shorter wait is slept here instead.
+MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
 _PER_JOB = 9  # values per job in claim.lua's reply
@@ -173,9 +176,12 @@ class RedisSource:
         if self._empty and timeout > 0 and not priority_only:
             # Only the first queue can be waited on: when the wait ends with nothing there, the claim below
             # still looks at the bulk queue, so an idle worker notices a new batch within `timeout`.
-            trips += 1
-            first = rq_keys.queue(self.queue_names[0])
-            self.connection.blmove(first, first, timeout, src="RIGHT", dest="RIGHT")
+            if timeout >= MIN_BLOCK_S:
+                trips += 1
+                first = rq_keys.queue(self.queue_names[0])
+                self.connection.blmove(first, first, timeout, src="RIGHT", dest="RIGHT")
+            else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
+                time.sleep(timeout)
         max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
         bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
         caps = [max_jobs] + [bulk_cap] * (len(self.queue_names) - 1)

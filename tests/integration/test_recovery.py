@@ -229,3 +229,15 @@ def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_
     assert samples[("inference_job_errors_total", (("code", "deadline_exceeded"),))] == 1
     assert samples[("inference_job_errors_total", (("code", "worker_lost"),))] == 1
     assert documents(redis_db, lost)[0]["error"]["code"] == "worker_lost"
+
+
+def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_command(redis_db, settings, store):
+    # Redis reads a blocking timeout under its 100 ms tick as 0, "wait forever": a worker that sent one
+    # would stall until the next job arrives (found by make fuzz: 30 s stalls with the adaptive window).
+    node = Node(redis_db, settings, "node")
+    redis_db.config_resetstat()
+    assert node.source.take(8, 0.0005) == []  # the queue is empty: an idle worker's first look
+    assert node.source.take(8, 0.0005) == []  # now it waits first (every queue ran out)
+    assert "cmdstat_blmove" not in redis_db.info("commandstats")
+    submit(store, 1.0)
+    assert [s.claim.rows for s in node.source.take(8, 0.0005)] == [1]
