@@ -63,6 +63,7 @@ class Tally:
     worker_key: str  # RQ's worker hash, which holds its job counts
     metrics: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     stats: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    worker_counts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # RQ's fields
     sizes: list[int] = field(default_factory=list)
     _flushed: float = field(default_factory=time.monotonic)
 
@@ -75,8 +76,8 @@ class Tally:
                 self.metrics[metrics.job_error_field(result.claim.error.code.value)] += 1
         _add(self.metrics, metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None))
         failed = sum(1 for r in published if r.claim.error is not None)
-        self.stats["rq:failed_job_count"] += failed
-        self.stats["rq:successful_job_count"] += len(published) - failed
+        self.worker_counts["failed_job_count"] += failed
+        self.worker_counts["successful_job_count"] += len(published) - failed
         if run is not None and run.rows:
             _add(self.metrics, metrics.MICROBATCH_ROWS.increments([run.rows]))
             _add(self.metrics, metrics.MICROBATCH_SECONDS.increments([run.model_s]))
@@ -85,7 +86,7 @@ class Tally:
                 {"model_calls": run.model_calls, "rows": run.rows, "microbatches": 1, "round_trips": round_trips},
             )
             self.stats["model_s"] += run.model_s
-            self.stats["rq:total_working_time"] += run.model_s
+            self.worker_counts["total_working_time"] += run.model_s
             self.sizes.append(run.rows)
 
     def due(self) -> bool:
@@ -93,20 +94,20 @@ class Tally:
 
     def flush(self, connection: redis.Redis) -> None:
         """Write what was counted (one round trip); kept for the next flush if Redis fails."""
-        if self.metrics or self.stats or self.sizes:
+        if self.metrics or self.stats or self.worker_counts or self.sizes:
             with connection.pipeline(transaction=False) as pipe:
                 for name, amount in self.metrics.items():
                     pipe.hincrbyfloat(keys.metrics(), name, amount)
                 for name, amount in self.stats.items():
-                    if name.startswith("rq:"):  # RQ's own per-worker counts
-                        pipe.hincrbyfloat(self.worker_key, name[3:], amount)
-                    else:
-                        pipe.hincrbyfloat(keys.stats(), name, amount)
+                    pipe.hincrbyfloat(keys.stats(), name, amount)
+                for name, amount in self.worker_counts.items():
+                    pipe.hincrbyfloat(self.worker_key, name, amount)
                 if self.sizes:
                     pipe.lpush(keys.microbatch_sizes(), *reversed(self.sizes))
                     pipe.ltrim(keys.microbatch_sizes(), 0, MICROBATCH_SIZE_HISTORY - 1)
                 pipe.execute()
-        self.metrics, self.stats, self.sizes = defaultdict(float), defaultdict(float), []
+        self.metrics, self.stats, self.worker_counts = defaultdict(float), defaultdict(float), defaultdict(float)
+        self.sizes = []
         self._flushed = time.monotonic()
 
 
