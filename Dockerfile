@@ -43,7 +43,7 @@ ENV API_HOST=0.0.0.0 GRPC_PORT=8500
 EXPOSE 8500
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8500), timeout=4).close()"]
-CMD ["python", "-m", "api.grpc_server"]
+CMD ["python", "-m", "api.protocols.grpc_server"]
 
 FROM base AS worker
 COPY requirements-worker.txt .

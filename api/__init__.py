@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import auth, batches, errors, health, idempotency, jobs, kserve, metrics, openapi, request_context, tfserving
+from api import auth, error_handler, health, idempotency, metrics, request_context
+from api.bulk import routes as bulk_routes
+from api.jobs import routes as job_routes
+from api.jobs.store import JobStore
 from api.model_info import ModelInfo
-from api.store import JobStore
+from api.openapi import routes as openapi_routes
+from api.protocols import kserve_rest, tfserving_rest
 from shared import storage
 from shared.batch_records import BatchRecords
 from shared.config import Settings
@@ -34,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # no /static route: /docs serves its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     # No automatic OPTIONS answers: this API does no CORS, and Allow headers list only the methods the OpenAPI
-    # document describes (api/errors.py drops Werkzeug's implicit HEAD from them).
+    # document describes (api/error_handler.py drops Werkzeug's implicit HEAD from them).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
     app.extensions["inference"] = Inference(
@@ -44,16 +48,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         BatchRecords(connection, settings),
         storage.from_settings(settings),
     )
-    app.url_map.converters["model"] = tfserving.ModelName
+    app.url_map.converters["model"] = tfserving_rest.ModelName
     auth.init_app(app, settings)
     idempotency.init_app(app, connection, settings)
-    app.register_blueprint(jobs.bp)
-    app.register_blueprint(batches.bp)
+    app.register_blueprint(job_routes.bp)
+    app.register_blueprint(bulk_routes.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(tfserving.bp)
-    app.register_blueprint(kserve.bp)
+    app.register_blueprint(tfserving_rest.bp)
+    app.register_blueprint(kserve_rest.bp)
     app.register_blueprint(metrics.bp)
-    app.register_blueprint(openapi.bp)
+    app.register_blueprint(openapi_routes.bp)
     request_context.init_app(app)
-    errors.init_app(app)
+    error_handler.init_app(app)
     return app

@@ -6,7 +6,7 @@ Two sources, one page:
     process answers a scrape reports the sum over all of them;
   - the service's metrics, read from Redis at scrape time: queue depth per RQ queue (LLEN), live workers,
     model load time, and the counters and histograms the workers add up in `keys.metrics()` (see
-    shared/metrics.py). Requests pay nothing for these: workers write them at most once a second.
+    shared/worker_metrics.py). Requests pay nothing for these: workers write them at most once a second.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.queue_metrics import QueueCollector
-from shared import keys, metrics, rq_keys
+from shared import keys, rq_keys, worker_metrics
 from shared.schema import ErrorCode, JobStatus
 
 bp = Blueprint("metrics", __name__)
@@ -79,15 +79,17 @@ class ServiceCollector:
         if model is not None:
             load.add_metric([str(model["name"]), str(model["version"])], float(model.get("load_seconds", 0)))
         yield load
-        jobs = CounterMetricFamily(metrics.JOBS_TOTAL, "Jobs that reached a final status.", labels=["status"])
+        jobs = CounterMetricFamily(worker_metrics.JOBS_TOTAL, "Jobs that reached a final status.", labels=["status"])
         for status in (s for s in JobStatus if s.is_terminal):
-            jobs.add_metric([status.value], values.get(metrics.job_status_field(status.value), 0.0))
+            jobs.add_metric([status.value], values.get(worker_metrics.job_status_field(status.value), 0.0))
         yield jobs
-        errors = CounterMetricFamily(metrics.JOB_ERRORS, "Jobs that failed or expired, by error code.", labels=["code"])
+        errors = CounterMetricFamily(
+            worker_metrics.JOB_ERRORS, "Jobs that failed or expired, by error code.", labels=["code"]
+        )
         for code in ErrorCode:
-            errors.add_metric([code.value], values.get(metrics.job_error_field(code.value), 0.0))
+            errors.add_metric([code.value], values.get(worker_metrics.job_error_field(code.value), 0.0))
         yield errors
-        for histogram in metrics.HISTOGRAMS:
+        for histogram in worker_metrics.HISTOGRAMS:
             family = HistogramMetricFamily(histogram.name, histogram.help)
             buckets, total = histogram.cumulative(values)
             family.add_metric([], buckets, total)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from shared import keys, metrics, rq_keys
+from shared import keys, rq_keys, worker_metrics
 from shared.batches import BatchStatus
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
@@ -51,11 +51,12 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         pipe.hgetall(keys.stats())
         pipe.zrange(keys.batch_expiry(), 0, MAX_BATCHES_READ - 1)
         pipe.hmget(
-            keys.metrics(), [*map(metrics.webhook_call_field, metrics.WEBHOOK_OUTCOMES), metrics.WEBHOOK_GIVEN_UP]
+            keys.metrics(),
+            [*map(worker_metrics.webhook_call_field, worker_metrics.WEBHOOK_OUTCOMES), worker_metrics.WEBHOOK_GIVEN_UP],
         )
         queue_keys, view.webhooks_waiting, view.webhooks_due, stats, batch_ids, hooks = pipe.execute()
     *calls, given_up = (float(v or 0) for v in hooks)
-    view.webhook_calls, view.webhooks_given_up = dict(zip(metrics.WEBHOOK_OUTCOMES, calls)), given_up
+    view.webhook_calls, view.webhooks_given_up = dict(zip(worker_metrics.WEBHOOK_OUTCOMES, calls)), given_up
     view.stats = {k.decode(): int(float(v)) for k, v in stats.items()}
     prefix = rq_keys.queue("")
     names = sorted(k.decode()[len(prefix) :] for k in queue_keys if k.decode().startswith(prefix))
@@ -114,33 +115,33 @@ class QueueCollector:
             view = read_view(self.connection)
         except redis.RedisError:
             return
-        yield _per_queue(metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
+        yield _per_queue(worker_metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
         yield _per_queue(
-            metrics.QUEUE_OLDEST_AGE,
+            worker_metrics.QUEUE_OLDEST_AGE,
             "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
             view.oldest_age_s,
         )
         yield GaugeMetricFamily(
-            metrics.BULK_ROWS_PENDING,
+            worker_metrics.BULK_ROWS_PENDING,
             "Rows of queued or in-progress batches not yet run.",
             value=view.bulk_rows_pending,
         )
         batches = GaugeMetricFamily(
-            metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.", labels=["status"]
+            worker_metrics.BATCHES, "Live batches (created within BATCH_TTL) by status.", labels=["status"]
         )
         for status in BatchStatus:
             batches.add_metric([status.value], view.batches.get(status.value, 0))
         yield batches
         yield GaugeMetricFamily(
-            metrics.WEBHOOK_BACKLOG,
+            worker_metrics.WEBHOOK_BACKLOG,
             "Webhook deliveries not yet done (due now, or waiting to retry).",
             value=view.webhooks_waiting,
         )
         yield GaugeMetricFamily(
-            metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.", value=view.webhooks_due
+            worker_metrics.WEBHOOK_DUE, "Webhook deliveries due now and not yet sent.", value=view.webhooks_due
         )
         calls = CounterMetricFamily(
-            metrics.WEBHOOK_CALLS,
+            worker_metrics.WEBHOOK_CALLS,
             "Webhook calls by outcome (a delivery retried 3 times counts 3 failed calls).",
             labels=["outcome"],
         )
@@ -148,17 +149,17 @@ class QueueCollector:
             calls.add_metric([outcome], count)
         yield calls
         yield CounterMetricFamily(
-            metrics.WEBHOOK_GIVEN_UP,
+            worker_metrics.WEBHOOK_GIVEN_UP,
             "Webhook deliveries given up after WEBHOOK_MAX_ATTEMPTS failed calls.",
             value=view.webhooks_given_up,
         )
         yield CounterMetricFamily(
-            metrics.MICROBATCHES,
+            worker_metrics.MICROBATCHES,
             "Micro-batches the workers ran (one model call each, unless one fell back to per-job calls).",
             value=view.stats.get("microbatches", 0),
         )
         yield CounterMetricFamily(
-            metrics.REDIS_ROUND_TRIPS,
+            worker_metrics.REDIS_ROUND_TRIPS,
             "Redis round trips the workers spent claiming and publishing those micro-batches.",
             value=view.stats.get("round_trips", 0),
         )

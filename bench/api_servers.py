@@ -20,9 +20,9 @@ import orjson
 
 from bench import procstats
 from scripts import harness as stack
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import Harness, free_port
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 
 SERVERS = ("gunicorn", "granian")
 LIGHT_PATH = os.path.join(PROJECT_ROOT, "models", "digits.keras")

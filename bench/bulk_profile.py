@@ -2,14 +2,14 @@
 against the embedded Redis) and the real result streams, with a timer around each stage.
 
 Stages (exclusive time: a stage's time excludes the stages it calls):
-  ingest    api.ingest.ingest + BatchRecords.enqueue (upload validation and the chunk jobs; no HTTP)
-  claim     RedisSource claims and RQ's start bookkeeping (worker.claim: `_claim_new`)
+  ingest    api.bulk.ingest.ingest + BatchRecords.enqueue (upload validation and the chunk jobs; no HTTP)
+  claim     RedisSource claims and RQ's start bookkeeping (worker.redis_source: `_claim_new`)
   read      a chunk's rows from storage (worker.chunks.ChunkStore.load)
   model     the compiled model call (LoadedModel.predict)
   write     a chunk's outputs file (ChunkStore.save: storage.create + shared.batches.write_outputs)
   publish   the publish transaction (worker.publish.Publisher.publish)
   other     the rest of the worker's loop (collect, stacking rows, slicing outputs, heartbeats)
-  download  the results streams (api.batch_files.npy_results, ndjson_results), consumed in full
+  download  the results streams (api.bulk.result_files.npy_results, ndjson_results), consumed in full
 
     python -m bench.bulk_profile [--rows 200000] [--microbatch-rows 256,1024]
 """
@@ -27,9 +27,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 
 LIGHT_PATH = os.path.join(PROJECT_ROOT, "models", "digits.keras")
 STAGES = ("ingest", "claim", "read", "model", "write", "publish", "other", "download npy", "download ndjson")
@@ -83,13 +83,13 @@ def write_rows(path: str, rows: int) -> None:
 
 def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
     """One batch of `rows` digits rows end to end in this process; seconds per stage and per chunk."""
-    from api import batch_files
-    from api.ingest import ingest
+    from api.bulk import result_files as batch_files
+    from api.bulk.ingest import ingest
     from shared import storage as storage_module
     from shared.batch_records import BatchRecords
     from worker import chunks as chunks_module
-    from worker import claim as claim_module
     from worker import publish as publish_module
+    from worker import redis_source as claim_module
     from worker.__main__ import InferenceWorker
     from worker.registration import model_document
 
@@ -177,7 +177,7 @@ def render(result: dict) -> str:
 
 
 def main() -> int:
-    from worker.model import load_model
+    from worker.model.loader import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)

@@ -20,9 +20,9 @@ import httpx
 
 from bench import bulk
 from scripts import harness as stack
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import Harness, free_port
 from shared.config import Settings
-from shared.embedded_redis import EmbeddedRedis
 
 BUCKET = "bench-batches"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}

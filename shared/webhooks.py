@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from shared import keys, metrics
+from shared import keys, worker_metrics
 from shared.errors import InvalidInput
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -139,15 +139,15 @@ class DeliveryQueue:
             pipe.zrem(keys.webhooks(), member)
             pipe.delete(keys.webhook(member))
             if delivered:
-                pipe.hincrby(keys.metrics(), metrics.webhook_call_field("delivered"), 1)
+                pipe.hincrby(keys.metrics(), worker_metrics.webhook_call_field("delivered"), 1)
             pipe.execute()
 
     def failed(self, delivery: Delivery) -> bool:
         """Record a failed attempt; returns True if it will be retried, False if it was given up."""
         attempts = delivery.attempts + 1
-        self.connection.hincrby(keys.metrics(), metrics.webhook_call_field("failed"), 1)
+        self.connection.hincrby(keys.metrics(), worker_metrics.webhook_call_field("failed"), 1)
         if attempts >= self.max_attempts:
-            self.connection.hincrby(keys.metrics(), metrics.WEBHOOK_GIVEN_UP, 1)
+            self.connection.hincrby(keys.metrics(), worker_metrics.WEBHOOK_GIVEN_UP, 1)
             self.finish(delivery.member)
             return False
         with self.connection.pipeline() as pipe:

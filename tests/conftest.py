@@ -16,8 +16,8 @@ import pytest
 import redis
 from sklearn.datasets import load_digits
 
+from scripts.embedded_redis import EmbeddedRedis
 from shared.config import PROJECT_ROOT
-from shared.embedded_redis import EmbeddedRedis
 from tests.support import Service, free_port, service_settings
 
 DIGITS_MODEL = os.path.join(PROJECT_ROOT, "models", "digits.keras")
@@ -86,7 +86,7 @@ def digits():
 @pytest.fixture(scope="session")
 def digits_model():
     """The example model in this process, to compare the service's answers with."""
-    from worker.model import load_model
+    from worker.model.loader import load_model
 
     return load_model(DIGITS_MODEL, "digits", "1")
 

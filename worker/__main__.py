@@ -29,21 +29,21 @@ from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
-from worker import tf_runtime
 from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
 from worker.chunks import ChunkStore
-from worker.claim import RedisSource
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import Segment, collect, validate_knobs
-from worker.model import LoadedModel, ModelLoadError, load_model
-from worker.model_path import ModelPathError, locate_model
+from worker.model import runtime as tf_runtime
+from worker.model.loader import LoadedModel, ModelLoadError, load_model
+from worker.model.path import ModelPathError, locate_model
 from worker.outage import Outage
 from worker.outcomes import Tally
 from worker.publish import Publisher
 from worker.publisher_thread import PublisherThread
 from worker.recovery import Recovery
+from worker.redis_source import RedisSource
 from worker.registration import Registration, model_document
 from worker.runner import RunStats, run_microbatch
 

@@ -13,7 +13,7 @@ import time
 import redis
 
 from shared import keys, lua, rq_keys
-from worker.claims import Claim
+from worker.claim import Claim
 
 CANCELED_TTL_S = 3600  # how long the hash of a chunk cancelled here stays readable, like a result
 

@@ -21,20 +21,12 @@ import orjson
 
 from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import (
-    ChunkSpec,
-    chunk_errors_key,
-    chunk_ranges,
-    file_rows,
-    input_key,
-    output_key,
-    skipped_key,
-    write_outputs,
-)
+from shared.batches import ChunkSpec, chunk_ranges, file_rows
 from shared.schema import ErrorCode
 from shared.storage import Storage, StoreUnreachable
+from shared.storage.layout import chunk_errors_key, input_key, output_key, skipped_key, write_outputs
 from worker.chunk_retries import retry_delay_s, schedule_retry
-from worker.claims import Claim
+from worker.claim import Claim
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from worker.claims import Claim
+    from worker.claim import Claim
 
 
 @dataclass

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared import keys, metrics
+from shared import keys, worker_metrics
 from shared.schema import JobStatus
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.runner import RunStats
 
 log = logging.getLogger("worker.publish")
@@ -71,16 +71,19 @@ class Tally:
         """Count published jobs, and one micro-batch's model work (`run`) with the round trips it cost."""
         published = list(published)
         for result in published:
-            self.metrics[metrics.job_status_field(result.status.value)] += 1
+            self.metrics[worker_metrics.job_status_field(result.status.value)] += 1
             if result.claim.error is not None:
-                self.metrics[metrics.job_error_field(result.claim.error.code.value)] += 1
-        _add(self.metrics, metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None))
+                self.metrics[worker_metrics.job_error_field(result.claim.error.code.value)] += 1
+        _add(
+            self.metrics,
+            worker_metrics.JOB_LATENCY.increments(r.latency_s for r in published if r.latency_s is not None),
+        )
         failed = sum(1 for r in published if r.claim.error is not None)
         self.worker_counts["failed_job_count"] += failed
         self.worker_counts["successful_job_count"] += len(published) - failed
         if run is not None and run.rows:
-            _add(self.metrics, metrics.MICROBATCH_ROWS.increments([run.rows]))
-            _add(self.metrics, metrics.MICROBATCH_SECONDS.increments([run.model_s]))
+            _add(self.metrics, worker_metrics.MICROBATCH_ROWS.increments([run.rows]))
+            _add(self.metrics, worker_metrics.MICROBATCH_SECONDS.increments([run.model_s]))
             _add(
                 self.stats,
                 {"model_calls": run.model_calls, "rows": run.rows, "microbatches": 1, "round_trips": round_trips},

@@ -3,7 +3,7 @@
 shared/lua/publish.lua removes each job's lease from RQ's started registry and, only if that removal
 succeeded (the lease was still this worker's), ends the job in RQ's format: status, end time and the
 result in the job hash, its id in RQ's finished or failed registry and in our expiry index. It then
-publishes one message listing the results (what wakes waiting requests, see api/waiter.py), schedules
+publishes one message listing the results (what wakes waiting requests, see api/jobs/waiter.py), schedules
 webhooks, and counts the rows of bulk chunks in their batch. Two commands per job and a few per call.
 
 Bulk chunks write their outputs to storage (`chunks`) first, so a chunk is counted only once its file exists.
@@ -28,7 +28,7 @@ from shared.schema import JobStatus, error_doc, finished_doc
 from shared.signature import ModelSignature
 from shared.webhooks import delivery_id
 from worker.chunks import ChunkStore
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.outcomes import PublishedResult, Tally, latency_s, log_result
 from worker.runner import RunStats
 

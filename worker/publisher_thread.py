@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.outage import Outage
 from worker.outcomes import FLUSH_S
 from worker.runner import RunStats

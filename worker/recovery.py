@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import keys, lua, metrics, rq_keys
+from shared import keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
@@ -143,8 +143,8 @@ class Recovery:
         )
         if failed:
             with self.connection.pipeline(transaction=False) as pipe:
-                pipe.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.FAILED.value), failed)
-                pipe.hincrbyfloat(keys.metrics(), metrics.job_error_field(ErrorCode.WORKER_LOST.value), failed)
+                pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_status_field(JobStatus.FAILED.value), failed)
+                pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_error_field(ErrorCode.WORKER_LOST.value), failed)
                 pipe.execute()
         for job_id in chunk_ids:
             log.warning("chunk job %s failed: %s", job_id, message)

@@ -13,7 +13,7 @@ from rq import Worker
 from shared import keys, rq_keys
 from shared.config import Settings
 from shared.signature import ModelSignature
-from worker.claims import Claim
+from worker.claim import Claim
 
 
 def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:

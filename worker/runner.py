@@ -14,7 +14,7 @@ import numpy as np
 
 from shared.schema import ErrorCode
 from worker.microbatcher import Segment
-from worker.model import LoadedModel
+from worker.model.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The careful recipe: the classic app (Flask, model in a global, one call per request under a lock) with
-`model.predict` replaced by the compiled call the worker uses (worker/model.py: a `tf.function` with a
+`model.predict` replaced by the compiled call the worker uses (worker/model/loader.py: a `tf.function` with a
 `None` batch dimension), served by gunicorn with 2 processes × 4 threads. This is what a user who already
 fixed `model.predict` runs; the service is compared with it, not only with the 40 ms classic recipe.
 
@@ -12,7 +12,7 @@ import threading
 import numpy as np
 from flask import Flask, jsonify, request
 
-from worker.model import load_model
+from worker.model.loader import load_model
 
 app = Flask(__name__)
 model = load_model(os.environ["MODEL_PATH"], "model", "1")

@@ -45,7 +45,7 @@ def keras_service(make_module_service, keras_base):
 
 @pytest.fixture(scope="module")
 def keras_expected(keras_base):
-    from worker.model import load_model
+    from worker.model.loader import load_model
 
     return load_model(str(keras_base / "2" / "model.keras"), "multi", "2").predict({"a": A, "b": B})
 

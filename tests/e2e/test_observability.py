@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.store import JobStore
+from api.jobs.store import JobStore
 from shared import keys
 from shared.config import Settings
 from tests.support import wait_until

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from rq.job import Job
 
-from shared.embedded_redis import EmbeddedRedis
+from scripts.embedded_redis import EmbeddedRedis
 from shared.schema import OrjsonSerializer
 from tests.support import Service, free_port, service_settings, wait_until
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 import redis
 
+from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import child_env, free_port
 from shared import keys
 from shared.config import PROJECT_ROOT, Settings
-from shared.embedded_redis import EmbeddedRedis
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e

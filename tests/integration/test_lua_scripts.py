@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.store import JobStore, _cancel
+from api.jobs.store import JobStore, _cancel
 from shared import keys, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
@@ -21,10 +21,10 @@ from shared.payload import ENDED_DATA
 from shared.schema import JobStatus
 from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
-from worker.claim import claim_jobs
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.publish import Ending, publish_endings
 from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
 

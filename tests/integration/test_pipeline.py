@@ -12,13 +12,13 @@ import threading
 import numpy as np
 import pytest
 
-from api.store import JobStore
+from api.jobs.store import JobStore
 from shared import rq_keys
 from shared.config import Settings
 from shared.signature import ModelSignature, TensorSpec
 from tests.support import wait_until
 from worker.__main__ import InferenceWorker
-from worker.model import LoadedModel, SignatureCall
+from worker.model.loader import LoadedModel, SignatureCall
 from worker.registration import model_document
 
 pytestmark = pytest.mark.integration

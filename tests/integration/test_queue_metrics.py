@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
+from api.jobs.store import JobStore
 from api.queue_metrics import QueueCollector, read_view
-from api.store import JobStore
 from shared import keys, webhooks
 from shared.config import Settings
 from tests.support import free_port

@@ -14,18 +14,18 @@ import orjson
 import pytest
 from rq.job import Job
 
-from api.store import JobStore
+from api.jobs.store import JobStore
 from shared import keys, rq_keys
 from shared.config import Settings
 from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 from tests.support import wait_until
-from worker.claim import RedisSource
 from worker.microbatcher import collect
-from worker.model import LoadedModel, SignatureCall
+from worker.model.loader import LoadedModel, SignatureCall
 from worker.outcomes import Tally
 from worker.publish import Publisher
 from worker.recovery import Recovery
+from worker.redis_source import RedisSource
 from worker.runner import run_microbatch
 
 pytestmark = pytest.mark.integration

@@ -16,14 +16,14 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from api.store import JobStore
+from api.jobs.store import JobStore
 from shared import rq_keys
 from shared.config import Settings
 from shared.payload import PREDICT_FUNC
 from shared.schema import ErrorCode, JobError, JobStatus, OrjsonSerializer
-from worker.claim import claim_jobs
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.publish import Ending, publish_endings
+from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
 

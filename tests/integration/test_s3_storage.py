@@ -10,12 +10,13 @@ import os
 import numpy as np
 import pytest
 
-from shared import s3_storage, storage
+from shared import storage
 from shared.config import PROJECT_ROOT, Settings
 from shared.npy import NpyWriter
-from shared.s3_storage import S3Storage
-from shared.s3_upload import PART_BYTES
 from shared.storage import StoreUnreachable
+from shared.storage import s3 as s3_storage
+from shared.storage.multipart import PART_BYTES
+from shared.storage.s3 import S3Storage
 
 
 class Calls:

@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.batch_files import ndjson_lines
+from api.bulk.result_files import ndjson_lines
 
 
 def row_by_row(rows, outputs):

@@ -8,10 +8,11 @@ import io
 import numpy as np
 import orjson
 
-from shared.batches import ChunkSpec, chunk_errors_key
+from shared.batches import ChunkSpec
 from shared.schema import ErrorCode
+from shared.storage.layout import chunk_errors_key
 from worker.chunks import ChunkStore
-from worker.claims import Claim
+from worker.claim import Claim
 
 
 class FullDisk:

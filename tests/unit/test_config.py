@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from shared.config import PROJECT_ROOT, ConfigError, Settings
+from tests.source_tree import python_files, read
 
 
 def test_defaults_need_no_environment():
@@ -65,14 +66,12 @@ def test_the_configuration_table_lists_exactly_the_settings():
 
 
 def test_no_module_but_config_reads_the_environment():
-    offenders = []
-    for folder in ("api", "worker", "shared"):
-        for name in os.listdir(os.path.join(PROJECT_ROOT, folder)):
-            path = os.path.join(PROJECT_ROOT, folder, name)
-            if name.endswith(".py") and path != os.path.join(PROJECT_ROOT, "shared", "config.py"):
-                text = open(path).read()
-                if "os.environ[" in text or "os.environ.get(" in text or "os.getenv(" in text:
-                    offenders.append(path)
+    offenders = [
+        path
+        for path in python_files("api", "worker", "shared")
+        if path != os.path.join("shared", "config.py")
+        and any(call in read(path) for call in ("os.environ[", "os.environ.get(", "os.getenv("))
+    ]
     assert offenders == []
 
 

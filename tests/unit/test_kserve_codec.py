@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.kserve_codec import InferRequest, parse_request, render_response, tensor_metadata
+from api.protocols.kserve_codec import InferRequest, parse_request, render_response, tensor_metadata
 from shared.errors import InvalidInput
 from shared.signature import ModelSignature, TensorSpec
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.metrics import Histogram
+from shared.worker_metrics import Histogram
 
 H = Histogram("h", "test", (1, 5, 10))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.model_path import ModelPathError, locate_model
+from worker.model.path import ModelPathError, locate_model
 
 
 def _saved_model(path):

@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from api import create_app
-from api.openapi_spec import Facts, document
+from api.openapi.paths import Facts, document
 from shared import keys
 from shared.config import Settings
 from shared.signature import ModelSignature, TensorSpec
@@ -191,7 +191,7 @@ def test_get_routes_answer_head_without_advertising_it(app):
 def test_the_example_bodies_match_their_schemas_and_are_accepted(signature):
     from openapi_schema_validator import OAS30Validator
 
-    from api.kserve_codec import parse_request
+    from api.protocols.kserve_codec import parse_request
     from api.validation import instances_from_body, rows_to_arrays
 
     doc = orjson.loads(document(Facts(signature, 8, False)))

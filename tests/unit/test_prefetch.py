@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.claim import RedisSource
-from worker.claims import Claim
+from worker.claim import Claim
+from worker.redis_source import RedisSource
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from worker import outage
-from worker.claims import Claim
+from worker.claim import Claim
 from worker.publisher_thread import PublisherFailed, PublisherThread
 from worker.runner import RunStats
 

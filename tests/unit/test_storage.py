@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.storage import LocalStorage
+from shared.storage.local import LocalStorage
 
 
 def test_a_file_appears_only_when_its_block_succeeds(tmp_path):

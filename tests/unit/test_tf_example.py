@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.tf_example import serialize_example, serialize_examples
+from api.protocols.tf_example import serialize_example, serialize_examples
 from shared.errors import InvalidInput
 
 

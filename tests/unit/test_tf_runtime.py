@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from shared.config import PROJECT_ROOT, Settings
-from worker.tf_runtime import cpu_quota, thread_count
+from worker.model.runtime import cpu_quota, thread_count
 
 
 def _v2(root, text):
@@ -62,7 +62,7 @@ def test_tf_threads_overrides_the_quota_and_no_quota_leaves_tensorflow_alone(tmp
 def test_configure_sets_tensorflow_thread_pools_before_the_model_loads(tmp_path):
     root = _v2(tmp_path, "300000 100000")
     code = (
-        "import tensorflow as tf; from shared.config import Settings; from worker import tf_runtime;"
+        "import tensorflow as tf; from shared.config import Settings; from worker.model import runtime as tf_runtime;"
         f"tf_runtime.configure(Settings.from_env({{}}), {root!r});"
         "print(tf.config.threading.get_intra_op_parallelism_threads(),"
         " tf.config.threading.get_inter_op_parallelism_threads())"

@@ -1,5 +1,6 @@
-"""Where batch files live: a small interface over named blobs, its local-directory implementation, and the
-one factory that picks the backend from STORAGE_URL (the S3 one is in `shared/s3_storage.py`).
+"""Where batch files live: a small interface over named blobs, and the
+one factory that picks the backend from STORAGE_URL: `local.py` (a directory), `s3.py` (a bucket, written through
+`multipart.py`); `layout.py` names the files of a batch.
 
 The API writes uploads and reads results through it; workers read input rows and write outputs. Only
 these few operations are used, so an object store maps onto them directly: `create` is a multipart
@@ -15,15 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from shared.config import Settings
-from shared.npy import read_rows
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -71,65 +68,14 @@ class Storage(Protocol):
         """Where the blobs are, for messages: a directory or an s3:// URL."""
 
 
-class LocalStorage:
-    """Blobs as files under `root`, written to a temporary name and renamed, so readers never see half a file."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        os.makedirs(root, exist_ok=True)
-
-    def path(self, key: str) -> str:
-        return os.path.join(self.root, check_key(key))
-
-    @contextlib.contextmanager
-    def create(self, key: str, new_prefix: bool = False) -> Iterator[BinaryIO]:
-        final = self.path(key)
-        if new_prefix:
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(final), prefix=".part-")
-        try:
-            with os.fdopen(fd, "w+b") as file:
-                yield file
-            os.replace(temporary, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-
-    def open(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
-
-    def exists(self, key: str) -> bool:
-        return os.path.exists(self.path(key))
-
-    def load_rows(self, key: str, start: int, stop: int | None) -> np.ndarray:
-        with open(self.path(key), "rb") as file:
-            return read_rows(file, start, stop)  # reads only the header and the rows asked for
-
-    def load_arrays(self, key: str) -> dict[str, np.ndarray]:
-        with np.load(self.path(key), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-
-    def list_keys(self, prefix: str) -> set[str]:
-        try:
-            names = os.listdir(self.path(prefix))
-        except FileNotFoundError:
-            return set()
-        return {f"{prefix}/{name}" for name in names if not name.startswith(".")}  # .part-*: still being written
-
-    def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self.path(prefix), ignore_errors=True)
-
-    def describe(self) -> str:
-        return self.root
-
-
 def from_settings(settings: Settings) -> Storage:
     """The storage every process uses: STORAGE_URL's bucket, its directory, or `DATA_DIR/batches`."""
     if settings.storage_url.startswith("s3://"):
-        from shared.s3_storage import (
+        from shared.storage.s3 import (
             S3Storage,  # boto3 is imported only by processes that use it
         )
 
         return S3Storage(settings.storage_bucket, settings.storage_prefix)
+    from shared.storage.local import LocalStorage
+
     return LocalStorage(settings.storage_url or os.path.join(settings.data_dir, "batches"))

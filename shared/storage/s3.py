@@ -2,7 +2,7 @@
 
 boto3 finds credentials and the endpoint itself (its standard chain: AWS_ACCESS_KEY_ID..., AWS_PROFILE,
 instance roles; AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 for a store other than AWS). Uploads are multipart
-(`shared/s3_upload.py`), rows are read with ranged GETs of the `.npy` (its header read once per key), and a
+(`shared/storage/multipart.py`), rows are read with ranged GETs of the `.npy` (its header read once per key), and a
 batch is deleted by listing its prefix and deleting up to 1000 keys per request.
 
 A batch's prefix holds a marker object, written when its upload starts: a file written later (a chunk's
@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.npy import MAX_HEADER_BYTES, parse_header
-from shared.s3_upload import MultipartUpload
 from shared.storage import StoreUnreachable, check_key
+from shared.storage.multipart import MultipartUpload
 
 MARKER = ".batch"  # the object that says a batch's prefix exists
 HEADER_READ = 4096  # the first ranged GET of a .npy: our headers are 128 bytes, numpy's rarely over 4 KiB

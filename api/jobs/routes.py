@@ -53,7 +53,7 @@ def predict() -> Response:
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     owner, request_id = current_owner(), current_request_id()
-    if key is None:  # the common case: wait for the result without reading the job (api/waiter.py)
+    if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
         job_id, document = ext.store.submit_and_wait(
             arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id
         )

@@ -6,7 +6,7 @@ POST /v1/models/<name>[/versions/<v>]:classify  {"examples": [...]} → {"result
 POST /v1/models/<name>[/versions/<v>]:regress   {"examples": [...]} → {"results": [value, ...]}
 GET  /v1/models/<name>[/versions/<v>]           version status
 GET  /v1/models/<name>[/versions/<v>]/metadata  every SignatureDef, in TF Serving's JSON
-Calls are synchronous for the caller. Errors on these routes are {"error": "..."} (api/errors.py picks the
+Calls are synchronous for the caller. Errors on these routes are {"error": "..."} (api/error_handler.py picks the
 shape by blueprint), with TF Serving's status codes and, for the mistakes it names, its messages.
 """
 
@@ -19,10 +19,10 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import BaseConverter
 
-from api.inference import infer
+from api.jobs.submit import infer
+from api.protocols.tf_example import json_type, serialize_examples
+from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
 from api.responses import json_response
-from api.tf_example import json_type, serialize_examples
-from api.tfserving_methods import Method, choose, classify_results, regress_results
 from api.validation import columns_to_arrays, rows_to_arrays
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature

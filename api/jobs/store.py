@@ -2,7 +2,7 @@
 
 Submitting is one round trip of two commands (the job hash, the queue; a third for a job of several rows),
 writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is
-a field of its hash; waiting for it costs no command (api/waiter.py).
+a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import orjson
 import redis
 
 from api.auth import owns
-from api.waiter import ResultWaiter
-from shared import keys, lua, metrics, rq_keys
+from api.jobs.waiter import ResultWaiter
+from shared import keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
@@ -212,7 +212,7 @@ class JobStore:
                 f"{'running' if state.status is JobStatus.QUEUED else state.status.value}",
                 expected="a job that is still queued",
             )
-        self.connection.hincrbyfloat(keys.metrics(), metrics.job_status_field(JobStatus.CANCELED.value), 1)
+        self.connection.hincrbyfloat(keys.metrics(), worker_metrics.job_status_field(JobStatus.CANCELED.value), 1)
         return document
 
     @staticmethod

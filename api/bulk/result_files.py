@@ -19,19 +19,11 @@ import orjson
 import redis
 
 from shared import keys, rq_keys
-from shared.batches import (
-    chunk_errors_key,
-    chunk_job_id,
-    chunk_ranges,
-    file_rows,
-    output_key,
-    read_outputs,
-    skipped_key,
-    upload_errors_key,
-)
+from shared.batches import chunk_job_id, chunk_ranges, file_rows
 from shared.errors import NotAcceptable
 from shared.npy import header
 from shared.storage import Storage
+from shared.storage.layout import chunk_errors_key, output_key, read_outputs, skipped_key, upload_errors_key
 
 READ_BYTES = 1 << 20
 

@@ -1,4 +1,4 @@
-"""The gRPC server process (`python -m api.grpc_server`): TF Serving's and KServe v2's gRPC APIs on one port
+"""The gRPC server process (`python -m api.protocols.grpc_server`): TF Serving's and KServe v2's gRPC APIs on one port
 (GRPC_PORT, on API_HOST), through the same Redis queue and workers as the HTTP API.
 
 It exits at once (status 0) when GRPC_PORT is 0. SIGTERM or SIGINT stops it gracefully: calls in progress
@@ -20,9 +20,9 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc
 
-from api.grpc_common import AuthInterceptor, Backend
-from api.grpc_kserve import InferenceService
-from api.grpc_tfserving import ModelService, PredictionService
+from api.protocols.grpc_backend import AuthInterceptor, Backend
+from api.protocols.kserve_grpc import InferenceService
+from api.protocols.tfserving_grpc import ModelService, PredictionService
 from shared.config import Settings
 from shared.logs import configure_logging
 

@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api import formats
-from api.formats import Bad
+from api.bulk import formats
+from api.bulk.formats import Bad
 from api.validation import rows_to_arrays, to_array
 from shared.batch_records import StoredUpload
-from shared.batches import input_key, skipped_key, upload_errors_key
 from shared.errors import InvalidInput
 from shared.npy import NpyWriter
 from shared.signature import ModelSignature
 from shared.storage import Storage
+from shared.storage.layout import input_key, skipped_key, upload_errors_key
 
 FIRST_ERRORS = 10
 

@@ -4,16 +4,16 @@ same queue and batching worker as /predict.
 GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
 GET  /v2/models/<name>[/versions/<v>]          model metadata
 GET  /v2/models/<name>[/versions/<v>]/ready    model readiness
-POST /v2/models/<name>[/versions/<v>]/infer    typed tensors, JSON or binary (api/kserve_codec.py)
-Errors on these routes are {"error": "..."} (api/errors.py picks the shape by blueprint).
+POST /v2/models/<name>[/versions/<v>]/infer    typed tensors, JSON or binary (api/protocols/kserve_codec.py)
+Errors on these routes are {"error": "..."} (api/error_handler.py picks the shape by blueprint).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from api.inference import infer
-from api.kserve_codec import parse_request, render_response, tensor_metadata
+from api.jobs.submit import infer
+from api.protocols.kserve_codec import parse_request, render_response, tensor_metadata
 from api.responses import json_response
 from shared.errors import NotFound, NotReady, UnsupportedMediaType
 from shared.signature import ModelSignature

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from api.kserve_codec import datatype as v2_datatype
+from api.protocols.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.schema import JobStatus

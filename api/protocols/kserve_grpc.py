@@ -11,9 +11,9 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from api.grpc_common import Backend, check_arrays, rpc
-from api.kserve import EXTENSIONS, PLATFORM, SERVER_NAME, SERVER_VERSION
-from api.kserve_codec import DATATYPES, datatype
+from api.protocols.grpc_backend import Backend, check_arrays, rpc
+from api.protocols.kserve_codec import DATATYPES, datatype
+from api.protocols.kserve_rest import EXTENSIONS, PLATFORM, SERVER_NAME, SERVER_VERSION
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature, TensorSpec
 

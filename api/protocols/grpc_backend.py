@@ -21,9 +21,9 @@ import numpy as np
 import redis
 
 from api.auth import fingerprint
-from api.inference import Predictions, run_job
+from api.jobs.store import JobStore
+from api.jobs.submit import Predictions, run_job
 from api.model_info import ModelInfo
-from api.store import JobStore
 from api.validation import to_array
 from shared.config import Settings
 from shared.connection import connect

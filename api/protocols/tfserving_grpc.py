@@ -1,8 +1,8 @@
 """TensorFlow Serving's gRPC API: PredictionService (Predict, GetModelMetadata, Classify, Regress) and
 ModelService.GetModelStatus, on the published protos of `tensorflow-serving-api`.
 
-Each call is one job on the same queue as /predict (api/grpc_common.py `Backend.infer`). Signature choice,
-the classify/regress checks and their results are shared with the REST routes (api/tfserving_methods.py).
+Each call is one job on the same queue as /predict (api/protocols/grpc_backend.py `Backend.infer`). Signature choice,
+the classify/regress checks and their results are shared with the REST routes (api/protocols/tfserving_methods.py).
 MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED.
 """
 
@@ -25,8 +25,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from api.grpc_common import Backend, check_arrays, rpc
-from api.tfserving_methods import Method, choose, classify_results, regress_results
+from api.protocols.grpc_backend import Backend, check_arrays, rpc
+from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature
 

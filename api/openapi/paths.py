@@ -2,7 +2,7 @@
 (tests/unit/test_openapi.py) and a property-based tester against the running service (tests/e2e/test_openapi_fuzz.py).
 
 Every operation lists every status it can answer, each with its body schema. Request schemas for rows come
-from the signature the workers publish (api/openapi_schemas.py), so the document is built per signature
+from the signature the workers publish (api/openapi/schemas.py), so the document is built per signature
 (and per settings it depends on), once: `document(...)` is cached and returns the encoded JSON.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from api.openapi_schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
+from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.signature import ModelSignature
 

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, abort, current_app, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import keys_required
-from api.openapi_spec import ASSET_TYPES, Facts, document
+from api.openapi.paths import ASSET_TYPES, Facts, document
 from api.responses import json_response
 from shared.errors import NotReady
 from shared.signature import ModelSignature

@@ -10,12 +10,13 @@ import uuid
 from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.wsgi import get_input_stream
 
-from api import batch_files, idempotency
+from api import idempotency
 from api.auth import current_owner, require_owner
-from api.ingest import ingest
-from api.jobs import REPLAYED
+from api.bulk import result_files
+from api.bulk.ingest import ingest
+from api.bulk.uploads import Options, Upload, open_upload, too_large
+from api.jobs.routes import REPLAYED
 from api.responses import json_response
-from api.uploads import Options, Upload, open_upload, too_large
 from shared.batch_records import BatchEnd
 from shared.batches import BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -116,11 +117,11 @@ def results(batch_id: str) -> Response:
             f"batch {batch_id!r} is {state.value}; results are ready once it is completed",
             expected="a completed batch, or ?partial=true for the rows finished so far",
         )
-    chunks = batch_files.finished_chunks(ext.storage, batch_id, record, prefix_only=not state.is_terminal)
+    chunks = result_files.finished_chunks(ext.storage, batch_id, record, prefix_only=not state.is_terminal)
     if request.accept_mimetypes.best_match([NDJSON, NPY], default=NDJSON) == NPY:
-        body, mimetype = batch_files.npy_results(ext.storage, batch_id, chunks), NPY
+        body, mimetype = result_files.npy_results(ext.storage, batch_id, chunks), NPY
     else:
-        body, mimetype = batch_files.ndjson_results(ext.storage, batch_id, chunks), NDJSON
+        body, mimetype = result_files.ndjson_results(ext.storage, batch_id, chunks), NDJSON
     rows = sum(stop - start for _, start, stop in chunks)
     return Response(body, mimetype=mimetype, headers={"X-Rows": str(rows), "X-Batch-Status": state.value})
 
@@ -132,7 +133,7 @@ def errors(batch_id: str) -> Response:
     record = _record(batch_id)
     if record[b"status"] == BatchStatus.EXPIRED.value.encode():
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
-    return Response(batch_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
+    return Response(result_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
 
 
 @bp.delete("/batches/<batch_id>")

@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 from flask import current_app
 
+from api.jobs.store import JobStore
 from api.request_context import current_request_id
-from api.store import JobStore
 from shared.errors import InferenceFailed, ServiceError, TimedOut
 from shared.signature import ModelSignature
 

@@ -1,0 +1,22 @@
+"""Rules over the whole source tree, sub-packages included: no pickles, and the walker sees every module."""
+
+from __future__ import annotations
+
+import os
+
+from tests.source_tree import python_files, read
+
+
+def test_no_service_module_imports_pickle_or_loads_arrays_with_pickles():
+    offenders = [
+        path
+        for path in python_files("api", "worker", "shared", "scripts")
+        if any(s in read(path) for s in ("import pickle", "allow_pickle=True", "cloudpickle"))
+    ]
+    assert offenders == []
+
+
+def test_the_walker_finds_modules_in_sub_packages():
+    files = python_files("api", "worker", "shared")
+    assert os.path.join("api", "jobs", "routes.py") in files and os.path.join("shared", "storage", "s3.py") in files
+    assert all(os.path.basename(path) != "__pycache__" for path in files)

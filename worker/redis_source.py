@@ -1,0 +1,293 @@
+"""Claim queued jobs for micro-batches: the worker's side of the queue.
+
+A claim is one Lua call (shared/lua/claim.lua) that takes up to N job ids from the queues in priority
+order, marks each started in RQ's format with a lease in its queue's started registry, and returns what
+the worker needs of each job: two commands per job and a handful per call, whatever N. There is no
+window in which a claimed job has no lease, so a worker that dies at any point leaves nothing behind
+that recovery cannot find. A job whose deadline has passed is failed as `expired` without running.
+
+An idle worker waits with a blocking BLMOVE of the first queue onto itself (tail to tail: the list is
+left as it was), which returns as soon as a job arrives, then claims.
+
+Queues after the first hold bulk chunks: a claim takes only as many of those as the rows it has room
+for, and while the worker holds nothing but bulk rows it checks the first queue before each micro-batch,
+so interactive jobs overtake the bulk rows in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+
+import orjson
+import redis
+
+from shared import keys, lua, rq_keys
+from shared.batches import ChunkSpec, utc_now
+from shared.payload import decode_inputs, signature_name
+from shared.schema import ErrorCode
+from worker.chunks import ChunkStore
+from worker.claim import Claim
+from worker.microbatcher import Segment
+
+log = logging.getLogger(__name__)
+
+# Redis times blocking commands in ticks of 100 ms (hz 10) and reads a timeout under a tick as 0, which means
+# "block until something arrives": a shorter wait is slept here instead.
+MIN_BLOCK_S = 0.1
+# Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
+MAX_JOBS_PER_CLAIM = 4096
+_PER_JOB = 9  # values per job in claim.lua's reply
+
+
+def claim_jobs(
+    client: redis.Redis,
+    queue_names: Sequence[str],
+    caps: Sequence[int],
+    *,
+    most: int,
+    token: str,
+    lease_until: float,
+    worker_name: str,
+    busy: bool,
+) -> list[list[bytes]]:
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
+    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left."""
+    script_keys: list[str] = []
+    for name in queue_names:
+        script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
+    reply = lua.script("claim", "zadd")(
+        keys=script_keys,
+        args=[
+            most,
+            rq_keys.JOB_PREFIX,
+            ":" + token,
+            lease_until,
+            rq_keys.timestamp(),
+            worker_name,
+            int(busy),
+            utc_now(),
+            keys.batch(""),
+            *caps,
+        ],
+        client=client,
+    )
+    return [reply[i : i + _PER_JOB] for i in range(0, len(reply), _PER_JOB)]
+
+
+class RedisSource:
+    """Implements `microbatcher.Source` over the queues; keeps the unfinished rows of claims between micro-batches.
+
+    `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the queues after
+    the first) bounds how many of those one claim takes.
+    """
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        queue_names: Sequence[str],
+        worker_name: str,
+        lease_s: int,
+        chunks: ChunkStore | None = None,
+        chunk_rows: int = 1,
+    ) -> None:
+        self.connection = connection
+        self.queue_names = list(queue_names)
+        self.worker_name = worker_name
+        self.lease_s = lease_s
+        self.chunks = chunks
+        self.chunk_rows = chunk_rows
+        self.pending: deque[Claim] = deque()
+        self.rejected: list[Claim] = []
+        self.claiming = True
+        self._empty = True  # the last claim found every queue empty: wait on the first before claiming again
+        self._piling = False  # the last claim took several jobs, or all it asked for: prefetching pays
+        # Round trips spent on claims that got work, since the last `take_round_trips()`.
+        self.round_trips = 0
+
+    def take(self, max_rows: int, timeout: float) -> list[Segment]:
+        """See `microbatcher.Source.take`: pending rows first, then new claims (none once claiming stopped).
+
+        While the worker holds a job that runs alone, it claims nothing else.
+        """
+        if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
+            self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
+        segments = self._from_pending(self._limit(max_rows))
+        room = self._limit(max_rows) - sum(s.rows for s in segments)
+        if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
+            self._claim_new(room, timeout if not segments else 0.0)
+            # A chunk just claimed widens the limit: it runs whole.
+            segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
+        return segments
+
+    def prefetch(self, max_rows: int) -> None:
+        """Claim, without waiting, jobs for the rows the next micro-batch has room for: they are decoded now
+        (while the model runs the micro-batch in hand) and handed out by the next `take`.
+
+        At most one micro-batch ahead: rows in hand not yet handed out count against `max_rows`. Claiming
+        while holding work never takes a rerun (claim.lua's `busy`), and nothing is claimed beside one.
+        """
+        if not self._piling and not self._holding_only_bulk():
+            return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
+        room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
+        if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
+            self._claim_new(room, 0.0)
+
+    def stop_claiming(self) -> None:
+        """Finish what is in hand, take nothing new."""
+        self.claiming = False
+
+    def rewind(self) -> None:
+        """Hand out again the rows of a micro-batch that was collected but never ran (a step failed part-way)."""
+        for claim in self.pending:
+            claim.next_row = claim.done_rows
+
+    def _from_pending(self, max_rows: int) -> list[Segment]:
+        segments: list[Segment] = []
+        for claim in self.pending:
+            if max_rows <= 0:
+                break
+            start = claim.next_row
+            stop = min(claim.rows, start + max_rows)
+            if stop > start:
+                segments.append(Segment(claim, start, stop, rerun=claim.rerun))
+                claim.next_row = stop
+                max_rows -= stop - start
+        return segments
+
+    def _limit(self, max_rows: int) -> int:
+        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or a whole chunk (BATCH_CHUNK_ROWS) while the
+        worker holds only bulk rows. A chunk is batch work already: one model call at its size costs less
+        than several at the interactive size, and no interactive job is waiting (it would be held too)."""
+        return max(max_rows, self.chunk_rows) if self._holding_only_bulk() else max_rows
+
+    def _holding_only_bulk(self) -> bool:
+        return len(self.queue_names) > 1 and bool(self.pending) and all(c.queue_index > 0 for c in self.pending)
+
+    def _claim_new(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
+        """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
+
+        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`.
+        """
+        trips = 0
+        if self._empty and timeout > 0 and not priority_only:
+            # Only the first queue can be waited on: when the wait ends with nothing there, the claim below
+            # still looks at the bulk queue, so an idle worker notices a new batch within `timeout`.
+            if timeout >= MIN_BLOCK_S:
+                trips += 1
+                first = rq_keys.queue(self.queue_names[0])
+                self.connection.blmove(first, first, timeout, src="RIGHT", dest="RIGHT")
+            else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
+                time.sleep(timeout)
+        max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
+        bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
+        caps = [max_jobs] + [bulk_cap] * (len(self.queue_names) - 1)
+        token = uuid.uuid4().hex[:12]
+        jobs = claim_jobs(
+            self.connection,
+            self.queue_names,
+            caps,
+            most=max_jobs,
+            token=token,
+            lease_until=time.time() + self.lease_s,
+            worker_name=self.worker_name,
+            busy=bool(self.pending),
+        )
+        trips += 1
+        if not priority_only:
+            # Every queue ran out (fewer jobs than asked of each): the next claim waits on the first queue
+            # (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
+            interactive = sum(1 for fields in jobs if not fields[7])
+            self._empty = interactive < caps[0] and all(len(jobs) - interactive < cap for cap in caps[1:])
+            self._piling = len(jobs) >= min(2, max_jobs)
+        if jobs:
+            claims = [self._restore(token, fields) for fields in jobs]
+            self._keep([c for c in claims if c is not None], at_front=priority_only)
+            self.round_trips += trips
+
+    def _restore(self, token: str, fields: list[bytes]) -> Claim | None:
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = fields
+        job_id = raw_id.decode()
+        options = orjson.loads(meta) if meta else {}
+        claim = Claim(
+            id=job_id,
+            queue_index=self._queue_index(batch),
+            lease=rq_keys.lease(job_id, token),
+            rows=int(rows),
+            rerun=bool(started_before),
+            retries_left=int(retries_left or 0),
+            request_id=options.get("request_id"),
+            callback_url=options.get("callback_url"),
+            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+        )
+        late = time.time() - _deadline(deadline)
+        if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
+            claim.fail(
+                ErrorCode.DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it"
+            )
+            return claim
+        try:
+            args = rq_keys.job_args(data)
+            if batch:
+                claim.chunk = ChunkSpec.from_payload(args[0])
+                claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
+            else:
+                claim.inputs = decode_inputs(args[0])
+                claim.signature = signature_name(args[0])
+            if claim.inputs is None:
+                raise ValueError("this worker has no storage for bulk chunks")
+            claim.rows = len(next(iter(claim.inputs.values())))
+        except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
+            if claim.chunk is not None and self.chunks is not None:  # storage_failed (retried) or invalid_payload
+                claim.fail(*self.chunks.load_failed(exc))
+            else:
+                claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
+        return claim
+
+    def _queue_index(self, batch: bytes) -> int:
+        # claim.lua takes chunk jobs only from the queues after the first.
+        return min(1, len(self.queue_names) - 1) if batch else 0
+
+    def _keep(self, claims: list[Claim], at_front: bool) -> None:
+        """Hold the claimed jobs; those failed already (past deadline, bad payload) go straight to publish.
+
+        A job we hold that comes back in a claim was requeued because our lease on it lapsed, so the copy in
+        hand can no longer publish: the new claim replaces it.
+        """
+        again = {c.id for c in claims}
+        if again & {c.id for c in self.pending}:
+            self.pending = deque(c for c in self.pending if c.id not in again)
+        self.rejected += [c for c in claims if c.error is not None]
+        ready = [c for c in claims if c.error is None]
+        if at_front:
+            self.pending.extendleft(reversed(ready))
+        else:
+            self.pending.extend(ready)
+
+    def take_finished(self) -> list[Claim]:
+        """Remove and return the claims that are complete (all rows done, or failed)."""
+        done = self.rejected + [c for c in self.pending if c.complete]
+        self.rejected = []
+        self.pending = deque(c for c in self.pending if not c.complete)
+        return done
+
+    def take_round_trips(self) -> int:
+        """Round trips spent claiming since the last call (for the worker's stats)."""
+        trips, self.round_trips = self.round_trips, 0
+        return trips
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in hand."""
+        return not self.pending and not self.rejected
+
+
+def _deadline(raw: bytes) -> float:
+    """A job's deadline (Unix time); +inf when it has none, or none that parses."""
+    try:
+        return float(raw or "inf")
+    except ValueError:
+        return float("inf")
