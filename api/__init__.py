@@ -13,7 +13,7 @@ from api.jobs.store import JobStore
 from api.model_info import ModelInfo
 from api.openapi import routes as openapi_routes
 from api.protocols import kserve_rest, tfserving_rest
-from shared import storage
+from shared import storage, tenants
 from shared.batch_records import BatchRecords
 from shared.config import Settings
 from shared.connection import connect
@@ -41,15 +41,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     # document describes (api/error_handler.py drops Werkzeug's implicit HEAD from them).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
+    keyring = tenants.load(settings)
     app.extensions["inference"] = Inference(
         settings,
-        JobStore(connection, settings),
+        JobStore(connection, settings, keyring),
         ModelInfo(connection),
         BatchRecords(connection, settings),
         storage.from_settings(settings),
     )
     app.url_map.converters["model"] = tfserving_rest.ModelName
-    auth.init_app(app, settings)
+    auth.init_app(app, keyring)
     idempotency.init_app(app, connection, settings)
     app.register_blueprint(job_routes.bp)
     app.register_blueprint(bulk_routes.bp)

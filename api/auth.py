@@ -16,8 +16,8 @@ import hmac
 
 from flask import Flask, current_app, g, request
 
-from shared.config import Settings
 from shared.errors import NotFound, Unauthorized
+from shared.tenants import Tenants
 
 # Endpoints anyone may call. Health checks (ours and KServe's) and the API description carry no data:
 # load balancers, orchestrators
@@ -36,14 +36,10 @@ PUBLIC_ENDPOINTS = frozenset(
 _EXTENSION = "api_key_digests"
 
 
-def fingerprint(key: str) -> str:
-    """The owner string of `key`: its SHA-256, hex."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def init_app(app: Flask, settings: Settings) -> None:
-    """Load the keys (as digests only) and check every request before its view runs."""
-    app.extensions[_EXTENSION] = tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+def init_app(app: Flask, keyring: Tenants) -> None:
+    """Keep the keys (as digests only: API_KEYS and API_KEYS_FILE, see shared/tenants.py) and check every
+    request before its view runs."""
+    app.extensions[_EXTENSION] = tuple(bytes.fromhex(digest) for digest in keyring.by_digest)
     app.before_request(_authenticate)
 
 

@@ -38,6 +38,11 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+TENANT_REJECTIONS = Counter(
+    "inference_tenant_rejections",
+    "429s answered to an API key for its own limit (MAX_QUEUED_ROWS_PER_KEY or its max_queued_rows), by key name.",
+    ["tenant"],
+)
 # Label values come from a fixed set (methods) or from our own routes, never from free client text, so a
 # client cannot grow the number of series.
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

@@ -134,6 +134,10 @@ class Settings:
     # Rows waiting in the queue beyond which POST /predict answers 429 (100,000: seconds of work for a small
     # model, and a bound on the memory queued jobs take); 0 turns the limit off.
     max_queue_depth: int = 100_000
+    # Rows one API key may have waiting for /predict beyond which its own requests answer 429 while other keys'
+    # are still accepted; 0: no per-key limit (MAX_QUEUE_DEPTH only). A key's max_queued_rows in API_KEYS_FILE
+    # overrides it.
+    max_queued_rows_per_key: int = 0
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
     job_timeout: float = 0.0
     # File the worker touches on every turn of its loop; its age is the worker's liveness signal
@@ -147,6 +151,9 @@ class Settings:
     tf_threads: int = 0
     # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
+    # Per-key configuration (name, weight, limit; keys as SHA-256 digests), TOML: see shared/tenants.py. Its keys
+    # are accepted beside those of API_KEYS. Empty: none.
+    api_keys_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -225,6 +232,12 @@ class Settings:
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
+        _require(
+            self.max_queued_rows_per_key >= 0,
+            "MAX_QUEUED_ROWS_PER_KEY",
+            self.max_queued_rows_per_key,
+            "an integer ≥ 0 (0: no per-key limit)",
+        )
         _require(
             0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout),
             "JOB_TIMEOUT",

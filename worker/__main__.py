@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 from rq import Queue, Worker
 
-from shared import storage
+from shared import storage, tenants
 from shared.batch_records import BatchRecords
 from shared.config import ConfigError, Settings
 from shared.connection import connect
@@ -86,8 +86,16 @@ class InferenceWorker:
         records = BatchRecords(self.connection, settings)
         self.chunks = ChunkStore(files, records)
         self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
+        # A key's turn in each lane (shared/fair.py): one micro-batch of /predict rows, one bulk chunk.
         self.source = RedisSource(
-            self.connection, queue_names, name, self.lease_s, self.chunks, settings.batch_chunk_rows
+            self.connection,
+            queue_names,
+            name,
+            self.lease_s,
+            self.chunks,
+            settings.batch_chunk_rows,
+            quanta=[settings.max_microbatch_rows, settings.batch_chunk_rows],
+            weights=tenants.load(settings).weights(),
         )
         self.registration = Registration(self.connection, self.rq_worker, settings, queue_names)
         self.publisher = Publisher(

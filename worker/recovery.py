@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import keys, lua, rq_keys, worker_metrics
+from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
@@ -45,14 +45,14 @@ class SweepCounts:
 def recover_leases(
     client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str, result_ttl: int
 ) -> tuple[int, int, list[str]]:
-    """recover.lua: requeue or fail the jobs of lapsed `leases`; returns (requeued, failed, failed chunk job ids)."""
+    """recover.lua: requeue (to the job's own sub-queue of lane `queue_name`) or fail the jobs of lapsed
+    `leases`; returns (requeued, failed, failed chunk job ids)."""
     now = time.time()
-    reply = lua.script("recover", "webhook", "batch")(
+    reply = lua.script("recover", "webhook", "batch", "ring")(
         keys=[
             rq_keys.started(queue_name),
-            rq_keys.queue(queue_name),
+            keys.ring(queue_name),
             rq_keys.failed(queue_name),
-            keys.extra_rows(queue_name),
             keys.expiry(),
             keys.webhooks(),
         ],
@@ -68,6 +68,9 @@ def recover_leases(
             keys.webhook(""),
             message,
             ENDED_DATA,
+            queue_name,
+            rq_keys.queue(""),
+            keys.extra_rows(""),
             *leases,
         ],
         client=client,
@@ -129,9 +132,10 @@ class Recovery:
         self.delete_expired()
 
     def sweep(self, queue_name: str) -> SweepCounts:
-        """One pass over one queue: lapsed leases, the extra-rows counter."""
+        """One pass over one lane: lapsed leases, the extra-rows counters of its sub-queues."""
         lapsed = self.connection.zrangebyscore(rq_keys.started(queue_name), 0, time.time())
-        reset_extra_rows(self.connection, queue_name)
+        for sub in fair.sub_queues(self.connection, queue_name):
+            reset_extra_rows(self.connection, sub)
         if not lapsed:
             return SweepCounts()
         message = (

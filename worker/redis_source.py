@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 import redis
@@ -48,18 +48,22 @@ def claim_jobs(
     queue_names: Sequence[str],
     caps: Sequence[int],
     *,
+    quanta: Sequence[int],
+    weights: Mapping[str, int],
     most: int,
     token: str,
     lease_until: float,
     worker_name: str,
     busy: bool,
 ) -> list[list[bytes]]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
-    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left."""
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane i, its keys' sub-queues served
+    by deficit round robin in turns of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if
+    absent); one list per job: id, started_at before this claim, rows, data, deadline, meta, enqueued_at,
+    batch id, attempts left."""
     script_keys: list[str] = []
     for name in queue_names:
-        script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
-    reply = lua.script("claim", "zadd")(
+        script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
+    reply = lua.script("claim", "zadd", "fair")(
         keys=script_keys,
         args=[
             most,
@@ -71,7 +75,10 @@ def claim_jobs(
             int(busy),
             utc_now(),
             keys.batch(""),
-            *caps,
+            rq_keys.queue(""),
+            keys.extra_rows(""),
+            orjson.dumps(dict(weights)),
+            *(v for pair in zip(caps, quanta, strict=True) for v in pair),
         ],
         client=client,
     )
@@ -82,7 +89,8 @@ class RedisSource:
     """Implements `microbatcher.Source` over the queues; keeps the unfinished rows of claims between micro-batches.
 
     `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the queues after
-    the first) bounds how many of those one claim takes.
+    the first) bounds how many of those one claim takes. Each queue is a lane (shared/fair.py): `quanta`
+    gives each lane's turn in rows at weight 1, `weights` the tenants' weights.
     """
 
     def __init__(
@@ -93,6 +101,8 @@ class RedisSource:
         lease_s: int,
         chunks: ChunkStore | None = None,
         chunk_rows: int = 1,
+        quanta: Sequence[int] | None = None,
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
@@ -100,6 +110,8 @@ class RedisSource:
         self.lease_s = lease_s
         self.chunks = chunks
         self.chunk_rows = chunk_rows
+        self.quanta = list(quanta or [MAX_JOBS_PER_CLAIM] * len(self.queue_names))
+        self.weights = dict(weights or {})
         self.pending: deque[Claim] = deque()
         self.rejected: list[Claim] = []
         self.claiming = True
@@ -174,11 +186,12 @@ class RedisSource:
         """
         trips = 0
         if self._empty and timeout > 0 and not priority_only:
-            # Only the first queue can be waited on: when the wait ends with nothing there, the claim below
-            # still looks at the bulk queue, so an idle worker notices a new batch within `timeout`.
+            # Only the first lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends
+            # with nothing there, the claim below still looks at the bulk lane, so an idle worker notices a
+            # new batch within `timeout`.
             if timeout >= MIN_BLOCK_S:
                 trips += 1
-                first = rq_keys.queue(self.queue_names[0])
+                first = keys.ring(self.queue_names[0])
                 self.connection.blmove(first, first, timeout, src="RIGHT", dest="RIGHT")
             else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
                 time.sleep(timeout)
@@ -190,6 +203,8 @@ class RedisSource:
             self.connection,
             self.queue_names,
             caps,
+            quanta=self.quanta,
+            weights=self.weights,
             most=max_jobs,
             token=token,
             lease_until=time.time() + self.lease_s,

@@ -76,7 +76,8 @@ def _create(upload: Upload, options: Options, signature: ModelSignature) -> str:
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
         stored, skipped = ingest(upload.format, upload.chunks, ext.storage, batch_id, signature, skip)
         options.update(upload.fields)  # multipart fields override the query string
-        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata)
+        tenant = ext.store.tenants.of(current_owner()).name
+        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, tenant)
     except BaseException:
         ext.batches.discard(batch_id)
         _delete_files(batch_id)

@@ -41,7 +41,7 @@ def predict() -> Response:
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = current_app.extensions["inference"]
-    ext.store.check_capacity()
+    ext.store.check_capacity(current_owner())
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     instances = instances_from_body(body)

@@ -18,11 +18,13 @@ import redis
 
 from api.auth import owns
 from api.jobs.waiter import ResultWaiter
-from shared import keys, lua, rq_keys, worker_metrics
+from api.metrics import TENANT_REJECTIONS
+from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobStatus, canceled_doc, error_doc
+from shared.tenants import Tenant, Tenants
 from shared.webhooks import delivery_id
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
@@ -34,11 +36,29 @@ DEPTH_REFRESH_S = 0.25
 
 
 @dataclass
+class Depth:
+    """Rows waiting that one process last saw (and has submitted since): in the lane, in one key's sub-queue."""
+
+    lane: int
+    own: int
+    at: float
+
+    def below(self, limit: int, own_limit: int) -> bool:
+        """Whether neither limit (0: none) is reached."""
+        return (not limit or self.lane < limit) and (not own_limit or self.own < own_limit)
+
+    def add(self, rows: int) -> None:
+        self.lane += rows
+        self.own += rows
+
+
+@dataclass
 class JobState:
     """A job as a reader sees it: the final document if there is one, else the pending status."""
 
     status: JobStatus
     document: bytes | None = None
+    queue: str = ""  # the RQ queue it was submitted to (its key's sub-queue)
 
 
 class JobStore:
@@ -48,41 +68,61 @@ class JobStore:
     another key reads as unknown.
     """
 
-    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings, tenants: Tenants | None = None) -> None:
         self.connection = connection
         self.settings = settings
-        self.queue_name = settings.queue_name
-        self.queue_key = rq_keys.queue(settings.queue_name)
-        self.extra_rows_key = keys.extra_rows(settings.queue_name)
+        self.tenants = tenants or Tenants()
+        self.lane = settings.queue_name
         self.results = ResultWaiter(connection, self.result)
-        self._depth, self._depth_at, self._extra = 0, float("-inf"), 0
-        self._registered = False
+        self._depths: dict[str, Depth] = {}  # by tenant name: what this process last saw
+        self._registered: set[str] = set()
 
-    def check_capacity(self) -> None:
-        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting (the body is not read yet).
+    def check_capacity(self, owner: str = "") -> None:
+        """Raise QueueFull when the caller's key has its limit of rows waiting (MAX_QUEUED_ROWS_PER_KEY, or its
+        own in API_KEYS_FILE), or the lane MAX_QUEUE_DEPTH rows (the body is not read yet).
 
-        The depth is remembered from this process's last submit (its RPUSH reply) or read, for at most
-        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at the limit is
-        read again before refusing, so a 429 always reflects the queue as it is now.
+        The depths are remembered from this process's last read, plus what it submitted since, for at most
+        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at a limit is read
+        again before refusing, so a 429 always reflects the queues as they are now.
         """
-        limit = self.settings.max_queue_depth
-        if not limit:
+        tenant = self.tenants.of(owner)
+        limit, own_limit = (
+            self.settings.max_queue_depth,
+            tenant.max_queued_rows or self.settings.max_queued_rows_per_key,
+        )
+        if not limit and not own_limit:
             return
-        if self._depth < limit and time.monotonic() - self._depth_at < DEPTH_REFRESH_S:
+        seen = self._depths.get(tenant.name)
+        if seen is not None and seen.below(limit, own_limit) and time.monotonic() - seen.at < DEPTH_REFRESH_S:
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.queue_key)
-            pipe.get(self.extra_rows_key)
-            jobs, extra = pipe.execute()
-        self._extra = max(0, int(extra or 0))
-        waiting = jobs + self._extra
-        self._note_depth(waiting)
-        if waiting >= limit:
+        seen = self._read_depth(tenant)
+        if own_limit and seen.own >= own_limit:
+            TENANT_REJECTIONS.labels(tenant.name).inc()
             raise QueueFull(
-                f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                f"{seen.own} rows of key {tenant.name!r} are waiting, as many as it may queue "
+                f"({'max_queued_rows in API_KEYS_FILE' if tenant.max_queued_rows else 'MAX_QUEUED_ROWS_PER_KEY'}"
+                f"={own_limit}); other keys are still accepted",
                 expected="a retry after Retry-After seconds",
                 retry_after=QUEUE_FULL_RETRY_AFTER_S,
             )
+        if limit and seen.lane >= limit:
+            raise QueueFull(
+                f"{seen.lane} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                expected="a retry after Retry-After seconds",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
+
+    def _read_depth(self, tenant: Tenant) -> Depth:
+        """depth.lua: rows waiting in the lane and in the tenant's sub-queue, remembered for DEPTH_REFRESH_S."""
+        sub = fair.sub_queue(self.lane, tenant.name)
+        lane_rows, own_rows = lua.script("depth")(
+            keys=[keys.ring(self.lane), rq_keys.queue(sub), keys.extra_rows(sub)],
+            args=[rq_keys.queue(""), keys.extra_rows("")],
+            client=self.connection,
+        )
+        # Threads of one process share these; a race only makes the next check read Redis again.
+        seen = self._depths[tenant.name] = Depth(int(lane_rows), int(own_rows), time.monotonic())
+        return seen
 
     def submit(
         self,
@@ -103,8 +143,10 @@ class JobStore:
         """
         job_id = job_id or uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
+        tenant = self.tenants.of(owner)
+        sub = fair.sub_queue(self.lane, tenant.name)
         fields = rq_keys.job_fields(
-            queue_name=self.queue_name,
+            queue_name=sub,
             func_name=PREDICT_FUNC,
             args=[encode_inputs(arrays, signature)],
             max_attempts=self.settings.max_attempts,
@@ -118,18 +160,17 @@ class JobStore:
         meta = {k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v}
         if meta:
             fields["meta"] = orjson.dumps(meta)
-        with self.connection.pipeline(transaction=False) as pipe:
-            if not self._registered:  # so that `rq info` lists the queue (workers repeat it at each heartbeat)
-                pipe.sadd(rq_keys.QUEUES, self.queue_key)
-            pipe.hset(rq_keys.job(job_id), mapping=fields)
-            pipe.rpush(self.queue_key, job_id)
-            if rows > 1:
-                pipe.incrby(self.extra_rows_key, rows - 1)
-            replies = pipe.execute()
-        self._registered = True
-        if rows > 1:
-            self._extra = max(0, int(replies[-1]))
-        self._note_depth(int(replies[-1 if rows == 1 else -2]) + self._extra)
+        if sub not in self._registered:  # so that `rq info` lists the queue (workers repeat it at each heartbeat)
+            self.connection.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
+            self._registered.add(sub)
+        lua.script("submit", "ring")(
+            keys=[rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(self.lane)],
+            args=[rows, sub, job_id, *(v for pair in fields.items() for v in pair)],
+            client=self.connection,
+        )
+        seen = self._depths.get(tenant.name)
+        if seen is not None:
+            seen.add(rows)
         return job_id
 
     def submit_and_wait(
@@ -154,10 +195,6 @@ class JobStore:
             raise
         return job_id, self.results.wait(job_id, waiting, wait_s, check_first=False)
 
-    def _note_depth(self, waiting: int) -> None:
-        # Threads of one process share these; a race only makes the next check read Redis again.
-        self._depth, self._depth_at = int(waiting), time.monotonic()
-
     def result(self, job_id: str) -> bytes | None:
         """The job's result, if it has ended (no owner check: for waiters that checked it already)."""
         return self.connection.hget(rq_keys.job(job_id), keys.JOB_RESULT)
@@ -165,17 +202,18 @@ class JobStore:
     def state(self, job_id: str, owner: str = "") -> JobState:
         """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
         self._check_id(job_id)
-        status, document, stored_owner, deadline = self.connection.hmget(
-            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
+        status, document, stored_owner, deadline, origin = self.connection.hmget(
+            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE, "origin"
         )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")
         if document is not None:
             return JobState(JobStatus(orjson.loads(document)["status"]), document)
+        queue = origin.decode() if origin else self.lane
         try:
-            state = JobState(JobStatus(status.decode()))
+            state = JobState(JobStatus(status.decode()), queue=queue)
         except ValueError:  # RQ states we do not expose (deferred, scheduled...) read as queued
-            return JobState(JobStatus.QUEUED)
+            return JobState(JobStatus.QUEUED, queue=queue)
         if state.status is JobStatus.CANCELED:  # cancelled with RQ's own tools, or a chunk of a cancelled batch
             return JobState(state.status, orjson.dumps(canceled_doc(job_id)))
         if state.status is JobStatus.QUEUED and deadline is not None and float(deadline) < time.time():
@@ -205,7 +243,9 @@ class JobStore:
         """
         state = self.state(job_id, owner)
         document = orjson.dumps(canceled_doc(job_id))
-        cancelled = state.status is JobStatus.QUEUED and _cancel(self.connection, self.settings, job_id, document)
+        cancelled = state.status is JobStatus.QUEUED and _cancel(
+            self.connection, self.settings, job_id, document, state.queue or self.lane
+        )
         if not cancelled:
             raise Conflict(
                 f"job {job_id!r} cannot be cancelled: it is "
@@ -221,17 +261,19 @@ class JobStore:
             raise NotFound(f"no job {job_id[:64]!r}: a job id is 1-64 letters, digits, '-' or '_'", field="id")
 
 
-def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes) -> bool:
-    """cancel.lua: the job leaves the queue and ends `canceled`, only if no worker claimed it."""
+def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes, queue: str) -> bool:
+    """cancel.lua: the job leaves `queue` (its key's sub-queue) and ends `canceled`, only if no worker claimed it.
+
+    A sub-queue this empties stays in its lane's ring until the next claim drops it (shared/fair.py)."""
     member = delivery_id("job", job_id)
     now = time.time()
     return bool(
         lua.script("cancel", "webhook")(
             keys=[
-                rq_keys.queue(settings.queue_name),
+                rq_keys.queue(queue),
                 rq_keys.job(job_id),
                 rq_keys.canceled(settings.queue_name),
-                keys.extra_rows(settings.queue_name),
+                keys.extra_rows(queue),
                 keys.expiry(),
                 keys.webhooks(),
                 keys.webhook(member),

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from flask import current_app
 
+from api.auth import current_owner
 from api.jobs.store import JobStore
 from api.request_context import current_request_id
 from shared.errors import InferenceFailed, ServiceError, TimedOut
@@ -42,7 +43,7 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None) -> Predic
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = current_app.extensions["inference"]
-    return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id())
+    return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), current_owner())
 
 
 def run_job(
@@ -51,10 +52,12 @@ def run_job(
     arrays: dict[str, np.ndarray],
     signature: str | None = None,
     request_id: str | None = None,
+    owner: str = "",
 ) -> Predictions:
-    """`infer` without Flask: the gRPC server calls this with its own store."""
-    store.check_capacity()
-    job_id, raw = store.submit_and_wait(arrays, timeout_s, request_id=request_id, signature=signature)
+    """`infer` without Flask: the gRPC server calls this with its own store. `owner`: the caller's key's
+    digest (api.auth): the job goes to that key's sub-queue and counts against its limit."""
+    store.check_capacity(owner)
+    job_id, raw = store.submit_and_wait(arrays, timeout_s, request_id=request_id, owner=owner, signature=signature)
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started
             store.cancel(job_id)
