@@ -9,7 +9,8 @@ lease in one Lua call, so exactly one of them acts: a job whose first worker was
 published once, by whoever gets there first.
 
 The same pass deletes the hashes of ended jobs whose results expired (shared/lua/expire.lua), trims RQ's
-ended-job registries to match, and resets a drifted extra-rows counter of an empty queue.
+ended-job registries to match, resets a drifted extra-rows counter of an empty queue, and puts a queue
+with jobs pushed by RQ's own tools (not our submit) in its lane's ring (shared/fair.py).
 
 Every worker runs this once per HEARTBEAT_S; a lock lets one of them do the work.
 """
@@ -83,10 +84,15 @@ def delete_expired(client: redis.Redis, most: int) -> int:
     return int(lua.script("expire")(keys=[keys.expiry()], args=[time.time(), rq_keys.JOB_PREFIX, most], client=client))
 
 
-def reset_extra_rows(client: redis.Redis, queue_name: str) -> bool:
-    """reset_extra_rows.lua: zero the counter of an empty queue; True if it had drifted."""
-    return bool(
-        lua.script("reset_extra_rows")(keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name)], client=client)
+def tidy_queue(client: redis.Redis, lane: str, queue_name: str) -> int:
+    """tidy_queue.lua: zero the counter of an empty (sub-)queue of `lane` (1), or put one with jobs that is out
+    of the lane's ring back in it (2); 0: nothing to do."""
+    return int(
+        lua.script("tidy_queue", "ring")(
+            keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name), keys.ring(lane)],
+            args=[queue_name],
+            client=client,
+        )
     )
 
 
@@ -132,10 +138,10 @@ class Recovery:
         self.delete_expired()
 
     def sweep(self, queue_name: str) -> SweepCounts:
-        """One pass over one lane: lapsed leases, the extra-rows counters of its sub-queues."""
+        """One pass over one lane: lapsed leases, then each sub-queue (`tidy_queue`)."""
         lapsed = self.connection.zrangebyscore(rq_keys.started(queue_name), 0, time.time())
         for sub in fair.sub_queues(self.connection, queue_name):
-            reset_extra_rows(self.connection, sub)
+            tidy_queue(self.connection, queue_name, sub)
         if not lapsed:
             return SweepCounts()
         message = (

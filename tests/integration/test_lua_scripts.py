@@ -17,13 +17,16 @@ from shared import keys, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
+from shared.errors import QueueFull
+from shared.fair import DeficitRoundRobin, Job, sub_queue
 from shared.payload import ENDED_DATA
 from shared.schema import JobStatus
+from shared.tenants import Tenant, Tenants, fingerprint
 from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+from worker.recovery import delete_expired, recover_leases, tidy_queue
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -46,11 +49,22 @@ def submit(store: JobStore, rows: int = 1, **kwargs) -> str:
     return store.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
 
 
-def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queues=(QUEUE,), caps=None):
+def claim(
+    redis_db,
+    most: int = 10,
+    busy: bool = False,
+    token: str = "t1",
+    queues=(QUEUE,),
+    caps=None,
+    quantum=64,
+    weights=None,
+):
     return claim_jobs(
         redis_db,
         list(queues),
         caps or [most] * len(queues),
+        quanta=[quantum] * len(queues),
+        weights=weights or {},
         most=most,
         token=token,
         lease_until=time.time() + 60,
@@ -122,12 +136,12 @@ def test_a_renewed_lease_is_not_recovered(redis_db, store):
 def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, store, settings):
     job_id = submit(store, rows=4)
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 3
-    assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}') is True
+    assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}', QUEUE) is True
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 0 and redis_db.llen(rq_keys.queue(QUEUE)) == 0
     assert redis_db.zscore(rq_keys.canceled(QUEUE), job_id) is not None
     claimed = submit(store)
     claim(redis_db)
-    assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}') is False
+    assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}', QUEUE) is False
 
 
 def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, store):
@@ -138,12 +152,16 @@ def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, store):
     assert redis_db.zrange(keys.expiry(), 0, -1) == [fresh.encode()]
 
 
-def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, store):
+def test_tidy_queue_zeroes_the_counter_of_an_empty_queue_only_and_rings_a_queue_rq_filled(redis_db, store):
     redis_db.set(keys.extra_rows(QUEUE), 7)
     submit(store)
-    assert reset_extra_rows(redis_db, QUEUE) is False
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
     redis_db.delete(rq_keys.queue(QUEUE))
-    assert reset_extra_rows(redis_db, QUEUE) is True and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 1 and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
+    redis_db.delete(keys.ring(QUEUE))
+    redis_db.rpush(rq_keys.queue(QUEUE), "from-rq")  # RQ's own enqueue: no ring
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 2 and redis_db.lrange(keys.ring(QUEUE), 0, -1) == [QUEUE.encode()]
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
 
 
 def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_db):
@@ -181,3 +199,81 @@ def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_t
     assert release_due(redis_db, BULK) == 1
     assert redis_db.lindex(rq_keys.queue(BULK), 0) == chunk.id.encode()
     assert redis_db.hget(rq_keys.job(chunk.id), "retries_left") == b"0"
+
+
+# Fair share between keys (shared/fair.py, lib/fair.lua): the same inputs give the same order as the model.
+TENANTS = Tenants({fingerprint(n): Tenant(n, fingerprint(n), weight=w) for n, w in (("a", 1), ("b", 2), ("c", 1))})
+
+
+@pytest.fixture
+def tenant_store(redis_db, settings) -> JobStore:
+    return JobStore(redis_db, settings, TENANTS)
+
+
+def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(redis_db, tenant_store):
+    model = DeficitRoundRobin(quantum=3, weights=TENANTS.weights())
+    schedule = [("a", 1, 7), ("b", 2, 4), ("c", 5, 1), ("a", 4, 1), ("c", 1, 3)]  # (key, rows, jobs), in turn
+    got, want = [], []
+    for step, caps in enumerate(([4, 5], [6], [3, 3, 10], [20, 20])):
+        if step < len(schedule) - 1:
+            for name, rows, count in schedule[step : step + 2]:
+                for _ in range(count):
+                    job_id = submit(tenant_store, rows, owner=fingerprint(name))
+                    model.push(sub_queue(QUEUE, name), [Job(job_id, rows)])
+        for cap in caps:
+            got += [j[0].decode() for j in claim(redis_db, most=cap, quantum=3, weights=TENANTS.weights())]
+            want += [job.id for _, job in model.claim(cap)]
+    assert got == want and len(got) == len(set(got)) == 22  # every job pushed, once
+    assert redis_db.llen(keys.ring(QUEUE)) == len(model.ring)
+
+
+def test_a_key_over_its_own_limit_gets_429_naming_it_while_another_key_is_accepted(redis_db, settings):
+    store = JobStore(redis_db, settings.replace(max_queued_rows_per_key=5), TENANTS)
+    for _ in range(5):
+        store.check_capacity(fingerprint("a"))
+        submit(store, owner=fingerprint("a"))
+    with pytest.raises(QueueFull, match="key 'a'.*MAX_QUEUED_ROWS_PER_KEY=5"):
+        store.check_capacity(fingerprint("a"))
+    store.check_capacity(fingerprint("b"))  # B is not held back by A's backlog
+    assert redis_db.llen(rq_keys.queue(sub_queue(QUEUE, "a"))) == 5
+
+
+def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
+    store = JobStore(redis_db, settings.replace(max_queue_depth=6), TENANTS)
+    submit(store, rows=3, owner=fingerprint("a"))
+    submit(store, rows=3, owner=fingerprint("b"))
+    with pytest.raises(QueueFull, match="MAX_QUEUE_DEPTH=6"):
+        store.check_capacity(fingerprint("c"))
+
+
+def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, tenant_store):
+    owner, sub = fingerprint("b"), sub_queue(QUEUE, "b")
+    lost, queued = submit(tenant_store, 2, owner=owner), submit(tenant_store, 3, owner=owner)
+    claim(redis_db, most=1)  # `lost`: its worker dies
+    tenant_store.cancel(queued, owner)
+    assert redis_db.llen(rq_keys.queue(sub)) == 0 and int(redis_db.get(keys.extra_rows(sub))) == 0
+    assert claim(redis_db) == [] and redis_db.llen(keys.ring(QUEUE)) == 0  # the emptied sub-queue left the ring
+    lease = f"{lost}:t1"
+    redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)
+    assert recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)[0] == 1
+    assert (
+        redis_db.lrange(rq_keys.queue(sub), 0, -1) == [lost.encode()] and int(redis_db.get(keys.extra_rows(sub))) == 1
+    )
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]  # back in the ring
+    assert [j[0].decode() for j in claim(redis_db)] == [lost]
+
+
+def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings):
+    records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=5))
+    for batch_id, tenant in (("big", "a"), ("small", "b")):
+        records.begin(batch_id, None, None)
+        records.enqueue(
+            batch_id,
+            StoredUpload(20 if tenant == "a" else 10, 20 if tenant == "a" else 10, ["x"]),
+            0,
+            None,
+            None,
+            tenant,
+        )
+    order = [j[7].decode() for j in claim(redis_db, queues=(BULK,), caps=[6], most=6, quantum=5)]
+    assert order == ["big", "small", "big", "small", "big", "big"]
