@@ -80,6 +80,8 @@ WEBHOOK_OUTCOMES = ("delivered", "failed")
 # Read from Redis at scrape time by api/queue_metrics.py (nothing stored under these names).
 QUEUE_ROWS = "inference_queue_rows"
 QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
+TENANT_QUEUED_ROWS = "inference_tenant_queued_rows"
+TENANT_OLDEST_AGE = "inference_tenant_oldest_job_age_seconds"
 BULK_ROWS_PENDING = "inference_bulk_rows_pending"
 BATCHES = "inference_batches"
 WEBHOOK_BACKLOG = "inference_webhook_backlog"

@@ -16,6 +16,8 @@ from api.jobs.store import JobStore
 from api.queue_metrics import QueueCollector, read_view
 from shared import keys, webhooks
 from shared.config import Settings
+from shared.tenant_backlog import read_backlog, render
+from shared.tenants import Tenant, Tenants, fingerprint
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -90,6 +92,21 @@ def test_the_collector_renders_every_family_with_its_labels(redis_db):
     assert samples[("inference_redis_round_trips_total", ())] == 25
     assert samples[("inference_batches", (("status", "expired"),))] == 0
     assert samples[("inference_webhook_calls_total", (("outcome", "delivered"),))] == 0
+    assert samples[("inference_tenant_queued_rows", (("lane", "predict"), ("tenant", "-")))] == 4
+
+
+def test_each_keys_backlog_is_visible_by_name_in_the_metrics_and_the_operator_view(redis_db):
+    keyring = Tenants({fingerprint(n): Tenant(n, fingerprint(n)) for n in ("team-a", "team-b")})
+    store = JobStore(redis_db, Settings.from_env({}), keyring)
+    for name, rows in (("team-a", 3), ("team-a", 1), ("team-b", 2)):
+        store.submit({"pixels": np.zeros((rows, 64), np.float32)}, owner=fingerprint(name))
+    view = read_view(redis_db)
+    assert view.rows == {"predict~team-a": 4, "predict~team-b": 2}  # RQ queues: `rq info` lists them too
+    backlog = {b.tenant: b for b in read_backlog(redis_db, ["predict", "predict-bulk"], now=time.time() + 5)}
+    assert set(backlog) == {"team-a", "team-b"}
+    assert (backlog["team-a"].jobs, backlog["team-a"].rows, backlog["team-a"].in_ring) == (2, 4, True)
+    assert backlog["team-b"].oldest_age_s > 4
+    assert "team-a" in render(list(backlog.values()))
 
 
 def test_api_readiness_asks_redis_but_not_the_workers(redis_db):
