@@ -19,12 +19,13 @@ import redis
 from api.auth import owns
 from api.jobs.waiter import ResultWaiter
 from api.metrics import TENANT_REJECTIONS
+from api.queue_metrics import ANONYMOUS_LABEL
 from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobStatus, canceled_doc, error_doc
-from shared.tenants import Tenant, Tenants
+from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
@@ -76,6 +77,8 @@ class JobStore:
         self.results = ResultWaiter(connection, self.result)
         self._depths: dict[str, Depth] = {}  # by tenant name: what this process last saw
         self._registered: set[str] = set()
+        for tenant in [*self.tenants.by_digest.values(), ANONYMOUS]:  # every key's series exists from the start
+            TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL)
 
     def check_capacity(self, owner: str = "") -> None:
         """Raise QueueFull when the caller's key has its limit of rows waiting (MAX_QUEUED_ROWS_PER_KEY, or its
@@ -97,7 +100,7 @@ class JobStore:
             return
         seen = self._read_depth(tenant)
         if own_limit and seen.own >= own_limit:
-            TENANT_REJECTIONS.labels(tenant.name).inc()
+            TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL).inc()
             raise QueueFull(
                 f"{seen.own} rows of key {tenant.name!r} are waiting, as many as it may queue "
                 f"({'max_queued_rows in API_KEYS_FILE' if tenant.max_queued_rows else 'MAX_QUEUED_ROWS_PER_KEY'}"
