@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from scripts.harness import child_env
+from shared import keys, rq_keys
 from tests.support import Service, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +115,9 @@ def test_every_key_sits_under_its_stacks_prefix(stacks, digits):
     default, blue = stacks
     job_id = predict(blue, digits[0][:1])["id"]
     names = {key.decode() for key in default.redis.scan_iter()}
-    strays = {name for name in names if not name.startswith(("infer:", "rq:", "blue:"))}
-    assert strays == set()
-    assert f"blue:rq:job:{job_id}" in names and f"rq:job:{job_id}" not in names
-    assert {"blue:model", "blue:workers", "blue:rq:queues", "infer:model", "rq:queues"} <= names
+    prefixes = tuple(f"{p}:" for s in stacks for p in (s.settings.redis_key_prefix, s.settings.rq_key_prefix))
+    assert prefixes == ("infer:", "rq:", "blue:", "blue:rq:")
+    assert {name for name in names if not name.startswith(prefixes)} == set()
+    assert blue.rq_key(rq_keys.job(job_id)) in names and default.rq_key(rq_keys.job(job_id)) not in names
+    for service in stacks:
+        assert {service.key(keys.model()), service.key(keys.workers()), service.rq_key(rq_keys.QUEUES)} <= names
