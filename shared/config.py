@@ -1,7 +1,8 @@
 """Settings for every process of the service, read once from environment variables.
 
 Nothing else in the project reads `os.environ` for configuration: processes call `Settings.from_env()`
-and pass the result down. The README's configuration table lists the same variables (a unit test
+and pass the result down (and shared/keys.py calls `process_key_prefix()` at import, as RQ reads its own
+RQ_KEY_PREFIX). The README's configuration table lists the same variables (a unit test
 checks that they match).
 """
 

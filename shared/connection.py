@@ -31,13 +31,13 @@ def redis_url(settings: Settings) -> str:
 def connect(settings: Settings) -> redis.Redis:
     """A client on a connection pool; bytes in, bytes out (RQ needs undecoded replies).
 
-    Raises:
-        ConfigError: the settings' key prefixes are not the ones this process's key names were built with.
-
     The socket timeout must outlast the longest blocking read (a 30 s long-poll, a worker's batch window):
     redis-py's default of 5 s would cut those short. It still ends a read from a Redis that hangs.
     With REDIS_SENTINELS, every new connection asks the Sentinels for the current master, so after a
     failover the broken connections are replaced by ones to the promoted replica.
+
+    Raises:
+        ConfigError: the settings' key prefixes are not the ones this process's key names were built with.
     """
     require_key_prefixes(settings)
     options: dict[str, Any] = {
