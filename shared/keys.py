@@ -93,11 +93,6 @@ def deficits(lane: str) -> str:
     return f"{PREFIX}:deficits:{lane}"
 
 
-def tenant_rejections() -> str:
-    """Hash: tenant name → 429s it got for its own limit (MAX_QUEUED_ROWS_PER_KEY); no TTL; written by the API."""
-    return f"{PREFIX}:stats:tenant_rejections"
-
-
 def expiry() -> str:
     """Sorted set: id of an ended job → Unix time its hash (and the result in it) is deleted; no TTL.
 
