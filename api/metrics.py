@@ -99,6 +99,7 @@ class ServiceCollector:
             buckets, total = histogram.cumulative(values)
             family.add_metric([], buckets, total)
             yield family
+        yield from _tenant_families(values)
 
     def _read(self) -> tuple[dict[str, float], dict[str, int], int, dict | None]:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -116,6 +117,26 @@ class ServiceCollector:
         depths = {k[len(prefix) :] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
         values = {k.decode(): float(v) for k, v in raw.items()}
         return values, depths, int(workers), orjson.loads(model) if model else None
+
+
+def _tenant_families(values: dict[str, float]) -> Iterator[Metric]:
+    """The workers' counters and wait histogram by API key name, for every name found in the hash (and
+    anonymous traffic's always, so that the families have samples before the first job ends)."""
+    names = {k.split(":", 1)[1] for k in values if k.startswith(worker_metrics.TENANT_JOBS + ":")}
+    names.add(worker_metrics.ANONYMOUS_TENANT)
+    jobs = CounterMetricFamily(
+        worker_metrics.TENANT_JOBS, "Jobs that reached a final status, by API key name.", labels=["tenant"]
+    )
+    rows = CounterMetricFamily(worker_metrics.TENANT_ROWS, "Rows of those jobs, by API key name.", labels=["tenant"])
+    wait = HistogramMetricFamily(
+        worker_metrics.TENANT_WAIT, "Seconds jobs waited from enqueue to claim, by API key name.", labels=["tenant"]
+    )
+    for name in sorted(names):
+        jobs.add_metric([name], values.get(worker_metrics.tenant_field(worker_metrics.TENANT_JOBS, name), 0.0))
+        rows.add_metric([name], values.get(worker_metrics.tenant_field(worker_metrics.TENANT_ROWS, name), 0.0))
+        buckets, total = worker_metrics.tenant_wait(name).cumulative(values)
+        wait.add_metric([name], buckets, total)
+    yield from (jobs, rows, wait)
 
 
 class _ThisProcess:

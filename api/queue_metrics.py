@@ -23,7 +23,7 @@ from shared import fair, keys, rq_keys, worker_metrics
 from shared.batches import BatchStatus
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
-ANONYMOUS_LABEL = "-"  # the tenant label of anonymous traffic (API keys off); no key name starts with "-"
+ANONYMOUS_LABEL = worker_metrics.ANONYMOUS_TENANT  # the tenant label of anonymous traffic (API keys off)
 ACTIVE_BATCH = (BatchStatus.QUEUED.value, BatchStatus.IN_PROGRESS.value)
 
 

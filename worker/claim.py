@@ -30,6 +30,8 @@ class Claim:
     request_id: str | None = None
     callback_url: str | None = None
     enqueued_at: datetime.datetime | None = None
+    tenant: str = ""  # the API key name whose sub-queue it came from ("" for anonymous traffic, shared/fair.py)
+    waited_s: float | None = None  # seconds from enqueue (the API's clock) to this claim (ours)
     chunk: ChunkSpec | None = None
     signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
     error: JobError | None = None

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import orjson
 import redis
 
-from shared import keys, lua, rq_keys
+from shared import fair, keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
-_PER_JOB = 9  # values per job in claim.lua's reply
+_PER_JOB = 10  # values per job in claim.lua's reply
 
 
 def claim_jobs(
@@ -59,7 +59,7 @@ def claim_jobs(
     """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane i, its keys' sub-queues served
     by deficit round robin in turns of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if
     absent); one list per job: id, started_at before this claim, rows, data, deadline, meta, enqueued_at,
-    batch id, attempts left."""
+    batch id, attempts left, queue (its key's sub-queue)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
@@ -224,9 +224,10 @@ class RedisSource:
             self.round_trips += trips
 
     def _restore(self, token: str, fields: list[bytes]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = fields
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left, origin = fields
         job_id = raw_id.decode()
         options = orjson.loads(meta) if meta else {}
+        enqueued = rq_keys.parse_timestamp(enqueued_at)
         claim = Claim(
             id=job_id,
             queue_index=self._queue_index(batch),
@@ -236,7 +237,9 @@ class RedisSource:
             retries_left=int(retries_left or 0),
             request_id=options.get("request_id"),
             callback_url=options.get("callback_url"),
-            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+            enqueued_at=enqueued,
+            tenant=fair.tenant_of(origin.decode()),
+            waited_s=max(0.0, time.time() - enqueued.timestamp()) if enqueued is not None else None,
         )
         late = time.time() - _deadline(deadline)
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it

@@ -6,8 +6,9 @@
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, [10] RQ's queue key prefix,
 --       [11] extra-rows key prefix, [12] weights of the keys that weigh more than 1 (JSON: {name: weight}),
 --       then per lane: the most jobs to take from it, its quantum (rows per turn at weight 1).
--- Returns 9 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
---   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one.
+-- Returns 10 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
+--   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one, its queue
+--   (RQ's origin: its key's sub-queue).
 --
 -- A job with a `started_at` was started before and is queued again because its worker died: it may be what
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
@@ -31,7 +32,8 @@ local function take(id, f)
       redis.call('HSET', record, 'status', 'in_progress', 'started_at', ARGV[8])
     end
   end
-  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0'}) do
+  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0',
+                      f[10] or ''}) do
     out[#out + 1] = v
   end
   return math.max(rows - 1, 0)
@@ -50,7 +52,7 @@ for k = 1, #KEYS, 3 do
     for i, id in ipairs(ids) do
       if deficit - rows <= 0 then back = i break end
       local f = redis.call('HMGET', prefix .. id, 'status', 'started_at', 'infer_rows', 'data', 'infer_deadline',
-                           'meta', 'enqueued_at', 'infer_batch', 'retries_left')
+                           'meta', 'enqueued_at', 'infer_batch', 'retries_left', 'origin')
       if f[1] == 'queued' then
         local rerun = f[2] and f[2] ~= ''
         if rerun and (busy or #out > 0) then back, halt = i, true break end

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.tenants import fingerprint
 from tests.support import Service, wait_until
@@ -97,7 +98,7 @@ def predict_p99(service: Service, key: str, rows: np.ndarray) -> float:
 def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_first(shared, digits, digits_model):
     x = digits[0]
     big = np.tile(x, (BIG // len(x) + 1, 1))[:BIG]
-    small = x[:SMALL]
+    small = np.tile(x, (2, 1))[:SMALL]
     idle_p99 = predict_p99(shared, KEY_B, x[:50])
     idle_batch = wait_batch(shared, KEY_B, upload(shared, KEY_B, small), 120)
 
@@ -123,7 +124,7 @@ def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_f
     assert datetime.fromisoformat(b_doc["finished_at"]) < datetime.fromisoformat(a_doc["finished_at"]), (a_doc, b_doc)
 
     expected = np.asarray(digits_model.predict({"pixels": x})["probabilities"])
-    np.testing.assert_allclose(results(shared, KEY_B, b_batch), expected[:SMALL], atol=1e-4)
+    np.testing.assert_allclose(results(shared, KEY_B, b_batch), np.tile(expected, (2, 1))[:SMALL], atol=1e-4)
     np.testing.assert_allclose(
         results(shared, KEY_A, a_batch), np.tile(expected, (BIG // len(x) + 1, 1))[:BIG], atol=1e-4
     )
@@ -132,6 +133,23 @@ def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_f
             shared.http.get(response.headers["Location"], params={"wait": 30}, headers=bearer(KEY_A)).json()["status"]
             == "finished"
         )
+
+    def tenant_samples() -> dict[tuple[str, str], float]:
+        text = shared.http.get("/metrics", headers=bearer(KEY_A)).text
+        return {
+            (s.name, s.labels.get("tenant", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("inference_tenant_")
+        }
+
+    samples = wait_until(
+        lambda: (s := tenant_samples()).get(("inference_tenant_rows_total", "team-a"), 0) >= BIG + LIMIT and s
+    )
+    assert samples[("inference_tenant_rows_total", "team-b")] >= 2 * SMALL + 2 * 50 + 1
+    assert samples[("inference_tenant_rejections_total", "team-a")] >= 1
+    assert samples[("inference_tenant_rejections_total", "team-b")] == 0
+    assert samples[("inference_tenant_wait_seconds_count", "team-b")] > 0
     print(
         f"\nfairness drill (suite size): B's {SMALL}-row batch {seconds(b_doc):.2f} s behind A's {BIG}-row batch "
         f"vs {seconds(idle_batch):.2f} s idle; B's /predict p99 {busy_p99 * 1000:.1f} ms vs {idle_p99 * 1000:.1f} ms "

@@ -260,7 +260,8 @@ def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, t
         redis_db.lrange(rq_keys.queue(sub), 0, -1) == [lost.encode()] and int(redis_db.get(keys.extra_rows(sub))) == 1
     )
     assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]  # back in the ring
-    assert [j[0].decode() for j in claim(redis_db)] == [lost]
+    [job] = claim(redis_db)
+    assert (job[0].decode(), job[9].decode()) == (lost, sub)  # the claim names the job's sub-queue
 
 
 def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings):
