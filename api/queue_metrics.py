@@ -115,8 +115,8 @@ class QueueCollector:
             view = read_view(self.connection)
         except redis.RedisError:
             return
-        yield _per_queue(worker_metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
-        yield _per_queue(
+        yield per_queue(worker_metrics.QUEUE_ROWS, "Rows waiting in each RQ queue: the queue depth MAX_QUEUE_DEPTH limits.", view.rows)
+        yield per_queue(
             worker_metrics.QUEUE_OLDEST_AGE,
             "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
             view.oldest_age_s,
@@ -165,7 +165,7 @@ class QueueCollector:
         )
 
 
-def _per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+def per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["queue"])
     for queue, value in sorted(values.items()):
         family.add_metric([queue], value)

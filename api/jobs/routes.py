@@ -8,7 +8,7 @@ from api import idempotency
 from api.auth import current_owner
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
-from api.validation import instances_from_body, job_timeout, parse_json, rows_to_arrays
+from api.validation import instances_from_body, start_deadline, parse_json, rows_to_arrays
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
 
@@ -45,7 +45,7 @@ def predict() -> Response:
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     instances = instances_from_body(body)
-    timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
+    deadline_s = start_deadline(body, request.args.get("timeout"), ext.settings.job_start_deadline_s)
     # Both places are checked when both are given; the query string wins.
     in_body = check_callback_url(
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
@@ -55,29 +55,29 @@ def predict() -> Response:
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
         job_id, document = ext.store.submit_and_wait(
-            arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id
+            arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id
         )
-        return _answer(job_id, wait, timeout, waited=True, document=document)
+        return _answer(job_id, wait, deadline_s, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
     digest = fingerprint.finish(request.args.to_dict())
     with idempotency.store().claim(owner, key, ROUTE) as claim:
         if not claim.won:
-            return _answer(claim.replay(digest), wait, timeout, replayed=True)
-        job_id = ext.store.submit(arrays, owner, timeout, callback_url, request_id)
+            return _answer(claim.replay(digest), wait, deadline_s, replayed=True)
+        job_id = ext.store.submit(arrays, owner, deadline_s, callback_url, request_id)
         claim.finish(digest, job_id)
-    return _answer(job_id, wait, timeout)
+    return _answer(job_id, wait, deadline_s)
 
 
-def _bounded(wait: float, timeout: float) -> float:
-    """The wait, ended at the job's deadline (`timeout`), when a job still queued can only be expired."""
-    return min(wait, timeout + DEADLINE_GRACE_S) if timeout > 0 else wait
+def _bounded(wait: float, deadline_s: float) -> float:
+    """The wait, ended at the job's start deadline (`deadline_s`), when a job still queued can only be expired."""
+    return min(wait, deadline_s + DEADLINE_GRACE_S) if deadline_s > 0 else wait
 
 
 def _answer(
     job_id: str,
     wait: float,
-    timeout: float,
+    deadline_s: float,
     *,
     replayed: bool = False,
     waited: bool = False,
@@ -92,8 +92,8 @@ def _answer(
     if state is not None:
         document = state.document
     if document is None and wait > 0 and not waited:
-        document = store.wait(job_id, _bounded(wait, timeout))
-    if document is None and 0 < timeout <= wait:  # waited up to the deadline: a job still queued reads expired
+        document = store.wait(job_id, _bounded(wait, deadline_s))
+    if document is None and 0 < deadline_s <= wait:  # waited up to the deadline: a job still queued reads expired
         state = store.state(job_id, current_owner())
         document = state.document
     headers = REPLAYED if replayed else None

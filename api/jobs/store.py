@@ -88,7 +88,7 @@ class JobStore:
         self,
         arrays: dict[str, np.ndarray],
         owner: str = "",
-        timeout_s: float = 0.0,
+        deadline_s: float = 0.0,
         callback_url: str | None = None,
         request_id: str | None = None,
         job_id: str | None = None,
@@ -96,7 +96,7 @@ class JobStore:
     ) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
-        `timeout_s` > 0 gives the job a deadline: a worker that reaches it later fails it as `expired`.
+        `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
         the webhook, and its log lines for the job carry the request id. `signature` names the model
         signature that runs the job (None: the default one).
@@ -111,8 +111,8 @@ class JobStore:
             now=rq_keys.timestamp(),
         )
         fields[keys.JOB_ROWS] = rows
-        if timeout_s > 0:
-            fields[keys.JOB_DEADLINE] = repr(time.time() + timeout_s)
+        if deadline_s > 0:
+            fields[keys.JOB_DEADLINE] = repr(time.time() + deadline_s)
         if owner:
             fields[keys.JOB_OWNER] = owner
         meta = {k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v}
@@ -137,18 +137,18 @@ class JobStore:
         arrays: dict[str, np.ndarray],
         wait_s: float,
         owner: str = "",
-        timeout_s: float = 0.0,
+        deadline_s: float = 0.0,
         callback_url: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
     ) -> tuple[str, bytes | None]:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
         if wait_s <= 0:
-            return self.submit(arrays, owner, timeout_s, callback_url, request_id, signature=signature), None
+            return self.submit(arrays, owner, deadline_s, callback_url, request_id, signature=signature), None
         job_id = uuid.uuid4().hex
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
-            self.submit(arrays, owner, timeout_s, callback_url, request_id, job_id=job_id, signature=signature)
+            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, signature=signature)
         except BaseException:
             self.results.wait(job_id, waiting, 0, check_first=False)  # stops waiting
             raise

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
-from shared.config import MAX_JOB_TIMEOUT_S
+from shared.config import MAX_START_DEADLINE_S
 from shared.signature import ModelSignature
 
 JSON = "application/json"
@@ -167,8 +167,8 @@ WAIT = _query(
 )
 TIMEOUT = _query(
     "timeout",
-    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
-    "The job's deadline to start, in seconds (default JOB_TIMEOUT)",
+    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_START_DEADLINE_S},
+    "The job's deadline to start, in seconds (default JOB_START_DEADLINE_S)",
 )
 CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
 

@@ -15,7 +15,7 @@ import orjson
 
 from api.protocols.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
-from shared.config import MAX_JOB_TIMEOUT_S
+from shared.config import MAX_START_DEADLINE_S
 from shared.schema import JobStatus
 from shared.signature import DEFAULT_SIGNATURE, ModelSignature, TensorSpec
 from shared.webhooks import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
@@ -253,7 +253,7 @@ def signature_schemas(signature: ModelSignature | None, max_rows: int) -> dict[s
                             "type": "number",
                             "minimum": 0,
                             "exclusiveMinimum": True,
-                            "maximum": MAX_JOB_TIMEOUT_S,
+                            "maximum": MAX_START_DEADLINE_S,
                             "description": "Seconds the job may wait to start (its deadline)",
                         },
                         "callback_url": callback_url_schema(nullable=True),

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
 from api.jobs.store import JobStore
+from api.metrics import ServiceCollector
 from api.queue_metrics import QueueCollector, read_view
 from shared import keys, webhooks
 from shared.config import Settings
@@ -90,6 +91,19 @@ def test_the_collector_renders_every_family_with_its_labels(redis_db):
     assert samples[("inference_redis_round_trips_total", ())] == 25
     assert samples[("inference_batches", (("status", "expired"),))] == 0
     assert samples[("inference_webhook_calls_total", (("outcome", "delivered"),))] == 0
+
+
+def test_queued_jobs_count_jobs_and_their_deprecated_old_name_reports_the_same_for_one_release(redis_db):
+    _submit(redis_db, 3)
+    _submit(redis_db, 1)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(redis_db))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    queued = {s.labels["queue"]: s.value for s in families["inference_queued_jobs"].samples}
+    assert queued == {"predict": 2}  # jobs; the 4 rows are inference_queue_rows, the queue depth
+    old = families["inference_queue_depth"]
+    assert {s.labels["queue"]: s.value for s in old.samples} == queued
+    assert old.documentation.startswith("Deprecated: use inference_queued_jobs")
 
 
 def test_api_readiness_asks_redis_but_not_the_workers(redis_db):

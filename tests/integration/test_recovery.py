@@ -168,8 +168,8 @@ def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queu
 
 
 def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, settings, store):
-    late = submit(store, 1.0, timeout_s=0.001)
-    on_time = submit(store, 2.0, timeout_s=600)
+    late = submit(store, 1.0, deadline_s=0.001)
+    on_time = submit(store, 2.0, deadline_s=600)
     deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
     wait_until(lambda: time.time() > deadline)
     node = Node(redis_db, settings, "node")
@@ -208,7 +208,7 @@ def test_an_id_queued_twice_runs_once(redis_db, settings, store):
 def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_page(redis_db, settings, store):
     from api.metrics import ServiceCollector
 
-    late = submit(store, 1.0, timeout_s=0.001)
+    late = submit(store, 1.0, deadline_s=0.001)
     deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
     wait_until(lambda: time.time() > deadline)
     node = Node(redis_db, settings, "node")
