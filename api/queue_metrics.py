@@ -115,7 +115,11 @@ class QueueCollector:
             view = read_view(self.connection)
         except redis.RedisError:
             return
-        yield per_queue(worker_metrics.QUEUE_ROWS, "Rows waiting in each RQ queue: the queue depth MAX_QUEUE_DEPTH limits.", view.rows)
+        yield per_queue(
+            worker_metrics.QUEUE_ROWS,
+            "Rows waiting in each RQ queue: the queue depth MAX_QUEUE_DEPTH limits.",
+            view.rows,
+        )
         yield per_queue(
             worker_metrics.QUEUE_OLDEST_AGE,
             "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",

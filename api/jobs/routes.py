@@ -8,7 +8,7 @@ from api import idempotency
 from api.auth import current_owner
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
-from api.validation import instances_from_body, start_deadline, parse_json, rows_to_arrays
+from api.validation import instances_from_body, parse_json, rows_to_arrays, start_deadline
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
 

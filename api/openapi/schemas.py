@@ -16,7 +16,7 @@ import orjson
 from api.protocols.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
 from shared.config import MAX_START_DEADLINE_S
-from shared.schema import JobStatus
+from shared.schema import ApiErrorCode, ErrorCode, JobStatus
 from shared.signature import DEFAULT_SIGNATURE, ModelSignature, TensorSpec
 from shared.webhooks import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
 
@@ -271,7 +271,7 @@ _ERROR = {
     "type": "object",
     "required": ["code", "message"],
     "properties": {
-        "code": {"type": "string"},
+        "code": {"type": "string", "enum": [code.value for code in ApiErrorCode]},
         "message": {"type": "string"},
         "field": {"type": "string"},
         "expected": {"type": "string"},
@@ -301,7 +301,13 @@ FIXED_SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": [s.value for s in JobStatus if s.is_terminal]},
             "predictions": {"type": "array", "items": ref("Prediction")},
             "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "enum": [code.value for code in ErrorCode]},
+                    "message": {"type": "string"},
+                },
+            },
             "request_id": {"type": "string"},
         },
     },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.validation import columns_to_arrays, start_deadline, rows_to_arrays, to_array
+from api.validation import columns_to_arrays, rows_to_arrays, start_deadline, to_array
 from shared.errors import InvalidInput
 from shared.payload import decode_inputs, encode_inputs
 from shared.signature import ModelSignature, TensorSpec
