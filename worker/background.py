@@ -34,13 +34,13 @@ class BackgroundThread:
         self.settings = settings
         self.storage = storage
         self.records = records
-        # A claimed delivery is leased for longer than one call can take; if this worker dies mid-call,
-        # another worker sends it once the lease ends.
+        # A delivery is held for longer than one call can take; if this worker dies mid-call,
+        # another worker sends it once the hold ends.
         self.deliveries = DeliveryQueue(
             connection,
             settings.webhook_max_attempts,
             settings.webhook_backoff_s,
-            lease_s=settings.webhook_timeout_s + 30,
+            hold_s=settings.webhook_timeout_s + 30,
         )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="background", daemon=True)
@@ -66,9 +66,9 @@ class BackgroundThread:
 
     def deliver_due(self) -> None:
         """Send every due webhook once; failures are rescheduled or given up."""
-        for delivery in self.deliveries.claim_due():
+        for delivery in self.deliveries.take_due():
             if self._stopping.is_set():
-                return  # its lease runs out and another worker (or the next start) sends it
+                return  # its hold runs out and another worker (or the next start) sends it
             body = self._document(delivery)
             if body is None:
                 self.deliveries.finish(delivery.member)  # the job or batch is gone: nothing to report

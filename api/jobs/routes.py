@@ -61,11 +61,11 @@ def predict() -> Response:
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
     digest = fingerprint.finish(request.args.to_dict())
-    with idempotency.store().claim(owner, key, ROUTE) as claim:
-        if not claim.won:
-            return _answer(claim.replay(digest), wait, deadline_s, replayed=True)
+    with idempotency.registry().reserve(owner, key, ROUTE) as reservation:
+        if not reservation.won:
+            return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
         job_id = ext.store.submit(arrays, owner, deadline_s, callback_url, request_id)
-        claim.finish(digest, job_id)
+        reservation.finish(digest, job_id)
     return _answer(job_id, wait, deadline_s)
 
 

@@ -146,12 +146,12 @@ def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, st
     assert reset_extra_rows(redis_db, QUEUE) is True and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
 
 
-def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_db):
+def test_webhook_hold_takes_due_deliveries_so_a_second_take_gets_none(redis_db):
     redis_db.hset(keys.webhook("job:a"), mapping={"url": "http://127.0.0.1:9/", "attempts": 0})
     redis_db.zadd(keys.webhooks(), {"job:a": time.time() - 1})
-    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, lease_s=30)
-    assert [d.member for d in deliveries.claim_due()] == ["job:a"]
-    assert deliveries.claim_due() == []
+    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, hold_s=30)
+    assert [d.member for d in deliveries.take_due()] == ["job:a"]
+    assert deliveries.take_due() == []
 
 
 def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:

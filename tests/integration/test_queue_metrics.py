@@ -65,11 +65,11 @@ def test_webhook_backlog_failures_and_given_up_deliveries_are_counted(redis_db):
     with redis_db.pipeline() as pipe:
         webhooks.enqueue(pipe, "job", "j1", "http://receiver.example/hook", 60)
         pipe.execute()
-    deliveries = webhooks.DeliveryQueue(redis_db, max_attempts=2, backoff_s=0, lease_s=30)
-    (first,) = deliveries.claim_due()
+    deliveries = webhooks.DeliveryQueue(redis_db, max_attempts=2, backoff_s=0, hold_s=30)
+    (first,) = deliveries.take_due()
     assert deliveries.failed(first) is True
     assert read_view(redis_db).webhooks_waiting == 1
-    (second,) = deliveries.claim_due()
+    (second,) = deliveries.take_due()
     assert deliveries.failed(second) is False
     view = read_view(redis_db)
     assert (view.webhooks_waiting, view.webhook_calls["failed"], view.webhooks_given_up) == (0, 2, 1)
