@@ -35,7 +35,7 @@ def readyz() -> Response:
         raise InvalidInput(f"scope {scope[:50]!r} is not known", field="scope", expected=" or ".join(SCOPES))
     ext = current_app.extensions["inference"]
     if scope == "api":
-        ext.store.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
+        ext.jobs.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
         return json_response({"ready": True, "scope": "api"})
     workers = ext.model_info.live_workers()
     if not workers:

@@ -135,6 +135,6 @@ def scrape() -> Response:
         MultiProcessCollector(registry, path=ext.settings.metrics_dir)
     else:
         registry.register(_ThisProcess())
-    registry.register(ServiceCollector(ext.store.connection))
-    registry.register(QueueCollector(ext.store.connection))
+    registry.register(ServiceCollector(ext.jobs.connection))
+    registry.register(QueueCollector(ext.jobs.connection))
     return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -31,7 +31,7 @@ from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
 from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import Segment, collect, validate_knobs
@@ -84,7 +84,7 @@ class InferenceWorker:
         self.lease_s = lease_seconds(settings)
         files = storage.from_settings(settings)
         records = BatchRecords(self.connection, settings)
-        self.chunks = ChunkStore(files, records)
+        self.chunks = ChunkFiles(files, records)
         self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
         self.source = RedisSource(
             self.connection, queue_names, name, self.lease_s, self.chunks, settings.batch_chunk_rows

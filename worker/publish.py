@@ -27,7 +27,7 @@ from shared.payload import ENDED_DATA
 from shared.schema import JobStatus, error_doc, finished_doc
 from shared.signature import ModelSignature
 from shared.webhooks import delivery_id
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.outcomes import PublishedResult, Tally, latency_s, log_result
 from worker.runner import RunStats
@@ -109,7 +109,7 @@ class Publisher:
         signature: ModelSignature,
         result_ttl: int,
         tally: Tally,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)

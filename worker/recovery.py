@@ -27,7 +27,7 @@ from shared import keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Recovery:
         interval_s: float,
         result_ttl: int,
         max_attempts: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)

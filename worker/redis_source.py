@@ -29,7 +29,7 @@ from shared import keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.microbatcher import Segment
 
@@ -91,7 +91,7 @@ class RedisSource:
         queue_names: Sequence[str],
         worker_name: str,
         lease_s: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
         chunk_rows: int = 1,
     ) -> None:
         self.connection = connection

@@ -41,7 +41,7 @@ def predict() -> Response:
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = current_app.extensions["inference"]
-    ext.store.check_capacity()
+    ext.jobs.check_capacity()
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     instances = instances_from_body(body)
@@ -54,7 +54,7 @@ def predict() -> Response:
     arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
-        job_id, document = ext.store.submit_and_wait(
+        job_id, document = ext.jobs.submit_and_wait(
             arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id
         )
         return _answer(job_id, wait, deadline_s, waited=True, document=document)
@@ -64,7 +64,7 @@ def predict() -> Response:
     with idempotency.registry().reserve(owner, key, ROUTE) as reservation:
         if not reservation.won:
             return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
-        job_id = ext.store.submit(arrays, owner, deadline_s, callback_url, request_id)
+        job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id)
         reservation.finish(digest, job_id)
     return _answer(job_id, wait, deadline_s)
 
@@ -87,14 +87,14 @@ def _answer(
 
     `waited`: the caller already waited for the result (`document`, None if it did not come).
     """
-    store = current_app.extensions["inference"].store
-    state = store.state(job_id, current_owner()) if replayed else None
+    jobs = current_app.extensions["inference"].jobs
+    state = jobs.state(job_id, current_owner()) if replayed else None
     if state is not None:
         document = state.document
     if document is None and wait > 0 and not waited:
-        document = store.wait(job_id, _bounded(wait, deadline_s))
+        document = jobs.wait(job_id, _bounded(wait, deadline_s))
     if document is None and 0 < deadline_s <= wait:  # waited up to the deadline: a job still queued reads expired
-        state = store.state(job_id, current_owner())
+        state = jobs.state(job_id, current_owner())
         document = state.document
     headers = REPLAYED if replayed else None
     if document is not None:
@@ -106,10 +106,10 @@ def _answer(
 def result(job_id: str) -> Response:
     """The job's document when done (200), its status while pending (202), 404 if unknown or expired."""
     wait = wait_seconds()
-    store = current_app.extensions["inference"].store
-    state = store.state(job_id, current_owner())
+    jobs = current_app.extensions["inference"].jobs
+    state = jobs.state(job_id, current_owner())
     if state.document is None and wait > 0:
-        state.document = store.wait(job_id, wait)
+        state.document = jobs.wait(job_id, wait)
     if state.document is not None:
         return json_response(state.document)
     return _pending(job_id, state.status)
@@ -118,4 +118,4 @@ def result(job_id: str) -> Response:
 @bp.delete("/jobs/<job_id>")
 def cancel(job_id: str) -> Response:
     """Cancel a job that has not started (200 with its document); 409 if it already started or ended."""
-    return json_response(current_app.extensions["inference"].store.cancel(job_id, current_owner()))
+    return json_response(current_app.extensions["inference"].jobs.cancel(job_id, current_owner()))

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from shared import keys
 from shared.config import Settings
 from tests.support import wait_until
@@ -103,7 +103,7 @@ def test_metrics_add_up_across_gunicorn_processes(json_service):
 
 
 def test_cancelled_jobs_are_counted(redis_db, redis_url):
-    store = JobStore(redis_db, Settings.from_env({}))
-    job_id = store.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
-    store.cancel(job_id)
+    jobs = RedisJobs(redis_db, Settings.from_env({}))
+    job_id = jobs.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
+    jobs.cancel(job_id)
     assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

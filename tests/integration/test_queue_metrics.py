@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from api.metrics import ServiceCollector
 from api.queue_metrics import QueueCollector, read_view
 from shared import keys, webhooks
@@ -28,8 +28,8 @@ def _url(redis_db) -> str:
 
 
 def _submit(redis_db, rows: int) -> str:
-    store = JobStore(redis_db, Settings.from_env({}))
-    return store.submit({"pixels": np.zeros((rows, 64), np.float32)})
+    jobs = RedisJobs(redis_db, Settings.from_env({}))
+    return jobs.submit({"pixels": np.zeros((rows, 64), np.float32)})
 
 
 def test_queue_rows_and_the_oldest_jobs_age_are_read_per_queue(redis_db):
@@ -131,7 +131,7 @@ def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
     def full() -> None:
         raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["inference"].store.connection, "ping", full)
+    monkeypatch.setattr(app.extensions["inference"].jobs.connection, "ping", full)
     response = app.test_client().get("/readyz?scope=api")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["message"] == "Redis is full; try again later"

@@ -41,7 +41,7 @@ class JobState:
     document: bytes | None = None
 
 
-class JobStore:
+class RedisJobs:
     """Redis operations for /predict, /result and /jobs; one instance per app.
 
     Methods that read or change a job take the caller's `owner` (see `api.auth`): a job created with
