@@ -49,7 +49,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         pipe.zcard(keys.webhooks())
         pipe.zcount(keys.webhooks(), "-inf", now)
         pipe.hgetall(keys.stats())
-        pipe.zrange(keys.batch_expiry(), 0, MAX_BATCHES_READ - 1)
+        pipe.zrange(keys.batch_retirement(), 0, MAX_BATCHES_READ - 1)
         pipe.hmget(
             keys.metrics(),
             [*map(worker_metrics.webhook_call_field, worker_metrics.WEBHOOK_OUTCOMES), worker_metrics.WEBHOOK_GIVEN_UP],

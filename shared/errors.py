@@ -3,7 +3,7 @@
    ServiceError (500, internal)
     ├── InvalidInput (400, invalid_input)      a request body or field is wrong; names field and expected
     ├── Unauthorized (401, unauthorized)       API keys are on and the request has no valid one
-    ├── NotFound (404, not_found)              unknown or expired job, unknown route
+    ├── NotFound (404, not_found)              unknown or purged job or batch, unknown route
     ├── MethodNotAllowed (405, method_not_allowed) the route exists, but not for this method (Allow lists them)
     ├── NotAcceptable (406, not_acceptable)    the result cannot be given in the format asked for
     ├── Conflict (409, conflict)               the job or batch is past (or not yet at) the state the request needs,

@@ -1,8 +1,8 @@
 """Work beside the batch loop, on one background thread of each worker: send due webhooks (with retries)
-and expire batches past BATCH_TTL (deleting their files).
+and retire batches past BATCH_TTL (deleting their files; their status becomes `expired`).
 
 A thread, not the loop, so a slow or dead webhook receiver never delays a model call; the work itself
-lives in Redis (deliveries, expiry times), so several workers share it and a crashed one loses nothing.
+lives in Redis (deliveries, retirement times), so several workers share it and a crashed one loses nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from worker.chunk_retries import release_due
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.5  # how often the thread looks for due deliveries and expired batches
+TICK_S = 0.5  # how often the thread looks for due deliveries and batches to retire
 
 
 class BackgroundThread:
@@ -57,7 +57,7 @@ class BackgroundThread:
         while not self._stopping.wait(TICK_S):
             try:
                 self.deliver_due()
-                self.expire_due()
+                self.retire_due()
                 release_due(self.connection, self.settings.bulk_queue_name)  # chunks waiting after a storage failure
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 log.warning("background thread skipped a turn: %s", exc)
@@ -107,14 +107,16 @@ class BackgroundThread:
         record = self.connection.hgetall(keys.batch(delivery.item_id))
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 
-    def expire_due(self) -> None:
-        """Expire batches past BATCH_TTL: remaining chunks are cancelled, files deleted, status `expired`."""
-        for batch_id in self.records.due_for_expiry():
-            if self.records.claim_expiry(batch_id):  # several workers may see it; one sweeps it
+    def retire_due(self) -> None:
+        """Retire batches past BATCH_TTL: remaining chunks are cancelled, files deleted, status `expired`."""
+        for batch_id in self.records.due_for_retirement():
+            if self.records.take_for_retirement(batch_id):  # several workers may see it; one sweeps it
                 self.records.end(batch_id, BatchStatus.EXPIRED)
                 try:
                     self.storage.delete_prefix(batch_id)
                 except StoreUnreachable as exc:  # the bucket's lifecycle rule removes them in the end
-                    log.warning("batch %s expired, but its files could not be deleted: %s", batch_id, exc)
+                    log.warning(
+                        "batch %s retired (status expired), but its files could not be deleted: %s", batch_id, exc
+                    )
                     continue
-                log.info("batch %s expired; its files were deleted", batch_id)
+                log.info("batch %s retired (status expired); its files were deleted", batch_id)

@@ -77,7 +77,7 @@ def publish_endings(
     client: redis.Redis, queue_names: Sequence[str], endings: Sequence[Ending], result_ttl: int
 ) -> list[bool]:
     """publish.lua: end each job whose lease is still ours; returns, per ending, whether it was published."""
-    script_keys = [keys.expiry(), keys.webhooks()]
+    script_keys = [keys.purge_index(), keys.webhooks()]
     for name in queue_names:
         script_keys += [rq_keys.started(name), rq_keys.finished(name), rq_keys.failed(name)]
     now = time.time()

@@ -163,13 +163,15 @@ class RedisJobs:
         return self.connection.hget(rq_keys.job(job_id), keys.JOB_RESULT)
 
     def state(self, job_id: str, owner: str = "") -> JobState:
-        """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
+        """The job's state; raises NotFound for an unknown or purged id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline = self.connection.hmget(
             rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
         )
         if status is None or not owns(stored_owner, owner):
-            raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")
+            raise NotFound(
+                f"no job {job_id!r}: unknown, or its result was purged (RESULT_TTL after it ended)", field="id"
+            )
         if document is not None:
             return JobState(JobStatus(orjson.loads(document)["status"]), document)
         try:
@@ -200,7 +202,7 @@ class RedisJobs:
         """Cancel a job that has not started; returns its (canceled) document.
 
         Raises:
-            NotFound: unknown or expired id, or a job `owner` did not create.
+            NotFound: unknown or purged id, or a job `owner` did not create.
             Conflict: the job was already claimed by a worker, or is done.
         """
         state = self.state(job_id, owner)
@@ -232,7 +234,7 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
                 rq_keys.job(job_id),
                 rq_keys.canceled(settings.queue_name),
                 keys.extra_rows(settings.queue_name),
-                keys.expiry(),
+                keys.purge_index(),
                 keys.webhooks(),
                 keys.webhook(member),
             ],

@@ -3,7 +3,7 @@
     ClientError                          anything this package raises on purpose
      ├── APIError                        the server answered with an error document (status, code, message)
      │    ├── InvalidInput (400)         invalid_input: `field`, `expected`, and for uploads `details`
-     │    ├── NotFound (404)             not_found: unknown or expired job or batch
+     │    ├── NotFound (404)             not_found: unknown or purged job or batch
      │    ├── MethodNotAllowed (405)     method_not_allowed: the route has no such method
      │    ├── NotAcceptable (406)        not_acceptable: e.g. .npy results of a multi-output model
      │    ├── Conflict (409)             conflict: e.g. cancelling a finished job, an Idempotency-Key reused

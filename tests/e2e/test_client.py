@@ -41,7 +41,7 @@ def test_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp
 
 def test_client_errors_are_typed_and_carry_the_servers_message(service):
     with Client(service.base_url) as c:
-        with pytest.raises(inferq.NotFound, match="unknown, or its result expired") as missing:
+        with pytest.raises(inferq.NotFound, match="unknown, or its result was purged") as missing:
             c.job("0" * 32).status()
         assert missing.value.status == 404 and missing.value.code == "not_found"
         with pytest.raises(inferq.InvalidInput) as invalid:

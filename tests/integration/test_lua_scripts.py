@@ -23,7 +23,7 @@ from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+from worker.recovery import purge_results, recover_leases, reset_extra_rows
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
     assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
-    assert redis_db.zscore(keys.expiry(), ours) is not None and redis_db.zscore(keys.expiry(), lost) is None
+    assert redis_db.zscore(keys.purge_index(), ours) is not None and redis_db.zscore(keys.purge_index(), lost) is None
     message = pubsub.get_message(timeout=5)
     assert message["data"] == f'{ours} {{"id":"{ours}"}}'.encode()
 
@@ -130,12 +130,12 @@ def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(r
     assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}') is False
 
 
-def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, jobs):
+def test_purge_deletes_the_hashes_of_results_past_their_ttl(redis_db, jobs):
     old, fresh = submit(jobs), submit(jobs)
-    redis_db.zadd(keys.expiry(), {old: time.time() - 1, fresh: time.time() + 600})
-    assert delete_expired(redis_db, 100) == 1
+    redis_db.zadd(keys.purge_index(), {old: time.time() - 1, fresh: time.time() + 600})
+    assert purge_results(redis_db, 100) == 1
     assert not redis_db.exists(rq_keys.job(old)) and redis_db.exists(rq_keys.job(fresh))
-    assert redis_db.zrange(keys.expiry(), 0, -1) == [fresh.encode()]
+    assert redis_db.zrange(keys.purge_index(), 0, -1) == [fresh.encode()]
 
 
 def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, jobs):

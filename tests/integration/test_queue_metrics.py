@@ -55,7 +55,7 @@ def test_bulk_rows_pending_counts_only_rows_not_yet_run_in_live_batches(redis_db
             keys.batch(batch_id),
             mapping={"status": status, "total_rows": total, "done_rows": done, "failed_rows": failed},
         )
-        redis_db.zadd(keys.batch_expiry(), {batch_id: time.time() + 60})
+        redis_db.zadd(keys.batch_retirement(), {batch_id: time.time() + 60})
     view = read_view(redis_db)
     assert view.bulk_rows_pending == 65 + 50
     assert view.batches == {"in_progress": 1, "queued": 1, "completed": 1}
