@@ -45,7 +45,7 @@ def readyz() -> Response:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """The served model: name, version, inputs, outputs, batching settings, live workers."""
+    """The served model: name, version, inputs, outputs, micro-batching settings (`batching`), live workers."""
     ext = current_app.extensions["inference"]
     document = dict(ext.model_info.document())
     document["workers"] = ext.model_info.live_workers()

@@ -66,10 +66,11 @@ class Settings:
     queue_name: str = "predict"
     # RQ queue for bulk batch chunks; workers claim from it only when QUEUE_NAME is empty.
     bulk_queue_name: str = "predict-bulk"
-    # Rows per model call (the largest batch the worker forms).
+    # Rows per model call (the largest micro-batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
-    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
+    # Longest the first job of a micro-batch waits for company, in ms; 0: micro-batches grow only from queued
+    # work. With the adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every
+    # micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
     # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
     # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for

@@ -13,7 +13,7 @@
     ├── UnsupportedMediaType (415, unsupported_media_type)
     ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
     ├── InferenceFailed (500, inference_failed) a synchronous (protocol) request's job failed
-    ├── NotReady (503, not_ready)              no model published or Redis unreachable
+    ├── NotReady (503, not_ready)              no model advertised or Redis unreachable
     ├── StorageUnavailable (503, storage_unavailable) the object store (STORAGE_URL) is unreachable or refuses
     └── TimedOut (504, timed_out)              a synchronous request's job did not finish in time
 

@@ -8,7 +8,7 @@ PREFIX = "infer"
 
 
 def model() -> str:
-    """String (JSON): the model signature the workers published; no TTL, replaced by each worker start."""
+    """String (JSON): the model signature the workers advertised; no TTL, replaced by each worker start."""
     return f"{PREFIX}:model"
 
 

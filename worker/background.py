@@ -1,4 +1,4 @@
-"""Work beside the batch loop, on one background thread of each worker: send due webhooks (with retries)
+"""Work beside the micro-batch loop, on one background thread of each worker: send due webhooks (with retries)
 and retire batches past BATCH_TTL (deleting their files; their status becomes `expired`).
 
 A thread, not the loop, so a slow or dead webhook receiver never delays a model call; the work itself

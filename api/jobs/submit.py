@@ -1,4 +1,4 @@
-"""Synchronous inference for the protocol routes (TF Serving, KServe): the same queue and batching worker as
+"""Synchronous inference for the protocol routes (TF Serving, KServe): the same queue and micro-batching worker as
 /predict, waited on for the caller.
 
 One job per request: submit (one round trip), block on the job's done list (BLMOVE, no polling), parse

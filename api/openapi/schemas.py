@@ -1,8 +1,8 @@
 """The component schemas of the OpenAPI document: fixed ones (errors, documents) and the ones built from the
-signature the workers publish (rows, tensors, predictions), so that a client or fuzzer generated from the
+signature the workers advertise (rows, tensors, predictions), so that a client or fuzzer generated from the
 document sends rows of exactly the model's shape and dtype.
 
-With no model published yet, the signature-derived schemas fall back to generic ones (rows of any numbers).
+With no model advertised yet, the signature-derived schemas fall back to generic ones (rows of any numbers).
 """
 
 from __future__ import annotations

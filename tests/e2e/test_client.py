@@ -169,7 +169,7 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
 def expiring(make_module_service, service):
     """A service whose jobs must start within 1 s (JOB_START_DEADLINE_S) and no worker to start them: every job expires.
 
-    The model document is the one the session's real worker published, so requests validate.
+    The model document is the one the session's real worker advertised, so requests validate.
     """
     expiring = make_module_service(workers=0, job_start_deadline_s=1.0)
     expiring.redis.set(keys.model(), service.redis.get(keys.model()))
