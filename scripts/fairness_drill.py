@@ -62,7 +62,7 @@ def start_stack(data_dir: Path) -> Harness:
         api_keys="",
         api_keys_file=str(keys_file),
         max_queued_rows_per_key=LIMIT,
-        job_timeout=600,
+        job_start_deadline_s=600,
     )
     (data_dir / "logs").mkdir()
     harness = Harness(settings, data_dir / "logs")

@@ -39,7 +39,7 @@ def shared(make_module_service, tmp_path_factory) -> Service:
         f'[keys.team-a]\nsha256 = "{fingerprint(KEY_A)}"\n\n[keys.team-b]\nsha256 = "{fingerprint(KEY_B)}"\nweight = 1\n'
     )
     return make_module_service(
-        api_keys_file=str(path), max_queued_rows_per_key=LIMIT, batch_chunk_rows=CHUNK, job_timeout=600
+        api_keys_file=str(path), max_queued_rows_per_key=LIMIT, batch_chunk_rows=CHUNK, job_start_deadline_s=600
     )
 
 

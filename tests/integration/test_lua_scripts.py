@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.jobs.store import JobStore, _cancel
+from api.jobs.redis_jobs import RedisJobs, _cancel
 from shared import keys, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
@@ -26,7 +26,7 @@ from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import delete_expired, recover_leases, tidy_queue
+from worker.recovery import purge_results, recover_leases, tidy_queue
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -41,12 +41,12 @@ def settings(redis_db) -> Settings:
 
 
 @pytest.fixture
-def store(redis_db, settings) -> JobStore:
-    return JobStore(redis_db, settings)
+def jobs(redis_db, settings) -> RedisJobs:
+    return RedisJobs(redis_db, settings)
 
 
-def submit(store: JobStore, rows: int = 1, **kwargs) -> str:
-    return store.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
+def submit(jobs: RedisJobs, rows: int = 1, **kwargs) -> str:
+    return jobs.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
 
 
 def claim(
@@ -73,8 +73,8 @@ def claim(
     )
 
 
-def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, store):
-    one, three = submit(store), submit(store, rows=3)
+def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, jobs):
+    one, three = submit(jobs), submit(jobs, rows=3)
     jobs = claim(redis_db)
     assert [j[0].decode() for j in jobs] == [one, three] and [int(j[2]) for j in jobs] == [1, 3]
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and int(redis_db.get(keys.extra_rows(QUEUE))) == 0
@@ -82,11 +82,11 @@ def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_th
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
 
 
-def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, store):
-    cancelled, kept = submit(store), submit(store)
+def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
+    cancelled, kept = submit(jobs), submit(jobs)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
     assert [j[0].decode() for j in claim(redis_db, most=1)] == [kept]
-    rerun = submit(store)
+    rerun = submit(jobs)
     redis_db.hset(rq_keys.job(rerun), "started_at", "2026-01-01T00:00:00.000000Z")
     assert claim(redis_db, busy=True) == []
     assert redis_db.lrange(rq_keys.queue(QUEUE), 0, -1) == [rerun.encode()]  # back at the head, still queued
@@ -94,8 +94,8 @@ def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_bac
     assert job[0].decode() == rerun and job[1]  # an idle worker takes it, alone
 
 
-def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, store, settings):
-    ours, lost = submit(store), submit(store)
+def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, jobs, settings):
+    ours, lost = submit(jobs), submit(jobs)
     claim(redis_db)
     redis_db.zrem(rq_keys.started(QUEUE), f"{lost}:t1")  # recovery took this one back
     pubsub = redis_db.pubsub()
@@ -109,13 +109,13 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
     assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
-    assert redis_db.zscore(keys.expiry(), ours) is not None and redis_db.zscore(keys.expiry(), lost) is None
+    assert redis_db.zscore(keys.purge_index(), ours) is not None and redis_db.zscore(keys.purge_index(), lost) is None
     message = pubsub.get_message(timeout=5)
     assert message["data"] == f'{ours} {{"id":"{ours}"}}'.encode()
 
 
-def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, store, settings):
-    job_id = submit(store, rows=2)
+def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, jobs, settings):
+    job_id = submit(jobs, rows=2)
     for attempt in range(settings.max_attempts):
         claim(redis_db, token=f"t{attempt}")
         lease = f"{job_id}:t{attempt}"
@@ -127,34 +127,34 @@ def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_withou
     assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
 
 
-def test_a_renewed_lease_is_not_recovered(redis_db, store):
-    job_id = submit(store)
+def test_a_renewed_lease_is_not_recovered(redis_db, jobs):
+    job_id = submit(jobs)
     claim(redis_db)
     assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == (0, 0, [])
 
 
-def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, store, settings):
-    job_id = submit(store, rows=4)
+def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, jobs, settings):
+    job_id = submit(jobs, rows=4)
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 3
     assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}', QUEUE) is True
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 0 and redis_db.llen(rq_keys.queue(QUEUE)) == 0
     assert redis_db.zscore(rq_keys.canceled(QUEUE), job_id) is not None
-    claimed = submit(store)
+    claimed = submit(jobs)
     claim(redis_db)
     assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}', QUEUE) is False
 
 
-def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, store):
-    old, fresh = submit(store), submit(store)
-    redis_db.zadd(keys.expiry(), {old: time.time() - 1, fresh: time.time() + 600})
-    assert delete_expired(redis_db, 100) == 1
+def test_purge_deletes_the_hashes_of_results_past_their_ttl(redis_db, jobs):
+    old, fresh = submit(jobs), submit(jobs)
+    redis_db.zadd(keys.purge_index(), {old: time.time() - 1, fresh: time.time() + 600})
+    assert purge_results(redis_db, 100) == 1
     assert not redis_db.exists(rq_keys.job(old)) and redis_db.exists(rq_keys.job(fresh))
-    assert redis_db.zrange(keys.expiry(), 0, -1) == [fresh.encode()]
+    assert redis_db.zrange(keys.purge_index(), 0, -1) == [fresh.encode()]
 
 
-def test_tidy_queue_zeroes_the_counter_of_an_empty_queue_only_and_rings_a_queue_rq_filled(redis_db, store):
+def test_tidy_queue_zeroes_the_counter_of_an_empty_queue_only_and_rings_a_queue_rq_filled(redis_db, jobs):
     redis_db.set(keys.extra_rows(QUEUE), 7)
-    submit(store)
+    submit(jobs)
     assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
     redis_db.delete(rq_keys.queue(QUEUE))
     assert tidy_queue(redis_db, QUEUE, QUEUE) == 1 and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
@@ -164,12 +164,12 @@ def test_tidy_queue_zeroes_the_counter_of_an_empty_queue_only_and_rings_a_queue_
     assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
 
 
-def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_db):
+def test_webhook_hold_takes_due_deliveries_so_a_second_take_gets_none(redis_db):
     redis_db.hset(keys.webhook("job:a"), mapping={"url": "http://127.0.0.1:9/", "attempts": 0})
     redis_db.zadd(keys.webhooks(), {"job:a": time.time() - 1})
-    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, lease_s=30)
-    assert [d.member for d in deliveries.claim_due()] == ["job:a"]
-    assert deliveries.claim_due() == []
+    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, hold_s=30)
+    assert [d.member for d in deliveries.take_due()] == ["job:a"]
+    assert deliveries.take_due() == []
 
 
 def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:
@@ -206,11 +206,11 @@ TENANTS = Tenants({fingerprint(n): Tenant(n, fingerprint(n), weight=w) for n, w 
 
 
 @pytest.fixture
-def tenant_store(redis_db, settings) -> JobStore:
-    return JobStore(redis_db, settings, TENANTS)
+def tenant_jobs(redis_db, settings) -> RedisJobs:
+    return RedisJobs(redis_db, settings, TENANTS)
 
 
-def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(redis_db, tenant_store):
+def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(redis_db, tenant_jobs):
     model = DeficitRoundRobin(quantum=3, weights=TENANTS.weights())
     schedule = [("a", 1, 7), ("b", 2, 4), ("c", 5, 1), ("a", 4, 1), ("c", 1, 3)]  # (key, rows, jobs), in turn
     got, want = [], []
@@ -218,7 +218,7 @@ def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(r
         if step < len(schedule) - 1:
             for name, rows, count in schedule[step : step + 2]:
                 for _ in range(count):
-                    job_id = submit(tenant_store, rows, owner=fingerprint(name))
+                    job_id = submit(tenant_jobs, rows, owner=fingerprint(name))
                     model.push(sub_queue(QUEUE, name), [Job(job_id, rows)])
         for cap in caps:
             got += [j[0].decode() for j in claim(redis_db, most=cap, quantum=3, weights=TENANTS.weights())]
@@ -228,29 +228,29 @@ def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(r
 
 
 def test_a_key_over_its_own_limit_gets_429_naming_it_while_another_key_is_accepted(redis_db, settings):
-    store = JobStore(redis_db, settings.replace(max_queued_rows_per_key=5), TENANTS)
+    jobs = RedisJobs(redis_db, settings.replace(max_queued_rows_per_key=5), TENANTS)
     for _ in range(5):
-        store.check_capacity(fingerprint("a"))
-        submit(store, owner=fingerprint("a"))
+        jobs.check_capacity(fingerprint("a"))
+        submit(jobs, owner=fingerprint("a"))
     with pytest.raises(QueueFull, match="key 'a'.*MAX_QUEUED_ROWS_PER_KEY=5"):
-        store.check_capacity(fingerprint("a"))
-    store.check_capacity(fingerprint("b"))  # B is not held back by A's backlog
+        jobs.check_capacity(fingerprint("a"))
+    jobs.check_capacity(fingerprint("b"))  # B is not held back by A's backlog
     assert redis_db.llen(rq_keys.queue(sub_queue(QUEUE, "a"))) == 5
 
 
 def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
-    store = JobStore(redis_db, settings.replace(max_queue_depth=6), TENANTS)
-    submit(store, rows=3, owner=fingerprint("a"))
-    submit(store, rows=3, owner=fingerprint("b"))
+    jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=6), TENANTS)
+    submit(jobs, rows=3, owner=fingerprint("a"))
+    submit(jobs, rows=3, owner=fingerprint("b"))
     with pytest.raises(QueueFull, match="MAX_QUEUE_DEPTH=6"):
-        store.check_capacity(fingerprint("c"))
+        jobs.check_capacity(fingerprint("c"))
 
 
-def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, tenant_store):
+def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, tenant_jobs):
     owner, sub = fingerprint("b"), sub_queue(QUEUE, "b")
-    lost, queued = submit(tenant_store, 2, owner=owner), submit(tenant_store, 3, owner=owner)
+    lost, queued = submit(tenant_jobs, 2, owner=owner), submit(tenant_jobs, 3, owner=owner)
     claim(redis_db, most=1)  # `lost`: its worker dies
-    tenant_store.cancel(queued, owner)
+    tenant_jobs.cancel(queued, owner)
     assert redis_db.llen(rq_keys.queue(sub)) == 0 and int(redis_db.get(keys.extra_rows(sub))) == 0
     assert claim(redis_db) == [] and redis_db.llen(keys.ring(QUEUE)) == 0  # the emptied sub-queue left the ring
     lease = f"{lost}:t1"
