@@ -114,7 +114,7 @@ class DeficitRoundRobin:
                     deficit -= job.rows
                     taken += 1
                 queue.extendleft(reversed(popped[taken:]))  # not taken: back at the head, in order
-                if len(popped) < asked and taken == len(popped):  # emptied: leaves the ring
+                if taken == len(popped) and not queue:  # emptied: leaves the ring
                     self.ring.popleft()
                     self.deficits.pop(sub, None)
                     last = None

@@ -38,7 +38,8 @@ local function fair_claim(lane, cap, serve)
         redis.call('HSET', lane.deficits, sub, deficit)
         return taken, true
       end
-      if #ids < asked and not back then  -- emptied: leaves the ring, forgets its deficit
+      if not back and (#ids < asked or redis.call('LLEN', queue) == 0) then  -- emptied: leaves the ring now,
+        -- forgets its deficit (not one claim later: an idle worker would wake for nothing)
         redis.call('LPOP', lane.ring)
         redis.call('HDEL', lane.deficits, sub)
         rotate, last = false, nil
