@@ -91,8 +91,9 @@ def wait_batch(http: httpx.Client, key: str, batch_id: str, timeout_s: float = 3
     raise TimeoutError(f"batch {batch_id} did not end in {timeout_s:g} s")
 
 
-def batch_seconds(doc: dict) -> float:
-    return (datetime.fromisoformat(doc["finished_at"]) - datetime.fromisoformat(doc["created_at"])).total_seconds()
+def batch_seconds(doc: dict, start: str = "created_at") -> float:
+    """Seconds from `start` (created_at: the upload began; started_at: its first chunk was claimed) to finished_at."""
+    return (datetime.fromisoformat(doc["finished_at"]) - datetime.fromisoformat(doc[start])).total_seconds()
 
 
 def singles_p99(
@@ -224,7 +225,8 @@ def main() -> int:
                 small = data[np.arange(SMALL_ROWS) % len(data)]
                 wait_batch(http, KEY_B, upload(http, KEY_B, small))  # warm-up: first calls compile and fill caches
                 idle_p99, idle_wait = singles_p99(http, connection, KEY_B, data, refused_b)
-                idle_batch = batch_seconds(wait_batch(http, KEY_B, upload(http, KEY_B, small)))
+                idle_doc = wait_batch(http, KEY_B, upload(http, KEY_B, small))
+                idle_batch = batch_seconds(idle_doc)
                 watch = IdleWatch(connection, [settings.queue_name, settings.bulk_queue_name])
                 watch.thread.start()
                 a_batch = upload(http, KEY_A, data[np.arange(big_rows) % len(data)])
@@ -245,6 +247,11 @@ def main() -> int:
     print(
         f"B's batch: {batch_seconds(b_doc):.2f} s behind A vs {idle_batch:.2f} s idle = {batch_ratio:.2f}x "
         f"(target <= 3x: {'met' if batch_ratio <= 3 else 'MISSED'})"
+    )
+    print(
+        f"  of which running (first chunk claimed to finished): {batch_seconds(b_doc, 'started_at'):.2f} s behind A "
+        f"vs {batch_seconds(idle_doc, 'started_at'):.2f} s idle (an idle worker looks at the bulk queue only after "
+        "its wait on the interactive one ends)"
     )
     print(
         f"B's /predict p99: {busy_p99 * 1000:.1f} ms behind A vs {idle_p99 * 1000:.1f} ms idle = {p99_ratio:.2f}x "
