@@ -143,10 +143,15 @@ def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_f
             if s.name.startswith("inference_tenant_")
         }
 
-    samples = wait_until(
-        lambda: (s := tenant_samples()).get(("inference_tenant_rows_total", "team-a"), 0) >= BIG + LIMIT and s
-    )
-    assert samples[("inference_tenant_rows_total", "team-b")] >= 2 * SMALL + 2 * 50 + 1
+    def counted() -> dict[tuple[str, str], float] | None:  # workers write their counters once a second
+        samples = tenant_samples()
+        done = (
+            samples.get(("inference_tenant_rows_total", "team-a"), 0) == BIG + LIMIT
+            and samples.get(("inference_tenant_rows_total", "team-b"), 0) == 2 * SMALL + 2 * 50 + 1
+        )
+        return samples if done else None
+
+    samples = wait_until(counted)
     assert samples[("inference_tenant_rejections_total", "team-a")] >= 1
     assert samples[("inference_tenant_rejections_total", "team-b")] == 0
     assert samples[("inference_tenant_wait_seconds_count", "team-b")] > 0
