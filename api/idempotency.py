@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import redis
-from flask import Flask, current_app, request
+from flask import request
 
 from shared import keys
 from shared.config import Settings
@@ -38,7 +38,6 @@ RESERVATION_S = 30  # a reservation's life if not renewed: how long a crashed fi
 RENEW_EVERY_S = 5.0  # how often a batch upload being read renews its reservation
 WAIT_FOR_FIRST_S = 5.0  # how long a duplicate waits for the first request to finish before answering 409
 POLL_S = 0.05  # how often it looks while it waits
-_EXTENSION = "idempotency"
 
 # KEYS: the idempotency record. ARGV: the record its holder wrote, the new record ("" deletes), TTL seconds.
 # Changes the record only while it is still the holder's reservation (not expired and taken by another).
@@ -186,11 +185,3 @@ class IdempotencyStore:
     def replace_if_held(self, redis_key: str, held: Record, new: Record | None, ttl_s: int = 1) -> bool:
         """Write `new` (None: delete) if the record is still `held`; False if it expired or changed hands."""
         return bool(self._replace(keys=[redis_key], args=[held.encode(), new.encode() if new else b"", ttl_s]))
-
-
-def init_app(app: Flask, connection: redis.Redis, settings: Settings) -> None:
-    app.extensions[_EXTENSION] = IdempotencyStore(connection, settings)
-
-
-def store() -> IdempotencyStore:
-    return current_app.extensions[_EXTENSION]

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from flask import current_app
 
 from api.jobs.store import JobStore
 from api.request_context import current_request_id
+from api.services import services
 from shared.errors import InferenceFailed, ServiceError, TimedOut
 from shared.signature import ModelSignature
 
@@ -41,7 +41,7 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None) -> Predic
         TimedOut: not done within PROTOCOL_TIMEOUT_S.
         InferenceFailed: the worker could not run the job (the message says why).
     """
-    ext = current_app.extensions["inference"]
+    ext = services()
     return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id())
 
 

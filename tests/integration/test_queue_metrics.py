@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api import create_app
 from api.jobs.store import JobStore
 from api.queue_metrics import QueueCollector, read_view
+from api.services import services_of
 from shared import keys, webhooks
 from shared.config import Settings
 from tests.support import free_port
@@ -117,7 +118,7 @@ def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
     def full() -> None:
         raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["inference"].store.connection, "ping", full)
+    monkeypatch.setattr(services_of(app).store.connection, "ping", full)
     response = app.test_client().get("/readyz?scope=api")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["message"] == "Redis is full; try again later"

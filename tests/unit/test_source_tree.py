@@ -20,3 +20,13 @@ def test_the_walker_finds_modules_in_sub_packages():
     files = python_files("api", "worker", "shared")
     assert os.path.join("api", "jobs", "routes.py") in files and os.path.join("shared", "storage", "s3.py") in files
     assert all(os.path.basename(path) != "__pycache__" for path in files)
+
+
+def test_only_the_services_accessor_reads_app_extensions():
+    """Views reach settings and services through `api.services.services()`, typed, never by string lookup."""
+    offenders = [
+        path
+        for path in python_files("api", "worker", "shared", "scripts")
+        if path != os.path.join("api", "services.py") and ".extensions" in read(path)
+    ]
+    assert offenders == []
