@@ -30,3 +30,15 @@ def test_only_the_services_accessor_reads_app_extensions():
         if path != os.path.join("api", "services.py") and ".extensions" in read(path)
     ]
     assert offenders == []
+
+
+def test_every_module_is_in_the_module_map():
+    """docs/architecture.md's "Modules" section names every module of api/, worker/ and shared/."""
+    doc = read(os.path.join("docs", "architecture.md"))
+    section = doc.split("## Modules", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        path
+        for path in python_files("api", "worker", "shared")
+        if f"`{path.replace(os.sep, '/')}`" not in section and read(path).strip()
+    ]
+    assert missing == []
