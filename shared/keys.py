@@ -4,6 +4,8 @@ Application code builds no key string of its own: it calls these functions. Test
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 PREFIX = "infer"
 
 
@@ -95,3 +97,30 @@ JOB_DEADLINE = "infer_deadline"  # Unix time after which the job must not start 
 JOB_OWNER = "infer_owner"  # SHA-256 of the API key that created the job (absent when keys are off)
 JOB_BATCH = "infer_batch"  # the batch of a chunk job (absent for other jobs)
 JOB_RESULT = "result"  # the result document (JSON), once the job ended; RQ's own field name for a result
+
+
+class BatchField(StrEnum):
+    """Fields of a batch's record (`batch`); read through shared.batch_records.BatchRecord."""
+
+    STATUS = "status"
+    CREATED_AT = "created_at"
+    STARTED_AT = "started_at"
+    FINISHED_AT = "finished_at"
+    EXPIRES_AT = "expires_at"
+    CALLBACK_URL = "callback_url"
+    METADATA = "metadata"
+    OWNER = "owner"
+    TOTAL_ROWS = "total_rows"
+    ACCEPTED_ROWS = "accepted_rows"
+    DONE_ROWS = "done_rows"
+    FAILED_ROWS = "failed_rows"
+    CHUNK_ROWS = "chunk_rows"
+    CHUNKS_TOTAL = "chunks_total"
+    CHUNKS_LEFT = "chunks_left"
+
+
+class WebhookField(StrEnum):
+    """Fields of a webhook delivery's record (`webhook`)."""
+
+    URL = "url"
+    ATTEMPTS = "attempts"

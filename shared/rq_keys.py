@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import zlib
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -39,6 +40,23 @@ STARTED = JobStatus.STARTED.value
 FINISHED = JobStatus.FINISHED.value
 FAILED = JobStatus.FAILED.value
 CANCELED = JobStatus.CANCELED.value
+SCHEDULED = JobStatus.SCHEDULED.value
+
+
+class JobField(StrEnum):
+    """Fields of RQ's job hash that this service writes or reads, in RQ's spelling (ours: keys.JOB_*)."""
+
+    STATUS = "status"
+    ORIGIN = "origin"
+    CREATED_AT = "created_at"
+    ENQUEUED_AT = "enqueued_at"
+    STARTED_AT = "started_at"
+    ENDED_AT = "ended_at"
+    DESCRIPTION = "description"
+    DATA = "data"
+    META = "meta"
+    RETRIES_LEFT = "retries_left"
+    WORKER_NAME = "worker_name"
 
 
 def queue(name: str) -> str:
@@ -124,14 +142,14 @@ def job_fields(
     way our recovery sweep does (RQ requeues at the back, recovery at the front).
     """
     fields: HashFields = {
-        "status": QUEUED,
-        "origin": queue_name,
-        "created_at": now,
-        "enqueued_at": now,
-        "data": job_data(func_name, args),
+        JobField.STATUS: QUEUED,
+        JobField.ORIGIN: queue_name,
+        JobField.CREATED_AT: now,
+        JobField.ENQUEUED_AT: now,
+        JobField.DATA: job_data(func_name, args),
     }
     if description:
-        fields["description"] = description
+        fields[JobField.DESCRIPTION] = description
     if max_attempts > 1:
-        fields["retries_left"] = max_attempts - 1
+        fields[JobField.RETRIES_LEFT] = max_attempts - 1
     return fields

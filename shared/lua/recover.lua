@@ -18,18 +18,18 @@ for i = 12, #ARGV do
   if score <= now_ts and redis.call('ZREM', KEYS[1], lease) == 1 then
     local id = string.match(lease, '^([^:]+)')
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'status', 'retries_left', 'infer_rows', 'meta', 'infer_batch')
-    if f[1] == 'started' then
+    local f = redis.call('HMGET', key, JOB.STATUS, JOB.RETRIES_LEFT, JOB.ROWS, JOB.META, JOB.BATCH)
+    if f[1] == RQ_STATUS.STARTED then
       local left = tonumber(f[2] or '0') or 0
       local rows = tonumber(f[3] or '1') or 1
       if left > 0 then
-        redis.call('HSET', key, 'status', 'queued', 'retries_left', left - 1)
+        redis.call('HSET', key, JOB.STATUS, RQ_STATUS.QUEUED, JOB.RETRIES_LEFT, left - 1)
         redis.call('LPUSH', KEYS[2], id)
         if rows > 1 then redis.call('INCRBY', KEYS[4], rows - 1) end
         requeued = requeued + 1
       else
-        local doc = cjson.encode({id = id, status = 'failed', error = {code = 'worker_lost', message = message}})
-        redis.call('HSET', key, 'status', 'failed', 'ended_at', now, 'result', doc, 'data', ARGV[11])
+        local doc = cjson.encode({id = id, status = JOB_STATUS.FAILED, error = {code = ERROR.WORKER_LOST, message = message}})
+        redis.call('HSET', key, JOB.STATUS, RQ_STATUS.FAILED, JOB.ENDED_AT, now, JOB.RESULT, doc, JOB.DATA, ARGV[11])
         redis.call('ZADD', KEYS[3], expires, id)
         redis.call('ZADD', KEYS[5], expires, id)
         failed = failed + 1

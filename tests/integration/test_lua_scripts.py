@@ -12,8 +12,9 @@ import numpy as np
 import orjson
 import pytest
 
+from api.idempotency import IdempotencyStore, Record
 from api.jobs.store import JobStore, _cancel
-from shared import keys, rq_keys
+from shared import keys, lua, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
@@ -154,6 +155,16 @@ def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_d
     assert deliveries.claim_due() == []
 
 
+def test_idempotency_replace_changes_a_record_only_while_its_holder_still_holds_it(redis_db, settings):
+    store = IdempotencyStore(redis_db, settings)
+    claim = store.claim("", "key-1", "POST /predict")
+    final = Record("POST /predict", id="job-1")
+    assert store.replace_if_held(claim.key, claim.mine, final, ttl_s=60)
+    assert store.read(claim.key) == final
+    assert not store.replace_if_held(claim.key, claim.mine, None)  # no longer its reservation: left alone
+    assert store.read(claim.key) == final
+
+
 def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:
     records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=5))
     records.begin(batch_id, "http://127.0.0.1:9/hook", None)
@@ -181,3 +192,9 @@ def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_t
     assert release_due(redis_db, BULK) == 1
     assert redis_db.lindex(rq_keys.queue(BULK), 0) == chunk.id.encode()
     assert redis_db.hget(rq_keys.job(chunk.id), "retries_left") == b"0"
+
+
+def test_the_names_library_gives_the_scripts_the_names_python_defines(redis_db):
+    tables = ", ".join(f"{table} = {table}" for table in lua.names())
+    source = lua.names_library() + f"\nreturn cjson.encode({{{tables}}})".encode()
+    assert orjson.loads(redis_db.eval(source, 0)) == lua.names()
