@@ -19,7 +19,7 @@ import orjson
 import redis
 
 from shared import keys, rq_keys
-from shared.batches import chunk_job_id, chunk_ranges, file_rows
+from shared.batches import BatchRecord, chunk_job_id, file_rows
 from shared.errors import NotAcceptable
 from shared.npy import header
 from shared.storage import Storage
@@ -31,20 +31,16 @@ READ_BYTES = 1 << 20
 Chunks = list[tuple[int, int, int]]  # (chunk, first accepted row, end)
 
 
-def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> Chunks:
+def finished_chunks(storage: Storage, batch_id: str, record: BatchRecord, prefix_only: bool) -> Chunks:
     """(chunk, start, stop) of every chunk with outputs; with `prefix_only`, stop at the first without."""
     present = storage.list_keys(batch_id)
     chunks = []
-    for chunk, (start, stop) in enumerate(_ranges(record)):
+    for chunk, (start, stop) in enumerate(record.chunk_ranges()):
         if output_key(batch_id, chunk) in present:
             chunks.append((chunk, start, stop))
         elif prefix_only:
             break
     return chunks
-
-
-def _ranges(record: dict[bytes, bytes]) -> list[tuple[int, int]]:
-    return chunk_ranges(int(record.get(b"accepted_rows", 0)), int(record.get(b"chunk_rows", 1)))
 
 
 def _skipped(storage: Storage, batch_id: str, present: set[str] | None = None) -> np.ndarray | None:
@@ -125,14 +121,14 @@ def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[byt
     return body()
 
 
-def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dict[bytes, bytes]) -> Iterator[bytes]:
+def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: BatchRecord) -> Iterator[bytes]:
     """NDJSON {row, error}: rows skipped at upload, then rows of chunks that failed, chunk by chunk.
 
     A chunk that failed without leaving its error file (failed by recovery as worker_lost, or while the
     store was down) has its rows listed from its job's failure, so every row counted in failed_rows is listed.
     """
     present = storage.list_keys(batch_id)
-    total = int(record.get(b"chunks_total", 0))
+    total = record.chunks_total
     keys = [
         key
         for key in [upload_errors_key(batch_id)] + [chunk_errors_key(batch_id, c) for c in range(total)]
@@ -147,7 +143,7 @@ def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dic
 def _error_lines(
     storage: Storage,
     batch_id: str,
-    record: dict[bytes, bytes],
+    record: BatchRecord,
     keys: list[str],
     first: BinaryIO | None,
     unlisted: dict[int, str],
@@ -157,7 +153,7 @@ def _error_lines(
         with first if index == 0 and first is not None else storage.open(key) as file:
             while block := file.read(READ_BYTES):
                 yield block
-    ranges = _ranges(record)
+    ranges = record.chunk_ranges()
     for chunk, message in sorted(unlisted.items()):
         rows = file_rows(skipped, *ranges[chunk]).tolist()
         yield b"".join(orjson.dumps({"row": row, "error": message}) + b"\n" for row in rows)

@@ -19,7 +19,7 @@ from api.jobs.routes import REPLAYED
 from api.responses import json_response
 from api.services import services
 from shared.batch_records import BatchEnd
-from shared.batches import BatchStatus, status_document
+from shared.batches import BatchRecord, BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.signature import ModelSignature
 from shared.storage import StoreUnreachable
@@ -107,7 +107,7 @@ def results(batch_id: str) -> Response:
     """
     ext = services()
     record = _record(batch_id)
-    state = BatchStatus(record[b"status"].decode())
+    state = record.status
     partial = _flag("partial")
     if state is BatchStatus.EXPIRED:
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
@@ -132,7 +132,7 @@ def errors(batch_id: str) -> Response:
     """NDJSON {row, error} of every row that has no result (skipped at upload, or in a failed chunk)."""
     ext = services()
     record = _record(batch_id)
-    if record[b"status"] == BatchStatus.EXPIRED.value.encode():
+    if record.status is BatchStatus.EXPIRED:
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
     return Response(result_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
 
@@ -163,12 +163,12 @@ def _delete_files(batch_id: str) -> None:
         log.warning("could not delete the files of failed upload %s (the lifecycle rule will): %s", batch_id, exc)
 
 
-def _record(batch_id: str) -> dict[bytes, bytes]:
+def _record(batch_id: str) -> BatchRecord:
     """The batch's record; 404 for an unknown id, or a batch created with another API key."""
     _check_id(batch_id)
     record = services().batches.get(batch_id)
     require_owner(
-        record.get(b"owner"),
+        record.owner,
         NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id"),
     )
     return record
