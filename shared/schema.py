@@ -41,6 +41,29 @@ class ErrorCode(str, Enum):
 
 
 @dataclass(frozen=True)
+class JobMeta:
+    """What a job carries in RQ's `meta` field (JSON): where its webhook goes and the request that made it.
+
+    Written by the API (api/jobs/store.py), decoded by the worker's claim; cancel.lua and recover.lua read
+    its `callback_url` too.
+    """
+
+    callback_url: str | None = None
+    request_id: str | None = None
+
+    def encode(self) -> bytes | None:
+        """The JSON of the fields set; None when none is (the field is then not written)."""
+        fields = {k: v for k, v in (("callback_url", self.callback_url), ("request_id", self.request_id)) if v}
+        return orjson.dumps(fields) if fields else None
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> JobMeta:
+        """The meta of a job hash's `meta` field (absent: none set)."""
+        fields = orjson.loads(raw) if raw else {}
+        return cls(fields.get("callback_url"), fields.get("request_id"))
+
+
+@dataclass(frozen=True)
 class JobError:
     """Why a job did not finish."""
 

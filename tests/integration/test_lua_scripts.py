@@ -63,7 +63,7 @@ def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queue
 def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, store):
     one, three = submit(store), submit(store, rows=3)
     jobs = claim(redis_db)
-    assert [j[0].decode() for j in jobs] == [one, three] and [int(j[2]) for j in jobs] == [1, 3]
+    assert [j.id for j in jobs] == [one, three] and [j.rows for j in jobs] == [1, 3]
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and int(redis_db.get(keys.extra_rows(QUEUE))) == 0
     assert redis_db.hget(rq_keys.job(one), "status") == b"started"
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
@@ -72,13 +72,13 @@ def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_th
 def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, store):
     cancelled, kept = submit(store), submit(store)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
-    assert [j[0].decode() for j in claim(redis_db, most=1)] == [kept]
+    assert [j.id for j in claim(redis_db, most=1)] == [kept]
     rerun = submit(store)
     redis_db.hset(rq_keys.job(rerun), "started_at", "2026-01-01T00:00:00.000000Z")
     assert claim(redis_db, busy=True) == []
     assert redis_db.lrange(rq_keys.queue(QUEUE), 0, -1) == [rerun.encode()]  # back at the head, still queued
     [job] = claim(redis_db)
-    assert job[0].decode() == rerun and job[1]  # an idle worker takes it, alone
+    assert job.id == rerun and job.rerun  # an idle worker takes it, alone
 
 
 def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, store, settings):
@@ -186,7 +186,7 @@ def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_t
 ):
     _batch(redis_db, settings)
     [job, _] = claim(redis_db, queues=(BULK,), caps=[2])
-    chunk = Claim(job[0].decode(), 0, f"{job[0].decode()}:t1", 5, retries_left=int(job[8]))
+    chunk = Claim(job.id, 0, f"{job.id}:t1", 5, retries_left=job.retries_left)
     assert schedule_retry(redis_db, BULK, chunk, delay_s=-1) is True
     assert redis_db.hget(rq_keys.job(chunk.id), "status") == b"scheduled"
     assert release_due(redis_db, BULK) == 1
