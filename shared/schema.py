@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from shared.signature import ModelRef
+
 
 class JobStatus(str, Enum):
     """A job's status as clients see it; all but `expired` are RQ's own spellings.
@@ -76,12 +78,12 @@ class JobError:
         return JobStatus.EXPIRED if self.code is ErrorCode.DEADLINE_EXCEEDED else JobStatus.FAILED
 
 
-def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[str, Any]:
+def finished_doc(job_id: str, predictions: Any, model: ModelRef) -> dict[str, Any]:
     """The document of a finished job."""
-    return {"id": job_id, "status": JobStatus.FINISHED.value, "predictions": predictions, "model": model}
+    return {"id": job_id, "status": JobStatus.FINISHED.value, "predictions": predictions, "model": model.to_dict()}
 
 
-def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None) -> dict[str, Any]:
+def error_doc(job_id: str, error: JobError, model: ModelRef | None = None) -> dict[str, Any]:
     """The document of a job that did not finish (`failed` or `expired`); `error` has the shape of API errors."""
     doc: dict[str, Any] = {
         "id": job_id,
@@ -89,7 +91,7 @@ def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None)
         "error": {"code": error.code.value, "message": error.message},
     }
     if model is not None:
-        doc["model"] = model
+        doc["model"] = model.to_dict()
     return doc
 
 
