@@ -112,11 +112,11 @@ class RedisSource:
         While the worker holds a job that runs alone, it claims nothing else.
         """
         if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
-            self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
+            self.claim(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
         segments = self._from_pending(self._limit(max_rows))
         room = self._limit(max_rows) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, timeout if not segments else 0.0)
+            self.claim(room, timeout if not segments else 0.0)
             # A chunk just claimed widens the limit: it runs whole.
             segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
         return segments
@@ -132,7 +132,7 @@ class RedisSource:
             return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
         room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, 0.0)
+            self.claim(room, 0.0)
 
     def stop_claiming(self) -> None:
         """Finish what is in hand, take nothing new."""
@@ -165,10 +165,11 @@ class RedisSource:
     def _holding_only_bulk(self) -> bool:
         return len(self.queue_names) > 1 and bool(self.pending) and all(c.queue_index > 0 for c in self.pending)
 
-    def _claim_new(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
+    def claim(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
         """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
 
-        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`.
+        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`. Called
+        by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
         trips = 0
         if self._empty and timeout > 0 and not priority_only:
