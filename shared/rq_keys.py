@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import (
@@ -27,12 +28,14 @@ from rq.registry import (
     StartedJobRegistry,
 )
 from rq.utils import utcformat, utcparse
+from rq.worker import Worker
 
 # A hash's fields as redis-py's HSET takes them.
 HashFields = dict[str | bytes, Any]
 
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
 JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
+WORKERS = Worker.redis_workers_keys  # set of every registered worker's key: how `rq info` finds workers
 
 # Job hash statuses, in RQ's spelling.
 QUEUED = JobStatus.QUEUED.value
@@ -62,6 +65,16 @@ class JobField(StrEnum):
 def queue(name: str) -> str:
     """List of waiting job ids (pushed at the tail, taken from the head)."""
     return Queue.redis_queue_namespace_prefix + name
+
+
+def intermediate(queue_name: str) -> str:
+    """List: RQ's intermediate queue of `queue_name` (RQ's own workers move jobs through it; ours never do)."""
+    return IntermediateQueue.get_intermediate_queue_key(queue(queue_name))
+
+
+def worker(name: str) -> str:
+    """Hash: RQ's record of a registered worker (its job counts among them)."""
+    return Worker.redis_worker_namespace_prefix + name
 
 
 def job(job_id: str) -> str:

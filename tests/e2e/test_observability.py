@@ -7,14 +7,10 @@ import os
 import signal
 
 import httpx
-import numpy as np
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.jobs.store import JobStore
-from shared import keys
-from shared.config import Settings
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -118,10 +114,3 @@ def test_metrics_add_up_across_gunicorn_processes(json_service):
         os.kill(first_pid, signal.SIGCONT)
     assert first_pid not in {pid for _, pid in scrapes}  # a second process answered them
     assert [samples.get(key, 0) for samples, _ in scrapes] == [first.get(key, 0) + 1 + i for i in range(3)]
-
-
-def test_cancelled_jobs_are_counted(redis_db, redis_url):
-    store = JobStore(redis_db, Settings.from_env({}))
-    job_id = store.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
-    store.cancel(job_id)
-    assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

@@ -122,3 +122,10 @@ def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
     response = app.test_client().get("/readyz?scope=api")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["message"] == "Redis is full; try again later"
+
+
+def test_cancelled_jobs_are_counted(redis_db, redis_url):
+    store = JobStore(redis_db, Settings.from_env({}))
+    job_id = store.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
+    store.cancel(job_id)
+    assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1
