@@ -126,7 +126,7 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         timer.seconds["ingest"] = time.perf_counter() - started
 
         loop_started = time.perf_counter()
-        while records.get(batch_id)[b"status"] not in (b"completed", b"failed"):
+        while not records.get(batch_id).status.is_terminal:
             worker.step()
         loop_s = time.perf_counter() - loop_started
         timer.seconds["other"] = loop_s - sum(timer.seconds[s] for s in ("claim", "read", "model", "write", "publish"))

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -42,10 +43,23 @@ class SweepCounts:
     failed: int = 0
 
 
+@dataclass(frozen=True)
+class Recovered:
+    """recover.lua's reply, decoded: jobs requeued, jobs failed, and which of those were chunk jobs."""
+
+    requeued: int
+    failed: int
+    failed_chunks: list[str]
+
+    @classmethod
+    def decode(cls, reply: Sequence[Any]) -> Recovered:
+        return cls(int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]])
+
+
 def recover_leases(
     client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str, result_ttl: int
-) -> tuple[int, int, list[str]]:
-    """recover.lua: requeue or fail the jobs of lapsed `leases`; returns (requeued, failed, failed chunk job ids)."""
+) -> Recovered:
+    """recover.lua: requeue or fail the jobs of lapsed `leases`."""
     now = time.time()
     reply = lua.script("recover", "webhook", "batch")(
         keys=[
@@ -72,7 +86,7 @@ def recover_leases(
         ],
         client=client,
     )
-    return int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]]
+    return Recovered.decode(reply)
 
 
 def delete_expired(client: redis.Redis, most: int) -> int:
@@ -138,19 +152,18 @@ class Recovery:
             f"a worker died with this job in hand on each of its attempts (MAX_ATTEMPTS={self.max_attempts}); "
             "it is not tried again, in case it is what crashes them"
         )
-        requeued, failed, chunk_ids = recover_leases(
-            self.connection, queue_name, lapsed, message=message, result_ttl=self.result_ttl
-        )
+        recovered = recover_leases(self.connection, queue_name, lapsed, message=message, result_ttl=self.result_ttl)
+        failed = recovered.failed
         if failed:
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_status_field(JobStatus.FAILED.value), failed)
                 pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_error_field(ErrorCode.WORKER_LOST.value), failed)
                 pipe.execute()
-        for job_id in chunk_ids:
+        for job_id in recovered.failed_chunks:
             log.warning("chunk job %s failed: %s", job_id, message)
             if self.chunks is not None:
                 self.chunks.lost(*parse_chunk_job_id(job_id), message)
-        return SweepCounts(requeued, failed)
+        return SweepCounts(recovered.requeued, failed)
 
     def delete_expired(self) -> None:
         """Delete expired results, and trim RQ's ended-job registries (scored by expiry) to match."""

@@ -123,7 +123,7 @@ def results(batch_id: str) -> Response:
         body, mimetype = result_files.npy_results(ext.storage, batch_id, chunks), NPY
     else:
         body, mimetype = result_files.ndjson_results(ext.storage, batch_id, chunks), NDJSON
-    rows = sum(stop - start for _, start, stop in chunks)
+    rows = sum(spec.rows for spec in chunks)
     return Response(body, mimetype=mimetype, headers={"X-Rows": str(rows), "X-Batch-Status": state.value})
 
 

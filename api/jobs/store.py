@@ -166,7 +166,7 @@ class JobStore:
         """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline = self.connection.hmget(
-            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
+            rq_keys.job(job_id), rq_keys.JobField.STATUS, keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
         )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")

@@ -24,7 +24,7 @@ from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+from worker.recovery import Recovered, delete_expired, recover_leases, reset_extra_rows
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -107,8 +107,8 @@ def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_withou
         claim(redis_db, token=f"t{attempt}")
         lease = f"{job_id}:t{attempt}"
         redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)  # its worker stopped renewing it
-        requeued, failed, chunks = recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)
-        assert (requeued, failed, chunks) == ((1, 0, []) if attempt == 0 else (0, 1, []))
+        recovered = recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)
+        assert recovered == (Recovered(1, 0, []) if attempt == 0 else Recovered(0, 1, []))
     result = orjson.loads(redis_db.hget(rq_keys.job(job_id), keys.JOB_RESULT))
     assert result["status"] == "failed" and result["error"] == {"code": "worker_lost", "message": "gone"}
     assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
@@ -117,7 +117,9 @@ def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_withou
 def test_a_renewed_lease_is_not_recovered(redis_db, store):
     job_id = submit(store)
     claim(redis_db)
-    assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == (0, 0, [])
+    assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == Recovered(
+        0, 0, []
+    )
 
 
 def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, store, settings):
