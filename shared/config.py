@@ -1,7 +1,8 @@
 """Settings for every process of the service, read once from environment variables.
 
 Nothing else in the project reads `os.environ` for configuration: processes call `Settings.from_env()`
-and pass the result down. The README's configuration table lists the same variables (a unit test
+and pass the result down (and shared/keys.py calls `process_key_prefix()` at import, as RQ reads its own
+RQ_KEY_PREFIX). The README's configuration table lists the same variables (a unit test
 checks that they match).
 """
 
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,10 @@ RENAMED = {
     "MAX_BATCH_SIZE": "MAX_MICROBATCH_ROWS",
     "MAX_BATCH_DELAY_MS": "MAX_MICROBATCH_DELAY_MS",
 }
+
+# REDIS_KEY_PREFIX: letters, digits and _ . - (no ":", so that no deployment's prefix can begin another's).
+DEFAULT_KEY_PREFIX = "infer"
+KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,12 @@ class Settings:
     redis_sentinel_master: str = ""
     # Password of the Sentinels themselves (their requirepass); empty: none.
     redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
+    # Namespace of every key the service writes (`<prefix>:...`), so that deployments can share one Redis
+    # database; see shared/keys.py, which takes it from the environment once, at import.
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
+    # RQ's own key prefix, which RQ reads from the environment when it is imported; it must follow
+    # REDIS_KEY_PREFIX (see `rq_key_prefix_for`), so that RQ's keys (jobs, queues, workers) move with ours.
+    rq_key_prefix: str = "rq"
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
     # Run-time state (git-ignored): the embedded Redis's append-only file, and (when STORAGE_URL is empty)
@@ -201,6 +213,7 @@ class Settings:
             self.redis_appendfsync,
             "always, everysec or no",
         )
+        self._validate_key_prefixes()
         _require(self.max_batch_bytes >= 1024, "MAX_BATCH_BYTES", self.max_batch_bytes, "bytes ≥ 1024")
         _require(self.batch_chunk_rows >= 1, "BATCH_CHUNK_ROWS", self.batch_chunk_rows, "an integer ≥ 1")
         _require(self.batch_ttl >= 1, "BATCH_TTL", self.batch_ttl, "an integer ≥ 1 (seconds)")
@@ -256,6 +269,17 @@ class Settings:
             "REDIS_SENTINEL_MASTER",
             self.redis_sentinel_master,
             "a master name when REDIS_SENTINELS is set, and empty otherwise",
+        )
+
+    def _validate_key_prefixes(self) -> None:
+        _require_key_prefix(self.redis_key_prefix)
+        expected = rq_key_prefix_for(self.redis_key_prefix)
+        _require(
+            self.rq_key_prefix == expected,
+            "RQ_KEY_PREFIX",
+            self.rq_key_prefix,
+            f"{expected!r} with REDIS_KEY_PREFIX={self.redis_key_prefix!r} (RQ reads its own key prefix from "
+            "RQ_KEY_PREFIX when imported, and its keys must move with the service's)",
         )
 
     def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
@@ -358,6 +382,35 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, for starting child processes with the same view."""
         return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def rq_key_prefix_for(redis_key_prefix: str) -> str:
+    """The RQ_KEY_PREFIX that goes with `redis_key_prefix`: `<prefix>:rq`, so that all of a deployment's keys
+    start with its prefix, except for the default prefix, whose deployments keep RQ's own `rq`."""
+    return "rq" if redis_key_prefix == DEFAULT_KEY_PREFIX else f"{redis_key_prefix}:rq"
+
+
+def process_key_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """REDIS_KEY_PREFIX as this process's key names use it: shared/keys.py reads it once, at import, just as
+    RQ reads RQ_KEY_PREFIX (`Settings.from_env` validates it; `connect` refuses settings that disagree).
+
+    Raises:
+        ConfigError: the prefix is not valid.
+    """
+    environ = os.environ if environ is None else environ
+    prefix = environ.get("REDIS_KEY_PREFIX") or DEFAULT_KEY_PREFIX
+    _require_key_prefix(prefix)
+    return prefix
+
+
+def _require_key_prefix(prefix: str) -> None:
+    # `rq` would put our `rq:workers` on top of RQ's key of the same name in a default deployment.
+    _require(
+        bool(KEY_PREFIX_PATTERN.fullmatch(prefix)) and prefix != "rq",
+        "REDIS_KEY_PREFIX",
+        prefix,
+        "letters, digits, _ . or - (no colon), other than rq (RQ's own prefix)",
+    )
 
 
 def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:

@@ -1,12 +1,21 @@
 """Every Redis key the service writes outside RQ's own keys (RQ's key formats live in shared/rq_keys.py).
 
-Application code builds no key string of its own: it calls these functions. Tests and the bench call them too."""
+Application code builds no key string of its own: it calls these functions. Tests and the bench call them too.
+
+Every key starts with REDIS_KEY_PREFIX (default `infer`), so that deployments with different prefixes share
+one Redis database without seeing each other. The prefix is read once, when this module is imported, just
+as RQ reads RQ_KEY_PREFIX for its own keys: a key name stays plain string building (no Redis command and no
+object to pass around), and both families of keys come from the same place, the process's environment.
+`shared.connection.connect` refuses settings whose prefixes differ from the ones the process imported with.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-PREFIX = "infer"
+from shared.config import process_key_prefix
+
+PREFIX = process_key_prefix()
 
 
 def model() -> str:
