@@ -28,6 +28,7 @@ from shared import keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
+from shared.webhooks import delivery_id
 from worker.chunks import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def recover_leases(
             keys.webhook(""),
             message,
             ENDED_DATA,
+            delivery_id("job", ""),
+            delivery_id("batch", ""),
             *leases,
         ],
         client=client,

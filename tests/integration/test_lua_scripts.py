@@ -20,7 +20,7 @@ from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
 from shared.payload import ENDED_DATA
 from shared.schema import JobStatus
-from shared.webhooks import DeliveryQueue
+from shared.webhooks import DeliveryQueue, delivery_id
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
@@ -102,7 +102,7 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
 
 
 def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, store, settings):
-    job_id = submit(store, rows=2)
+    job_id = submit(store, rows=2, callback_url="http://127.0.0.1:9/hook")
     for attempt in range(settings.max_attempts):
         claim(redis_db, token=f"t{attempt}")
         lease = f"{job_id}:t{attempt}"
@@ -112,6 +112,9 @@ def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_withou
     result = orjson.loads(redis_db.hget(rq_keys.job(job_id), keys.JOB_RESULT))
     assert result["status"] == "failed" and result["error"] == {"code": "worker_lost", "message": "gone"}
     assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
+    member = delivery_id("job", job_id)  # its webhook is scheduled under the member Python names
+    assert redis_db.zscore(keys.webhooks(), member) is not None
+    assert redis_db.hget(keys.webhook(member), keys.WebhookField.URL) == b"http://127.0.0.1:9/hook"
 
 
 def test_a_renewed_lease_is_not_recovered(redis_db, store):
