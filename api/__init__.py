@@ -6,9 +6,9 @@ from flask import Flask
 
 from api import auth, error_handler, health, metrics, request_context, services
 from api.bulk import routes as bulk_routes
-from api.idempotency import IdempotencyStore
+from api.idempotency import IdempotencyKeys
 from api.jobs import routes as job_routes
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from api.model_info import ModelInfo
 from api.openapi import routes as openapi_routes
 from api.protocols import kserve_rest, tfserving_rest
@@ -33,11 +33,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         app,
         services.Services(
             settings,
-            JobStore(connection, settings),
+            RedisJobs(connection, settings),
             ModelInfo(connection),
             BatchRecords(connection, settings),
             storage.from_settings(settings),
-            IdempotencyStore(connection, settings),
+            IdempotencyKeys(connection, settings),
             auth.key_digests(settings),
         ),
     )

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-if TYPE_CHECKING:  # types only: api/auth.py reads services() and api/jobs/store.py imports api/auth.py
-    from api.idempotency import IdempotencyStore
-    from api.jobs.store import JobStore
+if TYPE_CHECKING:  # types only: api/auth.py reads services() and api/jobs/redis_jobs.py imports api/auth.py
+    from api.idempotency import IdempotencyKeys
+    from api.jobs.redis_jobs import RedisJobs
     from api.model_info import ModelInfo
     from shared import storage
     from shared.batch_records import BatchRecords
@@ -27,11 +27,11 @@ class Services:
     """Settings and the Redis- and storage-backed services of one app."""
 
     settings: Settings
-    store: JobStore
+    jobs: RedisJobs
     model_info: ModelInfo
     batches: BatchRecords
     storage: storage.Storage
-    idempotency: IdempotencyStore
+    idempotency: IdempotencyKeys
     api_key_digests: tuple[bytes, ...]  # SHA-256 of each API key (API_KEYS); empty when keys are off
 
 

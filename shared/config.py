@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_JOB_TIMEOUT_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
-# Variables renamed in 0.2 → their new names. The old names still work for one release, with a warning.
+MAX_START_DEADLINE_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
+# Variables renamed (in 0.2, unless noted) → their new names. The old names still work for one release, with a warning.
 RENAMED = {
     "MAX_BATCH_SIZE": "MAX_MICROBATCH_ROWS",
     "MAX_BATCH_DELAY_MS": "MAX_MICROBATCH_DELAY_MS",
+    # 0.3: a start deadline, not a run limit (RQ's `job_timeout`, which this service does not use)
+    "JOB_TIMEOUT": "JOB_START_DEADLINE_S",
 }
 
 # REDIS_KEY_PREFIX: letters, digits and _ . - (no ":", so that no deployment's prefix can begin another's).
@@ -76,10 +78,11 @@ class Settings:
     queue_name: str = "predict"
     # RQ queue for bulk batch chunks; workers claim from it only when QUEUE_NAME is empty.
     bulk_queue_name: str = "predict-bulk"
-    # Rows per model call (the largest batch the worker forms).
+    # Rows per model call (the largest micro-batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
-    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
+    # Longest the first job of a micro-batch waits for company, in ms; 0: micro-batches grow only from queued
+    # work. With the adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every
+    # micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
     # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
     # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for
@@ -147,7 +150,7 @@ class Settings:
     # model, and a bound on the memory queued jobs take); 0 turns the limit off.
     max_queue_depth: int = 100_000
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
-    job_timeout: float = 0.0
+    job_start_deadline_s: float = 0.0
     # File the worker touches on every turn of its loop; its age is the worker's liveness signal
     # (`python -m worker.liveness` checks it: a hung model call stops the touches). Empty: off.
     liveness_file: str = ""
@@ -239,10 +242,10 @@ class Settings:
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
         _require(
-            0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout),
-            "JOB_TIMEOUT",
-            self.job_timeout,
-            f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}",
+            0 <= self.job_start_deadline_s <= MAX_START_DEADLINE_S and math.isfinite(self.job_start_deadline_s),
+            "JOB_START_DEADLINE_S",
+            self.job_start_deadline_s,
+            f"seconds from 0 (no deadline) to {MAX_START_DEADLINE_S}",
         )
         _require(
             0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s),

@@ -19,7 +19,7 @@ PREFIX = process_key_prefix()
 
 
 def model() -> str:
-    """String (JSON): the model signature the workers published; no TTL, replaced by each worker start."""
+    """String (JSON): the model signature the workers advertised; no TTL, replaced by each worker start."""
     return f"{PREFIX}:model"
 
 
@@ -50,8 +50,9 @@ def batch(batch_id: str) -> str:
     return f"{PREFIX}:batch:{batch_id}"
 
 
-def batch_expiry() -> str:
-    """Sorted set: batch id → Unix time its files expire; the workers' background thread removes members it sweeps."""
+def batch_retirement() -> str:
+    """Sorted set: batch id → Unix time it is retired (BATCH_TTL: its files deleted, its status `expired`); the
+    workers' background thread removes members it retires. (The key's name stays, for upgrades.)"""
     return f"{PREFIX}:batches:expiry"
 
 
@@ -82,10 +83,11 @@ def extra_rows(queue_name: str) -> str:
     return f"{PREFIX}:extra_rows:{queue_name}"
 
 
-def expiry() -> str:
-    """Sorted set: id of an ended job → Unix time its hash (and the result in it) is deleted; no TTL.
+def purge_index() -> str:
+    """Sorted set: id of an ended job → Unix time its hash (and the result in it) is purged; no TTL.
 
-    One index instead of an EXPIRE per job: the recovery sweep deletes what is due in bulk.
+    One index instead of an EXPIRE per job: the recovery sweep purges what is due in bulk. (The key's name
+    predates the word "purge"; it stays so that an upgrade finds the index it left.)
     """
     return f"{PREFIX}:expiry"
 

@@ -2,7 +2,7 @@
 
 Deliveries are durable: whoever ends the job or batch adds a delivery to a Redis sorted set (due now) in
 the same round trip that records the end, so a crash cannot lose it. The workers' housekeeping thread
-claims due deliveries with a lease (a crashed sender's claim becomes due again), reads the current
+takes due deliveries on hold (a crashed sender's hold ends and the delivery is due again), reads the current
 status document, and POSTs it; a failure is retried after WEBHOOK_BACKOFF_S, doubling, until
 WEBHOOK_MAX_ATTEMPTS, then dropped with a warning. A failing receiver never touches the job's outcome.
 
@@ -88,7 +88,7 @@ def enqueue(pipe: Any, kind: str, item_id: str, url: str, ttl: int) -> None:
 
 @dataclass
 class Delivery:
-    """One claimed delivery: what to call and how many attempts were made before this one."""
+    """One delivery on hold: what to call and how many attempts were made before this one."""
 
     member: str
     kind: str
@@ -98,21 +98,21 @@ class Delivery:
 
 
 class DeliveryQueue:
-    """The Redis side of deliveries: claim what is due, then finish or reschedule each."""
+    """The Redis side of deliveries: take what is due (on hold), then finish or reschedule each."""
 
-    def __init__(self, connection: redis.Redis, max_attempts: int, backoff_s: float, lease_s: float) -> None:
+    def __init__(self, connection: redis.Redis, max_attempts: int, backoff_s: float, hold_s: float) -> None:
         self.connection = connection
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        self.lease_s = lease_s
+        self.hold_s = hold_s
 
-    def claim_due(self, limit: int = 16) -> list[Delivery]:
-        """Claim up to `limit` due deliveries (each is leased, not removed, until finished)."""
+    def take_due(self, limit: int = 16) -> list[Delivery]:
+        """Take up to `limit` due deliveries, each on hold (not removed) until finished."""
         now = time.time()
-        claimed = lua.script("webhook_claim")(
-            keys=[keys.webhooks()], args=[now, now + self.lease_s, limit], client=self.connection
+        held = lua.script("webhook_hold")(
+            keys=[keys.webhooks()], args=[now, now + self.hold_s, limit], client=self.connection
         )
-        members = [m.decode() for m in claimed]
+        members = [m.decode() for m in held]
         if not members:
             return []
         with self.connection.pipeline(transaction=False) as pipe:

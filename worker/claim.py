@@ -26,14 +26,14 @@ class ClaimedJob:
     deadline: float  # Unix time it must start by; +inf for none
     meta: JobMeta
     enqueued_at: datetime.datetime | None
-    batch: str  # the batch of a chunk job; "" for other jobs
+    batch_id: str  # the batch of a chunk job; "" for other jobs
     retries_left: int  # attempts left after this one
 
     VALUES = 9  # values per job in the reply, in the order of the fields above
 
     @classmethod
     def decode(cls, values: Sequence[bytes]) -> ClaimedJob:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = values
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left = values
         return cls(
             id=raw_id.decode(),
             rerun=bool(started_before),
@@ -42,7 +42,7 @@ class ClaimedJob:
             deadline=_deadline(deadline),
             meta=JobMeta.decode(meta),
             enqueued_at=rq_keys.parse_timestamp(enqueued_at),
-            batch=batch.decode(),
+            batch_id=batch_id.decode(),
             retries_left=int(retries_left or 0),
         )
 

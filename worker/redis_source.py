@@ -28,7 +28,7 @@ from shared import keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim, ClaimedJob
 from worker.microbatcher import Segment
 
@@ -89,7 +89,7 @@ class RedisSource:
         queue_names: Sequence[str],
         worker_name: str,
         lease_s: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
         chunk_rows: int = 1,
     ) -> None:
         self.connection = connection
@@ -199,7 +199,7 @@ class RedisSource:
         if not priority_only:
             # Every queue ran out (fewer jobs than asked of each): the next claim waits on the first queue
             # (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
-            interactive = sum(1 for job in jobs if not job.batch)
+            interactive = sum(1 for job in jobs if not job.batch_id)
             self._empty = interactive < caps[0] and all(len(jobs) - interactive < cap for cap in caps[1:])
             self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
@@ -210,7 +210,7 @@ class RedisSource:
     def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(
             id=job.id,
-            queue_index=self._queue_index(job.batch),
+            queue_index=self._queue_index(job.batch_id),
             lease=rq_keys.lease(job.id, token),
             rows=job.rows,
             rerun=job.rerun,
@@ -227,7 +227,7 @@ class RedisSource:
             return claim
         try:
             args = rq_keys.job_args(job.data)
-            if job.batch:
+            if job.batch_id:
                 claim.chunk = ChunkSpec.from_payload(args[0])
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
@@ -243,9 +243,9 @@ class RedisSource:
                 claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
         return claim
 
-    def _queue_index(self, batch: str) -> int:
+    def _queue_index(self, batch_id: str) -> int:
         # claim.lua takes chunk jobs only from the queues after the first.
-        return min(1, len(self.queue_names) - 1) if batch else 0
+        return min(1, len(self.queue_names) - 1) if batch_id else 0
 
     def _keep(self, claims: list[Claim], at_front: bool) -> None:
         """Hold the claimed jobs; those failed already (past deadline, bad payload) go straight to publish.

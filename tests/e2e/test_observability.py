@@ -76,7 +76,8 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     response = json_service.http.get("/metrics")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     samples = _samples(response.text)
-    assert samples[("inference_queue_depth", (("queue", "predict"),))] == 0
+    assert samples[("inference_queued_jobs", (("queue", "predict"),))] == 0
+    assert samples[("inference_queue_depth", (("queue", "predict"),))] == 0  # the deprecated old name, kept one release
     assert samples[("inference_workers", ())] == 1
     assert samples[("inference_model_load_seconds", (("model", "digits"), ("version", "1")))] > 0
     assert samples[("inference_jobs_total", (("status", "finished"),))] >= 5
