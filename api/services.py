@@ -41,7 +41,7 @@ def install(app: Flask, services: Services) -> None:
 
 
 def services_of(app: Flask) -> Services:
-    """The services of `app` (outside a request: tests, the gRPC backend)."""
+    """The services of `app`, outside a request (tests)."""
     found = app.extensions[_EXTENSION]
     assert isinstance(found, Services)
     return found
