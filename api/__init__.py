@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import auth, error_handler, health, idempotency, metrics, request_context
+from api import auth, error_handler, health, idempotency, index, metrics, request_context
 from api.bulk import routes as bulk_routes
 from api.jobs import routes as job_routes
 from api.jobs.store import JobStore
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     idempotency.init_app(app, connection, settings)
     app.register_blueprint(job_routes.bp)
     app.register_blueprint(bulk_routes.bp)
+    app.register_blueprint(index.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tfserving_rest.bp)
     app.register_blueprint(kserve_rest.bp)

@@ -17,6 +17,7 @@ import orjson
 from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
 from shared.config import MAX_JOB_TIMEOUT_S
 from shared.signature import ModelSignature
+from shared.version import VERSION
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -170,6 +171,10 @@ TIMEOUT = _query(
     {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
     "The job's deadline to start, in seconds (default JOB_TIMEOUT)",
 )
+CANCEL_SUMMARY = (
+    "Cancel a batch: chunks not yet started never run. Nothing is deleted: the batch stays readable (status "
+    "cancelled, rows of finished chunks downloadable) until BATCH_TTL"
+)
 CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
 
 
@@ -216,6 +221,16 @@ def _service_paths(b: Builder) -> dict[str, Any]:
                 {"200": _json(ref("JobDocument"), "Canceled")},
                 (404, 409, 503),
                 path=("job_id",),
+            )
+        },
+        "/": {
+            "get": b.op(
+                "index",
+                "This service: name, version, the published models, and links to /docs, /openapi.json, /metrics",
+                ops,
+                {"200": _json(ref("Index"), "What this server is")},
+                (503,),
+                public=True,
             )
         },
         "/healthz": {
@@ -381,9 +396,19 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
             ),
             "delete": b.op(
                 "cancelBatch",
-                "Cancel a batch: chunks not yet started never run",
+                CANCEL_SUMMARY,
                 tag,
-                {"200": _json(ref("BatchDocument"), "Cancelled")},
+                {"200": _json(ref("BatchDocument"), "Cancelled; still readable with GET until BATCH_TTL")},
+                (404, 409, 503),
+                path=one,
+            ),
+        },
+        "/batches/{batch_id}/cancel": {
+            "post": b.op(
+                "cancelBatchOpenAI",
+                CANCEL_SUMMARY + " (OpenAI's Batch API shape; the same as DELETE /batches/{batch_id})",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Cancelled; still readable with GET until BATCH_TTL")},
                 (404, 409, 503),
                 path=one,
             ),
@@ -600,7 +625,7 @@ def document(facts: Facts) -> bytes:
             "openapi": "3.0.3",
             "info": {
                 "title": "Batched inference queue",
-                "version": "0.1.0",
+                "version": VERSION,
                 "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
                 "TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
                 "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "

@@ -104,7 +104,7 @@ def test_api_requirements_carry_no_tensorflow_and_no_embedded_redis():
 
 def _import_without(module: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
     code = BLOCKER.format(blocked=set(blocked)) + f"import {module}\n"
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "REDIS_URL": "redis://127.0.0.1:1/0", "ALLOW_ANONYMOUS": "true"}
     return subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
     )

@@ -161,7 +161,16 @@ def test_the_document_is_built_once_per_signature_and_settings():
 def test_with_api_keys_every_operation_but_the_public_ones_lists_401_and_the_bearer_scheme(redis_db):
     doc = create_app(_settings(redis_db, api_keys="k1")).test_client().get("/openapi.json").get_json()
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    public = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/{asset}", "/v2/health/live", "/v2/health/ready"}
+    public = {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/{asset}",
+        "/v2/health/live",
+        "/v2/health/ready",
+    }
     for path, method, op in _operations(doc):
         assert ("401" in op["responses"]) == (path not in public), f"{method} {path}"
         assert op["security"] == ([] if path in public else [{"bearer": []}])

@@ -1,0 +1,32 @@
+"""GET /: what this server is, for a person or a script that finds it: name, version, served models, links."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from api.responses import json_response
+from shared.errors import NotReady
+from shared.version import SERVICE_NAME, VERSION
+
+bp = Blueprint("index", __name__)
+
+LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi.json",
+    "metrics": "/metrics",
+    "health": "/healthz",
+    "ready": "/readyz",
+    "models": "/v1/models",
+}
+
+
+@bp.get("/")
+def index() -> Response:
+    """Service name, version, the models workers have published (none yet: []) and where to go next."""
+    ext = current_app.extensions["inference"]
+    try:
+        document = ext.model_info.document()
+        models = [{"name": document["name"], "version": str(document["version"])}]
+    except NotReady:
+        models = []
+    return json_response({"service": SERVICE_NAME, "version": VERSION, "models": models, "links": LINKS})
