@@ -67,12 +67,12 @@ def test_role_images_have_a_healthcheck_and_a_default_command(target):
 def test_the_api_image_exposes_http_checks_healthz_and_installs_no_tensorflow():
     text = stages()["api"]
     assert re.search(r"^EXPOSE 8000$", text, flags=re.M) and "/healthz" in text
-    assert "requirements-api.txt" in text and "requirements-worker.txt" not in text and "tensorflow" not in text
+    assert "requirements-api.lock" in text and "requirements-worker" not in text and "tensorflow" not in text
 
 
 def test_the_grpc_image_serves_the_grpc_port():
     text = stages()["grpc"]
-    assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.txt" in text
+    assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.lock" in text
     assert re.search(r'^CMD \["python", "-m", "api.protocols.grpc_server"\]$', text, flags=re.M)
 
 
