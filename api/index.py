@@ -1,4 +1,8 @@
-"""GET /: what this server is, for a person or a script that finds it: name, version, served models, links."""
+"""GET /: what this server is, for a person or a script that finds it: name, version, served models, links.
+
+It also answers KServe's v1 liveness check (the kserve SDK's `is_server_live` GETs the root and reads
+`"status": "alive"`), so the page says so: the process answered.
+"""
 
 from __future__ import annotations
 
@@ -29,4 +33,6 @@ def index() -> Response:
         models = [{"name": document["name"], "version": str(document["version"])}]
     except NotReady:
         models = []
-    return json_response({"service": SERVICE_NAME, "version": VERSION, "models": models, "links": LINKS})
+    return json_response(
+        {"service": SERVICE_NAME, "version": VERSION, "status": "alive", "models": models, "links": LINKS}
+    )

@@ -469,7 +469,11 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
     status = {
         "type": "object",
         "required": ["model_version_status"],
-        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+        "properties": {
+            "model_version_status": {"type": "array", "items": {"type": "object"}},
+            "name": {"type": "string", "description": "KServe v1's model-readiness field"},
+            "ready": {"type": "boolean", "description": "KServe v1's model-readiness field"},
+        },
     }
     for prefix, params in (
         ("/v1/models/{name}", ("name",)),

@@ -286,10 +286,11 @@ FIXED_SCHEMAS: dict[str, Any] = {
     "CallbackURL": callback_url_schema(),
     "Index": {
         "type": "object",
-        "required": ["service", "version", "models", "links"],
+        "required": ["service", "version", "status", "models", "links"],
         "properties": {
             "service": {"type": "string"},
             "version": {"type": "string"},
+            "status": {"type": "string", "enum": ["alive"]},
             "models": {
                 "type": "array",
                 "items": {
