@@ -67,5 +67,7 @@ CMD ["python", "-m", "worker"]
 FROM worker AS worker-gpu
 USER root
 # The same TensorFlow version with its CUDA and cuDNN wheels; needs the NVIDIA driver and container toolkit on the host.
-RUN pip install "tensorflow[and-cuda]==2.21.0"
+# requirements-worker-gpu.lock: the worker's packages plus tensorflow[and-cuda]==2.21.0 and the NVIDIA wheels.
+COPY requirements-worker-gpu.lock .
+RUN pip install --require-hashes --no-deps -r requirements-worker-gpu.lock
 USER 10001

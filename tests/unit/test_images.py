@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from scripts.lock_requirements import ROLES
 from shared.config import PROJECT_ROOT
 from tests.source_tree import imported_modules, python_files
 
@@ -78,13 +79,16 @@ def test_the_grpc_image_serves_the_grpc_port():
 
 def test_the_worker_images_check_the_liveness_file_and_the_gpu_one_uses_the_cuda_wheel():
     assert "worker.liveness" in stages()["worker"] and "LIVENESS_FILE=" in stages()["worker"]
-    assert "tensorflow[and-cuda]==" in stages()["worker-gpu"]
+    assert (
+        "tensorflow[and-cuda]==" in stages()["worker-gpu"] and "requirements-worker-gpu.lock" in stages()["worker-gpu"]
+    )
 
 
 def test_the_gpu_image_pins_the_same_tensorflow_as_the_worker():
     with open(os.path.join(PROJECT_ROOT, "requirements-worker.txt")) as f:
         (pin,) = re.findall(r"^tensorflow==(\S+)", f.read(), flags=re.M)
-    assert f'tensorflow[and-cuda]=={pin}"' in stages()["worker-gpu"]
+    assert f"tensorflow[and-cuda]=={pin}" in stages()["worker-gpu"]
+    assert f"tensorflow[and-cuda]=={pin}" in ROLES["worker-gpu"]  # what its lock is made from
 
 
 def test_the_grpc_image_pins_tf_serving_stubs_of_the_workers_tensorflow_version():

@@ -59,7 +59,7 @@ def test_every_pinned_requirement_is_locked_at_its_version_with_a_hash(role):
     assert {name: locked.get(name, ("missing",))[0] for name in wanted} == wanted
 
 
-@pytest.mark.parametrize("role", ["api", "grpc", "worker"])
+@pytest.mark.parametrize("role", ["api", "grpc", "worker", "worker-gpu"])
 def test_each_image_installs_its_lock_with_require_hashes(role):
     assert role in LOCKED_ROLES
     assert f"RUN pip install --require-hashes --no-deps -r requirements-{role}.lock" in stages()[role]
