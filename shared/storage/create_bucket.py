@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import time
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,7 +24,7 @@ log = logging.getLogger("inference.storage")
 EXISTS = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 
 
-def create_bucket(bucket: str, wait_s: float, client=None) -> None:
+def create_bucket(bucket: str, wait_s: float, client: Any = None) -> None:
     """Create `bucket`, retrying while the endpoint does not answer; raise after `wait_s` seconds."""
     client = client or boto3.session.Session().client("s3", config=CLIENT_CONFIG)
     deadline = time.monotonic() + wait_s
