@@ -148,7 +148,7 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             "an input must be an object with a name", field=where, expected='{"name", "shape", "datatype", "data"}'
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):  # no bools
         raise InvalidInput(
             f"shape {shape!r} is not valid", field=f"{where}.shape", expected="a list of sizes ≥ 0, batch size first"
         )

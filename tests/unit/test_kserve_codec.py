@@ -234,3 +234,10 @@ def test_a_datatype_that_is_not_a_string_is_refused_not_a_crash(declared):
     with pytest.raises(InvalidInput) as refused:
         parse_request(_body(inputs), None, SIG, 10)
     assert refused.value.field == "inputs[0].datatype"
+
+
+def test_a_shape_of_booleans_is_refused_not_a_crash():
+    inputs = [{"name": "x", "shape": [False, 3], "datatype": "FP32", "data": []}]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs), None, SIG, 10)
+    assert refused.value.field == "inputs[0].shape"
