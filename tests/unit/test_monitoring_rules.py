@@ -54,7 +54,7 @@ def enclosing_aggregation(expr: str, at: int) -> str | None:
 def sourced(redis_db) -> set[str]:
     names = redis_sourced(redis_db)
     assert {
-        "inference_queue_depth",
+        "inference_queued_jobs",
         "inference_workers",
         "inference_jobs_total",
         "inference_bulk_rows_pending",
