@@ -283,3 +283,14 @@ def test_the_binary_tensor_extension_and_its_header_are_not_offered_to_schema_dr
     schema = metadata["content"]["application/json"]["schema"]
     # The largest described value, percent-encoded (9 bytes per 3-byte character), fits gunicorn's request line.
     assert schema["maxProperties"] * schema["additionalProperties"]["maxLength"] * 9 < 8190 - 1024
+
+
+def test_the_version_served_is_pyprojects():
+    import tomllib
+
+    from shared.config import PROJECT_ROOT
+    from shared.version import VERSION
+
+    with open(f"{PROJECT_ROOT}/pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == VERSION
+    assert orjson.loads(document(Facts(None, 4, False)))["info"]["version"] == VERSION
