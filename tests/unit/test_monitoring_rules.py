@@ -7,13 +7,17 @@ around rate()/increase(). The per-pod metrics (inference_http_*, inference_redis
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
+import yaml
 
 from api.metrics import ServiceCollector
 from api.queue_metrics import QueueCollector
+from shared.config import PROJECT_ROOT
 from tests.e2e.test_monitoring import alert_rules, dashboard_exprs
+from tests.unit.test_k8s import by_kind, env_file
 
 PER_POD = {"inference_redis_up"}
 RANGE_FUNCTIONS = {"rate", "increase", "irate", "delta"}
@@ -79,3 +83,21 @@ def test_the_check_sees_through_range_functions_and_groupings():
     expr = "histogram_quantile(0.5, max by (le) (rate(x_bucket[5m])))"
     assert enclosing_aggregation(expr, expr.index("x_bucket")) == "max"
     assert enclosing_aggregation("inference_workers", 0) is None
+
+
+def test_every_way_of_scraping_names_the_job_the_alerts_expect_and_sends_the_metrics_token():
+    with open(os.path.join(PROJECT_ROOT, "deploy", "monitoring", "prometheus.yml")) as f:
+        (job,) = yaml.safe_load(f)["scrape_configs"]
+    expected = {j for r in alert_rules() for j in re.findall(r'up\{job="([^"]+)"\}', r["expr"])}
+    assert expected == {job["job_name"]} and job["authorization"]["type"] == "Bearer"
+    monitor = by_kind("ServiceMonitor")["api"]["spec"]
+    service = by_kind("Service")["api"]["metadata"]["labels"]
+    assert service[monitor["jobLabel"]] == job["job_name"]
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {"name": "inference-secrets", "key": "METRICS_TOKEN"}
+    assert "METRICS_TOKEN" in env_file("secrets.env.example")
+    with open(os.path.join(PROJECT_ROOT, "docker-compose.yml")) as f:
+        api_env = yaml.safe_load(f)["services"]["api"]["environment"]
+    assert api_env["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+    pod = by_kind("Deployment")["api"]["spec"]["template"]["metadata"]
+    assert not any(k.startswith("prometheus.io/") for k in pod.get("annotations", {}))  # they cannot send a token
