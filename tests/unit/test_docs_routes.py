@@ -61,3 +61,19 @@ def test_the_list_of_routes_that_answer_without_redis_is_what_the_app_does(no_re
         if client.open(url, method=method, json={"instances": [[0.0] * 64]}).status_code != 503:
             answering.add(name)
     assert answering == documented("While Redis is down")
+
+
+def test_every_route_of_the_service_is_in_the_api_reference():
+    """docs/api.md's table names every route but the protocol ones (docs/protocols.md has those)."""
+    app = create_app(Settings.from_env({}).replace(redis_url="redis://127.0.0.1:1/0"))
+    with open(os.path.join(PROJECT_ROOT, "docs", "api.md")) as f:
+        reference = f.read()
+    missing = []
+    for name in routes(app):
+        method, path = name.split(" ", 1)
+        if path.startswith(("/v1/models/", "/v2")):
+            continue
+        written = re.sub(r"<(job_id|batch_id)>", "<id>", path)
+        if f"`{method} {written}`" not in reference:
+            missing.append(f"{method} {written}")
+    assert missing == []
