@@ -24,7 +24,7 @@ from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
-from shared.schema import ErrorCode, JobError, JobStatus, canceled_doc, error_doc
+from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
 from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
 
@@ -160,9 +160,9 @@ class RedisJobs:
             fields[keys.JOB_DEADLINE] = repr(time.time() + deadline_s)
         if owner:
             fields[keys.JOB_OWNER] = owner
-        meta = {k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v}
-        if meta:
-            fields["meta"] = orjson.dumps(meta)
+        meta = JobMeta(callback_url, request_id).encode()
+        if meta is not None:
+            fields[rq_keys.JobField.META] = meta
         if sub not in self._registered:  # so that `rq info` lists the queue (workers repeat it at each heartbeat)
             self.connection.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
             self._registered.add(sub)
@@ -206,7 +206,12 @@ class RedisJobs:
         """The job's state; raises NotFound for an unknown or purged id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline, origin = self.connection.hmget(
-            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE, "origin"
+            rq_keys.job(job_id),
+            rq_keys.JobField.STATUS,
+            keys.JOB_RESULT,
+            keys.JOB_OWNER,
+            keys.JOB_DEADLINE,
+            rq_keys.JobField.ORIGIN,
         )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(
