@@ -12,6 +12,8 @@ shape by blueprint), with TF Serving's status codes and, for the mistakes it nam
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -185,6 +187,8 @@ def _check_instance_types(instances: list, signature: ModelSignature) -> None:
             "required as per tensorinfo_map"
         )
     dtype = signature.inputs[0].dtype
+    if _only_numbers(instances, len(signature.inputs[0].shape), dtype):
+        return
     for i, row in enumerate(instances):
         bad = _non_numbers(row, dtype)
         if bad:
@@ -193,6 +197,20 @@ def _check_instance_types(instances: list, signature: ModelSignature) -> None:
                 f"Failed to process element: {i} of 'instances' list. Error: INVALID_ARGUMENT: "
                 f"JSON Value: {_compact(bad[0])} Type: {json_type(bad[0])} is not of expected type: {type_name}"
             )
+
+
+def _only_numbers(instances: list, row_depth: int, dtype: str) -> bool:
+    """Whether every value, `row_depth` lists deep in each instance, is what `dtype` takes: one C-speed pass
+    over the values (the common case), so that only a body with a bad value is walked in Python for its
+    message. False when unsure (a ragged or deeper body): then the walk decides."""
+    flat: Iterable[Any] = instances
+    try:
+        for _ in range(row_depth):
+            flat = chain.from_iterable(flat)
+        types = set(map(type, flat))
+    except TypeError:  # a number where a list was expected
+        return False
+    return types == {bool} if dtype == "bool" else types <= {int, float}
 
 
 def _non_numbers(value: Any, dtype: str) -> list[Any]:
