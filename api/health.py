@@ -35,7 +35,7 @@ def readyz() -> Response:
         raise InvalidInput(f"scope {scope[:50]!r} is not known", field="scope", expected=" or ".join(SCOPES))
     ext = current_app.extensions["inference"]
     if scope == "api":
-        ext.store.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
+        ext.jobs.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
         return json_response({"ready": True, "scope": "api"})
     workers = ext.model_info.live_workers()
     if not workers:
@@ -45,7 +45,7 @@ def readyz() -> Response:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """The served model: name, version, inputs, outputs, batching settings, live workers."""
+    """The served model: name, version, inputs, outputs, micro-batching settings (`batching`), live workers."""
     ext = current_app.extensions["inference"]
     document = dict(ext.model_info.document())
     document["workers"] = ext.model_info.live_workers()

@@ -1,4 +1,4 @@
-"""The model signature as the workers published it, cached briefly so validation costs no round trip."""
+"""The model signature as the workers advertised it, cached briefly so validation costs no round trip."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ class ModelInfo:
         self._document: dict[str, Any] | None = None
 
     def signature(self) -> ModelSignature:
-        """The published signature; raises NotReady if no worker has published one yet."""
+        """The advertised signature; raises NotReady if no worker has advertised one yet."""
         self._refresh()
         if self._signature is None:
             raise NotReady("no worker has loaded the model yet; start a worker or retry shortly", retry_after=2)
         return self._signature
 
     def document(self) -> dict[str, Any]:
-        """The whole published model document (signature, batching settings)."""
+        """The whole advertised model document (signature, micro-batching settings)."""
         self.signature()
         assert self._document is not None
         return self._document

@@ -1,4 +1,4 @@
-"""The worker process: load the model once, warm it up, register, then loop over batches until told to stop.
+"""The worker process: load the model once, warm it up, register, then loop over micro-batches until told to stop.
 
 Run as `python -m worker`. SIGTERM or SIGINT: finish the work in hand, claim nothing more, exit 0.
 A model that cannot be loaded exits with status 3 and a message naming the path and the reason.
@@ -31,7 +31,7 @@ from shared.logs import configure_logging
 from shared.schema import OrjsonSerializer
 from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import Segment, collect, validate_knobs
@@ -84,7 +84,7 @@ class InferenceWorker:
         self.lease_s = lease_seconds(settings)
         files = storage.from_settings(settings)
         records = BatchRecords(self.connection, settings)
-        self.chunks = ChunkStore(files, records)
+        self.chunks = ChunkFiles(files, records)
         self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
         self.source = RedisSource(
             self.connection, queue_names, name, self.lease_s, self.chunks, settings.batch_chunk_rows
@@ -164,14 +164,14 @@ class InferenceWorker:
         if not self.publishing.wait_for_room(IDLE_TIMEOUT_S):
             return  # results are waiting on a slow or absent Redis: claim no more until they move
         self.publishing.check()  # a publisher thread that failed takes no more work: the worker stops
-        batch = collect(
+        microbatch = collect(
             self.source,
             self.settings.max_microbatch_rows,
             self.settings.fixed_delay_s,
             0.0 if self.stopping else IDLE_TIMEOUT_S,
             window=self.window,
         )
-        stats, claim_error = self._run(batch) if batch else (None, None)
+        stats, claim_error = self._run(microbatch) if microbatch else (None, None)
         finished = self.source.take_finished()
         if finished or stats:
             self.publishing.hand(finished, stats, self.source.take_round_trips())
@@ -188,7 +188,7 @@ class InferenceWorker:
         self.registration.beat_if_due(self.in_hand(), self.lease_s)
         self.recovery.run_if_due()
 
-    def _run(self, batch: list[Segment]) -> tuple[RunStats, BaseException | None]:
+    def _run(self, microbatch: list[Segment]) -> tuple[RunStats, BaseException | None]:
         """Run the micro-batch while the claim thread claims and decodes the next one; the claim's error, if any.
 
         The source is the claim thread's until it is done (RedisSource is not thread-safe), so this waits for it.
@@ -199,7 +199,7 @@ class InferenceWorker:
             else None
         )
         try:
-            stats = run_microbatch(self.model, batch)
+            stats = run_microbatch(self.model, microbatch)
         finally:
             if ahead is not None:
                 futures.wait([ahead])

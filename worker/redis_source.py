@@ -29,7 +29,7 @@ from shared import keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.microbatcher import Segment
 
@@ -54,8 +54,8 @@ def claim_jobs(
     worker_name: str,
     busy: bool,
 ) -> list[list[bytes]]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
-    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left."""
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job: id,
+    started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id (of a chunk job), attempts left."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
@@ -91,7 +91,7 @@ class RedisSource:
         queue_names: Sequence[str],
         worker_name: str,
         lease_s: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
         chunk_rows: int = 1,
     ) -> None:
         self.connection = connection
@@ -209,12 +209,12 @@ class RedisSource:
             self.round_trips += trips
 
     def _restore(self, token: str, fields: list[bytes]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left = fields
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left = fields
         job_id = raw_id.decode()
         options = orjson.loads(meta) if meta else {}
         claim = Claim(
             id=job_id,
-            queue_index=self._queue_index(batch),
+            queue_index=self._queue_index(batch_id),
             lease=rq_keys.lease(job_id, token),
             rows=int(rows),
             rerun=bool(started_before),
@@ -231,7 +231,7 @@ class RedisSource:
             return claim
         try:
             args = rq_keys.job_args(data)
-            if batch:
+            if batch_id:
                 claim.chunk = ChunkSpec.from_payload(args[0])
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
@@ -247,9 +247,9 @@ class RedisSource:
                 claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
         return claim
 
-    def _queue_index(self, batch: bytes) -> int:
+    def _queue_index(self, batch_id: bytes) -> int:
         # claim.lua takes chunk jobs only from the queues after the first.
-        return min(1, len(self.queue_names) - 1) if batch else 0
+        return min(1, len(self.queue_names) - 1) if batch_id else 0
 
     def _keep(self, claims: list[Claim], at_front: bool) -> None:
         """Hold the claimed jobs; those failed already (past deadline, bad payload) go straight to publish.

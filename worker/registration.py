@@ -1,5 +1,5 @@
 """Tell the world this worker is alive and what model it serves: RQ's worker registry, plus our own
-sorted set of live workers (what `/readyz` reads) and the published model signature."""
+sorted set of live workers (what `/readyz` reads) and the advertised model signature."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from worker.claim import Claim
 
 
 def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:
-    """The published model document: the signature plus the batching settings and load time."""
+    """The advertised model document: the signature plus the micro-batching settings (`batching`) and load time."""
     doc = orjson.loads(signature.to_json())
     doc["batching"] = {
         "max_microbatch_rows": settings.max_microbatch_rows,
@@ -41,7 +41,7 @@ class Registration:
         self._model_doc = b""
 
     def birth(self, model_doc: bytes) -> None:
-        """Register with RQ and as a live worker, and publish the model document."""
+        """Register with RQ and as a live worker, and advertise the model document."""
         self._model_doc = model_doc
         self.worker.register_birth()
         with self.connection.pipeline() as pipe:

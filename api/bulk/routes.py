@@ -55,14 +55,14 @@ def create() -> Response:
     if key is None:
         return _accepted(_create(upload, options, signature))
     fingerprint = idempotency.Fingerprint(ROUTE)
-    with idempotency.store().claim(current_owner(), key, ROUTE) as claim:
-        upload.chunks = fingerprint.pieces(upload.chunks, claim.renew)
-        if not claim.won:  # the same upload? Only its bytes can tell: read them through the hash
-            collections.deque(upload.chunks, maxlen=0)
-            return _accepted(claim.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
+    with idempotency.registry().reserve(current_owner(), key, ROUTE) as reservation:
+        upload.pieces = fingerprint.pieces(upload.pieces, reservation.renew)
+        if not reservation.won:  # the same upload? Only its bytes can tell: read them through the hash
+            collections.deque(upload.pieces, maxlen=0)
+            return _accepted(reservation.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
         batch_id = _create(upload, options, signature)
-        collections.deque(upload.chunks, maxlen=0)  # whatever ingest left unread counts too, as for a replay
-        claim.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
+        collections.deque(upload.pieces, maxlen=0)  # whatever ingest left unread counts too, as for a replay
+        reservation.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
     return _accepted(batch_id)
 
 
@@ -74,7 +74,7 @@ def _create(upload: Upload, options: Options, signature: ModelSignature) -> str:
     try:
         # A multipart on_error field may arrive before or after the file: ask at each decision.
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
-        stored, skipped = ingest(upload.format, upload.chunks, ext.storage, batch_id, signature, skip)
+        stored, skipped = ingest(upload.format, upload.pieces, ext.storage, batch_id, signature, skip)
         options.update(upload.fields)  # multipart fields override the query string
         ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata)
     except BaseException:

@@ -62,34 +62,34 @@ class GroupCommit:
         with self._lock:
             if self._flushing:
                 self._queued.append(entry)
-                batch = None
+                group = None
             else:
-                self._flushing, batch = True, [entry]
-        if batch is None:
+                self._flushing, group = True, [entry]
+        if group is None:
             entry.done.sleep()
             if not entry.leads:
                 return entry.result()
             with self._lock:  # handed the lead: take everything queued (ours is first in it)
-                batch, self._queued = self._queued, []
-        self._flush(batch)
+                group, self._queued = self._queued, []
+        self._flush(group)
         self._hand_on()
         return entry.result()
 
-    def _flush(self, batch: list[_Entry]) -> None:
+    def _flush(self, group: list[_Entry]) -> None:
         try:
             with self.connection.pipeline(transaction=False) as pipe:
-                for entry in batch:
+                for entry in group:
                     entry.commands(pipe)
                 replies = pipe.execute(raise_on_error=False)
         except BaseException as exc:
-            for entry in batch:
+            for entry in group:
                 entry.error = exc
         else:
             start = 0
-            for entry in batch:
+            for entry in group:
                 entry.replies = replies[start : start + entry.count]
                 start += entry.count
-        for entry in batch[1:]:  # the leader (first) reads its own
+        for entry in group[1:]:  # the leader (first) reads its own
             entry.done.wake()
 
     def _hand_on(self) -> None:

@@ -217,7 +217,7 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
                 client.infer("digits", [pixels])
             return caught.value.status()
 
-        assert status() == "StatusCode.UNAVAILABLE"  # no worker has published a model
+        assert status() == "StatusCode.UNAVAILABLE"  # no worker has advertised a model
         signature = ModelSignature(
             "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
         )
