@@ -169,7 +169,7 @@ def targets(rows: list[dict], raw64: float | None) -> list[dict]:
     """Multi-row requests: ≥ 0.7 × the raw light model at batch 64, per route."""
     out = []
     for row in rows:
-        if row["model"] == "light" and raw64:
+        if row["model"] == "light" and row.get("rows_per_request") and raw64:
             ratio = row["throughput"] / raw64
             out.append(
                 {
