@@ -132,11 +132,14 @@ class ResultWaiter:
             waiting.deliver(None)
 
     def _dispatch(self, data: bytes) -> None:
-        """Hand each "<id> <document>" line to whoever waits for that id."""
-        for line in data.split(b"\n"):
-            job_id, _, document = line.partition(b" ")
-            with self._lock:
-                waits = self._waiting.get(job_id.decode(errors="replace"))
-                waits = list(waits) if waits else None
-            for waiting in waits or ():
+        """Hand each "<id> <document>" line to whoever waits for that id (one lock round per message)."""
+        lines = [line.partition(b" ") for line in data.split(b"\n")]
+        with self._lock:
+            found = [
+                (list(waits), document)
+                for job_id, _, document in lines
+                if (waits := self._waiting.get(job_id.decode(errors="replace")))
+            ]
+        for waits, document in found:
+            for waiting in waits:
                 waiting.deliver(document)
