@@ -37,7 +37,8 @@ def shares(collapsed: str, top: int) -> list[tuple[float, str]]:
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = {re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if not f.startswith("process ")}
+        # Function frames read "name (file:line)"; the process frame (its command line may hold ";") does not.
+        frames = {re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if f.endswith(")")}
         total += int(count)
         for frame in frames:
             inclusive[frame] += int(count)
