@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
+from api.services import services
 from shared.config import Settings
 from shared.errors import NotFound, Unauthorized
 
@@ -33,7 +34,6 @@ PUBLIC_ENDPOINTS = frozenset(
         "openapi.docs_asset",
     }
 )
-_EXTENSION = "api_key_digests"
 
 
 def fingerprint(key: str) -> str:
@@ -41,15 +41,19 @@ def fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Load the keys (as digests only) and check every request before its view runs."""
-    app.extensions[_EXTENSION] = tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+def key_digests(settings: Settings) -> tuple[bytes, ...]:
+    """The API keys as digests only (the keys themselves are not kept)."""
+    return tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+
+
+def init_app(app: Flask) -> None:
+    """Check every request before its view runs."""
     app.before_request(_authenticate)
 
 
 def _authenticate() -> None:
     g.owner = ""
-    digests = current_app.extensions[_EXTENSION]
+    digests = services().api_key_digests
     if not digests or request.endpoint in PUBLIC_ENDPOINTS:
         return
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
@@ -67,7 +71,7 @@ def _authenticate() -> None:
 
 def keys_required() -> bool:
     """Whether this app was started with API keys (API_KEYS)."""
-    return bool(current_app.extensions[_EXTENSION])
+    return bool(services().api_key_digests)
 
 
 def current_owner() -> str:

@@ -22,7 +22,18 @@ import numpy as np
 import orjson
 import redis
 
-from bench import api_servers, bulk, bulk_storage, careful, ceiling, cost_report, procstats, protocols, redis_only
+from bench import (
+    api_servers,
+    bulk,
+    bulk_storage,
+    careful,
+    ceiling,
+    cost_report,
+    load_runner,
+    procstats,
+    protocols,
+    redis_only,
+)
 from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
@@ -94,43 +105,18 @@ def load(
     clients: int,
     body_file: str,
     seconds: float = SECONDS,
-    path: str | None = None,
+    path: str = "",
     headers: tuple[str, ...] = (),
 ) -> dict:
-    """bench/loadgen.py in its own process; `path`: the route `wait` posts to (default: /predict?wait=30);
-    `headers`: extra request headers, "Name: value" each."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--mode",
-            mode,
-            "--clients",
-            str(clients),
-            "--seconds",
-            str(seconds),
-            "--body",
-            body_file,
-            *(["--path", path] if path else []),
-            *(arg for header in headers for arg in ("--header", header)),
-        ],
-        check=True,
-        capture_output=True,
-        env=harness.child_env(Settings()),
-    )
-    return orjson.loads(out.stdout)
+    """One closed-loop load run (bench/load_runner.py); loadgen's JSON. `path`: the route `wait` posts to
+    (default /predict?wait=30); `headers`: extra request headers, "Name: value" each."""
+    return load_runner.run(url, mode, clients, body_file, seconds, path, headers)
 
 
 def summarize(result: dict) -> dict:
-    lat = np.array(result["latencies_ms"]) if result["latencies_ms"] else np.array([np.nan])
     return {
         "throughput": result["jobs"] / result["seconds"],
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
-        "p99_ms": float(np.percentile(lat, 99)),
+        **load_runner.percentiles(result),
         "jobs": result["jobs"],
         "requests": result["requests"],
         "errors": result["errors"],

@@ -22,7 +22,6 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 
-import orjson
 import redis
 
 from shared import keys, lua, rq_keys
@@ -30,7 +29,7 @@ from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name
 from shared.schema import ErrorCode
 from worker.chunks import ChunkFiles
-from worker.claim import Claim
+from worker.claim import Claim, ClaimedJob
 from worker.microbatcher import Segment
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
-_PER_JOB = 9  # values per job in claim.lua's reply
 
 
 def claim_jobs(
@@ -53,9 +51,8 @@ def claim_jobs(
     lease_until: float,
     worker_name: str,
     busy: bool,
-) -> list[list[bytes]]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job: id,
-    started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id (of a chunk job), attempts left."""
+) -> list[ClaimedJob]:
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
@@ -75,7 +72,8 @@ def claim_jobs(
         ],
         client=client,
     )
-    return [reply[i : i + _PER_JOB] for i in range(0, len(reply), _PER_JOB)]
+    per_job = ClaimedJob.VALUES
+    return [ClaimedJob.decode(reply[i : i + per_job]) for i in range(0, len(reply), per_job)]
 
 
 class RedisSource:
@@ -114,11 +112,11 @@ class RedisSource:
         While the worker holds a job that runs alone, it claims nothing else.
         """
         if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
-            self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
+            self.claim(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
         segments = self._from_pending(self._limit(max_rows))
         room = self._limit(max_rows) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, timeout if not segments else 0.0)
+            self.claim(room, timeout if not segments else 0.0)
             # A chunk just claimed widens the limit: it runs whole.
             segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
         return segments
@@ -134,7 +132,7 @@ class RedisSource:
             return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
         room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, 0.0)
+            self.claim(room, 0.0)
 
     def stop_claiming(self) -> None:
         """Finish what is in hand, take nothing new."""
@@ -167,10 +165,11 @@ class RedisSource:
     def _holding_only_bulk(self) -> bool:
         return len(self.queue_names) > 1 and bool(self.pending) and all(c.queue_index > 0 for c in self.pending)
 
-    def _claim_new(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
+    def claim(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
         """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
 
-        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`.
+        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`. Called
+        by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
         trips = 0
         if self._empty and timeout > 0 and not priority_only:
@@ -200,38 +199,35 @@ class RedisSource:
         if not priority_only:
             # Every queue ran out (fewer jobs than asked of each): the next claim waits on the first queue
             # (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
-            interactive = sum(1 for fields in jobs if not fields[7])
+            interactive = sum(1 for job in jobs if not job.batch_id)
             self._empty = interactive < caps[0] and all(len(jobs) - interactive < cap for cap in caps[1:])
             self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
-            claims = [self._restore(token, fields) for fields in jobs]
+            claims = [self._restore(token, job) for job in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)
             self.round_trips += trips
 
-    def _restore(self, token: str, fields: list[bytes]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left = fields
-        job_id = raw_id.decode()
-        options = orjson.loads(meta) if meta else {}
+    def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(
-            id=job_id,
-            queue_index=self._queue_index(batch_id),
-            lease=rq_keys.lease(job_id, token),
-            rows=int(rows),
-            rerun=bool(started_before),
-            retries_left=int(retries_left or 0),
-            request_id=options.get("request_id"),
-            callback_url=options.get("callback_url"),
-            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+            id=job.id,
+            queue_index=self._queue_index(job.batch_id),
+            lease=rq_keys.lease(job.id, token),
+            rows=job.rows,
+            rerun=job.rerun,
+            retries_left=job.retries_left,
+            request_id=job.meta.request_id,
+            callback_url=job.meta.callback_url,
+            enqueued_at=job.enqueued_at,
         )
-        late = time.time() - _deadline(deadline)
+        late = time.time() - job.deadline
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
             claim.fail(
                 ErrorCode.DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it"
             )
             return claim
         try:
-            args = rq_keys.job_args(data)
-            if batch_id:
+            args = rq_keys.job_args(job.data)
+            if job.batch_id:
                 claim.chunk = ChunkSpec.from_payload(args[0])
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
@@ -247,7 +243,7 @@ class RedisSource:
                 claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
         return claim
 
-    def _queue_index(self, batch_id: bytes) -> int:
+    def _queue_index(self, batch_id: str) -> int:
         # claim.lua takes chunk jobs only from the queues after the first.
         return min(1, len(self.queue_names) - 1) if batch_id else 0
 
@@ -283,11 +279,3 @@ class RedisSource:
     def idle(self) -> bool:
         """Nothing in hand."""
         return not self.pending and not self.rejected
-
-
-def _deadline(raw: bytes) -> float:
-    """A job's deadline (Unix time); +inf when it has none, or none that parses."""
-    try:
-        return float(raw or "inf")
-    except ValueError:
-        return float("inf")

@@ -3,12 +3,13 @@ offline: its scripts and styles come from the `swagger-ui-bundle` package, serve
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, send_from_directory
+from flask import Blueprint, Response, abort, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import keys_required
 from api.openapi.paths import ASSET_TYPES, Facts, document
 from api.responses import json_response
+from api.services import services
 from shared.errors import NotReady
 from shared.signature import ModelSignature
 
@@ -46,7 +47,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
     """The OpenAPI 3 document describing every route of this API, with the served model's row schemas."""
-    ext = current_app.extensions["inference"]
+    ext = services()
     signature: ModelSignature | None
     try:
         signature = ext.model_info.signature()

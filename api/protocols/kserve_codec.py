@@ -16,7 +16,7 @@ import orjson
 
 from api.validation import check_booleans, loads_json, to_array
 from shared.errors import InvalidInput
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import ModelRef, ModelSignature, TensorSpec
 
 # v2 datatype ↔ numpy dtype name; BYTES (strings) and BF16 are not served.
 DATATYPES = {
@@ -234,7 +234,7 @@ def _outputs(doc: dict[str, Any], signature: ModelSignature, parameters: dict[st
 
 
 def render_response(
-    request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature, model: dict[str, str]
+    request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature, model: ModelRef
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
     dtypes = {t.name: t.dtype for t in signature.outputs}
@@ -249,7 +249,7 @@ def render_response(
         else:
             entry["data"] = np.ascontiguousarray(array).reshape(-1)
         entries.append(entry)
-    body: dict[str, Any] = {"model_name": model["name"], "model_version": model["version"], "outputs": entries}
+    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
     if request.id is not None:
         body["id"] = request.id
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

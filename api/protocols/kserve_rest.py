@@ -10,11 +10,12 @@ Errors on these routes are {"error": "..."} (api/error_handler.py picks the shap
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from api.jobs.submit import infer
 from api.protocols.kserve_codec import parse_request, render_response, tensor_metadata
 from api.responses import json_response
+from api.services import services
 from shared.errors import NotFound, NotReady, UnsupportedMediaType
 from shared.signature import ModelSignature
 
@@ -29,7 +30,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 def served(name: str, version: str | None) -> ModelSignature:
     """The served model's signature if `name` (and `version`, when given) is what the workers serve."""
-    signature = current_app.extensions["inference"].model_info.signature()
+    signature = services().model_info.signature()
     if name != signature.name or (version is not None and version != signature.version):
         which = f" version {version}" if version is not None else ""
         raise NotFound(
@@ -40,7 +41,7 @@ def served(name: str, version: str | None) -> ModelSignature:
 
 
 def _require_live_worker() -> None:
-    if not current_app.extensions["inference"].model_info.live_workers():
+    if not services().model_info.live_workers():
         raise NotReady("no live worker has the model loaded", retry_after=2)
 
 
@@ -98,7 +99,7 @@ def model_infer(name: str, version: str | None = None) -> Response:
             f"Content-Encoding {request.headers['Content-Encoding'][:32]!r} is not supported",
             expected="an uncompressed body",
         )
-    ext = current_app.extensions["inference"]
+    ext = services()
     parsed = parse_request(
         request.get_data(cache=False), request.headers.get(HEADER_LENGTH), signature, ext.settings.max_rows_per_request
     )

@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
 from api.jobs.submit import infer
 from api.protocols.tf_example import json_type, serialize_examples
 from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
 from api.responses import json_response
+from api.services import services
 from api.validation import columns_to_arrays, rows_to_arrays
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature
@@ -44,7 +45,7 @@ _TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 def served(name: str, version: str | None) -> ModelSignature:
     """The served model's signature if `name` (and `version`, when given) is what the workers serve."""
-    signature = current_app.extensions["inference"].model_info.signature()
+    signature = services().model_info.signature()
     if name != signature.name or (version is not None and version != signature.version):
         wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
         raise NotFound(f"Servable not found for request: {wanted}")
@@ -58,7 +59,7 @@ def predict(name: str, version: str | None = None) -> Response:
     body = _parse(request.get_data(cache=False))
     key, signature = choose(served(name, version), _signature_name(body), Method.PREDICT)
     row_format = _check_predict_body(body)
-    max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    max_rows = services().settings.max_rows_per_request
     values = body["instances"] if row_format else body["inputs"]
     values, lifted = _lift_scalars(values, signature)
     if row_format:
@@ -112,7 +113,7 @@ def _examples_request(
         raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'examples' value to be an list/array")
     if not examples:
         raise InvalidInput(f"JSON Value: {_compact(body)} 'examples' value is an empty array")
-    max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    max_rows = services().settings.max_rows_per_request
     if len(examples) > max_rows:
         raise InvalidInput(
             f"{len(examples)} examples is more than this server takes in one request (MAX_ROWS_PER_REQUEST={max_rows})"
@@ -231,7 +232,7 @@ def _compact(value: Any) -> str:
 def status(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model."""
     signature = served(name, version)
-    live = bool(current_app.extensions["inference"].model_info.live_workers())
+    live = bool(services().model_info.live_workers())
     error = (
         {"error_code": "OK", "error_message": ""}
         if live

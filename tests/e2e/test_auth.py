@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from shared import keys
+from shared import keys, rq_keys
 from tests.support import Service
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,7 @@ def test_a_job_is_readable_and_cancellable_only_with_the_key_that_created_it(key
 
 def test_the_job_records_a_hash_of_its_key_never_the_key_and_logs_hold_no_key_or_payload(keyed):
     job_id = keyed.http.post("/predict", json={"instances": [ROW]}, headers=bearer(ALPHA)).json()["id"]
-    job = keyed.redis.hgetall(f"rq:job:{job_id}")
+    job = keyed.redis.hgetall(rq_keys.job(job_id))
     assert job[keys.JOB_OWNER.encode()] == hashlib.sha256(ALPHA.encode()).hexdigest().encode()
     assert not any(ALPHA.encode() in value for value in job.values())
     keyed.http.get("/v1/models", headers=bearer("wrong-key-9999"))

@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from shared import keys
+from shared import keys, rq_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -147,5 +147,7 @@ def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504
     assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]
-    assert service.redis.llen("rq:queue:predict") == 0  # cancelled: no worker will pick it up later
+    assert (
+        service.redis.llen(rq_keys.queue(service.settings.queue_name)) == 0
+    )  # cancelled: no worker will pick it up later
     assert float(service.redis.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

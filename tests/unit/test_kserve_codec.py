@@ -8,7 +8,7 @@ import pytest
 
 from api.protocols.kserve_codec import InferRequest, parse_request, render_response, tensor_metadata
 from shared.errors import InvalidInput
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import ModelRef, ModelSignature, TensorSpec
 
 SIG = ModelSignature(
     "m",
@@ -153,9 +153,7 @@ def test_unknown_requested_outputs_are_refused():
 
 def test_responses_render_json_and_binary_outputs_with_their_datatypes():
     request = InferRequest("r", {}, [("y", True), ("flag", False)])
-    body, header_length = render_response(
-        request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, {"name": "m", "version": "2"}
-    )
+    body, header_length = render_response(request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, ModelRef("m", "2"))
     header = orjson.loads(body[:header_length])
     assert header["model_name"] == "m" and header["model_version"] == "2" and header["id"] == "r"
     y, flag = header["outputs"]
