@@ -5,7 +5,9 @@ hold the GIL (time spent running Python or C called from it), summed per functio
 py-spy is a profiler, not a dependency of the service: install it into the environment that runs this
 (`pip install py-spy`); without it only the CPU per request is printed.
 
-    python -m bench.api_profile [--server gunicorn|granian] [--rows 1] [--seconds 15] [--top 40]
+    python -m bench.api_profile [--server gunicorn|granian] [--rows 1] [--route predict] [--seconds 15] [--top 40]
+
+Routes: those of bench/ceiling.py (predict, "http tfserving", "http kserve", "http kserve binary").
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def shares(collapsed: str, top: int) -> list[tuple[float, str]]:
     return [(n / total, f) for f, n in inclusive.most_common(top)] if total else []
 
 
-def profile(server: str, rows: int, seconds: float, workdir: str) -> tuple[float, str | None]:
+def profile(server: str, rows: int, route: str, seconds: float, workdir: str) -> tuple[float, str | None]:
     """The API's CPU ms per request, and py-spy's collapsed stacks (None without py-spy)."""
     from bench.run import load
 
@@ -63,7 +65,7 @@ def profile(server: str, rows: int, seconds: float, workdir: str) -> tuple[float
     service.start_redis()
     api = service.start_api(wait_s=None)
     service.start_worker()
-    path, body, headers = bodies("light", rows)["predict"]
+    path, body, headers = bodies("light", rows)[route]
     body_file = os.path.join(workdir, "body.json")
     with open(body_file, "wb") as f:
         f.write(body)
@@ -92,12 +94,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--route", choices=tuple(bodies("light", 1)), default="predict")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        ms, collapsed = profile(args.server, args.rows, args.seconds, workdir)
-    print(f"API CPU per {args.rows}-row request under {args.server}, {CLIENTS} clients: {ms:.3f} ms")
+        ms, collapsed = profile(args.server, args.rows, args.route, args.seconds, workdir)
+    print(f"API CPU per {args.rows}-row {args.route} request under {args.server}, {CLIENTS} clients: {ms:.3f} ms")
     if collapsed is None:
         print("(no profile: py-spy is not installed)")
     for share, function in shares(collapsed or "", args.top):

@@ -26,7 +26,7 @@ from api.protocols.tf_example import json_type, serialize_examples
 from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
 from api.responses import json_response
 from api.services import services
-from api.validation import columns_to_arrays, rows_to_arrays
+from api.validation import columns_to_arrays, may_hold_booleans, rows_to_arrays
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelSignature
 
@@ -56,7 +56,8 @@ def served(name: str, version: str | None) -> ModelSignature:
 @bp.post("/v1/models/<model:name>/versions/<model:version>:predict")
 def predict(name: str, version: str | None = None) -> Response:
     """Row or columnar predict through the chosen signature; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
-    body = _parse(request.get_data(cache=False))
+    raw = request.get_data(cache=False)
+    body = _parse(raw)
     key, signature = choose(served(name, version), _signature_name(body), Method.PREDICT)
     row_format = _check_predict_body(body)
     max_rows = services().settings.max_rows_per_request
@@ -64,7 +65,7 @@ def predict(name: str, version: str | None = None) -> Response:
     values, lifted = _lift_scalars(values, signature)
     if row_format:
         _check_instance_types(values, signature)
-        arrays = rows_to_arrays(values, signature, max_rows)
+        arrays = rows_to_arrays(values, signature, max_rows, may_hold_booleans(raw))
     else:
         arrays = columns_to_arrays(values, signature, max_rows)
     outputs = infer(arrays, key).by_name(signature)
