@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import auth, error_handler, health, metrics, request_context, services
+from api import auth, error_handler, health, index, metrics, request_context, services
 from api.bulk import routes as bulk_routes
 from api.idempotency import IdempotencyKeys
 from api.jobs import routes as job_routes
@@ -39,12 +39,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             storage.from_settings(settings),
             IdempotencyKeys(connection, settings),
             auth.key_digests(settings),
+            auth.metrics_token_digest(settings),
         ),
     )
     app.url_map.converters["model"] = tfserving_rest.ModelName
     auth.init_app(app)
     app.register_blueprint(job_routes.bp)
     app.register_blueprint(bulk_routes.bp)
+    app.register_blueprint(index.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tfserving_rest.bp)
     app.register_blueprint(kserve_rest.bp)

@@ -33,6 +33,7 @@ class Services:
     storage: storage.Storage
     idempotency: IdempotencyKeys
     api_key_digests: tuple[bytes, ...]  # SHA-256 of each API key (API_KEYS); empty when keys are off
+    metrics_token_digest: bytes | None  # SHA-256 of METRICS_TOKEN, which opens GET /metrics only; None: unset
 
 
 def install(app: Flask, services: Services) -> None:

@@ -138,8 +138,10 @@ def errors(batch_id: str) -> Response:
 
 
 @bp.delete("/batches/<batch_id>")
+@bp.post("/batches/<batch_id>/cancel")  # OpenAI's Batch API shape, for clients written against it
 def cancel(batch_id: str) -> Response:
-    """Cancel: chunks not started never run; finished chunks stay downloadable. 409 once the batch ended."""
+    """Cancel: chunks not started never run. The batch is not deleted: it stays readable (status cancelled,
+    finished chunks downloadable) until BATCH_TTL. 409 once the batch ended."""
     ext = services()
     _record(batch_id)  # unknown, or another key's batch: 404 before anything changes
     outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)

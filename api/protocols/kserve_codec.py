@@ -60,6 +60,9 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     }
 
 
+OPTIONAL_FIELDS = {"id": "a string", "outputs": "a list of {name}", "parameters": "an object"}
+
+
 def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
     """Check an infer request against the signature and convert its inputs to the model's dtypes."""
     json_part, binary = _split(body, header_length)
@@ -70,6 +73,7 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             field="inputs",
             expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
         )
+    _refuse_nulls(doc)
     specs = {t.name: t for t in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
@@ -102,10 +106,11 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
 
 
 def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
-    """The `parameters` object of a request, input or output ({} when absent)."""
-    value = holder.get("parameters")
-    if value is None:
+    """The `parameters` object of a request, input or output ({} when absent; an explicit null is refused,
+    as the protocol's schema and our OpenAPI document say it is an object)."""
+    if "parameters" not in holder:
         return {}
+    value = holder["parameters"]
     if not isinstance(value, dict):
         raise InvalidInput("parameters must be an object", field=where, expected='{"name": value, ...}')
     return value
@@ -143,11 +148,12 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             "an input must be an object with a name", field=where, expected='{"name", "shape", "datatype", "data"}'
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):  # no bools
         raise InvalidInput(
             f"shape {shape!r} is not valid", field=f"{where}.shape", expected="a list of sizes ≥ 0, batch size first"
         )
-    dtype = DATATYPES.get(tensor.get("datatype"))  # type: ignore[arg-type]
+    declared = tensor.get("datatype")
+    dtype = DATATYPES.get(declared) if isinstance(declared, str) else None  # a dict or list would not hash
     if dtype is None:
         raise InvalidInput(
             f"datatype {str(tensor.get('datatype'))[:16]!r} is not served",
@@ -200,6 +206,13 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
         )
     check_booleans(data, raw, dtype, where)
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
+
+
+def _refuse_nulls(doc: dict[str, Any]) -> None:
+    """Optional request fields may be left out, not sent as null (their schemas say string, list, object)."""
+    for name in OPTIONAL_FIELDS:
+        if name in doc and doc[name] is None:
+            raise InvalidInput(f"{name} is null", field=name, expected=f"{name} left out, or {OPTIONAL_FIELDS[name]}")
 
 
 def _request_id(doc: dict[str, Any]) -> str | None:

@@ -231,7 +231,8 @@ def _compact(value: Any) -> str:
 @bp.get("/v1/models/<model:name>")
 @bp.get("/v1/models/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None) -> Response:
-    """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model."""
+    """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model. With KServe v1's
+    model-readiness fields beside it (`name`, `ready`), which the kserve SDK's `is_model_ready` reads."""
     signature = served(name, version)
     live = bool(services().model_info.live_workers())
     error = (
@@ -243,7 +244,9 @@ def status(name: str, version: str | None = None) -> Response:
         {
             "model_version_status": [
                 {"version": signature.version, "state": "AVAILABLE" if live else "END", "status": error}
-            ]
+            ],
+            "name": signature.name,
+            "ready": live,
         }
     )
 

@@ -105,3 +105,27 @@ def test_a_batch_and_its_files_are_visible_only_to_the_key_that_created_it(keyed
     assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(BETA)).status_code == 404
     assert keyed.http.get(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "queued"
     assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("DELETE", ""), ("POST", "/cancel")])
+def test_cancelling_a_batch_either_way_leaves_it_readable(keyed, method, suffix):
+    rows = b"".join(b"[" + b", ".join([b"1"] * 64) + b"]\n" for _ in range(3))
+    created = keyed.http.post(
+        "/batches", content=rows, headers={**bearer(ALPHA), "Content-Type": "application/x-ndjson"}
+    )
+    batch_id = created.json()["id"]
+    assert keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(BETA)).status_code == 404
+    cancelled = keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(ALPHA))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert keyed.http.get(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "cancelled"
+    assert keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(ALPHA)).status_code == 409
+
+
+def test_the_index_page_is_public_and_says_what_the_server_is(keyed):
+    index = keyed.http.get("/")
+    assert index.status_code == 200
+    body = index.json()
+    assert body["service"] and body["version"] and body["status"] == "alive"
+    assert body["links"]["docs"] == "/docs" and body["links"]["openapi"] == "/openapi.json"
+    assert body["links"]["metrics"] == "/metrics"
+    assert [m["name"] for m in body["models"]] == ["digits"]

@@ -112,7 +112,9 @@ def test_model_status_reports_the_version_available(service):
         assert service.http.get(path).json() == {
             "model_version_status": [
                 {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            ]
+            ],
+            "name": "digits",  # KServe v1's model-readiness fields, beside TF Serving's reply
+            "ready": True,
         }
     assert service.http.get("/v1/models/digits/versions/2").status_code == 404
 

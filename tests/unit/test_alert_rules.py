@@ -31,7 +31,10 @@ def test_alerts_cover_queue_age_5xx_no_workers_and_webhook_failures():
     for metric in (
         "inference_queue_oldest_job_age_seconds",
         'inference_http_requests_total{status=~"5.."}',
-        "inference_workers == 0",
+        "max(inference_workers) == 0",
+        'up{job="inference-api"} == 0',
+        'absent(up{job="inference-api"})',
+        "inference_microbatches_total",
         "inference_webhook_given_up_total",
     ):
         assert metric in exprs

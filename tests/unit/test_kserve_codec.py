@@ -205,3 +205,37 @@ def test_ids_and_parameters_of_the_wrong_type_are_refused_naming_the_field(extra
     with pytest.raises(InvalidInput) as info:
         parse_request(_body(inputs, **extra, **outputs), None, SIG, 10)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"outputs": None}, "outputs"),
+        ({"id": None}, "id"),
+        ({"parameters": None}, "parameters"),
+        ({"outputs": [{"name": "y", "parameters": None}]}, "outputs[0].parameters"),
+    ],
+)
+def test_optional_fields_sent_as_null_are_refused_as_the_schema_says(extra, field):
+    inputs = [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+    ]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs, **extra), None, SIG, 10)
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize("declared", [{}, [], None, 3])
+def test_a_datatype_that_is_not_a_string_is_refused_not_a_crash(declared):
+    inputs = [{"name": "x", "shape": [1, 3], "datatype": declared, "data": [1, 2, 3]}]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs), None, SIG, 10)
+    assert refused.value.field == "inputs[0].datatype"
+
+
+def test_a_shape_of_booleans_is_refused_not_a_crash():
+    inputs = [{"name": "x", "shape": [False, 3], "datatype": "FP32", "data": []}]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs), None, SIG, 10)
+    assert refused.value.field == "inputs[0].shape"
