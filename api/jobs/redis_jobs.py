@@ -1,8 +1,9 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
 Submitting is one round trip of two commands (the job hash, the queue; a third for a job of several rows),
-writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is
-a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
+shared by the submits of concurrent requests in one process (api/jobs/group_commit.py), writing RQ's own
+format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is a field of its
+hash; waiting for it costs no command (api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import redis
+from redis.client import Pipeline
 
 from api.auth import owns
+from api.jobs.group_commit import GroupCommit
 from api.jobs.waiter import ResultWaiter
 from api.metrics import TENANT_REJECTIONS
 from api.queue_metrics import ANONYMOUS_LABEL
@@ -75,6 +78,7 @@ class RedisJobs:
         self.tenants = tenants or Tenants()
         self.lane = settings.queue_name
         self.results = ResultWaiter(connection, self.result)
+        self.writes = GroupCommit(connection)
         self._depths: dict[str, Depth] = {}  # by tenant name: what this process last saw
         self._registered: set[str] = set()
         for tenant in [*self.tenants.by_digest.values(), ANONYMOUS]:  # every key's series exists from the start
@@ -137,7 +141,8 @@ class RedisJobs:
         job_id: str | None = None,
         signature: str | None = None,
     ) -> str:
-        """Enqueue one job for `arrays` in a single round trip; returns its id.
+        """Enqueue one job for `arrays` in a single round trip (shared with the submits of other threads of
+        this process under load, api/jobs/group_commit.py); returns its id.
 
         `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
@@ -163,14 +168,22 @@ class RedisJobs:
         meta = JobMeta(callback_url, request_id).encode()
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
-        if sub not in self._registered:  # so that `rq info` lists the queue (workers repeat it at each heartbeat)
-            self.connection.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
-            self._registered.add(sub)
-        lua.script("submit", "ring")(
-            keys=[rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(self.lane)],
-            args=[rows, sub, job_id, *(v for pair in fields.items() for v in pair)],
-            client=self.connection,
-        )
+        register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
+        script = lua.script("submit", "ring")
+        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(self.lane)]
+        script_args = [rows, sub, job_id, *(v for pair in fields.items() for v in pair)]
+
+        def commands(pipe: Pipeline) -> None:
+            if register:
+                pipe.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
+            # EVALSHA itself, not the Script wrapper: a pipeline holding a Script asks SCRIPT EXISTS first
+            pipe.evalsha(lua.sha("submit", "ring"), len(script_keys), *script_keys, *script_args)
+
+        try:
+            self.writes.execute(commands, register + 1)
+        except redis.exceptions.NoScriptError:  # Redis restarted since: nothing was written; the wrapper loads it
+            script(keys=script_keys, args=script_args, client=self.connection)
+        self._registered.add(sub)
         seen = self._depths.get(tenant.name)
         if seen is not None:
             seen.add(rows)

@@ -300,3 +300,10 @@ def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings
         )
     order = [j.batch_id for j in claim(redis_db, queues=(BULK,), caps=[6], most=6, quantum=5)]
     assert order == ["big", "small", "big", "small", "big", "big"]
+
+
+def test_submit_after_redis_forgot_its_scripts_loads_it_and_writes_the_job_once(redis_db, tenant_jobs):
+    redis_db.script_flush()  # as after a Redis restart
+    job_id = submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(rq_keys.queue(sub_queue(QUEUE, "a")), 0, -1) == [job_id.encode()]
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "a").encode()]
