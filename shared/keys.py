@@ -12,6 +12,13 @@ def model() -> str:
     return f"{PREFIX}:model"
 
 
+def model_registry() -> str:
+    """Hash: worker name → JSON of the models, versions and version states it serves (shared/model_registry.py);
+    no TTL, the field is rewritten at each heartbeat and deleted when the worker stops; readers skip the
+    fields of workers no longer live."""
+    return f"{PREFIX}:models"
+
+
 def workers() -> str:
     """Sorted set: worker name → expiry timestamp of its last heartbeat; members pruned by readers."""
     return f"{PREFIX}:workers"

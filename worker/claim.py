@@ -10,6 +10,7 @@ import numpy as np
 from shared.batches import ChunkSpec
 from shared.schema import ErrorCode, JobError
 from shared.signature import DEFAULT_SIGNATURE
+from worker.model.manager import ServedVersion
 
 
 @dataclass
@@ -32,10 +33,17 @@ class Claim:
     enqueued_at: datetime.datetime | None = None
     chunk: ChunkSpec | None = None
     signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
+    model: str = ""  # the model whose queue it came from
+    served: ServedVersion | None = None  # the version it runs on, bound when claimed (it holds that version)
     error: JobError | None = None
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
+
+    @property
+    def model_ref(self) -> dict[str, str]:
+        """The {name, version} reported on its result ("" for the version when none was bound)."""
+        return {"name": self.model, "version": self.served.version if self.served is not None else ""}
 
     @property
     def complete(self) -> bool:

@@ -1,5 +1,6 @@
 """Tell the world this worker is alive and what model it serves: RQ's worker registry, plus our own
-sorted set of live workers (what `/readyz` reads) and the published model signature."""
+sorted set of live workers (what `/readyz` reads), the published model signature, and this worker's
+registry document (shared/model_registry.py: every model, version and state it serves)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,16 @@ class Registration:
         self.ttl_s = 3 * settings.heartbeat_s
         self._next_beat = 0.0
         self._model_doc = b""
+        self._registry_doc = b""
 
-    def birth(self, model_doc: bytes) -> None:
-        """Register with RQ and as a live worker, and publish the model document."""
+    def birth(self, model_doc: bytes, registry_doc: bytes) -> None:
+        """Register with RQ and as a live worker, and publish the model and registry documents."""
         self._model_doc = model_doc
+        self._registry_doc = registry_doc
         self.worker.register_birth()
         with self.connection.pipeline() as pipe:
             pipe.set(keys.model(), model_doc)
+            pipe.hset(keys.model_registry(), self.worker.name, registry_doc)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.sadd(rq_keys.QUEUES, *(rq_keys.queue(name) for name in self.queue_names))
             self.worker.set_state("idle", pipeline=pipe)
@@ -67,6 +71,7 @@ class Registration:
             # A Redis that lost its data (no persistence) gets the model document back within a beat; NX so
             # that workers of two model versions do not overwrite each other's at every beat.
             pipe.set(keys.model(), self._model_doc, nx=True)
+            pipe.hset(keys.model_registry(), self.worker.name, self._registry_doc)
             self.worker.heartbeat(int(self.ttl_s) + 60, pipeline=pipe)
             self.worker.set_state("busy" if leases else "idle", pipeline=pipe)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
@@ -78,7 +83,15 @@ class Registration:
             pipe.execute()
         self._next_beat = time.monotonic() + self.interval_s
 
+    def publish_models(self, registry_doc: bytes) -> None:
+        """Publish a changed registry document now (a version loaded, failed or unloaded)."""
+        self._registry_doc = registry_doc
+        self.connection.hset(keys.model_registry(), self.worker.name, registry_doc)
+
     def death(self) -> None:
-        """Leave the live set and RQ's registry."""
-        self.connection.zrem(keys.workers(), self.worker.name)
+        """Leave the live set, the model registry and RQ's registry."""
+        with self.connection.pipeline() as pipe:
+            pipe.zrem(keys.workers(), self.worker.name)
+            pipe.hdel(keys.model_registry(), self.worker.name)
+            pipe.execute()
         self.worker.register_death()

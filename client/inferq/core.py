@@ -28,7 +28,14 @@ JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled", "expired"
 JOB_TERMINAL = ("finished", "failed", "canceled", "expired")
 BATCH_STATUSES = ("validating", "queued", "in_progress", "completed", "failed", "cancelled", "expired")
 BATCH_TERMINAL = ("completed", "failed", "cancelled", "expired")
-JOB_ERROR_CODES = ("deadline_exceeded", "worker_lost", "inference_failed", "invalid_payload", "storage_failed")
+JOB_ERROR_CODES = (
+    "deadline_exceeded",
+    "worker_lost",
+    "inference_failed",
+    "invalid_payload",
+    "storage_failed",
+    "version_unavailable",
+)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 UPLOAD_TYPES = {
     ".ndjson": "application/x-ndjson",
