@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["inference"] = Inference(
         settings,
         JobStore(connection, settings),
-        ModelInfo(connection),
+        ModelInfo(connection, settings.queue_name),
         BatchRecords(connection, settings),
         storage.from_settings(settings),
     )

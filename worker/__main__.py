@@ -118,7 +118,8 @@ class InferenceWorker:
             settings.max_attempts,
             self.chunks,
         )
-        self.background = BackgroundThread(self.connection, settings, files, records)
+        bulk_queues = [lane.queue for lane in lanes if lane.bulk]
+        self.background = BackgroundThread(self.connection, settings, files, records, bulk_queues)
         self.liveness = Liveness(settings.liveness_file)
         self.stopping = False
         self.outage = Outage(log)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request, url_for
 
 from api import idempotency
 from api.auth import current_owner
+from api.model_info import ModelInfo, Served
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
 from api.validation import instances_from_body, job_timeout, parse_json, rows_to_arrays
+from shared.errors import InvalidInput
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
 
@@ -34,16 +38,20 @@ def _pending(job_id: str, status: JobStatus, headers: dict[str, str] | None = No
 def predict() -> Response:
     """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes.
 
-    `callback_url` (query or body field) gets the final document by webhook. A full queue
-    (MAX_QUEUE_DEPTH) answers 429 before the body is even parsed. With an Idempotency-Key header, a
+    `callback_url` (query or body field) gets the final document by webhook. `model` and `version` (query
+    or body fields; the query wins) name the model and its version or version label; by default the first
+    model served, its newest version when a worker claims the job. A full queue (MAX_QUEUE_DEPTH) answers
+    429 before the body is even parsed (for a model named in the query). With an Idempotency-Key header, a
     request sent again gets the first one's job (see api/idempotency.py).
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = current_app.extensions["inference"]
-    ext.store.check_capacity()
+    ext.store.check_capacity(ext.model_info.resolve(request.args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
+    served = model_asked(body, ext.model_info)
+    ext.store.check_capacity(served.queue)
     instances = instances_from_body(body)
     timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
     # Both places are checked when both are given; the query string wins.
@@ -51,11 +59,12 @@ def predict() -> Response:
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
     )
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
-    arrays = rows_to_arrays(instances, ext.model_info.signature(), ext.settings.max_rows_per_request)
+    arrays = rows_to_arrays(instances, served.signature, ext.settings.max_rows_per_request)
+    where = {"queue": served.queue, "version": served.version}
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
         job_id, document = ext.store.submit_and_wait(
-            arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id
+            arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id, **where
         )
         return _answer(job_id, wait, timeout, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
@@ -64,9 +73,24 @@ def predict() -> Response:
     with idempotency.store().claim(owner, key, ROUTE) as claim:
         if not claim.won:
             return _answer(claim.replay(digest), wait, timeout, replayed=True)
-        job_id = ext.store.submit(arrays, owner, timeout, callback_url, request_id)
+        job_id = ext.store.submit(arrays, owner, timeout, callback_url, request_id, **where)
         claim.finish(digest, job_id)
     return _answer(job_id, wait, timeout)
+
+
+def model_asked(body: Any, model_info: ModelInfo) -> Served:
+    """The model and version a /predict or /batches request names: `model` and `version` in the query string
+    or the JSON body (the query wins); `version` is a version number or a version label."""
+    fields = body if isinstance(body, dict) else {}
+    asked: dict[str, str | None] = {}
+    for name in ("model", "version"):
+        value = request.args.get(name, fields.get(name))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or value == ""):
+            raise InvalidInput(f"{name!r} must be a non-empty string", field=name, expected="a model name or version")
+        asked[name] = None if value is None else str(value)
+    version = asked["version"]
+    label = version if version is not None and not version.isdigit() else None
+    return model_info.resolve(asked["model"], None if label else version, label)
 
 
 def _bounded(wait: float, timeout: float) -> float:
