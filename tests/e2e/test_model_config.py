@@ -130,3 +130,17 @@ def test_tritonclient_reaches_every_model_and_version_over_http_and_grpc(stack):
             assert float(result.as_numpy("y").reshape(-1)[0]) == expected, (model, version)
         assert client.is_model_ready("constant", "2") and not client.is_model_ready("constant", "9")
         assert not client.is_model_ready("nope")
+
+
+def test_the_client_and_cli_take_a_model_and_a_version(stack, capsys):
+    from inferq import Client
+    from inferq.cli import main
+
+    with Client(stack.base_url, model="constant", version="canary") as client:
+        assert client.predict([[0.0]]) == [[2.0]]
+    with Client(stack.base_url) as client:  # the default: the first model of the config file
+        assert len(client.predict([[0.0] * 64])[0]) == 10
+    rows = stack.log_dir / "rows.json"
+    rows.write_text("[[0.0]]")
+    assert main(["--url", stack.base_url, "--model", "constant", "--version", "1", "predict", str(rows)]) == 0
+    assert "[[1.0]]" in capsys.readouterr().out.replace(" ", "").replace("\n", "")
