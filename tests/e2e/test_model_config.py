@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
 
 from shared import rq_keys
 from tests.model_versions import add_constant_version, add_digits, add_half_plus_two, write_config
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -144,3 +145,9 @@ def test_the_client_and_cli_take_a_model_and_a_version(stack, capsys):
     rows.write_text("[[0.0]]")
     assert main(["--url", stack.base_url, "--model", "constant", "--version", "1", "predict", str(rows)]) == 0
     assert "[[1.0]]" in capsys.readouterr().out.replace(" ", "").replace("\n", "")
+
+
+def test_metrics_count_jobs_by_model_and_the_version_that_answered(stack):
+    stack.http.post("/predict?wait=10&model=constant&version=1", json={"instances": [[0.0]]})
+    series = 'inference_model_jobs_total{model="constant",status="finished",version="1"}'
+    wait_until(lambda: series in stack.http.get("/metrics").text, 10)
