@@ -18,6 +18,9 @@ from shared.model_registry import ModelStatus, decode, merge
 from shared.signature import ModelSignature
 
 CACHE_S = 2.0  # a new version or a restarted worker is seen within this many seconds
+# A request naming what the cached view does not serve reads the registry again first (at most this often), so
+# that a version (or model) that just became available is not refused for up to CACHE_S.
+MISS_REFRESH_S = 0.1
 
 
 class ModelNotServed(NotFound):
@@ -56,6 +59,7 @@ class ModelInfo:
         self.default_queue = default_queue
         self._lock = threading.Lock()
         self._expires = 0.0
+        self._read_at = float("-inf")
         self._models: dict[str, ModelStatus] = {}
         self._batching: dict[str, Any] = {}
 
@@ -72,6 +76,14 @@ class ModelInfo:
             NotReady: no worker has published a model yet, or the model has no version available.
             ModelNotServed: the model, version or label is not served.
         """
+        try:
+            return self._resolve(name, version, label)
+        except (ModelNotServed, NotReady):
+            if not self._refresh_early():
+                raise
+        return self._resolve(name, version, label)
+
+    def _resolve(self, name: str | None, version: str | None, label: str | None) -> Served:
         models = self.models()
         if not models:
             raise NotReady("no worker has loaded a model yet; start a worker or retry shortly", retry_after=2)
@@ -126,6 +138,14 @@ class ModelInfo:
         document["batching"] = self._batching
         return document
 
+    def _refresh_early(self) -> bool:
+        """Expire the cached view if it is older than MISS_REFRESH_S; True if it was."""
+        with self._lock:
+            if time.monotonic() - self._read_at < MISS_REFRESH_S:
+                return False
+            self._expires = 0.0
+            return True
+
     def _refresh(self) -> None:
         now = time.monotonic()
         if now < self._expires:
@@ -133,6 +153,7 @@ class ModelInfo:
         with self._lock:
             if now < self._expires:
                 return
+            self._read_at = now
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.hgetall(keys.model_registry())
                 pipe.zrangebyscore(keys.workers(), time.time(), "+inf")

@@ -19,8 +19,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from scripts.model_versions import add_constant_version, add_digits, add_half_plus_two, write_config
 from shared import rq_keys
-from tests.model_versions import add_constant_version, add_digits, add_half_plus_two, write_config
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
