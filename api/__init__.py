@@ -9,7 +9,7 @@ from flask import Flask
 from api import auth, error_handler, health, idempotency, metrics, request_context
 from api.bulk import routes as bulk_routes
 from api.jobs import routes as job_routes
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from api.model_info import ModelInfo
 from api.openapi import routes as openapi_routes
 from api.protocols import kserve_rest, tfserving_rest
@@ -25,7 +25,7 @@ class Inference:
     """What the views share: settings and the Redis-backed services, stored in `app.extensions`."""
 
     settings: Settings
-    store: JobStore
+    jobs: RedisJobs
     model_info: ModelInfo
     batches: BatchRecords
     storage: storage.Storage
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     connection = connect(settings)
     app.extensions["inference"] = Inference(
         settings,
-        JobStore(connection, settings),
+        RedisJobs(connection, settings),
         ModelInfo(connection, settings.queue_name),
         BatchRecords(connection, settings),
         storage.from_settings(settings),

@@ -15,7 +15,7 @@ import redis
 from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import NotReady, ServiceError, StorageUnavailable
+from shared.errors import NotReady, ServiceError, StorageUnavailable, for_status
 from shared.storage import StoreUnreachable
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,7 @@ def handle_error(exc: Exception) -> Response:
         log.warning("answering 503: %s", exc)
         return error_response(StorageUnavailable(f"{exc}; try again shortly", retry_after=STORAGE_RETRY_AFTER_S))
     if isinstance(exc, HTTPException):
-        error = ServiceError(exc.description or exc.name)
-        error.status = exc.code or 500
-        error.code = exc.name.lower().replace(" ", "_")
-        response = error_response(error)
+        response = error_response(for_status(exc.code or 500, exc.description or exc.name))
         valid_methods = getattr(exc, "valid_methods", None)  # set on MethodNotAllowed only
         if exc.code == 405 and valid_methods:
             response.headers["Allow"] = allowed_methods(valid_methods)

@@ -35,7 +35,7 @@ def readyz() -> Response:
         raise InvalidInput(f"scope {scope[:50]!r} is not known", field="scope", expected=" or ".join(SCOPES))
     ext = current_app.extensions["inference"]
     if scope == "api":
-        ext.store.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
+        ext.jobs.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
         return json_response({"ready": True, "scope": "api"})
     workers = ext.model_info.live_workers()
     if not workers:
@@ -46,7 +46,7 @@ def readyz() -> Response:
 @bp.get("/v1/models")
 def models() -> Response:
     """Every served model with a version available: name, newest version and its inputs and outputs, every
-    version's state, labels, queues, batching settings, live workers; the first model first."""
+    version's state, labels, queues, micro-batching settings (`batching`), live workers; the first model first."""
     ext = current_app.extensions["inference"]
     info = ext.model_info
     first = info.resolve().name

@@ -90,15 +90,15 @@ class Fingerprint:
     def add(self, piece: bytes) -> None:
         self._hash.update(piece)
 
-    def pieces(self, chunks: Iterable[bytes], keep: Callable[[], None] = lambda: None) -> Iterator[bytes]:
-        """`chunks`, hashed on the way through; `keep` is called every RENEW_EVERY_S of reading."""
+    def pieces(self, pieces: Iterable[bytes], keep: Callable[[], None] = lambda: None) -> Iterator[bytes]:
+        """`pieces`, hashed on the way through; `keep` is called every RENEW_EVERY_S of reading."""
         renewed = time.monotonic()
-        for chunk in chunks:
-            self._hash.update(chunk)
+        for piece in pieces:
+            self._hash.update(piece)
             if time.monotonic() - renewed >= RENEW_EVERY_S:
                 keep()
                 renewed = time.monotonic()
-            yield chunk
+            yield piece
 
     def finish(self, *options: dict[str, Any]) -> str:
         for values in options:
@@ -106,29 +106,29 @@ class Fingerprint:
         return self._hash.hexdigest()
 
 
-class Claim:
-    """One request's hold on a key: `won` if it is the first (then `finish` or, by leaving its `with`
+class Reservation:
+    """One request's reservation of a key: `won` if it is the first (then `finish` or, by leaving its `with`
     block early, release it); otherwise `replay` gives the first request's id."""
 
-    def __init__(self, store: IdempotencyStore, key: str, mine: Record, won: bool) -> None:
-        self.store, self.key, self.mine, self.won = store, key, mine, won
+    def __init__(self, registry: IdempotencyKeys, key: str, mine: Record, won: bool) -> None:
+        self.registry, self.key, self.mine, self.won = registry, key, mine, won
         self._held = won
 
-    def __enter__(self) -> Claim:
+    def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if self._held:  # the job or batch was not created: a retry may try again at once
-            self.store.replace_if_held(self.key, self.mine, None)
+            self.registry.replace_if_held(self.key, self.mine, None)
 
     def renew(self) -> None:
         """Keep the reservation while a long upload is read."""
-        self.store.replace_if_held(self.key, self.mine, self.mine, RESERVATION_S)
+        self.registry.replace_if_held(self.key, self.mine, self.mine, RESERVATION_S)
 
     def finish(self, fingerprint: str, created_id: str) -> None:
         """Record what the first request created, for RESULT_TTL."""
         final = Record(self.mine.route, fingerprint=fingerprint, id=created_id)
-        self.store.replace_if_held(self.key, self.mine, final, self.store.settings.result_ttl)
+        self.registry.replace_if_held(self.key, self.mine, final, self.registry.settings.result_ttl)
         self._held = False
 
     def replay(self, fingerprint: str) -> str:
@@ -140,7 +140,7 @@ class Claim:
         """
         deadline = time.monotonic() + WAIT_FOR_FIRST_S
         while True:
-            record = self.store.read(self.key)
+            record = self.registry.read(self.key)
             if record is not None and record.route != self.mine.route:
                 raise Conflict(
                     f"{HEADER} was already used for {record.route}, not {self.mine.route}",
@@ -165,19 +165,19 @@ class Claim:
             time.sleep(POLL_S)
 
 
-class IdempotencyStore:
-    """The Redis side: claim a key for a route, read it, change it only while holding it."""
+class IdempotencyKeys:
+    """The Redis side: reserve a key for a route, read it, change it only while holding it."""
 
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection, self.settings = connection, settings
         self._replace = connection.register_script(REPLACE_IF_HELD_SCRIPT)
 
-    def claim(self, owner: str, key: str, route: str) -> Claim:
+    def reserve(self, owner: str, key: str, route: str) -> Reservation:
         """Reserve `key` for this request (won), or find it taken by an earlier one (not won)."""
         redis_key = keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
         mine = Record(route, token=uuid.uuid4().hex)
         won = bool(self.connection.set(redis_key, mine.encode(), nx=True, ex=RESERVATION_S))
-        return Claim(self, redis_key, mine, won)
+        return Reservation(self, redis_key, mine, won)
 
     def read(self, redis_key: str) -> Record | None:
         raw = self.connection.get(redis_key)
@@ -189,8 +189,8 @@ class IdempotencyStore:
 
 
 def init_app(app: Flask, connection: redis.Redis, settings: Settings) -> None:
-    app.extensions[_EXTENSION] = IdempotencyStore(connection, settings)
+    app.extensions[_EXTENSION] = IdempotencyKeys(connection, settings)
 
 
-def store() -> IdempotencyStore:
+def registry() -> IdempotencyKeys:
     return current_app.extensions[_EXTENSION]

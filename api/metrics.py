@@ -4,7 +4,7 @@ Two sources, one page:
   - this API's own HTTP metrics, kept by prometheus-client; under gunicorn in multiprocess mode
     (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module), so whichever
     process answers a scrape reports the sum over all of them;
-  - the service's metrics, read from Redis at scrape time: queue depth per RQ queue (LLEN), live workers,
+  - the service's metrics, read from Redis at scrape time: jobs waiting per RQ queue (LLEN), live workers,
     model load time, and the counters and histograms the workers add up in `keys.metrics()` (see
     shared/worker_metrics.py). Requests pay nothing for these: workers write them at most once a second.
 """
@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from api.queue_metrics import QueueCollector
+from api.queue_metrics import QueueCollector, per_queue
 from shared import keys, rq_keys, worker_metrics
 from shared.schema import ErrorCode, JobStatus
 
@@ -59,17 +59,14 @@ class ServiceCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("inference_redis_up", "1 if Redis answered this scrape, else 0.")
         try:
-            values, depths, workers, model = self._read()
+            values, queued, workers, model = self._read()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
-        depth = GaugeMetricFamily("inference_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
-        for name, count in sorted(depths.items()):
-            depth.add_metric([name], count)
-        yield depth
+        yield from _queued_jobs(queued)
         yield GaugeMetricFamily("inference_workers", "Workers with a live heartbeat.", value=workers)
         load = GaugeMetricFamily(
             "inference_model_load_seconds",
@@ -118,9 +115,18 @@ class ServiceCollector:
                 pipe.llen(key)
             lengths = pipe.execute()
         prefix = rq_keys.queue("")
-        depths = {k[len(prefix) :] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
+        queued = {k[len(prefix) :] if k.startswith(prefix) else k: n for k, n in zip(queue_keys, lengths)}
         values = {k.decode(): float(v) for k, v in raw.items()}
-        return values, depths, int(workers), orjson.loads(model) if model else None
+        return values, queued, int(workers), orjson.loads(model) if model else None
+
+
+def _queued_jobs(queued: dict[str, int]) -> Iterator[Metric]:
+    """Jobs waiting per queue, under their name and, for one release, under the deprecated old one."""
+    names = {worker_metrics.QUEUED_JOBS: "Jobs waiting in each RQ queue (LLEN; rows: inference_queue_rows)."}
+    for old, new in worker_metrics.RENAMED_METRICS.items():
+        names[old] = f"Deprecated: use {new}, the same values; this name goes in the next release."
+    for name, help_text in names.items():
+        yield per_queue(name, help_text, queued)
 
 
 class _ThisProcess:
@@ -139,6 +145,6 @@ def scrape() -> Response:
         MultiProcessCollector(registry, path=ext.settings.metrics_dir)
     else:
         registry.register(_ThisProcess())
-    registry.register(ServiceCollector(ext.store.connection))
-    registry.register(QueueCollector(ext.store.connection))
+    registry.register(ServiceCollector(ext.jobs.connection))
+    registry.register(QueueCollector(ext.jobs.connection))
     return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""The models the workers serve, as they published them (shared/model_registry.py), cached briefly so that
+"""The models the workers serve, as they advertised them (shared/model_registry.py), cached briefly so that
 validation costs no round trip; and the one resolver every protocol calls to turn a request's model name,
 version or label into the model version, signature and queue its job goes to."""
 
@@ -73,7 +73,7 @@ class ModelInfo:
         QUEUE_NAME; no version or label: the newest AVAILABLE, bound when the job is claimed).
 
         Raises:
-            NotReady: no worker has published a model yet, or the model has no version available.
+            NotReady: no worker has advertised a model yet, or the model has no version available.
             ModelNotServed: the model, version or label is not served.
         """
         try:
@@ -118,14 +118,14 @@ class ModelInfo:
         if not available:
             raise NotReady(f"model {status.name!r} has no version available yet; retry shortly", retry_after=2)
         chosen = status.versions[version or available[0]]
-        assert chosen.signature is not None  # an AVAILABLE version has its signature published
+        assert chosen.signature is not None  # an AVAILABLE version has its signature advertised
         return Served(status, version, chosen.signature)
 
     def _default(self, models: dict[str, ModelStatus]) -> ModelStatus:
         return next((m for m in models.values() if m.queue == self.default_queue), next(iter(models.values())))
 
     def signature(self) -> ModelSignature:
-        """The first model's newest signature; raises NotReady if no worker has published one yet."""
+        """The first model's newest signature; raises NotReady if no worker has advertised one yet."""
         return self.resolve().signature
 
     def document(self, name: str | None = None) -> dict[str, Any]:

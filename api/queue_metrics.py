@@ -49,7 +49,7 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         pipe.zcard(keys.webhooks())
         pipe.zcount(keys.webhooks(), "-inf", now)
         pipe.hgetall(keys.stats())
-        pipe.zrange(keys.batch_expiry(), 0, MAX_BATCHES_READ - 1)
+        pipe.zrange(keys.batch_retirement(), 0, MAX_BATCHES_READ - 1)
         pipe.hmget(
             keys.metrics(),
             [*map(worker_metrics.webhook_call_field, worker_metrics.WEBHOOK_OUTCOMES), worker_metrics.WEBHOOK_GIVEN_UP],
@@ -115,8 +115,12 @@ class QueueCollector:
             view = read_view(self.connection)
         except redis.RedisError:
             return
-        yield _per_queue(worker_metrics.QUEUE_ROWS, "Rows waiting in each RQ queue.", view.rows)
-        yield _per_queue(
+        yield per_queue(
+            worker_metrics.QUEUE_ROWS,
+            "Rows waiting in each RQ queue: the queue depth MAX_QUEUE_DEPTH limits.",
+            view.rows,
+        )
+        yield per_queue(
             worker_metrics.QUEUE_OLDEST_AGE,
             "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
             view.oldest_age_s,
@@ -165,7 +169,7 @@ class QueueCollector:
         )
 
 
-def _per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+def per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=["queue"])
     for queue, value in sorted(values.items()):
         family.add_metric([queue], value)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from shared.config import MAX_JOB_TIMEOUT_S
+from shared.config import MAX_START_DEADLINE_S
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.signature import ModelSignature, TensorSpec
 
@@ -53,25 +53,25 @@ def instances_from_body(doc: Any) -> list:
     )
 
 
-def job_timeout(doc: Any, query: str | None, default_s: float) -> float:
+def start_deadline(doc: Any, query: str | None, default_s: float) -> float:
     """The job's deadline in seconds from now: the body's `timeout` (a JSON number), else `?timeout=`, else
     `default_s` (0: none). Both are checked when both are given."""
-    from_query = _timeout(query, float) if query is not None else None
+    from_query = _deadline_seconds(query, float) if query is not None else None
     if isinstance(doc, dict) and "timeout" in doc:
-        return _timeout(doc["timeout"], lambda raw: float(raw) if type(raw) in (int, float) else -1.0)
+        return _deadline_seconds(doc["timeout"], lambda raw: float(raw) if type(raw) in (int, float) else -1.0)
     return default_s if from_query is None else from_query
 
 
-def _timeout(raw: Any, to_float: Any) -> float:
+def _deadline_seconds(raw: Any, to_float: Any) -> float:
     try:
         value = to_float(raw)
     except (ValueError, OverflowError):
         value = -1.0
-    if not 0 < value <= MAX_JOB_TIMEOUT_S:  # also rejects NaN
+    if not 0 < value <= MAX_START_DEADLINE_S:  # also rejects NaN
         raise InvalidInput(
-            f"timeout={str(raw)[:32]!r} is not a valid timeout",
+            f"timeout={str(raw)[:32]!r} is not a valid start deadline",
             field="timeout",
-            expected=f"seconds > 0, at most {MAX_JOB_TIMEOUT_S:g} (a JSON number in the body)",
+            expected=f"seconds > 0, at most {MAX_START_DEADLINE_S:g} (a JSON number in the body)",
         )
     return value
 

@@ -4,9 +4,9 @@ against the embedded Redis) and the real result streams, with a timer around eac
 Stages (exclusive time: a stage's time excludes the stages it calls):
   ingest    api.bulk.ingest.ingest + BatchRecords.enqueue (upload validation and the chunk jobs; no HTTP)
   claim     RedisSource claims and RQ's start bookkeeping (worker.redis_source: `_claim_new`)
-  read      a chunk's rows from storage (worker.chunks.ChunkStore.load)
+  read      a chunk's rows from storage (worker.chunks.ChunkFiles.load)
   model     the compiled model call (LoadedModel.predict)
-  write     a chunk's outputs file (ChunkStore.save: storage.create + shared.batches.write_outputs)
+  write     a chunk's outputs file (ChunkFiles.save: storage.create + shared.batches.write_outputs)
   publish   the publish transaction (worker.publish.Publisher.publish)
   other     the rest of the worker's loop (collect, stacking rows, slicing outputs, heartbeats)
   download  the results streams (api.bulk.result_files.npy_results, ndjson_results), consumed in full
@@ -103,8 +103,8 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         )
         timer = StageTimer()
         timer.wrap(claim_module.RedisSource, "_claim_new", "claim")
-        timer.wrap(chunks_module.ChunkStore, "load", "read")
-        timer.wrap(chunks_module.ChunkStore, "save", "write")
+        timer.wrap(chunks_module.ChunkFiles, "load", "read")
+        timer.wrap(chunks_module.ChunkFiles, "save", "write")
         timer.wrap(publish_module.Publisher, "publish", "publish")
         timer.wrap(model, "predict", "model")
         worker = InferenceWorker(settings, model)

@@ -1,9 +1,9 @@
 """The Redis-only benchmark: what one job costs Redis, with no HTTP and no model in the way.
 
 N one-row jobs go through the service's real code paths against the real (embedded) Redis: the API's
-submit (`api.jobs.store.JobStore.submit`), the worker's claim and start (`worker.redis_source.RedisSource.take`), fake
+submit (`api.jobs.redis_jobs.RedisJobs.submit`), the worker's claim and start (`worker.redis_source.RedisSource.take`), fake
 outputs in place of the model call, the worker's publish (`worker.publish.Publisher.publish`), and the
-API's read (`JobStore.wait`, as `?wait` does, or `JobStore.state`, as a poll does). They run in rounds of
+API's read (`RedisJobs.wait`, as `?wait` does, or `RedisJobs.state`, as a poll does). They run in rounds of
 one micro-batch: submit `size` jobs, claim them, finish them, publish them, read them. Reported per job,
 at micro-batch sizes 1, 8 and 64: Redis commands, Redis CPU, Redis memory per finished job, and the
 ceiling one Redis core sets (1 / CPU per job) whatever the number of API processes and workers.
@@ -39,7 +39,7 @@ from shared.schema import OrjsonSerializer
 from shared.signature import ModelSignature, TensorSpec
 
 if TYPE_CHECKING:  # imported at run time in build(): the worker's modules load TensorFlow
-    from api.jobs.store import JobStore
+    from api.jobs.redis_jobs import RedisJobs
     from worker.publish import Publisher
     from worker.redis_source import RedisSource
 
@@ -56,15 +56,15 @@ class Service:
 
     settings: Settings
     connection: redis.Redis
-    store: JobStore
+    jobs: RedisJobs
     source: RedisSource
     publisher: Publisher
     worker: Worker
 
 
 def build(settings: Settings) -> Service:
-    """JobStore, RedisSource and Publisher as the API and `python -m worker` make them (no bulk queue work)."""
-    from api.jobs.store import JobStore
+    """RedisJobs, RedisSource and Publisher as the API and `python -m worker` make them (no bulk queue work)."""
+    from api.jobs.redis_jobs import RedisJobs
     from worker.__main__ import lease_seconds
     from worker.outcomes import Tally
     from worker.publish import Publisher
@@ -80,7 +80,7 @@ def build(settings: Settings) -> Service:
     names = [q.name for q in queues]
     source = RedisSource(connection, names, worker.name, lease_seconds(settings))
     publisher = Publisher(connection, names, SIGNATURE, settings.result_ttl, Tally(worker.key))
-    return Service(settings, connection, JobStore(connection, settings), source, publisher, worker)
+    return Service(settings, connection, RedisJobs(connection, settings), source, publisher, worker)
 
 
 def submit(service: Service, count: int, row: np.ndarray, how: str) -> list[tuple[str, Any]]:
@@ -89,8 +89,8 @@ def submit(service: Service, count: int, row: np.ndarray, how: str) -> list[tupl
     jobs = []
     for _ in range(count):
         job_id = uuid.uuid4().hex
-        waiting = service.store.results.expect(job_id) if how == "wait" else None
-        jobs.append((service.store.submit({"pixels": row}, job_id=job_id), waiting))
+        waiting = service.jobs.results.expect(job_id) if how == "wait" else None
+        jobs.append((service.jobs.submit({"pixels": row}, job_id=job_id), waiting))
     return jobs
 
 
@@ -124,9 +124,9 @@ def read(service: Service, jobs: list[tuple[str, Any]], how: str) -> None:
     `state` (a poll: one HMGET)."""
     for job_id, waiting in jobs:
         if how == "wait":
-            document = service.store.results.wait(job_id, waiting, 5.0, check_first=False)
+            document = service.jobs.results.wait(job_id, waiting, 5.0, check_first=False)
         else:
-            document = service.store.state(job_id).document
+            document = service.jobs.state(job_id).document
         if document is None or orjson.loads(document)["status"] != "finished":
             raise RuntimeError(f"job {job_id} has no finished result: {document!r}")
 

@@ -1,7 +1,7 @@
 """Model versions for tests of many models and versions: a tiny Keras model whose answer is its version number
 (so a wrong-version answer shows in the value itself, not only in the result's `model.version`), a broken
 version, and a TF Serving model config file. Version directories appear atomically (written aside, then
-renamed), as a deployment should publish them."""
+renamed), as a deployment should add them."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add_constant_version(base: Path, version: int) -> Path:
     aside = base / f".incoming-{version}"
     aside.mkdir(parents=True)
     keras.Model(inputs, dense(inputs)).save(aside / "model.keras")
-    return _publish(aside, base / str(version))
+    return _rename_into_place(aside, base / str(version))
 
 
 def add_broken_version(base: Path, version: int) -> Path:
@@ -35,7 +35,7 @@ def add_broken_version(base: Path, version: int) -> Path:
     aside = base / f".incoming-{version}"
     aside.mkdir(parents=True)
     (aside / "saved_model.pb").write_bytes(b"this is not a SavedModel")
-    return _publish(aside, base / str(version))
+    return _rename_into_place(aside, base / str(version))
 
 
 def add_digits(base: Path, version: int = 1) -> Path:
@@ -43,7 +43,7 @@ def add_digits(base: Path, version: int = 1) -> Path:
     aside = base / f".incoming-{version}"
     aside.mkdir(parents=True)
     shutil.copy(DIGITS, aside / "digits.keras")
-    return _publish(aside, base / str(version))
+    return _rename_into_place(aside, base / str(version))
 
 
 def add_half_plus_two(base: Path) -> Path:
@@ -62,6 +62,6 @@ def write_config(path: Path, models: list[tuple[str, Path, str]]) -> Path:
     return path
 
 
-def _publish(aside: Path, final: Path) -> Path:
+def _rename_into_place(aside: Path, final: Path) -> Path:
     os.rename(aside, final)
     return final

@@ -1,10 +1,10 @@
 """A batch's record in Redis and every change to it, for the API (create, read, cancel) and the workers
-(expiry).
+(retirement).
 
 Redis work per batch is constant per chunk, never per row. The chunk's own moments are in the worker's
 Lua calls: claiming a batch's first chunk moves it to in_progress (shared/lua/claim.lua), and publishing
 a chunk counts its rows, the last one ending the batch (shared/lua/lib/batch.lua). Whoever moves a batch
-to an end state (the last chunk's worker, a cancel, the expiry sweep) adds its webhook delivery in the
+to an end state (the last chunk's worker, a cancel, the retirement sweep) adds its webhook delivery in the
 same script, so the two cannot disagree.
 """
 
@@ -38,7 +38,7 @@ class BatchEnd(Enum):
     """What asking a batch to end (cancel or expire) did."""
 
     ENDED = "ended"  # it was running (or queued): it is now cancelled or expired
-    ALREADY_ENDED = "already_ended"  # it had ended before (an expiry still marks it expired)
+    ALREADY_ENDED = "already_ended"  # it had ended before (retirement still marks it expired)
     UNKNOWN = "unknown"  # no such batch
 
 
@@ -59,7 +59,7 @@ class BatchRecords:
         self.settings = settings
 
     def begin(self, batch_id: str, callback_url: str | None, metadata: Any, owner: str = "") -> None:
-        """Create the record (status validating) and schedule its expiry, before the upload is read.
+        """Create the record (status validating) and schedule its retirement, before the upload is read.
 
         `owner` is the creating API key's fingerprint (api.auth), "" when keys are off.
         """
@@ -76,7 +76,7 @@ class BatchRecords:
         with self.connection.pipeline() as pipe:
             pipe.hset(keys.batch(batch_id), mapping=record)
             pipe.expire(keys.batch(batch_id), 2 * ttl)
-            pipe.zadd(keys.batch_expiry(), {batch_id: expires})
+            pipe.zadd(keys.batch_retirement(), {batch_id: expires})
             pipe.execute()
 
     def enqueue(
@@ -132,14 +132,14 @@ class BatchRecords:
         """Forget a batch whose upload was rejected or broke off (its files are deleted by the caller)."""
         with self.connection.pipeline() as pipe:
             pipe.delete(keys.batch(batch_id))
-            pipe.zrem(keys.batch_expiry(), batch_id)
+            pipe.zrem(keys.batch_retirement(), batch_id)
             pipe.execute()
 
     def get(self, batch_id: str) -> dict[bytes, bytes]:
-        """The batch's record; raises NotFound for an unknown id (or one long past its expiry)."""
+        """The batch's record; raises NotFound for an unknown id (or one retired long ago)."""
         record = self.connection.hgetall(keys.batch(batch_id))
         if not record:
-            raise NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id")
+            raise NotFound(f"no batch {batch_id!r}: unknown, or retired more than BATCH_TTL ago", field="id")
         return record
 
     def end(self, batch_id: str, status: BatchStatus) -> BatchEnd:
@@ -162,10 +162,12 @@ class BatchRecords:
         )
         return BatchEnd.UNKNOWN if stopped == -1 else BatchEnd.ALREADY_ENDED if stopped == -2 else BatchEnd.ENDED
 
-    def due_for_expiry(self, limit: int = 100) -> list[str]:
-        """Ids of batches past their expiry time."""
-        return [m.decode() for m in self.connection.zrangebyscore(keys.batch_expiry(), "-inf", time.time(), 0, limit)]
+    def due_for_retirement(self, limit: int = 100) -> list[str]:
+        """Ids of batches due for retirement (past BATCH_TTL)."""
+        return [
+            m.decode() for m in self.connection.zrangebyscore(keys.batch_retirement(), "-inf", time.time(), 0, limit)
+        ]
 
-    def claim_expiry(self, batch_id: str) -> bool:
-        """Take a batch off the expiry schedule; True for exactly one of several concurrent sweepers."""
-        return bool(self.connection.zrem(keys.batch_expiry(), batch_id))
+    def take_for_retirement(self, batch_id: str) -> bool:
+        """Take a batch off the retirement schedule; True for exactly one of several concurrent sweepers."""
+        return bool(self.connection.zrem(keys.batch_retirement(), batch_id))

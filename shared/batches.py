@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-# What the RQ job records as its function; chunk jobs are run by our batching worker only.
+# What the RQ job records as its function; chunk jobs are run by our micro-batching worker only.
 CHUNK_FUNC = "worker.batch_chunk"
 # A batch of tiny rows gets bigger chunks rather than hundreds of thousands of RQ jobs.
 MAX_CHUNKS = 10_000

@@ -1,7 +1,8 @@
 """Settings for every process of the service, read once from environment variables.
 
 Nothing else in the project reads `os.environ` for configuration: processes call `Settings.from_env()`
-and pass the result down. The README's configuration table lists the same variables (a unit test
+and pass the result down (and shared/keys.py calls `process_key_prefix()` at import, as RQ reads its own
+RQ_KEY_PREFIX). The README's configuration table lists the same variables (a unit test
 checks that they match).
 """
 
@@ -11,17 +12,24 @@ import dataclasses
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_JOB_TIMEOUT_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
-# Variables renamed in 0.2 → their new names. The old names still work for one release, with a warning.
+MAX_START_DEADLINE_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
+# Variables renamed (in 0.2, unless noted) → their new names. The old names still work for one release, with a warning.
 RENAMED = {
     "MAX_BATCH_SIZE": "MAX_MICROBATCH_ROWS",
     "MAX_BATCH_DELAY_MS": "MAX_MICROBATCH_DELAY_MS",
+    # 0.3: a start deadline, not a run limit (RQ's `job_timeout`, which this service does not use)
+    "JOB_TIMEOUT": "JOB_START_DEADLINE_S",
 }
+
+# REDIS_KEY_PREFIX: letters, digits and _ . - (no ":", so that no deployment's prefix can begin another's).
+DEFAULT_KEY_PREFIX = "infer"
+KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,12 @@ class Settings:
     redis_sentinel_master: str = ""
     # Password of the Sentinels themselves (their requirepass); empty: none.
     redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
+    # Namespace of every key the service writes (`<prefix>:...`), so that deployments can share one Redis
+    # database; see shared/keys.py, which takes it from the environment once, at import.
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
+    # RQ's own key prefix, which RQ reads from the environment when it is imported; it must follow
+    # REDIS_KEY_PREFIX (see `rq_key_prefix_for`), so that RQ's keys (jobs, queues, workers) move with ours.
+    rq_key_prefix: str = "rq"
     # Embedded Redis fsync policy: "everysec" may lose ≤1 s of acknowledged writes on a crash, "always" none.
     redis_appendfsync: str = "everysec"
     # Run-time state (git-ignored): the embedded Redis's append-only file, and (when STORAGE_URL is empty)
@@ -76,10 +90,11 @@ class Settings:
     # RQ queue for bulk batch chunks. Both are the first model's; each other model m has "<QUEUE_NAME>-m" and
     # "<BULK_QUEUE_NAME>-m".
     bulk_queue_name: str = "predict-bulk"
-    # Rows per model call (the largest batch the worker forms).
+    # Rows per model call (the largest micro-batch the worker forms).
     max_microbatch_rows: int = 256
-    # Longest the first job of a batch waits for company, in ms; 0: batches grow only from queued work. With the
-    # adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every micro-batch makes.
+    # Longest the first job of a micro-batch waits for company, in ms; 0: micro-batches grow only from queued
+    # work. With the adaptive window (MICROBATCH_WINDOW) it is the window's cap when set, not a wait every
+    # micro-batch makes.
     max_microbatch_delay_ms: float = 0.0
     # How a micro-batch waits for company: "adaptive" waits a little past MAX_MICROBATCH_DELAY_MS only while
     # the recent arrival rate and the model's fitted fixed cost say more rows are coming and pay (never for
@@ -147,7 +162,7 @@ class Settings:
     # model, and a bound on the memory queued jobs take); 0 turns the limit off.
     max_queue_depth: int = 100_000
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
-    job_timeout: float = 0.0
+    job_start_deadline_s: float = 0.0
     # File the worker touches on every turn of its loop; its age is the worker's liveness signal
     # (`python -m worker.liveness` checks it: a hung model call stops the touches). Empty: off.
     liveness_file: str = ""
@@ -213,6 +228,7 @@ class Settings:
             self.redis_appendfsync,
             "always, everysec or no",
         )
+        self._validate_key_prefixes()
         _require(self.max_batch_bytes >= 1024, "MAX_BATCH_BYTES", self.max_batch_bytes, "bytes ≥ 1024")
         _require(self.batch_chunk_rows >= 1, "BATCH_CHUNK_ROWS", self.batch_chunk_rows, "an integer ≥ 1")
         _require(self.batch_ttl >= 1, "BATCH_TTL", self.batch_ttl, "an integer ≥ 1 (seconds)")
@@ -244,10 +260,10 @@ class Settings:
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
         _require(
-            0 <= self.job_timeout <= MAX_JOB_TIMEOUT_S and math.isfinite(self.job_timeout),
-            "JOB_TIMEOUT",
-            self.job_timeout,
-            f"seconds from 0 (no deadline) to {MAX_JOB_TIMEOUT_S}",
+            0 <= self.job_start_deadline_s <= MAX_START_DEADLINE_S and math.isfinite(self.job_start_deadline_s),
+            "JOB_START_DEADLINE_S",
+            self.job_start_deadline_s,
+            f"seconds from 0 (no deadline) to {MAX_START_DEADLINE_S}",
         )
         _require(
             0 < self.storage_retry_s <= 3600 and math.isfinite(self.storage_retry_s),
@@ -274,6 +290,17 @@ class Settings:
             "REDIS_SENTINEL_MASTER",
             self.redis_sentinel_master,
             "a master name when REDIS_SENTINELS is set, and empty otherwise",
+        )
+
+    def _validate_key_prefixes(self) -> None:
+        _require_key_prefix(self.redis_key_prefix)
+        expected = rq_key_prefix_for(self.redis_key_prefix)
+        _require(
+            self.rq_key_prefix == expected,
+            "RQ_KEY_PREFIX",
+            self.rq_key_prefix,
+            f"{expected!r} with REDIS_KEY_PREFIX={self.redis_key_prefix!r} (RQ reads its own key prefix from "
+            "RQ_KEY_PREFIX when imported, and its keys must move with the service's)",
         )
 
     def sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
@@ -381,6 +408,35 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, for starting child processes with the same view."""
         return {f.name.upper(): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def rq_key_prefix_for(redis_key_prefix: str) -> str:
+    """The RQ_KEY_PREFIX that goes with `redis_key_prefix`: `<prefix>:rq`, so that all of a deployment's keys
+    start with its prefix, except for the default prefix, whose deployments keep RQ's own `rq`."""
+    return "rq" if redis_key_prefix == DEFAULT_KEY_PREFIX else f"{redis_key_prefix}:rq"
+
+
+def process_key_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """REDIS_KEY_PREFIX as this process's key names use it: shared/keys.py reads it once, at import, just as
+    RQ reads RQ_KEY_PREFIX (`Settings.from_env` validates it; `connect` refuses settings that disagree).
+
+    Raises:
+        ConfigError: the prefix is not valid.
+    """
+    environ = os.environ if environ is None else environ
+    prefix = environ.get("REDIS_KEY_PREFIX") or DEFAULT_KEY_PREFIX
+    _require_key_prefix(prefix)
+    return prefix
+
+
+def _require_key_prefix(prefix: str) -> None:
+    # `rq` would put our `rq:workers` on top of RQ's key of the same name in a default deployment.
+    _require(
+        bool(KEY_PREFIX_PATTERN.fullmatch(prefix)) and prefix != "rq",
+        "REDIS_KEY_PREFIX",
+        prefix,
+        "letters, digits, _ . or - (no colon), other than rq (RQ's own prefix)",
+    )
 
 
 def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:

@@ -10,7 +10,8 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from shared.config import Settings
+from shared import keys, rq_keys
+from shared.config import ConfigError, Settings
 
 # redis-py's default retries a failed command for several seconds; ours gives up within about half a
 # second, so that while Redis is down the API answers 503 promptly and the worker's loop does the waiting.
@@ -34,7 +35,11 @@ def connect(settings: Settings) -> redis.Redis:
     redis-py's default of 5 s would cut those short. It still ends a read from a Redis that hangs.
     With REDIS_SENTINELS, every new connection asks the Sentinels for the current master, so after a
     failover the broken connections are replaced by ones to the promoted replica.
+
+    Raises:
+        ConfigError: the settings' key prefixes are not the ones this process's key names were built with.
     """
+    require_key_prefixes(settings)
     options: dict[str, Any] = {
         "health_check_interval": 30,
         "retry": RETRY,
@@ -44,6 +49,19 @@ def connect(settings: Settings) -> redis.Redis:
     if settings.redis_sentinels:
         return sentinel(settings).master_for(settings.redis_sentinel_master, **options, **master_options(settings))
     return redis.Redis.from_url(redis_url(settings), **options)
+
+
+def require_key_prefixes(settings: Settings) -> None:
+    """Fail unless the process's key names (ours and RQ's, both fixed at import from the environment) carry
+    the settings' prefixes: settings built in-process with another prefix would otherwise read and write
+    another deployment's keys."""
+    in_use = (keys.PREFIX, rq_keys.PREFIX)
+    wanted = (settings.redis_key_prefix, settings.rq_key_prefix)
+    if in_use != wanted:
+        raise ConfigError(
+            f"REDIS_KEY_PREFIX={wanted[0]!r} and RQ_KEY_PREFIX={wanted[1]!r} are not valid here: this process "
+            f"was started with {in_use[0]!r} and {in_use[1]!r} (set both in the environment before it starts)"
+        )
 
 
 def sentinel(settings: Settings) -> Sentinel:

@@ -1,14 +1,23 @@
 """Every Redis key the service writes outside RQ's own keys (RQ's key formats live in shared/rq_keys.py).
 
-Application code builds no key string of its own: it calls these functions. Tests and the bench call them too."""
+Application code builds no key string of its own: it calls these functions. Tests and the bench call them too.
+
+Every key starts with REDIS_KEY_PREFIX (default `infer`), so that deployments with different prefixes share
+one Redis database without seeing each other. The prefix is read once, when this module is imported, just
+as RQ reads RQ_KEY_PREFIX for its own keys: a key name stays plain string building (no Redis command and no
+object to pass around), and both families of keys come from the same place, the process's environment.
+`shared.connection.connect` refuses settings whose prefixes differ from the ones the process imported with.
+"""
 
 from __future__ import annotations
 
-PREFIX = "infer"
+from shared.config import process_key_prefix
+
+PREFIX = process_key_prefix()
 
 
 def model() -> str:
-    """String (JSON): the model signature the workers published; no TTL, replaced by each worker start."""
+    """String (JSON): the model signature the workers advertised; no TTL, replaced by each worker start."""
     return f"{PREFIX}:model"
 
 
@@ -46,8 +55,9 @@ def batch(batch_id: str) -> str:
     return f"{PREFIX}:batch:{batch_id}"
 
 
-def batch_expiry() -> str:
-    """Sorted set: batch id → Unix time its files expire; the workers' background thread removes members it sweeps."""
+def batch_retirement() -> str:
+    """Sorted set: batch id → Unix time it is retired (BATCH_TTL: its files deleted, its status `expired`); the
+    workers' background thread removes members it retires. (The key's name stays, for upgrades.)"""
     return f"{PREFIX}:batches:expiry"
 
 
@@ -78,10 +88,11 @@ def extra_rows(queue_name: str) -> str:
     return f"{PREFIX}:extra_rows:{queue_name}"
 
 
-def expiry() -> str:
-    """Sorted set: id of an ended job → Unix time its hash (and the result in it) is deleted; no TTL.
+def purge_index() -> str:
+    """Sorted set: id of an ended job → Unix time its hash (and the result in it) is purged; no TTL.
 
-    One index instead of an EXPIRE per job: the recovery sweep deletes what is due in bulk.
+    One index instead of an EXPIRE per job: the recovery sweep purges what is due in bulk. (The key's name
+    predates the word "purge"; it stays so that an upgrade finds the index it left.)
     """
     return f"{PREFIX}:expiry"
 

@@ -1,4 +1,4 @@
-"""What each worker serves, as it publishes it and the API reads it: models, their queues, labels, and every
+"""What each worker serves, as it advertises it and the API reads it: models, their queues, labels, and every
 version with its state (TF Serving's START, LOADING, AVAILABLE, UNLOADING, END), error and signature.
 
 Each worker writes one document (a field of `keys.model_registry()`, by worker name); the API merges the

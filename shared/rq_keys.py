@@ -7,6 +7,10 @@ job. What they write must therefore match RQ's own format exactly: the key names
 status spellings, the registries' member and score conventions. tests/integration/test_rq_format.py
 reads what our scripts wrote back through RQ's public API and fails loudly when an RQ upgrade changes any
 of it.
+
+RQ takes its key prefix (`rq`, or RQ_KEY_PREFIX) from the environment when it is imported, and every name
+below comes from RQ's own classes, so it carries that prefix; shared/config.py ties RQ_KEY_PREFIX to
+REDIS_KEY_PREFIX, so that a deployment's RQ keys sit under its prefix as well.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import zlib
 from typing import Any
 
 import orjson
+from rq.defaults import RQ_KEY_PREFIX
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import (
@@ -30,6 +35,7 @@ from rq.utils import utcformat, utcparse
 # A hash's fields as redis-py's HSET takes them.
 HashFields = dict[str | bytes, Any]
 
+PREFIX = RQ_KEY_PREFIX  # RQ's key prefix, as RQ read it from the environment at import
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
 JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
 

@@ -41,6 +41,27 @@ class ErrorCode(str, Enum):
     VERSION_UNAVAILABLE = "version_unavailable"  # the model version the job is pinned to is not served when claimed
 
 
+class ApiErrorCode(str, Enum):
+    """The `error.code` of an API error answer: a closed set, one code per situation (see shared/errors.py,
+    which gives each its HTTP status)."""
+
+    INTERNAL = "internal"
+    INVALID_INPUT = "invalid_input"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    CONFLICT = "conflict"
+    REQUEST_IN_PROGRESS = "request_in_progress"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    QUEUE_FULL = "queue_full"
+    INFERENCE_FAILED = ErrorCode.INFERENCE_FAILED.value  # also a job's error code: the same situation
+    NOT_READY = "not_ready"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    TIMED_OUT = "timed_out"
+
+
 @dataclass(frozen=True)
 class JobError:
     """Why a job did not finish."""

@@ -1,4 +1,4 @@
-"""The model's signatures (named input and output tensors) as the worker publishes them and the API reads them.
+"""The model's signatures (named input and output tensors) as the worker advertises them and the API reads them.
 
 A model has a default signature (`serving_default`), whose tensors are `ModelSignature.inputs/outputs`, and
 for SavedModels possibly more (TF Serving's classify and regress signatures, other predict signatures),
@@ -113,7 +113,7 @@ class ModelSignature:
         return {"name": self.name, "version": self.version}
 
     def signature_defs(self) -> dict[str, SignatureDef]:
-        """Every signature by name (a model published without them has its default one only)."""
+        """Every signature by name (a model advertised without them has its default one only)."""
         if self.signatures:
             return {s.name: s for s in self.signatures}
         return {DEFAULT_SIGNATURE: default_signature_def(self.inputs, self.outputs)}

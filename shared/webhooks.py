@@ -2,7 +2,7 @@
 
 Deliveries are durable: whoever ends the job or batch adds a delivery to a Redis sorted set (due now) in
 the same round trip that records the end, so a crash cannot lose it. The workers' housekeeping thread
-claims due deliveries with a lease (a crashed sender's claim becomes due again), reads the current
+takes due deliveries on hold (a crashed sender's hold ends and the delivery is due again), reads the current
 status document, and POSTs it; a failure is retried after WEBHOOK_BACKOFF_S, doubling, until
 WEBHOOK_MAX_ATTEMPTS, then dropped with a warning. A failing receiver never touches the job's outcome.
 
@@ -36,8 +36,8 @@ MAX_URL_LENGTH = 2048
 CALLBACK_URL_PATTERN = r"^https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
 _CALLBACK_URL = re.compile(CALLBACK_URL_PATTERN.removeprefix("^").removesuffix("$"))
 
-# KEYS: the deliveries set. ARGV: now, lease end, most to claim. Claiming moves the score to the lease end.
-CLAIM_SCRIPT = """
+# KEYS: the deliveries set. ARGV: now, hold end, most to take. Taking one moves its score to the hold end.
+HOLD_SCRIPT = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
@@ -95,7 +95,7 @@ def enqueue(pipe: Any, kind: str, item_id: str, url: str, ttl: int) -> None:
 
 @dataclass
 class Delivery:
-    """One claimed delivery: what to call and how many attempts were made before this one."""
+    """One delivery on hold: what to call and how many attempts were made before this one."""
 
     member: str
     kind: str
@@ -105,19 +105,19 @@ class Delivery:
 
 
 class DeliveryQueue:
-    """The Redis side of deliveries: claim what is due, then finish or reschedule each."""
+    """The Redis side of deliveries: take what is due (on hold), then finish or reschedule each."""
 
-    def __init__(self, connection: redis.Redis, max_attempts: int, backoff_s: float, lease_s: float) -> None:
+    def __init__(self, connection: redis.Redis, max_attempts: int, backoff_s: float, hold_s: float) -> None:
         self.connection = connection
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        self.lease_s = lease_s
-        self._claim = connection.register_script(CLAIM_SCRIPT)
+        self.hold_s = hold_s
+        self._hold = connection.register_script(HOLD_SCRIPT)
 
-    def claim_due(self, limit: int = 16) -> list[Delivery]:
-        """Claim up to `limit` due deliveries (each is leased, not removed, until finished)."""
+    def take_due(self, limit: int = 16) -> list[Delivery]:
+        """Take up to `limit` due deliveries, each on hold (not removed) until finished."""
         now = time.time()
-        members = [m.decode() for m in self._claim(keys=[keys.webhooks()], args=[now, now + self.lease_s, limit])]
+        members = [m.decode() for m in self._hold(keys=[keys.webhooks()], args=[now, now + self.hold_s, limit])]
         if not members:
             return []
         with self.connection.pipeline(transaction=False) as pipe:

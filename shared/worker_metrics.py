@@ -80,8 +80,11 @@ WEBHOOK_CALLS = "inference_webhook_calls_total"  # by outcome: delivered, failed
 WEBHOOK_GIVEN_UP = "inference_webhook_given_up_total"  # deliveries dropped after WEBHOOK_MAX_ATTEMPTS calls
 WEBHOOK_OUTCOMES = ("delivered", "failed")
 
-# Read from Redis at scrape time by api/queue_metrics.py (nothing stored under these names).
-QUEUE_ROWS = "inference_queue_rows"
+# Read from Redis at scrape time by api/metrics.py and api/queue_metrics.py (nothing stored under these names).
+QUEUE_ROWS = "inference_queue_rows"  # the queue depth: rows waiting, the figure MAX_QUEUE_DEPTH limits
+QUEUED_JOBS = "inference_queued_jobs"  # jobs waiting (LLEN), whatever their rows
+# Renamed metrics, old name → new; the old name is still exported (same values, HELP saying so) for one release.
+RENAMED_METRICS = {"inference_queue_depth": QUEUED_JOBS}
 QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
 BULK_ROWS_PENDING = "inference_bulk_rows_pending"
 BATCHES = "inference_batches"

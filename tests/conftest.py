@@ -95,13 +95,14 @@ def _service_factory(redis_url: str, make_dir):
     """A `make` function starting services on fresh databases, and the list to stop them from."""
     services: list[Service] = []
 
-    def make(workers: int = 1, start_api: bool = True, **overrides) -> Service:
-        db = _databases.take()
-        log_dir = make_dir(f"service-{db}")
+    def make(workers: int = 1, start_api: bool = True, same_db_as: Service | None = None, **overrides) -> Service:
+        """`same_db_as`: start on that service's database (give the two different REDIS_KEY_PREFIX)."""
+        db = _databases.take() if same_db_as is None else same_db_as.redis.connection_pool.connection_kwargs["db"]
+        log_dir = make_dir(f"service-{db}-{len(services)}")
         overrides.setdefault("data_dir", str(log_dir / "data"))
-        settings = service_settings(redis_url, db, **overrides)
-        service = Service(settings, log_dir)
-        service.redis.flushdb()
+        service = Service(service_settings(redis_url, db, **overrides), log_dir)
+        if same_db_as is None:
+            service.redis.flushdb()
         services.append(service)
         if start_api:
             service.start_api()
@@ -135,10 +136,13 @@ def make_module_service(redis_url, tmp_path_factory):
 
 def _stop_all(redis_url: str, services: list[Service]) -> None:
     """Stop the services, then give their databases back."""
+    databases = []
     for service in services:
         service.stop()
         service.redis.close()
-        _release(redis_url, service.redis.connection_pool.connection_kwargs["db"])
+        databases.append(service.redis.connection_pool.connection_kwargs["db"])
+    for db in dict.fromkeys(databases):
+        _release(redis_url, db)
 
 
 @pytest.fixture(scope="session")

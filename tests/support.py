@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import redis
-from rq.job import Job
 
 from scripts import harness
 from scripts.harness import Child, Harness, free_port
@@ -20,7 +19,7 @@ from shared.config import Settings
 from shared.model_registry import ModelStatus, VersionState, VersionStatus, encode
 from shared.signature import ModelSignature
 
-STAND_IN_WORKER = "stand-in-worker"  # the live worker that publish_model and copy_models pretend exists
+STAND_IN_WORKER = "stand-in-worker"  # the live worker that advertise_model and copy_models pretend exists
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05) -> object:
@@ -95,21 +94,29 @@ class Service:
         """Signal one process (the API or a worker) and wait for its exit status."""
         return harness.stop(child.process, sig=sig)
 
+    def key(self, name: str) -> str:
+        """A key of shared/keys.py, built with this test process's REDIS_KEY_PREFIX, as the service names it."""
+        return self.settings.redis_key_prefix + name.removeprefix(keys.PREFIX)
+
+    def rq_key(self, name: str) -> str:
+        """A key of shared/rq_keys.py, built with this test process's RQ_KEY_PREFIX, as the service names it."""
+        return self.settings.rq_key_prefix + name.removeprefix(rq_keys.PREFIX)
+
     def job_status(self, job_id: str) -> str | None:
         """The job's status as RQ's job hash has it (None once the hash is gone)."""
-        raw = self.redis.hget(Job.key_for(job_id), "status")
+        raw = self.redis.hget(self.rq_key(rq_keys.job(job_id)), "status")
         return raw.decode() if raw is not None else None
 
     def documents(self, job_id: str) -> list[bytes]:
         """The job's result as a list: [] until it ended, then exactly one."""
-        result = self.redis.hget(rq_keys.job(job_id), keys.JOB_RESULT)
+        result = self.redis.hget(self.rq_key(rq_keys.job(job_id)), keys.JOB_RESULT)
         return [] if result is None else [result]
 
     def live_workers(self) -> int:
-        return self.redis.zcount(keys.workers(), time.time(), "+inf")
+        return self.redis.zcount(self.key(keys.workers()), time.time(), "+inf")
 
     def live_worker_names(self) -> set[bytes]:
-        return set(self.redis.zrangebyscore(keys.workers(), time.time(), "+inf"))
+        return set(self.redis.zrangebyscore(self.key(keys.workers()), time.time(), "+inf"))
 
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
@@ -123,7 +130,7 @@ class Service:
         return self.http.post("/predict", params={"wait": wait}, json={"instances": rows})
 
     def stats(self) -> dict[str, float]:
-        return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(self.key(keys.stats())).items()}
 
     def upload(self, body: bytes, content_type: str, **params) -> httpx.Response:
         """POST /batches with a raw body."""
@@ -168,7 +175,7 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     return base.replace(**values)
 
 
-def publish_model(
+def advertise_model(
     connection: redis.Redis, signature: ModelSignature, queue: str = "predict", bulk_queue: str = "predict-bulk"
 ) -> None:
     """Publish a model as a live worker would (its registry document, a live heartbeat), for an API without one."""

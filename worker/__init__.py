@@ -1,1 +1,1 @@
-"""The inference worker: loads the model once, claims queued jobs in batches, runs them, publishes results."""
+"""The inference worker: loads the model once, claims queued jobs into micro-batches, runs them, publishes results."""

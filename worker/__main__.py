@@ -1,5 +1,5 @@
-"""The worker process: load its models' versions, warm them up, register, then loop over batches until told to
-stop, loading new versions and unloading old ones as their base paths change (worker/model/manager.py).
+"""The worker process: load its models' versions, warm them up, register, then loop over micro-batches until told
+to stop, loading new versions and unloading old ones as their base paths change (worker/model/manager.py).
 
 Run as `python -m worker`. SIGTERM or SIGINT: finish the work in hand, claim nothing more, exit 0.
 A model with no version that loads at start exits with status 3 and a message naming the path and the reason.
@@ -33,7 +33,7 @@ from shared.model_registry import encode, model_queues
 from shared.schema import OrjsonSerializer
 from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import Segment, collect, validate_knobs
@@ -91,7 +91,7 @@ class InferenceWorker:
         self.lease_s = lease_seconds(settings)
         files = storage.from_settings(settings)
         records = BatchRecords(self.connection, settings)
-        self.chunks = ChunkStore(files, records)
+        self.chunks = ChunkFiles(files, records)
         self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
         self.source = RedisSource(
             self.connection,
@@ -179,14 +179,14 @@ class InferenceWorker:
         if not self.publishing.wait_for_room(IDLE_TIMEOUT_S):
             return  # results are waiting on a slow or absent Redis: claim no more until they move
         self.publishing.check()  # a publisher thread that failed takes no more work: the worker stops
-        batch = collect(
+        microbatch = collect(
             self.source,
             self.settings.max_microbatch_rows,
             self.settings.fixed_delay_s,
             0.0 if self.stopping else IDLE_TIMEOUT_S,
             window=self.window,
         )
-        stats, claim_error = self._run(batch) if batch else (None, None)
+        stats, claim_error = self._run(microbatch) if microbatch else (None, None)
         finished = self.source.take_finished()
         if finished or stats:
             self.publishing.hand(finished, stats, self.source.take_round_trips())
@@ -204,18 +204,18 @@ class InferenceWorker:
         self.recovery.run_if_due()
         held = {(c.served.model, c.served.version) for c in self.source.pending if c.served is not None}
         if self.models.poll_if_due(held):
-            self.registration.publish_models(self._registry_doc())
+            self.registration.advertise_models(self._registry_doc())
 
     def _registry_doc(self) -> bytes:
-        """This worker's models, versions and states, with its batching settings (shared/model_registry.py)."""
-        batching = {
+        """This worker's models, versions and states, with its micro-batching settings (shared/model_registry.py)."""
+        knobs = {
             "max_microbatch_rows": self.settings.max_microbatch_rows,
             "max_microbatch_delay_ms": self.settings.max_microbatch_delay_ms,
             "microbatch_window": self.settings.microbatch_window,
         }
-        return encode(self.models.statuses(), batching)
+        return encode(self.models.statuses(), knobs)
 
-    def _run(self, batch: list[Segment]) -> tuple[RunStats, BaseException | None]:
+    def _run(self, microbatch: list[Segment]) -> tuple[RunStats, BaseException | None]:
         """Run the micro-batch while the claim thread claims and decodes the next one; the claim's error, if any.
 
         The source is the claim thread's until it is done (RedisSource is not thread-safe), so this waits for it.
@@ -226,7 +226,7 @@ class InferenceWorker:
             else None
         )
         try:
-            stats = run_microbatch(None, batch)
+            stats = run_microbatch(None, microbatch)
         finally:
             if ahead is not None:
                 futures.wait([ahead])

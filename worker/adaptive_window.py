@@ -21,7 +21,7 @@ from dataclasses import dataclass
 # Arrivals older than this no longer count towards the rate (seconds): long enough to average a few
 # hundred micro-batches under load, short enough that the window closes within it once traffic stops.
 RATE_HORIZON_S = 0.5
-# Model calls the cost fit remembers: enough to see several batch sizes, few enough to follow a load change.
+# Model calls the cost fit remembers: enough to see several micro-batch sizes, few enough to follow a load change.
 COST_HISTORY = 64
 # The longest one wait lasts, in expected inter-arrival times: take() returns as soon as a row comes, so
 # this only bounds the cost of being wrong; two gaps catch the next row of a Poisson stream 86% of the time.
@@ -42,7 +42,7 @@ class CostFit:
 def fit_cost(calls: list[tuple[int, float]]) -> CostFit | None:
     """Least-squares `seconds = a + b·rows` over (rows, seconds) pairs, clamped to a, b ≥ 0.
 
-    With one batch size only, `a` and `b` cannot be told apart: 1-row calls count as all fixed cost
+    With one micro-batch size only, `a` and `b` cannot be told apart: 1-row calls count as all fixed cost
     (their cost is what waiting would spread), larger ones as all per-row cost (no reason to wait).
     None without any call.
     """

@@ -1,8 +1,8 @@
-"""Work beside the batch loop, on one background thread of each worker: send due webhooks (with retries)
-and expire batches past BATCH_TTL (deleting their files).
+"""Work beside the micro-batch loop, on one background thread of each worker: send due webhooks (with retries)
+and retire batches past BATCH_TTL (deleting their files; their status becomes `expired`).
 
 A thread, not the loop, so a slow or dead webhook receiver never delays a model call; the work itself
-lives in Redis (deliveries, expiry times), so several workers share it and a crashed one loses nothing.
+lives in Redis (deliveries, retirement times), so several workers share it and a crashed one loses nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from worker.chunk_retries import release_due
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.5  # how often the thread looks for due deliveries and expired batches
+TICK_S = 0.5  # how often the thread looks for due deliveries and batches to retire
 
 
 class BackgroundThread:
@@ -43,13 +43,13 @@ class BackgroundThread:
         self.settings = settings
         self.storage = storage
         self.records = records
-        # A claimed delivery is leased for longer than one call can take; if this worker dies mid-call,
-        # another worker sends it once the lease ends.
+        # A delivery is held for longer than one call can take; if this worker dies mid-call,
+        # another worker sends it once the hold ends.
         self.deliveries = DeliveryQueue(
             connection,
             settings.webhook_max_attempts,
             settings.webhook_backoff_s,
-            lease_s=settings.webhook_timeout_s + 30,
+            hold_s=settings.webhook_timeout_s + 30,
         )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="background", daemon=True)
@@ -66,7 +66,7 @@ class BackgroundThread:
         while not self._stopping.wait(TICK_S):
             try:
                 self.deliver_due()
-                self.expire_due()
+                self.retire_due()
                 for queue in self.bulk_queues:  # chunks waiting after a storage failure
                     release_due(self.connection, queue)
             except redis.RedisError as exc:  # Redis restarting: try again next tick
@@ -76,9 +76,9 @@ class BackgroundThread:
 
     def deliver_due(self) -> None:
         """Send every due webhook once; failures are rescheduled or given up."""
-        for delivery in self.deliveries.claim_due():
+        for delivery in self.deliveries.take_due():
             if self._stopping.is_set():
-                return  # its lease runs out and another worker (or the next start) sends it
+                return  # its hold runs out and another worker (or the next start) sends it
             body = self._document(delivery)
             if body is None:
                 self.deliveries.finish(delivery.member)  # the job or batch is gone: nothing to report
@@ -117,14 +117,16 @@ class BackgroundThread:
         record = self.connection.hgetall(keys.batch(delivery.item_id))
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 
-    def expire_due(self) -> None:
-        """Expire batches past BATCH_TTL: remaining chunks are cancelled, files deleted, status `expired`."""
-        for batch_id in self.records.due_for_expiry():
-            if self.records.claim_expiry(batch_id):  # several workers may see it; one sweeps it
+    def retire_due(self) -> None:
+        """Retire batches past BATCH_TTL: remaining chunks are cancelled, files deleted, status `expired`."""
+        for batch_id in self.records.due_for_retirement():
+            if self.records.take_for_retirement(batch_id):  # several workers may see it; one sweeps it
                 self.records.end(batch_id, BatchStatus.EXPIRED)
                 try:
                     self.storage.delete_prefix(batch_id)
                 except StoreUnreachable as exc:  # the bucket's lifecycle rule removes them in the end
-                    log.warning("batch %s expired, but its files could not be deleted: %s", batch_id, exc)
+                    log.warning(
+                        "batch %s retired (status expired), but its files could not be deleted: %s", batch_id, exc
+                    )
                     continue
-                log.info("batch %s expired; its files were deleted", batch_id)
+                log.info("batch %s retired (status expired); its files were deleted", batch_id)

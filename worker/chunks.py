@@ -31,7 +31,7 @@ from worker.claim import Claim
 log = logging.getLogger(__name__)
 
 
-class ChunkStore:
+class ChunkFiles:
     """Storage and batch-record work for chunk jobs; one per worker."""
 
     def __init__(self, storage: Storage, records: BatchRecords) -> None:

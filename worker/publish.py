@@ -27,7 +27,7 @@ from shared.payload import ENDED_DATA
 from shared.schema import JobStatus, error_doc, finished_doc
 from shared.signature import ModelSignature
 from shared.webhooks import delivery_id
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.outcomes import PublishedResult, Tally, latency_s, log_result
 from worker.runner import RunStats
@@ -77,7 +77,7 @@ def publish_endings(
     client: redis.Redis, queue_names: Sequence[str], endings: Sequence[Ending], result_ttl: int
 ) -> list[bool]:
     """publish.lua: end each job whose lease is still ours; returns, per ending, whether it was published."""
-    script_keys = [keys.expiry(), keys.webhooks()]
+    script_keys = [keys.purge_index(), keys.webhooks()]
     for name in queue_names:
         script_keys += [rq_keys.started(name), rq_keys.finished(name), rq_keys.failed(name)]
     now = time.time()
@@ -109,7 +109,7 @@ class Publisher:
         signature: ModelSignature | None,
         result_ttl: int,
         tally: Tally,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)

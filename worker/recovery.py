@@ -1,4 +1,4 @@
-"""RECOVERY: take back the jobs whose worker died, and delete the results that expired.
+"""RECOVERY: take back the jobs whose worker died, and purge the results past RESULT_TTL.
 
 A worker keeps a lease on every job it holds: its member in RQ's started registry, scored with the time
 it lapses, renewed at every heartbeat. A lapsed lease means its worker is gone (or cut off from Redis for
@@ -8,7 +8,7 @@ the client when it has none. Taking a lease back and publishing under it both be
 lease in one Lua call, so exactly one of them acts: a job whose first worker was merely slow is
 published once, by whoever gets there first.
 
-The same pass deletes the hashes of ended jobs whose results expired (shared/lua/expire.lua), trims RQ's
+The same pass purges ended jobs past RESULT_TTL, deleting their hashes (shared/lua/purge.lua), trims RQ's
 ended-job registries to match, and resets a drifted extra-rows counter of an empty queue.
 
 Every worker runs this once per HEARTBEAT_S; a lock lets one of them do the work.
@@ -27,11 +27,11 @@ from shared import keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 
 log = logging.getLogger(__name__)
 
-EXPIRE_PER_PASS = 1000  # most expired jobs deleted per call of expire.lua (more wait for the next pass)
+PURGE_PER_PASS = 1000  # most ended jobs purged per call of purge.lua (more wait for the next pass)
 
 
 @dataclass
@@ -53,7 +53,7 @@ def recover_leases(
             rq_keys.queue(queue_name),
             rq_keys.failed(queue_name),
             keys.extra_rows(queue_name),
-            keys.expiry(),
+            keys.purge_index(),
             keys.webhooks(),
         ],
         args=[
@@ -75,9 +75,11 @@ def recover_leases(
     return int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]]
 
 
-def delete_expired(client: redis.Redis, most: int) -> int:
-    """expire.lua: delete the hashes of ended jobs whose results expired; returns how many."""
-    return int(lua.script("expire")(keys=[keys.expiry()], args=[time.time(), rq_keys.JOB_PREFIX, most], client=client))
+def purge_results(client: redis.Redis, most: int) -> int:
+    """purge.lua: delete the hashes of ended jobs past RESULT_TTL; returns how many."""
+    return int(
+        lua.script("purge")(keys=[keys.purge_index()], args=[time.time(), rq_keys.JOB_PREFIX, most], client=client)
+    )
 
 
 def reset_extra_rows(client: redis.Redis, queue_name: str) -> bool:
@@ -98,7 +100,7 @@ class Recovery:
         interval_s: float,
         result_ttl: int,
         max_attempts: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
@@ -126,7 +128,7 @@ class Recovery:
                     counts.requeued,
                     counts.failed,
                 )
-        self.delete_expired()
+        self.purge_results()
 
     def sweep(self, queue_name: str) -> SweepCounts:
         """One pass over one queue: lapsed leases, the extra-rows counter."""
@@ -152,9 +154,9 @@ class Recovery:
                 self.chunks.lost(*parse_chunk_job_id(job_id), message)
         return SweepCounts(requeued, failed)
 
-    def delete_expired(self) -> None:
-        """Delete expired results, and trim RQ's ended-job registries (scored by expiry) to match."""
-        deleted = delete_expired(self.connection, EXPIRE_PER_PASS)
+    def purge_results(self) -> None:
+        """Purge results past RESULT_TTL, and trim RQ's ended-job registries (scored by when that is) to match."""
+        deleted = purge_results(self.connection, PURGE_PER_PASS)
         now = time.time()
         with self.connection.pipeline(transaction=False) as pipe:
             for name in self.queue_names:
@@ -162,4 +164,4 @@ class Recovery:
                     pipe.zremrangebyscore(registry, 0, now)
             pipe.execute()
         if deleted:
-            log.debug("deleted %d expired result(s)", deleted)
+            log.debug("purged %d result(s) past RESULT_TTL", deleted)

@@ -35,7 +35,7 @@ from shared import keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name, version_asked
 from shared.schema import ErrorCode
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 from worker.microbatcher import Segment
 from worker.model.manager import ServedVersion
@@ -77,8 +77,8 @@ def claim_jobs(
     worker_name: str,
     busy: bool,
 ) -> list[list[Any]]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job:
-    id, started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id, attempts left,
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job: id,
+    started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id (of a chunk job), attempts left,
     and the position of its queue in `queue_names`."""
     script_keys: list[str] = []
     for name in queue_names:
@@ -119,7 +119,7 @@ class RedisSource:
         queue_names: Sequence[str],
         worker_name: str,
         lease_s: int,
-        chunks: ChunkStore | None = None,
+        chunks: ChunkFiles | None = None,
         chunk_rows: int = 1,
         lanes: Sequence[Lane] | None = None,
         resolve: Resolve | None = None,
@@ -253,7 +253,7 @@ class RedisSource:
             self.round_trips += trips
 
     def _restore(self, token: str, fields: list[Any]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch, retries_left, lane = fields
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, lane = fields
         job_id = raw_id.decode()
         options = orjson.loads(meta) if meta else {}
         claim = Claim(
@@ -276,7 +276,7 @@ class RedisSource:
             return claim
         try:
             args = rq_keys.job_args(data)
-            if batch:
+            if batch_id:
                 claim.chunk = ChunkSpec.from_payload(args[0])
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
@@ -285,7 +285,7 @@ class RedisSource:
             if claim.inputs is None:
                 raise ValueError("this worker has no storage for bulk chunks")
             claim.rows = len(next(iter(claim.inputs.values())))
-            pinned = None if batch else version_asked(args[0])
+            pinned = None if batch_id else version_asked(args[0])
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
             if claim.chunk is not None and self.chunks is not None:  # storage_failed (retried) or invalid_payload
                 claim.fail(*self.chunks.load_failed(exc))

@@ -1,5 +1,5 @@
 """Tell the world this worker is alive and what model it serves: RQ's worker registry, plus our own
-sorted set of live workers (what `/readyz` reads), the published model signature, and this worker's
+sorted set of live workers (what `/readyz` reads), the advertised model signature, and this worker's
 registry document (shared/model_registry.py: every model, version and state it serves)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from worker.claim import Claim
 
 
 def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:
-    """The published model document: the signature plus the batching settings and load time."""
+    """The advertised model document: the signature plus the micro-batching settings (`batching`) and load time."""
     doc = orjson.loads(signature.to_json())
     doc["batching"] = {
         "max_microbatch_rows": settings.max_microbatch_rows,
@@ -43,7 +43,7 @@ class Registration:
         self._registry_doc = b""
 
     def birth(self, model_doc: bytes, registry_doc: bytes) -> None:
-        """Register with RQ and as a live worker, and publish the model and registry documents."""
+        """Register with RQ and as a live worker, and advertise the model and registry documents."""
         self._model_doc = model_doc
         self._registry_doc = registry_doc
         self.worker.register_birth()
@@ -83,8 +83,8 @@ class Registration:
             pipe.execute()
         self._next_beat = time.monotonic() + self.interval_s
 
-    def publish_models(self, registry_doc: bytes) -> None:
-        """Publish a changed registry document now (a version loaded, failed or unloaded)."""
+    def advertise_models(self, registry_doc: bytes) -> None:
+        """Advertise a changed registry document now (a version loaded, failed or unloaded)."""
         self._registry_doc = registry_doc
         self.connection.hset(keys.model_registry(), self.worker.name, registry_doc)
 

@@ -1,7 +1,7 @@
-"""RUNNING: stack a batch's rows, make one model call, hand each job its slice of the outputs.
+"""RUNNING: stack a micro-batch's rows, make one model call, hand each job its slice of the outputs.
 
-If the batched call raises, each job's rows are retried on their own so that a job whose input breaks
-the model fails alone and its batch-mates still finish.
+If the micro-batch's call raises, each job's rows are retried on their own so that a job whose input breaks
+the model fails alone and the other jobs of its micro-batch still finish.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunStats:
-    """What one batch cost: rows, model calls (more than one after a fallback) and seconds in the model."""
+    """What one micro-batch cost: rows, model calls (more than one after a fallback) and seconds in the model."""
 
     rows: int
     model_calls: int
@@ -57,7 +57,7 @@ def _run_group(model: LoadedModel, segments: list[Segment]) -> RunStats:
         _call(model, segments)
     except Exception as exc:
         log.warning(
-            "batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
+            "micro-batch of %d rows failed (%s: %s); retrying its %d jobs one by one",
             rows,
             type(exc).__name__,
             exc,

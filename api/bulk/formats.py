@@ -33,13 +33,13 @@ def single_input(signature: ModelSignature, what: str) -> TensorSpec:
     return signature.inputs[0]
 
 
-def line_blocks(chunks: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
+def line_blocks(pieces: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
     """Non-blank lines as (1-based line number, bytes), in blocks of up to BLOCK_ROWS."""
     block: list[tuple[int, bytes]] = []
     pending = b""
     number = 0
-    for chunk in chunks:
-        parts = (pending + chunk).split(b"\n")
+    for piece in pieces:
+        parts = (pending + piece).split(b"\n")
         pending = parts.pop()
         if len(pending) > MAX_LINE_BYTES:
             raise InvalidInput(
@@ -125,12 +125,12 @@ def is_header(line: bytes) -> bool:
         return True
 
 
-def npy_blocks(chunks: Iterator[bytes], spec: TensorSpec) -> Iterator[np.ndarray]:
+def npy_blocks(pieces: Iterator[bytes], spec: TensorSpec) -> Iterator[np.ndarray]:
     """Blocks of rows of an uploaded `.npy`, checked against its own header as they arrive."""
     buffer = bytearray()
     parsed = None
-    for chunk in chunks:
-        buffer += chunk
+    for piece in pieces:
+        buffer += piece
         if parsed is None:
             try:
                 parsed = parse_header(bytes(buffer[: 12 + 10_000]))

@@ -83,7 +83,7 @@ class RowSink:
 
 def ingest(
     upload_format: str,
-    chunks: Iterator[bytes],
+    pieces: Iterator[bytes],
     storage: Storage,
     batch_id: str,
     signature: ModelSignature,
@@ -99,10 +99,10 @@ def ingest(
     with contextlib.ExitStack() as stack:  # an exception here discards every file being written
         sink = RowSink(storage, batch_id, signature, stack)
         gave_up = False
-        for arrays, bad, rows, lines in _blocks(upload_format, chunks, signature):
+        for arrays, bad, rows, lines in _blocks(upload_format, pieces, signature):
             sink.add(arrays, bad, rows, lines)
             if len(sink.first_errors) >= FIRST_ERRORS and not skip_bad_rows():
-                for _ in chunks:  # read the rest, unparsed, so the client sees our answer, not a reset
+                for _ in pieces:  # read the rest, unparsed, so the client sees our answer, not a reset
                     pass
                 gave_up = True
                 break
@@ -123,16 +123,16 @@ def ingest(
         return sink.finish(), sink.skipped
 
 
-def _blocks(upload_format: str, chunks: Iterator[bytes], signature: ModelSignature) -> Iterator[tuple]:
+def _blocks(upload_format: str, pieces: Iterator[bytes], signature: ModelSignature) -> Iterator[tuple]:
     """(accepted arrays or None, bad rows, rows in block, line numbers or None) per block of the file."""
     if upload_format == "npy":
         spec = formats.single_input(signature, "a .npy upload")
-        for block in formats.npy_blocks(chunks, spec):
+        for block in formats.npy_blocks(pieces, spec):
             arrays, bad = validate_block(block, signature)
             yield arrays, bad, len(block), None
         return
     parse = formats.parse_json_lines if upload_format == "ndjson" else formats.csv_parser(signature)
-    for lines in formats.line_blocks(chunks):
+    for lines in formats.line_blocks(pieces):
         if upload_format == "csv" and lines[0][0] == 1 and formats.is_header(lines[0][1]):
             lines = lines[1:]  # a header line of column names is not a row
             if not lines:

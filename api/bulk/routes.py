@@ -50,10 +50,10 @@ def create() -> Response:
         raise too_large(stream, limit, request.content_length)
     options = Options(callback_hosts=ext.settings.callback_hosts)
     options.update(request.args.to_dict())
-    served = model_asked(None, ext.model_info)  # ?model=; its chunks run on the newest version when claimed
+    served = model_asked(None, ext.model_info)  # ?model=; its chunks run on the newest version when taken
     if served.version is not None:
         raise InvalidInput(
-            "a batch cannot be pinned to a model version: its chunks run on the newest version when claimed",
+            "a batch cannot be pinned to a model version: its chunks run on the newest version when taken",
             field="version",
             expected="no version (use POST /predict to pin one)",
         )
@@ -61,27 +61,27 @@ def create() -> Response:
     if key is None:
         return _accepted(_create(upload, options, served))
     fingerprint = idempotency.Fingerprint(ROUTE)
-    with idempotency.store().claim(current_owner(), key, ROUTE) as claim:
-        upload.chunks = fingerprint.pieces(upload.chunks, claim.renew)
-        if not claim.won:  # the same upload? Only its bytes can tell: read them through the hash
-            collections.deque(upload.chunks, maxlen=0)
-            return _accepted(claim.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
+    with idempotency.registry().reserve(current_owner(), key, ROUTE) as reservation:
+        upload.pieces = fingerprint.pieces(upload.pieces, reservation.renew)
+        if not reservation.won:  # the same upload? Only its bytes can tell: read them through the hash
+            collections.deque(upload.pieces, maxlen=0)
+            return _accepted(reservation.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
         batch_id = _create(upload, options, served)
-        collections.deque(upload.chunks, maxlen=0)  # whatever ingest left unread counts too, as for a replay
-        claim.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
+        collections.deque(upload.pieces, maxlen=0)  # whatever ingest left unread counts too, as for a replay
+        reservation.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
     return _accepted(batch_id)
 
 
 def _create(upload: Upload, options: Options, served: Served) -> str:
     """Ingest the upload as a new batch and enqueue its chunks on the model's bulk queue; returns its id
-    (nothing is left on failure). Chunks run on the model's newest version when claimed."""
+    (nothing is left on failure). Chunks run on the newest version when a worker takes them."""
     ext = current_app.extensions["inference"]
     batch_id = uuid.uuid4().hex
     ext.batches.begin(batch_id, options.callback_url, options.metadata, current_owner())
     try:
         # A multipart on_error field may arrive before or after the file: ask at each decision.
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
-        stored, skipped = ingest(upload.format, upload.chunks, ext.storage, batch_id, served.signature, skip)
+        stored, skipped = ingest(upload.format, upload.pieces, ext.storage, batch_id, served.signature, skip)
         options.update(upload.fields)  # multipart fields override the query string
         queue = served.status.bulk_queue
         ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, queue)

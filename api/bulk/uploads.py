@@ -18,7 +18,7 @@ from shared.webhooks import check_callback_url
 
 READ_BYTES = 1 << 20
 MAX_FIELD_BYTES = 64 * 1024
-DECODER_PIECE = 64 * 1024
+DECODER_FEED = 64 * 1024
 DRAIN_BYTES = 16 << 20
 MAX_METADATA_BYTES = 4096
 
@@ -80,7 +80,7 @@ class Upload:
     """The file being uploaded: its format and its bytes, read lazily; form fields appear as they are read."""
 
     format: str
-    chunks: Iterator[bytes]
+    pieces: Iterator[bytes]
     fields: dict[str, str] = field(default_factory=dict)
 
 
@@ -104,36 +104,36 @@ def read_pieces(stream: IO[bytes], limit: int) -> Iterator[bytes]:
     """The request body in reads of READ_BYTES, raising PayloadTooLarge past `limit` bytes."""
     seen = 0
     while True:
-        chunk = stream.read(READ_BYTES)
-        if not chunk:
+        piece = stream.read(READ_BYTES)
+        if not piece:
             return
-        seen += len(chunk)
+        seen += len(piece)
         if seen > limit:
             raise too_large(stream, limit)
-        yield chunk
+        yield piece
 
 
 def open_upload(content_type: str | None, stream: IO[bytes], limit: int) -> Upload:
     """The upload in the request: a raw body of a known type, or the one file of a multipart form."""
     mime, params = parse_options_header(content_type or "")
     mime = mime.lower()
-    chunks = read_pieces(stream, limit)
+    pieces = read_pieces(stream, limit)
     if mime == "multipart/form-data":
         if not params.get("boundary"):
             raise InvalidInput(
                 "multipart body without a boundary", field="file", expected="multipart/form-data; boundary=..."
             )
-        return _multipart(chunks, params["boundary"].encode("latin1"))
+        return _multipart(pieces, params["boundary"].encode("latin1"))
     if mime not in FORMATS:
         raise UnsupportedMediaType(
             f"Content-Type {mime or '(none)'!r} is not an upload format", expected=EXPECTED_TYPES
         )
-    return Upload(FORMATS[mime], chunks)
+    return Upload(FORMATS[mime], pieces)
 
 
-def _multipart(chunks: Iterator[bytes], boundary: bytes) -> Upload:
+def _multipart(pieces: Iterator[bytes], boundary: bytes) -> Upload:
     fields: dict[str, str] = {}
-    parts = _file_parts(chunks, boundary, fields)
+    parts = _file_parts(pieces, boundary, fields)
     first = next(parts, None)
     if first is None:
         raise InvalidInput("the multipart form has no file part", field="file", expected="one file field")
@@ -154,23 +154,23 @@ def _rest(parts: Iterator[tuple[File, bytes]]) -> Iterator[bytes]:
         yield data
 
 
-def _pieces(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
-    """The chunks cut into DECODER_PIECE slices, then None for the end."""
-    for chunk in chunks:
-        for start in range(0, len(chunk), DECODER_PIECE):
-            yield chunk[start : start + DECODER_PIECE]
+def _feeds(pieces: Iterator[bytes]) -> Iterator[bytes | None]:
+    """The pieces cut into DECODER_FEED slices for the multipart decoder, then None for the end."""
+    for piece in pieces:
+        for start in range(0, len(piece), DECODER_FEED):
+            yield piece[start : start + DECODER_FEED]
     yield None
 
 
-def _file_parts(chunks: Iterator[bytes], boundary: bytes, fields: dict[str, str]) -> Iterator[tuple[File, bytes]]:
+def _file_parts(pieces: Iterator[bytes], boundary: bytes, fields: dict[str, str]) -> Iterator[tuple[File, bytes]]:
     """Yield (file part, data) as the file's data arrives; small fields go into `fields` as they end."""
-    # The decoder's buffer limit also bounds part headers; feeding it small pieces keeps file data under it.
-    decoder = MultipartDecoder(boundary, max_form_memory_size=4 * DECODER_PIECE, max_parts=32)
+    # The decoder's buffer limit also bounds part headers; feeding it small slices keeps file data under it.
+    decoder = MultipartDecoder(boundary, max_form_memory_size=4 * DECODER_FEED, max_parts=32)
     current: Field | File | None = None
     file: File | None = None
     value = bytearray()
-    for piece in _pieces(chunks):
-        decoder.receive_data(piece)
+    for feed in _feeds(pieces):
+        decoder.receive_data(feed)
         event = _next_event(decoder)
         while not isinstance(event, NeedData | Epilogue):
             if isinstance(event, Field):

@@ -11,7 +11,7 @@ from api.auth import current_owner
 from api.model_info import ModelInfo, Served
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
-from api.validation import instances_from_body, job_timeout, parse_json, rows_to_arrays
+from api.validation import instances_from_body, parse_json, rows_to_arrays, start_deadline
 from shared.errors import InvalidInput
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
@@ -40,20 +40,20 @@ def predict() -> Response:
 
     `callback_url` (query or body field) gets the final document by webhook. `model` and `version` (query
     or body fields; the query wins) name the model and its version or version label; by default the first
-    model served, its newest version when a worker claims the job. A full queue (MAX_QUEUE_DEPTH) answers
+    model served, its newest version when a worker takes the job. A full queue (MAX_QUEUE_DEPTH) answers
     429 before the body is even parsed (for a model named in the query). With an Idempotency-Key header, a
     request sent again gets the first one's job (see api/idempotency.py).
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = current_app.extensions["inference"]
-    ext.store.check_capacity(ext.model_info.resolve(request.args.get("model")).queue)
+    ext.jobs.check_capacity(ext.model_info.resolve(request.args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     served = model_asked(body, ext.model_info)
-    ext.store.check_capacity(served.queue)
+    ext.jobs.check_capacity(served.queue)
     instances = instances_from_body(body)
-    timeout = job_timeout(body, request.args.get("timeout"), ext.settings.job_timeout)
+    deadline_s = start_deadline(body, request.args.get("timeout"), ext.settings.job_start_deadline_s)
     # Both places are checked when both are given; the query string wins.
     in_body = check_callback_url(
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
@@ -63,19 +63,19 @@ def predict() -> Response:
     where = {"queue": served.queue, "version": served.version}
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
-        job_id, document = ext.store.submit_and_wait(
-            arrays, _bounded(wait, timeout), owner, timeout, callback_url, request_id, **where
+        job_id, document = ext.jobs.submit_and_wait(
+            arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id, **where
         )
-        return _answer(job_id, wait, timeout, waited=True, document=document)
+        return _answer(job_id, wait, deadline_s, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
     digest = fingerprint.finish(request.args.to_dict())
-    with idempotency.store().claim(owner, key, ROUTE) as claim:
-        if not claim.won:
-            return _answer(claim.replay(digest), wait, timeout, replayed=True)
-        job_id = ext.store.submit(arrays, owner, timeout, callback_url, request_id, **where)
-        claim.finish(digest, job_id)
-    return _answer(job_id, wait, timeout)
+    with idempotency.registry().reserve(owner, key, ROUTE) as reservation:
+        if not reservation.won:
+            return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
+        job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id, **where)
+        reservation.finish(digest, job_id)
+    return _answer(job_id, wait, deadline_s)
 
 
 def model_asked(body: Any, model_info: ModelInfo) -> Served:
@@ -93,15 +93,15 @@ def model_asked(body: Any, model_info: ModelInfo) -> Served:
     return model_info.resolve(asked["model"], None if label else version, label)
 
 
-def _bounded(wait: float, timeout: float) -> float:
-    """The wait, ended at the job's deadline (`timeout`), when a job still queued can only be expired."""
-    return min(wait, timeout + DEADLINE_GRACE_S) if timeout > 0 else wait
+def _bounded(wait: float, deadline_s: float) -> float:
+    """The wait, ended at the job's start deadline (`deadline_s`), when a job still queued can only be expired."""
+    return min(wait, deadline_s + DEADLINE_GRACE_S) if deadline_s > 0 else wait
 
 
 def _answer(
     job_id: str,
     wait: float,
-    timeout: float,
+    deadline_s: float,
     *,
     replayed: bool = False,
     waited: bool = False,
@@ -111,14 +111,14 @@ def _answer(
 
     `waited`: the caller already waited for the result (`document`, None if it did not come).
     """
-    store = current_app.extensions["inference"].store
-    state = store.state(job_id, current_owner()) if replayed else None
+    jobs = current_app.extensions["inference"].jobs
+    state = jobs.state(job_id, current_owner()) if replayed else None
     if state is not None:
         document = state.document
     if document is None and wait > 0 and not waited:
-        document = store.wait(job_id, _bounded(wait, timeout))
-    if document is None and 0 < timeout <= wait:  # waited up to the deadline: a job still queued reads expired
-        state = store.state(job_id, current_owner())
+        document = jobs.wait(job_id, _bounded(wait, deadline_s))
+    if document is None and 0 < deadline_s <= wait:  # waited up to the deadline: a job still queued reads expired
+        state = jobs.state(job_id, current_owner())
         document = state.document
     headers = REPLAYED if replayed else None
     if document is not None:
@@ -130,10 +130,10 @@ def _answer(
 def result(job_id: str) -> Response:
     """The job's document when done (200), its status while pending (202), 404 if unknown or expired."""
     wait = wait_seconds()
-    store = current_app.extensions["inference"].store
-    state = store.state(job_id, current_owner())
+    jobs = current_app.extensions["inference"].jobs
+    state = jobs.state(job_id, current_owner())
     if state.document is None and wait > 0:
-        state.document = store.wait(job_id, wait)
+        state.document = jobs.wait(job_id, wait)
     if state.document is not None:
         return json_response(state.document)
     return _pending(job_id, state.status)
@@ -142,4 +142,4 @@ def result(job_id: str) -> Response:
 @bp.delete("/jobs/<job_id>")
 def cancel(job_id: str) -> Response:
     """Cancel a job that has not started (200 with its document); 409 if it already started or ended."""
-    return json_response(current_app.extensions["inference"].store.cancel(job_id, current_owner()))
+    return json_response(current_app.extensions["inference"].jobs.cancel(job_id, current_owner()))

@@ -1,4 +1,4 @@
-"""Synchronous inference for the protocol routes (TF Serving, KServe): the same queue and batching worker as
+"""Synchronous inference for the protocol routes (TF Serving, KServe): the same queue and micro-batching worker as
 /predict, waited on for the caller.
 
 One job per request: submit (one round trip), block on the job's done list (BLMOVE, no polling), parse
@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from flask import current_app
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from api.model_info import Served
 from api.request_context import current_request_id
 from shared.errors import InferenceFailed, ServiceError, TimedOut
@@ -44,26 +44,26 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None, served: S
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = current_app.extensions["inference"]
-    return run_job(ext.store, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), served)
+    return run_job(ext.jobs, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), served)
 
 
 def run_job(
-    store: JobStore,
+    jobs: RedisJobs,
     timeout_s: float,
     arrays: dict[str, np.ndarray],
     signature: str | None = None,
     request_id: str | None = None,
     served: Served | None = None,
 ) -> Predictions:
-    """`infer` without Flask: the gRPC server calls this with its own store."""
+    """`infer` without Flask: the gRPC server calls this with its own RedisJobs."""
     queue, version = (served.queue, served.version) if served is not None else (None, None)
-    store.check_capacity(queue)
-    job_id, raw = store.submit_and_wait(
+    jobs.check_capacity(queue)
+    job_id, raw = jobs.submit_and_wait(
         arrays, timeout_s, request_id=request_id, signature=signature, queue=queue, version=version
     )
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started
-            store.cancel(job_id)
+            jobs.cancel(job_id)
         except ServiceError:
             pass
         raise TimedOut(f"job {job_id} did not finish within {timeout_s:g} s (PROTOCOL_TIMEOUT_S)")

@@ -2,7 +2,7 @@
 (tests/unit/test_openapi.py) and a property-based tester against the running service (tests/e2e/test_openapi_fuzz.py).
 
 Every operation lists every status it can answer, each with its body schema. Request schemas for rows come
-from the signature the workers publish (api/openapi/schemas.py), so the document is built per signature
+from the signature the workers advertise (api/openapi/schemas.py), so the document is built per signature
 (and per settings it depends on), once: `document(...)` is cached and returns the encoded JSON.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
-from shared.config import MAX_JOB_TIMEOUT_S
+from shared.config import MAX_START_DEADLINE_S
 from shared.signature import ModelSignature
 
 JSON = "application/json"
@@ -127,7 +127,7 @@ class Builder:
         return op
 
     def path_param(self, name: str) -> dict[str, Any]:
-        """Model names and versions are the served ones (once a model is published); ids are any string."""
+        """Model names and versions are the served ones (once a model is advertised); ids are any string."""
         signature = self.facts.signature
         schema: dict[str, Any] = {"type": "string"}
         if name in ("name", "version", "label"):
@@ -167,8 +167,8 @@ WAIT = _query(
 )
 TIMEOUT = _query(
     "timeout",
-    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_JOB_TIMEOUT_S},
-    "The job's deadline to start, in seconds (default JOB_TIMEOUT)",
+    {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_START_DEADLINE_S},
+    "The job's deadline to start, in seconds (default JOB_START_DEADLINE_S)",
 )
 CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
 
@@ -264,7 +264,7 @@ def _service_paths(b: Builder) -> dict[str, Any]:
         "/v1/models": {
             "get": b.op(
                 "listModels",
-                "The served model: name, version, inputs, outputs, batching, live workers",
+                "The served model: name, version, inputs, outputs, micro-batching settings, live workers",
                 ops,
                 {
                     "200": _json(
@@ -597,7 +597,7 @@ def document(facts: Facts) -> bytes:
     model = (
         f"Row schemas are those of model {facts.signature.name!r} version {facts.signature.version}."
         if facts.signature
-        else "No model is published yet: row schemas are generic until a worker loads one."
+        else "No model is advertised yet: row schemas are generic until a worker loads one."
     )
     return orjson.dumps(
         {
@@ -606,7 +606,7 @@ def document(facts: Facts) -> bytes:
                 "title": "Batched inference queue",
                 "version": "0.1.0",
                 "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
-                "TensorFlow Serving and KServe v2 ones, rides the same queue and batching worker. "
+                "TensorFlow Serving and KServe v2 ones, rides the same queue and micro-batching worker. "
                 "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "
                 f"body); no route answers OPTIONS. {model}",
             },

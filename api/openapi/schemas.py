@@ -1,8 +1,8 @@
 """The component schemas of the OpenAPI document: fixed ones (errors, documents) and the ones built from the
-signature the workers publish (rows, tensors, predictions), so that a client or fuzzer generated from the
+signature the workers advertise (rows, tensors, predictions), so that a client or fuzzer generated from the
 document sends rows of exactly the model's shape and dtype.
 
-With no model published yet, the signature-derived schemas fall back to generic ones (rows of any numbers).
+With no model advertised yet, the signature-derived schemas fall back to generic ones (rows of any numbers).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import orjson
 
 from api.protocols.kserve_codec import datatype as v2_datatype
 from shared.batches import BatchStatus
-from shared.config import MAX_JOB_TIMEOUT_S
-from shared.schema import JobStatus
+from shared.config import MAX_START_DEADLINE_S
+from shared.schema import ApiErrorCode, ErrorCode, JobStatus
 from shared.signature import DEFAULT_SIGNATURE, ModelSignature, TensorSpec
 from shared.webhooks import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
 
@@ -253,7 +253,7 @@ def signature_schemas(signature: ModelSignature | None, max_rows: int) -> dict[s
                             "type": "number",
                             "minimum": 0,
                             "exclusiveMinimum": True,
-                            "maximum": MAX_JOB_TIMEOUT_S,
+                            "maximum": MAX_START_DEADLINE_S,
                             "description": "Seconds the job may wait to start (its deadline)",
                         },
                         "callback_url": callback_url_schema(nullable=True),
@@ -271,7 +271,7 @@ _ERROR = {
     "type": "object",
     "required": ["code", "message"],
     "properties": {
-        "code": {"type": "string"},
+        "code": {"type": "string", "enum": [code.value for code in ApiErrorCode]},
         "message": {"type": "string"},
         "field": {"type": "string"},
         "expected": {"type": "string"},
@@ -301,7 +301,13 @@ FIXED_SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": [s.value for s in JobStatus if s.is_terminal]},
             "predictions": {"type": "array", "items": ref("Prediction")},
             "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-            "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "enum": [code.value for code in ErrorCode]},
+                    "message": {"type": "string"},
+                },
+            },
             "request_id": {"type": "string"},
         },
     },

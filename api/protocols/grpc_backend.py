@@ -1,4 +1,4 @@
-"""What the gRPC services share with each other and with the HTTP API: the job store and model info (the same
+"""What the gRPC services share with each other and with the HTTP API: the jobs in Redis and model info (the same
 Redis, queue and workers), API keys, and one mapping from our errors to gRPC status codes.
 
     InvalidInput -> INVALID_ARGUMENT    Unauthorized -> UNAUTHENTICATED    NotFound -> NOT_FOUND
@@ -21,7 +21,7 @@ import numpy as np
 import redis
 
 from api.auth import fingerprint
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from api.jobs.submit import Predictions, run_job
 from api.model_info import ModelInfo, Served
 from api.validation import to_array
@@ -65,21 +65,21 @@ PUBLIC_METHODS = frozenset(
 
 @dataclass
 class Backend:
-    """The gRPC server's view of the service: one store and one model-info cache, shared by every call."""
+    """The gRPC server's view of the service: one RedisJobs and one model-info cache, shared by every call."""
 
     settings: Settings
-    store: JobStore
+    jobs: RedisJobs
     model_info: ModelInfo
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backend:
         connection = connect(settings)
-        return cls(settings, JobStore(connection, settings), ModelInfo(connection, settings.queue_name))
+        return cls(settings, RedisJobs(connection, settings), ModelInfo(connection, settings.queue_name))
 
     def infer(self, arrays: dict[str, np.ndarray], served: Served, signature: str | None = None) -> Predictions:
         """Queue one job for the model version `served` names and wait for it, exactly as the HTTP routes do."""
         timeout_s = self.settings.protocol_timeout_s
-        return run_job(self.store, timeout_s, arrays, signature, request_id_or_new(None), served)
+        return run_job(self.jobs, timeout_s, arrays, signature, request_id_or_new(None), served)
 
 
 def status_code(error: ServiceError) -> grpc.StatusCode:

@@ -1,5 +1,5 @@
 """KServe v2 / Open Inference Protocol over HTTP (what Triton and tritonclient.http speak), served by the
-same queue and batching worker as /predict.
+same queue and micro-batching worker as /predict.
 
 GET  /v2/health/live, /v2/health/ready, /v2 (server metadata)
 GET  /v2/models/<name>[/versions/<v>]          model metadata

@@ -111,7 +111,7 @@ def version_statuses(model_info: ModelInfo, name: str, version: str | None) -> l
     """GetModelStatus: every version of the model (or the one asked for) with its state and error.
 
     Raises:
-        NotReady: no worker has published a model yet.
+        NotReady: no worker has advertised a model yet.
         NotFound: the model, or that version of it, is not known (TF Serving's words).
     """
     models = model_info.models()

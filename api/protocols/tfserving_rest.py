@@ -1,4 +1,4 @@
-"""TensorFlow Serving's REST API, served by the same queue and batching worker as /predict.
+"""TensorFlow Serving's REST API, served by the same queue and micro-batching worker as /predict.
 
 POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict   row format ({"instances"} → {"predictions"}) and
                                                             columnar format ({"inputs"} → {"outputs"}), any signature

@@ -3,7 +3,8 @@
     ClientError                          anything this package raises on purpose
      ├── APIError                        the server answered with an error document (status, code, message)
      │    ├── InvalidInput (400)         invalid_input: `field`, `expected`, and for uploads `details`
-     │    ├── NotFound (404)             not_found: unknown or expired job or batch
+     │    ├── NotFound (404)             not_found: unknown or purged job or batch
+     │    ├── MethodNotAllowed (405)     method_not_allowed: the route has no such method
      │    ├── NotAcceptable (406)        not_acceptable: e.g. .npy results of a multi-output model
      │    ├── Conflict (409)             conflict: e.g. cancelling a finished job, an Idempotency-Key reused
      │    │    └── RequestInProgress (409) request_in_progress: the first request with this
@@ -84,6 +85,10 @@ class NotFound(APIError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(APIError):
+    status, code = 405, "method_not_allowed"
+
+
 class NotAcceptable(APIError):
     status, code = 406, "not_acceptable"
 
@@ -134,6 +139,7 @@ BY_CODE: dict[str, type[APIError]] = {
         InvalidInput,
         Unauthorized,
         NotFound,
+        MethodNotAllowed,
         NotAcceptable,
         Conflict,
         RequestInProgress,
@@ -154,6 +160,7 @@ BY_STATUS: dict[int, type[APIError]] = {
         InvalidInput,
         Unauthorized,
         NotFound,
+        MethodNotAllowed,
         NotAcceptable,
         Conflict,
         PayloadTooLarge,

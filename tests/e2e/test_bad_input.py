@@ -53,7 +53,7 @@ def test_body_over_max_content_length_is_413(service):
     body = b'{"instances": [' + b"0," * (service.settings.max_content_length // 2) + b"0]}"
     response = service.http.post("/predict", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "request_entity_too_large"
+    assert response.json()["error"]["code"] == "payload_too_large"  # the code POST /batches answers too
 
 
 def test_wrong_content_type_is_415(service):

@@ -170,7 +170,7 @@ def test_bad_uploads_get_a_4xx_naming_the_problem(service, body, content_type, s
 
 def test_uploads_over_max_batch_bytes_get_413_with_or_without_a_content_length(service, make_service, digits):
     small = make_service(workers=0, max_batch_bytes=100_000)
-    copy_models(service.redis, small.redis)  # what a worker would publish
+    copy_models(service.redis, small.redis)  # what a worker would advertise
     body = npy_bytes(np.tile(digits[0], (2, 1))[:1000])  # 256 kB
     response = small.upload(body, "application/x-npy")
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"

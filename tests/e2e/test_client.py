@@ -40,7 +40,7 @@ def test_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp
 
 def test_client_errors_are_typed_and_carry_the_servers_message(service):
     with Client(service.base_url) as c:
-        with pytest.raises(inferq.NotFound, match="unknown, or its result expired") as missing:
+        with pytest.raises(inferq.NotFound, match="unknown, or its result was purged") as missing:
             c.job("0" * 32).status()
         assert missing.value.status == 404 and missing.value.code == "not_found"
         with pytest.raises(inferq.InvalidInput) as invalid:
@@ -166,11 +166,11 @@ def test_cli_uploads_a_file_waits_and_downloads_the_results(service, digits, dig
 
 @pytest.fixture(scope="module")
 def expiring(make_module_service, service):
-    """A service whose jobs must start within 1 s (JOB_TIMEOUT) and no worker to start them: every job expires.
+    """A service whose jobs must start within 1 s (JOB_START_DEADLINE_S) and no worker to start them: every job expires.
 
-    The model document is the one the session's real worker published, so requests validate.
+    The model document is the one the session's real worker advertised, so requests validate.
     """
-    expiring = make_module_service(workers=0, job_timeout=1.0)
+    expiring = make_module_service(workers=0, job_start_deadline_s=1.0)
     copy_models(service.redis, expiring.redis)
     return expiring
 

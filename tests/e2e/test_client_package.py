@@ -51,7 +51,7 @@ def venv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def keyed(make_module_service, service) -> Service:
-    """A service with API keys and no worker (jobs stay queued), on the model the session's worker published."""
+    """A service with API keys and no worker (jobs stay queued), on the model the session's worker advertised."""
     keyed = make_module_service(workers=0, api_keys=API_KEY)
     copy_models(service.redis, keyed.redis)
     return keyed

@@ -89,7 +89,7 @@ def test_an_expired_batch_has_its_objects_deleted(s3_service, s3_server, bucket,
     batch_id = s3_service.upload(npy_bytes(digits[0][:300]), "application/x-npy").json()["id"]
     assert s3_service.wait_batch(batch_id)["status"] == "completed"
     assert "output-0.npz" in objects(s3_server, bucket, batch_id)
-    s3_service.redis.zadd(keys.batch_expiry(), {batch_id: 0})  # due now, rather than after BATCH_TTL
+    s3_service.redis.zadd(keys.batch_retirement(), {batch_id: 0})  # due now, rather than after BATCH_TTL
     assert s3_service.wait_batch(batch_id, statuses=("expired",))["status"] == "expired"
     wait_until(lambda: objects(s3_server, bucket, batch_id) == set(), 10)
 

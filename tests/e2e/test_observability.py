@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from shared import keys
 from shared.config import Settings
 from tests.support import wait_until
@@ -77,7 +77,8 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     response = json_service.http.get("/metrics")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     samples = _samples(response.text)
-    assert samples[("inference_queue_depth", (("queue", "predict"),))] == 0
+    assert samples[("inference_queued_jobs", (("queue", "predict"),))] == 0
+    assert samples[("inference_queue_depth", (("queue", "predict"),))] == 0  # the deprecated old name, kept one release
     assert samples[("inference_workers", ())] == 1
     assert samples[("inference_model_load_seconds", (("model", "digits"), ("version", "1")))] > 0
     assert samples[("inference_jobs_total", (("status", "finished"),))] >= 5
@@ -102,7 +103,7 @@ def test_metrics_add_up_across_gunicorn_processes(json_service):
 
 
 def test_cancelled_jobs_are_counted(redis_db, redis_url):
-    store = JobStore(redis_db, Settings.from_env({}))
-    job_id = store.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
-    store.cancel(job_id)
+    jobs = RedisJobs(redis_db, Settings.from_env({}))
+    job_id = jobs.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
+    jobs.cancel(job_id)
     assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

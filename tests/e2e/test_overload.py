@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def busy(make_module_service) -> Service:
-    return make_module_service(max_queue_depth=20, job_timeout=600)
+    return make_module_service(max_queue_depth=20, job_start_deadline_s=600)
 
 
 @contextmanager
@@ -67,7 +67,7 @@ def test_a_job_not_started_before_its_timeout_expires_and_never_runs(busy, digit
         by_body = busy.http.post("/predict", json={"instances": [x[1].tolist()], "timeout": 0.2}).json()["id"]
         by_default = busy.http.post("/predict", json=[x[2].tolist()]).json()["id"]
         deadlines = [float(busy.redis.hget(Job.key_for(j), keys.JOB_DEADLINE)) for j in (by_query, by_body, by_default)]
-        assert deadlines[2] - time.time() > 500  # JOB_TIMEOUT=600 applies when the client sends none
+        assert deadlines[2] - time.time() > 500  # JOB_START_DEADLINE_S=600 applies when the client sends none
         wait_until(lambda: time.time() > max(deadlines[:2]), 5)
         # Reported expired as soon as the deadline passed, before any worker reached the job.
         assert busy.http.get(f"/result/{by_query}").json()["status"] == "expired"

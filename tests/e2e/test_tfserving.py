@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from shared import keys
-from tests.support import publish_model
+from tests.support import advertise_model
 
 pytestmark = pytest.mark.e2e
 
@@ -139,12 +139,12 @@ def test_our_own_routes_keep_our_error_shape(service):
 def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
     from shared.signature import ModelSignature, TensorSpec
 
-    # An API with a published model but no worker: the job can only wait.
+    # An API with an advertised model but no worker: the job can only wait.
     service = make_service(workers=0, protocol_timeout_s=1)
     signature = ModelSignature(
         "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
     )
-    publish_model(service.redis, signature)
+    advertise_model(service.redis, signature)
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504
     assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]

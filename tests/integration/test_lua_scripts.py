@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.jobs.store import JobStore, _cancel
+from api.jobs.redis_jobs import RedisJobs, _cancel
 from shared import keys, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
@@ -23,7 +23,7 @@ from shared.webhooks import DeliveryQueue
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import delete_expired, recover_leases, reset_extra_rows
+from worker.recovery import purge_results, recover_leases, reset_extra_rows
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,12 @@ def settings(redis_db) -> Settings:
 
 
 @pytest.fixture
-def store(redis_db, settings) -> JobStore:
-    return JobStore(redis_db, settings)
+def jobs(redis_db, settings) -> RedisJobs:
+    return RedisJobs(redis_db, settings)
 
 
-def submit(store: JobStore, rows: int = 1, **kwargs) -> str:
-    return store.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
+def submit(jobs: RedisJobs, rows: int = 1, **kwargs) -> str:
+    return jobs.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
 
 
 def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queues=(QUEUE,), caps=None):
@@ -59,8 +59,8 @@ def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queue
     )
 
 
-def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, store):
-    one, three = submit(store), submit(store, rows=3)
+def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, jobs):
+    one, three = submit(jobs), submit(jobs, rows=3)
     jobs = claim(redis_db)
     assert [j[0].decode() for j in jobs] == [one, three] and [int(j[2]) for j in jobs] == [1, 3]
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and int(redis_db.get(keys.extra_rows(QUEUE))) == 0
@@ -68,11 +68,11 @@ def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_th
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
 
 
-def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, store):
-    cancelled, kept = submit(store), submit(store)
+def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
+    cancelled, kept = submit(jobs), submit(jobs)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
     assert [j[0].decode() for j in claim(redis_db, most=1)] == [kept]
-    rerun = submit(store)
+    rerun = submit(jobs)
     redis_db.hset(rq_keys.job(rerun), "started_at", "2026-01-01T00:00:00.000000Z")
     assert claim(redis_db, busy=True) == []
     assert redis_db.lrange(rq_keys.queue(QUEUE), 0, -1) == [rerun.encode()]  # back at the head, still queued
@@ -80,8 +80,8 @@ def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_bac
     assert job[0].decode() == rerun and job[1]  # an idle worker takes it, alone
 
 
-def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, store, settings):
-    ours, lost = submit(store), submit(store)
+def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, jobs, settings):
+    ours, lost = submit(jobs), submit(jobs)
     claim(redis_db)
     redis_db.zrem(rq_keys.started(QUEUE), f"{lost}:t1")  # recovery took this one back
     pubsub = redis_db.pubsub()
@@ -95,13 +95,13 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
     assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
-    assert redis_db.zscore(keys.expiry(), ours) is not None and redis_db.zscore(keys.expiry(), lost) is None
+    assert redis_db.zscore(keys.purge_index(), ours) is not None and redis_db.zscore(keys.purge_index(), lost) is None
     message = pubsub.get_message(timeout=5)
     assert message["data"] == f'{ours} {{"id":"{ours}"}}'.encode()
 
 
-def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, store, settings):
-    job_id = submit(store, rows=2)
+def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, jobs, settings):
+    job_id = submit(jobs, rows=2)
     for attempt in range(settings.max_attempts):
         claim(redis_db, token=f"t{attempt}")
         lease = f"{job_id}:t{attempt}"
@@ -113,45 +113,45 @@ def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_withou
     assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
 
 
-def test_a_renewed_lease_is_not_recovered(redis_db, store):
-    job_id = submit(store)
+def test_a_renewed_lease_is_not_recovered(redis_db, jobs):
+    job_id = submit(jobs)
     claim(redis_db)
     assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == (0, 0, [])
 
 
-def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, store, settings):
-    job_id = submit(store, rows=4)
+def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, jobs, settings):
+    job_id = submit(jobs, rows=4)
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 3
     assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}') is True
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 0 and redis_db.llen(rq_keys.queue(QUEUE)) == 0
     assert redis_db.zscore(rq_keys.canceled(QUEUE), job_id) is not None
-    claimed = submit(store)
+    claimed = submit(jobs)
     claim(redis_db)
     assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}') is False
 
 
-def test_expire_deletes_the_hashes_of_results_that_expired(redis_db, store):
-    old, fresh = submit(store), submit(store)
-    redis_db.zadd(keys.expiry(), {old: time.time() - 1, fresh: time.time() + 600})
-    assert delete_expired(redis_db, 100) == 1
+def test_purge_deletes_the_hashes_of_results_past_their_ttl(redis_db, jobs):
+    old, fresh = submit(jobs), submit(jobs)
+    redis_db.zadd(keys.purge_index(), {old: time.time() - 1, fresh: time.time() + 600})
+    assert purge_results(redis_db, 100) == 1
     assert not redis_db.exists(rq_keys.job(old)) and redis_db.exists(rq_keys.job(fresh))
-    assert redis_db.zrange(keys.expiry(), 0, -1) == [fresh.encode()]
+    assert redis_db.zrange(keys.purge_index(), 0, -1) == [fresh.encode()]
 
 
-def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, store):
+def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, jobs):
     redis_db.set(keys.extra_rows(QUEUE), 7)
-    submit(store)
+    submit(jobs)
     assert reset_extra_rows(redis_db, QUEUE) is False
     redis_db.delete(rq_keys.queue(QUEUE))
     assert reset_extra_rows(redis_db, QUEUE) is True and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
 
 
-def test_webhook_claim_leases_due_deliveries_so_a_second_claim_gets_none(redis_db):
+def test_webhook_hold_takes_due_deliveries_so_a_second_take_gets_none(redis_db):
     redis_db.hset(keys.webhook("job:a"), mapping={"url": "http://127.0.0.1:9/", "attempts": 0})
     redis_db.zadd(keys.webhooks(), {"job:a": time.time() - 1})
-    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, lease_s=30)
-    assert [d.member for d in deliveries.claim_due()] == ["job:a"]
-    assert deliveries.claim_due() == []
+    deliveries = DeliveryQueue(redis_db, max_attempts=3, backoff_s=1, hold_s=30)
+    assert [d.member for d in deliveries.take_due()] == ["job:a"]
+    assert deliveries.take_due() == []
 
 
 def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:

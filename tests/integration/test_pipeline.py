@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from shared import rq_keys
 from shared.config import Settings
 from shared.signature import ModelSignature, TensorSpec
@@ -59,8 +59,8 @@ def test_the_next_micro_batch_is_claimed_and_the_last_published_while_the_model_
     worker = InferenceWorker(settings, LoadedModel(SIGNATURE, {"serving_default": SignatureCall(gated)}))
     worker.registration.birth(model_document(SIGNATURE, settings, 0.0))
     worker.publishing.start()
-    store = JobStore(redis_db, settings)
-    first, second, third = (store.submit({"x": np.full((1, 2), v, np.float32)}) for v in (1.0, 2.0, 3.0))
+    jobs = RedisJobs(redis_db, settings)
+    first, second, third = (jobs.submit({"x": np.full((1, 2), v, np.float32)}) for v in (1.0, 2.0, 3.0))
     try:
         step = threading.Thread(target=worker.step)
         step.start()

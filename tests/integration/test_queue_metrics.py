@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
+from api.metrics import ServiceCollector
 from api.queue_metrics import QueueCollector, read_view
 from shared import keys, webhooks
 from shared.config import Settings
@@ -27,8 +28,8 @@ def _url(redis_db) -> str:
 
 
 def _submit(redis_db, rows: int) -> str:
-    store = JobStore(redis_db, Settings.from_env({}))
-    return store.submit({"pixels": np.zeros((rows, 64), np.float32)})
+    jobs = RedisJobs(redis_db, Settings.from_env({}))
+    return jobs.submit({"pixels": np.zeros((rows, 64), np.float32)})
 
 
 def test_queue_rows_and_the_oldest_jobs_age_are_read_per_queue(redis_db):
@@ -54,7 +55,7 @@ def test_bulk_rows_pending_counts_only_rows_not_yet_run_in_live_batches(redis_db
             keys.batch(batch_id),
             mapping={"status": status, "total_rows": total, "done_rows": done, "failed_rows": failed},
         )
-        redis_db.zadd(keys.batch_expiry(), {batch_id: time.time() + 60})
+        redis_db.zadd(keys.batch_retirement(), {batch_id: time.time() + 60})
     view = read_view(redis_db)
     assert view.bulk_rows_pending == 65 + 50
     assert view.batches == {"in_progress": 1, "queued": 1, "completed": 1}
@@ -64,11 +65,11 @@ def test_webhook_backlog_failures_and_given_up_deliveries_are_counted(redis_db):
     with redis_db.pipeline() as pipe:
         webhooks.enqueue(pipe, "job", "j1", "http://receiver.example/hook", 60)
         pipe.execute()
-    deliveries = webhooks.DeliveryQueue(redis_db, max_attempts=2, backoff_s=0, lease_s=30)
-    (first,) = deliveries.claim_due()
+    deliveries = webhooks.DeliveryQueue(redis_db, max_attempts=2, backoff_s=0, hold_s=30)
+    (first,) = deliveries.take_due()
     assert deliveries.failed(first) is True
     assert read_view(redis_db).webhooks_waiting == 1
-    (second,) = deliveries.claim_due()
+    (second,) = deliveries.take_due()
     assert deliveries.failed(second) is False
     view = read_view(redis_db)
     assert (view.webhooks_waiting, view.webhook_calls["failed"], view.webhooks_given_up) == (0, 2, 1)
@@ -90,6 +91,19 @@ def test_the_collector_renders_every_family_with_its_labels(redis_db):
     assert samples[("inference_redis_round_trips_total", ())] == 25
     assert samples[("inference_batches", (("status", "expired"),))] == 0
     assert samples[("inference_webhook_calls_total", (("outcome", "delivered"),))] == 0
+
+
+def test_queued_jobs_count_jobs_and_their_deprecated_old_name_reports_the_same_for_one_release(redis_db):
+    _submit(redis_db, 3)
+    _submit(redis_db, 1)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(redis_db))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    queued = {s.labels["queue"]: s.value for s in families["inference_queued_jobs"].samples}
+    assert queued == {"predict": 2}  # jobs; the 4 rows are inference_queue_rows, the queue depth
+    old = families["inference_queue_depth"]
+    assert {s.labels["queue"]: s.value for s in old.samples} == queued
+    assert old.documentation.startswith("Deprecated: use inference_queued_jobs")
 
 
 def test_api_readiness_asks_redis_but_not_the_workers(redis_db):
@@ -117,7 +131,7 @@ def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
     def full() -> None:
         raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["inference"].store.connection, "ping", full)
+    monkeypatch.setattr(app.extensions["inference"].jobs.connection, "ping", full)
     response = app.test_client().get("/readyz?scope=api")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["message"] == "Redis is full; try again later"

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from rq.job import Job
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from shared import keys, rq_keys
 from shared.config import Settings
 from shared.schema import OrjsonSerializer
@@ -62,12 +62,12 @@ def settings(redis_db) -> Settings:
 
 
 @pytest.fixture
-def store(redis_db, settings) -> JobStore:
-    return JobStore(redis_db, settings)
+def jobs(redis_db, settings) -> RedisJobs:
+    return RedisJobs(redis_db, settings)
 
 
-def submit(store: JobStore, value: float, rows: int = 1, **kwargs) -> str:
-    return store.submit({"x": np.full((rows, 2), value, dtype=np.float32)}, **kwargs)
+def submit(jobs: RedisJobs, value: float, rows: int = 1, **kwargs) -> str:
+    return jobs.submit({"x": np.full((rows, 2), value, dtype=np.float32)}, **kwargs)
 
 
 def lapse(redis_db) -> None:
@@ -86,15 +86,15 @@ def queued_rows(redis_db) -> int:
     return redis_db.llen(rq_keys.queue(QUEUE)) + int(redis_db.get(keys.extra_rows(QUEUE)) or 0)
 
 
-def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_skipped(redis_db, settings, store):
-    ids = [submit(store, v) for v in (1.0, 2.0)]
+def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_skipped(redis_db, settings, jobs):
+    ids = [submit(jobs, v) for v in (1.0, 2.0)]
     slow, other = Node(redis_db, settings, "slow"), Node(redis_db, settings, "other")
     batch = slow.claim()
     assert len(batch) == 2
     lapse(redis_db)
     counts = other.recovery.sweep(QUEUE)
     assert (counts.requeued, counts.failed) == (2, 0)
-    late_arrival = submit(store, 3.0)
+    late_arrival = submit(jobs, 3.0)
     queued = [i.decode() for i in redis_db.lrange(rq_keys.queue(QUEUE), 0, -1)]
     assert set(queued[:2]) == set(ids) and queued[2] == late_arrival  # requeued at the front
     redis_db.lrem(rq_keys.queue(QUEUE), 1, late_arrival)
@@ -112,15 +112,15 @@ def test_a_lapsed_lease_is_requeued_and_the_late_publish_of_the_first_worker_is_
     assert queued_rows(redis_db) == 0
 
 
-def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worker(redis_db, settings, store):
-    suspect = submit(store, 1.0)
+def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worker(redis_db, settings, jobs):
+    suspect = submit(jobs, 1.0)
     first = Node(redis_db, settings, "first")
     first.claim()
     lapse(redis_db)
     first.recovery.sweep(QUEUE)
-    fresh = [submit(store, v) for v in (2.0, 3.0)]
+    fresh = [submit(jobs, v) for v in (2.0, 3.0)]
     node = Node(redis_db, settings, "node")
-    busy_job = submit(store, 9.0, rows=100)  # more rows than one batch of 64: the worker stays busy with it
+    busy_job = submit(jobs, 9.0, rows=100)  # more rows than one batch of 64: the worker stays busy with it
     redis_db.lrem(rq_keys.queue(QUEUE), 1, busy_job)
     redis_db.lpush(rq_keys.queue(QUEUE), busy_job)  # now at the head, before the suspect
     batch = node.claim()
@@ -138,8 +138,8 @@ def test_a_job_requeued_after_a_crash_is_claimed_alone_and_never_by_a_busy_worke
     assert all(len(documents(redis_db, i)) == 1 for i in [suspect, busy_job, *fresh])
 
 
-def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_db, settings, store):
-    job_id = submit(store, 1.0)
+def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_db, settings, jobs):
+    job_id = submit(jobs, 1.0)
     node = Node(redis_db, settings, "node")
     for _ in range(settings.max_attempts):
         assert [s.claim.id for s in node.claim()] == [job_id]
@@ -154,10 +154,10 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_as_worker_lost(redis_
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and queued_rows(redis_db) == 0
 
 
-def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queue_empties(redis_db, settings, store):
-    kept, cancelled = submit(store, 1.0, rows=4), submit(store, 2.0, rows=6)
+def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queue_empties(redis_db, settings, jobs):
+    kept, cancelled = submit(jobs, 1.0, rows=4), submit(jobs, 2.0, rows=6)
     assert queued_rows(redis_db) == 10
-    store.cancel(cancelled)
+    jobs.cancel(cancelled)
     assert queued_rows(redis_db) == 4
     node = Node(redis_db, settings, "node")
     node.run_and_publish(node.claim())
@@ -167,9 +167,9 @@ def test_queued_rows_follow_submit_claim_cancel_and_drift_is_reset_when_the_queu
     assert queued_rows(redis_db) == 0
 
 
-def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, settings, store):
-    late = submit(store, 1.0, timeout_s=0.001)
-    on_time = submit(store, 2.0, timeout_s=600)
+def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, settings, jobs):
+    late = submit(jobs, 1.0, deadline_s=0.001)
+    on_time = submit(jobs, 2.0, deadline_s=600)
     deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
     wait_until(lambda: time.time() > deadline)
     node = Node(redis_db, settings, "node")
@@ -178,11 +178,11 @@ def test_a_job_past_its_deadline_is_expired_at_claim_and_never_run(redis_db, set
     assert doc["status"] == "expired" and doc["error"]["code"] == "deadline_exceeded"
     assert documents(redis_db, on_time)[0]["status"] == "finished"
     assert float(redis_db.hget(keys.stats(), "rows")) == 1  # only the job on time reached the model
-    assert store.state(late).status.value == "expired"
+    assert jobs.state(late).status.value == "expired"
 
 
-def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, store):
-    job_id = submit(store, 1.0)
+def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, jobs):
+    job_id = submit(jobs, 1.0)
     node = Node(redis_db, settings, "node")
     batch = node.claim()
     run_microbatch(node.model, batch)
@@ -193,8 +193,8 @@ def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, st
     assert Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer).get_status() == "finished"
 
 
-def test_an_id_queued_twice_runs_once(redis_db, settings, store):
-    job_id = submit(store, 1.0)
+def test_an_id_queued_twice_runs_once(redis_db, settings, jobs):
+    job_id = submit(jobs, 1.0)
     node = Node(redis_db, settings, "node")
     redis_db.rpush(rq_keys.queue(QUEUE), job_id)  # e.g. a submit retried after its reply was lost
     batch = node.claim()
@@ -205,15 +205,15 @@ def test_an_id_queued_twice_runs_once(redis_db, settings, store):
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0
 
 
-def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_page(redis_db, settings, store):
+def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_page(redis_db, settings, jobs):
     from api.metrics import ServiceCollector
 
-    late = submit(store, 1.0, timeout_s=0.001)
+    late = submit(jobs, 1.0, deadline_s=0.001)
     deadline = float(redis_db.hget(rq_keys.job(late), keys.JOB_DEADLINE))
     wait_until(lambda: time.time() > deadline)
     node = Node(redis_db, settings, "node")
     node.run_and_publish(node.claim())  # expired at claim, never run
-    lost = submit(store, 2.0)
+    lost = submit(jobs, 2.0)
     for _ in range(settings.max_attempts):  # its worker dies on every attempt
         node.claim()
         node.source.pending.clear()
@@ -231,7 +231,7 @@ def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_
     assert documents(redis_db, lost)[0]["error"]["code"] == "worker_lost"
 
 
-def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_command(redis_db, settings, store):
+def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_command(redis_db, settings, jobs):
     # Redis reads a blocking timeout under its 100 ms tick as 0, "wait forever": a worker that sent one
     # would stall until the next job arrives (found by make fuzz: 30 s stalls with the adaptive window).
     node = Node(redis_db, settings, "node")
@@ -239,5 +239,5 @@ def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_comm
     assert node.source.take(8, 0.0005) == []  # the queue is empty: an idle worker's first look
     assert node.source.take(8, 0.0005) == []  # now it waits first (every queue ran out)
     assert "cmdstat_blmove" not in redis_db.info("commandstats")
-    submit(store, 1.0)
+    submit(jobs, 1.0)
     assert [s.claim.rows for s in node.source.take(8, 0.0005)] == [1]

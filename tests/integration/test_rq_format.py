@@ -16,7 +16,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from api.jobs.store import JobStore
+from api.jobs.redis_jobs import RedisJobs
 from shared import rq_keys
 from shared.config import Settings
 from shared.payload import PREDICT_FUNC
@@ -46,14 +46,14 @@ def test_our_key_names_are_rqs(redis_db):
 
 
 def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(redis_db, settings):
-    store = JobStore(redis_db, settings)
-    ids = [store.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
+    jobs = RedisJobs(redis_db, settings)
+    ids = [jobs.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
     queue = Queue(QUEUE, connection=redis_db, serializer=OrjsonSerializer)
     assert queue.count == 4 and queue.job_ids == ids
     job = Job.fetch(ids[0], connection=redis_db, serializer=OrjsonSerializer)
     assert job.get_status() == JobStatus.QUEUED.value and job.origin == QUEUE and job.func_name == PREDICT_FUNC
     assert set(job.args[0]) == {"rows", "inputs"} and job.retries_left == 2 and job.enqueued_at is not None
-    store.cancel(ids[3])
+    jobs.cancel(ids[3])
 
     claimed = claim_jobs(
         redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False
@@ -83,8 +83,8 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
 
 
 def test_rq_info_counts_waiting_executing_finished_and_failed_jobs_of_a_run(redis_db, settings):
-    store = JobStore(redis_db, settings)
-    ids = [store.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
+    jobs = RedisJobs(redis_db, settings)
+    ids = [jobs.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
     claim_jobs(redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False)
     endings = [
         Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b"{}"),

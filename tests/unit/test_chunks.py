@@ -11,7 +11,7 @@ import orjson
 from shared.batches import ChunkSpec
 from shared.schema import ErrorCode
 from shared.storage.layout import chunk_errors_key
-from worker.chunks import ChunkStore
+from worker.chunks import ChunkFiles
 from worker.claim import Claim
 
 
@@ -38,7 +38,7 @@ def test_a_chunk_whose_outputs_cannot_be_written_fails_with_storage_failed():
     claimed = Claim(id="b1-0", queue_index=1, lease="b1-0:t", rows=2, chunk=ChunkSpec("b1", 0, 0, 2, ("pixels",)))
     claimed.outputs.append({"probabilities": np.zeros((2, 10), np.float32)})
     claimed.done_rows = 2
-    assert ChunkStore(storage, records=None).save(claimed) == (0, 2)
+    assert ChunkFiles(storage, records=None).save(claimed) == (0, 2)
     assert claimed.error.code is ErrorCode.STORAGE_FAILED and "No space left" in claimed.error.message
     lines = storage.files[chunk_errors_key("b1", 0)].splitlines()
     assert [orjson.loads(line)["row"] for line in lines] == [0, 1]

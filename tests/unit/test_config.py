@@ -93,7 +93,7 @@ def test_procfile_names_web_grpc_and_worker():
 
 def test_reliability_settings_have_safe_defaults():
     settings = Settings.from_env({})
-    assert (settings.max_attempts, settings.max_queue_depth, settings.job_timeout) == (3, 100_000, 0.0)
+    assert (settings.max_attempts, settings.max_queue_depth, settings.job_start_deadline_s) == (3, 100_000, 0.0)
     assert settings.api_key_list() == ()
 
 
@@ -102,8 +102,8 @@ def test_reliability_settings_have_safe_defaults():
     [
         ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS=0 is not valid: expected an integer ≥ 1"),
         ({"MAX_QUEUE_DEPTH": "-5"}, "MAX_QUEUE_DEPTH=-5 is not valid"),
-        ({"JOB_TIMEOUT": "-1"}, "JOB_TIMEOUT=-1.0 is not valid"),
-        ({"JOB_TIMEOUT": "nan"}, "JOB_TIMEOUT=nan is not valid"),
+        ({"JOB_START_DEADLINE_S": "-1"}, "JOB_START_DEADLINE_S=-1.0 is not valid"),
+        ({"JOB_START_DEADLINE_S": "nan"}, "JOB_START_DEADLINE_S=nan is not valid"),
         ({"API_KEYS": "good-key,,other"}, "key 2 in the list is empty"),
         ({"API_KEYS": "@/nonexistent/keys.txt"}, "cannot read the key file"),
     ],
@@ -131,6 +131,7 @@ def test_api_keys_come_from_a_comma_list_or_a_file_and_never_show_in_errors_or_r
     [
         ("MAX_BATCH_SIZE", "MAX_MICROBATCH_ROWS", "max_microbatch_rows"),
         ("MAX_BATCH_DELAY_MS", "MAX_MICROBATCH_DELAY_MS", "max_microbatch_delay_ms"),
+        ("JOB_TIMEOUT", "JOB_START_DEADLINE_S", "job_start_deadline_s"),
     ],
 )
 def test_a_renamed_variable_still_works_under_its_old_name_with_a_deprecation_warning(old, new, field, caplog):

@@ -99,7 +99,7 @@ def test_multipart_upload_yields_the_file_and_its_fields():
     )
     upload = open_upload("multipart/form-data; boundary=XyZ", io.BytesIO(body), 10_000)
     assert upload.format == "csv"
-    assert b"".join(upload.chunks) == b"1,2\n3,4"
+    assert b"".join(upload.pieces) == b"1,2\n3,4"
     assert upload.fields == {"on_error": "skip"}
 
 
@@ -108,4 +108,4 @@ def test_upload_format_and_size_are_checked():
         open_upload("application/json", io.BytesIO(b"[]"), 100)
     upload = open_upload("text/csv", io.BytesIO(b"1,2\n" * 100), 100)
     with pytest.raises(PayloadTooLarge):
-        list(upload.chunks)
+        list(upload.pieces)

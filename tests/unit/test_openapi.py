@@ -1,5 +1,5 @@
 """The OpenAPI document matches the real routes, lists every status with a schema, builds its row schemas
-from the published signature, agrees with Allow headers, and /docs loads every asset from this server."""
+from the advertised signature, agrees with Allow headers, and /docs loads every asset from this server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from api import create_app
 from api.openapi.paths import Facts, document
 from shared.config import Settings
 from shared.signature import ModelSignature, TensorSpec
-from tests.support import publish_model
+from tests.support import advertise_model
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 DIGITS = ModelSignature("digits", "3", (TensorSpec("pixels", (8, 8), "float32"),), (TensorSpec("p", (10,), "float32"),))
@@ -33,12 +33,12 @@ def _settings(redis_db, **overrides) -> Settings:
 
 @pytest.fixture
 def app(redis_db):
-    """The app on an empty Redis database: no model published."""
+    """The app on an empty Redis database: no model advertised."""
     return create_app(_settings(redis_db))
 
 
-def _publish(redis_db, signature: ModelSignature) -> None:
-    publish_model(redis_db, signature)
+def _advertise(redis_db, signature: ModelSignature) -> None:
+    advertise_model(redis_db, signature)
 
 
 def _routes(app) -> set[tuple[str, str]]:
@@ -118,14 +118,14 @@ def test_the_document_is_valid_openapi_and_every_status_has_a_described_body(fac
 
 def test_without_a_published_model_the_row_schemas_are_generic(app):
     doc = app.test_client().get("/openapi.json").get_json()
-    assert "No model is published yet" in doc["info"]["description"]
+    assert "No model is advertised yet" in doc["info"]["description"]
     assert "items" in doc["components"]["schemas"]["Rows"] and "anyOf" not in doc["components"]["schemas"]["Rows"]
     name = doc["paths"]["/v1/models/{name}:predict"]["post"]["parameters"][0]["schema"]
     assert name == {"type": "string", "pattern": "^[^/:]+$"}
 
 
 def test_row_schemas_follow_the_published_signature(app, redis_db):
-    _publish(redis_db, DIGITS)
+    _advertise(redis_db, DIGITS)
     doc = app.test_client().get("/openapi.json").get_json()
     rows = doc["components"]["schemas"]["Rows"]["anyOf"][0]
     assert (rows["minItems"], rows["maxItems"]) == (1, 1024)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.validation import columns_to_arrays, job_timeout, rows_to_arrays, to_array
+from api.validation import columns_to_arrays, rows_to_arrays, start_deadline, to_array
 from shared.errors import InvalidInput
 from shared.payload import decode_inputs, encode_inputs
 from shared.signature import ModelSignature, TensorSpec
@@ -110,13 +110,13 @@ def test_bad_columnar_inputs_name_the_input(inputs, field, words):
     ],
 )
 def test_a_jobs_timeout_comes_from_the_body_then_the_query_then_the_default(doc, query, expected):
-    assert job_timeout(doc, query, 7.0) == expected
+    assert start_deadline(doc, query, 7.0) == expected
 
 
 @pytest.mark.parametrize("value", [0, -1, "soon", None, True, [], float("nan"), "inf", 1e400, 86401, "1e400", "5"])
 def test_a_timeout_must_be_seconds_above_zero_and_at_most_a_day(value):
     with pytest.raises(InvalidInput) as info:
-        job_timeout({"timeout": value}, None, 0.0)
+        start_deadline({"timeout": value}, None, 0.0)
     assert info.value.field == "timeout" and "86400" in info.value.expected
 
 
@@ -146,5 +146,5 @@ def test_arrays_keep_their_own_dtype_and_are_converted():
 @pytest.mark.parametrize("query", ["999999", ""])
 def test_a_bad_query_timeout_is_refused_even_when_the_body_has_a_good_one(query):
     with pytest.raises(InvalidInput) as info:
-        job_timeout({"timeout": 5}, query, 7.0)
+        start_deadline({"timeout": 5}, query, 7.0)
     assert info.value.field == "timeout"

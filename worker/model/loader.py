@@ -1,10 +1,10 @@
 """Load a model once and call it through a compiled path: `.keras`, legacy `.h5`, or a SavedModel directory.
 
-Keras models are wrapped in a `tf.function` whose input signature has a `None` batch dimension, so one
-trace serves every batch size (never `model.predict`, which costs tens of ms a call). SavedModels are
+Keras models are wrapped in a `tf.function` whose input signature has a `None` first (row) dimension, so one
+trace serves any number of rows (never `model.predict`, which costs tens of ms a call). SavedModels are
 called through their signatures (every one is loaded: `serving_default` and, for TF Serving's models,
-classify and regress ones); only a signature with a static batch size is padded. A SavedModel's
-SignatureDefs are read from its `saved_model.pb` and published as they are, so metadata matches TF Serving.
+classify and regress ones); only a signature with a fixed number of rows is padded. A SavedModel's
+SignatureDefs are read from its `saved_model.pb` and advertised as they are, so metadata matches TF Serving.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ModelLoadError(RuntimeError):
 
 
 class SignatureCall:
-    """One compiled signature: a call on named, stacked arrays, padded when its batch size is fixed."""
+    """One compiled signature: a call on named, stacked arrays, padded when its number of rows is fixed."""
 
     def __init__(self, call: Callable[[Arrays], Arrays], static_batch: int | None = None) -> None:
         self._call = call
@@ -51,7 +51,7 @@ class SignatureCall:
         return self._predict_padded(inputs, self._static_batch)
 
     def _predict_padded(self, inputs: Mapping[str, np.ndarray], size: int) -> Arrays:
-        # A signature fixed to one batch size: feed it slices of exactly that size.
+        # A signature fixed to one number of rows: feed it slices of exactly that many.
         rows = len(next(iter(inputs.values())))
         parts: list[Arrays] = []
         for start in range(0, rows, size):
@@ -72,7 +72,7 @@ class LoadedModel:
         self._calls = calls
 
     def predict(self, inputs: Mapping[str, np.ndarray], signature: str = DEFAULT_SIGNATURE) -> Arrays:
-        """Run one batch through the named signature; every output has as many rows as the inputs.
+        """Run one micro-batch through the named signature; every output has as many rows as the inputs.
 
         Raises:
             KeyError: the model has no signature of that name.
@@ -83,20 +83,21 @@ class LoadedModel:
         """The input names of the named signature (raises KeyError for an unknown one)."""
         return [t.name for t in self.signature.select(signature).inputs]
 
-    def warm_up(self, batch_sizes: list[int]) -> float:
-        """Run zero batches of the given sizes so the first real request pays no start-up cost; returns seconds.
+    def warm_up(self, microbatch_rows: list[int]) -> float:
+        """Run micro-batches of zeros, of the given numbers of rows, so the first real request pays no start-up
+        cost; returns seconds.
 
         A default signature taking byte strings (serialized tf.Example) is not warmed: zeros do not parse.
         """
         started = time.monotonic()
         if any(t.dtype == "string" for t in self.signature.inputs):
             return 0.0
-        for size in sorted(set(batch_sizes)):
+        for size in sorted(set(microbatch_rows)):
             self.predict(zero_inputs(self.signature, size))
         return time.monotonic() - started
 
 
-def load_and_warm(path: str, name: str, version: str, batch_sizes: list[int]) -> LoadedModel:
+def load_and_warm(path: str, name: str, version: str, microbatch_rows: list[int]) -> LoadedModel:
     """Load one version (a version directory, or a model file or SavedModel) and warm it up; logs the seconds
     it took and how much the process's resident memory grew (the memory the version takes, roughly).
 
@@ -107,7 +108,7 @@ def load_and_warm(path: str, name: str, version: str, batch_sizes: list[int]) ->
 
     rss_before, started = resident_bytes(), time.monotonic()
     model = load_model(model_in_version_dir(path) if os.path.isdir(path) else path, name, version)
-    warm_s = model.warm_up(batch_sizes)
+    warm_s = model.warm_up(microbatch_rows)
     log.info(
         "model %s version %s loaded and warmed up in %.2f s (warm-up %.2f s), resident memory +%.0f MiB",
         name,
@@ -129,7 +130,7 @@ def resident_bytes() -> int:
 
 
 def zero_inputs(signature: ModelSignature, rows: int) -> Arrays:
-    """A batch of zeros matching the signature (unknown dimensions become 1)."""
+    """Rows of zeros matching the signature (unknown dimensions become 1)."""
     return {t.name: np.zeros((rows, *[d or 1 for d in t.shape]), dtype=t.dtype) for t in signature.inputs}
 
 

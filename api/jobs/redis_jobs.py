@@ -50,7 +50,7 @@ class JobState:
     document: bytes | None = None
 
 
-class JobStore:
+class RedisJobs:
     """Redis operations for /predict, /result and /jobs; one instance per app.
 
     Methods that read or change a job take the caller's `owner` (see `api.auth`): a job created with
@@ -97,7 +97,7 @@ class JobStore:
         self,
         arrays: dict[str, np.ndarray],
         owner: str = "",
-        timeout_s: float = 0.0,
+        deadline_s: float = 0.0,
         callback_url: str | None = None,
         request_id: str | None = None,
         job_id: str | None = None,
@@ -107,7 +107,7 @@ class JobStore:
     ) -> str:
         """Enqueue one job for `arrays` in a single round trip; returns its id.
 
-        `timeout_s` > 0 gives the job a deadline: a worker that reaches it later fails it as `expired`.
+        `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
         the webhook, and its log lines for the job carry the request id. `signature` names the model
         signature that runs the job (None: the default one). `queue` is the model's queue (default QUEUE_NAME)
@@ -125,8 +125,8 @@ class JobStore:
             now=rq_keys.timestamp(),
         )
         fields[keys.JOB_ROWS] = rows
-        if timeout_s > 0:
-            fields[keys.JOB_DEADLINE] = repr(time.time() + timeout_s)
+        if deadline_s > 0:
+            fields[keys.JOB_DEADLINE] = repr(time.time() + deadline_s)
         if owner:
             fields[keys.JOB_OWNER] = owner
         meta = {k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v}
@@ -153,7 +153,7 @@ class JobStore:
         arrays: dict[str, np.ndarray],
         wait_s: float,
         owner: str = "",
-        timeout_s: float = 0.0,
+        deadline_s: float = 0.0,
         callback_url: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
@@ -163,11 +163,11 @@ class JobStore:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
         where = {"signature": signature, "queue": queue, "version": version}
         if wait_s <= 0:
-            return self.submit(arrays, owner, timeout_s, callback_url, request_id, **where), None
+            return self.submit(arrays, owner, deadline_s, callback_url, request_id, **where), None
         job_id = uuid.uuid4().hex
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
-            self.submit(arrays, owner, timeout_s, callback_url, request_id, job_id=job_id, **where)
+            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, **where)
         except BaseException:
             self.results.wait(job_id, waiting, 0, check_first=False)  # stops waiting
             raise
@@ -178,13 +178,15 @@ class JobStore:
         return self.connection.hget(rq_keys.job(job_id), keys.JOB_RESULT)
 
     def state(self, job_id: str, owner: str = "") -> JobState:
-        """The job's state; raises NotFound for an unknown or expired id, or one that `owner` did not create."""
+        """The job's state; raises NotFound for an unknown or purged id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline = self.connection.hmget(
             rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
         )
         if status is None or not owns(stored_owner, owner):
-            raise NotFound(f"no job {job_id!r}: unknown, or its result expired", field="id")
+            raise NotFound(
+                f"no job {job_id!r}: unknown, or its result was purged (RESULT_TTL after it ended)", field="id"
+            )
         if document is not None:
             return JobState(JobStatus(orjson.loads(document)["status"]), document)
         try:
@@ -215,7 +217,7 @@ class JobStore:
         """Cancel a job that has not started; returns its (canceled) document.
 
         Raises:
-            NotFound: unknown or expired id, or a job `owner` did not create.
+            NotFound: unknown or purged id, or a job `owner` did not create.
             Conflict: the job was already claimed by a worker, or is done.
         """
         state = self.state(job_id, owner)
@@ -250,7 +252,7 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
                 rq_keys.job(job_id),
                 rq_keys.canceled(queue),
                 keys.extra_rows(queue),
-                keys.expiry(),
+                keys.purge_index(),
                 keys.webhooks(),
                 keys.webhook(member),
             ],

@@ -1,6 +1,0 @@
--- Claim due webhook deliveries: each one's score moves to the end of its lease, so a sender that dies
--- mid-call leaves it due again once the lease ends.
--- KEYS: [1] the deliveries set. ARGV: [1] now (Unix), [2] lease end (Unix), [3] most to claim.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
-return due
