@@ -141,7 +141,7 @@ class InferenceWorker:
         first = self.models.resolve(self.models.names[0], None)
         assert not isinstance(first, str), first  # every model has a version AVAILABLE once started
         document = model_document(first.loaded.signature, self.settings, load_s)
-        while not self._attempt(lambda: self.registration.birth(document, self._registry_doc())):
+        while not self._attempt(lambda: self.registration.birth(document, self.registry_doc())):
             if self.stopping:
                 return
         log.info(
@@ -204,9 +204,9 @@ class InferenceWorker:
         self.recovery.run_if_due()
         held = {(c.served.model, c.served.version) for c in self.source.pending if c.served is not None}
         if self.models.poll_if_due(held):
-            self.registration.advertise_models(self._registry_doc())
+            self.registration.advertise_models(self.registry_doc())
 
-    def _registry_doc(self) -> bytes:
+    def registry_doc(self) -> bytes:
         """This worker's models, versions and states, with its micro-batching settings (shared/model_registry.py)."""
         knobs = {
             "max_microbatch_rows": self.settings.max_microbatch_rows,
