@@ -61,10 +61,11 @@ class ModelInfo:
         self._expires = 0.0
         self._read_at = float("-inf")
         self._models: dict[str, ModelStatus] = {}
+        self._live: set[str] = set()
         self._batching: dict[str, Any] = {}
 
     def models(self) -> dict[str, ModelStatus]:
-        """Every model a live worker serves, by name, in configuration order."""
+        """Every model a worker advertised, by name: as the live workers serve it, or as last advertised."""
         self._refresh()
         return self._models
 
@@ -159,10 +160,19 @@ class ModelInfo:
                 pipe.zrangebyscore(keys.workers(), time.time(), "+inf")
                 documents, live = pipe.execute()
             live_names = set(live)
-            decoded = [decode(raw) for worker, raw in sorted(documents.items()) if worker in live_names]
-            self._models = merge(models for models, _ in decoded)
-            self._batching = decoded[0][1] if decoded else {}
+            decoded = {worker: decode(raw) for worker, raw in sorted(documents.items())}
+            serving = merge(models for worker, (models, _) in decoded.items() if worker in live_names)
+            # A model no live worker serves (scaled to zero, or restarting) keeps what was advertised last.
+            stopped = merge(models for worker, (models, _) in decoded.items() if worker not in live_names)
+            self._models = {**{n: m for n, m in stopped.items() if n not in serving}, **serving}
+            self._live = set(serving)
+            self._batching = next(iter(decoded.values()))[1] if decoded else {}
             self._expires = now + (CACHE_S if self._models else 0.0)
+
+    def is_live(self, name: str) -> bool:
+        """Whether a live worker serves the model (else its versions are as last advertised, and none runs)."""
+        self._refresh()
+        return name in self._live
 
     def live_workers(self) -> list[str]:
         """Names of workers whose last heartbeat has not expired."""

@@ -23,8 +23,8 @@ def model() -> str:
 
 def model_registry() -> str:
     """Hash: worker name → JSON of the models, versions and version states it serves (shared/model_registry.py);
-    no TTL, the field is rewritten at each heartbeat and deleted when the worker stops; readers skip the
-    fields of workers no longer live."""
+    no TTL. Rewritten at each heartbeat; kept when the worker stops (the API then shows its models as last
+    advertised) until a worker serving the same models starts and deletes it."""
     return f"{PREFIX}:models"
 
 

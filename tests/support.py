@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.model_registry import ModelStatus, VersionState, VersionStatus, encode
 from shared.signature import ModelSignature
 
-STAND_IN_WORKER = "stand-in-worker"  # the live worker that advertise_model and copy_models pretend exists
+STOPPED_WORKER = "stand-in-worker"  # the live worker that advertise_model and copy_models pretend exists
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05) -> object:
@@ -178,15 +178,14 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
 def advertise_model(
     connection: redis.Redis, signature: ModelSignature, queue: str = "predict", bulk_queue: str = "predict-bulk"
 ) -> None:
-    """Publish a model as a live worker would (its registry document, a live heartbeat), for an API without one."""
+    """Advertise a model as a worker that has since stopped would have (its registry document), for an API with
+    no worker: jobs are accepted and queued, none runs."""
     version = VersionStatus(signature.version, VersionState.AVAILABLE, "", signature)
     document = encode([ModelStatus(signature.name, queue, bulk_queue, {}, {signature.version: version})], {})
-    connection.hset(keys.model_registry(), STAND_IN_WORKER, document)
-    connection.zadd(keys.workers(), {STAND_IN_WORKER: time.time() + 3600})
+    connection.hset(keys.model_registry(), STOPPED_WORKER, document)
 
 
 def copy_models(source: redis.Redis, target: redis.Redis) -> None:
-    """Publish in `target` what the workers of `source` serve, for an API on another Redis with no worker."""
-    for models in source.hgetall(keys.model_registry()).values():
-        target.hset(keys.model_registry(), STAND_IN_WORKER, models)
-    target.zadd(keys.workers(), {STAND_IN_WORKER: time.time() + 3600})
+    """Advertise in `target` what the workers of `source` serve, for an API on another Redis with no worker."""
+    for worker, models in source.hgetall(keys.model_registry()).items():
+        target.hset(keys.model_registry(), worker, models)

@@ -13,8 +13,25 @@ from rq import Worker
 
 from shared import keys, rq_keys
 from shared.config import Settings
+from shared.model_registry import decode
 from shared.signature import ModelSignature
 from worker.claim import Claim
+
+
+def superseded_documents(connection: redis.Redis, registry_doc: bytes) -> list[bytes]:
+    """Registry fields of workers no longer live that served none but this worker's models: this worker's
+    document now says what they said (so stopped workers' documents do not pile up)."""
+    mine = {m.name for m in decode(registry_doc)[0]}
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.model_registry())
+        pipe.zrangebyscore(keys.workers(), time.time(), "+inf")
+        documents, live = pipe.execute()
+    live_names = set(live)
+    return [
+        worker
+        for worker, raw in documents.items()
+        if worker not in live_names and {m.name for m in decode(raw)[0]} <= mine
+    ]
 
 
 def model_document(signature: ModelSignature, settings: Settings, load_s: float) -> bytes:
@@ -47,8 +64,11 @@ class Registration:
         self._model_doc = model_doc
         self._registry_doc = registry_doc
         self.worker.register_birth()
+        superseded = superseded_documents(self.connection, registry_doc)
         with self.connection.pipeline() as pipe:
             pipe.set(keys.model(), model_doc)
+            if superseded:
+                pipe.hdel(keys.model_registry(), *superseded)
             pipe.hset(keys.model_registry(), self.worker.name, registry_doc)
             pipe.zadd(keys.workers(), {self.worker.name: time.time() + self.ttl_s})
             pipe.sadd(rq_keys.QUEUES, *(rq_keys.queue(name) for name in self.queue_names))
@@ -89,9 +109,7 @@ class Registration:
         self.connection.hset(keys.model_registry(), self.worker.name, registry_doc)
 
     def death(self) -> None:
-        """Leave the live set, the model registry and RQ's registry."""
-        with self.connection.pipeline() as pipe:
-            pipe.zrem(keys.workers(), self.worker.name)
-            pipe.hdel(keys.model_registry(), self.worker.name)
-            pipe.execute()
+        """Leave the live set and RQ's registry. The registry document stays: while no worker serves a model
+        (scaled to zero), the API still accepts and queues its jobs from what was advertised last."""
+        self.connection.zrem(keys.workers(), self.worker.name)
         self.worker.register_death()

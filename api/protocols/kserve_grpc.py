@@ -91,10 +91,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: service_pb2.ModelReadyRequest, context: grpc.ServicerContext
     ) -> service_pb2.ModelReadyResponse:
         try:
-            served(self.backend, request.name, request.version)
+            target = served(self.backend, request.name, request.version)
         except (NotFound, NotReady):  # as Triton: an unknown or unloaded model is not ready, which is no error
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=True)
+        return service_pb2.ModelReadyResponse(ready=self.backend.model_info.is_live(target.name))
 
     @rpc
     def ServerMetadata(

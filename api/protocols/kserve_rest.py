@@ -79,6 +79,8 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 def model_ready(name: str, version: str | None = None) -> Response:
     """200 when a live worker has the model (that version, when given) AVAILABLE, else 503 (404: unknown)."""
     target = served(name, version)
+    if not current_app.extensions["inference"].model_info.is_live(target.name):
+        raise NotReady("no live worker has the model loaded", retry_after=2)
     return json_response({"name": target.name, "ready": True})
 
 

@@ -29,6 +29,7 @@ from api.jobs.submit import Predictions
 from api.model_info import Served
 from api.protocols.grpc_backend import Backend, check_arrays, rpc
 from api.protocols.tfserving_methods import (
+    NOT_LOADED,
     Method,
     choose,
     classify_results,
@@ -208,7 +209,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 state=getattr(state, version.state.value),
             )
             if version.error:
-                status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                code = grpc.StatusCode.UNAVAILABLE if version.error == NOT_LOADED else grpc.StatusCode.UNKNOWN
+                status.status.error_code = code.value[0]
                 status.status.error_message = version.error
             listed.append(status)
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=listed)

@@ -10,7 +10,7 @@ from typing import Any
 
 from api.model_info import ModelInfo, ModelNotServed, Served
 from shared.errors import InvalidInput, NotFound, NotReady
-from shared.model_registry import VersionStatus, version_order
+from shared.model_registry import VersionState, VersionStatus, version_order
 from shared.signature import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -20,6 +20,7 @@ from shared.signature import (
     SignatureDef,
 )
 
+NOT_LOADED = "no live worker has the model loaded"  # a version's error while no worker serves its model
 CLASSIFY_SCORES = "scores"
 CLASSIFY_CLASSES = "classes"
 REGRESS_OUTPUTS = "outputs"
@@ -124,4 +125,6 @@ def version_statuses(model_info: ModelInfo, name: str, version: str | None) -> l
         wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
         raise NotFound(f"Servable not found for request: {wanted}")
     listed = status.versions.values() if version is None else [status.versions[version]]
+    if not model_info.is_live(name):  # as last advertised: nothing is loaded while no worker runs
+        listed = [VersionStatus(v.version, VersionState.END, NOT_LOADED) for v in listed]
     return sorted(listed, key=lambda v: version_order(v.version), reverse=True)

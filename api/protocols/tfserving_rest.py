@@ -24,6 +24,7 @@ from api.jobs.submit import infer
 from api.model_info import Served
 from api.protocols.tf_example import json_type, serialize_examples
 from api.protocols.tfserving_methods import (
+    NOT_LOADED,
     Method,
     choose,
     classify_results,
@@ -229,12 +230,17 @@ def status(name: str, version: str | None = None) -> Response:
                 {
                     "version": v.version,
                     "state": v.state.value,
-                    "status": {"error_code": "UNKNOWN" if v.error else "OK", "error_message": v.error},
+                    "status": {"error_code": _error_code(v.error), "error_message": v.error},
                 }
                 for v in listed
             ]
         }
     )
+
+
+def _error_code(error: str) -> str:
+    """TF Serving's status code name: OK, UNAVAILABLE while no worker runs the model, UNKNOWN for a failed load."""
+    return "OK" if not error else "UNAVAILABLE" if error == NOT_LOADED else "UNKNOWN"
 
 
 @bp.get("/v1/models/<model:name>/metadata")
