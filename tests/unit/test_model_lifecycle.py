@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared.model_registry import ModelStatus, VersionState, VersionStatus, merge
+from worker.claim import Claim
+from worker.microbatcher import Segment
 from worker.model.lifecycle import Action, InHand, Step, plan
-from worker.model.manager import ModelManager
+from worker.model.manager import ModelManager, ServedVersion
 from worker.model.serving_config import ModelConfig, ServingConfigError, VersionPolicy, parse_config_file
+from worker.runner import run_microbatch
 
 AVAILABLE, LOADING, END = InHand(VersionState.AVAILABLE), InHand(VersionState.LOADING), InHand(VersionState.END)
 FAILED = InHand(VersionState.END, failed=True)
@@ -155,3 +159,30 @@ def test_merged_status_shows_each_version_in_its_best_state_across_workers():
         [model(**{"1": VersionState.AVAILABLE, "2": VersionState.LOADING}), model(**{"2": VersionState.AVAILABLE})]
     )
     assert merged["m"].available() == ["2", "1"]
+
+
+class FakeVersion:
+    """A loaded version that answers its number and records each call's rows."""
+
+    def __init__(self, number: int, calls: list[tuple[int, int]]) -> None:
+        self.number, self.calls = number, calls
+
+    def input_names(self, signature: str) -> list[str]:
+        return ["x"]
+
+    def predict(self, inputs: dict, signature: str) -> dict:
+        self.calls.append((self.number, len(inputs["x"])))
+        return {"y": np.full((len(inputs["x"]), 1), float(self.number))}
+
+
+def test_a_micro_batch_never_mixes_versions_and_each_claim_runs_on_the_version_it_holds():
+    calls: list[tuple[int, int]] = []
+    one, two = (ServedVersion("m", str(n), FakeVersion(n, calls)) for n in (1, 2))
+    claims = [
+        Claim(id=str(i), queue_index=0, lease="l", rows=1, inputs={"x": np.zeros((1, 1))}, model="m", served=held)
+        for i, held in enumerate([one, two, one])
+    ]
+    stats = run_microbatch(None, [Segment(c, 0, 1) for c in claims])
+    assert sorted(calls) == [(1, 2), (2, 1)] and stats.model_calls == 2
+    assert [float(c.outputs[0]["y"][0][0]) for c in claims] == [1.0, 2.0, 1.0]
+    assert [c.model_ref for c in claims] == [{"name": "m", "version": v} for v in ("1", "2", "1")]
