@@ -8,12 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.config import Settings
 from shared.model_registry import ModelStatus, VersionState, VersionStatus, merge
+from worker.__main__ import model_manager
 from worker.claim import Claim
 from worker.microbatcher import Segment
 from worker.model.lifecycle import Action, InHand, Step, plan
 from worker.model.manager import ModelManager, ServedVersion
-from worker.model.serving_config import ModelConfig, ServingConfigError, VersionPolicy, parse_config_file
+from worker.model.serving_config import (
+    ModelConfig,
+    ServingConfigError,
+    VersionPolicy,
+    parse_config_file,
+    served_models,
+)
 from worker.runner import run_microbatch
 
 AVAILABLE, LOADING, END = InHand(VersionState.AVAILABLE), InHand(VersionState.LOADING), InHand(VersionState.END)
@@ -186,3 +194,20 @@ def test_a_micro_batch_never_mixes_versions_and_each_claim_runs_on_the_version_i
     assert sorted(calls) == [(1, 2), (2, 1)] and stats.model_calls == 2
     assert [float(c.outputs[0]["y"][0][0]) for c in claims] == [1.0, 2.0, 1.0]
     assert [c.model_ref for c in claims] == [{"name": "m", "version": v} for v in ("1", "2", "1")]
+
+
+def test_model_base_path_serves_its_newest_version_named_after_model_name(tmp_path):
+    _versions(tmp_path, "1", "2")
+    (model,) = served_models(Settings().replace(model_base_path=str(tmp_path), model_name="sentiment"))
+    assert (model.name, model.aspired_versions()) == ("sentiment", {"2": str(tmp_path / "2")})
+
+
+def test_worker_models_picks_models_of_the_config_file_each_with_its_own_queues(tmp_path):
+    path = tmp_path / "models.config"
+    path.write_text('model_config_list { config { name: "a" base_path: "a" } config { name: "b" base_path: "b" } }')
+    settings = Settings().replace(model_config_file=str(path), worker_models="b")
+    manager = model_manager(settings)
+    assert [(m.name, m.queue, m.bulk_queue) for m in manager.statuses()] == [("b", "predict-b", "predict-bulk-b")]
+    manager.stop()
+    with pytest.raises(ServingConfigError, match="WORKER_MODELS names c"):
+        model_manager(settings.replace(worker_models="c"))
