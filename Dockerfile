@@ -5,9 +5,13 @@
 #   docker build --target worker     -t inference-worker .      micro-batching worker with TensorFlow (CPU)
 #   docker build --target worker-gpu -t inference-worker-gpu .  the same on TensorFlow's CUDA wheel (tensorflow[and-cuda])
 # Every image runs as an unprivileged user (uid 10001) and has a HEALTHCHECK and a default CMD.
-# Not built on the machines this was written on (no Docker there): tests/unit/test_images.py checks this file.
+# Supply chain: the base image is pinned by digest (scripts/pin_images.sh updates it), and each image installs
+# its lock file (requirements-<role>.lock: every package, one version, its SHA-256) with --require-hashes:
+# a changed or substituted file fails the build. `python -m scripts.lock_requirements` rewrites the locks.
+# Not built on the machines this was written on (no Docker there): tests/unit/test_images.py checks this file,
+# tests/unit/test_locks.py the locks.
 
-FROM python:3.11-slim AS base
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7 AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app DATA_DIR=/data TF_CPP_MIN_LOG_LEVEL=2
 WORKDIR /app
@@ -15,11 +19,10 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
  && mkdir /data && chown app:app /data
-COPY requirements-common.txt .
 
 FROM base AS api
-COPY requirements-api.txt .
-RUN pip install -r requirements-api.txt
+COPY requirements-api.lock .
+RUN pip install --require-hashes --no-deps -r requirements-api.lock
 COPY shared shared
 COPY api api
 USER 10001
@@ -31,10 +34,10 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 CMD ["gunicorn", "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
 
 FROM base AS grpc
-COPY requirements-api.txt requirements-grpc.txt ./
+COPY requirements-grpc.lock .
 # tensorflow-serving-api pulls in TensorFlow: its stubs import TensorFlow's protobuf modules. The server never
 # loads a model; it queues jobs for the workers exactly as the HTTP API does.
-RUN pip install -r requirements-grpc.txt
+RUN pip install --require-hashes --no-deps -r requirements-grpc.lock
 COPY shared shared
 COPY api api
 USER 10001
@@ -46,8 +49,8 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 CMD ["python", "-m", "api.protocols.grpc_server"]
 
 FROM base AS worker
-COPY requirements-worker.txt .
-RUN pip install -r requirements-worker.txt
+COPY requirements-worker.lock .
+RUN pip install --require-hashes --no-deps -r requirements-worker.lock
 COPY shared shared
 COPY worker worker
 # The example model, baked in. Serve your own by mounting it read-only and setting MODEL_PATH, or by
@@ -64,5 +67,7 @@ CMD ["python", "-m", "worker"]
 FROM worker AS worker-gpu
 USER root
 # The same TensorFlow version with its CUDA and cuDNN wheels; needs the NVIDIA driver and container toolkit on the host.
-RUN pip install "tensorflow[and-cuda]==2.21.0"
+# requirements-worker-gpu.lock: the worker's packages plus tensorflow[and-cuda]==2.21.0 and the NVIDIA wheels.
+COPY requirements-worker-gpu.lock .
+RUN pip install --require-hashes --no-deps -r requirements-worker-gpu.lock
 USER 10001

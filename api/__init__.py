@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import Flask
 
-from api import auth, error_handler, health, idempotency, metrics, request_context
+from api import auth, error_handler, health, index, metrics, request_context, services
 from api.bulk import routes as bulk_routes
+from api.idempotency import IdempotencyKeys
 from api.jobs import routes as job_routes
 from api.jobs.redis_jobs import RedisJobs
 from api.model_info import ModelInfo
@@ -20,17 +19,6 @@ from shared.connection import connect
 from shared.logs import configure_logging
 
 
-@dataclass
-class Inference:
-    """What the views share: settings and the Redis-backed services, stored in `app.extensions`."""
-
-    settings: Settings
-    jobs: RedisJobs
-    model_info: ModelInfo
-    batches: BatchRecords
-    storage: storage.Storage
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app from `settings` (default: the environment)."""
     settings = settings or Settings.from_env()
@@ -41,18 +29,24 @@ def create_app(settings: Settings | None = None) -> Flask:
     # document describes (api/error_handler.py drops Werkzeug's implicit HEAD from them).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
-    app.extensions["inference"] = Inference(
-        settings,
-        RedisJobs(connection, settings),
-        ModelInfo(connection, settings.queue_name),
-        BatchRecords(connection, settings),
-        storage.from_settings(settings),
+    services.install(
+        app,
+        services.Services(
+            settings,
+            RedisJobs(connection, settings),
+            ModelInfo(connection, settings.queue_name),
+            BatchRecords(connection, settings),
+            storage.from_settings(settings),
+            IdempotencyKeys(connection, settings),
+            auth.key_digests(settings),
+            auth.metrics_token_digest(settings),
+        ),
     )
     app.url_map.converters["model"] = tfserving_rest.ModelName
-    auth.init_app(app, settings)
-    idempotency.init_app(app, connection, settings)
+    auth.init_app(app)
     app.register_blueprint(job_routes.bp)
     app.register_blueprint(bulk_routes.bp)
+    app.register_blueprint(index.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tfserving_rest.bp)
     app.register_blueprint(kserve_rest.bp)

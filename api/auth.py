@@ -1,6 +1,8 @@
 """Optional API keys: who may call the API, and who owns what they created.
 
-With API_KEYS set, every endpoint but the health checks needs `Authorization: Bearer <key>` (401 otherwise).
+With API_KEYS set, every endpoint but the public ones (health checks, the API description, the index page)
+needs `Authorization: Bearer <key>` (401 otherwise). GET /metrics also takes METRICS_TOKEN, which opens
+nothing else: Prometheus scrapes with it and cannot submit work or read results.
 Whatever a caller creates records the caller's *owner* string, the SHA-256 of its key (the key itself is
 never stored or logged); reading or cancelling it with another key answers 404, as for an unknown id, so
 ids cannot be probed. Keys off (the default): everyone is the same anonymous owner, "".
@@ -14,16 +16,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
+from api.services import services
 from shared.config import Settings
 from shared.errors import NotFound, Unauthorized
 
-# Endpoints anyone may call. Health checks (ours and KServe's) and the API description carry no data:
-# load balancers, orchestrators
-# and people reading /docs need no key. /metrics does need one (Prometheus sends it as a bearer token).
+# Endpoints anyone may call. Health checks (ours and KServe's), the API description and the index page carry
+# no data: load balancers, orchestrators and people reading /docs need no key. /metrics does need one: an API
+# key or METRICS_TOKEN (Prometheus sends it as a bearer token; docs/deployment.md#monitoring).
 PUBLIC_ENDPOINTS = frozenset(
     {
+        "index.index",
         "health.healthz",
         "health.readyz",
         "kserve.live",
@@ -33,7 +37,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "openapi.docs_asset",
     }
 )
-_EXTENSION = "api_key_digests"
+METRICS_ENDPOINT = "metrics.scrape"
 
 
 def fingerprint(key: str) -> str:
@@ -41,21 +45,33 @@ def fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Load the keys (as digests only) and check every request before its view runs."""
-    app.extensions[_EXTENSION] = tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+def key_digests(settings: Settings) -> tuple[bytes, ...]:
+    """The API keys as digests only (the keys themselves are not kept)."""
+    return tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+
+
+def metrics_token_digest(settings: Settings) -> bytes | None:
+    """METRICS_TOKEN as a digest (None when unset): it opens GET /metrics and nothing else."""
+    return bytes.fromhex(fingerprint(settings.metrics_token)) if settings.metrics_token else None
+
+
+def init_app(app: Flask) -> None:
+    """Check every request before its view runs."""
     app.before_request(_authenticate)
 
 
 def _authenticate() -> None:
     g.owner = ""
-    digests = current_app.extensions[_EXTENSION]
+    digests = services().api_key_digests
     if not digests or request.endpoint in PUBLIC_ENDPOINTS:
         return
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise Unauthorized("this server needs an API key", expected="header Authorization: Bearer <key>")
     digest = hashlib.sha256(presented.strip().encode("latin-1", "replace")).digest()
+    metrics_token = services().metrics_token_digest
+    if request.endpoint == METRICS_ENDPOINT and metrics_token and hmac.compare_digest(digest, metrics_token):
+        return  # the scrape token: this endpoint only, and no owner (it creates nothing)
     # Compare against every key, without stopping at a match, each in constant time.
     matched = False
     for known in digests:
@@ -67,7 +83,7 @@ def _authenticate() -> None:
 
 def keys_required() -> bool:
     """Whether this app was started with API keys (API_KEYS)."""
-    return bool(current_app.extensions[_EXTENSION])
+    return bool(services().api_key_digests)
 
 
 def current_owner() -> str:

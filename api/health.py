@@ -10,9 +10,10 @@ Two readiness scopes, because two different callers ask:
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from api.responses import json_response
+from api.services import services
 from shared.errors import InvalidInput, NotReady
 
 bp = Blueprint("health", __name__)
@@ -33,7 +34,7 @@ def readyz() -> Response:
     scope = request.args.get("scope", "service")
     if scope not in SCOPES:
         raise InvalidInput(f"scope {scope[:50]!r} is not known", field="scope", expected=" or ".join(SCOPES))
-    ext = current_app.extensions["inference"]
+    ext = services()
     if scope == "api":
         ext.jobs.connection.ping()  # a Redis failure becomes 503 in api/error_handler.py
         return json_response({"ready": True, "scope": "api"})
@@ -47,8 +48,7 @@ def readyz() -> Response:
 def models() -> Response:
     """Every served model with a version available: name, newest version and its inputs and outputs, every
     version's state, labels, queues, micro-batching settings (`batching`), live workers; the first model first."""
-    ext = current_app.extensions["inference"]
-    info = ext.model_info
+    info = services().model_info
     first = info.resolve().name
     names = [first, *(n for n, m in info.models().items() if n != first and m.available())]
     workers = info.live_workers()

@@ -26,9 +26,9 @@ from typing import Any
 
 import orjson
 import redis
-from flask import Flask, current_app, request
+from flask import request
 
-from shared import keys
+from shared import keys, lua
 from shared.config import Settings
 from shared.errors import Conflict, InvalidInput, RequestInProgress
 
@@ -38,15 +38,6 @@ RESERVATION_S = 30  # a reservation's life if not renewed: how long a crashed fi
 RENEW_EVERY_S = 5.0  # how often a batch upload being read renews its reservation
 WAIT_FOR_FIRST_S = 5.0  # how long a duplicate waits for the first request to finish before answering 409
 POLL_S = 0.05  # how often it looks while it waits
-_EXTENSION = "idempotency"
-
-# KEYS: the idempotency record. ARGV: the record its holder wrote, the new record ("" deletes), TTL seconds.
-# Changes the record only while it is still the holder's reservation (not expired and taken by another).
-REPLACE_IF_HELD_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -170,7 +161,6 @@ class IdempotencyKeys:
 
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection, self.settings = connection, settings
-        self._replace = connection.register_script(REPLACE_IF_HELD_SCRIPT)
 
     def reserve(self, owner: str, key: str, route: str) -> Reservation:
         """Reserve `key` for this request (won), or find it taken by an earlier one (not won)."""
@@ -185,12 +175,6 @@ class IdempotencyKeys:
 
     def replace_if_held(self, redis_key: str, held: Record, new: Record | None, ttl_s: int = 1) -> bool:
         """Write `new` (None: delete) if the record is still `held`; False if it expired or changed hands."""
-        return bool(self._replace(keys=[redis_key], args=[held.encode(), new.encode() if new else b"", ttl_s]))
-
-
-def init_app(app: Flask, connection: redis.Redis, settings: Settings) -> None:
-    app.extensions[_EXTENSION] = IdempotencyKeys(connection, settings)
-
-
-def registry() -> IdempotencyKeys:
-    return current_app.extensions[_EXTENSION]
+        replace = lua.script("idempotency_replace")
+        args = [held.encode(), new.encode() if new else b"", ttl_s]
+        return bool(replace(keys=[redis_key], args=args, client=self.connection))

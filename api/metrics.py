@@ -16,12 +16,13 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.queue_metrics import QueueCollector, per_queue
+from api.services import services
 from shared import keys, rq_keys, worker_metrics
 from shared.schema import ErrorCode, JobStatus
 
@@ -139,7 +140,7 @@ class _ThisProcess:
 @bp.get("/metrics")
 def scrape() -> Response:
     """Prometheus text exposition of the API's and the workers' metrics."""
-    ext = current_app.extensions["inference"]
+    ext = services()
     registry = CollectorRegistry(auto_describe=False)
     if ext.settings.metrics_dir:
         MultiProcessCollector(registry, path=ext.settings.metrics_dir)

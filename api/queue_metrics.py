@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from shared import keys, rq_keys, worker_metrics
 from shared.batches import BatchStatus
+from shared.keys import BatchField
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
 ACTIVE_BATCH = (BatchStatus.QUEUED.value, BatchStatus.IN_PROGRESS.value)
@@ -66,7 +67,8 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
             pipe.get(keys.extra_rows(name))  # queue depth in rows = jobs + the rows beyond each job's first
             pipe.lindex(prefix + name, 0)
         for batch_id in batch_ids:
-            pipe.hmget(keys.batch(batch_id.decode()), "status", "total_rows", "done_rows", "failed_rows")
+            fields = (BatchField.STATUS, BatchField.TOTAL_ROWS, BatchField.DONE_ROWS, BatchField.FAILED_ROWS)
+            pipe.hmget(keys.batch(batch_id.decode()), *fields)
         replies = pipe.execute()
     heads = {}
     for i, name in enumerate(names):

@@ -8,6 +8,7 @@ returned on every response, set on every log line of the request, and stored in 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from flask import Flask, Response, g, request
@@ -49,6 +50,7 @@ def _end(response: Response) -> Response:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round(seconds * 1000, 2),
+                "pid": os.getpid(),  # which API process answered (API_PROCESSES > 1)
             },
         )
     return response

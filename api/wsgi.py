@@ -1,5 +1,12 @@
-"""WSGI entry point for gunicorn: `gunicorn api.wsgi:app`."""
+"""WSGI entry point for gunicorn and granian: `gunicorn api.wsgi:app`.
+
+A served API refuses to start open: with API_KEYS empty it needs ALLOW_ANONYMOUS=true (create_app itself,
+which tests call in-process, does not ask).
+"""
 
 from api import create_app
+from shared.config import Settings
 
-app = create_app()
+_settings = Settings.from_env()
+_settings.require_keys_or_anonymous()
+app = create_app(_settings)

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 
-import orjson
-
-from bench import procstats
+from bench import load_runner, procstats
 from scripts import harness as stack
 from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import Harness, free_port
@@ -97,27 +94,7 @@ def verdict(rows: list[dict]) -> str:
 
 
 def _load(url: str, mode: str, clients: int, body_file: str, seconds: float = 6.0) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--mode",
-            mode,
-            "--clients",
-            str(clients),
-            "--seconds",
-            str(seconds),
-            "--body",
-            body_file,
-        ],
-        check=True,
-        capture_output=True,
-        env=stack.child_env(Settings()),
-    )
-    return orjson.loads(out.stdout)
+    return load_runner.run(url, mode, clients, body_file, seconds)
 
 
 def main() -> int:

@@ -4,7 +4,6 @@ results, with interactive ?wait traffic running alongside; and the API's RSS dur
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
@@ -12,9 +11,7 @@ import httpx
 import numpy as np
 import orjson
 
-from bench import procstats
-from scripts import harness
-from shared.config import Settings
+from bench import load_runner, procstats
 
 BULK_ROWS = 200_000
 INTERACTIVE_CLIENTS = 4
@@ -139,32 +136,7 @@ def upload_memory(url: str, path: str, api_pid: int) -> dict:
 
 
 def _interactive(url: str, body_file: str, seconds: float) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--mode",
-            "wait",
-            "--clients",
-            str(INTERACTIVE_CLIENTS),
-            "--seconds",
-            str(seconds),
-            "--body",
-            body_file,
-        ],
-        check=True,
-        capture_output=True,
-        env=harness.child_env(Settings()),
-    )
-    lat = np.array(orjson.loads(out.stdout)["latencies_ms"] or [np.nan])
-    return {
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
-        "p99_ms": float(np.percentile(lat, 99)),
-    }
+    return load_runner.percentiles(load_runner.run(url, "wait", INTERACTIVE_CLIENTS, body_file, seconds))
 
 
 class InteractiveLoad:
@@ -174,34 +146,9 @@ class InteractiveLoad:
         self.stop_file = os.path.join(workdir, "stop-interactive")
         if os.path.exists(self.stop_file):
             os.remove(self.stop_file)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.loadgen",
-                "--url",
-                url,
-                "--mode",
-                "wait",
-                "--clients",
-                str(INTERACTIVE_CLIENTS),
-                "--seconds",
-                "600",
-                "--body",
-                body_file,
-                "--stop-file",
-                self.stop_file,
-            ],
-            stdout=subprocess.PIPE,
-            env=harness.child_env(Settings()),
-        )
+        self.process = load_runner.start(url, "wait", INTERACTIVE_CLIENTS, body_file, 600, self.stop_file)
 
     def stop(self) -> dict:
         open(self.stop_file, "w").close()
         out, _ = self.process.communicate(timeout=120)
-        lat = np.array(orjson.loads(out)["latencies_ms"] or [np.nan])
-        return {
-            "p50_ms": float(np.percentile(lat, 50)),
-            "p95_ms": float(np.percentile(lat, 95)),
-            "p99_ms": float(np.percentile(lat, 99)),
-        }
+        return load_runner.percentiles(orjson.loads(out))

@@ -3,7 +3,7 @@ against the embedded Redis) and the real result streams, with a timer around eac
 
 Stages (exclusive time: a stage's time excludes the stages it calls):
   ingest    api.bulk.ingest.ingest + BatchRecords.enqueue (upload validation and the chunk jobs; no HTTP)
-  claim     RedisSource claims and RQ's start bookkeeping (worker.redis_source: `_claim_new`)
+  claim     RedisSource claims and RQ's start bookkeeping (worker.redis_source: `claim`)
   read      a chunk's rows from storage (worker.chunks.ChunkFiles.load)
   model     the compiled model call (LoadedModel.predict)
   write     a chunk's outputs file (ChunkFiles.save: storage.create + shared.batches.write_outputs)
@@ -102,7 +102,7 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
             log_level="WARNING",
         )
         timer = StageTimer()
-        timer.wrap(claim_module.RedisSource, "_claim_new", "claim")
+        timer.wrap(claim_module.RedisSource, "claim", "claim")
         timer.wrap(chunks_module.ChunkFiles, "load", "read")
         timer.wrap(chunks_module.ChunkFiles, "save", "write")
         timer.wrap(publish_module.Publisher, "publish", "publish")
@@ -126,7 +126,7 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         timer.seconds["ingest"] = time.perf_counter() - started
 
         loop_started = time.perf_counter()
-        while records.get(batch_id)[b"status"] not in (b"completed", b"failed"):
+        while not records.get(batch_id).status.is_terminal:
             worker.step()
         loop_s = time.perf_counter() - loop_started
         timer.seconds["other"] = loop_s - sum(timer.seconds[s] for s in ("claim", "read", "model", "write", "publish"))

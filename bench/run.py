@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import redis
 
-from bench import api_servers, bulk, bulk_storage, careful, cost_report, procstats, protocols, redis_only
+from bench import api_servers, bulk, bulk_storage, careful, cost_report, load_runner, procstats, protocols, redis_only
 from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
@@ -89,36 +89,14 @@ def measure_raw(name: str, path: str) -> list[dict]:
 
 
 def load(url: str, mode: str, clients: int, body_file: str, seconds: float = SECONDS) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--url",
-            url,
-            "--mode",
-            mode,
-            "--clients",
-            str(clients),
-            "--seconds",
-            str(seconds),
-            "--body",
-            body_file,
-        ],
-        check=True,
-        capture_output=True,
-        env=harness.child_env(Settings()),
-    )
-    return orjson.loads(out.stdout)
+    """One closed-loop load run (bench/load_runner.py); loadgen's JSON."""
+    return load_runner.run(url, mode, clients, body_file, seconds)
 
 
 def summarize(result: dict) -> dict:
-    lat = np.array(result["latencies_ms"]) if result["latencies_ms"] else np.array([np.nan])
     return {
         "throughput": result["jobs"] / result["seconds"],
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p95_ms": float(np.percentile(lat, 95)),
-        "p99_ms": float(np.percentile(lat, 99)),
+        **load_runner.percentiles(result),
         "jobs": result["jobs"],
         "requests": result["requests"],
         "errors": result["errors"],

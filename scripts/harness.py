@@ -164,12 +164,14 @@ class Harness:
     """Redis, the API and workers for one set of settings; logs go to `log_dir/<name>.log`, or to our own
     stdout and stderr when `log_dir` is None (`make run`).
 
+    Without API_KEYS, the children get ALLOW_ANONYMOUS=true: `make run` and the tests are local, open uses.
     With neither REDIS_URL nor REDIS_SENTINELS set, `start_redis` starts the embedded Redis on REDIS_PORT
     and the children are given its URL, so that none of them starts one of its own.
     """
 
     def __init__(self, settings: Settings, log_dir: Path | None = None) -> None:
-        self.settings = settings
+        # Local runs and tests without keys opt in to anonymous access (a served API refuses it by default).
+        self.settings = settings if settings.api_keys else settings.replace(allow_anonymous=True)
         self.log_dir = log_dir
         self.redis_server: EmbeddedRedis | None = None
         self.api: Child | None = None

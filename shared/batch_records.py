@@ -21,6 +21,7 @@ import redis
 from shared import keys, lua, rq_keys
 from shared.batches import (
     CHUNK_FUNC,
+    BatchRecord,
     BatchStatus,
     ChunkSpec,
     chunk_job_id,
@@ -31,6 +32,7 @@ from shared.batches import (
 )
 from shared.config import Settings
 from shared.errors import NotFound
+from shared.keys import BatchField
 from shared.webhooks import delivery_id
 
 
@@ -66,12 +68,12 @@ class BatchRecords:
         ttl = self.settings.batch_ttl
         expires = time.time() + ttl
         record: rq_keys.HashFields = {
-            "status": BatchStatus.VALIDATING.value,
-            "created_at": utc_now(),
-            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-            "callback_url": callback_url or "",
-            "metadata": orjson.dumps(metadata) if metadata is not None else "",
-            "owner": owner,
+            BatchField.STATUS: BatchStatus.VALIDATING.value,
+            BatchField.CREATED_AT: utc_now(),
+            BatchField.EXPIRES_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            BatchField.CALLBACK_URL: callback_url or "",
+            BatchField.METADATA: orjson.dumps(metadata) if metadata is not None else "",
+            BatchField.OWNER: owner,
         }
         with self.connection.pipeline() as pipe:
             pipe.hset(keys.batch(batch_id), mapping=record)
@@ -93,16 +95,16 @@ class BatchRecords:
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
         fields: rq_keys.HashFields = {
-            "status": BatchStatus.QUEUED.value,
-            "total_rows": upload.total_rows,
-            "accepted_rows": upload.accepted_rows,
-            "done_rows": 0,
-            "failed_rows": failed_rows,
-            "chunk_rows": size,
-            "chunks_total": len(ranges),
-            "chunks_left": len(ranges),
-            "callback_url": callback_url or "",
-            "metadata": orjson.dumps(metadata) if metadata is not None else "",
+            BatchField.STATUS: BatchStatus.QUEUED.value,
+            BatchField.TOTAL_ROWS: upload.total_rows,
+            BatchField.ACCEPTED_ROWS: upload.accepted_rows,
+            BatchField.DONE_ROWS: 0,
+            BatchField.FAILED_ROWS: failed_rows,
+            BatchField.CHUNK_ROWS: size,
+            BatchField.CHUNKS_TOTAL: len(ranges),
+            BatchField.CHUNKS_LEFT: len(ranges),
+            BatchField.CALLBACK_URL: callback_url or "",
+            BatchField.METADATA: orjson.dumps(metadata) if metadata is not None else "",
         }
         queue = queue or self.settings.bulk_queue_name
         now, ids = rq_keys.timestamp(), []
@@ -135,10 +137,15 @@ class BatchRecords:
             pipe.zrem(keys.batch_retirement(), batch_id)
             pipe.execute()
 
-    def get(self, batch_id: str) -> dict[bytes, bytes]:
+    def find(self, batch_id: str) -> BatchRecord | None:
+        """The batch's record; None for an unknown id (or one retired long ago)."""
+        raw = self.connection.hgetall(keys.batch(batch_id))
+        return BatchRecord.from_redis(raw) if raw else None
+
+    def get(self, batch_id: str) -> BatchRecord:
         """The batch's record; raises NotFound for an unknown id (or one retired long ago)."""
-        record = self.connection.hgetall(keys.batch(batch_id))
-        if not record:
+        record = self.find(batch_id)
+        if record is None:
             raise NotFound(f"no batch {batch_id!r}: unknown, or retired more than BATCH_TTL ago", field="id")
         return record
 

@@ -9,6 +9,7 @@ rows themselves stay in storage). Each finished chunk leaves one `.npz` of outpu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from shared.keys import BatchField
 
 # What the RQ job records as its function; chunk jobs are run by our micro-batching worker only.
 CHUNK_FUNC = "worker.batch_chunk"
@@ -118,24 +121,73 @@ def file_rows(skipped: np.ndarray | None, start: int, stop: int) -> np.ndarray:
     return accepted + np.searchsorted(skipped - np.arange(len(skipped)), accepted, side="right")
 
 
-def status_document(batch_id: str, record: dict[bytes, bytes]) -> dict[str, Any]:
-    """The document GET /batches/<id> answers (and a webhook posts), from the batch's Redis hash."""
-    field = {k.decode(): v.decode() for k, v in record.items()}
-    status = BatchStatus(field["status"])
-    failed = int(field.get("failed_rows", 0))
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch's record in Redis (`keys.batch`, fields `keys.BatchField`), decoded once by `from_redis`."""
+
+    status: BatchStatus
+    owner: str = ""
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    expires_at: str | None = None
+    callback_url: str = ""
+    metadata: Any = None  # the client's JSON, decoded; None when it gave none
+    total_rows: int = 0
+    accepted_rows: int = 0
+    done_rows: int = 0
+    failed_rows: int = 0
+    chunk_rows: int = 1
+    chunks_total: int = 0
+
+    @classmethod
+    def from_redis(cls, raw: Mapping[bytes, bytes]) -> BatchRecord:
+        """Decode HGETALL's reply (a record being created has only some of the fields yet)."""
+        field = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def number(name: BatchField, default: int = 0) -> int:
+            return int(field.get(name) or default)
+
+        return cls(
+            status=BatchStatus(field[BatchField.STATUS]),
+            owner=field.get(BatchField.OWNER, ""),
+            created_at=field.get(BatchField.CREATED_AT),
+            started_at=field.get(BatchField.STARTED_AT),
+            finished_at=field.get(BatchField.FINISHED_AT),
+            expires_at=field.get(BatchField.EXPIRES_AT),
+            callback_url=field.get(BatchField.CALLBACK_URL, ""),
+            metadata=orjson.loads(field[BatchField.METADATA]) if field.get(BatchField.METADATA) else None,
+            total_rows=number(BatchField.TOTAL_ROWS),
+            accepted_rows=number(BatchField.ACCEPTED_ROWS),
+            done_rows=number(BatchField.DONE_ROWS),
+            failed_rows=number(BatchField.FAILED_ROWS),
+            chunk_rows=number(BatchField.CHUNK_ROWS, 1),
+            chunks_total=number(BatchField.CHUNKS_TOTAL),
+        )
+
+    def chunk_ranges(self) -> list[tuple[int, int]]:
+        """The (start, stop) accepted-row range of every chunk, in order."""
+        return chunk_ranges(self.accepted_rows, self.chunk_rows)
+
+
+def status_document(batch_id: str, record: BatchRecord) -> dict[str, Any]:
+    """The document GET /batches/<id> answers (and a webhook posts), from the batch's record."""
+    status = record.status
     downloadable = status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
     return {
         "id": batch_id,
         "object": "batch",
         "status": status.value,
-        "total_rows": int(field.get("total_rows", 0)),
-        "done_rows": int(field.get("done_rows", 0)),
-        "failed_rows": failed,
-        "created_at": field.get("created_at"),
-        "started_at": field.get("started_at"),
-        "finished_at": field.get("finished_at"),
-        "expires_at": field.get("expires_at"),
+        "total_rows": record.total_rows,
+        "done_rows": record.done_rows,
+        "failed_rows": record.failed_rows,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "expires_at": record.expires_at,
         "output_url": f"/batches/{batch_id}/results" if downloadable else None,
-        "errors_url": f"/batches/{batch_id}/errors" if failed and status is not BatchStatus.EXPIRED else None,
-        "metadata": orjson.loads(field["metadata"]) if field.get("metadata") else None,
+        "errors_url": (
+            f"/batches/{batch_id}/errors" if record.failed_rows and status is not BatchStatus.EXPIRED else None
+        ),
+        "metadata": record.metadata,
     }

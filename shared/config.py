@@ -54,6 +54,9 @@ class Settings:
     redis_sentinel_master: str = ""
     # Password of the Sentinels themselves (their requirepass); empty: none.
     redis_sentinel_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
+    # Password of Redis itself (its requirepass, or the ACL user's password with a username in REDIS_URL);
+    # overrides a password in REDIS_URL, so that it can come from a secret of its own. Empty: REDIS_URL's.
+    redis_password: str = dataclasses.field(default="", repr=False)  # a secret: kept out of logs
     # Namespace of every key the service writes (`<prefix>:...`), so that deployments can share one Redis
     # database; see shared/keys.py, which takes it from the environment once, at import.
     redis_key_prefix: str = DEFAULT_KEY_PREFIX
@@ -174,6 +177,13 @@ class Settings:
     tf_threads: int = 0
     # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
+    # Let the API and the gRPC server start with API_KEYS empty, so that anyone may call them. Off: they refuse
+    # to start without a key, so that a deployment cannot end up open by a missing secret. `make run` and the
+    # tests turn it on (scripts/harness.py) when they run without keys.
+    allow_anonymous: bool = False
+    # A bearer token that may read GET /metrics and nothing else: Prometheus's credential when API_KEYS is set
+    # (an API key would also let the scraper submit work and read results). Empty: /metrics takes an API key.
+    metrics_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -284,6 +294,9 @@ class Settings:
             "s3://bucket/prefix, a local directory, or empty (DATA_DIR/batches)",
         )
         self.api_key_list()
+        token = self.metrics_token
+        if token and not (token.isascii() and token.isprintable() and not any(c.isspace() for c in token)):
+            raise ConfigError("METRICS_TOKEN is not valid: expected printable ASCII without spaces")  # never echo it
         self.sentinel_addresses()
         _require(
             bool(self.redis_sentinels) == bool(self.redis_sentinel_master),
@@ -357,6 +370,18 @@ class Settings:
         if not keys:
             raise ConfigError(f"API_KEYS is not valid: {where} holds no key")
         return tuple(keys)
+
+    def require_keys_or_anonymous(self) -> None:
+        """For the processes that answer clients (API, gRPC): refuse to start open unless asked to.
+
+        Raises:
+            ConfigError: API_KEYS is empty and ALLOW_ANONYMOUS is not true.
+        """
+        if not self.api_key_list() and not self.allow_anonymous:
+            raise ConfigError(
+                "API_KEYS is empty: set at least one key (openssl rand -hex 32), or ALLOW_ANONYMOUS=true "
+                "to let anyone call this service (local use only)"
+            )
 
     @property
     def fixed_delay_s(self) -> float:

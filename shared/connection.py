@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff  # type: ignore[attr-defined]  # newer than types-redis
@@ -24,8 +25,18 @@ SENTINEL_TIMEOUT_S = 0.5
 
 
 def redis_url(settings: Settings) -> str:
-    """REDIS_URL, or the loopback address of the embedded server."""
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    """REDIS_URL, or the loopback address of the embedded server; with REDIS_PASSWORD as its password."""
+    url = settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+    return with_password(url, settings.redis_password) if settings.redis_password else url
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` in place of its own (the username, if any, kept)."""
+    parts = urlsplit(url)
+    username = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -77,11 +88,13 @@ def sentinel(settings: Settings) -> Sentinel:
 
 def master_options(settings: Settings) -> dict[str, Any]:
     """What REDIS_URL says about the master besides its address: password, username, database, TLS."""
-    if not settings.redis_url:
+    if not settings.redis_url and not settings.redis_password:
         return {}
-    options = parse_url(settings.redis_url)
+    options = parse_url(settings.redis_url or "redis://")
     options.pop("host", None)
     options.pop("port", None)
+    if settings.redis_password:
+        options["password"] = settings.redis_password
     if options.pop("connection_class", None) is redis.SSLConnection:
         options["ssl"] = True  # master_for picks its own connection class; this makes it the TLS one
     return options

@@ -11,6 +11,8 @@ object to pass around), and both families of keys come from the same place, the 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from shared.config import process_key_prefix
 
 PREFIX = process_key_prefix()
@@ -113,3 +115,30 @@ JOB_DEADLINE = "infer_deadline"  # Unix time after which the job must not start 
 JOB_OWNER = "infer_owner"  # SHA-256 of the API key that created the job (absent when keys are off)
 JOB_BATCH = "infer_batch"  # the batch of a chunk job (absent for other jobs)
 JOB_RESULT = "result"  # the result document (JSON), once the job ended; RQ's own field name for a result
+
+
+class BatchField(StrEnum):
+    """Fields of a batch's record (`batch`); read through shared.batch_records.BatchRecord."""
+
+    STATUS = "status"
+    CREATED_AT = "created_at"
+    STARTED_AT = "started_at"
+    FINISHED_AT = "finished_at"
+    EXPIRES_AT = "expires_at"
+    CALLBACK_URL = "callback_url"
+    METADATA = "metadata"
+    OWNER = "owner"
+    TOTAL_ROWS = "total_rows"
+    ACCEPTED_ROWS = "accepted_rows"
+    DONE_ROWS = "done_rows"
+    FAILED_ROWS = "failed_rows"
+    CHUNK_ROWS = "chunk_rows"
+    CHUNKS_TOTAL = "chunks_total"
+    CHUNKS_LEFT = "chunks_left"
+
+
+class WebhookField(StrEnum):
+    """Fields of a webhook delivery's record (`webhook`)."""
+
+    URL = "url"
+    ATTEMPTS = "attempts"

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import datetime
 import zlib
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from rq.defaults import RQ_KEY_PREFIX
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import (
@@ -31,6 +33,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 from rq.utils import utcformat, utcparse
+from rq.worker import Worker
 
 # A hash's fields as redis-py's HSET takes them.
 HashFields = dict[str | bytes, Any]
@@ -38,6 +41,7 @@ HashFields = dict[str | bytes, Any]
 PREFIX = RQ_KEY_PREFIX  # RQ's key prefix, as RQ read it from the environment at import
 QUEUES = Queue.redis_queues_keys  # set of every queue's key: how `rq info` finds queues
 JOB_PREFIX = Job.redis_job_namespace_prefix  # "rq:job:" + id: the job hash
+WORKERS = Worker.redis_workers_keys  # set of every registered worker's key: how `rq info` finds workers
 
 # Job hash statuses, in RQ's spelling.
 QUEUED = JobStatus.QUEUED.value
@@ -45,11 +49,38 @@ STARTED = JobStatus.STARTED.value
 FINISHED = JobStatus.FINISHED.value
 FAILED = JobStatus.FAILED.value
 CANCELED = JobStatus.CANCELED.value
+SCHEDULED = JobStatus.SCHEDULED.value
+
+
+class JobField(StrEnum):
+    """Fields of RQ's job hash that this service writes or reads, in RQ's spelling (ours: keys.JOB_*)."""
+
+    STATUS = "status"
+    ORIGIN = "origin"
+    CREATED_AT = "created_at"
+    ENQUEUED_AT = "enqueued_at"
+    STARTED_AT = "started_at"
+    ENDED_AT = "ended_at"
+    DESCRIPTION = "description"
+    DATA = "data"
+    META = "meta"
+    RETRIES_LEFT = "retries_left"
+    WORKER_NAME = "worker_name"
 
 
 def queue(name: str) -> str:
     """List of waiting job ids (pushed at the tail, taken from the head)."""
     return Queue.redis_queue_namespace_prefix + name
+
+
+def intermediate(queue_name: str) -> str:
+    """List: RQ's intermediate queue of `queue_name` (RQ's own workers move jobs through it; ours never do)."""
+    return IntermediateQueue.get_intermediate_queue_key(queue(queue_name))
+
+
+def worker(name: str) -> str:
+    """Hash: RQ's record of a registered worker (its job counts among them)."""
+    return Worker.redis_worker_namespace_prefix + name
 
 
 def job(job_id: str) -> str:
@@ -130,14 +161,14 @@ def job_fields(
     way our recovery sweep does (RQ requeues at the back, recovery at the front).
     """
     fields: HashFields = {
-        "status": QUEUED,
-        "origin": queue_name,
-        "created_at": now,
-        "enqueued_at": now,
-        "data": job_data(func_name, args),
+        JobField.STATUS: QUEUED,
+        JobField.ORIGIN: queue_name,
+        JobField.CREATED_AT: now,
+        JobField.ENQUEUED_AT: now,
+        JobField.DATA: job_data(func_name, args),
     }
     if description:
-        fields["description"] = description
+        fields[JobField.DESCRIPTION] = description
     if max_attempts > 1:
-        fields["retries_left"] = max_attempts - 1
+        fields[JobField.RETRIES_LEFT] = max_attempts - 1
     return fields

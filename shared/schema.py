@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from shared.signature import ModelRef
+
 
 class JobStatus(str, Enum):
     """A job's status as clients see it; all but `expired` are RQ's own spellings.
@@ -63,6 +65,29 @@ class ApiErrorCode(str, Enum):
 
 
 @dataclass(frozen=True)
+class JobMeta:
+    """What a job carries in RQ's `meta` field (JSON): where its webhook goes and the request that made it.
+
+    Written by the API (api/jobs/redis_jobs.py), decoded by the worker's claim; cancel.lua and recover.lua read
+    its `callback_url` too.
+    """
+
+    callback_url: str | None = None
+    request_id: str | None = None
+
+    def encode(self) -> bytes | None:
+        """The JSON of the fields set; None when none is (the field is then not written)."""
+        fields = {k: v for k, v in (("callback_url", self.callback_url), ("request_id", self.request_id)) if v}
+        return orjson.dumps(fields) if fields else None
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> JobMeta:
+        """The meta of a job hash's `meta` field (absent: none set)."""
+        fields = orjson.loads(raw) if raw else {}
+        return cls(fields.get("callback_url"), fields.get("request_id"))
+
+
+@dataclass(frozen=True)
 class JobError:
     """Why a job did not finish."""
 
@@ -75,12 +100,12 @@ class JobError:
         return JobStatus.EXPIRED if self.code is ErrorCode.DEADLINE_EXCEEDED else JobStatus.FAILED
 
 
-def finished_doc(job_id: str, predictions: Any, model: dict[str, str]) -> dict[str, Any]:
+def finished_doc(job_id: str, predictions: Any, model: ModelRef) -> dict[str, Any]:
     """The document of a finished job."""
-    return {"id": job_id, "status": JobStatus.FINISHED.value, "predictions": predictions, "model": model}
+    return {"id": job_id, "status": JobStatus.FINISHED.value, "predictions": predictions, "model": model.to_dict()}
 
 
-def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None) -> dict[str, Any]:
+def error_doc(job_id: str, error: JobError, model: ModelRef | None = None) -> dict[str, Any]:
     """The document of a job that did not finish (`failed` or `expired`); `error` has the shape of API errors."""
     doc: dict[str, Any] = {
         "id": job_id,
@@ -88,7 +113,7 @@ def error_doc(job_id: str, error: JobError, model: dict[str, str] | None = None)
         "error": {"code": error.code.value, "message": error.message},
     }
     if model is not None:
-        doc["model"] = model
+        doc["model"] = model.to_dict()
     return doc
 
 

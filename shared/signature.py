@@ -83,6 +83,21 @@ class SignatureDef:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """The model that made a result: the {name, version} object on every result document."""
+
+    name: str
+    version: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRef:
+        return cls(str(data["name"]), str(data["version"]))
+
+
+@dataclass(frozen=True)
 class ModelSignature:
     """What a loaded model takes and gives (its default signature), plus the name and version reported on
     results, and every signature of the model (the default one included)."""
@@ -108,9 +123,9 @@ class ModelSignature:
         )
 
     @property
-    def model_ref(self) -> dict[str, str]:
-        """The {name, version} object reported on every result."""
-        return {"name": self.name, "version": self.version}
+    def model_ref(self) -> ModelRef:
+        """The model reported on every result."""
+        return ModelRef(self.name, self.version)
 
     def signature_defs(self) -> dict[str, SignatureDef]:
         """Every signature by name (a model advertised without them has its default one only)."""

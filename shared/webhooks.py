@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from shared import keys, worker_metrics
+from shared import keys, lua, worker_metrics
 from shared.errors import InvalidInput
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -35,13 +35,6 @@ MAX_URL_LENGTH = 2048
 # then any printable ASCII. No user:password@ part and no [IPv6] literal (urlparse refuses some of those).
 CALLBACK_URL_PATTERN = r"^https?://[A-Za-z0-9._~-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
 _CALLBACK_URL = re.compile(CALLBACK_URL_PATTERN.removeprefix("^").removesuffix("$"))
-
-# KEYS: the deliveries set. ARGV: now, hold end, most to take. Taking one moves its score to the hold end.
-HOLD_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
-return due
-"""
 
 
 def check_callback_url(url: object, allowed_hosts: frozenset[str] = frozenset()) -> str | None:
@@ -88,7 +81,7 @@ def enqueue(pipe: Any, kind: str, item_id: str, url: str, ttl: int) -> None:
     The batch scripts in `shared/batch_records.py` do the same three writes in Lua.
     """
     member = delivery_id(kind, item_id)
-    pipe.hset(keys.webhook(member), mapping={"url": url, "attempts": 0})
+    pipe.hset(keys.webhook(member), mapping={keys.WebhookField.URL: url, keys.WebhookField.ATTEMPTS: 0})
     pipe.expire(keys.webhook(member), ttl)
     pipe.zadd(keys.webhooks(), {member: time.time()})
 
@@ -112,12 +105,14 @@ class DeliveryQueue:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.hold_s = hold_s
-        self._hold = connection.register_script(HOLD_SCRIPT)
 
     def take_due(self, limit: int = 16) -> list[Delivery]:
         """Take up to `limit` due deliveries, each on hold (not removed) until finished."""
         now = time.time()
-        members = [m.decode() for m in self._hold(keys=[keys.webhooks()], args=[now, now + self.hold_s, limit])]
+        held = lua.script("webhook_hold")(
+            keys=[keys.webhooks()], args=[now, now + self.hold_s, limit], client=self.connection
+        )
+        members = [m.decode() for m in held]
         if not members:
             return []
         with self.connection.pipeline(transaction=False) as pipe:
@@ -130,7 +125,8 @@ class DeliveryQueue:
                 self.finish(member)
                 continue
             kind, _, item_id = member.partition(":")
-            deliveries.append(Delivery(member, kind, item_id, record[b"url"].decode(), int(record[b"attempts"])))
+            url, attempts = record[keys.WebhookField.URL.encode()], record[keys.WebhookField.ATTEMPTS.encode()]
+            deliveries.append(Delivery(member, kind, item_id, url.decode(), int(attempts)))
         return deliveries
 
     def finish(self, member: str, delivered: bool = False) -> None:
@@ -151,7 +147,7 @@ class DeliveryQueue:
             self.finish(delivery.member)
             return False
         with self.connection.pipeline() as pipe:
-            pipe.hset(keys.webhook(delivery.member), "attempts", attempts)
+            pipe.hset(keys.webhook(delivery.member), keys.WebhookField.ATTEMPTS, attempts)
             pipe.zadd(keys.webhooks(), {delivery.member: time.time() + self.backoff_s * 2 ** (attempts - 1)})
             pipe.execute()
         return True

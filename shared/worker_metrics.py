@@ -71,7 +71,10 @@ MICROBATCH_ROWS = Histogram(
 MICROBATCH_SECONDS = Histogram(
     "inference_microbatch_seconds",
     "Seconds the model spent on one micro-batch.",
-    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    # Up to the limits a micro-batch must stay under, so that dashboards and alerts can read them: 15 s is the
+    # lease at the default HEARTBEAT_S of 5 (3 beats; jobs are requeued past it), 60 s the liveness limit
+    # (`worker.liveness --max-age-s 60`). tests/unit/test_timing_agreement.py keeps them in step.
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0),
 )
 HISTOGRAMS = (JOB_LATENCY, MICROBATCH_ROWS, MICROBATCH_SECONDS)
 

@@ -114,7 +114,7 @@ class BackgroundThread:
         """The current status document of the delivery's job or batch, as sent."""
         if delivery.kind == "job":
             return self.connection.hget(rq_keys.job(delivery.item_id), keys.JOB_RESULT)
-        record = self.connection.hgetall(keys.batch(delivery.item_id))
+        record = self.records.find(delivery.item_id)
         return orjson.dumps(status_document(delivery.item_id, record)) if record else None
 
     def retire_due(self) -> None:

@@ -19,9 +19,8 @@ import logging
 import numpy as np
 import orjson
 
-from shared import keys
 from shared.batch_records import BatchRecords
-from shared.batches import ChunkSpec, chunk_ranges, file_rows
+from shared.batches import ChunkSpec, file_rows
 from shared.schema import ErrorCode
 from shared.storage import Storage, StoreUnreachable
 from shared.storage.layout import chunk_errors_key, input_key, output_key, skipped_key, write_outputs
@@ -93,11 +92,10 @@ class ChunkFiles:
 
     def lost(self, batch_id: str, chunk: int, message: str) -> None:
         """List the rows of a chunk that recovery failed (its workers died) in the batch's error file."""
-        record = self.records.connection.hmget(keys.batch(batch_id), "accepted_rows", "chunk_rows")
-        if None in record:
+        record = self.records.find(batch_id)
+        if record is None:
             return  # the batch is gone: nothing left to annotate
-        accepted, size = int(record[0] or 0), int(record[1] or 0)
-        ranges = chunk_ranges(accepted, size)
+        ranges = record.chunk_ranges()
         if 0 <= chunk < len(ranges):
             start, stop = ranges[chunk]
             self._write_errors(ChunkSpec(batch_id, chunk, start, stop, ()), f"{ErrorCode.WORKER_LOST.value}: {message}")

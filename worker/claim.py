@@ -1,16 +1,61 @@
-"""A job in the worker's hands: what claiming it returned, its decoded inputs and the outputs so far."""
+"""A job in the worker's hands: what claiming it returned (`ClaimedJob`, claim.lua's reply decoded), then
+(`Claim`) its decoded inputs and the outputs so far."""
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from shared import rq_keys
 from shared.batches import ChunkSpec
-from shared.schema import ErrorCode, JobError
-from shared.signature import DEFAULT_SIGNATURE
+from shared.schema import ErrorCode, JobError, JobMeta
+from shared.signature import DEFAULT_SIGNATURE, ModelRef
 from worker.model.manager import ServedVersion
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """One job of claim.lua's reply, its positional values named and decoded (`decode`)."""
+
+    id: str
+    rerun: bool  # it was started before (its worker died): it runs alone
+    rows: int
+    data: bytes  # RQ's `data` field: the payload, or a chunk's row range
+    deadline: float  # Unix time it must start by; +inf for none
+    meta: JobMeta
+    enqueued_at: datetime.datetime | None
+    batch_id: str  # the batch of a chunk job; "" for other jobs
+    retries_left: int  # attempts left after this one
+    lane: int  # the position of its queue in the list claimed from
+
+    VALUES = 10  # values per job in the reply, in the order of the fields above
+
+    @classmethod
+    def decode(cls, values: Sequence[bytes]) -> ClaimedJob:
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, lane = values
+        return cls(
+            id=raw_id.decode(),
+            rerun=bool(started_before),
+            rows=int(rows),
+            data=data,
+            deadline=_deadline(deadline),
+            meta=JobMeta.decode(meta),
+            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+            batch_id=batch_id.decode(),
+            retries_left=int(retries_left or 0),
+            lane=int(lane) - 1,  # Lua counts from 1
+        )
+
+
+def _deadline(raw: bytes) -> float:
+    """A job's deadline (Unix time); +inf when it has none, or none that parses."""
+    try:
+        return float(raw or "inf")
+    except ValueError:
+        return float("inf")
 
 
 @dataclass
@@ -41,9 +86,9 @@ class Claim:
     done_rows: int = 0
 
     @property
-    def model_ref(self) -> dict[str, str]:
-        """The {name, version} reported on its result ("" for the version when none was bound)."""
-        return {"name": self.model, "version": self.served.version if self.served is not None else ""}
+    def model_ref(self) -> ModelRef:
+        """The model reported on its result: the version it ran on ("" when none was bound)."""
+        return ModelRef(self.model, self.served.version if self.served is not None else "")
 
     @property
     def complete(self) -> bool:

@@ -157,7 +157,7 @@ class Publisher:
                     "chunk": claim.chunk.chunk,
                     "rows": done,
                     "status": JobStatus.FINISHED.value,
-                    "model": model,
+                    "model": model.to_dict(),
                 }
             )
             return Ending(claim, JobStatus(doc["status"]), orjson.dumps(doc), done, failed)

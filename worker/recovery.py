@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -27,6 +28,7 @@ from shared import keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
+from shared.webhooks import delivery_id
 from worker.chunks import ChunkFiles
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,23 @@ class SweepCounts:
     failed: int = 0
 
 
+@dataclass(frozen=True)
+class Recovered:
+    """recover.lua's reply, decoded: jobs requeued, jobs failed, and which of those were chunk jobs."""
+
+    requeued: int
+    failed: int
+    failed_chunks: list[str]
+
+    @classmethod
+    def decode(cls, reply: Sequence[Any]) -> Recovered:
+        return cls(int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]])
+
+
 def recover_leases(
     client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str, result_ttl: int
-) -> tuple[int, int, list[str]]:
-    """recover.lua: requeue or fail the jobs of lapsed `leases`; returns (requeued, failed, failed chunk job ids)."""
+) -> Recovered:
+    """recover.lua: requeue or fail the jobs of lapsed `leases`."""
     now = time.time()
     reply = lua.script("recover", "webhook", "batch")(
         keys=[
@@ -68,11 +83,13 @@ def recover_leases(
             keys.webhook(""),
             message,
             ENDED_DATA,
+            delivery_id("job", ""),
+            delivery_id("batch", ""),
             *leases,
         ],
         client=client,
     )
-    return int(reply[0]), int(reply[1]), [raw.decode() for raw in reply[2:]]
+    return Recovered.decode(reply)
 
 
 def purge_results(client: redis.Redis, most: int) -> int:
@@ -140,19 +157,18 @@ class Recovery:
             f"a worker died with this job in hand on each of its attempts (MAX_ATTEMPTS={self.max_attempts}); "
             "it is not tried again, in case it is what crashes them"
         )
-        requeued, failed, chunk_ids = recover_leases(
-            self.connection, queue_name, lapsed, message=message, result_ttl=self.result_ttl
-        )
+        recovered = recover_leases(self.connection, queue_name, lapsed, message=message, result_ttl=self.result_ttl)
+        failed = recovered.failed
         if failed:
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_status_field(JobStatus.FAILED.value), failed)
                 pipe.hincrbyfloat(keys.metrics(), worker_metrics.job_error_field(ErrorCode.WORKER_LOST.value), failed)
                 pipe.execute()
-        for job_id in chunk_ids:
+        for job_id in recovered.failed_chunks:
             log.warning("chunk job %s failed: %s", job_id, message)
             if self.chunks is not None:
                 self.chunks.lost(*parse_chunk_job_id(job_id), message)
-        return SweepCounts(requeued, failed)
+        return SweepCounts(recovered.requeued, failed)
 
     def purge_results(self) -> None:
         """Purge results past RESULT_TTL, and trim RQ's ended-job registries (scored by when that is) to match."""

@@ -20,15 +20,14 @@ newest available; a pinned version this worker does not serve fails it as `versi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 import redis
 
 from shared import keys, lua, rq_keys
@@ -36,7 +35,7 @@ from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name, version_asked
 from shared.schema import ErrorCode
 from worker.chunks import ChunkFiles
-from worker.claim import Claim
+from worker.claim import Claim, ClaimedJob
 from worker.microbatcher import Segment
 from worker.model.manager import ServedVersion
 
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
-_PER_JOB = 10  # values per job in claim.lua's reply
 # resolve(model, version asked or None) → the version a claim runs on, or why there is none.
 Resolve = Callable[[str, "str | None"], "ServedVersion | str"]
 
@@ -76,10 +74,9 @@ def claim_jobs(
     lease_until: float,
     worker_name: str,
     busy: bool,
-) -> list[list[Any]]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i; one list per job: id,
-    started_at before this claim, rows, data, deadline, meta, enqueued_at, batch id (of a chunk job), attempts left,
-    and the position of its queue in `queue_names`."""
+) -> list[ClaimedJob]:
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i (each names its queue's
+    position in `queue_names`: `ClaimedJob.lane`)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
@@ -99,10 +96,8 @@ def claim_jobs(
         ],
         client=client,
     )
-    jobs = [reply[i : i + _PER_JOB] for i in range(0, len(reply), _PER_JOB)]
-    for job in jobs:
-        job[9] = int(job[9]) - 1  # Lua counts from 1
-    return jobs
+    per_job = ClaimedJob.VALUES
+    return [ClaimedJob.decode(reply[i : i + per_job]) for i in range(0, len(reply), per_job)]
 
 
 class RedisSource:
@@ -147,11 +142,11 @@ class RedisSource:
         While the worker holds a job that runs alone, it claims nothing else.
         """
         if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
-            self._claim_new(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
+            self.claim(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
         segments = self._from_pending(self._limit(max_rows))
         room = self._limit(max_rows) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, timeout if not segments else 0.0)
+            self.claim(room, timeout if not segments else 0.0)
             # A chunk just claimed widens the limit: it runs whole.
             segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
         return segments
@@ -167,7 +162,7 @@ class RedisSource:
             return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
         room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self._claim_new(room, 0.0)
+            self.claim(room, 0.0)
 
     def stop_claiming(self) -> None:
         """Finish what is in hand, take nothing new."""
@@ -207,10 +202,11 @@ class RedisSource:
         bulk = [i for i, lane in enumerate(self.lanes) if lane.bulk]
         return _rotated(interactive, self._turn), _rotated(bulk, self._turn)
 
-    def _claim_new(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
+    def claim(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
         """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
 
-        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`.
+        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`. Called
+        by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
         trips = 0
         interactive, bulk = self._claim_order()
@@ -239,44 +235,40 @@ class RedisSource:
             busy=bool(self.pending),
         )
         trips += 1
-        for fields in jobs:
-            fields[9] = order[fields[9]]  # the position in this claim's order → the lane
+        jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
         if not priority_only:
             # Every queue ran out (fewer jobs than asked of each): the next claim waits on an interactive
             # queue (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
-            taken = sum(1 for fields in jobs if not self.lanes[fields[9]].bulk)
+            taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
             self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
             self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
-            claims = [self._restore(token, fields) for fields in jobs]
+            claims = [self._restore(token, job) for job in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)
             self.round_trips += trips
 
-    def _restore(self, token: str, fields: list[Any]) -> Claim | None:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, lane = fields
-        job_id = raw_id.decode()
-        options = orjson.loads(meta) if meta else {}
+    def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(
-            id=job_id,
-            queue_index=lane,
-            model=self.lanes[lane].model,
-            lease=rq_keys.lease(job_id, token),
-            rows=int(rows),
-            rerun=bool(started_before),
-            retries_left=int(retries_left or 0),
-            request_id=options.get("request_id"),
-            callback_url=options.get("callback_url"),
-            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
+            id=job.id,
+            queue_index=job.lane,
+            model=self.lanes[job.lane].model,
+            lease=rq_keys.lease(job.id, token),
+            rows=job.rows,
+            rerun=job.rerun,
+            retries_left=job.retries_left,
+            request_id=job.meta.request_id,
+            callback_url=job.meta.callback_url,
+            enqueued_at=job.enqueued_at,
         )
-        late = time.time() - _deadline(deadline)
+        late = time.time() - job.deadline
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it
             claim.fail(
                 ErrorCode.DEADLINE_EXCEEDED, f"the job's deadline passed {late:.1f} s before a worker could start it"
             )
             return claim
         try:
-            args = rq_keys.job_args(data)
-            if batch_id:
+            args = rq_keys.job_args(job.data)
+            if job.batch_id:
                 claim.chunk = ChunkSpec.from_payload(args[0])
                 claim.inputs = self.chunks.load(claim.chunk) if self.chunks is not None else None
             else:
@@ -285,7 +277,7 @@ class RedisSource:
             if claim.inputs is None:
                 raise ValueError("this worker has no storage for bulk chunks")
             claim.rows = len(next(iter(claim.inputs.values())))
-            pinned = None if batch_id else version_asked(args[0])
+            pinned = None if job.batch_id else version_asked(args[0])
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
             if claim.chunk is not None and self.chunks is not None:  # storage_failed (retried) or invalid_payload
                 claim.fail(*self.chunks.load_failed(exc))
@@ -345,11 +337,3 @@ def _rotated(items: list[int], turn: int) -> list[int]:
         return items
     start = turn % len(items)
     return items[start:] + items[:start]
-
-
-def _deadline(raw: bytes) -> float:
-    """A job's deadline (Unix time); +inf when it has none, or none that parses."""
-    try:
-        return float(raw or "inf")
-    except ValueError:
-        return float("inf")

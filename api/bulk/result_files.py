@@ -19,7 +19,7 @@ import orjson
 import redis
 
 from shared import keys, rq_keys
-from shared.batches import chunk_job_id, chunk_ranges, file_rows
+from shared.batches import BatchRecord, ChunkSpec, chunk_job_id, file_rows
 from shared.errors import NotAcceptable
 from shared.npy import header
 from shared.storage import Storage
@@ -28,23 +28,16 @@ from shared.storage.layout import chunk_errors_key, output_key, read_outputs, sk
 READ_BYTES = 1 << 20
 
 
-Chunks = list[tuple[int, int, int]]  # (chunk, first accepted row, end)
-
-
-def finished_chunks(storage: Storage, batch_id: str, record: dict[bytes, bytes], prefix_only: bool) -> Chunks:
-    """(chunk, start, stop) of every chunk with outputs; with `prefix_only`, stop at the first without."""
+def finished_chunks(storage: Storage, batch_id: str, record: BatchRecord, prefix_only: bool) -> list[ChunkSpec]:
+    """Every chunk with outputs, in order; with `prefix_only`, up to the first without."""
     present = storage.list_keys(batch_id)
     chunks = []
-    for chunk, (start, stop) in enumerate(_ranges(record)):
+    for chunk, (start, stop) in enumerate(record.chunk_ranges()):
         if output_key(batch_id, chunk) in present:
-            chunks.append((chunk, start, stop))
+            chunks.append(ChunkSpec(batch_id, chunk, start, stop, ()))
         elif prefix_only:
             break
     return chunks
-
-
-def _ranges(record: dict[bytes, bytes]) -> list[tuple[int, int]]:
-    return chunk_ranges(int(record.get(b"accepted_rows", 0)), int(record.get(b"chunk_rows", 1)))
 
 
 def _skipped(storage: Storage, batch_id: str, present: set[str] | None = None) -> np.ndarray | None:
@@ -54,15 +47,17 @@ def _skipped(storage: Storage, batch_id: str, present: set[str] | None = None) -
     return storage.load_rows(skipped_key(batch_id), 0, None)
 
 
-def ndjson_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
+def ndjson_results(storage: Storage, batch_id: str, chunks: list[ChunkSpec]) -> Iterator[bytes]:
     """One line per row: {"row", "prediction"}; one chunk file in memory at a time."""
     return _ndjson_lines(storage, batch_id, chunks, _skipped(storage, batch_id))
 
 
-def _ndjson_lines(storage: Storage, batch_id: str, chunks: Chunks, skipped: np.ndarray | None) -> Iterator[bytes]:
-    for chunk, start, stop in chunks:
-        outputs = read_outputs(storage.load_arrays(output_key(batch_id, chunk)))
-        yield ndjson_lines(file_rows(skipped, start, stop).tolist(), outputs)
+def _ndjson_lines(
+    storage: Storage, batch_id: str, chunks: list[ChunkSpec], skipped: np.ndarray | None
+) -> Iterator[bytes]:
+    for spec in chunks:
+        outputs = read_outputs(storage.load_arrays(output_key(batch_id, spec.chunk)))
+        yield ndjson_lines(file_rows(skipped, spec.start, spec.stop).tolist(), outputs)
 
 
 def ndjson_lines(rows: list[int], outputs: dict[str, np.ndarray]) -> bytes:
@@ -101,11 +96,11 @@ def _encoded_rows(array: np.ndarray) -> list[bytes]:
     return [b"[" + row + b"]" for row in text[2:-2].split(b"],[")]
 
 
-def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[bytes]:
+def npy_results(storage: Storage, batch_id: str, chunks: list[ChunkSpec]) -> Iterator[bytes]:
     """One `.npy` array of the model's single output; the header first, then each chunk's rows."""
-    rows = sum(stop - start for _, start, stop in chunks)
+    rows = sum(spec.rows for spec in chunks)
     if chunks:
-        first = read_outputs(storage.load_arrays(output_key(batch_id, chunks[0][0])))
+        first = read_outputs(storage.load_arrays(output_key(batch_id, chunks[0].chunk)))
     else:
         first = {"output": np.zeros((0,), np.float32)}
     if len(first) != 1:
@@ -118,21 +113,21 @@ def npy_results(storage: Storage, batch_id: str, chunks: Chunks) -> Iterator[byt
 
     def body() -> Iterator[bytes]:
         yield header(dtype, (rows, *sample.shape[1:]))
-        for index, (chunk, _, _) in enumerate(chunks):
-            outputs = first if index == 0 else read_outputs(storage.load_arrays(output_key(batch_id, chunk)))
+        for index, spec in enumerate(chunks):
+            outputs = first if index == 0 else read_outputs(storage.load_arrays(output_key(batch_id, spec.chunk)))
             yield np.ascontiguousarray(next(iter(outputs.values())), dtype=dtype).tobytes()
 
     return body()
 
 
-def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dict[bytes, bytes]) -> Iterator[bytes]:
+def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: BatchRecord) -> Iterator[bytes]:
     """NDJSON {row, error}: rows skipped at upload, then rows of chunks that failed, chunk by chunk.
 
     A chunk that failed without leaving its error file (failed by recovery as worker_lost, or while the
     store was down) has its rows listed from its job's failure, so every row counted in failed_rows is listed.
     """
     present = storage.list_keys(batch_id)
-    total = int(record.get(b"chunks_total", 0))
+    total = record.chunks_total
     keys = [
         key
         for key in [upload_errors_key(batch_id)] + [chunk_errors_key(batch_id, c) for c in range(total)]
@@ -147,7 +142,7 @@ def errors(storage: Storage, connection: redis.Redis, batch_id: str, record: dic
 def _error_lines(
     storage: Storage,
     batch_id: str,
-    record: dict[bytes, bytes],
+    record: BatchRecord,
     keys: list[str],
     first: BinaryIO | None,
     unlisted: dict[int, str],
@@ -157,7 +152,7 @@ def _error_lines(
         with first if index == 0 and first is not None else storage.open(key) as file:
             while block := file.read(READ_BYTES):
                 yield block
-    ranges = _ranges(record)
+    ranges = record.chunk_ranges()
     for chunk, message in sorted(unlisted.items()):
         rows = file_rows(skipped, *ranges[chunk]).tolist()
         yield b"".join(orjson.dumps({"row": row, "error": message}) + b"\n" for row in rows)
@@ -174,7 +169,7 @@ def _unlisted_failures(connection: redis.Redis, batch_id: str, total: int, prese
         return {}
     with connection.pipeline(transaction=False) as pipe:
         for chunk in candidates:
-            pipe.hmget(rq_keys.job(chunk_job_id(batch_id, chunk)), "status", keys.JOB_RESULT)
+            pipe.hmget(rq_keys.job(chunk_job_id(batch_id, chunk)), rq_keys.JobField.STATUS, keys.JOB_RESULT)
         replies = pipe.execute()
     failed = {}
     for chunk, (status, result) in zip(candidates, replies):

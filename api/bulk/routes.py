@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 from werkzeug.wsgi import get_input_stream
 
 from api import idempotency
@@ -18,8 +18,9 @@ from api.bulk.uploads import Options, Upload, open_upload, too_large
 from api.jobs.routes import REPLAYED, model_asked
 from api.model_info import Served
 from api.responses import json_response
+from api.services import services
 from shared.batch_records import BatchEnd
-from shared.batches import BatchStatus, status_document
+from shared.batches import BatchRecord, BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.storage import StoreUnreachable
 
@@ -39,7 +40,7 @@ def create() -> Response:
 
     With an Idempotency-Key header, an upload sent again gets the first one's batch (see api/idempotency.py).
     """
-    ext = current_app.extensions["inference"]
+    ext = services()
     key = idempotency.requested_key()
     limit = ext.settings.max_batch_bytes
     # Uploads have their own limit, MAX_BATCH_BYTES, counted while reading. So the body is read from Werkzeug's
@@ -61,7 +62,7 @@ def create() -> Response:
     if key is None:
         return _accepted(_create(upload, options, served))
     fingerprint = idempotency.Fingerprint(ROUTE)
-    with idempotency.registry().reserve(current_owner(), key, ROUTE) as reservation:
+    with services().idempotency.reserve(current_owner(), key, ROUTE) as reservation:
         upload.pieces = fingerprint.pieces(upload.pieces, reservation.renew)
         if not reservation.won:  # the same upload? Only its bytes can tell: read them through the hash
             collections.deque(upload.pieces, maxlen=0)
@@ -75,7 +76,7 @@ def create() -> Response:
 def _create(upload: Upload, options: Options, served: Served) -> str:
     """Ingest the upload as a new batch and enqueue its chunks on the model's bulk queue; returns its id
     (nothing is left on failure). Chunks run on the newest version when a worker takes them."""
-    ext = current_app.extensions["inference"]
+    ext = services()
     batch_id = uuid.uuid4().hex
     ext.batches.begin(batch_id, options.callback_url, options.metadata, current_owner())
     try:
@@ -112,9 +113,9 @@ def results(batch_id: str) -> Response:
     Ready once the batch is completed (or cancelled: its finished chunks); while it runs, `?partial=true`
     gives the finished prefix.
     """
-    ext = current_app.extensions["inference"]
+    ext = services()
     record = _record(batch_id)
-    state = BatchStatus(record[b"status"].decode())
+    state = record.status
     partial = _flag("partial")
     if state is BatchStatus.EXPIRED:
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
@@ -130,24 +131,26 @@ def results(batch_id: str) -> Response:
         body, mimetype = result_files.npy_results(ext.storage, batch_id, chunks), NPY
     else:
         body, mimetype = result_files.ndjson_results(ext.storage, batch_id, chunks), NDJSON
-    rows = sum(stop - start for _, start, stop in chunks)
+    rows = sum(spec.rows for spec in chunks)
     return Response(body, mimetype=mimetype, headers={"X-Rows": str(rows), "X-Batch-Status": state.value})
 
 
 @bp.get("/batches/<batch_id>/errors")
 def errors(batch_id: str) -> Response:
     """NDJSON {row, error} of every row that has no result (skipped at upload, or in a failed chunk)."""
-    ext = current_app.extensions["inference"]
+    ext = services()
     record = _record(batch_id)
-    if record[b"status"] == BatchStatus.EXPIRED.value.encode():
+    if record.status is BatchStatus.EXPIRED:
         raise NotFound(f"batch {batch_id!r} expired and its files were deleted", field="id")
     return Response(result_files.errors(ext.storage, ext.batches.connection, batch_id, record), mimetype=NDJSON)
 
 
 @bp.delete("/batches/<batch_id>")
+@bp.post("/batches/<batch_id>/cancel")  # OpenAI's Batch API shape, for clients written against it
 def cancel(batch_id: str) -> Response:
-    """Cancel: chunks not started never run; finished chunks stay downloadable. 409 once the batch ended."""
-    ext = current_app.extensions["inference"]
+    """Cancel: chunks not started never run. The batch is not deleted: it stays readable (status cancelled,
+    finished chunks downloadable) until BATCH_TTL. 409 once the batch ended."""
+    ext = services()
     _record(batch_id)  # unknown, or another key's batch: 404 before anything changes
     outcome = ext.batches.end(batch_id, BatchStatus.CANCELLED)
     if outcome is BatchEnd.UNKNOWN:
@@ -163,19 +166,19 @@ def cancel(batch_id: str) -> Response:
 
 def _delete_files(batch_id: str) -> None:
     """Delete a failed upload's files; with the store down, leave them to the bucket's lifecycle rule."""
-    storage = current_app.extensions["inference"].storage
+    storage = services().storage
     try:
         storage.delete_prefix(batch_id)
     except StoreUnreachable as exc:  # the error in hand (often this outage) is the one to answer with
         log.warning("could not delete the files of failed upload %s (the lifecycle rule will): %s", batch_id, exc)
 
 
-def _record(batch_id: str) -> dict[bytes, bytes]:
+def _record(batch_id: str) -> BatchRecord:
     """The batch's record; 404 for an unknown id, or a batch created with another API key."""
     _check_id(batch_id)
-    record = current_app.extensions["inference"].batches.get(batch_id)
+    record = services().batches.get(batch_id)
     require_owner(
-        record.get(b"owner"),
+        record.owner,
         NotFound(f"no batch {batch_id!r}: unknown, or expired more than BATCH_TTL ago", field="id"),
     )
     return record

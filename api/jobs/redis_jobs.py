@@ -22,7 +22,7 @@ from shared import keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
-from shared.schema import ErrorCode, JobError, JobStatus, canceled_doc, error_doc
+from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
 from shared.webhooks import delivery_id
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
@@ -129,9 +129,9 @@ class RedisJobs:
             fields[keys.JOB_DEADLINE] = repr(time.time() + deadline_s)
         if owner:
             fields[keys.JOB_OWNER] = owner
-        meta = {k: v for k, v in (("callback_url", callback_url), ("request_id", request_id)) if v}
-        if meta:
-            fields["meta"] = orjson.dumps(meta)
+        meta = JobMeta(callback_url, request_id).encode()
+        if meta is not None:
+            fields[rq_keys.JobField.META] = meta
         with self.connection.pipeline(transaction=False) as pipe:
             if queue not in self._registered:  # so that `rq info` lists it (workers repeat it at each heartbeat)
                 pipe.sadd(rq_keys.QUEUES, queue_key)
@@ -181,7 +181,7 @@ class RedisJobs:
         """The job's state; raises NotFound for an unknown or purged id, or one that `owner` did not create."""
         self._check_id(job_id)
         status, document, stored_owner, deadline = self.connection.hmget(
-            rq_keys.job(job_id), "status", keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
+            rq_keys.job(job_id), rq_keys.JobField.STATUS, keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
         )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(

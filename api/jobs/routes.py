@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 
 from api import idempotency
 from api.auth import current_owner
 from api.model_info import ModelInfo, Served
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
+from api.services import services
 from api.validation import instances_from_body, parse_json, rows_to_arrays, start_deadline
 from shared.errors import InvalidInput
 from shared.schema import JobStatus
@@ -46,7 +47,7 @@ def predict() -> Response:
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
-    ext = current_app.extensions["inference"]
+    ext = services()
     ext.jobs.check_capacity(ext.model_info.resolve(request.args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
@@ -70,7 +71,7 @@ def predict() -> Response:
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
     digest = fingerprint.finish(request.args.to_dict())
-    with idempotency.registry().reserve(owner, key, ROUTE) as reservation:
+    with services().idempotency.reserve(owner, key, ROUTE) as reservation:
         if not reservation.won:
             return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
         job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id, **where)
@@ -111,7 +112,7 @@ def _answer(
 
     `waited`: the caller already waited for the result (`document`, None if it did not come).
     """
-    jobs = current_app.extensions["inference"].jobs
+    jobs = services().jobs
     state = jobs.state(job_id, current_owner()) if replayed else None
     if state is not None:
         document = state.document
@@ -130,7 +131,7 @@ def _answer(
 def result(job_id: str) -> Response:
     """The job's document when done (200), its status while pending (202), 404 if unknown or expired."""
     wait = wait_seconds()
-    jobs = current_app.extensions["inference"].jobs
+    jobs = services().jobs
     state = jobs.state(job_id, current_owner())
     if state.document is None and wait > 0:
         state.document = jobs.wait(job_id, wait)
@@ -142,4 +143,4 @@ def result(job_id: str) -> Response:
 @bp.delete("/jobs/<job_id>")
 def cancel(job_id: str) -> Response:
     """Cancel a job that has not started (200 with its document); 409 if it already started or ended."""
-    return json_response(current_app.extensions["inference"].jobs.cancel(job_id, current_owner()))
+    return json_response(services().jobs.cancel(job_id, current_owner()))

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from flask import current_app
 
 from api.jobs.redis_jobs import RedisJobs
 from api.model_info import Served
 from api.request_context import current_request_id
+from api.services import services
 from shared.errors import InferenceFailed, ServiceError, TimedOut
-from shared.signature import ModelSignature
+from shared.signature import ModelRef, ModelSignature
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Predictions:
     ({name, version}: the version that answered)."""
 
     predictions: list[Any]
-    model: dict[str, str]
+    model: ModelRef
 
     def by_name(self, signature: ModelSignature) -> dict[str, list[Any]]:
         """Each output's rows (JSON values, in row order), keyed by output name."""
@@ -43,7 +43,7 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None, served: S
         TimedOut: not done within PROTOCOL_TIMEOUT_S.
         InferenceFailed: the worker could not run the job (the message says why).
     """
-    ext = current_app.extensions["inference"]
+    ext = services()
     return run_job(ext.jobs, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), served)
 
 
@@ -71,7 +71,7 @@ def run_job(
     if doc["status"] != "finished":
         error = doc.get("error") or {}
         raise InferenceFailed(error.get("message") or f"job {job_id} ended {doc['status']}")
-    return Predictions(doc["predictions"], doc["model"])
+    return Predictions(doc["predictions"], ModelRef.from_dict(doc["model"]))
 
 
 def outputs_by_name(predictions: list[Any], signature: ModelSignature) -> dict[str, list[Any]]:

@@ -16,7 +16,8 @@ import orjson
 
 from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
 from shared.config import MAX_START_DEADLINE_S
-from shared.signature import ModelSignature
+from shared.signature import CLASSIFY_METHOD, REGRESS_METHOD, ModelSignature
+from shared.version import VERSION
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -170,7 +171,20 @@ TIMEOUT = _query(
     {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_START_DEADLINE_S},
     "The job's deadline to start, in seconds (default JOB_START_DEADLINE_S)",
 )
+CANCEL_SUMMARY = (
+    "Cancel a batch: chunks not yet started never run. Nothing is deleted: the batch stays readable (status "
+    "cancelled, rows of finished chunks downloadable) until BATCH_TTL"
+)
 CALLBACK = _query("callback_url", ref("CallbackURL"), "POSTed the final document when it ends")
+
+
+def offers(signature: ModelSignature | None, method: str) -> bool:
+    """Whether TF Serving's :classify or :regress can succeed on the served model: it has a signature of that
+    method (without a published model the document cannot know, and describes them)."""
+    if signature is None:
+        return True
+    wanted = CLASSIFY_METHOD if method == "classify" else REGRESS_METHOD
+    return any(d.method == wanted for d in signature.signature_defs().values())
 
 
 def _service_paths(b: Builder) -> dict[str, Any]:
@@ -216,6 +230,16 @@ def _service_paths(b: Builder) -> dict[str, Any]:
                 {"200": _json(ref("JobDocument"), "Canceled")},
                 (404, 409, 503),
                 path=("job_id",),
+            )
+        },
+        "/": {
+            "get": b.op(
+                "index",
+                "This service: name, version, the published models, and links to /docs, /openapi.json, /metrics",
+                ops,
+                {"200": _json(ref("Index"), "What this server is")},
+                (503,),
+                public=True,
             )
         },
         "/healthz": {
@@ -332,7 +356,14 @@ def _service_paths(b: Builder) -> dict[str, Any]:
 def _batch_paths(b: Builder) -> dict[str, Any]:
     tag, binary = "Bulk batches", {"schema": {"type": "string", "format": "binary"}}
     on_error = {"type": "string", "enum": ["reject", "skip"]}
-    metadata = {"type": "string", "maxLength": 4096, "description": "A JSON object, stored and echoed on the batch"}
+    # Documented narrower than the server takes (any JSON object of up to 4096 characters): 8 string values
+    # of up to 64 characters fit the 4096 characters, and, percent-encoded, gunicorn's 8190-byte request line.
+    metadata = {
+        "type": "object",
+        "maxProperties": 8,
+        "additionalProperties": {"type": "string", "maxLength": 64},
+        "description": "A JSON object, stored and echoed on the batch",
+    }
     form = {
         "type": "object",
         "required": ["file"],
@@ -350,7 +381,13 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
     )
     options = (
         CALLBACK,
-        _query("metadata", metadata, "A small JSON object stored and echoed on the batch"),
+        {
+            "name": "metadata",
+            "in": "query",
+            "required": False,
+            "content": {JSON: {"schema": metadata}},
+            "description": "A small JSON object stored and echoed on the batch",
+        },
         _query("on_error", on_error, "reject (default): a bad row rejects the upload; skip: it goes to /errors"),
     )
     created = _json(ref("BatchDocument"), "Stored and queued", {"Location": {"schema": {"type": "string"}}, **REPLAYED})
@@ -381,9 +418,19 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
             ),
             "delete": b.op(
                 "cancelBatch",
-                "Cancel a batch: chunks not yet started never run",
+                CANCEL_SUMMARY,
                 tag,
-                {"200": _json(ref("BatchDocument"), "Cancelled")},
+                {"200": _json(ref("BatchDocument"), "Cancelled; still readable with GET until BATCH_TTL")},
+                (404, 409, 503),
+                path=one,
+            ),
+        },
+        "/batches/{batch_id}/cancel": {
+            "post": b.op(
+                "cancelBatchOpenAI",
+                CANCEL_SUMMARY + " (OpenAI's Batch API shape; the same as DELETE /batches/{batch_id})",
+                tag,
+                {"200": _json(ref("BatchDocument"), "Cancelled; still readable with GET until BATCH_TTL")},
                 (404, 409, 503),
                 path=one,
             ),
@@ -422,7 +469,11 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
     status = {
         "type": "object",
         "required": ["model_version_status"],
-        "properties": {"model_version_status": {"type": "array", "items": {"type": "object"}}},
+        "properties": {
+            "model_version_status": {"type": "array", "items": {"type": "object"}},
+            "name": {"type": "string", "description": "KServe v1's model-readiness field"},
+            "ready": {"type": "boolean", "description": "KServe v1's model-readiness field"},
+        },
     }
     for prefix, params in (
         ("/v1/models/{name}", ("name",)),
@@ -443,6 +494,8 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
             )
         }
         for method, what in (("classify", "[label, score] pairs"), ("regress", "one value")):
+            if not offers(b.facts.signature, method):
+                continue
             paths[prefix + ":" + method] = {
                 "post": b.op(
                     f"tf{method.capitalize()}{suffix}",
@@ -527,13 +580,6 @@ def _v2_paths(b: Builder) -> dict[str, Any]:
             )
         },
     }
-    header = {
-        "name": "Inference-Header-Content-Length",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1},
-        "description": "With the binary tensor data extension: the length of the JSON header",
-    }
     binary_out = {
         "description": "Outputs: JSON, or with binary outputs the JSON header followed by raw tensors",
         "content": {
@@ -571,17 +617,16 @@ def _v2_paths(b: Builder) -> dict[str, Any]:
         paths[prefix + "/infer"] = {
             "post": b.op(
                 "v2Infer" + suffix,
-                "Inference with typed tensors (JSON, or the binary tensor data extension); waits for the job",
+                "Inference with typed tensors; waits for the job. The binary tensor data extension is accepted "
+                "too (Content-Type application/octet-stream, header Inference-Header-Content-Length = the length "
+                "of the JSON part) but not described here: no schema can say that the header must equal that "
+                "length, so a tester reading this document would send lengths the server must refuse",
                 tag,
                 {"200": binary_out},
                 (400, 404, 413, 415, 429, 500, 503, 504),
                 path=params,
-                query=(header,),
                 protocol=True,
-                body=b.body(
-                    {JSON: ref("V2InferRequest"), "application/octet-stream": {"type": "string", "format": "binary"}},
-                    application_json="v2",
-                ),
+                body=b.body({JSON: ref("V2InferRequest")}, application_json="v2"),
             )
         }
     return paths
@@ -604,7 +649,7 @@ def document(facts: Facts) -> bytes:
             "openapi": "3.0.3",
             "info": {
                 "title": "Batched inference queue",
-                "version": "0.1.0",
+                "version": VERSION,
                 "description": "Flask + Redis/RQ + a micro-batching TensorFlow worker. Every route, including the "
                 "TensorFlow Serving and KServe v2 ones, rides the same queue and micro-batching worker. "
                 "Every response carries X-Request-ID. HEAD works on every GET route (GET without the "

@@ -3,12 +3,13 @@ offline: its scripts and styles come from the `swagger-ui-bundle` package, serve
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, request, send_from_directory
+from flask import Blueprint, Response, abort, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import keys_required
 from api.openapi.paths import ASSET_TYPES, Facts, document
 from api.responses import json_response
+from api.services import services
 from shared.errors import NotReady
 from shared.signature import ModelSignature
 
@@ -47,7 +48,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 def openapi_json() -> Response:
     """The OpenAPI 3 document describing every route of this API, with the row schemas of the model `?model=`
     names (default: the first model served)."""
-    ext = current_app.extensions["inference"]
+    ext = services()
     signature: ModelSignature | None
     try:
         signature = ext.model_info.resolve(request.args.get("model")).signature  # ?model=: that model's rows

@@ -284,6 +284,24 @@ FIXED_SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _ERROR}},
     "ProtocolError": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
     "CallbackURL": callback_url_schema(),
+    "Index": {
+        "type": "object",
+        "required": ["service", "version", "status", "models", "links"],
+        "properties": {
+            "service": {"type": "string"},
+            "version": {"type": "string"},
+            "status": {"type": "string", "enum": ["alive"]},
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "version"],
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+                },
+            },
+            "links": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
     "Pending": {
         "type": "object",
         "required": ["id", "status", "result_url"],

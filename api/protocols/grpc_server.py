@@ -52,6 +52,7 @@ def build_server(settings: Settings) -> tuple[grpc.Server, int]:
 def main() -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    settings.require_keys_or_anonymous()
     if not settings.grpc_port:
         log.info("GRPC_PORT is 0: no gRPC server")
         return 0

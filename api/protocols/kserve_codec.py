@@ -17,7 +17,7 @@ import orjson
 from api.model_info import ModelInfo, ModelNotServed, Served
 from api.validation import check_booleans, loads_json, to_array
 from shared.errors import InvalidInput, NotFound
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import ModelRef, ModelSignature, TensorSpec
 
 # v2 datatype ↔ numpy dtype name; BYTES (strings) and BF16 are not served.
 DATATYPES = {
@@ -61,6 +61,9 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     }
 
 
+OPTIONAL_FIELDS = {"id": "a string", "outputs": "a list of {name}", "parameters": "an object"}
+
+
 def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
     """Check an infer request against the signature and convert its inputs to the model's dtypes."""
     json_part, binary = _split(body, header_length)
@@ -71,6 +74,7 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             field="inputs",
             expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
         )
+    _refuse_nulls(doc)
     specs = {t.name: t for t in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
@@ -103,10 +107,11 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
 
 
 def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
-    """The `parameters` object of a request, input or output ({} when absent)."""
-    value = holder.get("parameters")
-    if value is None:
+    """The `parameters` object of a request, input or output ({} when absent; an explicit null is refused,
+    as the protocol's schema and our OpenAPI document say it is an object)."""
+    if "parameters" not in holder:
         return {}
+    value = holder["parameters"]
     if not isinstance(value, dict):
         raise InvalidInput("parameters must be an object", field=where, expected='{"name": value, ...}')
     return value
@@ -144,11 +149,12 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             "an input must be an object with a name", field=where, expected='{"name", "shape", "datatype", "data"}'
         )
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):  # no bools
         raise InvalidInput(
             f"shape {shape!r} is not valid", field=f"{where}.shape", expected="a list of sizes ≥ 0, batch size first"
         )
-    dtype = DATATYPES.get(tensor.get("datatype"))  # type: ignore[arg-type]
+    declared = tensor.get("datatype")
+    dtype = DATATYPES.get(declared) if isinstance(declared, str) else None  # a dict or list would not hash
     if dtype is None:
         raise InvalidInput(
             f"datatype {str(tensor.get('datatype'))[:16]!r} is not served",
@@ -203,6 +209,13 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
 
 
+def _refuse_nulls(doc: dict[str, Any]) -> None:
+    """Optional request fields may be left out, not sent as null (their schemas say string, list, object)."""
+    for name in OPTIONAL_FIELDS:
+        if name in doc and doc[name] is None:
+            raise InvalidInput(f"{name} is null", field=name, expected=f"{name} left out, or {OPTIONAL_FIELDS[name]}")
+
+
 def _request_id(doc: dict[str, Any]) -> str | None:
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
@@ -235,7 +248,7 @@ def _outputs(doc: dict[str, Any], signature: ModelSignature, parameters: dict[st
 
 
 def render_response(
-    request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature, model: dict[str, str]
+    request: InferRequest, outputs: dict[str, list[Any]], signature: ModelSignature, model: ModelRef
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
     dtypes = {t.name: t.dtype for t in signature.outputs}
@@ -250,7 +263,7 @@ def render_response(
         else:
             entry["data"] = np.ascontiguousarray(array).reshape(-1)
         entries.append(entry)
-    body: dict[str, Any] = {"model_name": model["name"], "model_version": model["version"], "outputs": entries}
+    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": entries}
     if request.id is not None:
         body["id"] = request.id
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -137,7 +137,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         outcome = self.backend.infer(arrays, target)
         outputs = outcome.by_name(signature)
         response = service_pb2.ModelInferResponse(
-            model_name=signature.name, model_version=outcome.model["version"], id=request.id
+            model_name=signature.name, model_version=outcome.model.version, id=request.id
         )
         for name in wanted:
             array = np.ascontiguousarray(outputs[name], dtype=np.dtype(specs[name].dtype).newbyteorder("<"))

@@ -10,12 +10,13 @@ Errors on these routes are {"error": "..."} (api/error_handler.py picks the shap
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from api.jobs.submit import infer
 from api.model_info import Served
 from api.protocols.kserve_codec import parse_request, render_response, resolve, tensor_metadata
 from api.responses import json_response
+from api.services import services
 from shared.errors import NotReady, UnsupportedMediaType
 
 bp = Blueprint("kserve", __name__)
@@ -29,11 +30,11 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 def served(name: str, version: str | None) -> Served:
     """The model version the route names (KServe's "unknown model" words when it is not served)."""
-    return resolve(current_app.extensions["inference"].model_info, name, version)
+    return resolve(services().model_info, name, version)
 
 
 def _require_live_worker() -> None:
-    if not current_app.extensions["inference"].model_info.live_workers():
+    if not services().model_info.live_workers():
         raise NotReady("no live worker has the model loaded", retry_after=2)
 
 
@@ -79,7 +80,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 def model_ready(name: str, version: str | None = None) -> Response:
     """200 when a live worker has the model (that version, when given) AVAILABLE, else 503 (404: unknown)."""
     target = served(name, version)
-    if not current_app.extensions["inference"].model_info.is_live(target.name):
+    if not services().model_info.is_live(target.name):
         raise NotReady("no live worker has the model loaded", retry_after=2)
     return json_response({"name": target.name, "ready": True})
 
@@ -95,7 +96,7 @@ def model_infer(name: str, version: str | None = None) -> Response:
             f"Content-Encoding {request.headers['Content-Encoding'][:32]!r} is not supported",
             expected="an uncompressed body",
         )
-    ext = current_app.extensions["inference"]
+    ext = services()
     parsed = parse_request(
         request.get_data(cache=False), request.headers.get(HEADER_LENGTH), signature, ext.settings.max_rows_per_request
     )

@@ -38,7 +38,7 @@ from api.protocols.tfserving_methods import (
     version_statuses,
 )
 from shared.errors import InvalidInput
-from shared.signature import ModelSignature
+from shared.signature import ModelRef, ModelSignature
 
 SIGNATURE_DEF = "signature_def"
 # Where a TensorProto keeps values of each dtype when written value by value, as TF Serving writes replies
@@ -64,11 +64,11 @@ def served(backend: Backend, spec: model_pb2.ModelSpec) -> Served:
     return resolve(backend.model_info, spec.name, asked, spec.version_label or None)
 
 
-def reply_spec(model: dict[str, str], signature_name: str) -> model_pb2.ModelSpec:
+def reply_spec(model: ModelRef, signature_name: str) -> model_pb2.ModelSpec:
     """The ModelSpec TF Serving puts on a reply: name, numeric version (the one that answered), the signature."""
-    spec = model_pb2.ModelSpec(name=model["name"], signature_name=signature_name)
-    if model["version"].isdigit():
-        spec.version.value = int(model["version"])
+    spec = model_pb2.ModelSpec(name=model.name, signature_name=signature_name)
+    if model.version.isdigit():
+        spec.version.value = int(model.version)
     return spec
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
 from api.jobs.submit import infer
@@ -33,8 +33,10 @@ from api.protocols.tfserving_methods import (
     version_statuses,
 )
 from api.responses import json_response
+from api.services import services
 from api.validation import columns_to_arrays, rows_to_arrays
 from shared.errors import InvalidInput
+from shared.model_registry import VersionState
 from shared.signature import ModelSignature
 
 bp = Blueprint("tfserving", __name__)
@@ -52,7 +54,7 @@ _TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 def served(name: str, version: str | None, label: str | None = None) -> Served:
     """The model version the route names (TF Serving's NOT_FOUND words when it is not served)."""
-    return resolve(current_app.extensions["inference"].model_info, name, version, label)
+    return resolve(services().model_info, name, version, label)
 
 
 @bp.post("/v1/models/<model:name>:predict")
@@ -64,7 +66,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     target = served(name, version, label)
     key, signature = choose(target.signature, _signature_name(body), Method.PREDICT)
     row_format = _check_predict_body(body)
-    max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    max_rows = services().settings.max_rows_per_request
     values = body["instances"] if row_format else body["inputs"]
     values, lifted = _lift_scalars(values, signature)
     if row_format:
@@ -120,7 +122,7 @@ def _examples_request(target: Served, method: Method) -> tuple[str, ModelSignatu
         raise InvalidInput(f"JSON Value: {_compact(body)} Expecting 'examples' value to be an list/array")
     if not examples:
         raise InvalidInput(f"JSON Value: {_compact(body)} 'examples' value is an empty array")
-    max_rows = current_app.extensions["inference"].settings.max_rows_per_request
+    max_rows = services().settings.max_rows_per_request
     if len(examples) > max_rows:
         raise InvalidInput(
             f"{len(examples)} examples is more than this server takes in one request (MAX_ROWS_PER_REQUEST={max_rows})"
@@ -222,8 +224,9 @@ def _compact(value: Any) -> str:
 @bp.get("/v1/models/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None) -> Response:
     """TF Serving's GetModelStatus reply: every version (newest first) with its state, and the error of a
-    version that failed to load (state END, error_code UNKNOWN)."""
-    listed = version_statuses(current_app.extensions["inference"].model_info, name, version)
+    version that failed to load (state END, error_code UNKNOWN). With KServe v1's model-readiness fields
+    beside it (`name`, `ready`: a version AVAILABLE), which the kserve SDK's `is_model_ready` reads."""
+    listed = version_statuses(services().model_info, name, version)
     return json_response(
         {
             "model_version_status": [
@@ -233,7 +236,9 @@ def status(name: str, version: str | None = None) -> Response:
                     "status": {"error_code": _error_code(v.error), "error_message": v.error},
                 }
                 for v in listed
-            ]
+            ],
+            "name": name,
+            "ready": any(v.state is VersionState.AVAILABLE for v in listed),
         }
     )
 

@@ -5,10 +5,10 @@
 --       [6] webhook TTL (s), [7] results channel, [8] webhook member, [9] data of an ended job.
 -- Returns 1 if cancelled, 0 if the job was no longer in the queue.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-local f = redis.call('HMGET', KEYS[2], 'infer_rows', 'meta')
+local f = redis.call('HMGET', KEYS[2], JOB.ROWS, JOB.META)
 local rows = tonumber(f[1] or '1') or 1
 if rows > 1 then redis.call('DECRBY', KEYS[4], rows - 1) end
-redis.call('HSET', KEYS[2], 'status', 'canceled', 'ended_at', ARGV[3], 'result', ARGV[2], 'data', ARGV[9])
+redis.call('HSET', KEYS[2], JOB.STATUS, RQ_STATUS.CANCELED, JOB.ENDED_AT, ARGV[3], JOB.RESULT, ARGV[2], JOB.DATA, ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 redis.call('PUBLISH', ARGV[7], ARGV[1] .. ' ' .. ARGV[2])

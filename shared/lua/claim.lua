@@ -20,13 +20,13 @@ local out, alone, dropped = {}, false, 0
 
 -- Take one queued job: mark it started and add its values to `out`; returns its extra rows.
 local function take(id, f, queue)
-  redis.call('HSET', prefix .. id, 'status', 'started', 'started_at', now, 'worker_name', worker)
+  redis.call('HSET', prefix .. id, JOB.STATUS, RQ_STATUS.STARTED, JOB.STARTED_AT, now, JOB.WORKER_NAME, worker)
   local rows = tonumber(f[3] or '1') or 1
   local batch = f[8] or ''
   if batch ~= '' then
     local record = ARGV[9] .. batch
-    if redis.call('HGET', record, 'status') == 'queued' then
-      redis.call('HSET', record, 'status', 'in_progress', 'started_at', ARGV[8])
+    if redis.call('HGET', record, BATCH.STATUS) == BATCH_STATUS.QUEUED then
+      redis.call('HSET', record, BATCH.STATUS, BATCH_STATUS.IN_PROGRESS, BATCH.STARTED_AT, ARGV[8])
     end
   end
   for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0', queue}) do
@@ -47,9 +47,9 @@ for k = 1, #KEYS, 3 do
     more = #ids == asked  -- fewer than asked: the queue is empty now, no need to ask again
     local back = nil
     for i, id in ipairs(ids) do
-      local f = redis.call('HMGET', prefix .. id, 'status', 'started_at', 'infer_rows', 'data', 'infer_deadline',
-                           'meta', 'enqueued_at', 'infer_batch', 'retries_left')
-      if f[1] == 'queued' then
+      local f = redis.call('HMGET', prefix .. id, JOB.STATUS, JOB.STARTED_AT, JOB.ROWS, JOB.DATA, JOB.DEADLINE,
+                           JOB.META, JOB.ENQUEUED_AT, JOB.BATCH, JOB.RETRIES_LEFT)
+      if f[1] == RQ_STATUS.QUEUED then
         local rerun = f[2] and f[2] ~= ''
         if rerun and (busy or #out > 0) then back = i break end
         extra = extra + take(id, f, (k + 2) / 3)

@@ -19,11 +19,11 @@ for i = HEAD + 1, #ARGV, PER do
   if redis.call('ZREM', KEYS[base], lease) == 1 then
     flags[#flags + 1] = 1
     if batch == '' then
-      redis.call('HSET', prefix .. id, 'status', status, 'ended_at', now, 'result', doc, 'data', ARGV[8])
+      redis.call('HSET', prefix .. id, JOB.STATUS, status, JOB.ENDED_AT, now, JOB.RESULT, doc, JOB.DATA, ARGV[8])
     else
-      redis.call('HSET', prefix .. id, 'status', status, 'ended_at', now, 'result', doc)
+      redis.call('HSET', prefix .. id, JOB.STATUS, status, JOB.ENDED_AT, now, JOB.RESULT, doc)
     end
-    local registry = status == 'finished' and KEYS[base + 1] or KEYS[base + 2]
+    local registry = status == RQ_STATUS.FINISHED and KEYS[base + 1] or KEYS[base + 2]
     ended[registry] = ended[registry] or {}
     table.insert(ended[registry], expires)
     table.insert(ended[registry], id)

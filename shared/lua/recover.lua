@@ -7,35 +7,36 @@
 --       [6] webhook deliveries set.
 -- ARGV: [1] now (Unix), [2] now (RQ time), [3] now (ISO), [4] result expiry (Unix), [5] webhook TTL (s),
 --       [6] results channel, [7] job key prefix, [8] batch key prefix, [9] webhook key prefix,
---       [10] the failure message, [11] data of an ended job, then the leases.
+--       [10] the failure message, [11] data of an ended job, [12] a job's webhook member without its id,
+--       [13] a batch's webhook member without its id (shared/webhooks.py `delivery_id`), then the leases.
 -- Returns {requeued, failed, ids of failed chunk jobs...}.
 local now_ts, now, now_iso, expires, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local prefix, message = ARGV[7], ARGV[10]
 local requeued, failed, chunks, lines = 0, 0, {}, {}
-for i = 12, #ARGV do
+for i = 14, #ARGV do
   local lease = ARGV[i]
   local score = tonumber(redis.call('ZSCORE', KEYS[1], lease) or 'inf')
   if score <= now_ts and redis.call('ZREM', KEYS[1], lease) == 1 then
     local id = string.match(lease, '^([^:]+)')
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'status', 'retries_left', 'infer_rows', 'meta', 'infer_batch')
-    if f[1] == 'started' then
+    local f = redis.call('HMGET', key, JOB.STATUS, JOB.RETRIES_LEFT, JOB.ROWS, JOB.META, JOB.BATCH)
+    if f[1] == RQ_STATUS.STARTED then
       local left = tonumber(f[2] or '0') or 0
       local rows = tonumber(f[3] or '1') or 1
       if left > 0 then
-        redis.call('HSET', key, 'status', 'queued', 'retries_left', left - 1)
+        redis.call('HSET', key, JOB.STATUS, RQ_STATUS.QUEUED, JOB.RETRIES_LEFT, left - 1)
         redis.call('LPUSH', KEYS[2], id)
         if rows > 1 then redis.call('INCRBY', KEYS[4], rows - 1) end
         requeued = requeued + 1
       else
-        local doc = cjson.encode({id = id, status = 'failed', error = {code = 'worker_lost', message = message}})
-        redis.call('HSET', key, 'status', 'failed', 'ended_at', now, 'result', doc, 'data', ARGV[11])
+        local doc = cjson.encode({id = id, status = JOB_STATUS.FAILED, error = {code = ERROR.WORKER_LOST, message = message}})
+        redis.call('HSET', key, JOB.STATUS, RQ_STATUS.FAILED, JOB.ENDED_AT, now, JOB.RESULT, doc, JOB.DATA, ARGV[11])
         redis.call('ZADD', KEYS[3], expires, id)
         redis.call('ZADD', KEYS[5], expires, id)
         failed = failed + 1
         local batch = f[5] or ''
         if batch ~= '' then
-          local member = 'batch:' .. batch
+          local member = ARGV[13] .. batch
           chunk_done(ARGV[8] .. batch, 0, rows, now_iso, now_ts, KEYS[6], member, ARGV[9] .. member, ttl)
           chunks[#chunks + 1] = id
         else
@@ -43,7 +44,7 @@ for i = 12, #ARGV do
           local ok, meta = pcall(cjson.decode, f[4] or '')
           local url = ok and type(meta) == 'table' and meta.callback_url or nil
           if type(url) == 'string' and url ~= '' then
-            enqueue_delivery(ARGV[9] .. 'job:' .. id, KEYS[6], 'job:' .. id, url, ttl, now_ts)
+            enqueue_delivery(ARGV[9] .. ARGV[12] .. id, KEYS[6], ARGV[12] .. id, url, ttl, now_ts)
           end
         end
       end

@@ -8,17 +8,17 @@ local released = 0
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[2] .. id
-  local f = redis.call('HMGET', key, 'status', 'infer_batch', 'infer_rows')
-  if f[1] == 'scheduled' then
-    local batch = redis.call('HGET', ARGV[3] .. (f[2] or ''), 'status')
-    if batch == 'queued' or batch == 'in_progress' then
-      redis.call('HSET', key, 'status', 'queued')
+  local f = redis.call('HMGET', key, JOB.STATUS, JOB.BATCH, JOB.ROWS)
+  if f[1] == RQ_STATUS.SCHEDULED then
+    local batch = redis.call('HGET', ARGV[3] .. (f[2] or ''), BATCH.STATUS)
+    if batch == BATCH_STATUS.QUEUED or batch == BATCH_STATUS.IN_PROGRESS then
+      redis.call('HSET', key, JOB.STATUS, RQ_STATUS.QUEUED)
       redis.call('LPUSH', KEYS[2], id)
       local rows = tonumber(f[3] or '1') or 1
       if rows > 1 then redis.call('INCRBY', KEYS[3], rows - 1) end
       released = released + 1
     else
-      redis.call('HSET', key, 'status', 'canceled')
+      redis.call('HSET', key, JOB.STATUS, RQ_STATUS.CANCELED)
       redis.call('EXPIRE', key, tonumber(ARGV[4]))
     end
   end

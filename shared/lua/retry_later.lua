@@ -4,7 +4,7 @@
 -- KEYS: [1] started registry, [2] scheduled registry, [3] the job hash. ARGV: [1] lease, [2] job id, [3] due (Unix).
 -- Returns 1 if scheduled, 0 if the lease was no longer this worker's.
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[3], 'status', 'scheduled')
-redis.call('HINCRBY', KEYS[3], 'retries_left', -1)
+redis.call('HSET', KEYS[3], JOB.STATUS, RQ_STATUS.SCHEDULED)
+redis.call('HINCRBY', KEYS[3], JOB.RETRIES_LEFT, -1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1

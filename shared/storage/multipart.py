@@ -13,8 +13,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 log = logging.getLogger(__name__)
 
+# What the storage client raises for a failed request. Only these become the store's OSError: anything else
+# (a TypeError of ours) is a bug, and must surface as one rather than as "the store is down, retry".
+CLIENT_ERRORS = (BotoCoreError, ClientError)
 # S3 parts are 5 MiB to 5 GiB (but the last); 8 MiB is what the AWS CLI uses. 10,000 parts of 8 MiB
 # (78 GiB) is far above MAX_BATCH_BYTES.
 PART_BYTES = 8 * 1024 * 1024
@@ -31,7 +36,7 @@ class MultipartUpload(io.RawIOBase):
         client: Any,
         bucket: str,
         key: str,
-        translate: Callable[[Exception], OSError],
+        translate: Callable[[BotoCoreError | ClientError], OSError],
         part_bytes: int = PART_BYTES,
     ) -> None:
         super().__init__()
@@ -91,7 +96,7 @@ class MultipartUpload(io.RawIOBase):
             reply = self.client.upload_part(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
             )
-        except Exception as exc:
+        except CLIENT_ERRORS as exc:
             raise self.translate(exc) from exc
         self.parts.append({"PartNumber": number, "ETag": reply["ETag"]})
 
@@ -108,9 +113,7 @@ class MultipartUpload(io.RawIOBase):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
             )
-        except OSError:
-            raise
-        except Exception as exc:
+        except CLIENT_ERRORS as exc:
             raise self.translate(exc) from exc
         finally:
             self.head, self.tail = bytearray(), bytearray()
@@ -121,5 +124,7 @@ class MultipartUpload(io.RawIOBase):
         if self.upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-            except Exception as exc:  # noqa: BLE001 - the store is down: the lifecycle rule's AbortIncompleteMultipartUpload cleans up
+            except (
+                CLIENT_ERRORS
+            ) as exc:  # the store is down: the lifecycle rule's AbortIncompleteMultipartUpload cleans up
                 log.warning("could not abort the multipart upload of %s: %s", self.key, exc)

@@ -57,18 +57,17 @@ class S3Storage:
     def _name(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _error(self, exc: Exception, key: str = "") -> OSError:
-        """The OSError for a boto3 failure: FileNotFoundError for a missing object, else StoreUnreachable."""
+    def _error(self, exc: BotoCoreError | ClientError, key: str = "") -> OSError:
+        """The OSError for a boto3 failure: FileNotFoundError for a missing object, else StoreUnreachable.
+
+        Only the storage client's own errors come here; any other exception is a bug and propagates as is.
+        """
         if isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in MISSING:
                 return FileNotFoundError(f"{self.describe()}{key} does not exist")
             return StoreUnreachable(f"the object store {self.describe()} refused the request ({code}): {exc}")
-        if isinstance(exc, BotoCoreError):
-            return StoreUnreachable(f"the object store {self.describe()} is not reachable: {exc}")
-        return (
-            exc if isinstance(exc, OSError) else StoreUnreachable(f"the object store {self.describe()} failed: {exc}")
-        )
+        return StoreUnreachable(f"the object store {self.describe()} is not reachable: {exc}")
 
     @contextlib.contextmanager
     def _calls(self, key: str = "") -> Iterator[None]:

@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from shared import keys
+from shared import keys, rq_keys
 from tests.support import Service, copy_models
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,7 @@ def test_a_job_is_readable_and_cancellable_only_with_the_key_that_created_it(key
 
 def test_the_job_records_a_hash_of_its_key_never_the_key_and_logs_hold_no_key_or_payload(keyed):
     job_id = keyed.http.post("/predict", json={"instances": [ROW]}, headers=bearer(ALPHA)).json()["id"]
-    job = keyed.redis.hgetall(f"rq:job:{job_id}")
+    job = keyed.redis.hgetall(rq_keys.job(job_id))
     assert job[keys.JOB_OWNER.encode()] == hashlib.sha256(ALPHA.encode()).hexdigest().encode()
     assert not any(ALPHA.encode() in value for value in job.values())
     keyed.http.get("/v1/models", headers=bearer("wrong-key-9999"))
@@ -105,3 +105,27 @@ def test_a_batch_and_its_files_are_visible_only_to_the_key_that_created_it(keyed
     assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(BETA)).status_code == 404
     assert keyed.http.get(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "queued"
     assert keyed.http.delete(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("DELETE", ""), ("POST", "/cancel")])
+def test_cancelling_a_batch_either_way_leaves_it_readable(keyed, method, suffix):
+    rows = b"".join(b"[" + b", ".join([b"1"] * 64) + b"]\n" for _ in range(3))
+    created = keyed.http.post(
+        "/batches", content=rows, headers={**bearer(ALPHA), "Content-Type": "application/x-ndjson"}
+    )
+    batch_id = created.json()["id"]
+    assert keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(BETA)).status_code == 404
+    cancelled = keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(ALPHA))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert keyed.http.get(f"/batches/{batch_id}", headers=bearer(ALPHA)).json()["status"] == "cancelled"
+    assert keyed.http.request(method, f"/batches/{batch_id}{suffix}", headers=bearer(ALPHA)).status_code == 409
+
+
+def test_the_index_page_is_public_and_says_what_the_server_is(keyed):
+    index = keyed.http.get("/")
+    assert index.status_code == 200
+    body = index.json()
+    assert body["service"] and body["version"] and body["status"] == "alive"
+    assert body["links"]["docs"] == "/docs" and body["links"]["openapi"] == "/openapi.json"
+    assert body["links"]["metrics"] == "/metrics"
+    assert [m["name"] for m in body["models"]] == ["digits"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared import rq_keys
+
 pytestmark = pytest.mark.e2e
 
 ROW = [0.0] * 64
@@ -79,10 +81,10 @@ def test_unknown_route_and_wrong_method_are_json(service):
 
 
 def test_bad_requests_never_reach_the_queue(service):
-    before = service.redis.llen("rq:queue:predict")
+    before = service.redis.llen(rq_keys.queue(service.settings.queue_name))
     service.http.post("/predict", json={"instances": [[1, 2, 3]]})
-    assert service.redis.llen("rq:queue:predict") == before
-    assert service.redis.llen("rq:queue:predict:intermediate") == 0
+    assert service.redis.llen(rq_keys.queue(service.settings.queue_name)) == before
+    assert service.redis.llen(rq_keys.intermediate(service.settings.queue_name)) == 0
 
 
 @pytest.mark.parametrize(

@@ -51,24 +51,44 @@ def test_client_errors_are_typed_and_carry_the_servers_message(service):
         assert "shape [3, 5]" in rows.value.message
 
 
-def connections_to(port: int) -> set[int]:
-    """Socket inodes of this process's established TCP connections to `port` on loopback (IPv4)."""
-    mine = set()
-    for fd in os.listdir("/proc/self/fd"):
+class CountingRelay:
+    """A TCP relay in front of the API that counts the connections a client opens through it: exactly,
+    at accept and close, so no sampling can miss one."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.open = self.peak = self.total = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.total += 1
+        self.peak = max(self.peak, self.open)
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            mine.add(int(target[8:-1]))
-    found = set()
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], int(fields[9])
-            if remote_port == port and state == "01" and inode in mine:
-                found.add(inode)
-    return found
+            api_in, api_out = await asyncio.open_connection("127.0.0.1", self.port)
+            await asyncio.gather(_pipe(client_in, api_out), _pipe(api_in, client_out))
+        finally:
+            self.open -= 1
+            client_out.close()
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Copy until either side closes, then close `sink` (which ends the other direction too)."""
+    try:
+        while data := await source.read(1 << 16):
+            sink.write(data)
+            await sink.drain()
+    except ConnectionError:
+        pass
+    finally:
+        sink.close()
 
 
 def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_connections(
@@ -76,31 +96,19 @@ def test_async_client_runs_a_thousand_concurrent_predictions_over_at_most_eight_
 ):
     x = digits[0]
     labels = np.argmax(digits_model.predict({"pixels": x[:100]})["probabilities"], axis=1)
-    port = service.settings.api_port
-    before = connections_to(port)  # e.g. the shared service's own keep-alive connection
-    seen: set[int] = set()
-    peak = 0
-
-    async def sample(done: asyncio.Event) -> None:
-        nonlocal peak
-        while not done.is_set():
-            now = connections_to(port) - before
-            seen.update(now)
-            peak = max(peak, len(now))
-            await asyncio.sleep(0.1)  # a sample costs ~20 ms of this event loop; connections stay open anyway
+    relay = CountingRelay(service.settings.api_port)
 
     async def main() -> list:
-        done = asyncio.Event()
-        sampler = asyncio.create_task(sample(done))
-        async with AsyncClient(service.base_url, max_connections=8) as c:
-            predictions = await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
-        done.set()
-        await sampler
-        return predictions
+        url = await relay.start()
+        try:
+            async with AsyncClient(url, max_connections=8) as c:
+                return await asyncio.gather(*(c.predict(x[i % 100 : i % 100 + 1], timeout=60) for i in range(1000)))
+        finally:
+            await relay.stop()
 
     predictions = asyncio.run(main())
     assert [int(np.argmax(p[0])) for p in predictions] == [int(labels[i % 100]) for i in range(1000)]
-    assert 1 < peak <= 8, f"{peak} connections open at once"
+    assert 1 < relay.peak <= 8, f"{relay.peak} connections open at once"
 
 
 def test_async_client_round_trips_a_job_and_a_batch(service, digits, digits_model, tmp_path):

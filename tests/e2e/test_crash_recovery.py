@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from rq.job import Job
 
+from shared import rq_keys
 from shared.schema import OrjsonSerializer
 from tests.support import Service, wait_until
 
@@ -74,7 +75,7 @@ def test_jobs_held_by_a_sigkilled_worker_are_finished_by_the_next_worker_exactly
     for job_id, value in zip(job_ids, values):
         job = assert_finished_once(crashy, job_id, value)
         assert job.retries_left == 0  # it was queued again once: the killed worker never finished it
-    assert crashy.redis.zcard(f"rq:wip:{crashy.settings.queue_name}") == 0  # nothing left `started`
+    assert crashy.redis.zcard(rq_keys.started(crashy.settings.queue_name)) == 0  # nothing left `started`
 
 
 def test_a_job_that_crashes_every_worker_fails_after_max_attempts_and_its_batch_mates_finish(crashy):

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shared import keys
+from shared import keys, rq_keys
 from tests.support import Service
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def headers(api_key: str = ALPHA, idempotency_key: str | None = None, **extra: s
 
 def jobs_in(service: Service) -> int:
     """RQ job hashes in the service's database: one per job ever enqueued (they outlive their results)."""
-    return sum(1 for _ in service.redis.scan_iter("rq:job:*"))
+    return sum(1 for _ in service.redis.scan_iter(rq_keys.job("*")))
 
 
 def batches_in(service: Service) -> int:

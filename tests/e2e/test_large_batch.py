@@ -18,6 +18,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from inferq import Client
+from shared import rq_keys
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 
@@ -142,7 +143,9 @@ def test_cancel_stops_every_chunk_that_has_not_started(service, large_batch, dig
     large_batch.worker.thaw()
 
     started = StartedJobRegistry("predict-bulk", connection=service.redis)
-    wait_until(lambda: service.redis.llen("rq:queue:predict-bulk") == 0 and started.count == 0, 60)
+    wait_until(
+        lambda: service.redis.llen(rq_keys.queue(service.settings.bulk_queue_name)) == 0 and started.count == 0, 60
+    )
     doc = service.http.get(f"/batches/{large_batch.id}").json()
     assert 0 < doc["done_rows"] < ROWS and doc["status"] == "cancelled"
     assert service.http.get(f"/batches/{queued}").json()["done_rows"] == 0

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
-import numpy as np
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.jobs.redis_jobs import RedisJobs
-from shared import keys
-from shared.config import Settings
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +25,7 @@ def json_service(make_module_service):
 def _json_lines(path):
     lines = []
     for raw in path.read_text().splitlines():
-        if raw.startswith("{"):
+        if raw.startswith("{") and raw.endswith("}"):  # not a line still being written
             lines.append(orjson.loads(raw))
     return lines
 
@@ -92,18 +91,27 @@ def test_metrics_expose_queues_jobs_latency_batches_workers_and_model_load(json_
     assert samples[("inference_http_request_seconds_count", (("method", "POST"), ("route", "/predict")))] >= 5
 
 
+def _scrape(service, request_id: str) -> tuple[dict, int]:
+    """GET /metrics on a new connection: its samples, and the pid of the API process that answered (from
+    its access log line)."""
+    text = httpx.get(service.base_url + "/metrics", headers={"X-Request-ID": request_id}, timeout=30).text
+
+    def answered_by():
+        lines = [e for e in _json_lines(service.log_dir / "api.log") if e.get("request_id") == request_id]
+        return next((e["pid"] for e in lines if e["logger"] == "api.access"), None)
+
+    return _samples(text), wait_until(answered_by, 10)
+
+
 def test_metrics_add_up_across_gunicorn_processes(json_service):
     key = ("inference_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))
-    before = _samples(json_service.http.get("/metrics").text).get(key, 0)
-    seen = []
-    for _ in range(12):  # a new connection each time, so both processes answer some of these
-        seen.append(_samples(httpx.get(json_service.base_url + "/metrics", timeout=30).text).get(key, 0))
-    # Each scrape counts every earlier scrape, whichever process served it.
-    assert seen == [before + 1 + i for i in range(12)]
-
-
-def test_cancelled_jobs_are_counted(redis_db, redis_url):
-    jobs = RedisJobs(redis_db, Settings.from_env({}))
-    job_id = jobs.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
-    jobs.cancel(job_id)
-    assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1
+    first, first_pid = _scrape(json_service, "scrape-first")
+    # With the process that answered frozen, only the other one can answer: the next scrapes are its own,
+    # and each counts every earlier scrape, whichever process served it.
+    os.kill(first_pid, signal.SIGSTOP)
+    try:
+        scrapes = [_scrape(json_service, f"scrape-{i}") for i in range(3)]
+    finally:
+        os.kill(first_pid, signal.SIGCONT)
+    assert first_pid not in {pid for _, pid in scrapes}  # a second process answered them
+    assert [samples.get(key, 0) for samples, _ in scrapes] == [first.get(key, 0) + 1 + i for i in range(3)]

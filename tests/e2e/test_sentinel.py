@@ -12,8 +12,9 @@ import redis
 from scripts.failover_drill import run_drill
 from scripts.harness import child_env
 from scripts.sentinel_topology import MASTER_NAME, SentinelTopology
+from shared import rq_keys
 from shared.config import PROJECT_ROOT, Settings
-from shared.connection import connect, master_options
+from shared.connection import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +41,8 @@ def test_a_connection_through_sentinel_writes_to_the_master_and_the_replica_rece
 
 def test_rq_info_finds_the_master_through_the_settings_module(topology):
     settings = sentinel_settings(topology)
-    connect(settings).rpush("rq:queue:sentinel-probe", b"x")
-    connect(settings).sadd("rq:queues", b"rq:queue:sentinel-probe")
+    connect(settings).rpush(rq_keys.queue("sentinel-probe"), b"x")
+    connect(settings).sadd(rq_keys.QUEUES, rq_keys.queue("sentinel-probe"))
     info = subprocess.run(
         [f"{sys.prefix}/bin/rq", "info", "-c", "shared.rq_settings", "--only-queues"],
         cwd=PROJECT_ROOT,
@@ -53,13 +54,6 @@ def test_rq_info_finds_the_master_through_the_settings_module(topology):
     )
     assert info.returncode == 0, info.stderr
     assert "sentinel-probe" in info.stdout
-
-
-def test_a_rediss_url_beside_sentinels_gives_the_master_its_password_database_and_tls():
-    settings = Settings.from_env({}).replace(
-        redis_url="rediss://:secret@ignored:1/4", redis_sentinels="10.0.0.1:26379", redis_sentinel_master="main"
-    )
-    assert master_options(settings) == {"password": "secret", "db": 4, "ssl": True}
 
 
 def test_the_service_rides_out_a_failover_and_every_job_submitted_after_it_finishes(tmp_path):

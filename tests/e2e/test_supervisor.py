@@ -18,7 +18,7 @@ import redis
 
 from scripts.embedded_redis import EmbeddedRedis
 from scripts.harness import child_env, free_port
-from shared import keys
+from shared import keys, rq_keys
 from shared.config import PROJECT_ROOT, Settings
 from tests.support import wait_until
 
@@ -112,7 +112,7 @@ def test_ctrl_c_stops_the_workers_first_and_each_deregisters_before_redis_stops(
     try:
         client = redis.Redis(port=server.port)
         names = {n.decode() for n in client.zrange(keys.workers(), 0, -1)}
-        rq_workers = {n.decode() for n in client.smembers("rq:workers")}
+        rq_workers = {n.decode() for n in client.smembers(rq_keys.WORKERS)}
         assert not any(f".{pid}." in name for pid in live for name in names | rq_workers), (names, rq_workers)
     finally:
         server.stop()

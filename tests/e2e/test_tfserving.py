@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from shared import keys
+from shared import keys, rq_keys
 from tests.support import advertise_model
 
 pytestmark = pytest.mark.e2e
@@ -113,7 +113,9 @@ def test_model_status_reports_the_version_available(service):
         assert service.http.get(path).json() == {
             "model_version_status": [
                 {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            ]
+            ],
+            "name": "digits",  # KServe v1's model-readiness fields, beside TF Serving's reply
+            "ready": True,
         }
     assert service.http.get("/v1/models/digits/versions/2").status_code == 404
 
@@ -148,5 +150,7 @@ def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504
     assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]
-    assert service.redis.llen("rq:queue:predict") == 0  # cancelled: no worker will pick it up later
+    assert (
+        service.redis.llen(rq_keys.queue(service.settings.queue_name)) == 0
+    )  # cancelled: no worker will pick it up later
     assert float(service.redis.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

@@ -85,11 +85,13 @@ def test_predict_may_run_another_signature(tfs):
     assert response.json() == {"predictions": [4.0]}
 
 
-def test_status_is_tf_servings_reply(tfs):
+def test_status_is_tf_servings_reply_plus_kserve_v1_readiness(tfs):
     assert tfs.http.get("/v1/models/default").json() == {
         "model_version_status": [
             {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-        ]
+        ],
+        "name": "default",
+        "ready": True,
     }
 
 

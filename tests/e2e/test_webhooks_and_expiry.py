@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -94,9 +95,16 @@ def test_a_completed_batch_posts_its_signed_status_document(hooks, receiver, dig
 
 
 def test_a_cancelled_batch_posts_its_status_document(hooks, receiver, digits):
-    rows = np.tile(digits[0], (112, 1))  # 201,264 rows: seconds of work, so the cancel finds it running
-    batch_id = hooks.upload(npy_bytes(rows), "application/x-npy", callback_url=receiver.url).json()["id"]
-    assert hooks.http.delete(f"/batches/{batch_id}").json()["status"] == "cancelled"
+    # The worker is frozen (SIGSTOP) from the upload to the cancel, so the DELETE finds the batch not yet
+    # ended however fast the model runs; once thawed, it drops the cancelled chunks and sends the webhook.
+    [worker] = hooks.live_worker_processes()
+    hooks.signal_worker(worker, signal.SIGSTOP)
+    try:
+        created = hooks.upload(npy_bytes(digits[0][:50]), "application/x-npy", callback_url=receiver.url)
+        batch_id = created.json()["id"]
+        assert hooks.http.delete(f"/batches/{batch_id}").json()["status"] == "cancelled"
+    finally:
+        hooks.signal_worker(worker, signal.SIGCONT)
     headers, body = receiver.next_call()
     assert verify(body, SECRET, headers["X-Webhook-Signature"])
     assert headers["X-Webhook-Event"] == "batch.cancelled" and orjson.loads(body)["id"] == batch_id

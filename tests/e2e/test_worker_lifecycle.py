@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rq.job import Job
 
+from shared import rq_keys
 from shared.schema import OrjsonSerializer
 from tests.support import wait_until
 
@@ -59,7 +60,7 @@ def test_cancel_removes_a_queued_job_and_a_second_cancel_is_409(make_service, di
     assert service.http.get(f"/result/{job_id}").json()["status"] == "canceled"
     assert service.http.delete(f"/jobs/{job_id}").status_code == 409
     assert service.http.delete("/jobs/" + "f" * 32).status_code == 404
-    assert service.redis.llen("rq:queue:predict") == 0
+    assert service.redis.llen(rq_keys.queue(service.settings.queue_name)) == 0
     service.start_worker()
     kept = service.predict([x[1].tolist()], wait=20)
     assert kept.json()["status"] == "finished"

@@ -12,18 +12,19 @@ import numpy as np
 import orjson
 import pytest
 
+from api.idempotency import IdempotencyKeys, Record
 from api.jobs.redis_jobs import RedisJobs, _cancel
-from shared import keys, rq_keys
+from shared import keys, lua, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
 from shared.payload import ENDED_DATA
 from shared.schema import JobStatus
-from shared.webhooks import DeliveryQueue
+from shared.webhooks import DeliveryQueue, delivery_id
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import purge_results, recover_leases, reset_extra_rows
+from worker.recovery import Recovered, purge_results, recover_leases, reset_extra_rows
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queue
 def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_the_depth(redis_db, jobs):
     one, three = submit(jobs), submit(jobs, rows=3)
     jobs = claim(redis_db)
-    assert [j[0].decode() for j in jobs] == [one, three] and [int(j[2]) for j in jobs] == [1, 3]
+    assert [j.id for j in jobs] == [one, three] and [j.rows for j in jobs] == [1, 3]
     assert redis_db.llen(rq_keys.queue(QUEUE)) == 0 and int(redis_db.get(keys.extra_rows(QUEUE))) == 0
     assert redis_db.hget(rq_keys.job(one), "status") == b"started"
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
@@ -83,13 +84,13 @@ def test_claim_takes_from_a_list_of_lanes_in_order_with_their_caps_and_says_whic
 def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
     cancelled, kept = submit(jobs), submit(jobs)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
-    assert [j[0].decode() for j in claim(redis_db, most=1)] == [kept]
+    assert [j.id for j in claim(redis_db, most=1)] == [kept]
     rerun = submit(jobs)
     redis_db.hset(rq_keys.job(rerun), "started_at", "2026-01-01T00:00:00.000000Z")
     assert claim(redis_db, busy=True) == []
     assert redis_db.lrange(rq_keys.queue(QUEUE), 0, -1) == [rerun.encode()]  # back at the head, still queued
     [job] = claim(redis_db)
-    assert job[0].decode() == rerun and job[1]  # an idle worker takes it, alone
+    assert job.id == rerun and job.rerun  # an idle worker takes it, alone
 
 
 def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them(redis_db, jobs, settings):
@@ -113,22 +114,27 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
 
 
 def test_recover_requeues_a_lapsed_lease_with_attempts_left_and_fails_one_without(redis_db, jobs, settings):
-    job_id = submit(jobs, rows=2)
+    job_id = submit(jobs, rows=2, callback_url="http://127.0.0.1:9/hook")
     for attempt in range(settings.max_attempts):
         claim(redis_db, token=f"t{attempt}")
         lease = f"{job_id}:t{attempt}"
         redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)  # its worker stopped renewing it
-        requeued, failed, chunks = recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)
-        assert (requeued, failed, chunks) == ((1, 0, []) if attempt == 0 else (0, 1, []))
+        recovered = recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60)
+        assert recovered == (Recovered(1, 0, []) if attempt == 0 else Recovered(0, 1, []))
     result = orjson.loads(redis_db.hget(rq_keys.job(job_id), keys.JOB_RESULT))
     assert result["status"] == "failed" and result["error"] == {"code": "worker_lost", "message": "gone"}
     assert redis_db.zscore(rq_keys.failed(QUEUE), job_id) is not None
+    member = delivery_id("job", job_id)  # its webhook is scheduled under the member Python names
+    assert redis_db.zscore(keys.webhooks(), member) is not None
+    assert redis_db.hget(keys.webhook(member), keys.WebhookField.URL) == b"http://127.0.0.1:9/hook"
 
 
 def test_a_renewed_lease_is_not_recovered(redis_db, jobs):
     job_id = submit(jobs)
     claim(redis_db)
-    assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == (0, 0, [])
+    assert recover_leases(redis_db, QUEUE, [f"{job_id}:t1".encode()], message="gone", result_ttl=60) == Recovered(
+        0, 0, []
+    )
 
 
 def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, jobs, settings):
@@ -166,6 +172,16 @@ def test_webhook_hold_takes_due_deliveries_so_a_second_take_gets_none(redis_db):
     assert deliveries.take_due() == []
 
 
+def test_idempotency_replace_changes_a_record_only_while_its_holder_still_holds_it(redis_db, settings):
+    registry = IdempotencyKeys(redis_db, settings)
+    reservation = registry.reserve("", "key-1", "POST /predict")
+    final = Record("POST /predict", id="job-1")
+    assert registry.replace_if_held(reservation.key, reservation.mine, final, ttl_s=60)
+    assert registry.read(reservation.key) == final
+    assert not registry.replace_if_held(reservation.key, reservation.mine, None)  # no longer its reservation
+    assert registry.read(reservation.key) == final
+
+
 def _batch(redis_db, settings: Settings, batch_id: str = "b1", rows: int = 10) -> BatchRecords:
     records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=5))
     records.begin(batch_id, "http://127.0.0.1:9/hook", None)
@@ -187,9 +203,15 @@ def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_t
 ):
     _batch(redis_db, settings)
     [job, _] = claim(redis_db, queues=(BULK,), caps=[2])
-    chunk = Claim(job[0].decode(), 0, f"{job[0].decode()}:t1", 5, retries_left=int(job[8]))
+    chunk = Claim(job.id, 0, f"{job.id}:t1", 5, retries_left=job.retries_left)
     assert schedule_retry(redis_db, BULK, chunk, delay_s=-1) is True
     assert redis_db.hget(rq_keys.job(chunk.id), "status") == b"scheduled"
     assert release_due(redis_db, BULK) == 1
     assert redis_db.lindex(rq_keys.queue(BULK), 0) == chunk.id.encode()
     assert redis_db.hget(rq_keys.job(chunk.id), "retries_left") == b"0"
+
+
+def test_the_names_library_gives_the_scripts_the_names_python_defines(redis_db):
+    tables = ", ".join(f"{table} = {table}" for table in lua.names())
+    source = lua.names_library() + f"\nreturn cjson.encode({{{tables}}})".encode()
+    assert orjson.loads(redis_db.eval(source, 0)) == lua.names()

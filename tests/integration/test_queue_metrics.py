@@ -15,6 +15,7 @@ from api import create_app
 from api.jobs.redis_jobs import RedisJobs
 from api.metrics import ServiceCollector
 from api.queue_metrics import QueueCollector, read_view
+from api.services import services_of
 from shared import keys, webhooks
 from shared.config import Settings
 from tests.support import free_port
@@ -131,7 +132,14 @@ def test_a_full_redis_answers_503_not_500(redis_db, monkeypatch):
     def full() -> None:
         raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["inference"].jobs.connection, "ping", full)
+    monkeypatch.setattr(services_of(app).jobs.connection, "ping", full)
     response = app.test_client().get("/readyz?scope=api")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["message"] == "Redis is full; try again later"
+
+
+def test_cancelled_jobs_are_counted(redis_db, redis_url):
+    jobs = RedisJobs(redis_db, Settings.from_env({}))
+    job_id = jobs.submit({"pixels": np.zeros((1, 64), np.float32)}, request_id="r")
+    jobs.cancel(job_id)
+    assert float(redis_db.hget(keys.metrics(), "inference_jobs_total:canceled")) == 1

@@ -39,7 +39,7 @@ class Node:
 
     def __init__(self, connection, settings: Settings, name: str, lease_s: int = 60) -> None:
         self.connection = connection
-        self.tally = Tally(f"rq:worker:{name}")
+        self.tally = Tally(rq_keys.worker(name))
         self.source = RedisSource(connection, [QUEUE], name, lease_s)
         self.publisher = Publisher(connection, [QUEUE], SIGNATURE, settings.result_ttl, self.tally)
         self.recovery = Recovery(connection, [QUEUE], name, 1.0, settings.result_ttl, settings.max_attempts)

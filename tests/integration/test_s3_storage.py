@@ -10,13 +10,18 @@ import os
 import numpy as np
 import pytest
 
-from shared import storage
+from api import create_app
+from api.services import services_of
+from shared import keys, storage
 from shared.config import PROJECT_ROOT, Settings
 from shared.npy import NpyWriter
+from shared.signature import ModelSignature, TensorSpec
 from shared.storage import StoreUnreachable
 from shared.storage import s3 as s3_storage
 from shared.storage.multipart import PART_BYTES
 from shared.storage.s3 import S3Storage
+
+SIGNATURE = ModelSignature("double", "1", (TensorSpec("x", (2,), "float32"),), (TensorSpec("y", (2,), "float32"),))
 
 
 class Calls:
@@ -144,6 +149,52 @@ def test_an_unreachable_or_missing_store_is_store_unreachable_naming_it(own_s3_s
     ):
         with pytest.raises(StoreUnreachable, match=f"s3://{bucket}/ is not reachable"):
             call()
+
+
+def test_a_bug_while_uploading_a_part_is_raised_as_itself_not_as_an_outage(store, monkeypatch, s3_server, s3_bucket):
+    def broken_part(**_):
+        raise TypeError("a bug of ours, not the store's")
+
+    monkeypatch.setattr(store.client, "upload_part", broken_part)
+    with pytest.raises(TypeError, match="a bug of ours"):
+        with store.create("b1/input-0.npy", new_prefix=True) as file:
+            file.write(b"x" * (2 * PART_BYTES + 1))  # a part is sent during the write
+    assert s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_a_bug_while_committing_is_raised_as_itself_not_as_an_outage(store, monkeypatch):
+    def broken_put(**_):
+        raise TypeError("a bug of ours, not the store's")
+
+    with store.create("b1/input-0.npy", new_prefix=True) as file:
+        file.write(b"first")
+    monkeypatch.setattr(store.client, "put_object", broken_put)
+    with pytest.raises(TypeError, match="a bug of ours"):
+        with store.create("b1/errors-upload.ndjson") as file:
+            file.write(b"small: one PUT at commit")
+
+
+def test_the_api_answers_a_bug_in_the_storage_path_with_a_500_not_a_503(s3_bucket, redis_db, monkeypatch):
+    """A TypeError of ours in the upload path is a bug report (500), not "the store is down, retry" (503)."""
+    kwargs = redis_db.connection_pool.connection_kwargs
+    url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+    app = create_app(Settings.from_env({}).replace(redis_url=url, storage_url=f"s3://{s3_bucket}/api"))
+    redis_db.set(keys.model(), SIGNATURE.to_json())
+
+    client = services_of(app).storage.client
+    put_marker = client.put_object
+
+    def broken_put(**kwargs):  # the batch's marker is written; its files hit a bug of ours
+        if kwargs["Key"].endswith(s3_storage.MARKER):
+            return put_marker(**kwargs)
+        raise TypeError("a bug of ours, not the store's")
+
+    monkeypatch.setattr(client, "put_object", broken_put)
+    answer = app.test_client().post(
+        "/batches", data=b'{"x": [1.0, 2.0]}\n', headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert answer.status_code == 500, answer.get_data(as_text=True)
+    assert "Retry-After" not in answer.headers
 
 
 def test_the_lifecycle_rule_in_the_docs_is_accepted_by_the_s3_api(s3_server, s3_bucket):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.batches import MAX_CHUNKS, chunk_ranges, chunk_size, file_rows, status_document
+from shared.batches import MAX_CHUNKS, BatchRecord, chunk_ranges, chunk_size, file_rows, status_document
 
 
 def test_chunks_cover_every_row_once_in_order():
@@ -34,9 +34,9 @@ def test_status_document_gives_urls_only_for_what_can_be_fetched():
         b"created_at": b"2025-01-01T00:00:00.000Z",
         b"metadata": b"",
     }
-    doc = status_document("b1", record)
+    doc = status_document("b1", BatchRecord.from_redis(record))
     assert (doc["status"], doc["output_url"], doc["errors_url"], doc["metadata"]) == ("in_progress", None, None, None)
     record.update({b"status": b"completed", b"failed_rows": b"2", b"metadata": b'{"k": "v"}'})
-    doc = status_document("b1", record)
+    doc = status_document("b1", BatchRecord.from_redis(record))
     assert doc["output_url"] == "/batches/b1/results" and doc["errors_url"] == "/batches/b1/errors"
     assert doc["metadata"] == {"k": "v"}

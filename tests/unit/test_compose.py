@@ -12,7 +12,7 @@ from shared.config import PROJECT_ROOT
 
 API_GRACEFUL_TIMEOUT_S = 35  # api/gunicorn_conf.py graceful_timeout
 WORKER_DRAIN_S = 45  # the micro-batch in hand plus the webhook call in hand (WEBHOOK_TIMEOUT_S + 5) with room
-LONG_RUNNING = ("redis", "minio", "api", "grpc", "worker", "worker-gpu")
+LONG_RUNNING = ("redis", "seaweedfs", "api", "grpc", "worker", "worker-gpu")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def test_every_long_running_service_has_a_healthcheck_a_restart_policy_and_a_gra
 
 
 def test_healthchecks_mean_the_service_can_do_its_job(services):
-    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "valkey-cli", "ping"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == services["redis"]["environment"]["REDIS_PASSWORD"]
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     for worker in ("worker", "worker-gpu"):
         assert services[worker]["healthcheck"]["test"][1:4] == ["python", "-m", "worker.liveness"]
@@ -61,13 +62,15 @@ def test_services_wait_for_their_dependencies_to_be_healthy(services):
         depends = services[name]["depends_on"]
         assert depends["redis"] == {"condition": "service_healthy"}
     for name in ("api", "worker", "worker-gpu"):
-        assert services[name]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
-    assert services["minio-init"]["depends_on"]["minio"] == {"condition": "service_healthy"}
+        assert services[name]["depends_on"]["storage-init"] == {"condition": "service_completed_successfully"}
+    assert services["storage-init"]["depends_on"]["seaweedfs"] == {"condition": "service_healthy"}
 
 
 def test_compose_refuses_to_start_without_keys_and_webhook_settings(services):
     api_env = services["api"]["environment"]
     assert api_env["API_KEYS"].startswith("${API_KEYS:?")
+    assert api_env["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+    assert "ALLOW_ANONYMOUS" not in api_env
     assert services["grpc"]["environment"]["API_KEYS"].startswith("${API_KEYS:?")
     for name in ("api", "worker"):
         env = services[name]["environment"]
@@ -79,23 +82,37 @@ def test_ports_are_published_on_loopback_by_default(services):
     for name in ("api", "grpc"):
         (mapping,) = services[name]["ports"]
         assert mapping.startswith("${") and ":-127.0.0.1:" in mapping
-    for name in ("redis", "minio", "worker"):
+    for name in ("redis", "seaweedfs", "worker"):
         assert "ports" not in services[name]
 
 
-def test_redis_keeps_an_append_only_file_on_a_volume_and_never_evicts(services, compose):
-    command = services["redis"]["command"]
+def test_redis_keeps_an_append_only_file_on_a_volume_never_evicts_and_needs_the_password(services, compose):
+    (line,) = services["redis"]["command"]
+    command = line.split()
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--requirepass") + 1] == '"$$REDIS_PASSWORD"'
+    for name in ("api", "grpc", "worker", "worker-gpu", "storage-init"):
+        assert services[name]["environment"]["REDIS_PASSWORD"] == services["redis"]["environment"]["REDIS_PASSWORD"]
     volume = services["redis"]["volumes"][0].split(":")
     assert volume[1] == "/data" and volume[0] in compose["volumes"]
 
 
-def test_bulk_files_go_to_minio_with_a_bucket_created_first(services):
+def test_bulk_files_go_to_seaweedfs_with_a_bucket_created_first(services, compose):
     env = services["api"]["environment"]
-    assert env["STORAGE_URL"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["STORAGE_URL"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
     assert services["worker"]["environment"]["STORAGE_URL"] == env["STORAGE_URL"]
-    assert "mc mb --ignore-existing" in " ".join(services["minio-init"]["command"])
+    assert services["storage-init"]["command"] == ["python", "-m", "shared.storage.create_bucket"]
+    assert "-s3.port=8333" in services["seaweedfs"]["command"]
+    identity = compose["configs"]["seaweedfs-s3"]["content"]
+    assert env["AWS_ACCESS_KEY_ID"] in identity and env["AWS_SECRET_ACCESS_KEY"] in identity
+
+
+def test_no_image_comes_from_the_removed_minio_repositories_and_third_party_ones_are_pinned_by_digest(services):
+    for name, service in services.items():
+        assert "minio" not in service.get("image", ""), name
+        if "build" not in service and "inference-api" not in service["image"]:
+            assert re.fullmatch(r"[^@]+:[^@]+@sha256:[0-9a-f]{64}", service["image"]), name
 
 
 def test_each_role_has_one_named_image_built_once(services):

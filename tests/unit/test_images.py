@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from scripts.lock_requirements import ROLES
 from shared.config import PROJECT_ROOT
 from tests.source_tree import imported_modules, python_files
 
@@ -67,24 +68,27 @@ def test_role_images_have_a_healthcheck_and_a_default_command(target):
 def test_the_api_image_exposes_http_checks_healthz_and_installs_no_tensorflow():
     text = stages()["api"]
     assert re.search(r"^EXPOSE 8000$", text, flags=re.M) and "/healthz" in text
-    assert "requirements-api.txt" in text and "requirements-worker.txt" not in text and "tensorflow" not in text
+    assert "requirements-api.lock" in text and "requirements-worker" not in text and "tensorflow" not in text
 
 
 def test_the_grpc_image_serves_the_grpc_port():
     text = stages()["grpc"]
-    assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.txt" in text
+    assert re.search(r"^EXPOSE 8500$", text, flags=re.M) and "requirements-grpc.lock" in text
     assert re.search(r'^CMD \["python", "-m", "api.protocols.grpc_server"\]$', text, flags=re.M)
 
 
 def test_the_worker_images_check_the_liveness_file_and_the_gpu_one_uses_the_cuda_wheel():
     assert "worker.liveness" in stages()["worker"] and "LIVENESS_FILE=" in stages()["worker"]
-    assert "tensorflow[and-cuda]==" in stages()["worker-gpu"]
+    assert (
+        "tensorflow[and-cuda]==" in stages()["worker-gpu"] and "requirements-worker-gpu.lock" in stages()["worker-gpu"]
+    )
 
 
 def test_the_gpu_image_pins_the_same_tensorflow_as_the_worker():
     with open(os.path.join(PROJECT_ROOT, "requirements-worker.txt")) as f:
         (pin,) = re.findall(r"^tensorflow==(\S+)", f.read(), flags=re.M)
-    assert f'tensorflow[and-cuda]=={pin}"' in stages()["worker-gpu"]
+    assert f"tensorflow[and-cuda]=={pin}" in stages()["worker-gpu"]
+    assert f"tensorflow[and-cuda]=={pin}" in ROLES["worker-gpu"]  # what its lock is made from
 
 
 def test_the_grpc_image_pins_tf_serving_stubs_of_the_workers_tensorflow_version():
@@ -104,7 +108,7 @@ def test_api_requirements_carry_no_tensorflow_and_no_embedded_redis():
 
 def _import_without(module: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
     code = BLOCKER.format(blocked=set(blocked)) + f"import {module}\n"
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "REDIS_URL": "redis://127.0.0.1:1/0", "ALLOW_ANONYMOUS": "true"}
     return subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
     )

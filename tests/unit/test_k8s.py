@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import re
 import shutil
 import subprocess
 
@@ -19,7 +20,9 @@ from shared.config import PROJECT_ROOT, Settings
 
 K8S = os.path.join(PROJECT_ROOT, "deploy", "k8s")
 BASE = os.path.join(K8S, "base")
-KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"))
+SERVICEMONITOR = os.path.join(K8S, "components", "servicemonitor")
+KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"), SERVICEMONITOR)
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")  # custom resources: not in the Kubernetes schemas
 KUBERNETES_VERSION = "1.37.0"  # the newest schemas kubernetes-validate 1.37.0 ships
 API_DRAIN_S = 5 + 35  # preStop sleep, then gunicorn's graceful_timeout (api/gunicorn_conf.py)
 WORKER_DRAIN_S = 45  # the micro-batch in hand plus the webhook call in hand (WEBHOOK_TIMEOUT_S + 5), with room
@@ -30,7 +33,7 @@ AWS_VARIABLES = {"AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", 
 
 def manifest_files() -> list[str]:
     files = glob.glob(os.path.join(K8S, "**", "*.yaml"), recursive=True)
-    return sorted(f for f in files if os.path.basename(f) != "kustomization.yaml")
+    return sorted(f for f in files if os.path.basename(f) not in ("kustomization.yaml", "kustomizeconfig.yaml"))
 
 
 def documents() -> list[tuple[str, dict]]:
@@ -55,9 +58,21 @@ def kustomization(folder: str = BASE) -> dict:
         return yaml.safe_load(f)
 
 
+def env_file(name: str) -> dict[str, str]:
+    """A kustomize env file of base/ (config.env, secrets.env.example) as a dict."""
+    with open(os.path.join(BASE, name)) as f:
+        lines = [line.strip() for line in f if "=" in line and not line.lstrip().startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def config() -> dict[str, str]:
+    """The settings of the generated ConfigMap inference-config."""
+    return env_file("config.env")
+
+
 @pytest.mark.parametrize(
     ("path", "doc"),
-    [d for d in documents() if d[1]["apiVersion"] != "keda.sh/v1alpha1"],
+    [d for d in documents() if not d[1]["apiVersion"].startswith(CRD_GROUPS)],
     ids=lambda v: v if isinstance(v, str) else f"{v['kind']}/{v['metadata']['name']}",
 )
 def test_every_manifest_is_valid_against_the_kubernetes_schemas(path, doc):
@@ -77,15 +92,16 @@ def test_every_manifest_is_listed_in_a_kustomization_and_every_listed_file_exist
 def test_keys_come_from_a_generated_secret_that_must_be_filled_in():
     (generator,) = kustomization()["secretGenerator"]
     assert generator["name"] == "inference-secrets" and generator["envs"] == ["secrets.env"]
-    with open(os.path.join(BASE, "secrets.env.example")) as f:
-        names = {line.split("=", 1)[0] for line in f if "=" in line and not line.startswith("#")}
-    assert {"API_KEYS", "WEBHOOK_SECRET", "REDIS_URL"} <= names
+    assert {"API_KEYS", "WEBHOOK_SECRET", "REDIS_PASSWORD", "METRICS_TOKEN"} <= set(env_file("secrets.env.example"))
 
 
-def test_the_configmap_sets_only_known_settings_and_allow_lists_webhook_hosts():
-    data = by_kind("ConfigMap")["inference-config"]["data"]
+def test_the_configmap_is_generated_and_sets_only_known_settings_and_allow_lists_webhook_hosts():
+    assert "ConfigMap" not in {doc["kind"] for _, doc in documents()}  # generated, so a change rolls the pods
+    (generator,) = kustomization()["configMapGenerator"]
+    assert generator == {"name": "inference-config", "envs": ["config.env"]}
+    data = config()
     known = {f.name.upper() for f in dataclasses.fields(Settings)} | AWS_VARIABLES
-    assert set(data) - known <= {"STORAGE_URL", "GRPC_PORT", "MAX_MICROBATCH_ROWS", "MAX_MICROBATCH_DELAY_MS"}
+    assert set(data) <= known
     assert data["WEBHOOK_ALLOWED_HOSTS"] and data["STORAGE_URL"].startswith("s3://")
 
 
@@ -167,12 +183,12 @@ def test_keda_scales_each_worker_deployment_on_the_rq_queue_lists(name):
     }
     assert spec["scaleTargetRef"] == {"name": name} and name in by_kind("Deployment")
     assert 0 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
-    data = by_kind("ConfigMap")["inference-config"]["data"]
+    data = config()
     queues = {Queue.redis_queue_namespace_prefix + data[n] for n in ("QUEUE_NAME", "BULK_QUEUE_NAME")}
     assert {t["metadata"]["listName"] for t in spec["triggers"]} == queues
     for trigger in spec["triggers"]:
         meta = trigger["metadata"]
-        assert trigger["type"] == "redis"
+        assert trigger["type"] == "redis" and trigger["authenticationRef"] == {"name": "redis-auth"}
         assert set(meta) <= {
             "address",
             "host",
@@ -200,38 +216,66 @@ def test_gpu_workers_take_one_gpu_each_and_grow_gpu_memory():
     assert by_kind("ScaledObject")["worker-gpu"]["spec"]["minReplicaCount"] == 0
 
 
-def test_every_image_of_ours_is_renamed_by_a_kustomization_and_public_ones_are_pinned():
+def test_every_image_of_ours_is_renamed_by_a_kustomization_and_public_ones_are_pinned_by_digest():
     ours = {i["name"] for folder in KUSTOMIZATIONS for i in kustomization(folder).get("images", [])}
     for kind in ("Deployment", "StatefulSet"):
         for doc in by_kind(kind).values():
             for c in doc["spec"]["template"]["spec"]["containers"]:
-                assert c["image"] in ours or (":" in c["image"] and not c["image"].endswith(":latest")), c["image"]
+                assert c["image"] in ours or re.fullmatch(r"[^@]+:[^@]+@sha256:[0-9a-f]{64}", c["image"]), c["image"]
+
+
+def test_keda_reads_the_redis_password_from_the_secret_every_component_uses():
+    auth = by_kind("TriggerAuthentication")["redis-auth"]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "inference-secrets", "key": "REDIS_PASSWORD"}
+    ]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
-@pytest.mark.parametrize("overlay", ["", "gpu"])
+@pytest.mark.parametrize("overlay", ["", "gpu", "monitored"])
 def test_the_kustomizations_render_to_valid_objects_in_one_namespace(tmp_path, overlay):
-    copy = tmp_path / "k8s"
-    shutil.copytree(K8S, copy)
-    shutil.copy(copy / "base" / "secrets.env.example", copy / "base" / "secrets.env")
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    objects = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    objects = render(tmp_path, overlay)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("ScaledObject", "worker") in kinds and (("Deployment", "worker-gpu") in kinds) == (overlay == "gpu")
+    assert (("ServiceMonitor", "api") in kinds) == (overlay == "monitored")
     (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    generated = secret["metadata"]["name"]
+    assert generated.startswith("inference-secrets-")  # the hash suffix: a changed secret rolls the pods
     for o in objects:
         if o["kind"] != "Namespace":
             assert o["metadata"]["namespace"] == "inference", o["metadata"]["name"]
-        if o["apiVersion"] != "keda.sh/v1alpha1":
+        if not o["apiVersion"].startswith(CRD_GROUPS):
             kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
         if o["kind"] == "Deployment":
             for c in o["spec"]["template"]["spec"]["containers"]:
                 assert c["image"].startswith("registry.example.com/"), c["image"]
                 refs = {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
-                assert refs == {secret["metadata"]["name"]}  # the generated, hash-suffixed name
+                assert refs == {generated}
+        if o["kind"] == "TriggerAuthentication":
+            assert {r["name"] for r in o["spec"]["secretTargetRef"]} == {generated}
+        if o["kind"] == "ServiceMonitor":
+            assert o["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == generated
+
+
+def render(tmp_path, overlay: str) -> list[dict]:
+    """`kubectl kustomize` of a copy of deploy/k8s with the example secrets filled in; overlay "monitored"
+    is the base with the ServiceMonitor component enabled as its kustomization says."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    shutil.copy(copy / "base" / "secrets.env.example", copy / "base" / "secrets.env")
+    if overlay == "monitored":
+        text = (copy / "base" / "kustomization.yaml").read_text()
+        enabled = text.replace(
+            "# components:\n#   - ../components/servicemonitor", "components:\n  - ../components/servicemonitor"
+        )
+        assert enabled != text
+        (copy / "base" / "kustomization.yaml").write_text(enabled)
+        overlay = ""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(copy / overlay)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
 
 def test_building_without_secrets_env_fails_rather_than_starting_without_keys(tmp_path):

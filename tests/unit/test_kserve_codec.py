@@ -8,7 +8,7 @@ import pytest
 
 from api.protocols.kserve_codec import InferRequest, parse_request, render_response, tensor_metadata
 from shared.errors import InvalidInput
-from shared.signature import ModelSignature, TensorSpec
+from shared.signature import ModelRef, ModelSignature, TensorSpec
 
 SIG = ModelSignature(
     "m",
@@ -153,9 +153,7 @@ def test_unknown_requested_outputs_are_refused():
 
 def test_responses_render_json_and_binary_outputs_with_their_datatypes():
     request = InferRequest("r", {}, [("y", True), ("flag", False)])
-    body, header_length = render_response(
-        request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, {"name": "m", "version": "2"}
-    )
+    body, header_length = render_response(request, {"y": [[1, 2, 3]], "flag": [True]}, SIG, ModelRef("m", "2"))
     header = orjson.loads(body[:header_length])
     assert header["model_name"] == "m" and header["model_version"] == "2" and header["id"] == "r"
     y, flag = header["outputs"]
@@ -207,3 +205,37 @@ def test_ids_and_parameters_of_the_wrong_type_are_refused_naming_the_field(extra
     with pytest.raises(InvalidInput) as info:
         parse_request(_body(inputs, **extra, **outputs), None, SIG, 10)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"outputs": None}, "outputs"),
+        ({"id": None}, "id"),
+        ({"parameters": None}, "parameters"),
+        ({"outputs": [{"name": "y", "parameters": None}]}, "outputs[0].parameters"),
+    ],
+)
+def test_optional_fields_sent_as_null_are_refused_as_the_schema_says(extra, field):
+    inputs = [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+    ]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs, **extra), None, SIG, 10)
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize("declared", [{}, [], None, 3])
+def test_a_datatype_that_is_not_a_string_is_refused_not_a_crash(declared):
+    inputs = [{"name": "x", "shape": [1, 3], "datatype": declared, "data": [1, 2, 3]}]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs), None, SIG, 10)
+    assert refused.value.field == "inputs[0].datatype"
+
+
+def test_a_shape_of_booleans_is_refused_not_a_crash():
+    inputs = [{"name": "x", "shape": [False, 3], "datatype": "FP32", "data": []}]
+    with pytest.raises(InvalidInput) as refused:
+        parse_request(_body(inputs), None, SIG, 10)
+    assert refused.value.field == "inputs[0].shape"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -19,12 +20,27 @@ def test_touch_creates_the_file_and_refreshes_its_time(tmp_path):
     assert time.time() - path.stat().st_mtime < 10
 
 
-def test_an_empty_path_turns_the_signal_off():
+def test_an_empty_path_turns_the_signal_off_while_a_set_one_is_touched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     Liveness("").touch()  # no file, no error
+    assert os.listdir(tmp_path) == []
+    Liveness("alive").touch()  # the same call with a path does write: the empty one is off, not broken
+    assert os.listdir(tmp_path) == ["alive"]
 
 
-def test_a_directory_that_cannot_be_written_does_not_stop_the_worker(tmp_path):
-    Liveness(str(tmp_path / "missing-dir" / "alive")).touch()
+def test_a_directory_that_cannot_be_written_warns_once_and_the_file_is_touched_once_it_can_be(tmp_path, caplog):
+    path = tmp_path / "missing-dir" / "alive"
+    liveness = Liveness(str(path))
+    with caplog.at_level(logging.WARNING, logger="worker.liveness"):
+        liveness.touch()
+        liveness.touch()
+    [warning] = caplog.records  # once, not every loop turn
+    assert "cannot touch LIVENESS_FILE" in warning.getMessage()
+    path.parent.mkdir()
+    liveness.touch()
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    liveness.touch()
+    assert time.time() - path.stat().st_mtime < 10  # the mtime moved: the worker's signal recovered
 
 
 def test_a_fresh_file_is_alive_an_old_one_is_stuck_and_a_missing_one_is_not_started(tmp_path):

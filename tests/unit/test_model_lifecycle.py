@@ -10,6 +10,7 @@ import pytest
 
 from shared.config import Settings
 from shared.model_registry import ModelStatus, VersionState, VersionStatus, merge
+from shared.signature import ModelRef
 from worker.__main__ import model_manager
 from worker.claim import Claim
 from worker.microbatcher import Segment
@@ -193,7 +194,7 @@ def test_a_micro_batch_never_mixes_versions_and_each_claim_runs_on_the_version_i
     stats = run_microbatch(None, [Segment(c, 0, 1) for c in claims])
     assert sorted(calls) == [(1, 2), (2, 1)] and stats.model_calls == 2
     assert [float(c.outputs[0]["y"][0][0]) for c in claims] == [1.0, 2.0, 1.0]
-    assert [c.model_ref for c in claims] == [{"name": "m", "version": v} for v in ("1", "2", "1")]
+    assert [c.model_ref for c in claims] == [ModelRef("m", v) for v in ("1", "2", "1")]
 
 
 def test_model_base_path_serves_its_newest_version_named_after_model_name(tmp_path):

@@ -161,7 +161,16 @@ def test_the_document_is_built_once_per_signature_and_settings():
 def test_with_api_keys_every_operation_but_the_public_ones_lists_401_and_the_bearer_scheme(redis_db):
     doc = create_app(_settings(redis_db, api_keys="k1")).test_client().get("/openapi.json").get_json()
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    public = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/{asset}", "/v2/health/live", "/v2/health/ready"}
+    public = {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/{asset}",
+        "/v2/health/live",
+        "/v2/health/ready",
+    }
     for path, method, op in _operations(doc):
         assert ("401" in op["responses"]) == (path not in public), f"{method} {path}"
         assert op["security"] == ([] if path in public else [{"bearer": []}])
@@ -241,3 +250,47 @@ def test_each_tf_serving_signature_gets_its_own_rows_and_name():
         ["instances", "signature_name"],
         ["inputs", "signature_name"],
     ]
+
+
+def test_classify_and_regress_are_described_only_for_a_model_with_such_a_signature():
+    from shared.signature import CLASSIFY_METHOD, SignatureDef, TensorSpec
+
+    def paths(signature):
+        return {p.rsplit(":", 1)[-1] for p in orjson.loads(document(Facts(signature, 4, False)))["paths"] if ":" in p}
+
+    assert paths(DIGITS) == {"predict"}  # the server would refuse every :classify and :regress with a 400
+    examples = TensorSpec("inputs", (), "string")
+    classifier = ModelSignature(
+        "c",
+        "1",
+        DIGITS.inputs,
+        DIGITS.outputs,
+        (
+            SignatureDef("serving_default", "tensorflow/serving/predict", DIGITS.inputs, DIGITS.outputs, {}),
+            SignatureDef("classify", CLASSIFY_METHOD, (examples,), DIGITS.outputs, {}),
+        ),
+    )
+    assert paths(classifier) == {"predict", "classify"}
+    assert paths(None) == {"predict", "classify", "regress"}  # no model yet: the document cannot know
+
+
+def test_the_binary_tensor_extension_and_its_header_are_not_offered_to_schema_driven_clients():
+    doc = orjson.loads(document(Facts(DIGITS, 4, False)))
+    infer = doc["paths"]["/v2/models/{name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/json"}
+    assert all(p["name"] != "Inference-Header-Content-Length" for p in infer["parameters"])
+    (metadata,) = [p for p in doc["paths"]["/batches"]["post"]["parameters"] if p["name"] == "metadata"]
+    schema = metadata["content"]["application/json"]["schema"]
+    # The largest described value, percent-encoded (9 bytes per 3-byte character), fits gunicorn's request line.
+    assert schema["maxProperties"] * schema["additionalProperties"]["maxLength"] * 9 < 8190 - 1024
+
+
+def test_the_version_served_is_pyprojects():
+    import tomllib
+
+    from shared.config import PROJECT_ROOT
+    from shared.version import VERSION
+
+    with open(f"{PROJECT_ROOT}/pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == VERSION
+    assert orjson.loads(document(Facts(None, 4, False)))["info"]["version"] == VERSION

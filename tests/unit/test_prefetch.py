@@ -10,9 +10,9 @@ from worker.redis_source import RedisSource
 
 @pytest.fixture
 def source(monkeypatch) -> RedisSource:
-    src = RedisSource(None, ["q"], "w", lease_s=5)  # type: ignore[arg-type]  # no Redis: _claim_new is faked
+    src = RedisSource(None, ["q"], "w", lease_s=5)  # type: ignore[arg-type]  # no Redis: its claims are faked
     src.asked = []  # type: ignore[attr-defined]
-    monkeypatch.setattr(src, "_claim_new", lambda rows, timeout: src.asked.append((rows, timeout)))
+    monkeypatch.setattr(src, "claim", lambda rows, timeout: src.asked.append((rows, timeout)))
     src._piling = True  # the last claim took several jobs: work is piling up
     return src
 
