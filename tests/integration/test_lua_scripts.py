@@ -76,9 +76,9 @@ def test_claim_takes_from_a_list_of_lanes_in_order_with_their_caps_and_says_whic
     a = [submit(jobs, queue=first) for _ in range(2)]
     b = [submit(jobs, queue=other, version="123") for _ in range(2)]
     claimed = claim(redis_db, most=3, queues=(other, first), caps=[1, 3])
-    assert [(j[0].decode(), j[9]) for j in claimed] == [(b[0], 0), (a[0], 1), (a[1], 1)]
+    assert [(j.id, j.lane) for j in claimed] == [(b[0], 0), (a[0], 1), (a[1], 1)]
     assert redis_db.zcard(rq_keys.started(other)) == 1 and redis_db.zcard(rq_keys.started(first)) == 2
-    assert rq_keys.job_args(claimed[0][3])[0]["version"] == "123"  # the job is pinned in its payload
+    assert rq_keys.job_args(claimed[0].data)[0]["version"] == "123"  # the job is pinned in its payload
 
 
 def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
