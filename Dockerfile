@@ -31,7 +31,7 @@ ENV API_HOST=0.0.0.0 API_PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["gunicorn", "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
+CMD ["python", "-m", "api.serve"]
 
 FROM base AS grpc
 COPY requirements-grpc.lock .

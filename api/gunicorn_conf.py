@@ -3,15 +3,14 @@
 gthread workers: a request waiting on a result (?wait, long-poll) holds a thread, not a process.
 
 Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR in the environment before
-a process imports it. This file runs in the gunicorn master before any worker loads the app, so it picks
-the directory here (METRICS_DIR, or a fresh temporary one), empties it, and exports it to the workers.
+a process imports it. This file runs in the gunicorn master before any worker loads the app, so it prepares
+the directory here (shared/metrics_dir.py: METRICS_DIR, or a fresh temporary one, emptied) for the workers.
 """
 
-import os
 import shutil
-import tempfile
 from typing import Any
 
+from shared import metrics_dir
 from shared.config import Settings
 
 _settings = Settings.from_env()
@@ -29,14 +28,7 @@ keepalive = 5
 limit_request_line = 8190
 accesslog = None  # the app logs one line per request, with its request id (api/request_context.py)
 
-_metrics_dir = _settings.metrics_dir or tempfile.mkdtemp(prefix="inference-metrics-")
-_owns_metrics_dir = not _settings.metrics_dir
-os.makedirs(_metrics_dir, exist_ok=True)
-for _name in os.listdir(_metrics_dir):  # files of a previous run would add stale counts
-    if _name.endswith(".db"):
-        os.remove(os.path.join(_metrics_dir, _name))
-# Written (not read) here: the gunicorn worker processes inherit both; their Settings read METRICS_DIR.
-os.environ.update(PROMETHEUS_MULTIPROC_DIR=_metrics_dir, METRICS_DIR=_metrics_dir)
+_metrics_dir, _owns_metrics_dir = metrics_dir.prepare(_settings)
 
 if _settings.log_format == "json":
     logconfig_dict = {

@@ -76,16 +76,20 @@ def _deadline_seconds(raw: Any, to_float: Any) -> float:
     return value
 
 
-def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:
+def rows_to_arrays(
+    instances: list, signature: ModelSignature, max_rows: int, maybe_booleans: bool = True
+) -> dict[str, np.ndarray]:
     """Check `instances` against the signature and return one array per model input.
 
     For a model with one input each row is a (nested) list; with several, each row is an object keyed by
     input name (as in TF Serving, a one-input model also takes objects keyed by its input's name).
+    `maybe_booleans`: False when the body cannot hold a true/false (`may_hold_booleans`), so that numeric
+    rows are not walked for one.
     """
     _check_row_count(len(instances), max_rows, "instances")
     if len(signature.inputs) == 1 and not all(isinstance(row, dict) for row in instances):
         spec = signature.inputs[0]
-        return {spec.name: to_array(instances, spec, "instances")}
+        return {spec.name: to_array(instances, spec, "instances", maybe_booleans)}
     columns: dict[str, list] = {t.name: [] for t in signature.inputs}
     for i, row in enumerate(instances):
         if not isinstance(row, dict) or set(row) != set(columns):
@@ -96,7 +100,7 @@ def rows_to_arrays(instances: list, signature: ModelSignature, max_rows: int) ->
             )
         for name in columns:
             columns[name].append(row[name])
-    return {t.name: to_array(columns[t.name], t, f"instances[*].{t.name}") for t in signature.inputs}
+    return {t.name: to_array(columns[t.name], t, f"instances[*].{t.name}", maybe_booleans) for t in signature.inputs}
 
 
 def columns_to_arrays(inputs: Any, signature: ModelSignature, max_rows: int) -> dict[str, np.ndarray]:
@@ -145,7 +149,7 @@ def _check_row_count(rows: int, max_rows: int, field: str) -> None:
         )
 
 
-def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
+def to_array(rows: Any, spec: TensorSpec, field: str, maybe_booleans: bool = True) -> np.ndarray:
     """Convert rows of one input to an array of the spec's dtype, checking shape, types and values."""
     expected = f"rows of shape {spec.describe()}"
     try:
@@ -159,7 +163,7 @@ def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
     if len(got) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, got)):
         raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=expected)
     target = np.dtype(spec.dtype)
-    check_booleans(rows, raw, spec.dtype, field)
+    check_booleans(rows, raw, spec.dtype, field, maybe_booleans)
     if target.kind == "f":
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
@@ -184,7 +188,7 @@ def to_array(rows: Any, spec: TensorSpec, field: str) -> np.ndarray:
     raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)
 
 
-def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str) -> None:
+def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str, maybe_booleans: bool = True) -> None:
     """JSON true/false only for a bool input, and only true/false there (as TF Serving): numpy would read
     booleans as 1/0 (and numbers as booleans) without a word.
 
@@ -198,12 +202,18 @@ def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str) -> None
         raise InvalidInput(
             "rows contain numbers where true/false is expected", field=field, expected=f"true or false ({dtype})"
         )
-    if not wants_bool and (raw.dtype.kind == "b" or holds_booleans(values, raw.ndim)):
+    if not wants_bool and (raw.dtype.kind == "b" or (maybe_booleans and holds_booleans(values, raw.ndim))):
         raise InvalidInput(
             "rows contain true/false where numbers are expected",
             field=field,
             expected=f"numbers ({dtype}); true/false only for bool inputs",
         )
+
+
+def may_hold_booleans(body: bytes) -> bool:
+    """Whether a JSON body can hold a true or false at all: one byte search, where looking for one among the
+    values of numeric rows walks them all (a 64-row request's largest validation cost)."""
+    return b"true" in body or b"false" in body
 
 
 def holds_booleans(values: list, depth: int) -> bool:

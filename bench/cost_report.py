@@ -8,7 +8,7 @@ and `results["redis_only"]` (bench/redis_only.py).
 
 from __future__ import annotations
 
-from bench import api_servers, redis_only
+from bench import api_servers, ceiling, redis_only
 
 CPU_PARTS = ("api", "worker", "worker2", "redis", "loadgen", "other", "idle")
 
@@ -136,6 +136,11 @@ def render(results: dict) -> str:
     servers = [r for r in rows if r.get("api_server")]
     if servers:
         lines.append(f"- {api_servers.verdict(servers)}")
+    walls = [r for r in rows if r.get("rows_per_request")]
+    if walls:
+        raw64 = _find(rows, model="light", system="raw", mode="batch 64")
+        lines += ["", "Queue-path ceiling (zero-cost model) and 64-row requests (bench/ceiling.py):", ""]
+        lines += ceiling.render(walls, raw64["throughput"] if raw64 else None)
     if results.get("redis_only"):
         lines += [
             "",

@@ -13,17 +13,30 @@ from scripts import harness
 from shared.config import Settings
 
 
-def command(url: str, mode: str, clients: int, seconds: float, body_file: str, stop_file: str = "") -> list[str]:
-    """The loadgen command line (`stop_file`: it stops early once that file exists)."""
+def command(
+    url: str,
+    mode: str,
+    clients: int,
+    seconds: float,
+    body_file: str,
+    stop_file: str = "",
+    path: str = "",
+    headers: tuple[str, ...] = (),
+) -> list[str]:
+    """The loadgen command line (`stop_file`: it stops early once that file exists; `path`: the route `wait`
+    posts to, default /predict?wait=30; `headers`: extra request headers, "Name: value" each)."""
     args = [sys.executable, "-m", "bench.loadgen", "--url", url, "--mode", mode, "--clients", str(clients)]
     args += ["--seconds", str(seconds), "--body", body_file]
-    return args + (["--stop-file", stop_file] if stop_file else [])
+    args += [arg for header in headers for arg in ("--header", header)]
+    return args + (["--stop-file", stop_file] if stop_file else []) + (["--path", path] if path else [])
 
 
-def run(url: str, mode: str, clients: int, body_file: str, seconds: float) -> dict:
+def run(
+    url: str, mode: str, clients: int, body_file: str, seconds: float, path: str = "", headers: tuple[str, ...] = ()
+) -> dict:
     """Run the load to its end; loadgen's JSON (requests, jobs, seconds, latencies_ms, errors)."""
     out = subprocess.run(
-        command(url, mode, clients, seconds, body_file),
+        command(url, mode, clients, seconds, body_file, path=path, headers=headers),
         check=True,
         capture_output=True,
         env=harness.child_env(Settings()),

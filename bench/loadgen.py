@@ -2,7 +2,7 @@
 is not the service's. Prints one JSON object: requests, jobs, seconds, latencies (ms) and errors.
 
 Modes:
-  wait   each client: POST /predict?wait=30, expect 200
+  wait   each client: POST /predict?wait=30 (or --path: any synchronous route, e.g. KServe's infer), expect 200
   poll   each client: POST /predict (202), then GET /result/<id>?wait=30 (long-poll), expect 200
   flight keep `--in-flight` jobs submitted and not yet read, over `--clients` connections: submit while
          under the target, else long-poll the oldest job
@@ -23,12 +23,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+WAIT_PATH = "/predict?wait=30"
+
 
 class Connection:
     """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, headers: str = "") -> None:
+        self.host, self.port, self.headers = host, port, headers
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -37,7 +39,7 @@ class Connection:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n{self.headers}\r\n"
         ).encode()
         self.writer.write(head + body)
         status_line = await self.reader.readline()
@@ -68,7 +70,15 @@ class Connection:
 
 
 async def run(
-    url: str, mode: str, clients: int, seconds: float, body: bytes, in_flight: int, stop_file: str | None = None
+    url: str,
+    mode: str,
+    clients: int,
+    seconds: float,
+    body: bytes,
+    in_flight: int,
+    stop_file: str | None = None,
+    wait_path: str = WAIT_PATH,
+    headers: str = "",
 ) -> dict:
     parts = urlsplit(url)
     latencies: list[float] = []
@@ -104,11 +114,11 @@ async def run(
 
     async def closed_loop_client() -> None:
         nonlocal requests
-        conn = Connection(parts.hostname, parts.port)
+        conn = Connection(parts.hostname, parts.port, headers)
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             if mode in ("wait", "classic"):
-                path = "/predict?wait=30" if mode == "wait" else "/predict"
+                path = wait_path if mode == "wait" else "/predict"
                 status, _ = await conn.request("POST", path, body)
                 requests += 1
                 ok = status == 200
@@ -159,10 +169,24 @@ def main() -> None:
     parser.add_argument("--body", required=True, help="file holding the JSON request body")
     parser.add_argument("--in-flight", type=int, default=1000)
     parser.add_argument("--stop-file", help="stop early once this file exists")
+    parser.add_argument("--path", default=WAIT_PATH, help="the route --mode wait posts to")
+    parser.add_argument("--header", action="append", default=[], help="an extra request header, NAME: VALUE")
     args = parser.parse_args()
     with open(args.body, "rb") as f:
         body = f.read()
-    result = asyncio.run(run(args.url, args.mode, args.clients, args.seconds, body, args.in_flight, args.stop_file))
+    result = asyncio.run(
+        run(
+            args.url,
+            args.mode,
+            args.clients,
+            args.seconds,
+            body,
+            args.in_flight,
+            args.stop_file,
+            args.path,
+            "".join(f"{h}\r\n" for h in args.header),
+        )
+    )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

@@ -22,7 +22,18 @@ import numpy as np
 import orjson
 import redis
 
-from bench import api_servers, bulk, bulk_storage, careful, cost_report, load_runner, procstats, protocols, redis_only
+from bench import (
+    api_servers,
+    bulk,
+    bulk_storage,
+    careful,
+    ceiling,
+    cost_report,
+    load_runner,
+    procstats,
+    protocols,
+    redis_only,
+)
 from bench.phase_meter import PhaseMeter
 from bench.report import render_table, targets
 from scripts import harness
@@ -88,9 +99,18 @@ def measure_raw(name: str, path: str) -> list[dict]:
     return rows
 
 
-def load(url: str, mode: str, clients: int, body_file: str, seconds: float = SECONDS) -> dict:
-    """One closed-loop load run (bench/load_runner.py); loadgen's JSON."""
-    return load_runner.run(url, mode, clients, body_file, seconds)
+def load(
+    url: str,
+    mode: str,
+    clients: int,
+    body_file: str,
+    seconds: float = SECONDS,
+    path: str = "",
+    headers: tuple[str, ...] = (),
+) -> dict:
+    """One closed-loop load run (bench/load_runner.py); loadgen's JSON. `path`: the route `wait` posts to
+    (default /predict?wait=30); `headers`: extra request headers, "Name: value" each."""
+    return load_runner.run(url, mode, clients, body_file, seconds, path, headers)
 
 
 def summarize(result: dict) -> dict:
@@ -345,12 +365,17 @@ def main() -> int:
             results["rows"] += careful.measure(name, path, body_file, CLIENTS, load, summarize)
             results["rows"] += measure_service(name, path, body_file, workdir)
         results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
+        # The queue path with a zero-cost model, and 64-row requests of the light model per route.
+        results["rows"] += ceiling.measure(workdir, load, summarize, LIGHT_PATH)
         # The bulk path on an S3 bucket (moto's server on loopback) against the local directory.
         results["rows"] += bulk_storage.measure(
             workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS, (256 if QUICK else 1024) * 1024 * 1024
         )
     results["redis_only"] = redis_only.measure(jobs=256 if QUICK else 2048)
-    results["targets"] = targets(results["rows"]) + cost_report.targets(results["rows"])
+    raw64 = next((r["throughput"] for r in results["rows"] if r["model"] == "light" and r["mode"] == "batch 64"), None)
+    results["targets"] = (
+        targets(results["rows"]) + cost_report.targets(results["rows"]) + ceiling.targets(results["rows"], raw64)
+    )
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     os.makedirs(os.path.join(PROJECT_ROOT, "bench", "results"), exist_ok=True)
     stamp = results["when"].replace(":", "").replace("-", "")

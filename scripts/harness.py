@@ -1,5 +1,5 @@
 """The one way to start the service's processes: Redis (embedded unless the settings name one), the
-gunicorn API and N inference workers, each of which can be killed and started again.
+API (gunicorn or granian, API_SERVER) and N inference workers, each of which can be killed and started again.
 
 `make run` (scripts/stack.py supervises it), the tests (tests/support.py), the soak (scripts/soak.py)
 and the benchmarks (bench/run.py) all use it. Children get the settings through `Settings.to_env()`,
@@ -24,7 +24,7 @@ from typing import IO
 from scripts.embedded_redis import EmbeddedRedis
 from shared.config import PROJECT_ROOT, Settings
 
-STOP_TIMEOUT_S = 30.0  # a worker finishing a large micro-batch, gunicorn finishing a 30 s long-poll
+STOP_TIMEOUT_S = 30.0  # a worker finishing a large micro-batch, the API finishing a 30 s long-poll
 
 
 class Role(enum.Enum):
@@ -130,36 +130,6 @@ def answers(url: str, status: int = 200) -> bool:
         return getattr(exc, "code", None) == status
 
 
-def granian_command(settings: Settings) -> list[str]:
-    """granian serving api.wsgi:app with the API's settings: API_PROCESSES workers × API_THREADS threads.
-
-    As api/gunicorn_conf.py does for gunicorn: a dead worker is replaced, and on SIGTERM a worker gets 35 s
-    (a 30 s long-poll, plus margin) before it is killed.
-    """
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--host",
-        settings.api_host,
-        "--port",
-        str(settings.api_port),
-        "--workers",
-        str(settings.api_processes),
-        "--blocking-threads",
-        str(settings.api_threads),
-        "--respawn-failed-workers",
-        "--workers-kill-timeout",
-        "35",
-        "--no-ws",
-        "--log-level",
-        "warning",
-        "api.wsgi:app",
-    ]
-
-
 class Harness:
     """Redis, the API and workers for one set of settings; logs go to `log_dir/<name>.log`, or to our own
     stdout and stderr when `log_dir` is None (`make run`).
@@ -209,16 +179,9 @@ class Harness:
         self.redis_server.start()
 
     def start_api(self, wait_s: float | None = 30.0) -> Child:
-        """Start gunicorn serving the API; with `wait_s`, return once /healthz answers."""
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            os.path.join(PROJECT_ROOT, "api", "gunicorn_conf.py"),
-            "api.wsgi:app",
-        ]
-        self.api = self._start(Role.API, "api", command)
+        """Start the API under the WSGI server API_SERVER names (api/serve.py: gunicorn or granian); with
+        `wait_s`, return once /healthz answers."""
+        self.api = self._start(Role.API, "api", [sys.executable, "-m", "api.serve"])
         if wait_s is not None:
             wait_http(f"{self.base_url}/healthz", wait_s, self.api.process)
         return self.api

@@ -135,11 +135,12 @@ class Settings:
     # gRPC port (on api_host) for TF Serving's PredictionService/ModelService and KServe v2's
     # GRPCInferenceService (8500: TF Serving's own gRPC port); 0 turns the gRPC server off.
     grpc_port: int = 8500
-    # gunicorn processes and threads per process for the API; threads serve waiting long-polls.
+    # API server processes and threads per process (gunicorn or granian); threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
-    # WSGI server for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or "granian" (its WSGI mode, Rust HTTP:
-    # about a quarter less API CPU per request in bench/api_servers.py); both serve api.wsgi:app.
+    # WSGI server that `python -m api.serve` starts for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or
+    # "granian" (its WSGI interface: a Rust HTTP parser, API_PROCESSES × API_THREADS blocking threads); both
+    # serve api.wsgi:app.
     api_server: str = "gunicorn"
     # Worker processes that `make run` starts.
     workers: int = 1
@@ -152,8 +153,8 @@ class Settings:
     # Seconds the TF Serving and KServe routes wait for their queued job before answering 504 (they are
     # synchronous for the caller; 30 s matches the longest ?wait of /predict).
     protocol_timeout_s: float = 30.0
-    # prometheus-client's multiprocess directory for the gunicorn API processes; empty: a fresh temporary
-    # directory per API start, removed on exit (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR from it).
+    # prometheus-client's multiprocess directory for the API's server processes; empty: a fresh temporary
+    # directory per API start, removed on exit (shared/metrics_dir.py sets PROMETHEUS_MULTIPROC_DIR from it).
     metrics_dir: str = ""
     # Seconds before a bulk chunk that failed on storage (the object store down) runs again; doubles after
     # each failure, so MAX_ATTEMPTS=3 rides out an outage of about 5 + 10 = 15 s before its rows fail.

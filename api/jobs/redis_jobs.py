@@ -1,8 +1,9 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
 Submitting is one round trip of two commands (the job hash, the queue; a third for a job of several rows),
-writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is
-a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
+shared by the submits of concurrent requests in one process (api/jobs/group_commit.py), writing RQ's own
+format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is a field of its
+hash; waiting for it costs no command (api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import redis
+from redis.client import Pipeline
 
 from api.auth import owns
+from api.jobs.group_commit import GroupCommit
 from api.jobs.waiter import ResultWaiter
 from shared import keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
@@ -61,6 +64,7 @@ class RedisJobs:
         self.connection = connection
         self.settings = settings
         self.results = ResultWaiter(connection, self.result)
+        self.writes = GroupCommit(connection)
         self._depths: dict[str, _Depth] = {}
         self._registered: set[str] = set()
 
@@ -105,7 +109,8 @@ class RedisJobs:
         queue: str | None = None,
         version: str | None = None,
     ) -> str:
-        """Enqueue one job for `arrays` in a single round trip; returns its id.
+        """Enqueue one job for `arrays` in a single round trip (shared with the submits of other threads of
+        this process under load, api/jobs/group_commit.py); returns its id.
 
         `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
@@ -132,14 +137,17 @@ class RedisJobs:
         meta = JobMeta(callback_url, request_id).encode()
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
-        with self.connection.pipeline(transaction=False) as pipe:
-            if queue not in self._registered:  # so that `rq info` lists it (workers repeat it at each heartbeat)
+        register = queue not in self._registered  # so that `rq info` lists it (workers repeat it at each heartbeat)
+
+        def commands(pipe: Pipeline) -> None:
+            if register:
                 pipe.sadd(rq_keys.QUEUES, queue_key)
             pipe.hset(rq_keys.job(job_id), mapping=fields)
             pipe.rpush(queue_key, job_id)
             if rows > 1:
                 pipe.incrby(keys.extra_rows(queue), rows - 1)
-            replies = pipe.execute()
+
+        replies = self.writes.execute(commands, register + 2 + (rows > 1))
         self._registered.add(queue)
         # Threads of one process share these; a race only makes the next check read Redis again.
         seen = self._depths.setdefault(queue, _Depth())

@@ -12,7 +12,7 @@ from api.model_info import ModelInfo, Served
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
 from api.services import services
-from api.validation import instances_from_body, parse_json, rows_to_arrays, start_deadline
+from api.validation import instances_from_body, may_hold_booleans, parse_json, rows_to_arrays, start_deadline
 from shared.errors import InvalidInput
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
@@ -60,7 +60,7 @@ def predict() -> Response:
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
     )
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
-    arrays = rows_to_arrays(instances, served.signature, ext.settings.max_rows_per_request)
+    arrays = rows_to_arrays(instances, served.signature, ext.settings.max_rows_per_request, may_hold_booleans(raw))
     where = {"queue": served.queue, "version": served.version}
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)

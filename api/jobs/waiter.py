@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import redis
 
+from api.jobs.wakeup import Wakeup
 from shared import keys
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,16 @@ class Waiting:
     """One request's wait for one job, woken by the listener thread with the result or with a request to
     read the job itself (the listener reconnected, so a message may have been missed)."""
 
+    __slots__ = ("wakeup", "document")
+
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.wakeup = Wakeup()
         self.document: bytes | None = None
 
     def deliver(self, document: bytes | None) -> None:
         if document is not None:
             self.document = document
-        self.event.set()
+        self.wakeup.wake()
 
 
 class ResultWaiter:
@@ -70,8 +73,7 @@ class ResultWaiter:
             if check_first and (document := self.read(job_id)) is not None:
                 return document
             while (left := deadline - time.monotonic()) > 0:
-                waiting.event.wait(min(left, RECHECK_S))
-                waiting.event.clear()
+                waiting.wakeup.sleep(min(left, RECHECK_S))
                 if waiting.document is not None:
                     return waiting.document
                 if (document := self.read(job_id)) is not None:  # woken to re-read, or RECHECK_S passed
@@ -130,11 +132,14 @@ class ResultWaiter:
             waiting.deliver(None)
 
     def _dispatch(self, data: bytes) -> None:
-        """Hand each "<id> <document>" line to whoever waits for that id."""
-        for line in data.split(b"\n"):
-            job_id, _, document = line.partition(b" ")
-            with self._lock:
-                waits = self._waiting.get(job_id.decode(errors="replace"))
-                waits = list(waits) if waits else None
-            for waiting in waits or ():
+        """Hand each "<id> <document>" line to whoever waits for that id (one lock round per message)."""
+        lines = [line.partition(b" ") for line in data.split(b"\n")]
+        with self._lock:
+            found = [
+                (list(waits), document)
+                for job_id, _, document in lines
+                if (waits := self._waiting.get(job_id.decode(errors="replace")))
+            ]
+        for waits, document in found:
+            for waiting in waits:
                 waiting.deliver(document)

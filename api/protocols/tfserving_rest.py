@@ -13,6 +13,8 @@ shape by blueprint), with TF Serving's status codes and, for the mistakes it nam
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from api.protocols.tfserving_methods import (
 )
 from api.responses import json_response
 from api.services import services
-from api.validation import columns_to_arrays, rows_to_arrays
+from api.validation import columns_to_arrays, may_hold_booleans, rows_to_arrays
 from shared.errors import InvalidInput
 from shared.model_registry import VersionState
 from shared.signature import ModelSignature
@@ -62,7 +64,8 @@ def served(name: str, version: str | None, label: str | None = None) -> Served:
 @bp.post("/v1/models/<model:name>/labels/<model:label>:predict")
 def predict(name: str, version: str | None = None, label: str | None = None) -> Response:
     """Row or columnar predict through the chosen signature; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
-    body = _parse(request.get_data(cache=False))
+    raw = request.get_data(cache=False)
+    body = _parse(raw)
     target = served(name, version, label)
     key, signature = choose(target.signature, _signature_name(body), Method.PREDICT)
     row_format = _check_predict_body(body)
@@ -71,7 +74,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     values, lifted = _lift_scalars(values, signature)
     if row_format:
         _check_instance_types(values, signature)
-        arrays = rows_to_arrays(values, signature, max_rows)
+        arrays = rows_to_arrays(values, signature, max_rows, may_hold_booleans(raw))
     else:
         arrays = columns_to_arrays(values, signature, max_rows)
     outputs = infer(arrays, key, target).by_name(signature)
@@ -197,6 +200,8 @@ def _check_instance_types(instances: list, signature: ModelSignature) -> None:
             "required as per tensorinfo_map"
         )
     dtype = signature.inputs[0].dtype
+    if _only_numbers(instances, len(signature.inputs[0].shape), dtype):
+        return
     for i, row in enumerate(instances):
         bad = _non_numbers(row, dtype)
         if bad:
@@ -205,6 +210,20 @@ def _check_instance_types(instances: list, signature: ModelSignature) -> None:
                 f"Failed to process element: {i} of 'instances' list. Error: INVALID_ARGUMENT: "
                 f"JSON Value: {_compact(bad[0])} Type: {json_type(bad[0])} is not of expected type: {type_name}"
             )
+
+
+def _only_numbers(instances: list, row_depth: int, dtype: str) -> bool:
+    """Whether every value, `row_depth` lists deep in each instance, is what `dtype` takes: one C-speed pass
+    over the values (the common case), so that only a body with a bad value is walked in Python for its
+    message. False when unsure (a ragged or deeper body): then the walk decides."""
+    flat: Iterable[Any] = instances
+    try:
+        for _ in range(row_depth):
+            flat = chain.from_iterable(flat)
+        types = set(map(type, flat))
+    except TypeError:  # a number where a list was expected
+        return False
+    return types == {bool} if dtype == "bool" else types <= {int, float}
 
 
 def _non_numbers(value: Any, dtype: str) -> list[Any]:

@@ -82,7 +82,7 @@ def test_docker_compose_parses_and_names_redis_api_and_worker():
     assert {"redis", "api", "worker"} <= set(services)
     assert "appendonly" in " ".join(services["redis"]["command"])
     assert services["worker"]["command"] == ["python", "-m", "worker"]
-    assert "gunicorn" in services["api"]["command"]
+    assert services["api"]["command"] == ["python", "-m", "api.serve"]  # gunicorn or granian (API_SERVER)
 
 
 def test_procfile_names_web_grpc_and_worker():

@@ -25,4 +25,4 @@ def test_each_process_runs_a_module_of_this_project():
 def test_web_serves_the_api_on_every_interface_and_the_platforms_port():
     web = processes()["web"]
     assert "API_HOST=0.0.0.0" in web and "API_PORT=${PORT:-8000}" in web
-    assert web.endswith("gunicorn -c api/gunicorn_conf.py api.wsgi:app")
+    assert web.endswith("python -m api.serve")  # gunicorn, or granian with API_SERVER=granian

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
-from api.validation import columns_to_arrays, rows_to_arrays, start_deadline, to_array
+from api.validation import columns_to_arrays, may_hold_booleans, rows_to_arrays, start_deadline, to_array
 from shared.errors import InvalidInput
 from shared.payload import decode_inputs, encode_inputs
 from shared.signature import ModelSignature, TensorSpec
@@ -129,6 +130,20 @@ def test_booleans_where_numbers_are_expected_are_refused_naming_the_field(rows):
         rows_to_arrays(rows, ONE_INPUT, 10)
     assert info.value.field == "instances" and "true/false" in info.value.message
     assert "numbers (float32)" in info.value.expected
+
+
+@pytest.mark.parametrize("rows", [[[1.5, True, 2, 3]], [[0, 1, 2, 3], [4, 5, 6, False]]])
+def test_a_body_that_can_hold_booleans_is_walked_for_them_and_one_that_cannot_is_not(rows):
+    body = orjson.dumps({"instances": rows})
+    assert may_hold_booleans(body)  # so /predict looks, and refuses them
+    with pytest.raises(InvalidInput) as info:
+        rows_to_arrays(orjson.loads(body)["instances"], ONE_INPUT, 10, may_hold_booleans(body))
+    assert "true/false" in info.value.message
+    numbers = orjson.dumps({"instances": [[1.5, 1, 2, 3]]})
+    assert not may_hold_booleans(numbers)
+    assert rows_to_arrays(orjson.loads(numbers)["instances"], ONE_INPUT, 10, False)["pixels"].tolist() == [
+        [1.5, 1, 2, 3]
+    ]
 
 
 def test_a_bool_input_takes_only_true_and_false():
