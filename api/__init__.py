@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         services.Services(
             settings,
             RedisJobs(connection, settings),
-            ModelInfo(connection),
+            ModelInfo(connection, settings.queue_name),
             BatchRecords(connection, settings),
             storage.from_settings(settings),
             IdempotencyKeys(connection, settings),

@@ -82,9 +82,16 @@ class BatchRecords:
             pipe.execute()
 
     def enqueue(
-        self, batch_id: str, upload: StoredUpload, failed_rows: int, callback_url: str | None, metadata: Any
+        self,
+        batch_id: str,
+        upload: StoredUpload,
+        failed_rows: int,
+        callback_url: str | None,
+        metadata: Any,
+        queue: str | None = None,
     ) -> int:
-        """Record the validated upload and enqueue its chunk jobs, all in one transaction; returns the chunk count."""
+        """Record the validated upload and enqueue its chunk jobs on `queue` (the model's bulk queue, default
+        BULK_QUEUE_NAME), all in one transaction; returns the chunk count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
         fields: rq_keys.HashFields = {
@@ -99,7 +106,7 @@ class BatchRecords:
             BatchField.CALLBACK_URL: callback_url or "",
             BatchField.METADATA: orjson.dumps(metadata) if metadata is not None else "",
         }
-        queue = self.settings.bulk_queue_name
+        queue = queue or self.settings.bulk_queue_name
         now, ids = rq_keys.timestamp(), []
         with self.connection.pipeline() as pipe:  # one transaction: the batch and all its chunks, or nothing
             pipe.hset(keys.batch(batch_id), mapping=fields)

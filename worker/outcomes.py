@@ -72,6 +72,9 @@ class Tally:
         published = list(published)
         for result in published:
             self.metrics[worker_metrics.job_status_field(result.status.value)] += 1
+            model = result.claim.model_ref
+            if model.name:
+                self.metrics[worker_metrics.model_jobs_field(model.name, model.version, result.status.value)] += 1
             if result.claim.error is not None:
                 self.metrics[worker_metrics.job_error_field(result.claim.error.code.value)] += 1
         _add(

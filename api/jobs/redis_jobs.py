@@ -37,6 +37,15 @@ DEPTH_REFRESH_S = 0.25
 
 
 @dataclass
+class _Depth:
+    """What this process last saw of one queue's depth: rows waiting, when, and the extra rows part."""
+
+    rows: int = 0
+    at: float = float("-inf")
+    extra: int = 0
+
+
+@dataclass
 class JobState:
     """A job as a reader sees it: the final document if there is one, else the pending status."""
 
@@ -54,16 +63,14 @@ class RedisJobs:
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection = connection
         self.settings = settings
-        self.queue_name = settings.queue_name
-        self.queue_key = rq_keys.queue(settings.queue_name)
-        self.extra_rows_key = keys.extra_rows(settings.queue_name)
         self.results = ResultWaiter(connection, self.result)
         self.writes = GroupCommit(connection)
-        self._depth, self._depth_at, self._extra = 0, float("-inf"), 0
-        self._registered = False
+        self._depths: dict[str, _Depth] = {}
+        self._registered: set[str] = set()
 
-    def check_capacity(self) -> None:
-        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting (the body is not read yet).
+    def check_capacity(self, queue: str | None = None) -> None:
+        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting in `queue` (default QUEUE_NAME, the
+        first model's); the body is not read yet.
 
         The depth is remembered from this process's last submit (its RPUSH reply) or read, for at most
         DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at the limit is
@@ -72,15 +79,17 @@ class RedisJobs:
         limit = self.settings.max_queue_depth
         if not limit:
             return
-        if self._depth < limit and time.monotonic() - self._depth_at < DEPTH_REFRESH_S:
+        queue = queue or self.settings.queue_name
+        seen = self._depths.setdefault(queue, _Depth())
+        if seen.rows < limit and time.monotonic() - seen.at < DEPTH_REFRESH_S:
             return
         with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.queue_key)
-            pipe.get(self.extra_rows_key)
+            pipe.llen(rq_keys.queue(queue))
+            pipe.get(keys.extra_rows(queue))
             jobs, extra = pipe.execute()
-        self._extra = max(0, int(extra or 0))
-        waiting = jobs + self._extra
-        self._note_depth(waiting)
+        seen.extra = max(0, int(extra or 0))
+        waiting = jobs + seen.extra
+        seen.rows, seen.at = waiting, time.monotonic()
         if waiting >= limit:
             raise QueueFull(
                 f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
@@ -97,6 +106,8 @@ class RedisJobs:
         request_id: str | None = None,
         job_id: str | None = None,
         signature: str | None = None,
+        queue: str | None = None,
+        version: str | None = None,
     ) -> str:
         """Enqueue one job for `arrays` in a single round trip (shared with the submits of other threads of
         this process under load, api/jobs/group_commit.py); returns its id.
@@ -104,14 +115,17 @@ class RedisJobs:
         `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
         the webhook, and its log lines for the job carry the request id. `signature` names the model
-        signature that runs the job (None: the default one).
+        signature that runs the job (None: the default one). `queue` is the model's queue (default QUEUE_NAME)
+        and `version` the model version the job is pinned to (None: the newest available when claimed).
         """
         job_id = job_id or uuid.uuid4().hex
+        queue = queue or self.settings.queue_name
+        queue_key = rq_keys.queue(queue)
         rows = len(next(iter(arrays.values())))
         fields = rq_keys.job_fields(
-            queue_name=self.queue_name,
+            queue_name=queue,
             func_name=PREDICT_FUNC,
-            args=[encode_inputs(arrays, signature)],
+            args=[encode_inputs(arrays, signature, version)],
             max_attempts=self.settings.max_attempts,
             now=rq_keys.timestamp(),
         )
@@ -123,21 +137,23 @@ class RedisJobs:
         meta = JobMeta(callback_url, request_id).encode()
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
-        register = not self._registered  # so that `rq info` lists the queue (workers repeat it at each heartbeat)
+        register = queue not in self._registered  # so that `rq info` lists it (workers repeat it at each heartbeat)
 
         def commands(pipe: Pipeline) -> None:
             if register:
-                pipe.sadd(rq_keys.QUEUES, self.queue_key)
+                pipe.sadd(rq_keys.QUEUES, queue_key)
             pipe.hset(rq_keys.job(job_id), mapping=fields)
-            pipe.rpush(self.queue_key, job_id)
+            pipe.rpush(queue_key, job_id)
             if rows > 1:
-                pipe.incrby(self.extra_rows_key, rows - 1)
+                pipe.incrby(keys.extra_rows(queue), rows - 1)
 
         replies = self.writes.execute(commands, register + 2 + (rows > 1))
-        self._registered = True
+        self._registered.add(queue)
+        # Threads of one process share these; a race only makes the next check read Redis again.
+        seen = self._depths.setdefault(queue, _Depth())
         if rows > 1:
-            self._extra = max(0, int(replies[-1]))
-        self._note_depth(int(replies[-1 if rows == 1 else -2]) + self._extra)
+            seen.extra = max(0, int(replies[-1]))
+        seen.rows, seen.at = int(replies[-1 if rows == 1 else -2]) + seen.extra, time.monotonic()
         return job_id
 
     def submit_and_wait(
@@ -149,22 +165,21 @@ class RedisJobs:
         callback_url: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        queue: str | None = None,
+        version: str | None = None,
     ) -> tuple[str, bytes | None]:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
+        where = {"signature": signature, "queue": queue, "version": version}
         if wait_s <= 0:
-            return self.submit(arrays, owner, deadline_s, callback_url, request_id, signature=signature), None
+            return self.submit(arrays, owner, deadline_s, callback_url, request_id, **where), None
         job_id = uuid.uuid4().hex
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
-            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, signature=signature)
+            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, **where)
         except BaseException:
             self.results.wait(job_id, waiting, 0, check_first=False)  # stops waiting
             raise
         return job_id, self.results.wait(job_id, waiting, wait_s, check_first=False)
-
-    def _note_depth(self, waiting: int) -> None:
-        # Threads of one process share these; a race only makes the next check read Redis again.
-        self._depth, self._depth_at = int(waiting), time.monotonic()
 
     def result(self, job_id: str) -> bytes | None:
         """The job's result, if it has ended (no owner check: for waiters that checked it already)."""
@@ -232,16 +247,19 @@ class RedisJobs:
 
 
 def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes) -> bool:
-    """cancel.lua: the job leaves the queue and ends `canceled`, only if no worker claimed it."""
+    """cancel.lua: the job leaves its queue (RQ's `origin` field: each model has its own) and ends `canceled`,
+    only if no worker claimed it."""
     member = delivery_id("job", job_id)
     now = time.time()
+    origin = connection.hget(rq_keys.job(job_id), "origin")
+    queue = origin.decode() if origin else settings.queue_name
     return bool(
         lua.script("cancel", "webhook")(
             keys=[
-                rq_keys.queue(settings.queue_name),
+                rq_keys.queue(queue),
                 rq_keys.job(job_id),
-                rq_keys.canceled(settings.queue_name),
-                keys.extra_rows(settings.queue_name),
+                rq_keys.canceled(queue),
+                keys.extra_rows(queue),
                 keys.purge_index(),
                 keys.webhooks(),
                 keys.webhook(member),

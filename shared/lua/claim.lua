@@ -4,8 +4,9 @@
 -- ARGV: [1] most jobs to take in all, [2] job key prefix, [3] lease suffix (":" .. claim token),
 --       [4] lease expiry (Unix), [5] now (RQ time), [6] worker name, [7] '1' if the worker holds unfinished
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, then the most jobs to take from each queue.
--- Returns 9 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
---   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one.
+-- Returns 10 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
+--   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one, and the
+--   number of the queue it came from (1 for the first queue in KEYS).
 --
 -- A job with a `started_at` was started before and is queued again because its worker died: it may be what
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
@@ -18,7 +19,7 @@ local busy = ARGV[7] == '1'
 local out, alone, dropped = {}, false, 0
 
 -- Take one queued job: mark it started and add its values to `out`; returns its extra rows.
-local function take(id, f)
+local function take(id, f, queue)
   redis.call('HSET', prefix .. id, JOB.STATUS, RQ_STATUS.STARTED, JOB.STARTED_AT, now, JOB.WORKER_NAME, worker)
   local rows = tonumber(f[3] or '1') or 1
   local batch = f[8] or ''
@@ -28,7 +29,7 @@ local function take(id, f)
       redis.call('HSET', record, BATCH.STATUS, BATCH_STATUS.IN_PROGRESS, BATCH.STARTED_AT, ARGV[8])
     end
   end
-  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0'}) do
+  for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0', queue}) do
     out[#out + 1] = v
   end
   return math.max(rows - 1, 0)
@@ -51,7 +52,7 @@ for k = 1, #KEYS, 3 do
       if f[1] == RQ_STATUS.QUEUED then
         local rerun = f[2] and f[2] ~= ''
         if rerun and (busy or #out > 0) then back = i break end
-        extra = extra + take(id, f)
+        extra = extra + take(id, f, (k + 2) / 3)
         leases[#leases + 1] = lapse
         leases[#leases + 1] = id .. suffix
         taken = taken + 1

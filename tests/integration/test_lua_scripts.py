@@ -69,6 +69,18 @@ def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_th
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
 
 
+def test_claim_takes_from_a_list_of_lanes_in_order_with_their_caps_and_says_which_lane_each_job_came_from(
+    redis_db, jobs
+):
+    first, other = "predict", "predict-half_plus_two"
+    a = [submit(jobs, queue=first) for _ in range(2)]
+    b = [submit(jobs, queue=other, version="123") for _ in range(2)]
+    claimed = claim(redis_db, most=3, queues=(other, first), caps=[1, 3])
+    assert [(j.id, j.lane) for j in claimed] == [(b[0], 0), (a[0], 1), (a[1], 1)]
+    assert redis_db.zcard(rq_keys.started(other)) == 1 and redis_db.zcard(rq_keys.started(first)) == 2
+    assert rq_keys.job_args(claimed[0].data)[0]["version"] == "123"  # the job is pinned in its payload
+
+
 def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
     cancelled, kept = submit(jobs), submit(jobs)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
