@@ -48,9 +48,10 @@ lint: $(STAMP)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, then the fairness drill, the failover drill and fuzz
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, the fairness drill, the rollout drill (ROLLOUT_VERSIONS), the failover drill and fuzz
 	$(PY) -m scripts.soak
 	$(PY) -m scripts.fairness_drill
+	$(PY) -m scripts.rollout_drill
 	$(PY) -m scripts.failover_drill
 	$(MAKE) fuzz
 

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         services.Services(
             settings,
             RedisJobs(connection, settings, keyring),
-            ModelInfo(connection),
+            ModelInfo(connection, settings.queue_name),
             BatchRecords(connection, settings),
             storage.from_settings(settings),
             IdempotencyKeys(connection, settings),

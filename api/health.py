@@ -46,8 +46,10 @@ def readyz() -> Response:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """The served model: name, version, inputs, outputs, micro-batching settings (`batching`), live workers."""
-    ext = services()
-    document = dict(ext.model_info.document())
-    document["workers"] = ext.model_info.live_workers()
-    return json_response({"models": [document]})
+    """Every served model with a version available: name, newest version and its inputs and outputs, every
+    version's state, labels, queues, micro-batching settings (`batching`), live workers; the first model first."""
+    info = services().model_info
+    first = info.resolve().name
+    names = [first, *(n for n, m in info.models().items() if n != first and m.available())]
+    workers = info.live_workers()
+    return json_response({"models": [info.document(name) | {"workers": workers} for name in names]})

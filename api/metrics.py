@@ -104,6 +104,16 @@ class ServiceCollector:
         for code in ErrorCode:
             errors.add_metric([code.value], values.get(worker_metrics.job_error_field(code.value), 0.0))
         yield errors
+        by_model = CounterMetricFamily(
+            worker_metrics.MODEL_JOBS,
+            "Jobs that reached a final status, by model and the version that answered.",
+            labels=["model", "version", "status"],
+        )
+        for name, value in sorted(values.items()):
+            labels = worker_metrics.model_jobs_labels(name)
+            if labels is not None:
+                by_model.add_metric(list(labels), value)
+        yield by_model
         for histogram in worker_metrics.HISTOGRAMS:
             family = HistogramMetricFamily(histogram.name, histogram.help)
             buckets, total = histogram.cumulative(values)

@@ -108,7 +108,7 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         timer.wrap(publish_module.Publisher, "publish", "publish")
         timer.wrap(model, "predict", "model")
         worker = InferenceWorker(settings, model)
-        worker.registration.birth(model_document(model.signature, settings, 0.0))
+        worker.registration.birth(model_document(model.signature, settings, 0.0), worker.registry_doc())
         worker.publishing.start()  # publishes what worker.step() hands over, in its own thread
         files = storage_module.from_settings(settings)
         records = BatchRecords(worker.connection, settings)

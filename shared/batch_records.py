@@ -88,10 +88,13 @@ class BatchRecords:
         failed_rows: int,
         callback_url: str | None,
         metadata: Any,
+        *,
+        lane: str | None = None,
         tenant: str = "",
     ) -> int:
-        """Record the validated upload and enqueue its chunk jobs on `tenant`'s sub-queue of the bulk lane
-        (shared/fair.py), all in one transaction; returns the chunk count."""
+        """Record the validated upload and enqueue its chunk jobs on `tenant`'s sub-queue (shared/fair.py) of
+        `lane` (the model's bulk queue, default BULK_QUEUE_NAME), all in one transaction; returns the chunk
+        count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
         fields: rq_keys.HashFields = {
@@ -106,7 +109,7 @@ class BatchRecords:
             BatchField.CALLBACK_URL: callback_url or "",
             BatchField.METADATA: orjson.dumps(metadata) if metadata is not None else "",
         }
-        lane = self.settings.bulk_queue_name
+        lane = lane or self.settings.bulk_queue_name
         queue = fair.sub_queue(lane, tenant)
         now, ids = rq_keys.timestamp(), []
         with self.connection.pipeline() as pipe:  # one transaction: the batch and all its chunks, or nothing

@@ -77,9 +77,21 @@ class Settings:
     model_name: str = ""
     # Version reported on every result; empty: the version directory of a TF Serving layout, else "1".
     model_version: str = ""
+    # TF Serving's model base path: numbered version directories (<base>/1/, <base>/2/...), each a SavedModel or
+    # one .keras file; the newest is served and new ones are picked up (MODEL_POLL_S). Wins over MODEL_PATH.
+    model_base_path: str = ""
+    # TF Serving's --model_config_file: a text protobuf model_config_list of models (name, base_path, version
+    # policy, version labels); wins over MODEL_BASE_PATH and MODEL_PATH. See docs/models.md.
+    model_config_file: str = ""
+    # Models this worker serves (comma list of names from the configuration); empty: all of them.
+    worker_models: str = ""
+    # Seconds between looks at each model's base path for new or removed versions (TF Serving's
+    # --file_system_poll_wait_seconds, 1 s by default there too); 0: only at start.
+    model_poll_s: float = 1.0
     # RQ queue that interactive /predict jobs go to.
     queue_name: str = "predict"
-    # RQ queue for bulk batch chunks; workers claim from it only when QUEUE_NAME is empty.
+    # RQ queue for bulk batch chunks. Both are the first model's; each other model m has "<QUEUE_NAME>-m" and
+    # "<BULK_QUEUE_NAME>-m".
     bulk_queue_name: str = "predict-bulk"
     # Rows per model call (the largest micro-batch the worker forms).
     max_microbatch_rows: int = 256
@@ -153,9 +165,9 @@ class Settings:
     # Rows waiting in the queue beyond which POST /predict answers 429 (100,000: seconds of work for a small
     # model, and a bound on the memory queued jobs take); 0 turns the limit off.
     max_queue_depth: int = 100_000
-    # Rows one API key may have waiting for /predict beyond which its own requests answer 429 while other keys'
-    # are still accepted; 0: no per-key limit (MAX_QUEUE_DEPTH only). A key's max_queued_rows in API_KEYS_FILE
-    # overrides it.
+    # Rows one API key may have waiting for /predict in one model's queue beyond which its own requests answer 429
+    # while other keys' are still accepted; 0: no per-key limit (MAX_QUEUE_DEPTH only). A key's max_queued_rows in
+    # API_KEYS_FILE overrides it.
     max_queued_rows_per_key: int = 0
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
     job_start_deadline_s: float = 0.0
@@ -254,6 +266,12 @@ class Settings:
             "PROTOCOL_TIMEOUT_S",
             self.protocol_timeout_s,
             "seconds, more than 0 and at most 300",
+        )
+        _require(
+            0 <= self.model_poll_s <= 3600 and math.isfinite(self.model_poll_s),
+            "MODEL_POLL_S",
+            self.model_poll_s,
+            "seconds from 0 (only at start) to 3600",
         )
         _require(self.tf_threads >= 0, "TF_THREADS", self.tf_threads, "an integer ≥ 0 (0: from the CPU quota)")
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
@@ -420,6 +438,11 @@ class Settings:
             return self.model_name
         base = os.path.basename(os.path.normpath(self.model_path))
         return os.path.splitext(base)[0] or "model"
+
+    @property
+    def worker_model_names(self) -> tuple[str, ...]:
+        """WORKER_MODELS as names; () means every model of the configuration."""
+        return tuple(n.strip() for n in self.worker_models.split(",") if n.strip())
 
     def to_env(self) -> dict[str, str]:
         """The settings as environment variables, for starting child processes with the same view."""

@@ -23,6 +23,13 @@ def model() -> str:
     return f"{PREFIX}:model"
 
 
+def model_registry() -> str:
+    """Hash: worker name → JSON of the models, versions and version states it serves (shared/model_registry.py);
+    no TTL. Rewritten at each heartbeat; kept when the worker stops (the API then shows its models as last
+    advertised) until a worker serving the same models starts and deletes it."""
+    return f"{PREFIX}:models"
+
+
 def workers() -> str:
     """Sorted set: worker name → expiry timestamp of its last heartbeat; members pruned by readers."""
     return f"{PREFIX}:workers"

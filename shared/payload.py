@@ -5,8 +5,9 @@ numbers one by one, and nothing a client sent is ever unpickled. A one-dimension
 (dtype "string": serialized tf.Example protos for TF Serving's classify and regress) travels as a list of
 base64 strings.
 
-A payload may name the model signature that runs it (`"signature"`, absent for the default one); the
-worker reads it with `signature_name` when it claims the job.
+A payload may name the model signature that runs it (`"signature"`, absent for the default one) and the
+model version (`"version"`, absent: the newest available when the job is claimed); the worker reads them
+with `signature_name` and `version_asked` when it claims the job.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ ALLOWED_DTYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "i
 STRING_DTYPE = "string"
 
 
-def encode_inputs(arrays: Mapping[str, np.ndarray], signature: str | None = None) -> dict[str, Any]:
+def encode_inputs(
+    arrays: Mapping[str, np.ndarray], signature: str | None = None, version: str | None = None
+) -> dict[str, Any]:
     """Pack same-length arrays into a JSON-ready payload: {"rows", "inputs": {name: {dtype, shape, data}}},
-    plus "signature" when a signature other than the default one is to run it."""
+    plus "signature" when a signature other than the default one is to run it, and "version" when the job
+    is pinned to a model version."""
     rows = {len(a) for a in arrays.values()}
     if len(rows) != 1:
         raise ValueError(f"inputs must have the same number of rows, got {sorted(rows)}")
@@ -50,7 +54,15 @@ def encode_inputs(arrays: Mapping[str, np.ndarray], signature: str | None = None
     payload: dict[str, Any] = {"rows": rows.pop(), "inputs": inputs}
     if signature and signature != DEFAULT_SIGNATURE:
         payload["signature"] = signature
+    if version:
+        payload["version"] = version
     return payload
+
+
+def version_asked(payload: Mapping[str, Any]) -> str | None:
+    """The model version a payload is pinned to, or None (the newest available when claimed)."""
+    version = payload.get("version") if isinstance(payload, Mapping) else None
+    return version if isinstance(version, str) and version else None
 
 
 def signature_name(payload: Mapping[str, Any]) -> str:

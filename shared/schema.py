@@ -40,6 +40,7 @@ class ErrorCode(str, Enum):
     INFERENCE_FAILED = "inference_failed"  # the model raised on this job's rows (run on their own)
     INVALID_PAYLOAD = "invalid_payload"  # the job's stored payload could not be decoded
     STORAGE_FAILED = "storage_failed"  # a bulk chunk's rows or outputs could not be read or written
+    VERSION_UNAVAILABLE = "version_unavailable"  # the model version the job is pinned to is not served when claimed
 
 
 class ApiErrorCode(str, Enum):

@@ -54,6 +54,9 @@ def _bound(value: float) -> str:
 
 JOBS_TOTAL = "inference_jobs_total"  # counter by final status: finished, failed, canceled, expired
 JOB_ERRORS = "inference_job_errors_total"  # counter by error code of jobs that failed or expired (schema.ErrorCode)
+# Counter by model, version (the one that answered; "" for a job bound to none) and final status. Label values come
+# from the served models' names and version directories, never from client text.
+MODEL_JOBS = "inference_model_jobs_total"
 
 JOB_LATENCY = Histogram(
     "inference_job_latency_seconds",
@@ -120,6 +123,20 @@ REDIS_ROUND_TRIPS = "inference_redis_round_trips_total"
 def job_status_field(status: str) -> str:
     """The counter field for one job reaching final `status`."""
     return f"{JOBS_TOTAL}:{status}"
+
+
+def model_jobs_field(model: str, version: str, status: str) -> str:
+    """The counter field for one job of `model` `version` reaching final `status`."""
+    return f"{MODEL_JOBS}:{status}:{model}:{version}"
+
+
+def model_jobs_labels(field_name: str) -> tuple[str, str, str] | None:
+    """(model, version, status) of a `model_jobs_field`, or None for another field."""
+    if not field_name.startswith(MODEL_JOBS + ":"):
+        return None
+    status, _, rest = field_name[len(MODEL_JOBS) + 1 :].partition(":")
+    model, _, version = rest.rpartition(":")
+    return model, version, status
 
 
 def job_error_field(code: str) -> str:

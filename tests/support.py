@@ -16,6 +16,10 @@ from scripts import harness
 from scripts.harness import Child, Harness, free_port
 from shared import keys, rq_keys
 from shared.config import Settings
+from shared.model_registry import ModelStatus, VersionState, VersionStatus, encode
+from shared.signature import ModelSignature
+
+STOPPED_WORKER = "stand-in-worker"  # the live worker that advertise_model and copy_models pretend exists
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05) -> object:
@@ -169,3 +173,19 @@ def service_settings(redis_url: str, db: int, **overrides) -> Settings:
     )
     values.update(overrides)
     return base.replace(**values)
+
+
+def advertise_model(
+    connection: redis.Redis, signature: ModelSignature, queue: str = "predict", bulk_queue: str = "predict-bulk"
+) -> None:
+    """Advertise a model as a worker that has since stopped would have (its registry document), for an API with
+    no worker: jobs are accepted and queued, none runs."""
+    version = VersionStatus(signature.version, VersionState.AVAILABLE, "", signature)
+    document = encode([ModelStatus(signature.name, queue, bulk_queue, {}, {signature.version: version})], {})
+    connection.hset(keys.model_registry(), STOPPED_WORKER, document)
+
+
+def copy_models(source: redis.Redis, target: redis.Redis) -> None:
+    """Advertise in `target` what the workers of `source` serve, for an API on another Redis with no worker."""
+    for worker, models in source.hgetall(keys.model_registry()).items():
+        target.hset(keys.model_registry(), worker, models)

@@ -1,7 +1,8 @@
-"""The worker process: load the model once, warm it up, register, then loop over micro-batches until told to stop.
+"""The worker process: load its models' versions, warm them up, register, then loop over micro-batches until told
+to stop, loading new versions and unloading old ones as their base paths change (worker/model/manager.py).
 
 Run as `python -m worker`. SIGTERM or SIGINT: finish the work in hand, claim nothing more, exit 0.
-A model that cannot be loaded exits with status 3 and a message naming the path and the reason.
+A model with no version that loads at start exits with status 3 and a message naming the path and the reason.
 Redis being unreachable never ends the process: it waits, holding its jobs, until Redis is back.
 """
 
@@ -28,6 +29,7 @@ from shared.batch_records import BatchRecords
 from shared.config import ConfigError, Settings
 from shared.connection import connect
 from shared.logs import configure_logging
+from shared.model_registry import encode, model_queues
 from shared.schema import OrjsonSerializer
 from worker.adaptive_window import AdaptiveWindow
 from worker.background import BackgroundThread
@@ -36,14 +38,15 @@ from worker.claim import Claim
 from worker.liveness import Liveness
 from worker.microbatcher import Segment, collect, validate_knobs
 from worker.model import runtime as tf_runtime
-from worker.model.loader import LoadedModel, ModelLoadError, load_model
-from worker.model.path import ModelPathError, locate_model
+from worker.model.loader import LoadedModel, load_and_warm
+from worker.model.manager import ModelManager
+from worker.model.serving_config import ServingConfigError, served_models
 from worker.outage import Outage
 from worker.outcomes import Tally
 from worker.publish import Publisher
 from worker.publisher_thread import PublisherThread
 from worker.recovery import Recovery
-from worker.redis_source import RedisSource
+from worker.redis_source import Lane, RedisSource
 from worker.registration import Registration, model_document
 from worker.runner import RunStats, run_microbatch
 
@@ -70,14 +73,18 @@ class InferenceWorker:
     publisher thread, and both retry with backoff until Redis answers.
     """
 
-    def __init__(self, settings: Settings, model: LoadedModel) -> None:
+    def __init__(self, settings: Settings, models: ModelManager | LoadedModel) -> None:
         validate_knobs(settings.max_microbatch_rows, settings.fixed_delay_s)
         self.settings = settings
-        self.model = model
+        if not isinstance(models, ModelManager):  # one model loaded already (tests, benches)
+            models = ModelManager.preloaded(models, settings.queue_name, settings.bulk_queue_name)
+        self.models = models
         self.connection = connect(settings)
         name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        # Priority order: interactive /predict jobs, then bulk batch chunks.
-        queue_names = [settings.queue_name, settings.bulk_queue_name]
+        # Priority order: every model's interactive jobs, then every model's bulk batch chunks.
+        statuses = models.statuses()
+        lanes = [Lane(m.queue, m.name) for m in statuses] + [Lane(m.bulk_queue, m.name, bulk=True) for m in statuses]
+        queue_names = [lane.queue for lane in lanes]
         queues = [Queue(q, connection=self.connection, serializer=OrjsonSerializer) for q in queue_names]
         # RQ's worker registry, so that `rq info` lists this worker; jobs never go through RQ's own loop.
         self.rq_worker = Worker(queues, connection=self.connection, name=name, serializer=OrjsonSerializer)
@@ -94,13 +101,13 @@ class InferenceWorker:
             self.lease_s,
             self.chunks,
             settings.batch_chunk_rows,
-            quanta=[settings.max_microbatch_rows, settings.batch_chunk_rows],
+            lanes=lanes,
+            resolve=models.resolve,
+            quanta=(settings.max_microbatch_rows, settings.batch_chunk_rows),
             weights=tenants.load(settings).weights(),
         )
         self.registration = Registration(self.connection, self.rq_worker, settings, queue_names)
-        self.publisher = Publisher(
-            self.connection, queue_names, model.signature, settings.result_ttl, self.tally, self.chunks
-        )
+        self.publisher = Publisher(self.connection, queue_names, None, settings.result_ttl, self.tally, self.chunks)
         self.publishing = PublisherThread(self.publisher.publish, self._flush_if_due, self.lease_s)
         self.claiming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim")
         cap_s = settings.adaptive_window_cap_s
@@ -114,7 +121,8 @@ class InferenceWorker:
             settings.max_attempts,
             self.chunks,
         )
-        self.background = BackgroundThread(self.connection, settings, files, records)
+        bulk_queues = [lane.queue for lane in lanes if lane.bulk]
+        self.background = BackgroundThread(self.connection, settings, files, records, bulk_queues)
         self.liveness = Liveness(settings.liveness_file)
         self.stopping = False
         self.outage = Outage(log)
@@ -133,15 +141,16 @@ class InferenceWorker:
         return self.source.idle and self.publishing.idle
 
     def run(self, load_s: float) -> None:
-        document = model_document(self.model.signature, self.settings, load_s)
-        while not self._attempt(lambda: self.registration.birth(document)):
+        first = self.models.resolve(self.models.names[0], None)
+        assert not isinstance(first, str), first  # every model has a version AVAILABLE once started
+        document = model_document(first.loaded.signature, self.settings, load_s)
+        while not self._attempt(lambda: self.registration.birth(document, self.registry_doc())):
             if self.stopping:
                 return
         log.info(
-            "worker %s ready: model %s v%s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, %s window, lease %d s",
+            "worker %s ready: models %s, max_microbatch_rows=%d, max_microbatch_delay_ms=%g, %s window, lease %d s",
             self.rq_worker.name,
-            self.model.signature.name,
-            self.model.signature.version,
+            ", ".join(f"{m.name} v{','.join(m.available())}" for m in self.models.statuses()),
             self.settings.max_microbatch_rows,
             self.settings.max_microbatch_delay_ms,
             self.settings.microbatch_window,
@@ -163,6 +172,7 @@ class InferenceWorker:
                 log.warning("%d result(s) left unpublished at exit", len(self.publishing.holding()))
             if not self._attempt(self.registration.death):
                 log.warning("worker %s stopped without deregistering: Redis is unreachable", self.rq_worker.name)
+            self.models.stop()
             log.info("worker %s stopped", self.rq_worker.name)
 
     def step(self) -> None:
@@ -195,6 +205,18 @@ class InferenceWorker:
             raise claim_error  # after the handoff: the micro-batch that ran is published all the same
         self.registration.beat_if_due(self.in_hand(), self.lease_s)
         self.recovery.run_if_due()
+        held = {(c.served.model, c.served.version) for c in self.source.pending if c.served is not None}
+        if self.models.poll_if_due(held):
+            self.registration.advertise_models(self.registry_doc())
+
+    def registry_doc(self) -> bytes:
+        """This worker's models, versions and states, with its micro-batching settings (shared/model_registry.py)."""
+        knobs = {
+            "max_microbatch_rows": self.settings.max_microbatch_rows,
+            "max_microbatch_delay_ms": self.settings.max_microbatch_delay_ms,
+            "microbatch_window": self.settings.microbatch_window,
+        }
+        return encode(self.models.statuses(), knobs)
 
     def _run(self, microbatch: list[Segment]) -> tuple[RunStats, BaseException | None]:
         """Run the micro-batch while the claim thread claims and decodes the next one; the claim's error, if any.
@@ -207,7 +229,7 @@ class InferenceWorker:
             else None
         )
         try:
-            stats = run_microbatch(self.model, microbatch)
+            stats = run_microbatch(None, microbatch)
         finally:
             if ahead is not None:
                 futures.wait([ahead])
@@ -239,6 +261,31 @@ class InferenceWorker:
         time.sleep(self.outage.failed(reason, len(self.in_hand())))
 
 
+def model_manager(settings: Settings) -> ModelManager:
+    """The manager of the models this worker serves (WORKER_MODELS of the configuration), each with its queues.
+
+    Raises:
+        ServingConfigError: the configuration cannot be served, or WORKER_MODELS names a model it lacks.
+    """
+    configs = served_models(settings)
+    wanted = settings.worker_model_names or tuple(c.name for c in configs)
+    unknown = sorted(set(wanted) - {c.name for c in configs})
+    if unknown:
+        raise ServingConfigError(
+            f"WORKER_MODELS names {', '.join(unknown)}, not in the configuration ({', '.join(c.name for c in configs)})"
+        )
+    sizes = [1, min(8, settings.max_microbatch_rows), settings.max_microbatch_rows]
+    return ModelManager(
+        [
+            (c, *model_queues(settings.queue_name, settings.bulk_queue_name, c.name, first=i == 0))
+            for i, c in enumerate(configs)
+            if c.name in wanted
+        ],
+        lambda path, name, version: load_and_warm(path, name, version, sizes),
+        settings.model_poll_s,
+    )
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -249,16 +296,18 @@ def main() -> int:
     started = time.monotonic()
     tf_runtime.configure(settings)
     try:
-        where = locate_model(settings.model_path, settings.model_name, settings.model_version)
-        log.info("loading model %s version %s from %s", where.name, where.version, where.path)
-        model = load_model(where.path, where.name, where.version)
-    except (ModelPathError, ModelLoadError) as exc:
+        manager = model_manager(settings)
+    except ServingConfigError as exc:
         log.error("cannot start: %s", exc)
         return 3
-    warm = model.warm_up([1, min(8, settings.max_microbatch_rows), settings.max_microbatch_rows])
+    missing = manager.start()
+    if missing:
+        for name, why in missing.items():
+            log.error("cannot start: model %s has no version that loads: %s", name, why)
+        return 3
     load_s = time.monotonic() - started
-    log.info("model loaded and warmed up in %.2f s (warm-up %.2f s)", load_s, warm)
-    worker = InferenceWorker(settings, model)
+    log.info("models loaded and warmed up in %.2f s", load_s)
+    worker = InferenceWorker(settings, manager)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` writes every thread's stack to the log
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)

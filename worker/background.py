@@ -29,8 +29,17 @@ TICK_S = 0.5  # how often the thread looks for due deliveries and batches to ret
 class BackgroundThread:
     """The background thread; `start()` it once, `stop()` it on shutdown."""
 
-    def __init__(self, connection: redis.Redis, settings: Settings, storage: Storage, records: BatchRecords) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        storage: Storage,
+        records: BatchRecords,
+        bulk_queues: list[str] | None = None,
+    ) -> None:
+        """`bulk_queues`: the bulk queues of the worker's models (default BULK_QUEUE_NAME)."""
         self.connection = connection
+        self.bulk_queues = bulk_queues or [settings.bulk_queue_name]
         self.settings = settings
         self.storage = storage
         self.records = records
@@ -58,7 +67,8 @@ class BackgroundThread:
             try:
                 self.deliver_due()
                 self.retire_due()
-                release_due(self.connection, self.settings.bulk_queue_name)  # chunks waiting after a storage failure
+                for queue in self.bulk_queues:  # chunks waiting after a storage failure
+                    release_due(self.connection, queue)
             except redis.RedisError as exc:  # Redis restarting: try again next tick
                 log.warning("background thread skipped a turn: %s", exc)
             except Exception:

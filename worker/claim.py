@@ -12,7 +12,8 @@ import numpy as np
 from shared import rq_keys
 from shared.batches import ChunkSpec
 from shared.schema import ErrorCode, JobError, JobMeta
-from shared.signature import DEFAULT_SIGNATURE
+from shared.signature import DEFAULT_SIGNATURE, ModelRef
+from worker.model.manager import ServedVersion
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,14 @@ class ClaimedJob:
     enqueued_at: datetime.datetime | None
     batch_id: str  # the batch of a chunk job; "" for other jobs
     retries_left: int  # attempts left after this one
-    queue: str  # RQ's `origin`: its key's sub-queue (shared/fair.py)
+    queue: str  # RQ's `origin`: its key's sub-queue of its lane (shared/fair.py)
+    lane: int  # the position of its lane (a model's queue) in the list claimed from
 
-    VALUES = 10  # values per job in the reply, in the order of the fields above
+    VALUES = 11  # values per job in the reply, in the order of the fields above
 
     @classmethod
     def decode(cls, values: Sequence[bytes]) -> ClaimedJob:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, origin = values
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, origin, lane = values
         return cls(
             id=raw_id.decode(),
             rerun=bool(started_before),
@@ -46,6 +48,7 @@ class ClaimedJob:
             batch_id=batch_id.decode(),
             retries_left=int(retries_left or 0),
             queue=origin.decode(),
+            lane=int(lane) - 1,  # Lua counts from 1
         )
 
 
@@ -79,10 +82,17 @@ class Claim:
     waited_s: float | None = None  # seconds from enqueue (the API's clock) to this claim (ours)
     chunk: ChunkSpec | None = None
     signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
+    model: str = ""  # the model whose queue it came from
+    served: ServedVersion | None = None  # the version it runs on, bound when claimed (it holds that version)
     error: JobError | None = None
     next_row: int = 0
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     done_rows: int = 0
+
+    @property
+    def model_ref(self) -> ModelRef:
+        """The model reported on its result: the version it ran on ("" when none was bound)."""
+        return ModelRef(self.model, self.served.version if self.served is not None else "")
 
     @property
     def complete(self) -> bool:

@@ -73,6 +73,9 @@ class Tally:
         for result in published:
             self.metrics[worker_metrics.job_status_field(result.status.value)] += 1
             self._count_tenant(result.claim)
+            model = result.claim.model_ref
+            if model.name:
+                self.metrics[worker_metrics.model_jobs_field(model.name, model.version, result.status.value)] += 1
             if result.claim.error is not None:
                 self.metrics[worker_metrics.job_error_field(result.claim.error.code.value)] += 1
         _add(

@@ -106,7 +106,7 @@ class Publisher:
         self,
         connection: redis.Redis,
         queue_names: Sequence[str],
-        signature: ModelSignature,
+        signature: ModelSignature | None,
         result_ttl: int,
         tally: Tally,
         chunks: ChunkFiles | None = None,
@@ -142,7 +142,7 @@ class Publisher:
     def _ending(self, claim: Claim) -> Ending | None:
         """The result of one claim (for a chunk: after writing its outputs to storage); None for a chunk that
         failed on storage with attempts left, which runs again later instead."""
-        model = self.signature.model_ref
+        model = claim.model_ref if claim.model or self.signature is None else self.signature.model_ref
         if claim.chunk is not None and self.chunks is not None:
             counts = self.chunks.save(claim)
             if counts is None:

@@ -6,32 +6,45 @@ the worker needs of each job: two commands per job and a handful per call, whate
 window in which a claimed job has no lease, so a worker that dies at any point leaves nothing behind
 that recovery cannot find. A job whose deadline has passed is failed as `expired` without running.
 
-An idle worker waits with a blocking BLMOVE of the first queue onto itself (tail to tail: the list is
-left as it was), which returns as soon as a job arrives, then claims.
+Each queue is a lane (`Lane`): a model's interactive queue, or its bulk queue of chunks. Within a lane every
+API key has its own sub-queue, and the lane's ring lists those with work waiting: claim.lua takes from them
+by deficit round robin (shared/lua/lib/fair.lua, shared/fair.py), in turns of `quanta` rows (one micro-batch
+on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job comes back with its sub-queue
+(RQ's `origin`, whose key it is) and its lane (whose model it is).
 
-Queues after the first hold bulk chunks: a claim takes only as many of those as the rows it has room
-for, and while the worker holds nothing but bulk rows it checks the first queue before each micro-batch,
-so interactive jobs overtake the bulk rows in hand.
+An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
+list is left as it was), which returns as soon as a key's sub-queue gets work, then claims.
+
+A claim takes
+from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
+while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
+interactive jobs overtake the bulk rows in hand. With several models, each claim starts at the next
+model's lanes (round robin), so no model starves; an idle worker waits on their interactive queues in turn.
+A claimed job is bound to the model version it runs on (`resolve`): the one it is pinned to, or the
+newest available; a pinned version this worker does not serve fails it as `version_unavailable`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import orjson
 import redis
 
 from shared import fair, keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
-from shared.payload import decode_inputs, signature_name
+from shared.payload import decode_inputs, signature_name, version_asked
 from shared.schema import ErrorCode
 from worker.chunks import ChunkFiles
 from worker.claim import Claim, ClaimedJob
 from worker.microbatcher import Segment
+from worker.model.manager import ServedVersion
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +53,22 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
+# resolve(model, version asked or None) → the version a claim runs on, or why there is none.
+Resolve = Callable[[str, "str | None"], "ServedVersion | str"]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One queue the worker claims from: whose model it is, and whether it holds bulk chunks."""
+
+    queue: str
+    model: str = ""
+    bulk: bool = False
+
+
+def default_lanes(queue_names: Sequence[str]) -> list[Lane]:
+    """One model's lanes: the first queue interactive, the others bulk."""
+    return [Lane(name, bulk=i > 0) for i, name in enumerate(queue_names)]
 
 
 def claim_jobs(
@@ -55,9 +84,9 @@ def claim_jobs(
     worker_name: str,
     busy: bool,
 ) -> list[ClaimedJob]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane i, its keys' sub-queues served
-    by deficit round robin in turns of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if
-    absent)."""
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane `queue_names[i]` (each job
+    names its lane's position: `ClaimedJob.lane`), its keys' sub-queues served by deficit round robin in turns
+    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
@@ -87,9 +116,11 @@ def claim_jobs(
 class RedisSource:
     """Implements `microbatcher.Source` over the queues; keeps the unfinished rows of claims between micro-batches.
 
-    `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the queues after
-    the first) bounds how many of those one claim takes. Each queue is a lane (shared/fair.py): `quanta`
-    gives each lane's turn in rows at weight 1, `weights` the tenants' weights.
+    `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the bulk lanes)
+    bounds how many of those one claim takes. `lanes` default to one model's: the first queue interactive,
+    the others bulk; without `resolve`, claims are bound to no version (the runner's default model).
+    `quanta` gives a key's turn in rows at weight 1 on an interactive lane and on a bulk lane, `weights` the
+    keys' weights (shared/tenants.py).
     """
 
     def __init__(
@@ -100,17 +131,22 @@ class RedisSource:
         lease_s: int,
         chunks: ChunkFiles | None = None,
         chunk_rows: int = 1,
-        quanta: Sequence[int] | None = None,
+        lanes: Sequence[Lane] | None = None,
+        resolve: Resolve | None = None,
+        quanta: tuple[int, int] = (MAX_JOBS_PER_CLAIM, MAX_JOBS_PER_CLAIM),
         weights: Mapping[str, int] | None = None,
     ) -> None:
         self.connection = connection
-        self.queue_names = list(queue_names)
+        self.lanes = list(lanes) if lanes is not None else default_lanes(queue_names)
+        self.queue_names = [lane.queue for lane in self.lanes]
+        self.resolve = resolve
+        self.quanta = quanta
+        self.weights = dict(weights or {})
+        self._turn = 0  # round robin over the models: which one's lanes the next claim starts with
         self.worker_name = worker_name
         self.lease_s = lease_s
         self.chunks = chunks
         self.chunk_rows = chunk_rows
-        self.quanta = list(quanta or [MAX_JOBS_PER_CLAIM] * len(self.queue_names))
-        self.weights = dict(weights or {})
         self.pending: deque[Claim] = deque()
         self.rejected: list[Claim] = []
         self.claiming = True
@@ -176,7 +212,14 @@ class RedisSource:
         return max(max_rows, self.chunk_rows) if self._holding_only_bulk() else max_rows
 
     def _holding_only_bulk(self) -> bool:
-        return len(self.queue_names) > 1 and bool(self.pending) and all(c.queue_index > 0 for c in self.pending)
+        return bool(self.pending) and all(self.lanes[c.queue_index].bulk for c in self.pending)
+
+    def _claim_order(self) -> tuple[list[int], list[int]]:
+        """This claim's interactive and bulk lanes (positions in `lanes`), each starting at the next model."""
+        self._turn += 1
+        interactive = [i for i, lane in enumerate(self.lanes) if not lane.bulk]
+        bulk = [i for i, lane in enumerate(self.lanes) if lane.bulk]
+        return _rotated(interactive, self._turn), _rotated(bulk, self._turn)
 
     def claim(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
         """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
@@ -185,25 +228,27 @@ class RedisSource:
         by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
         trips = 0
+        interactive, bulk = self._claim_order()
         if self._empty and timeout > 0 and not priority_only:
-            # Only the first lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends
-            # with nothing there, the claim below still looks at the bulk lane, so an idle worker notices a
-            # new batch within `timeout`.
-            if timeout >= MIN_BLOCK_S:
+            # Only one lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends with
+            # nothing there, the claim below still looks at every lane, so an idle worker notices other work
+            # within the wait (split over models).
+            wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
+            if wait >= MIN_BLOCK_S:
                 trips += 1
-                first = keys.ring(self.queue_names[0])
-                self.connection.blmove(first, first, timeout, src="RIGHT", dest="RIGHT")
+                first = keys.ring(self.queue_names[interactive[0]])
+                self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT")
             else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
-                time.sleep(timeout)
+                time.sleep(wait)
         max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
         bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
-        caps = [max_jobs] + [bulk_cap] * (len(self.queue_names) - 1)
+        order = interactive + bulk
         token = uuid.uuid4().hex[:12]
         jobs = claim_jobs(
             self.connection,
-            self.queue_names,
-            caps,
-            quanta=self.quanta,
+            [self.queue_names[i] for i in order],
+            [max_jobs] * len(interactive) + [bulk_cap] * len(bulk),
+            quanta=[self.quanta[self.lanes[i].bulk] for i in order],
             weights=self.weights,
             most=max_jobs,
             token=token,
@@ -212,11 +257,12 @@ class RedisSource:
             busy=bool(self.pending),
         )
         trips += 1
+        jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
         if not priority_only:
-            # Every queue ran out (fewer jobs than asked of each): the next claim waits on the first queue
-            # (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
-            interactive = sum(1 for job in jobs if not job.batch_id)
-            self._empty = interactive < caps[0] and all(len(jobs) - interactive < cap for cap in caps[1:])
+            # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
+            # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.
+            taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
+            self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
             self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
             claims = [self._restore(token, job) for job in jobs]
@@ -226,7 +272,8 @@ class RedisSource:
     def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(
             id=job.id,
-            queue_index=self._queue_index(job.batch_id),
+            queue_index=job.lane,
+            model=self.lanes[job.lane].model,
             lease=rq_keys.lease(job.id, token),
             rows=job.rows,
             rerun=job.rerun,
@@ -254,16 +301,25 @@ class RedisSource:
             if claim.inputs is None:
                 raise ValueError("this worker has no storage for bulk chunks")
             claim.rows = len(next(iter(claim.inputs.values())))
+            pinned = None if job.batch_id else version_asked(args[0])
         except Exception as exc:  # a foreign or corrupt payload (or a batch's deleted file) fails this job alone
             if claim.chunk is not None and self.chunks is not None:  # storage_failed (retried) or invalid_payload
                 claim.fail(*self.chunks.load_failed(exc))
             else:
                 claim.fail(ErrorCode.INVALID_PAYLOAD, f"job payload could not be decoded: {exc}")
+            return claim
+        self._bind(claim, pinned)
         return claim
 
-    def _queue_index(self, batch_id: str) -> int:
-        # claim.lua takes chunk jobs only from the queues after the first.
-        return min(1, len(self.queue_names) - 1) if batch_id else 0
+    def _bind(self, claim: Claim, pinned: str | None) -> None:
+        """Bind the claim to the version it runs on (it holds that version until it is done)."""
+        if self.resolve is None:
+            return
+        served = self.resolve(claim.model, pinned)
+        if isinstance(served, str):
+            claim.fail(ErrorCode.VERSION_UNAVAILABLE, served)
+        else:
+            claim.served = served
 
     def _keep(self, claims: list[Claim], at_front: bool) -> None:
         """Hold the claimed jobs; those failed already (past deadline, bad payload) go straight to publish.
@@ -297,3 +353,11 @@ class RedisSource:
     def idle(self) -> bool:
         """Nothing in hand."""
         return not self.pending and not self.rejected
+
+
+def _rotated(items: list[int], turn: int) -> list[int]:
+    """`items` starting at position `turn` (mod its length), for the round robin over models."""
+    if not items:
+        return items
+    start = turn % len(items)
+    return items[start:] + items[:start]

@@ -31,17 +31,20 @@ class RunStats:
         return RunStats(self.rows + other.rows, self.model_calls + other.model_calls, self.model_s + other.model_s)
 
 
-def run_microbatch(model: LoadedModel, segments: list[Segment]) -> RunStats:
-    """Run `segments` through the model and record outputs (or errors) on their claims.
+def run_microbatch(model: LoadedModel | None, segments: list[Segment]) -> RunStats:
+    """Run `segments` through their model versions and record outputs (or errors) on their claims.
 
-    Claims for another signature than the default one (TF Serving's classify, regress, or a named predict
-    signature) run as a model call of their own per signature.
+    A claim runs on the version it is bound to (`Claim.served`), else on `model`. Claims of different
+    models, versions or signatures (TF Serving's classify, regress, or a named predict signature) never
+    share a model call: each group is a micro-batch of its own.
     """
     segments = [s for s in segments if s.claim.error is None]
-    by_signature: dict[str, list[Segment]] = {}
+    groups: dict[tuple[int, str], tuple[LoadedModel, list[Segment]]] = {}
     for s in segments:
-        by_signature.setdefault(s.claim.signature, []).append(s)
-    return sum((_run_group(model, group) for group in by_signature.values()), RunStats(0, 0, 0.0))
+        runs_on = s.claim.served.loaded if s.claim.served is not None else model
+        assert runs_on is not None, f"claim {s.claim.id} is bound to no model version"
+        groups.setdefault((id(runs_on), s.claim.signature), (runs_on, []))[1].append(s)
+    return sum((_run_group(m, group) for m, group in groups.values()), RunStats(0, 0, 0.0))
 
 
 def _run_group(model: LoadedModel, segments: list[Segment]) -> RunStats:

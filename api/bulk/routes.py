@@ -15,13 +15,13 @@ from api.auth import current_owner, require_owner
 from api.bulk import result_files
 from api.bulk.ingest import ingest
 from api.bulk.uploads import Options, Upload, open_upload, too_large
-from api.jobs.routes import REPLAYED
+from api.jobs.routes import REPLAYED, model_asked
+from api.model_info import Served
 from api.responses import json_response
 from api.services import services
 from shared.batch_records import BatchEnd
 from shared.batches import BatchRecord, BatchStatus, status_document
 from shared.errors import Conflict, InvalidInput, NotFound
-from shared.signature import ModelSignature
 from shared.storage import StoreUnreachable
 
 bp = Blueprint("batches", __name__)
@@ -51,34 +51,42 @@ def create() -> Response:
         raise too_large(stream, limit, request.content_length)
     options = Options(callback_hosts=ext.settings.callback_hosts)
     options.update(request.args.to_dict())
-    signature = ext.model_info.signature()
+    served = model_asked(None, ext.model_info)  # ?model=; its chunks run on the newest version when taken
+    if served.version is not None:
+        raise InvalidInput(
+            "a batch cannot be pinned to a model version: its chunks run on the newest version when taken",
+            field="version",
+            expected="no version (use POST /predict to pin one)",
+        )
     upload = open_upload(request.content_type, stream, limit)
     if key is None:
-        return _accepted(_create(upload, options, signature))
+        return _accepted(_create(upload, options, served))
     fingerprint = idempotency.Fingerprint(ROUTE)
     with services().idempotency.reserve(current_owner(), key, ROUTE) as reservation:
         upload.pieces = fingerprint.pieces(upload.pieces, reservation.renew)
         if not reservation.won:  # the same upload? Only its bytes can tell: read them through the hash
             collections.deque(upload.pieces, maxlen=0)
             return _accepted(reservation.replay(fingerprint.finish(request.args.to_dict(), upload.fields)), REPLAYED)
-        batch_id = _create(upload, options, signature)
+        batch_id = _create(upload, options, served)
         collections.deque(upload.pieces, maxlen=0)  # whatever ingest left unread counts too, as for a replay
         reservation.finish(fingerprint.finish(request.args.to_dict(), upload.fields), batch_id)
     return _accepted(batch_id)
 
 
-def _create(upload: Upload, options: Options, signature: ModelSignature) -> str:
-    """Ingest the upload as a new batch and enqueue its chunks; returns its id (nothing is left on failure)."""
+def _create(upload: Upload, options: Options, served: Served) -> str:
+    """Ingest the upload as a new batch and enqueue its chunks on the model's bulk queue; returns its id
+    (nothing is left on failure). Chunks run on the newest version when a worker takes them."""
     ext = services()
     batch_id = uuid.uuid4().hex
     ext.batches.begin(batch_id, options.callback_url, options.metadata, current_owner())
     try:
         # A multipart on_error field may arrive before or after the file: ask at each decision.
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
-        stored, skipped = ingest(upload.format, upload.pieces, ext.storage, batch_id, signature, skip)
+        stored, skipped = ingest(upload.format, upload.pieces, ext.storage, batch_id, served.signature, skip)
         options.update(upload.fields)  # multipart fields override the query string
         tenant = ext.jobs.tenants.of(current_owner()).name
-        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, tenant)
+        lane = served.status.bulk_queue
+        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, lane=lane, tenant=tenant)
     except BaseException:
         ext.batches.discard(batch_id)
         _delete_files(batch_id)

@@ -1,9 +1,9 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
-Submitting is one round trip of two commands (the job hash, the queue; a third for a job of several rows),
-shared by the submits of concurrent requests in one process (api/jobs/group_commit.py), writing RQ's own
-format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is a field of its
-hash; waiting for it costs no command (api/jobs/waiter.py).
+Submitting is one round trip (submit.lua: the job hash, its key's sub-queue of its model's lane, the lane's
+ring; shared/fair.py), shared by the submits of concurrent requests in one process
+(api/jobs/group_commit.py), writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The
+result of an ended job is a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -76,17 +76,17 @@ class RedisJobs:
         self.connection = connection
         self.settings = settings
         self.tenants = tenants or Tenants()
-        self.lane = settings.queue_name
         self.results = ResultWaiter(connection, self.result)
         self.writes = GroupCommit(connection)
-        self._depths: dict[str, Depth] = {}  # by tenant name: what this process last saw
+        self._depths: dict[tuple[str, str], Depth] = {}  # by (lane, tenant name): what this process last saw
         self._registered: set[str] = set()
         for tenant in [*self.tenants.by_digest.values(), ANONYMOUS]:  # every key's series exists from the start
             TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL)
 
-    def check_capacity(self, owner: str = "") -> None:
-        """Raise QueueFull when the caller's key has its limit of rows waiting (MAX_QUEUED_ROWS_PER_KEY, or its
-        own in API_KEYS_FILE), or the lane MAX_QUEUE_DEPTH rows (the body is not read yet).
+    def check_capacity(self, owner: str = "", lane: str | None = None) -> None:
+        """Raise QueueFull when the caller's key has its limit of rows waiting in `lane` (a model's queue,
+        default QUEUE_NAME: MAX_QUEUED_ROWS_PER_KEY, or its own in API_KEYS_FILE), or the lane MAX_QUEUE_DEPTH
+        rows (the body is not read yet).
 
         The depths are remembered from this process's last read, plus what it submitted since, for at most
         DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at a limit is read
@@ -99,14 +99,15 @@ class RedisJobs:
         )
         if not limit and not own_limit:
             return
-        seen = self._depths.get(tenant.name)
+        lane = lane or self.settings.queue_name
+        seen = self._depths.get((lane, tenant.name))
         if seen is not None and seen.below(limit, own_limit) and time.monotonic() - seen.at < DEPTH_REFRESH_S:
             return
-        seen = self._read_depth(tenant)
+        seen = self._read_depth(lane, tenant)
         if own_limit and seen.own >= own_limit:
             TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL).inc()
             raise QueueFull(
-                f"{seen.own} rows of key {tenant.name!r} are waiting, as many as it may queue "
+                f"{seen.own} rows of key {tenant.name!r} are waiting in {lane!r}, as many as it may queue "
                 f"({'max_queued_rows in API_KEYS_FILE' if tenant.max_queued_rows else 'MAX_QUEUED_ROWS_PER_KEY'}"
                 f"={own_limit}); other keys are still accepted",
                 expected="a retry after Retry-After seconds",
@@ -114,21 +115,21 @@ class RedisJobs:
             )
         if limit and seen.lane >= limit:
             raise QueueFull(
-                f"{seen.lane} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                f"{seen.lane} rows are waiting in {lane!r}, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
                 expected="a retry after Retry-After seconds",
                 retry_after=QUEUE_FULL_RETRY_AFTER_S,
             )
 
-    def _read_depth(self, tenant: Tenant) -> Depth:
-        """depth.lua: rows waiting in the lane and in the tenant's sub-queue, remembered for DEPTH_REFRESH_S."""
-        sub = fair.sub_queue(self.lane, tenant.name)
+    def _read_depth(self, lane: str, tenant: Tenant) -> Depth:
+        """depth.lua: rows waiting in `lane` and in the tenant's sub-queue, remembered for DEPTH_REFRESH_S."""
+        sub = fair.sub_queue(lane, tenant.name)
         lane_rows, own_rows = lua.script("depth")(
-            keys=[keys.ring(self.lane), rq_keys.queue(sub), keys.extra_rows(sub)],
+            keys=[keys.ring(lane), rq_keys.queue(sub), keys.extra_rows(sub)],
             args=[rq_keys.queue(""), keys.extra_rows("")],
             client=self.connection,
         )
         # Threads of one process share these; a race only makes the next check read Redis again.
-        seen = self._depths[tenant.name] = Depth(int(lane_rows), int(own_rows), time.monotonic())
+        seen = self._depths[lane, tenant.name] = Depth(int(lane_rows), int(own_rows), time.monotonic())
         return seen
 
     def submit(
@@ -140,6 +141,8 @@ class RedisJobs:
         request_id: str | None = None,
         job_id: str | None = None,
         signature: str | None = None,
+        queue: str | None = None,
+        version: str | None = None,
     ) -> str:
         """Enqueue one job for `arrays` in a single round trip (shared with the submits of other threads of
         this process under load, api/jobs/group_commit.py); returns its id.
@@ -147,16 +150,19 @@ class RedisJobs:
         `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
         the webhook, and its log lines for the job carry the request id. `signature` names the model
-        signature that runs the job (None: the default one).
+        signature that runs the job (None: the default one). `queue` is the model's queue, its lane (default
+        QUEUE_NAME): the job goes to the caller's key's sub-queue of it. `version` is the model version the
+        job is pinned to (None: the newest available when claimed).
         """
         job_id = job_id or uuid.uuid4().hex
         rows = len(next(iter(arrays.values())))
         tenant = self.tenants.of(owner)
-        sub = fair.sub_queue(self.lane, tenant.name)
+        lane = queue or self.settings.queue_name
+        sub = fair.sub_queue(lane, tenant.name)
         fields = rq_keys.job_fields(
             queue_name=sub,
             func_name=PREDICT_FUNC,
-            args=[encode_inputs(arrays, signature)],
+            args=[encode_inputs(arrays, signature, version)],
             max_attempts=self.settings.max_attempts,
             now=rq_keys.timestamp(),
         )
@@ -170,7 +176,7 @@ class RedisJobs:
             fields[rq_keys.JobField.META] = meta
         register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
         script = lua.script("submit", "ring")
-        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(self.lane)]
+        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(lane)]
         script_args = [rows, sub, job_id, *(v for pair in fields.items() for v in pair)]
 
         def commands(pipe: Pipeline) -> None:
@@ -184,7 +190,7 @@ class RedisJobs:
         except redis.exceptions.NoScriptError:  # Redis restarted since: nothing was written; the wrapper loads it
             script(keys=script_keys, args=script_args, client=self.connection)
         self._registered.add(sub)
-        seen = self._depths.get(tenant.name)
+        seen = self._depths.get((lane, tenant.name))
         if seen is not None:
             seen.add(rows)
         return job_id
@@ -198,14 +204,17 @@ class RedisJobs:
         callback_url: str | None = None,
         request_id: str | None = None,
         signature: str | None = None,
+        queue: str | None = None,
+        version: str | None = None,
     ) -> tuple[str, bytes | None]:
         """`submit`, then wait up to `wait_s` (0: not at all) for the result; returns (id, result or None)."""
+        where = {"signature": signature, "queue": queue, "version": version}
         if wait_s <= 0:
-            return self.submit(arrays, owner, deadline_s, callback_url, request_id, signature=signature), None
+            return self.submit(arrays, owner, deadline_s, callback_url, request_id, **where), None
         job_id = uuid.uuid4().hex
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
-            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, signature=signature)
+            self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, **where)
         except BaseException:
             self.results.wait(job_id, waiting, 0, check_first=False)  # stops waiting
             raise
@@ -232,7 +241,7 @@ class RedisJobs:
             )
         if document is not None:
             return JobState(JobStatus(orjson.loads(document)["status"]), document)
-        queue = origin.decode() if origin else self.lane
+        queue = origin.decode() if origin else self.settings.queue_name
         try:
             state = JobState(JobStatus(status.decode()), queue=queue)
         except ValueError:  # RQ states we do not expose (deferred, scheduled...) read as queued
@@ -267,7 +276,7 @@ class RedisJobs:
         state = self.state(job_id, owner)
         document = orjson.dumps(canceled_doc(job_id))
         cancelled = state.status is JobStatus.QUEUED and _cancel(
-            self.connection, self.settings, job_id, document, state.queue or self.lane
+            self.connection, self.settings, job_id, document, state.queue or self.settings.queue_name
         )
         if not cancelled:
             raise Conflict(
@@ -285,7 +294,8 @@ class RedisJobs:
 
 
 def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes, queue: str) -> bool:
-    """cancel.lua: the job leaves `queue` (its key's sub-queue) and ends `canceled`, only if no worker claimed it.
+    """cancel.lua: the job leaves `queue` (RQ's `origin`: its key's sub-queue of its model's lane) and ends
+    `canceled`, only if no worker claimed it.
 
     A sub-queue this empties stays in its lane's ring until the next claim drops it (shared/fair.py)."""
     member = delivery_id("job", job_id)
@@ -295,7 +305,7 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
             keys=[
                 rq_keys.queue(queue),
                 rq_keys.job(job_id),
-                rq_keys.canceled(settings.queue_name),
+                rq_keys.canceled(fair.lane_of(queue)),
                 keys.extra_rows(queue),
                 keys.purge_index(),
                 keys.webhooks(),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, request, url_for
 
 from api import idempotency
 from api.auth import current_owner
+from api.model_info import ModelInfo, Served
 from api.request_context import current_request_id
 from api.responses import json_response, wait_seconds
 from api.services import services
 from api.validation import instances_from_body, may_hold_booleans, parse_json, rows_to_arrays, start_deadline
+from shared.errors import InvalidInput
 from shared.schema import JobStatus
 from shared.webhooks import check_callback_url
 
@@ -35,16 +39,20 @@ def _pending(job_id: str, status: JobStatus, headers: dict[str, str] | None = No
 def predict() -> Response:
     """Validate rows against the model, enqueue one job; with ?wait=S hold until done or S passes.
 
-    `callback_url` (query or body field) gets the final document by webhook. A full queue
-    (MAX_QUEUE_DEPTH) answers 429 before the body is even parsed. With an Idempotency-Key header, a
+    `callback_url` (query or body field) gets the final document by webhook. `model` and `version` (query
+    or body fields; the query wins) name the model and its version or version label; by default the first
+    model served, its newest version when a worker takes the job. A full queue (MAX_QUEUE_DEPTH) answers
+    429 before the body is even parsed (for a model named in the query). With an Idempotency-Key header, a
     request sent again gets the first one's job (see api/idempotency.py).
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = services()
-    ext.jobs.check_capacity(current_owner())
+    ext.jobs.check_capacity(current_owner(), ext.model_info.resolve(request.args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
+    served = model_asked(body, ext.model_info)
+    ext.jobs.check_capacity(current_owner(), served.queue)
     instances = instances_from_body(body)
     deadline_s = start_deadline(body, request.args.get("timeout"), ext.settings.job_start_deadline_s)
     # Both places are checked when both are given; the query string wins.
@@ -52,13 +60,12 @@ def predict() -> Response:
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
     )
     callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
-    arrays = rows_to_arrays(
-        instances, ext.model_info.signature(), ext.settings.max_rows_per_request, may_hold_booleans(raw)
-    )
+    arrays = rows_to_arrays(instances, served.signature, ext.settings.max_rows_per_request, may_hold_booleans(raw))
+    where = {"queue": served.queue, "version": served.version}
     owner, request_id = current_owner(), current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
         job_id, document = ext.jobs.submit_and_wait(
-            arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id
+            arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id, **where
         )
         return _answer(job_id, wait, deadline_s, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
@@ -67,9 +74,24 @@ def predict() -> Response:
     with services().idempotency.reserve(owner, key, ROUTE) as reservation:
         if not reservation.won:
             return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
-        job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id)
+        job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id, **where)
         reservation.finish(digest, job_id)
     return _answer(job_id, wait, deadline_s)
+
+
+def model_asked(body: Any, model_info: ModelInfo) -> Served:
+    """The model and version a /predict or /batches request names: `model` and `version` in the query string
+    or the JSON body (the query wins); `version` is a version number or a version label."""
+    fields = body if isinstance(body, dict) else {}
+    asked: dict[str, str | None] = {}
+    for name in ("model", "version"):
+        value = request.args.get(name, fields.get(name))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or value == ""):
+            raise InvalidInput(f"{name!r} must be a non-empty string", field=name, expected="a model name or version")
+        asked[name] = None if value is None else str(value)
+    version = asked["version"]
+    label = version if version is not None and not version.isdigit() else None
+    return model_info.resolve(asked["model"], None if label else version, label)
 
 
 def _bounded(wait: float, deadline_s: float) -> float:

@@ -16,6 +16,7 @@ import orjson
 
 from api.auth import current_owner
 from api.jobs.redis_jobs import RedisJobs
+from api.model_info import Served
 from api.request_context import current_request_id
 from api.services import services
 from shared.errors import InferenceFailed, ServiceError, TimedOut
@@ -24,7 +25,8 @@ from shared.signature import ModelRef, ModelSignature
 
 @dataclass
 class Predictions:
-    """A finished job: its predictions in TF Serving's row format and the model that made them."""
+    """A finished job: its predictions in TF Serving's row format and the model that made them
+    ({name, version}: the version that answered)."""
 
     predictions: list[Any]
     model: ModelRef
@@ -34,16 +36,17 @@ class Predictions:
         return outputs_by_name(self.predictions, signature)
 
 
-def infer(arrays: dict[str, np.ndarray], signature: str | None = None) -> Predictions:
-    """Queue one job for `arrays` (run by the named model signature, default `serving_default`), wait for
-    it, and return its predictions.
+def infer(arrays: dict[str, np.ndarray], signature: str | None = None, served: Served | None = None) -> Predictions:
+    """Queue one job for `arrays` (run by the named model signature, default `serving_default`) on the model
+    version `served` names (default: the first model's newest), wait for it, and return its predictions.
 
     Raises:
         TimedOut: not done within PROTOCOL_TIMEOUT_S.
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = services()
-    return run_job(ext.jobs, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), current_owner())
+    timeout_s = ext.settings.protocol_timeout_s
+    return run_job(ext.jobs, timeout_s, arrays, signature, current_request_id(), served, current_owner())
 
 
 def run_job(
@@ -52,12 +55,16 @@ def run_job(
     arrays: dict[str, np.ndarray],
     signature: str | None = None,
     request_id: str | None = None,
+    served: Served | None = None,
     owner: str = "",
 ) -> Predictions:
     """`infer` without Flask: the gRPC server calls this with its own RedisJobs. `owner`: the caller's key's
-    digest (api.auth): the job goes to that key's sub-queue and counts against its limit."""
-    jobs.check_capacity(owner)
-    job_id, raw = jobs.submit_and_wait(arrays, timeout_s, request_id=request_id, owner=owner, signature=signature)
+    digest (api.auth): the job goes to that key's sub-queue of the model's queue and counts against its limit."""
+    queue, version = (served.queue, served.version) if served is not None else (None, None)
+    jobs.check_capacity(owner, queue)
+    job_id, raw = jobs.submit_and_wait(
+        arrays, timeout_s, request_id=request_id, owner=owner, signature=signature, queue=queue, version=version
+    )
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started
             jobs.cancel(job_id)

@@ -131,9 +131,9 @@ class Builder:
         """Model names and versions are the served ones (once a model is advertised); ids are any string."""
         signature = self.facts.signature
         schema: dict[str, Any] = {"type": "string"}
-        if name in ("name", "version"):
+        if name in ("name", "version", "label"):
             schema = {"type": "string", "pattern": "^[^/:]+$"}
-            if signature is not None:
+            if signature is not None and name != "label":
                 schema = {"type": "string", "enum": [signature.name if name == "name" else signature.version]}
         elif name == "asset":
             schema = {"type": "string", "enum": sorted(ASSET_TYPES)}
@@ -478,8 +478,9 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
     for prefix, params in (
         ("/v1/models/{name}", ("name",)),
         ("/v1/models/{name}/versions/{version}", ("name", "version")),
+        ("/v1/models/{name}/labels/{label}", ("name", "label")),
     ):
-        suffix = "Version" if "version" in params else ""
+        suffix = "Version" if "version" in params else "Label" if "label" in params else ""
         paths[prefix + ":predict"] = {
             "post": b.op(
                 "tfPredict" + suffix,
@@ -513,6 +514,9 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
                     body=b.body({JSON: ref("TFExamplesRequest")}),
                 )
             }
+        if "label" in params:  # TF Serving serves status by name or version only
+            paths[prefix + "/metadata"] = _tf_metadata(b, tag, suffix, params)
+            continue
         paths[prefix] = {
             "get": b.op(
                 "tfModelStatus" + suffix,
@@ -524,22 +528,22 @@ def _tf_paths(b: Builder) -> dict[str, Any]:
                 protocol=True,
             )
         }
-        paths[prefix + "/metadata"] = {
-            "get": b.op(
-                "tfModelMetadata" + suffix,
-                "Model metadata: every SignatureDef of the model",
-                tag,
-                {
-                    "200": _json(
-                        {"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def"
-                    )
-                },
-                (404, 503),
-                path=params,
-                protocol=True,
-            )
-        }
+        paths[prefix + "/metadata"] = _tf_metadata(b, tag, suffix, params)
     return paths
+
+
+def _tf_metadata(b: Builder, tag: str, suffix: str, params: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "get": b.op(
+            "tfModelMetadata" + suffix,
+            "Model metadata: every SignatureDef of the model version",
+            tag,
+            {"200": _json({"type": "object", "required": ["model_spec", "metadata"]}, "model_spec and signature_def")},
+            (404, 503),
+            path=params,
+            protocol=True,
+        )
+    }
 
 
 def _flag(name: str) -> dict[str, Any]:

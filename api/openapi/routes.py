@@ -3,7 +3,7 @@ offline: its scripts and styles come from the `swagger-ui-bundle` package, serve
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, send_from_directory
+from flask import Blueprint, Response, abort, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import keys_required
@@ -46,11 +46,12 @@ DOCS_PAGE = """<!DOCTYPE html>
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    """The OpenAPI 3 document describing every route of this API, with the served model's row schemas."""
+    """The OpenAPI 3 document describing every route of this API, with the row schemas of the model `?model=`
+    names (default: the first model served)."""
     ext = services()
     signature: ModelSignature | None
     try:
-        signature = ext.model_info.signature()
+        signature = ext.model_info.resolve(request.args.get("model")).signature  # ?model=: that model's rows
     except NotReady:
         signature = None
     return json_response(document(Facts(signature, ext.settings.max_rows_per_request, keys_required())))

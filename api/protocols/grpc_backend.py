@@ -22,7 +22,7 @@ import redis
 
 from api.jobs.redis_jobs import RedisJobs
 from api.jobs.submit import Predictions, run_job
-from api.model_info import ModelInfo
+from api.model_info import ModelInfo, Served
 from api.validation import to_array
 from shared.config import Settings
 from shared.connection import connect
@@ -73,14 +73,12 @@ class Backend:
     @classmethod
     def from_settings(cls, settings: Settings) -> Backend:
         connection = connect(settings)
-        return cls(settings, RedisJobs(connection, settings), ModelInfo(connection))
+        return cls(settings, RedisJobs(connection, settings), ModelInfo(connection, settings.queue_name))
 
-    def signature(self) -> ModelSignature:
-        return self.model_info.signature()
-
-    def infer(self, arrays: dict[str, np.ndarray], signature: str | None = None) -> Predictions:
-        """Queue one job and wait for it, exactly as the HTTP protocol routes do."""
-        return run_job(self.jobs, self.settings.protocol_timeout_s, arrays, signature, request_id_or_new(None))
+    def infer(self, arrays: dict[str, np.ndarray], served: Served, signature: str | None = None) -> Predictions:
+        """Queue one job for the model version `served` names and wait for it, exactly as the HTTP routes do."""
+        timeout_s = self.settings.protocol_timeout_s
+        return run_job(self.jobs, timeout_s, arrays, signature, request_id_or_new(None), served)
 
 
 def status_code(error: ServiceError) -> grpc.StatusCode:

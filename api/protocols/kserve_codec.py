@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.model_info import ModelInfo, ModelNotServed, Served
 from api.validation import check_booleans, loads_json, to_array
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelRef, ModelSignature, TensorSpec
 
 # v2 datatype ↔ numpy dtype name; BYTES (strings) and BF16 are not served.
@@ -269,3 +270,14 @@ def render_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def resolve(model_info: ModelInfo, name: str, version: str | None) -> Served:
+    """The model version a KServe v2 request names (no version: the newest), in KServe's "unknown model" words."""
+    try:
+        return model_info.resolve(name, version or None)
+    except ModelNotServed as exc:
+        which = f" version {version}" if version else ""
+        raise NotFound(
+            f"Request for unknown model: '{name}'{which} is not found (this server serves {', '.join(exc.served)})"
+        ) from None

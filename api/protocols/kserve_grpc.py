@@ -11,11 +11,12 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from api.model_info import Served
 from api.protocols.grpc_backend import Backend, check_arrays, rpc
-from api.protocols.kserve_codec import DATATYPES, datatype
+from api.protocols.kserve_codec import DATATYPES, datatype, resolve
 from api.protocols.kserve_rest import EXTENSIONS, PLATFORM, SERVER_NAME, SERVER_VERSION
-from shared.errors import InvalidInput, NotFound
-from shared.signature import ModelSignature, TensorSpec
+from shared.errors import InvalidInput, NotFound, NotReady
+from shared.signature import TensorSpec
 
 # Which InferTensorContents field holds values of each v2 datatype (FP16 travels raw only).
 CONTENTS = {
@@ -33,16 +34,9 @@ CONTENTS = {
 }
 
 
-def served(backend: Backend, name: str, version: str) -> ModelSignature:
-    """The served signature if `name` (and `version`, when not empty) is what the workers serve."""
-    signature = backend.signature()
-    if name != signature.name or (version and version != signature.version):
-        which = f" version {version}" if version else ""
-        raise NotFound(
-            f"Request for unknown model: '{name}'{which} is not found "
-            f"(this server serves '{signature.name}' version {signature.version})"
-        )
-    return signature
+def served(backend: Backend, name: str, version: str) -> Served:
+    """The model version the request names ("" for the newest), in KServe's "unknown model" words."""
+    return resolve(backend.model_info, name, version)
 
 
 def tensor_metadata(spec: TensorSpec) -> service_pb2.ModelMetadataResponse.TensorMetadata:
@@ -97,10 +91,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: service_pb2.ModelReadyRequest, context: grpc.ServicerContext
     ) -> service_pb2.ModelReadyResponse:
         try:
-            served(self.backend, request.name, request.version)
-        except NotFound:  # as Triton: an unknown model is not ready, which is no error
+            target = served(self.backend, request.name, request.version)
+        except (NotFound, NotReady):  # as Triton: an unknown or unloaded model is not ready, which is no error
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=bool(self.backend.model_info.live_workers()))
+        return service_pb2.ModelReadyResponse(ready=self.backend.model_info.is_live(target.name))
 
     @rpc
     def ServerMetadata(
@@ -112,10 +106,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(
         self, request: service_pb2.ModelMetadataRequest, context: grpc.ServicerContext
     ) -> service_pb2.ModelMetadataResponse:
-        signature = served(self.backend, request.name, request.version)
+        target = served(self.backend, request.name, request.version)
+        signature = target.signature
         return service_pb2.ModelMetadataResponse(
             name=signature.name,
-            versions=[signature.version],
+            versions=[signature.version] if request.version else target.status.available(),
             platform=PLATFORM,
             inputs=[tensor_metadata(t) for t in signature.inputs],
             outputs=[tensor_metadata(t) for t in signature.outputs],
@@ -125,7 +120,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(
         self, request: service_pb2.ModelInferRequest, context: grpc.ServicerContext
     ) -> service_pb2.ModelInferResponse:
-        signature = served(self.backend, request.model_name, request.model_version)
+        target = served(self.backend, request.model_name, request.model_version)
+        signature = target.signature
         raw = list(request.raw_input_contents)
         arrays = {t.name: input_array(i, t, raw) for i, t in enumerate(request.inputs)}
         if len(arrays) != len(request.inputs):
@@ -138,9 +134,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise InvalidInput(
                 f"unexpected inference output '{unknown[0]}' for model '{signature.name}'", expected=", ".join(specs)
             )
-        outputs = self.backend.infer(arrays).by_name(signature)
+        outcome = self.backend.infer(arrays, target)
+        outputs = outcome.by_name(signature)
         response = service_pb2.ModelInferResponse(
-            model_name=signature.name, model_version=signature.version, id=request.id
+            model_name=signature.name, model_version=outcome.model.version, id=request.id
         )
         for name in wanted:
             array = np.ascontiguousarray(outputs[name], dtype=np.dtype(specs[name].dtype).newbyteorder("<"))

@@ -13,11 +13,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from api.jobs.submit import infer
-from api.protocols.kserve_codec import parse_request, render_response, tensor_metadata
+from api.model_info import Served
+from api.protocols.kserve_codec import parse_request, render_response, resolve, tensor_metadata
 from api.responses import json_response
 from api.services import services
-from shared.errors import NotFound, NotReady, UnsupportedMediaType
-from shared.signature import ModelSignature
+from shared.errors import NotReady, UnsupportedMediaType
 
 bp = Blueprint("kserve", __name__)
 
@@ -28,16 +28,9 @@ PLATFORM = "tensorflow"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def served(name: str, version: str | None) -> ModelSignature:
-    """The served model's signature if `name` (and `version`, when given) is what the workers serve."""
-    signature = services().model_info.signature()
-    if name != signature.name or (version is not None and version != signature.version):
-        which = f" version {version}" if version is not None else ""
-        raise NotFound(
-            f"Request for unknown model: '{name}'{which} is not found "
-            f"(this server serves '{signature.name}' version {signature.version})"
-        )
-    return signature
+def served(name: str, version: str | None) -> Served:
+    """The model version the route names (KServe's "unknown model" words when it is not served)."""
+    return resolve(services().model_info, name, version)
 
 
 def _require_live_worker() -> None:
@@ -67,12 +60,14 @@ def server_metadata() -> Response:
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
-    """Inputs and outputs with v2 datatypes; -1 marks the batch dimension and any free dimension."""
-    signature = served(name, version)
+    """Inputs and outputs with v2 datatypes (of the version, or the newest); -1 marks the batch dimension and
+    any free dimension. `versions` lists every version available."""
+    target = served(name, version)
+    signature = target.signature
     return json_response(
         {
             "name": signature.name,
-            "versions": [signature.version],
+            "versions": target.status.available() if version is None else [signature.version],
             "platform": PLATFORM,
             "inputs": [tensor_metadata(t) for t in signature.inputs],
             "outputs": [tensor_metadata(t) for t in signature.outputs],
@@ -83,17 +78,19 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> Response:
-    """200 when the model is served by a live worker, else 503."""
-    signature = served(name, version)
-    _require_live_worker()
-    return json_response({"name": signature.name, "ready": True})
+    """200 when a live worker has the model (that version, when given) AVAILABLE, else 503 (404: unknown)."""
+    target = served(name, version)
+    if not services().model_info.is_live(target.name):
+        raise NotReady("no live worker has the model loaded", retry_after=2)
+    return json_response({"name": target.name, "ready": True})
 
 
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def model_infer(name: str, version: str | None = None) -> Response:
     """Run one inference request; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
-    signature = served(name, version)
+    target = served(name, version)
+    signature = target.signature
     if request.headers.get("Content-Encoding", "identity") != "identity":
         raise UnsupportedMediaType(
             f"Content-Encoding {request.headers['Content-Encoding'][:32]!r} is not supported",
@@ -103,7 +100,7 @@ def model_infer(name: str, version: str | None = None) -> Response:
     parsed = parse_request(
         request.get_data(cache=False), request.headers.get(HEADER_LENGTH), signature, ext.settings.max_rows_per_request
     )
-    outcome = infer(parsed.arrays)
+    outcome = infer(parsed.arrays, served=target)
     body, header_length = render_response(parsed, outcome.by_name(signature), signature, outcome.model)
     if header_length is None:
         return json_response(body)

@@ -25,10 +25,20 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from api.jobs.submit import Predictions
+from api.model_info import Served
 from api.protocols.grpc_backend import Backend, check_arrays, rpc
-from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
-from shared.errors import InvalidInput, NotFound
-from shared.signature import ModelSignature
+from api.protocols.tfserving_methods import (
+    NOT_LOADED,
+    Method,
+    choose,
+    classify_results,
+    regress_results,
+    resolve,
+    version_statuses,
+)
+from shared.errors import InvalidInput
+from shared.signature import ModelRef, ModelSignature
 
 SIGNATURE_DEF = "signature_def"
 # Where a TensorProto keeps values of each dtype when written value by value, as TF Serving writes replies
@@ -48,23 +58,17 @@ _VALUE_FIELDS = {
 }
 
 
-def served(backend: Backend, spec: model_pb2.ModelSpec) -> ModelSignature:
-    """The served signature if the ModelSpec names what the workers serve (TF Serving's NOT_FOUND message)."""
-    signature = backend.signature()
+def served(backend: Backend, spec: model_pb2.ModelSpec) -> Served:
+    """The model version the ModelSpec names: name, and version or version_label (TF Serving's NOT_FOUND words)."""
     asked = str(spec.version.value) if spec.HasField("version") else None
-    if spec.version_label:
-        raise InvalidInput(f"Unrecognized servable version label: {spec.version_label} (labels are not served here)")
-    if spec.name != signature.name or (asked is not None and asked != signature.version):
-        wanted = f"Specific({spec.name}, {asked})" if asked is not None else f"Latest({spec.name})"
-        raise NotFound(f"Servable not found for request: {wanted}")
-    return signature
+    return resolve(backend.model_info, spec.name, asked, spec.version_label or None)
 
 
-def reply_spec(signature: ModelSignature, signature_name: str) -> model_pb2.ModelSpec:
-    """The ModelSpec TF Serving puts on a reply: name, numeric version, the signature that ran."""
-    spec = model_pb2.ModelSpec(name=signature.name, signature_name=signature_name)
-    if signature.version.isdigit():
-        spec.version.value = int(signature.version)
+def reply_spec(model: ModelRef, signature_name: str) -> model_pb2.ModelSpec:
+    """The ModelSpec TF Serving puts on a reply: name, numeric version (the one that answered), the signature."""
+    spec = model_pb2.ModelSpec(name=model.name, signature_name=signature_name)
+    if model.version.isdigit():
+        spec.version.value = int(model.version)
     return spec
 
 
@@ -90,9 +94,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
-        key, signature = choose(
-            served(self.backend, request.model_spec), request.model_spec.signature_name, Method.PREDICT
-        )
+        target = served(self.backend, request.model_spec)
+        key, signature = choose(target.signature, request.model_spec.signature_name, Method.PREDICT)
         arrays = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
         lifted = (
             len(signature.inputs) == 1
@@ -109,9 +112,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"output tensor alias not found in signature: {min(unknown)} "
                 f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}."
             )
-        outputs = self.backend.infer(arrays, key).by_name(signature)
+        outcome = self.backend.infer(arrays, target, key)
+        outputs = outcome.by_name(signature)
         dtypes = {t.name: t.dtype for t in signature.outputs}
-        response = predict_pb2.PredictResponse(model_spec=reply_spec(signature, key))
+        response = predict_pb2.PredictResponse(model_spec=reply_spec(outcome.model, key))
         for name in wanted:
             array = np.asarray(outputs[name], dtype=dtypes[name])
             if lifted and array.ndim == 2 and array.shape[1] == 1:
@@ -123,7 +127,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        signature = served(self.backend, request.model_spec)
+        signature = served(self.backend, request.model_spec).signature
         if not request.metadata_field:
             raise InvalidInput("GetModelMetadataRequest must specify at least one metadata_field")
         others = [f for f in request.metadata_field if f != SIGNATURE_DEF]
@@ -131,7 +135,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInput(f"Metadata field {others[0]} is not supported")
         defs = {key: d.tf_json for key, d in signature.signature_defs().items()}
         signature_map = json_format.ParseDict({SIGNATURE_DEF: defs}, get_model_metadata_pb2.SignatureDefMap())
-        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=reply_spec(signature, ""))
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=reply_spec(signature.model_ref, ""))
         response.metadata[SIGNATURE_DEF].Pack(signature_map)
         return response
 
@@ -139,9 +143,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Classify(
         self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
     ) -> classification_pb2.ClassificationResponse:
-        key, signature, outputs = self._examples(request, Method.CLASSIFY)
-        response = classification_pb2.ClassificationResponse(model_spec=reply_spec(signature, key))
-        for pairs in classify_results(outputs):
+        key, signature, outcome = self._examples(request, Method.CLASSIFY)
+        response = classification_pb2.ClassificationResponse(model_spec=reply_spec(outcome.model, key))
+        for pairs in classify_results(outcome.by_name(signature)):
             classification = response.result.classifications.add()
             for label, score in pairs:
                 classification.classes.add(label=label, score=score)
@@ -151,15 +155,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext
     ) -> regression_pb2.RegressionResponse:
-        key, signature, outputs = self._examples(request, Method.REGRESS)
-        response = regression_pb2.RegressionResponse(model_spec=reply_spec(signature, key))
-        for value in regress_results(outputs):
+        key, signature, outcome = self._examples(request, Method.REGRESS)
+        response = regression_pb2.RegressionResponse(model_spec=reply_spec(outcome.model, key))
+        for value in regress_results(outcome.by_name(signature)):
             response.result.regressions.add(value=value)
         return response
 
-    def _examples(self, request: Any, method: Method) -> tuple[str, ModelSignature, dict[str, list[Any]]]:
+    def _examples(self, request: Any, method: Method) -> tuple[str, ModelSignature, Predictions]:
         """Run the request's tf.Examples (context merged into each) through the chosen signature."""
-        key, signature = choose(served(self.backend, request.model_spec), request.model_spec.signature_name, method)
+        target = served(self.backend, request.model_spec)
+        key, signature = choose(target.signature, request.model_spec.signature_name, method)
         which = request.input.WhichOneof("kind")
         if which is None:
             raise InvalidInput("Input is empty")
@@ -181,7 +186,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"(MAX_ROWS_PER_REQUEST={self.backend.settings.max_rows_per_request})"
             )
         arrays = {signature.inputs[0].name: np.array(serialized, dtype=object)}
-        return key, signature, self.backend.infer(arrays, key).by_name(signature)
+        return key, signature, self.backend.infer(arrays, target, key)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -194,14 +199,18 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        signature = served(self.backend, request.model_spec)
-        live = bool(self.backend.model_info.live_workers())
+        spec = request.model_spec
+        asked = str(spec.version.value) if spec.HasField("version") else None
         state = get_model_status_pb2.ModelVersionStatus
-        status = state(
-            version=int(signature.version) if signature.version.isdigit() else 0,
-            state=state.AVAILABLE if live else state.END,
-        )
-        if not live:
-            status.status.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
-            status.status.error_message = "no live worker has the model loaded"
-        return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])
+        listed = []
+        for version in version_statuses(self.backend.model_info, spec.name, asked):
+            status = state(
+                version=int(version.version) if version.version.isdigit() else 0,
+                state=getattr(state, version.state.value),
+            )
+            if version.error:
+                code = grpc.StatusCode.UNAVAILABLE if version.error == NOT_LOADED else grpc.StatusCode.UNKNOWN
+                status.status.error_code = code.value[0]
+                status.status.error_message = version.error
+            listed.append(status)
+        return get_model_status_pb2.GetModelStatusResponse(model_version_status=listed)

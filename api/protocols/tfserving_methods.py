@@ -1,5 +1,6 @@
-"""What TF Serving's REST and gRPC APIs share: picking a signature for a method, and shaping the results of
-classify and regress. Error messages are TF Serving's own, so clients that match on them keep working.
+"""What TF Serving's REST and gRPC APIs share: resolving the model a request names (by version or label) and
+its version statuses, picking a signature for a method, and shaping the results of classify and regress.
+Error messages are TF Serving's own, so clients that match on them keep working.
 """
 
 from __future__ import annotations
@@ -7,7 +8,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from shared.errors import InvalidInput
+from api.model_info import ModelInfo, ModelNotServed, Served
+from shared.errors import InvalidInput, NotFound, NotReady
+from shared.model_registry import VersionState, VersionStatus, version_order
 from shared.signature import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -17,6 +20,7 @@ from shared.signature import (
     SignatureDef,
 )
 
+NOT_LOADED = "no live worker has the model loaded"  # a version's error while no worker serves its model
 CLASSIFY_SCORES = "scores"
 CLASSIFY_CLASSES = "classes"
 REGRESS_OUTPUTS = "outputs"
@@ -91,3 +95,36 @@ def regress_results(outputs: dict[str, list[Any]]) -> list[float]:
 
 def _as_list(row: Any) -> list[Any]:
     return row if isinstance(row, list) else [row]
+
+
+def resolve(model_info: ModelInfo, name: str, version: str | None, label: str | None = None) -> Served:
+    """The model version a TF Serving request names (by version or label), with TF Serving's NOT_FOUND words."""
+    try:
+        return model_info.resolve(name, version, label)
+    except ModelNotServed as exc:
+        if exc.label is not None and exc.version is None:
+            raise NotFound(f"Unrecognized servable version label: {exc.label}") from None
+        wanted = f"Specific({exc.model}, {exc.version})" if exc.version is not None else f"Latest({exc.model})"
+        raise NotFound(f"Servable not found for request: {wanted}") from None
+
+
+def version_statuses(model_info: ModelInfo, name: str, version: str | None) -> list[VersionStatus]:
+    """GetModelStatus: every version of the model (or the one asked for) with its state and error.
+
+    Raises:
+        NotReady: no worker has advertised a model yet.
+        NotFound: the model, or that version of it, is not known (TF Serving's words).
+    """
+    models = model_info.models()
+    if not models:
+        raise NotReady("no worker has loaded a model yet; start a worker or retry shortly", retry_after=2)
+    status = models.get(name)
+    if version is not None and version.isdigit():
+        version = str(int(version))
+    if status is None or (version is not None and version not in status.versions):
+        wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+        raise NotFound(f"Servable not found for request: {wanted}")
+    listed = status.versions.values() if version is None else [status.versions[version]]
+    if not model_info.is_live(name):  # as last advertised: nothing is loaded while no worker runs
+        listed = [VersionStatus(v.version, VersionState.END, NOT_LOADED) for v in listed]
+    return sorted(listed, key=lambda v: version_order(v.version), reverse=True)

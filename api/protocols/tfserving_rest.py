@@ -1,11 +1,12 @@
 """TensorFlow Serving's REST API, served by the same queue and micro-batching worker as /predict.
 
-POST /v1/models/<name>[/versions/<v>]:predict   row format ({"instances"} → {"predictions"}) and columnar
-                                                format ({"inputs"} → {"outputs"}), any signature
-POST /v1/models/<name>[/versions/<v>]:classify  {"examples": [...]} → {"results": [[[label, score], ...], ...]}
-POST /v1/models/<name>[/versions/<v>]:regress   {"examples": [...]} → {"results": [value, ...]}
-GET  /v1/models/<name>[/versions/<v>]           version status
-GET  /v1/models/<name>[/versions/<v>]/metadata  every SignatureDef, in TF Serving's JSON
+POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict   row format ({"instances"} → {"predictions"}) and
+                                                            columnar format ({"inputs"} → {"outputs"}), any signature
+POST /v1/models/<name>[/versions/<v>|/labels/<l>]:classify  {"examples": [...]} → {"results": [[[label, score]...]...]}
+POST /v1/models/<name>[/versions/<v>|/labels/<l>]:regress   {"examples": [...]} → {"results": [value, ...]}
+GET  /v1/models/<name>[/versions/<v>]                       every version's state and error (GetModelStatus)
+GET  /v1/models/<name>[/versions/<v>|/labels/<l>]/metadata  every SignatureDef, in TF Serving's JSON
+Without a version or label, a job runs on the newest version available when a worker claims it.
 Calls are synchronous for the caller. Errors on these routes are {"error": "..."} (api/error_handler.py picks the
 shape by blueprint), with TF Serving's status codes and, for the mistakes it names, its messages.
 """
@@ -22,12 +23,22 @@ from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
 from api.jobs.submit import infer
+from api.model_info import Served
 from api.protocols.tf_example import json_type, serialize_examples
-from api.protocols.tfserving_methods import Method, choose, classify_results, regress_results
+from api.protocols.tfserving_methods import (
+    NOT_LOADED,
+    Method,
+    choose,
+    classify_results,
+    regress_results,
+    resolve,
+    version_statuses,
+)
 from api.responses import json_response
 from api.services import services
 from api.validation import columns_to_arrays, may_hold_booleans, rows_to_arrays
-from shared.errors import InvalidInput, NotFound
+from shared.errors import InvalidInput
+from shared.model_registry import VersionState
 from shared.signature import ModelSignature
 
 bp = Blueprint("tfserving", __name__)
@@ -43,22 +54,20 @@ class ModelName(BaseConverter):
 _TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 
 
-def served(name: str, version: str | None) -> ModelSignature:
-    """The served model's signature if `name` (and `version`, when given) is what the workers serve."""
-    signature = services().model_info.signature()
-    if name != signature.name or (version is not None and version != signature.version):
-        wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-        raise NotFound(f"Servable not found for request: {wanted}")
-    return signature
+def served(name: str, version: str | None, label: str | None = None) -> Served:
+    """The model version the route names (TF Serving's NOT_FOUND words when it is not served)."""
+    return resolve(services().model_info, name, version, label)
 
 
 @bp.post("/v1/models/<model:name>:predict")
 @bp.post("/v1/models/<model:name>/versions/<model:version>:predict")
-def predict(name: str, version: str | None = None) -> Response:
+@bp.post("/v1/models/<model:name>/labels/<model:label>:predict")
+def predict(name: str, version: str | None = None, label: str | None = None) -> Response:
     """Row or columnar predict through the chosen signature; waits for the queued job (up to PROTOCOL_TIMEOUT_S)."""
     raw = request.get_data(cache=False)
     body = _parse(raw)
-    key, signature = choose(served(name, version), _signature_name(body), Method.PREDICT)
+    target = served(name, version, label)
+    key, signature = choose(target.signature, _signature_name(body), Method.PREDICT)
     row_format = _check_predict_body(body)
     max_rows = services().settings.max_rows_per_request
     values = body["instances"] if row_format else body["inputs"]
@@ -68,7 +77,7 @@ def predict(name: str, version: str | None = None) -> Response:
         arrays = rows_to_arrays(values, signature, max_rows, may_hold_booleans(raw))
     else:
         arrays = columns_to_arrays(values, signature, max_rows)
-    outputs = infer(arrays, key).by_name(signature)
+    outputs = infer(arrays, key, target).by_name(signature)
     if lifted:  # scalars in, scalars out (TF Serving feeds them as they are; the graph keeps the shape)
         outputs = {k: [v[0] if isinstance(v, list) and len(v) == 1 else v for v in rows] for k, rows in outputs.items()}
     if not row_format:
@@ -81,27 +90,29 @@ def predict(name: str, version: str | None = None) -> Response:
 
 @bp.post("/v1/models/<model:name>:classify")
 @bp.post("/v1/models/<model:name>/versions/<model:version>:classify")
-def classify(name: str, version: str | None = None) -> Response:
+@bp.post("/v1/models/<model:name>/labels/<model:label>:classify")
+def classify(name: str, version: str | None = None, label: str | None = None) -> Response:
     """tf.Example rows through a classify signature: (label, score) pairs per example."""
-    key, signature, arrays = _examples_request(name, version, Method.CLASSIFY)
-    results = classify_results(infer(arrays, key).by_name(signature))
+    target = served(name, version, label)
+    key, signature, arrays = _examples_request(target, Method.CLASSIFY)
+    results = classify_results(infer(arrays, key, target).by_name(signature))
     return json_response({"results": [[list(pair) for pair in pairs] for pairs in results]})
 
 
 @bp.post("/v1/models/<model:name>:regress")
 @bp.post("/v1/models/<model:name>/versions/<model:version>:regress")
-def regress(name: str, version: str | None = None) -> Response:
+@bp.post("/v1/models/<model:name>/labels/<model:label>:regress")
+def regress(name: str, version: str | None = None, label: str | None = None) -> Response:
     """tf.Example rows through a regress signature: one value per example."""
-    key, signature, arrays = _examples_request(name, version, Method.REGRESS)
-    return json_response({"results": regress_results(infer(arrays, key).by_name(signature))})
+    target = served(name, version, label)
+    key, signature, arrays = _examples_request(target, Method.REGRESS)
+    return json_response({"results": regress_results(infer(arrays, key, target).by_name(signature))})
 
 
-def _examples_request(
-    name: str, version: str | None, method: Method
-) -> tuple[str, ModelSignature, dict[str, np.ndarray]]:
+def _examples_request(target: Served, method: Method) -> tuple[str, ModelSignature, dict[str, np.ndarray]]:
     """Parse a classify/regress body ({"signature_name", "context", "examples"}) into the job's input."""
     body = _parse(request.get_data(cache=False))
-    key, signature = choose(served(name, version), _signature_name(body), method)
+    key, signature = choose(target.signature, _signature_name(body), method)
     context = body.get("context")
     if context is not None and not isinstance(context, dict):
         raise InvalidInput(f"Example must be JSON object but got JSON {json_type(context)}")
@@ -231,31 +242,37 @@ def _compact(value: Any) -> str:
 @bp.get("/v1/models/<model:name>")
 @bp.get("/v1/models/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None) -> Response:
-    """TF Serving's GetModelStatus reply: AVAILABLE while a live worker serves the model. With KServe v1's
-    model-readiness fields beside it (`name`, `ready`), which the kserve SDK's `is_model_ready` reads."""
-    signature = served(name, version)
-    live = bool(services().model_info.live_workers())
-    error = (
-        {"error_code": "OK", "error_message": ""}
-        if live
-        else {"error_code": "UNAVAILABLE", "error_message": "no live worker has the model loaded"}
-    )
+    """TF Serving's GetModelStatus reply: every version (newest first) with its state, and the error of a
+    version that failed to load (state END, error_code UNKNOWN). With KServe v1's model-readiness fields
+    beside it (`name`, `ready`: a version AVAILABLE), which the kserve SDK's `is_model_ready` reads."""
+    listed = version_statuses(services().model_info, name, version)
     return json_response(
         {
             "model_version_status": [
-                {"version": signature.version, "state": "AVAILABLE" if live else "END", "status": error}
+                {
+                    "version": v.version,
+                    "state": v.state.value,
+                    "status": {"error_code": _error_code(v.error), "error_message": v.error},
+                }
+                for v in listed
             ],
-            "name": signature.name,
-            "ready": live,
+            "name": name,
+            "ready": any(v.state is VersionState.AVAILABLE for v in listed),
         }
     )
 
 
+def _error_code(error: str) -> str:
+    """TF Serving's status code name: OK, UNAVAILABLE while no worker runs the model, UNKNOWN for a failed load."""
+    return "OK" if not error else "UNAVAILABLE" if error == NOT_LOADED else "UNKNOWN"
+
+
 @bp.get("/v1/models/<model:name>/metadata")
 @bp.get("/v1/models/<model:name>/versions/<model:version>/metadata")
-def metadata(name: str, version: str | None = None) -> Response:
-    """TF Serving's GetModelMetadata reply: every SignatureDef of the model."""
-    signature = served(name, version)
+@bp.get("/v1/models/<model:name>/labels/<model:label>/metadata")
+def metadata(name: str, version: str | None = None, label: str | None = None) -> Response:
+    """TF Serving's GetModelMetadata reply: every SignatureDef of the model version."""
+    signature = served(name, version, label).signature
     defs = {key: d.tf_json for key, d in signature.signature_defs().items()}
     return json_response(
         {

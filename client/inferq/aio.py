@@ -33,8 +33,11 @@ class AsyncClient:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         http: httpx.AsyncClient | None = None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> None:
         self.base_url = core.base_url(base_url)
+        self.model_params = core.model_params(model, version)
         self.retries = Retries(max_retries, backoff_s)
         self.headers = core.auth_headers(api_key)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -117,6 +120,7 @@ class AsyncClient:
         self, call: core.Call, headers: dict[str, str] | None, stream: bool, on_bytes: Any = None
     ) -> httpx.Response:
         """Send, again after a 429/503 or no answer where that is safe; a successful response, or raises."""
+        call = core.for_model(call, self.model_params)
         for attempt in itertools.count():
             content, body_headers = _body(call, on_bytes)
             request = self.http.build_request(

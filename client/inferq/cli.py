@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
         help=f"service URL (default: {core.base_url(None)}; ${core.URL_VARIABLE} sets the default)",
     )
     top.add_argument("--api-key", help=f"API key, sent as Authorization: Bearer (default: ${core.API_KEY_VARIABLE})")
+    top.add_argument("--model", help="model to run predictions and batches on (default: the service's first)")
+    top.add_argument("--version", help="model version or version label (default: the newest when the job runs)")
     commands = top.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict rows and print the predictions")
     predict.add_argument("file", help='JSON array of rows or {"instances": [...]}; - for stdin')
@@ -75,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        with Client(args.url, api_key=args.api_key) as client:
+        with Client(args.url, api_key=args.api_key, model=args.model, version=args.version) as client:
             output = run(client, args)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)

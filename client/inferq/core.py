@@ -8,6 +8,7 @@ blocking and with asyncio I/O, as httpx drives one `auth_flow` both ways.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import io
 import os
@@ -28,7 +29,14 @@ JOB_STATUSES = ("queued", "started", "finished", "failed", "canceled", "expired"
 JOB_TERMINAL = ("finished", "failed", "canceled", "expired")
 BATCH_STATUSES = ("validating", "queued", "in_progress", "completed", "failed", "cancelled", "expired")
 BATCH_TERMINAL = ("completed", "failed", "cancelled", "expired")
-JOB_ERROR_CODES = ("deadline_exceeded", "worker_lost", "inference_failed", "invalid_payload", "storage_failed")
+JOB_ERROR_CODES = (
+    "deadline_exceeded",
+    "worker_lost",
+    "inference_failed",
+    "invalid_payload",
+    "storage_failed",
+    "version_unavailable",
+)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 UPLOAD_TYPES = {
     ".ndjson": "application/x-ndjson",
@@ -109,6 +117,22 @@ def auth_headers(api_key: str | None, environ: Mapping[str, str] | None = None) 
 def rows_json(rows: Any) -> list:
     """Rows as JSON-ready lists (a numpy array is converted; numpy itself is optional)."""
     return rows.tolist() if hasattr(rows, "tolist") else list(rows)
+
+
+MODEL_ROUTES = ("/predict", "/batches")  # the routes that take ?model= and ?version=
+
+
+def model_params(model: str | None, version: str | None) -> dict[str, str]:
+    """The query parameters naming a model and its version (a number or a label); {} for the server's default
+    (its first model, the newest version)."""
+    return {k: v for k, v in (("model", model), ("version", version)) if v}
+
+
+def for_model(call: Call, params: dict[str, str]) -> Call:
+    """`call` with the client's model parameters, if it submits work (/predict, /batches)."""
+    if not params or call.method != "POST" or call.path not in MODEL_ROUTES:
+        return call
+    return dataclasses.replace(call, params={**params, **call.params})
 
 
 def idempotent(key: str | None) -> dict[str, str]:

@@ -22,7 +22,8 @@ class Client:
     `base_url` defaults to $INFERQ_URL, else http://127.0.0.1:8000; `api_key` to $INFERQ_API_KEY. Calls
     refused with 429/503, and calls that got no answer but are safe to resend (reads, and submits, which
     carry an Idempotency-Key), are sent again up to `max_retries` times, with jittered exponential backoff
-    from `backoff_s`.
+    from `backoff_s`. `model` and `version` (a number or a label) pick what predictions and batches run on;
+    by default the service's first model, the newest version when a worker takes the job.
     """
 
     def __init__(
@@ -35,8 +36,11 @@ class Client:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         http: httpx.Client | None = None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> None:
         self.base_url = core.base_url(base_url)
+        self.model_params = core.model_params(model, version)
         self.retries = Retries(max_retries, backoff_s)
         self.headers = core.auth_headers(api_key)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -119,6 +123,7 @@ class Client:
         self, call: core.Call, headers: dict[str, str] | None, stream: bool, on_bytes: Any = None
     ) -> httpx.Response:
         """Send, again after a 429/503 or no answer where that is safe; a successful response, or raises."""
+        call = core.for_model(call, self.model_params)
         for attempt in itertools.count():
             content, body_headers = _body(call, on_bytes)
             request = self.http.build_request(

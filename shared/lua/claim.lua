@@ -1,14 +1,15 @@
 -- Claim up to N queued jobs and mark them started, in one call: the worker's claim of a micro-batch.
 -- Needs lib/zadd.lua, lib/fair.lua (which sub-queue of a lane goes next: deficit round robin between keys).
--- KEYS: per lane, in priority order: its ring, its deficits hash, its started registry.
+-- KEYS: per lane (a model's interactive or bulk queue), in priority order: its ring, its deficits hash, its
+--       started registry.
 -- ARGV: [1] most jobs to take in all, [2] job key prefix, [3] lease suffix (":" .. claim token),
 --       [4] lease expiry (Unix), [5] now (RQ time), [6] worker name, [7] '1' if the worker holds unfinished
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, [10] RQ's queue key prefix,
 --       [11] extra-rows key prefix, [12] weights of the keys that weigh more than 1 (JSON: {name: weight}),
 --       then per lane: the most jobs to take from it, its quantum (rows per turn at weight 1).
--- Returns 10 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
+-- Returns 11 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
 --   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one, its queue
---   (RQ's origin: its key's sub-queue).
+--   (RQ's origin: its key's sub-queue), and the number of its lane (1 for the first lane in KEYS).
 --
 -- A job with a `started_at` was started before and is queued again because its worker died: it may be what
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
@@ -22,7 +23,7 @@ local out, alone, dropped = {}, false, 0
 local weights = cjson.decode(ARGV[12])
 
 -- Take one queued job: mark it started and add its values to `out`; returns its extra rows.
-local function take(id, f)
+local function take(id, f, lane)
   redis.call('HSET', prefix .. id, JOB.STATUS, RQ_STATUS.STARTED, JOB.STARTED_AT, now, JOB.WORKER_NAME, worker)
   local rows = tonumber(f[3] or '1') or 1
   local batch = f[8] or ''
@@ -33,7 +34,7 @@ local function take(id, f)
     end
   end
   for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0',
-                      f[10] or ''}) do
+                      f[10] or '', lane}) do
     out[#out + 1] = v
   end
   return math.max(rows - 1, 0)
@@ -56,7 +57,7 @@ for k = 1, #KEYS, 3 do
       if f[1] == RQ_STATUS.QUEUED then
         local rerun = f[2] and f[2] ~= ''
         if rerun and (busy or #out > 0) then back, halt = i, true break end
-        local more = take(id, f)
+        local more = take(id, f, n + 1)
         extra, rows, got = extra + more, rows + more + 1, got + 1
         leases[#leases + 1] = lapse
         leases[#leases + 1] = id .. suffix

@@ -11,7 +11,7 @@ import hashlib
 import pytest
 
 from shared import keys, rq_keys
-from tests.support import Service
+from tests.support import Service, copy_models
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def bearer(key: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def keyed(make_module_service, service) -> Service:
     keyed = make_module_service(workers=0, api_keys=f"{ALPHA},{BETA}", log_level="DEBUG")
-    keyed.redis.set(keys.model(), service.redis.get(keys.model()))
+    copy_models(service.redis, keyed.redis)
     return keyed
 
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from rq.job import Job
 
-from shared import keys
 from shared.npy import header
 from shared.schema import OrjsonSerializer
+from tests.support import copy_models
 
 pytestmark = pytest.mark.e2e
 
@@ -170,7 +170,7 @@ def test_bad_uploads_get_a_4xx_naming_the_problem(service, body, content_type, s
 
 def test_uploads_over_max_batch_bytes_get_413_with_or_without_a_content_length(service, make_service, digits):
     small = make_service(workers=0, max_batch_bytes=100_000)
-    small.redis.set(keys.model(), service.redis.get(keys.model()))  # the signature a worker would advertise
+    copy_models(service.redis, small.redis)  # what a worker would advertise
     body = npy_bytes(np.tile(digits[0], (2, 1))[:1000])  # 256 kB
     response = small.upload(body, "application/x-npy")
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"

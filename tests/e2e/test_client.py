@@ -13,9 +13,8 @@ import pytest
 
 import inferq
 from inferq import AsyncClient, Client
-from shared import keys
 from shared.config import PROJECT_ROOT
-from tests.support import wait_until
+from tests.support import copy_models, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -180,7 +179,7 @@ def expiring(make_module_service, service):
     The model document is the one the session's real worker advertised, so requests validate.
     """
     expiring = make_module_service(workers=0, job_start_deadline_s=1.0)
-    expiring.redis.set(keys.model(), service.redis.get(keys.model()))
+    copy_models(service.redis, expiring.redis)
     return expiring
 
 

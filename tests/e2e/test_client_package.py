@@ -14,7 +14,7 @@ import pytest
 
 from shared import keys
 from shared.config import PROJECT_ROOT
-from tests.support import Service, wait_until
+from tests.support import Service, copy_models, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def venv(tmp_path_factory) -> Path:
 def keyed(make_module_service, service) -> Service:
     """A service with API keys and no worker (jobs stay queued), on the model the session's worker advertised."""
     keyed = make_module_service(workers=0, api_keys=API_KEY)
-    keyed.redis.set(keys.model(), service.redis.get(keys.model()))
+    copy_models(service.redis, keyed.redis)
     return keyed
 
 

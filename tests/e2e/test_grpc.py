@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 from shared import keys
 from shared.signature import ModelSignature, TensorSpec
 from tests.e2e.test_tfserving_models import HALF_PLUS_TWO, TESTDATA
+from tests.support import advertise_model
 
 pytestmark = pytest.mark.e2e
 KEY = "grpc-test-key-1234"
@@ -221,7 +222,7 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
         signature = ModelSignature(
             "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
         )
-        service.redis.set(keys.model(), signature.to_json())
+        advertise_model(service.redis, signature)
         assert status() == "StatusCode.DEADLINE_EXCEEDED"  # queued, but no worker runs it
         service.redis.set(keys.extra_rows(service.settings.queue_name), 10)  # the queue now reads 10 rows deep
         assert status() == "StatusCode.RESOURCE_EXHAUSTED"

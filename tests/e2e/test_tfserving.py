@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from shared import keys, rq_keys
+from tests.support import advertise_model
 
 pytestmark = pytest.mark.e2e
 
@@ -145,7 +146,7 @@ def test_a_job_not_done_in_time_is_answered_504_and_cancelled(make_service):
     signature = ModelSignature(
         "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
     )
-    service.redis.set(keys.model(), signature.to_json())
+    advertise_model(service.redis, signature)
     response = _post(service, "/v1/models/digits:predict", {"instances": [[0] * 64]})
     assert response.status_code == 504
     assert "did not finish within 1 s (PROTOCOL_TIMEOUT_S)" in response.json()["error"]

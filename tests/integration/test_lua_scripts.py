@@ -83,6 +83,18 @@ def test_claim_marks_jobs_started_with_a_lease_and_takes_their_extra_rows_off_th
     assert set(redis_db.zrange(rq_keys.started(QUEUE), 0, -1)) == {f"{one}:t1".encode(), f"{three}:t1".encode()}
 
 
+def test_claim_takes_from_a_list_of_lanes_in_order_with_their_caps_and_says_which_lane_each_job_came_from(
+    redis_db, jobs
+):
+    first, other = "predict", "predict-half_plus_two"
+    a = [submit(jobs, queue=first) for _ in range(2)]
+    b = [submit(jobs, queue=other, version="123") for _ in range(2)]
+    claimed = claim(redis_db, most=3, queues=(other, first), caps=[1, 3])
+    assert [(j.id, j.lane) for j in claimed] == [(b[0], 0), (a[0], 1), (a[1], 1)]
+    assert redis_db.zcard(rq_keys.started(other)) == 1 and redis_db.zcard(rq_keys.started(first)) == 2
+    assert rq_keys.job_args(claimed[0].data)[0]["version"] == "123"  # the job is pinned in its payload
+
+
 def test_claim_drops_cancelled_ids_without_spending_its_cap_and_puts_a_rerun_back_for_a_busy_worker(redis_db, jobs):
     cancelled, kept = submit(jobs), submit(jobs)
     redis_db.hset(rq_keys.job(cancelled), "status", "canceled")
@@ -296,7 +308,7 @@ def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings
             0,
             None,
             None,
-            tenant,
+            tenant=tenant,
         )
     order = [j.batch_id for j in claim(redis_db, queues=(BULK,), caps=[6], most=6, quantum=5)]
     assert order == ["big", "small", "big", "small", "big", "big"]
@@ -307,3 +319,28 @@ def test_submit_after_redis_forgot_its_scripts_loads_it_and_writes_the_job_once(
     job_id = submit(tenant_jobs, owner=fingerprint("a"))
     assert redis_db.lrange(rq_keys.queue(sub_queue(QUEUE, "a")), 0, -1) == [job_id.encode()]
     assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "a").encode()]
+
+
+def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue_and_lane(redis_db, tenant_jobs):
+    first, other = QUEUE, "predict-half_plus_two"
+    a, c = fingerprint("a"), fingerprint("c")  # both of weight 1
+    mine = {
+        (lane, key): [submit(tenant_jobs, owner=key, queue=lane) for _ in range(3)]
+        for lane in (first, other)
+        for key in (a, c)
+    }
+    for lane in (first, other):
+        assert redis_db.lrange(keys.ring(lane), 0, -1) == [sub_queue(lane, "a").encode(), sub_queue(lane, "c").encode()]
+    claimed = claim(redis_db, most=6, queues=(other, first), caps=[4, 2], quantum=1)
+    assert [(j.id, j.queue, j.lane) for j in claimed] == [
+        (mine[other, a][0], sub_queue(other, "a"), 0),
+        (mine[other, c][0], sub_queue(other, "c"), 0),
+        (mine[other, a][1], sub_queue(other, "a"), 0),
+        (mine[other, c][1], sub_queue(other, "c"), 0),
+        (mine[first, a][0], sub_queue(first, "a"), 1),
+        (mine[first, c][0], sub_queue(first, "c"), 1),
+    ]
+    assert redis_db.zcard(rq_keys.started(other)) == 4 and redis_db.zcard(rq_keys.started(first)) == 2
+    tenant_jobs.cancel(mine[other, a][2], a)  # out of its own sub-queue, into its model's lane's registry
+    assert redis_db.llen(rq_keys.queue(sub_queue(other, "a"))) == 0
+    assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None

@@ -57,7 +57,7 @@ def status(redis_db, job_id: str) -> str | None:
 def test_the_next_micro_batch_is_claimed_and_the_last_published_while_the_model_runs(redis_db, settings):
     gated = GatedModel()
     worker = InferenceWorker(settings, LoadedModel(SIGNATURE, {"serving_default": SignatureCall(gated)}))
-    worker.registration.birth(model_document(SIGNATURE, settings, 0.0))
+    worker.registration.birth(model_document(SIGNATURE, settings, 0.0), worker.registry_doc())
     worker.publishing.start()
     jobs = RedisJobs(redis_db, settings)
     first, second, third = (jobs.submit({"x": np.full((1, 2), v, np.float32)}) for v in (1.0, 2.0, 3.0))

@@ -252,3 +252,10 @@ def test_batch_upload_output_fails_for_a_batch_that_failed_or_expired_and_writes
     for status in ("failed", "expired"):
         with pytest.raises(BatchDidNotComplete, match=f"batch b is {status}, not completed: out.npy was not written"):
             save_results(Ended(status), "out.npy")
+
+
+def test_a_clients_model_and_version_go_only_on_submits():
+    params = core.model_params("constant", "canary")
+    assert core.for_model(core.submit_call([[0.0]]), params).params == {"model": "constant", "version": "canary"}
+    assert core.for_model(core.results_call("b1")[0], params).params == {}
+    assert core.model_params(None, None) == {}

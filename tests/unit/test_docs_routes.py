@@ -13,7 +13,14 @@ from api import create_app
 from scripts.harness import free_port
 from shared.config import PROJECT_ROOT, Settings
 
-SAMPLE = {"job_id": "0" * 32, "batch_id": "0" * 32, "name": "digits", "version": "1", "asset": "swagger-ui.css"}
+SAMPLE = {
+    "job_id": "0" * 32,
+    "batch_id": "0" * 32,
+    "name": "digits",
+    "version": "1",
+    "label": "stable",
+    "asset": "swagger-ui.css",
+}
 
 
 def documented(heading: str) -> set[str]:

@@ -11,9 +11,9 @@ from openapi_spec_validator import validate
 
 from api import create_app
 from api.openapi.paths import Facts, document
-from shared import keys
 from shared.config import Settings
 from shared.signature import ModelSignature, TensorSpec
+from tests.support import advertise_model
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 DIGITS = ModelSignature("digits", "3", (TensorSpec("pixels", (8, 8), "float32"),), (TensorSpec("p", (10,), "float32"),))
@@ -38,7 +38,7 @@ def app(redis_db):
 
 
 def _advertise(redis_db, signature: ModelSignature) -> None:
-    redis_db.set(keys.model(), signature.to_json())
+    advertise_model(redis_db, signature)
 
 
 def _routes(app) -> set[tuple[str, str]]:
@@ -211,7 +211,7 @@ def test_the_example_bodies_match_their_schemas_and_are_accepted(signature):
                 continue
             OAS30Validator({**doc, **content["schema"]}).validate(content["example"])
             checked += 1
-    assert checked == 5  # /predict, two TF Serving predicts, two KServe infers
+    assert checked == 6  # /predict, three TF Serving predicts (latest, version, label), two KServe infers
     example = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert rows_to_arrays(instances_from_body(example), signature, 8)
     v2 = doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["example"]

@@ -97,6 +97,38 @@ class LoadedModel:
         return time.monotonic() - started
 
 
+def load_and_warm(path: str, name: str, version: str, microbatch_rows: list[int]) -> LoadedModel:
+    """Load one version (a version directory, or a model file or SavedModel) and warm it up; logs the seconds
+    it took and how much the process's resident memory grew (the memory the version takes, roughly).
+
+    Raises:
+        ModelLoadError: as `load_model`; ModelPathError for a version directory without one model.
+    """
+    from worker.model.path import model_in_version_dir
+
+    rss_before, started = resident_bytes(), time.monotonic()
+    model = load_model(model_in_version_dir(path) if os.path.isdir(path) else path, name, version)
+    warm_s = model.warm_up(microbatch_rows)
+    log.info(
+        "model %s version %s loaded and warmed up in %.2f s (warm-up %.2f s), resident memory +%.0f MiB",
+        name,
+        version,
+        time.monotonic() - started,
+        warm_s,
+        (resident_bytes() - rss_before) / 2**20,
+    )
+    return model
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def zero_inputs(signature: ModelSignature, rows: int) -> Arrays:
     """Rows of zeros matching the signature (unknown dimensions become 1)."""
     return {t.name: np.zeros((rows, *[d or 1 for d in t.shape]), dtype=t.dtype) for t in signature.inputs}
