@@ -1,6 +1,7 @@
 """The fair-share drill, short: key A queues a big batch and floods /predict past its own limit; key B then
 submits a small batch and single rows. A's excess gets 429 naming its limit while B gets 202; B's batch
 finishes before A's does (with one shared queue it would wait for all of A's); every row of both is right.
+With two models, each model's queue has each key's sub-queue in its own ring, and a key's limit is per model.
 
 Behaviour only: the numbers (B's batch time, B's /predict latencies) are printed, never asserted; the long
 drill with targets is scripts/fairness_drill.py (make soak).
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scripts.model_versions import add_digits, add_half_plus_two, write_config
+from shared import keys, rq_keys
 from shared.tenants import fingerprint
 from tests.support import Service, wait_until
 
@@ -32,14 +35,35 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="module")
-def shared(make_module_service, tmp_path_factory) -> Service:
+def keys_file(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("keys") / "keys.toml"
     path.write_text(
         f'[keys.team-a]\nsha256 = "{fingerprint(KEY_A)}"\n\n[keys.team-b]\nsha256 = "{fingerprint(KEY_B)}"\nweight = 1\n'
     )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def shared(make_module_service, tmp_path_factory) -> Service:
     return make_module_service(
-        api_keys_file=str(path), max_queued_rows_per_key=LIMIT, batch_chunk_rows=CHUNK, job_start_deadline_s=600
+        api_keys_file=keys_file(tmp_path_factory),
+        max_queued_rows_per_key=LIMIT,
+        batch_chunk_rows=CHUNK,
+        job_start_deadline_s=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_models(make_module_service, tmp_path_factory) -> Service:
+    """Digits (the first model: `predict`) and TF Serving's half_plus_two (`predict-half_plus_two`), with keys."""
+    root = tmp_path_factory.mktemp("models")
+    add_digits(root / "digits")
+    add_half_plus_two(root / "half_plus_two")
+    config = write_config(
+        root / "models.config", [("digits", root / "digits", ""), ("half_plus_two", root / "half_plus_two", "")]
+    )
+    return make_module_service(
+        model_config_file=str(config), api_keys_file=keys_file(tmp_path_factory), max_queued_rows_per_key=3
     )
 
 
@@ -160,3 +184,32 @@ def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_f
         f"vs {seconds(idle_batch):.2f} s idle; B's /predict p99 {busy_p99 * 1000:.1f} ms vs {idle_p99 * 1000:.1f} ms "
         f"idle; A's batch {seconds(a_doc):.2f} s"
     )
+
+
+def test_each_models_queue_has_a_sub_queue_per_key_in_its_own_ring_and_its_own_per_key_limit(two_models):
+    lane = "predict-half_plus_two"
+
+    def post(key: str, model: str, instances: list) -> object:
+        body = {"instances": instances, "model": model}
+        return two_models.http.post("/predict", json=body, headers=bearer(key))
+
+    with frozen_worker(two_models):
+        a_jobs = [post(KEY_A, "half_plus_two", [[float(i)]]) for i in range(3)]
+        assert [r.status_code for r in a_jobs] == [202, 202, 202], a_jobs[0].text
+        over = post(KEY_A, "half_plus_two", [[9.0]])
+        assert over.status_code == 429 and f"'team-a' are waiting in '{lane}'" in over.json()["error"]["message"]
+        b_job = post(KEY_B, "half_plus_two", [[4.0]])
+        a_digits = post(KEY_A, "digits", [[0.0] * 64])  # A's limit in digits' queue is its own
+        assert b_job.status_code == a_digits.status_code == 202
+        r = two_models.redis
+        assert [r.llen(rq_keys.queue(f"{lane}~{name}")) for name in ("team-a", "team-b")] == [3, 1]
+        assert r.lrange(keys.ring(lane), 0, -1) == [f"{lane}~team-a".encode(), f"{lane}~team-b".encode()]
+        assert r.lrange(keys.ring("predict"), 0, -1) == [b"predict~team-a"]
+
+    def answer(response, key: str) -> dict:
+        return two_models.http.get(response.headers["Location"], params={"wait": 30}, headers=bearer(key)).json()
+
+    docs = [answer(response, KEY_A) for response in a_jobs] + [answer(b_job, KEY_B)]
+    assert [d["predictions"] for d in docs] == [[[2.0]], [[2.5]], [[3.0]], [[4.0]]]  # x / 2 + 2
+    assert {(d["model"]["name"], d["model"]["version"]) for d in docs} == {("half_plus_two", "123")}
+    assert answer(a_digits, KEY_A)["model"]["name"] == "digits"
