@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import fair, keys, rq_keys
+from shared import fair, keys, model_registry, rq_keys
 from shared.config import ConfigError, Settings
 from shared.connection import connect
 
@@ -77,8 +77,16 @@ def main() -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(render(read_backlog(connect(settings), [settings.queue_name, settings.bulk_queue_name])))
+    connection = connect(settings)
+    print(render(read_backlog(connection, served_lanes(connection, [settings.queue_name, settings.bulk_queue_name]))))
     return 0
+
+
+def served_lanes(connection: redis.Redis, first: Sequence[str]) -> list[str]:
+    """`first` (the first model's lanes), then every lane of the models the workers advertise (their queues)."""
+    documents = (model_registry.decode(raw)[0] for raw in connection.hvals(keys.model_registry()))
+    found = [lane for model in model_registry.merge(documents).values() for lane in (model.queue, model.bulk_queue)]
+    return list(dict.fromkeys([*first, *found]))
 
 
 if __name__ == "__main__":

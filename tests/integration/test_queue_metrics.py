@@ -18,7 +18,8 @@ from api.queue_metrics import QueueCollector, read_view
 from api.services import services_of
 from shared import keys, webhooks
 from shared.config import Settings
-from shared.tenant_backlog import read_backlog, render
+from shared.model_registry import ModelStatus, encode
+from shared.tenant_backlog import read_backlog, render, served_lanes
 from shared.tenants import Tenant, Tenants, fingerprint
 from tests.support import free_port
 
@@ -109,6 +110,13 @@ def test_each_keys_backlog_is_visible_by_name_in_the_metrics_and_the_operator_vi
     assert (backlog["team-a"].jobs, backlog["team-a"].rows, backlog["team-a"].in_ring) == (2, 4, True)
     assert backlog["team-b"].oldest_age_s > 4
     assert "team-a" in render(list(backlog.values()))
+
+
+def test_the_operator_view_reads_the_lanes_of_every_model_the_workers_advertise(redis_db):
+    other = ModelStatus("two", "predict-two", "predict-bulk-two", {}, {})
+    redis_db.hset(keys.model_registry(), "w1", encode([other], {}))
+    lanes = served_lanes(redis_db, ["predict", "predict-bulk"])
+    assert lanes == ["predict", "predict-bulk", "predict-two", "predict-bulk-two"]
 
 
 def test_queued_jobs_count_jobs_and_their_deprecated_old_name_reports_the_same_for_one_release(redis_db):
