@@ -1,10 +1,11 @@
 """FAIR SHARE between API keys: each lane's sub-queues, one per key, served by deficit round robin in rows.
 
-A *lane* is one RQ queue name the workers claim from in priority order (QUEUE_NAME, then BULK_QUEUE_NAME;
-after queues per model, each model's two). Within a lane every key has its own *sub-queue*, a real RQ
-queue (so `rq info` lists each key's waiting jobs): the lane's own name for anonymous traffic (API keys
-off), `<lane>~<key name>` for a named key. The lane's *ring* (a Redis list) holds the sub-queues with
-waiting work, in turn order; its *deficits* hash holds each one's allowance in rows.
+A *lane* is one RQ queue name the workers claim from in priority order: each model's interactive queue, then
+each model's bulk queue (QUEUE_NAME and BULK_QUEUE_NAME for the first model, shared/model_registry.py).
+Within a lane every key has its own *sub-queue*, a real RQ queue (so `rq info` lists each key's waiting
+jobs): the lane's own name for anonymous traffic (API keys off), `<lane>~<key name>` for a named key. The
+lane's *ring* (a Redis list) holds the sub-queues with waiting work, in turn order; its *deficits* hash holds
+each one's allowance in rows.
 
 `DeficitRoundRobin` is the scheduler as a pure state machine: shared/lua/lib/fair.lua runs the same steps
 inside claim.lua, on the same inputs in the same order (tests/integration/test_lua_scripts.py checks it).
