@@ -8,7 +8,7 @@ and `results["redis_only"]` (bench/redis_only.py).
 
 from __future__ import annotations
 
-from bench import api_servers, ceiling, redis_only
+from bench import api_servers, ceiling, models, redis_only
 
 CPU_PARTS = ("api", "worker", "worker2", "redis", "loadgen", "other", "idle")
 
@@ -141,6 +141,9 @@ def render(results: dict) -> str:
         raw64 = _find(rows, model="light", system="raw", mode="batch 64")
         lines += ["", "Queue-path ceiling (zero-cost model) and 64-row requests (bench/ceiling.py):", ""]
         lines += ceiling.render(walls, raw64["throughput"] if raw64 else None)
+    many = models.render(rows)
+    if many:
+        lines += ["", "Many models on one stack, and a version loaded under load (bench/models.py):", ""] + many
     if results.get("redis_only"):
         lines += [
             "",

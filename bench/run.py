@@ -30,6 +30,7 @@ from bench import (
     ceiling,
     cost_report,
     load_runner,
+    models,
     procstats,
     protocols,
     redis_only,
@@ -354,9 +355,9 @@ def main() -> int:
         },
         "rows": [],
     }
-    models = {"light": LIGHT_PATH, "heavy": HEAVY_PATH}
+    model_paths = {"light": LIGHT_PATH, "heavy": HEAVY_PATH}
     with tempfile.TemporaryDirectory() as workdir:
-        for name, path in models.items():
+        for name, path in model_paths.items():
             body_file = os.path.join(workdir, f"{name}.json")
             with open(body_file, "wb") as f:
                 f.write(bodies[name])
@@ -367,6 +368,8 @@ def main() -> int:
         results["rows"] += api_servers.measure(os.path.join(workdir, "light.json"), workdir, load, summarize)
         # The queue path with a zero-cost model, and 64-row requests of the light model per route.
         results["rows"] += ceiling.measure(workdir, load, summarize, LIGHT_PATH)
+        # Two models behind one worker against one worker each; p99 while a new version is loaded.
+        results["rows"] += models.measure(workdir, load, summarize)
         # The bulk path on an S3 bucket (moto's server on loopback) against the local directory.
         results["rows"] += bulk_storage.measure(
             workdir, bulk.BULK_ROWS // 4 if QUICK else bulk.BULK_ROWS, (256 if QUICK else 1024) * 1024 * 1024
