@@ -12,7 +12,7 @@ import pytest
 
 from api import create_app
 from api.services import services_of
-from shared import keys, storage
+from shared import storage
 from shared.config import PROJECT_ROOT, Settings
 from shared.npy import NpyWriter
 from shared.signature import ModelSignature, TensorSpec
@@ -20,6 +20,7 @@ from shared.storage import StoreUnreachable
 from shared.storage import s3 as s3_storage
 from shared.storage.multipart import PART_BYTES
 from shared.storage.s3 import S3Storage
+from tests.support import advertise_model
 
 SIGNATURE = ModelSignature("double", "1", (TensorSpec("x", (2,), "float32"),), (TensorSpec("y", (2,), "float32"),))
 
@@ -179,7 +180,7 @@ def test_the_api_answers_a_bug_in_the_storage_path_with_a_500_not_a_503(s3_bucke
     kwargs = redis_db.connection_pool.connection_kwargs
     url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
     app = create_app(Settings.from_env({}).replace(redis_url=url, storage_url=f"s3://{s3_bucket}/api"))
-    redis_db.set(keys.model(), SIGNATURE.to_json())
+    advertise_model(redis_db, SIGNATURE)
 
     client = services_of(app).storage.client
     put_marker = client.put_object
