@@ -16,7 +16,7 @@ import pytest
 
 from shared import keys
 from shared.webhooks import verify
-from tests.support import wait_until
+from tests.support import copy_models, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -145,8 +145,9 @@ def test_an_expired_batch_reads_expired_and_its_files_are_deleted(hooks, digits)
     assert hooks.http.get(f"/batches/{batch_id}/results").status_code == 404
 
 
-def test_callback_urls_outside_webhook_allowed_hosts_are_refused_on_predict_and_batches(make_service):
+def test_callback_urls_outside_webhook_allowed_hosts_are_refused_on_predict_and_batches(service, make_service):
     guarded = make_service(workers=0, webhook_allowed_hosts="hooks.example.com")
+    copy_models(service.redis, guarded.redis)  # what a worker would advertise
     for response in (
         guarded.http.post("/predict", params={"callback_url": "http://169.254.169.254/latest"}, json=[[0.0] * 64]),
         guarded.http.post(
