@@ -4,7 +4,7 @@
 #   make lint   ruff (lint and format check) and mypy; CI runs it before the tests
 #   make test-unit  the fast unit tests alone (seconds), for the edit-test loop
 #   make soak   (not part of test) traffic for SOAK_SECONDS while a worker and Redis are killed; lost must be 0;
-#               then the Sentinel failover drill (make failover-drill) and make fuzz
+#               then the fairness drill (scripts/fairness_drill.py), the Sentinel failover drill and make fuzz
 #   make fuzz   (not part of test) Schemathesis, >= 10,000 cases from /openapi.json, against a stack of its own
 PYTHON ?= python3
 VENV := .venv
@@ -48,8 +48,9 @@ lint: $(STAMP)
 bench: $(STAMP) $(MODEL)  ## not part of `make test`; BENCH_QUICK=1 for a short run
 	$(PY) -m bench.run
 
-soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, the rollout drill (ROLLOUT_VERSIONS), the failover drill and fuzz
+soak: $(STAMP) $(MODEL)  ## SOAK_SECONDS (default 60) of traffic while a worker and Redis are killed, the fairness drill, the rollout drill (ROLLOUT_VERSIONS), the failover drill and fuzz
 	$(PY) -m scripts.soak
+	$(PY) -m scripts.fairness_drill
 	$(PY) -m scripts.rollout_drill
 	$(PY) -m scripts.failover_drill
 	$(MAKE) fuzz

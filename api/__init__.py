@@ -12,7 +12,7 @@ from api.jobs.redis_jobs import RedisJobs
 from api.model_info import ModelInfo
 from api.openapi import routes as openapi_routes
 from api.protocols import kserve_rest, tfserving_rest
-from shared import storage
+from shared import storage, tenants
 from shared.batch_records import BatchRecords
 from shared.config import Settings
 from shared.connection import connect
@@ -29,16 +29,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     # document describes (api/error_handler.py drops Werkzeug's implicit HEAD from them).
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     connection = connect(settings)
+    keyring = tenants.load(settings)
     services.install(
         app,
         services.Services(
             settings,
-            RedisJobs(connection, settings),
+            RedisJobs(connection, settings, keyring),
             ModelInfo(connection, settings.queue_name),
             BatchRecords(connection, settings),
             storage.from_settings(settings),
             IdempotencyKeys(connection, settings),
-            auth.key_digests(settings),
+            auth.key_digests(keyring),
             auth.metrics_token_digest(settings),
         ),
     )

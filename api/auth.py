@@ -21,6 +21,7 @@ from flask import Flask, g, request
 from api.services import services
 from shared.config import Settings
 from shared.errors import NotFound, Unauthorized
+from shared.tenants import Tenants, fingerprint
 
 # Endpoints anyone may call. Health checks (ours and KServe's), the API description and the index page carry
 # no data: load balancers, orchestrators and people reading /docs need no key. /metrics does need one: an API
@@ -40,14 +41,9 @@ PUBLIC_ENDPOINTS = frozenset(
 METRICS_ENDPOINT = "metrics.scrape"
 
 
-def fingerprint(key: str) -> str:
-    """The owner string of `key`: its SHA-256, hex."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def key_digests(settings: Settings) -> tuple[bytes, ...]:
-    """The API keys as digests only (the keys themselves are not kept)."""
-    return tuple(bytes.fromhex(fingerprint(k)) for k in settings.api_key_list())
+def key_digests(keyring: Tenants) -> tuple[bytes, ...]:
+    """The API keys (API_KEYS and API_KEYS_FILE, shared/tenants.py) as digests only (the keys are not kept)."""
+    return tuple(bytes.fromhex(digest) for digest in keyring.by_digest)
 
 
 def metrics_token_digest(settings: Settings) -> bytes | None:

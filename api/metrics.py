@@ -39,6 +39,11 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+TENANT_REJECTIONS = Counter(
+    "inference_tenant_rejections",
+    "429s answered to an API key for its own limit (MAX_QUEUED_ROWS_PER_KEY or its max_queued_rows), by key name.",
+    ["tenant"],
+)
 # Label values come from a fixed set (methods) or from our own routes, never from free client text, so a
 # client cannot grow the number of series.
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -114,6 +119,7 @@ class ServiceCollector:
             buckets, total = histogram.cumulative(values)
             family.add_metric([], buckets, total)
             yield family
+        yield from _tenant_families(values)
 
     def _read(self) -> tuple[dict[str, float], dict[str, int], int, dict | None]:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -140,6 +146,26 @@ def _queued_jobs(queued: dict[str, int]) -> Iterator[Metric]:
         names[old] = f"Deprecated: use {new}, the same values; this name goes in the next release."
     for name, help_text in names.items():
         yield per_queue(name, help_text, queued)
+
+
+def _tenant_families(values: dict[str, float]) -> Iterator[Metric]:
+    """The workers' counters and wait histogram by API key name, for every name found in the hash (and
+    anonymous traffic's always, so that the families have samples before the first job ends)."""
+    names = {k.split(":", 1)[1] for k in values if k.startswith(worker_metrics.TENANT_JOBS + ":")}
+    names.add(worker_metrics.ANONYMOUS_TENANT)
+    jobs = CounterMetricFamily(
+        worker_metrics.TENANT_JOBS, "Jobs that reached a final status, by API key name.", labels=["tenant"]
+    )
+    rows = CounterMetricFamily(worker_metrics.TENANT_ROWS, "Rows of those jobs, by API key name.", labels=["tenant"])
+    wait = HistogramMetricFamily(
+        worker_metrics.TENANT_WAIT, "Seconds jobs waited from enqueue to claim, by API key name.", labels=["tenant"]
+    )
+    for name in sorted(names):
+        jobs.add_metric([name], values.get(worker_metrics.tenant_field(worker_metrics.TENANT_JOBS, name), 0.0))
+        rows.add_metric([name], values.get(worker_metrics.tenant_field(worker_metrics.TENANT_ROWS, name), 0.0))
+        buckets, total = worker_metrics.tenant_wait(name).cumulative(values)
+        wait.add_metric([name], buckets, total)
+    yield from (jobs, rows, wait)
 
 
 class _ThisProcess:

@@ -1,7 +1,8 @@
 """The metrics an operator scales and alerts on, read from Redis at scrape time (three round trips).
 
 Per RQ queue: rows waiting (the queued-rows counter the API and workers keep beside each queue list) and
-the age of the oldest waiting job (the head of the list; RQ appends at the tail). Bulk batches: rows not yet
+the age of the oldest waiting job (the head of the list; RQ appends at the tail); the same again by lane
+and API key name (each key has its own RQ queue in each lane, shared/fair.py). Bulk batches: rows not yet
 run in batches that are queued or in progress, and batches by status. Webhooks: deliveries waiting (due
 now or retrying later) and those already due. Worker totals the publish pipeline adds up in `keys.stats()`:
 micro-batches and the Redis round trips they cost, so a dashboard can divide one rate by the other.
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from shared import keys, rq_keys, worker_metrics
+from shared import fair, keys, rq_keys, worker_metrics
 from shared.batches import BatchStatus
 from shared.keys import BatchField
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
+ANONYMOUS_LABEL = worker_metrics.ANONYMOUS_TENANT  # the tenant label of anonymous traffic (API keys off)
 ACTIVE_BATCH = (BatchStatus.QUEUED.value, BatchStatus.IN_PROGRESS.value)
 
 
@@ -127,6 +129,12 @@ class QueueCollector:
             "Seconds the oldest job waiting in each RQ queue has waited (0 when the queue is empty).",
             view.oldest_age_s,
         )
+        yield _per_tenant(worker_metrics.TENANT_QUEUED_ROWS, "Rows waiting, by lane and API key name.", view.rows)
+        yield _per_tenant(
+            worker_metrics.TENANT_OLDEST_AGE,
+            "Seconds the oldest job of each API key has waited in each lane (0 when it has none waiting).",
+            view.oldest_age_s,
+        )
         yield GaugeMetricFamily(
             worker_metrics.BULK_ROWS_PENDING,
             "Rows of queued or in-progress batches not yet run.",
@@ -169,6 +177,14 @@ class QueueCollector:
             "Redis round trips the workers spent claiming and publishing those micro-batches.",
             value=view.stats.get("round_trips", 0),
         )
+
+
+def _per_tenant(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+    """`values` by RQ queue, relabelled by lane and tenant (shared/fair.py; "-" for anonymous traffic)."""
+    family = GaugeMetricFamily(name, help_text, labels=["lane", "tenant"])
+    for queue, value in sorted(values.items()):
+        family.add_metric([fair.lane_of(queue), fair.tenant_of(queue) or ANONYMOUS_LABEL], value)
+    return family
 
 
 def per_queue(name: str, help_text: str, values: Mapping[str, float]) -> GaugeMetricFamily:

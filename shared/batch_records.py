@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import redis
 
-from shared import keys, lua, rq_keys
+from shared import fair, keys, lua, rq_keys
 from shared.batches import (
     CHUNK_FUNC,
     BatchRecord,
@@ -88,10 +88,13 @@ class BatchRecords:
         failed_rows: int,
         callback_url: str | None,
         metadata: Any,
-        queue: str | None = None,
+        *,
+        lane: str | None = None,
+        tenant: str = "",
     ) -> int:
-        """Record the validated upload and enqueue its chunk jobs on `queue` (the model's bulk queue, default
-        BULK_QUEUE_NAME), all in one transaction; returns the chunk count."""
+        """Record the validated upload and enqueue its chunk jobs on `tenant`'s sub-queue (shared/fair.py) of
+        `lane` (the model's bulk queue, default BULK_QUEUE_NAME), all in one transaction; returns the chunk
+        count."""
         size = chunk_size(upload.accepted_rows, self.settings.batch_chunk_rows)
         ranges = chunk_ranges(upload.accepted_rows, size)
         fields: rq_keys.HashFields = {
@@ -106,7 +109,8 @@ class BatchRecords:
             BatchField.CALLBACK_URL: callback_url or "",
             BatchField.METADATA: orjson.dumps(metadata) if metadata is not None else "",
         }
-        queue = queue or self.settings.bulk_queue_name
+        lane = lane or self.settings.bulk_queue_name
+        queue = fair.sub_queue(lane, tenant)
         now, ids = rq_keys.timestamp(), []
         with self.connection.pipeline() as pipe:  # one transaction: the batch and all its chunks, or nothing
             pipe.hset(keys.batch(batch_id), mapping=fields)
@@ -127,6 +131,7 @@ class BatchRecords:
             pipe.rpush(rq_keys.queue(queue), *ids)
             if upload.accepted_rows > len(ranges):
                 pipe.incrby(keys.extra_rows(queue), upload.accepted_rows - len(ranges))
+            lua.script("ring_join", "ring")(keys=[keys.ring(lane)], args=[queue], client=pipe)
             pipe.execute()
         return len(ranges)
 

@@ -165,6 +165,10 @@ class Settings:
     # Rows waiting in the queue beyond which POST /predict answers 429 (100,000: seconds of work for a small
     # model, and a bound on the memory queued jobs take); 0 turns the limit off.
     max_queue_depth: int = 100_000
+    # Rows one API key may have waiting for /predict in one model's queue beyond which its own requests answer 429
+    # while other keys' are still accepted; 0: no per-key limit (MAX_QUEUE_DEPTH only). A key's max_queued_rows in
+    # API_KEYS_FILE overrides it.
+    max_queued_rows_per_key: int = 0
     # Default deadline in seconds for a job to start (a client's `timeout` overrides it); 0: no deadline.
     job_start_deadline_s: float = 0.0
     # File the worker touches on every turn of its loop; its age is the worker's liveness signal
@@ -178,6 +182,9 @@ class Settings:
     tf_threads: int = 0
     # API keys: empty (off, for local use), a comma-separated list, or @/path/to/file with one key per line.
     api_keys: str = dataclasses.field(default="", repr=False)  # secrets: kept out of repr() and so out of logs
+    # Per-key configuration (name, weight, limit; keys as SHA-256 digests), TOML: see shared/tenants.py. Its keys
+    # are accepted beside those of API_KEYS. Empty: none.
+    api_keys_file: str = ""
     # Let the API and the gRPC server start with API_KEYS empty, so that anyone may call them. Off: they refuse
     # to start without a key, so that a deployment cannot end up open by a missing secret. `make run` and the
     # tests turn it on (scripts/harness.py) when they run without keys.
@@ -270,6 +277,12 @@ class Settings:
         for name in ("api_processes", "api_threads", "workers", "max_attempts"):
             _require(getattr(self, name) >= 1, name.upper(), getattr(self, name), "an integer ≥ 1")
         _require(self.max_queue_depth >= 0, "MAX_QUEUE_DEPTH", self.max_queue_depth, "an integer ≥ 0 (0: no limit)")
+        _require(
+            self.max_queued_rows_per_key >= 0,
+            "MAX_QUEUED_ROWS_PER_KEY",
+            self.max_queued_rows_per_key,
+            "an integer ≥ 0 (0: no per-key limit)",
+        )
         _require(
             0 <= self.job_start_deadline_s <= MAX_START_DEADLINE_S and math.isfinite(self.job_start_deadline_s),
             "JOB_START_DEADLINE_S",
@@ -376,12 +389,12 @@ class Settings:
         """For the processes that answer clients (API, gRPC): refuse to start open unless asked to.
 
         Raises:
-            ConfigError: API_KEYS is empty and ALLOW_ANONYMOUS is not true.
+            ConfigError: API_KEYS and API_KEYS_FILE are empty and ALLOW_ANONYMOUS is not true.
         """
-        if not self.api_key_list() and not self.allow_anonymous:
+        if not self.api_key_list() and not self.api_keys_file and not self.allow_anonymous:
             raise ConfigError(
-                "API_KEYS is empty: set at least one key (openssl rand -hex 32), or ALLOW_ANONYMOUS=true "
-                "to let anyone call this service (local use only)"
+                "API_KEYS is empty: set at least one key (openssl rand -hex 32) or API_KEYS_FILE, or "
+                "ALLOW_ANONYMOUS=true to let anyone call this service (local use only)"
             )
 
     @property

@@ -80,7 +80,7 @@ def idempotency(owner: str, key_digest: str) -> str:
 
 
 def extra_rows(queue_name: str) -> str:
-    """String (integer): rows beyond the first of every job waiting in queue `queue_name`; no TTL.
+    """String (integer): rows beyond the first of every job waiting in queue `queue_name` (a sub-queue); no TTL.
 
     The queue depth in rows is LLEN(queue) + this, so a one-row job costs no counter update. Changed only
     together with the queue list itself (submit, claim, cancel, requeue); may dip below 0 for an instant
@@ -88,6 +88,19 @@ def extra_rows(queue_name: str) -> str:
     the queue is empty.
     """
     return f"{PREFIX}:extra_rows:{queue_name}"
+
+
+def ring(lane: str) -> str:
+    """List: the sub-queues of lane `lane` (one RQ queue per API key, shared/fair.py) with waiting work, in turn
+    order; no TTL. Added to by whoever pushes to an empty sub-queue (submit.lua, recover.lua), rotated and
+    trimmed by claim.lua (lib/fair.lua); it may hold an emptied sub-queue (a cancel), which the next claim drops.
+    Workers wait on it when idle."""
+    return f"{PREFIX}:ring:{lane}"
+
+
+def deficits(lane: str) -> str:
+    """Hash: sub-queue → its deficit (rows it may still take this turn) in lane `lane`; no TTL; claim.lua's."""
+    return f"{PREFIX}:deficits:{lane}"
 
 
 def purge_index() -> str:

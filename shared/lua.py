@@ -13,6 +13,7 @@ yet (after a restart, say).
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
@@ -76,7 +77,18 @@ def names_library() -> bytes:
 def script(name: str, *libs: str) -> Script:
     """The script `shared/lua/<name>.lua`, preceded by the names library and `shared/lua/lib/<lib>.lua` for
     each of `libs`."""
+    # Registered with no client: every wrapper passes the client (or pipeline) it runs on.
+    return Script(None, _source(name, *libs))
+
+
+@functools.cache
+def _source(name: str, *libs: str) -> bytes:
     parts = [names_library()] + [(LUA_DIR / "lib" / f"{lib}.lua").read_bytes() for lib in libs]
     parts.append((LUA_DIR / f"{name}.lua").read_bytes())
-    # Registered with no client: every wrapper passes the client (or pipeline) it runs on.
-    return Script(None, b"\n".join(parts))
+    return b"\n".join(parts)
+
+
+def sha(name: str, *libs: str) -> str:
+    """The SHA-1 Redis knows `script(name, *libs)` by: for a wrapper that sends EVALSHA itself in a pipeline
+    (a pipeline holding a `Script` asks SCRIPT EXISTS before each execute), and runs the `Script` on NOSCRIPT."""
+    return hashlib.sha1(_source(name, *libs)).hexdigest()

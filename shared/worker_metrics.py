@@ -78,6 +78,27 @@ MICROBATCH_SECONDS = Histogram(
 )
 HISTOGRAMS = (JOB_LATENCY, MICROBATCH_ROWS, MICROBATCH_SECONDS)
 
+# By API key name (shared/fair.py; "-" for anonymous traffic): jobs and rows that ended, and the wait from
+# enqueue to claim. The wait histogram's fields carry the name: `<metric>@<tenant>:le:<bound>`.
+TENANT_JOBS = "inference_tenant_jobs_total"
+TENANT_ROWS = "inference_tenant_rows_total"
+TENANT_WAIT = "inference_tenant_wait_seconds"
+TENANT_WAIT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+ANONYMOUS_TENANT = "-"  # the tenant label of anonymous traffic; no key name starts with "-"
+
+
+def tenant_wait(tenant: str) -> Histogram:
+    """One key's histogram of seconds from enqueue to claim."""
+    return Histogram(
+        f"{TENANT_WAIT}@{tenant or ANONYMOUS_TENANT}", "Seconds jobs waited from enqueue to claim.", TENANT_WAIT_BOUNDS
+    )
+
+
+def tenant_field(metric: str, tenant: str) -> str:
+    """The counter field of `metric` (TENANT_JOBS or TENANT_ROWS) for one key."""
+    return f"{metric}:{tenant or ANONYMOUS_TENANT}"
+
+
 # Counters by label value, written by the workers' background thread (shared/webhooks.py).
 WEBHOOK_CALLS = "inference_webhook_calls_total"  # by outcome: delivered, failed (each failed call counts)
 WEBHOOK_GIVEN_UP = "inference_webhook_given_up_total"  # deliveries dropped after WEBHOOK_MAX_ATTEMPTS calls
@@ -89,6 +110,8 @@ QUEUED_JOBS = "inference_queued_jobs"  # jobs waiting (LLEN), whatever their row
 # Renamed metrics, old name → new; the old name is still exported (same values, HELP saying so) for one release.
 RENAMED_METRICS = {"inference_queue_depth": QUEUED_JOBS}
 QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
+TENANT_QUEUED_ROWS = "inference_tenant_queued_rows"
+TENANT_OLDEST_AGE = "inference_tenant_oldest_job_age_seconds"
 BULK_ROWS_PENDING = "inference_bulk_rows_pending"
 BATCHES = "inference_batches"
 WEBHOOK_BACKLOG = "inference_webhook_backlog"

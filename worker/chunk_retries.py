@@ -36,11 +36,20 @@ def schedule_retry(connection: redis.Redis, queue_name: str, claim: Claim, delay
 
 
 def release_due(connection: redis.Redis, queue_name: str) -> int:
-    """release.lua: put every chunk whose wait is over back at the head of `queue_name`; returns how many."""
+    """release.lua: put every chunk whose wait is over back at the head of its sub-queue of lane `queue_name`;
+    returns how many."""
     return int(
-        lua.script("release")(
-            keys=[rq_keys.scheduled(queue_name), rq_keys.queue(queue_name), keys.extra_rows(queue_name)],
-            args=[time.time(), rq_keys.JOB_PREFIX, keys.batch(""), CANCELED_TTL_S],
+        lua.script("release", "ring")(
+            keys=[rq_keys.scheduled(queue_name), keys.ring(queue_name)],
+            args=[
+                time.time(),
+                rq_keys.JOB_PREFIX,
+                keys.batch(""),
+                CANCELED_TTL_S,
+                queue_name,
+                rq_keys.queue(""),
+                keys.extra_rows(""),
+            ],
             client=connection,
         )
     )

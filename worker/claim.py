@@ -29,13 +29,14 @@ class ClaimedJob:
     enqueued_at: datetime.datetime | None
     batch_id: str  # the batch of a chunk job; "" for other jobs
     retries_left: int  # attempts left after this one
-    lane: int  # the position of its queue in the list claimed from
+    queue: str  # RQ's `origin`: its key's sub-queue of its lane (shared/fair.py)
+    lane: int  # the position of its lane (a model's queue) in the list claimed from
 
-    VALUES = 10  # values per job in the reply, in the order of the fields above
+    VALUES = 11  # values per job in the reply, in the order of the fields above
 
     @classmethod
     def decode(cls, values: Sequence[bytes]) -> ClaimedJob:
-        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, lane = values
+        raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, origin, lane = values
         return cls(
             id=raw_id.decode(),
             rerun=bool(started_before),
@@ -46,6 +47,7 @@ class ClaimedJob:
             enqueued_at=rq_keys.parse_timestamp(enqueued_at),
             batch_id=batch_id.decode(),
             retries_left=int(retries_left or 0),
+            queue=origin.decode(),
             lane=int(lane) - 1,  # Lua counts from 1
         )
 
@@ -76,6 +78,8 @@ class Claim:
     request_id: str | None = None
     callback_url: str | None = None
     enqueued_at: datetime.datetime | None = None
+    tenant: str = ""  # the API key name whose sub-queue it came from ("" for anonymous traffic, shared/fair.py)
+    waited_s: float | None = None  # seconds from enqueue (the API's clock) to this claim (ours)
     chunk: ChunkSpec | None = None
     signature: str = DEFAULT_SIGNATURE  # the model signature that runs it (shared.payload.signature_name)
     model: str = ""  # the model whose queue it came from

@@ -72,6 +72,7 @@ class Tally:
         published = list(published)
         for result in published:
             self.metrics[worker_metrics.job_status_field(result.status.value)] += 1
+            self._count_tenant(result.claim)
             model = result.claim.model_ref
             if model.name:
                 self.metrics[worker_metrics.model_jobs_field(model.name, model.version, result.status.value)] += 1
@@ -94,6 +95,13 @@ class Tally:
             self.stats["model_s"] += run.model_s
             self.worker_counts["total_working_time"] += run.model_s
             self.sizes.append(run.rows)
+
+    def _count_tenant(self, claim: Claim) -> None:
+        """The job's key: one more job ended, its rows, its wait from enqueue to claim."""
+        self.metrics[worker_metrics.tenant_field(worker_metrics.TENANT_JOBS, claim.tenant)] += 1
+        self.metrics[worker_metrics.tenant_field(worker_metrics.TENANT_ROWS, claim.tenant)] += claim.rows
+        if claim.waited_s is not None:
+            _add(self.metrics, worker_metrics.tenant_wait(claim.tenant).increments([claim.waited_s]))
 
     def due(self) -> bool:
         return time.monotonic() - self._flushed >= FLUSH_S

@@ -9,7 +9,8 @@ lease in one Lua call, so exactly one of them acts: a job whose first worker was
 published once, by whoever gets there first.
 
 The same pass purges ended jobs past RESULT_TTL, deleting their hashes (shared/lua/purge.lua), trims RQ's
-ended-job registries to match, and resets a drifted extra-rows counter of an empty queue.
+ended-job registries to match, resets a drifted extra-rows counter of an empty queue, and puts a queue
+with jobs pushed by RQ's own tools (not our submit) in its lane's ring (shared/fair.py).
 
 Every worker runs this once per HEARTBEAT_S; a lock lets one of them do the work.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import redis
 
-from shared import keys, lua, rq_keys, worker_metrics
+from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.batches import parse_chunk_job_id, utc_now
 from shared.payload import ENDED_DATA
 from shared.schema import ErrorCode, JobStatus
@@ -60,14 +61,14 @@ class Recovered:
 def recover_leases(
     client: redis.Redis, queue_name: str, leases: Sequence[bytes], *, message: str, result_ttl: int
 ) -> Recovered:
-    """recover.lua: requeue or fail the jobs of lapsed `leases`."""
+    """recover.lua: requeue (to the job's own sub-queue of lane `queue_name`) or fail the jobs of lapsed
+    `leases`."""
     now = time.time()
-    reply = lua.script("recover", "webhook", "batch")(
+    reply = lua.script("recover", "webhook", "batch", "ring")(
         keys=[
             rq_keys.started(queue_name),
-            rq_keys.queue(queue_name),
+            keys.ring(queue_name),
             rq_keys.failed(queue_name),
-            keys.extra_rows(queue_name),
             keys.purge_index(),
             keys.webhooks(),
         ],
@@ -85,6 +86,9 @@ def recover_leases(
             ENDED_DATA,
             delivery_id("job", ""),
             delivery_id("batch", ""),
+            queue_name,
+            rq_keys.queue(""),
+            keys.extra_rows(""),
             *leases,
         ],
         client=client,
@@ -99,10 +103,15 @@ def purge_results(client: redis.Redis, most: int) -> int:
     )
 
 
-def reset_extra_rows(client: redis.Redis, queue_name: str) -> bool:
-    """reset_extra_rows.lua: zero the counter of an empty queue; True if it had drifted."""
-    return bool(
-        lua.script("reset_extra_rows")(keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name)], client=client)
+def tidy_queue(client: redis.Redis, lane: str, queue_name: str) -> int:
+    """tidy_queue.lua: zero the counter of an empty (sub-)queue of `lane` (1), or put one with jobs that is out
+    of the lane's ring back in it (2); 0: nothing to do."""
+    return int(
+        lua.script("tidy_queue", "ring")(
+            keys=[rq_keys.queue(queue_name), keys.extra_rows(queue_name), keys.ring(lane)],
+            args=[queue_name],
+            client=client,
+        )
     )
 
 
@@ -148,9 +157,10 @@ class Recovery:
         self.purge_results()
 
     def sweep(self, queue_name: str) -> SweepCounts:
-        """One pass over one queue: lapsed leases, the extra-rows counter."""
+        """One pass over one lane: lapsed leases, then each sub-queue (`tidy_queue`)."""
         lapsed = self.connection.zrangebyscore(rq_keys.started(queue_name), 0, time.time())
-        reset_extra_rows(self.connection, queue_name)
+        for sub in fair.sub_queues(self.connection, queue_name):
+            tidy_queue(self.connection, queue_name, sub)
         if not lapsed:
             return SweepCounts()
         message = (

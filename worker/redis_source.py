@@ -6,10 +6,16 @@ the worker needs of each job: two commands per job and a handful per call, whate
 window in which a claimed job has no lease, so a worker that dies at any point leaves nothing behind
 that recovery cannot find. A job whose deadline has passed is failed as `expired` without running.
 
-An idle worker waits with a blocking BLMOVE of the first queue onto itself (tail to tail: the list is
-left as it was), which returns as soon as a job arrives, then claims.
+Each queue is a lane (`Lane`): a model's interactive queue, or its bulk queue of chunks. Within a lane every
+API key has its own sub-queue, and the lane's ring lists those with work waiting: claim.lua takes from them
+by deficit round robin (shared/lua/lib/fair.lua, shared/fair.py), in turns of `quanta` rows (one micro-batch
+on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job comes back with its sub-queue
+(RQ's `origin`, whose key it is) and its lane (whose model it is).
 
-Each queue is a lane (`Lane`): a model's interactive queue, or its bulk queue of chunks. A claim takes
+An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
+list is left as it was), which returns as soon as a key's sub-queue gets work, then claims.
+
+A claim takes
 from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
 while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
 interactive jobs overtake the bulk rows in hand. With several models, each claim starts at the next
@@ -25,12 +31,13 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import orjson
 import redis
 
-from shared import keys, lua, rq_keys
+from shared import fair, keys, lua, rq_keys
 from shared.batches import ChunkSpec, utc_now
 from shared.payload import decode_inputs, signature_name, version_asked
 from shared.schema import ErrorCode
@@ -69,18 +76,21 @@ def claim_jobs(
     queue_names: Sequence[str],
     caps: Sequence[int],
     *,
+    quanta: Sequence[int],
+    weights: Mapping[str, int],
     most: int,
     token: str,
     lease_until: float,
     worker_name: str,
     busy: bool,
 ) -> list[ClaimedJob]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from queue i (each names its queue's
-    position in `queue_names`: `ClaimedJob.lane`)."""
+    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane `queue_names[i]` (each job
+    names its lane's position: `ClaimedJob.lane`), its keys' sub-queues served by deficit round robin in turns
+    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent)."""
     script_keys: list[str] = []
     for name in queue_names:
-        script_keys += [rq_keys.queue(name), rq_keys.started(name), keys.extra_rows(name)]
-    reply = lua.script("claim", "zadd")(
+        script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
+    reply = lua.script("claim", "zadd", "fair")(
         keys=script_keys,
         args=[
             most,
@@ -92,7 +102,10 @@ def claim_jobs(
             int(busy),
             utc_now(),
             keys.batch(""),
-            *caps,
+            rq_keys.queue(""),
+            keys.extra_rows(""),
+            orjson.dumps(dict(weights)),
+            *(v for pair in zip(caps, quanta, strict=True) for v in pair),
         ],
         client=client,
     )
@@ -106,6 +119,8 @@ class RedisSource:
     `chunks` loads the rows of bulk chunk jobs from storage; `chunk_rows` (rows per job on the bulk lanes)
     bounds how many of those one claim takes. `lanes` default to one model's: the first queue interactive,
     the others bulk; without `resolve`, claims are bound to no version (the runner's default model).
+    `quanta` gives a key's turn in rows at weight 1 on an interactive lane and on a bulk lane, `weights` the
+    keys' weights (shared/tenants.py).
     """
 
     def __init__(
@@ -118,11 +133,15 @@ class RedisSource:
         chunk_rows: int = 1,
         lanes: Sequence[Lane] | None = None,
         resolve: Resolve | None = None,
+        quanta: tuple[int, int] = (MAX_JOBS_PER_CLAIM, MAX_JOBS_PER_CLAIM),
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.connection = connection
         self.lanes = list(lanes) if lanes is not None else default_lanes(queue_names)
         self.queue_names = [lane.queue for lane in self.lanes]
         self.resolve = resolve
+        self.quanta = quanta
+        self.weights = dict(weights or {})
         self._turn = 0  # round robin over the models: which one's lanes the next claim starts with
         self.worker_name = worker_name
         self.lease_s = lease_s
@@ -211,12 +230,13 @@ class RedisSource:
         trips = 0
         interactive, bulk = self._claim_order()
         if self._empty and timeout > 0 and not priority_only:
-            # Only one queue can be waited on: when the wait ends with nothing there, the claim below still
-            # looks at every lane, so an idle worker notices other work within the wait (split over models).
+            # Only one lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends with
+            # nothing there, the claim below still looks at every lane, so an idle worker notices other work
+            # within the wait (split over models).
             wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
             if wait >= MIN_BLOCK_S:
                 trips += 1
-                first = rq_keys.queue(self.queue_names[interactive[0]])
+                first = keys.ring(self.queue_names[interactive[0]])
                 self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT")
             else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
                 time.sleep(wait)
@@ -228,6 +248,8 @@ class RedisSource:
             self.connection,
             [self.queue_names[i] for i in order],
             [max_jobs] * len(interactive) + [bulk_cap] * len(bulk),
+            quanta=[self.quanta[self.lanes[i].bulk] for i in order],
+            weights=self.weights,
             most=max_jobs,
             token=token,
             lease_until=time.time() + self.lease_s,
@@ -237,8 +259,8 @@ class RedisSource:
         trips += 1
         jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
         if not priority_only:
-            # Every queue ran out (fewer jobs than asked of each): the next claim waits on an interactive
-            # queue (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty first.
+            # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
+            # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.
             taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
             self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
             self._piling = len(jobs) >= min(2, max_jobs)
@@ -259,6 +281,8 @@ class RedisSource:
             request_id=job.meta.request_id,
             callback_url=job.meta.callback_url,
             enqueued_at=job.enqueued_at,
+            tenant=fair.tenant_of(job.queue),
+            waited_s=max(0.0, time.time() - job.enqueued_at.timestamp()) if job.enqueued_at is not None else None,
         )
         late = time.time() - job.deadline
         if late > 0:  # never run a job past its deadline: the client has stopped waiting for it

@@ -84,8 +84,9 @@ def _create(upload: Upload, options: Options, served: Served) -> str:
         skip = lambda: upload.fields.get("on_error", options.on_error) == "skip"  # noqa: E731
         stored, skipped = ingest(upload.format, upload.pieces, ext.storage, batch_id, served.signature, skip)
         options.update(upload.fields)  # multipart fields override the query string
-        queue = served.status.bulk_queue
-        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, queue)
+        tenant = ext.jobs.tenants.of(current_owner()).name
+        lane = served.status.bulk_queue
+        ext.batches.enqueue(batch_id, stored, skipped, options.callback_url, options.metadata, lane=lane, tenant=tenant)
     except BaseException:
         ext.batches.discard(batch_id)
         _delete_files(batch_id)

@@ -1,9 +1,9 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
-Submitting is one round trip of two commands (the job hash, the queue; a third for a job of several rows),
-shared by the submits of concurrent requests in one process (api/jobs/group_commit.py), writing RQ's own
-format (shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is a field of its
-hash; waiting for it costs no command (api/jobs/waiter.py).
+Submitting is one round trip (submit.lua: the job hash, its key's sub-queue of its model's lane, the lane's
+ring; shared/fair.py), shared by the submits of concurrent requests in one process
+(api/jobs/group_commit.py), writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The
+result of an ended job is a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from redis.client import Pipeline
 from api.auth import owns
 from api.jobs.group_commit import GroupCommit
 from api.jobs.waiter import ResultWaiter
-from shared import keys, lua, rq_keys, worker_metrics
+from api.metrics import TENANT_REJECTIONS
+from api.queue_metrics import ANONYMOUS_LABEL
+from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
+from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
 
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
@@ -37,12 +40,20 @@ DEPTH_REFRESH_S = 0.25
 
 
 @dataclass
-class _Depth:
-    """What this process last saw of one queue's depth: rows waiting, when, and the extra rows part."""
+class Depth:
+    """Rows waiting that one process last saw (and has submitted since): in the lane, in one key's sub-queue."""
 
-    rows: int = 0
-    at: float = float("-inf")
-    extra: int = 0
+    lane: int
+    own: int
+    at: float
+
+    def below(self, limit: int, own_limit: int) -> bool:
+        """Whether neither limit (0: none) is reached."""
+        return (not limit or self.lane < limit) and (not own_limit or self.own < own_limit)
+
+    def add(self, rows: int) -> None:
+        self.lane += rows
+        self.own += rows
 
 
 @dataclass
@@ -51,6 +62,7 @@ class JobState:
 
     status: JobStatus
     document: bytes | None = None
+    queue: str = ""  # the RQ queue it was submitted to (its key's sub-queue)
 
 
 class RedisJobs:
@@ -60,42 +72,65 @@ class RedisJobs:
     another key reads as unknown.
     """
 
-    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings, tenants: Tenants | None = None) -> None:
         self.connection = connection
         self.settings = settings
+        self.tenants = tenants or Tenants()
         self.results = ResultWaiter(connection, self.result)
         self.writes = GroupCommit(connection)
-        self._depths: dict[str, _Depth] = {}
+        self._depths: dict[tuple[str, str], Depth] = {}  # by (lane, tenant name): what this process last saw
         self._registered: set[str] = set()
+        for tenant in [*self.tenants.by_digest.values(), ANONYMOUS]:  # every key's series exists from the start
+            TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL)
 
-    def check_capacity(self, queue: str | None = None) -> None:
-        """Raise QueueFull when MAX_QUEUE_DEPTH rows or more are waiting in `queue` (default QUEUE_NAME, the
-        first model's); the body is not read yet.
+    def check_capacity(self, owner: str = "", lane: str | None = None) -> None:
+        """Raise QueueFull when the caller's key has its limit of rows waiting in `lane` (a model's queue,
+        default QUEUE_NAME: MAX_QUEUED_ROWS_PER_KEY, or its own in API_KEYS_FILE), or the lane MAX_QUEUE_DEPTH
+        rows (the body is not read yet).
 
-        The depth is remembered from this process's last submit (its RPUSH reply) or read, for at most
-        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at the limit is
-        read again before refusing, so a 429 always reflects the queue as it is now.
+        The depths are remembered from this process's last read, plus what it submitted since, for at most
+        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at a limit is read
+        again before refusing, so a 429 always reflects the queues as they are now.
         """
-        limit = self.settings.max_queue_depth
-        if not limit:
+        tenant = self.tenants.of(owner)
+        limit, own_limit = (
+            self.settings.max_queue_depth,
+            tenant.max_queued_rows or self.settings.max_queued_rows_per_key,
+        )
+        if not limit and not own_limit:
             return
-        queue = queue or self.settings.queue_name
-        seen = self._depths.setdefault(queue, _Depth())
-        if seen.rows < limit and time.monotonic() - seen.at < DEPTH_REFRESH_S:
+        lane = lane or self.settings.queue_name
+        seen = self._depths.get((lane, tenant.name))
+        if seen is not None and seen.below(limit, own_limit) and time.monotonic() - seen.at < DEPTH_REFRESH_S:
             return
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(rq_keys.queue(queue))
-            pipe.get(keys.extra_rows(queue))
-            jobs, extra = pipe.execute()
-        seen.extra = max(0, int(extra or 0))
-        waiting = jobs + seen.extra
-        seen.rows, seen.at = waiting, time.monotonic()
-        if waiting >= limit:
+        seen = self._read_depth(lane, tenant)
+        if own_limit and seen.own >= own_limit:
+            TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL).inc()
             raise QueueFull(
-                f"{waiting} rows are waiting, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                f"{seen.own} rows of key {tenant.name!r} are waiting in {lane!r}, as many as it may queue "
+                f"({'max_queued_rows in API_KEYS_FILE' if tenant.max_queued_rows else 'MAX_QUEUED_ROWS_PER_KEY'}"
+                f"={own_limit}); other keys are still accepted",
                 expected="a retry after Retry-After seconds",
                 retry_after=QUEUE_FULL_RETRY_AFTER_S,
             )
+        if limit and seen.lane >= limit:
+            raise QueueFull(
+                f"{seen.lane} rows are waiting in {lane!r}, as many as this server queues (MAX_QUEUE_DEPTH={limit})",
+                expected="a retry after Retry-After seconds",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
+
+    def _read_depth(self, lane: str, tenant: Tenant) -> Depth:
+        """depth.lua: rows waiting in `lane` and in the tenant's sub-queue, remembered for DEPTH_REFRESH_S."""
+        sub = fair.sub_queue(lane, tenant.name)
+        lane_rows, own_rows = lua.script("depth")(
+            keys=[keys.ring(lane), rq_keys.queue(sub), keys.extra_rows(sub)],
+            args=[rq_keys.queue(""), keys.extra_rows("")],
+            client=self.connection,
+        )
+        # Threads of one process share these; a race only makes the next check read Redis again.
+        seen = self._depths[lane, tenant.name] = Depth(int(lane_rows), int(own_rows), time.monotonic())
+        return seen
 
     def submit(
         self,
@@ -115,15 +150,17 @@ class RedisJobs:
         `deadline_s` > 0 gives the job a start deadline: a worker that reaches it later fails it as `expired`.
         `callback_url` and `request_id` ride in the RQ job's meta: the worker that ends the job schedules
         the webhook, and its log lines for the job carry the request id. `signature` names the model
-        signature that runs the job (None: the default one). `queue` is the model's queue (default QUEUE_NAME)
-        and `version` the model version the job is pinned to (None: the newest available when claimed).
+        signature that runs the job (None: the default one). `queue` is the model's queue, its lane (default
+        QUEUE_NAME): the job goes to the caller's key's sub-queue of it. `version` is the model version the
+        job is pinned to (None: the newest available when claimed).
         """
         job_id = job_id or uuid.uuid4().hex
-        queue = queue or self.settings.queue_name
-        queue_key = rq_keys.queue(queue)
         rows = len(next(iter(arrays.values())))
+        tenant = self.tenants.of(owner)
+        lane = queue or self.settings.queue_name
+        sub = fair.sub_queue(lane, tenant.name)
         fields = rq_keys.job_fields(
-            queue_name=queue,
+            queue_name=sub,
             func_name=PREDICT_FUNC,
             args=[encode_inputs(arrays, signature, version)],
             max_attempts=self.settings.max_attempts,
@@ -137,23 +174,25 @@ class RedisJobs:
         meta = JobMeta(callback_url, request_id).encode()
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
-        register = queue not in self._registered  # so that `rq info` lists it (workers repeat it at each heartbeat)
+        register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
+        script = lua.script("submit", "ring")
+        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(lane)]
+        script_args = [rows, sub, job_id, *(v for pair in fields.items() for v in pair)]
 
         def commands(pipe: Pipeline) -> None:
             if register:
-                pipe.sadd(rq_keys.QUEUES, queue_key)
-            pipe.hset(rq_keys.job(job_id), mapping=fields)
-            pipe.rpush(queue_key, job_id)
-            if rows > 1:
-                pipe.incrby(keys.extra_rows(queue), rows - 1)
+                pipe.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
+            # EVALSHA itself, not the Script wrapper: a pipeline holding a Script asks SCRIPT EXISTS first
+            pipe.evalsha(lua.sha("submit", "ring"), len(script_keys), *script_keys, *script_args)
 
-        replies = self.writes.execute(commands, register + 2 + (rows > 1))
-        self._registered.add(queue)
-        # Threads of one process share these; a race only makes the next check read Redis again.
-        seen = self._depths.setdefault(queue, _Depth())
-        if rows > 1:
-            seen.extra = max(0, int(replies[-1]))
-        seen.rows, seen.at = int(replies[-1 if rows == 1 else -2]) + seen.extra, time.monotonic()
+        try:
+            self.writes.execute(commands, register + 1)
+        except redis.exceptions.NoScriptError:  # Redis restarted since: nothing was written; the wrapper loads it
+            script(keys=script_keys, args=script_args, client=self.connection)
+        self._registered.add(sub)
+        seen = self._depths.get((lane, tenant.name))
+        if seen is not None:
+            seen.add(rows)
         return job_id
 
     def submit_and_wait(
@@ -188,8 +227,13 @@ class RedisJobs:
     def state(self, job_id: str, owner: str = "") -> JobState:
         """The job's state; raises NotFound for an unknown or purged id, or one that `owner` did not create."""
         self._check_id(job_id)
-        status, document, stored_owner, deadline = self.connection.hmget(
-            rq_keys.job(job_id), rq_keys.JobField.STATUS, keys.JOB_RESULT, keys.JOB_OWNER, keys.JOB_DEADLINE
+        status, document, stored_owner, deadline, origin = self.connection.hmget(
+            rq_keys.job(job_id),
+            rq_keys.JobField.STATUS,
+            keys.JOB_RESULT,
+            keys.JOB_OWNER,
+            keys.JOB_DEADLINE,
+            rq_keys.JobField.ORIGIN,
         )
         if status is None or not owns(stored_owner, owner):
             raise NotFound(
@@ -197,10 +241,11 @@ class RedisJobs:
             )
         if document is not None:
             return JobState(JobStatus(orjson.loads(document)["status"]), document)
+        queue = origin.decode() if origin else self.settings.queue_name
         try:
-            state = JobState(JobStatus(status.decode()))
+            state = JobState(JobStatus(status.decode()), queue=queue)
         except ValueError:  # RQ states we do not expose (deferred, scheduled...) read as queued
-            return JobState(JobStatus.QUEUED)
+            return JobState(JobStatus.QUEUED, queue=queue)
         if state.status is JobStatus.CANCELED:  # cancelled with RQ's own tools, or a chunk of a cancelled batch
             return JobState(state.status, orjson.dumps(canceled_doc(job_id)))
         if state.status is JobStatus.QUEUED and deadline is not None and float(deadline) < time.time():
@@ -230,7 +275,9 @@ class RedisJobs:
         """
         state = self.state(job_id, owner)
         document = orjson.dumps(canceled_doc(job_id))
-        cancelled = state.status is JobStatus.QUEUED and _cancel(self.connection, self.settings, job_id, document)
+        cancelled = state.status is JobStatus.QUEUED and _cancel(
+            self.connection, self.settings, job_id, document, state.queue or self.settings.queue_name
+        )
         if not cancelled:
             raise Conflict(
                 f"job {job_id!r} cannot be cancelled: it is "
@@ -246,19 +293,19 @@ class RedisJobs:
             raise NotFound(f"no job {job_id[:64]!r}: a job id is 1-64 letters, digits, '-' or '_'", field="id")
 
 
-def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes) -> bool:
-    """cancel.lua: the job leaves its queue (RQ's `origin` field: each model has its own) and ends `canceled`,
-    only if no worker claimed it."""
+def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: bytes, queue: str) -> bool:
+    """cancel.lua: the job leaves `queue` (RQ's `origin`: its key's sub-queue of its model's lane) and ends
+    `canceled`, only if no worker claimed it.
+
+    A sub-queue this empties stays in its lane's ring until the next claim drops it (shared/fair.py)."""
     member = delivery_id("job", job_id)
     now = time.time()
-    origin = connection.hget(rq_keys.job(job_id), "origin")
-    queue = origin.decode() if origin else settings.queue_name
     return bool(
         lua.script("cancel", "webhook")(
             keys=[
                 rq_keys.queue(queue),
                 rq_keys.job(job_id),
-                rq_keys.canceled(queue),
+                rq_keys.canceled(fair.lane_of(queue)),
                 keys.extra_rows(queue),
                 keys.purge_index(),
                 keys.webhooks(),

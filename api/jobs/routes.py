@@ -48,11 +48,11 @@ def predict() -> Response:
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext = services()
-    ext.jobs.check_capacity(ext.model_info.resolve(request.args.get("model")).queue)
+    ext.jobs.check_capacity(current_owner(), ext.model_info.resolve(request.args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     served = model_asked(body, ext.model_info)
-    ext.jobs.check_capacity(served.queue)
+    ext.jobs.check_capacity(current_owner(), served.queue)
     instances = instances_from_body(body)
     deadline_s = start_deadline(body, request.args.get("timeout"), ext.settings.job_start_deadline_s)
     # Both places are checked when both are given; the query string wins.

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.auth import current_owner
 from api.jobs.redis_jobs import RedisJobs
 from api.model_info import Served
 from api.request_context import current_request_id
@@ -44,7 +45,8 @@ def infer(arrays: dict[str, np.ndarray], signature: str | None = None, served: S
         InferenceFailed: the worker could not run the job (the message says why).
     """
     ext = services()
-    return run_job(ext.jobs, ext.settings.protocol_timeout_s, arrays, signature, current_request_id(), served)
+    timeout_s = ext.settings.protocol_timeout_s
+    return run_job(ext.jobs, timeout_s, arrays, signature, current_request_id(), served, current_owner())
 
 
 def run_job(
@@ -54,12 +56,14 @@ def run_job(
     signature: str | None = None,
     request_id: str | None = None,
     served: Served | None = None,
+    owner: str = "",
 ) -> Predictions:
-    """`infer` without Flask: the gRPC server calls this with its own RedisJobs."""
+    """`infer` without Flask: the gRPC server calls this with its own RedisJobs. `owner`: the caller's key's
+    digest (api.auth): the job goes to that key's sub-queue of the model's queue and counts against its limit."""
     queue, version = (served.queue, served.version) if served is not None else (None, None)
-    jobs.check_capacity(queue)
+    jobs.check_capacity(owner, queue)
     job_id, raw = jobs.submit_and_wait(
-        arrays, timeout_s, request_id=request_id, signature=signature, queue=queue, version=version
+        arrays, timeout_s, request_id=request_id, owner=owner, signature=signature, queue=queue, version=version
     )
     if raw is None:
         try:  # nobody will read this job's result: spare the worker if it has not started

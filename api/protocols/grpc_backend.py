@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 import redis
 
-from api.auth import fingerprint
 from api.jobs.redis_jobs import RedisJobs
 from api.jobs.submit import Predictions, run_job
 from api.model_info import ModelInfo, Served
@@ -143,8 +142,9 @@ def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_r
 class AuthInterceptor(grpc.ServerInterceptor):
     """API keys as on HTTP: metadata `authorization: Bearer <key>`, else UNAUTHENTICATED (health calls excepted)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
-        self._digests = tuple(bytes.fromhex(fingerprint(k)) for k in keys)
+    def __init__(self, digests: Iterable[str]) -> None:
+        """`digests`: the SHA-256 (hex) of every valid key (shared/tenants.py)."""
+        self._digests = tuple(bytes.fromhex(d) for d in digests)
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails) -> Any:
         if not self._digests or handler_call_details.method in PUBLIC_METHODS:

@@ -23,6 +23,7 @@ from tritonclient.grpc import service_pb2_grpc
 from api.protocols.grpc_backend import AuthInterceptor, Backend
 from api.protocols.kserve_grpc import InferenceService
 from api.protocols.tfserving_grpc import ModelService, PredictionService
+from shared import tenants
 from shared.config import Settings
 from shared.logs import configure_logging
 
@@ -36,7 +37,7 @@ def build_server(settings: Settings) -> tuple[grpc.Server, int]:
     # One thread per call in flight: each waits on its job, as a gunicorn thread does for a protocol route.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.api_processes * settings.api_threads),
-        interceptors=[AuthInterceptor(settings.api_key_list())],
+        interceptors=[AuthInterceptor(tenants.load(settings).by_digest)],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(backend), server)

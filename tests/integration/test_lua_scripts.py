@@ -18,13 +18,16 @@ from shared import keys, lua, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
 from shared.config import Settings
+from shared.errors import QueueFull
+from shared.fair import DeficitRoundRobin, Job, sub_queue
 from shared.payload import ENDED_DATA
 from shared.schema import JobStatus
+from shared.tenants import Tenant, Tenants, fingerprint
 from shared.webhooks import DeliveryQueue, delivery_id
 from worker.chunk_retries import release_due, schedule_retry
 from worker.claim import Claim
 from worker.publish import Ending, publish_endings
-from worker.recovery import Recovered, purge_results, recover_leases, reset_extra_rows
+from worker.recovery import Recovered, purge_results, recover_leases, tidy_queue
 from worker.redis_source import claim_jobs
 
 pytestmark = pytest.mark.integration
@@ -47,11 +50,22 @@ def submit(jobs: RedisJobs, rows: int = 1, **kwargs) -> str:
     return jobs.submit({"x": np.zeros((rows, 2), dtype=np.float32)}, **kwargs)
 
 
-def claim(redis_db, most: int = 10, busy: bool = False, token: str = "t1", queues=(QUEUE,), caps=None):
+def claim(
+    redis_db,
+    most: int = 10,
+    busy: bool = False,
+    token: str = "t1",
+    queues=(QUEUE,),
+    caps=None,
+    quantum=64,
+    weights=None,
+):
     return claim_jobs(
         redis_db,
         list(queues),
         caps or [most] * len(queues),
+        quanta=[quantum] * len(queues),
+        weights=weights or {},
         most=most,
         token=token,
         lease_until=time.time() + 60,
@@ -140,12 +154,12 @@ def test_a_renewed_lease_is_not_recovered(redis_db, jobs):
 def test_cancel_takes_a_queued_job_out_with_its_rows_and_refuses_a_claimed_one(redis_db, jobs, settings):
     job_id = submit(jobs, rows=4)
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 3
-    assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}') is True
+    assert _cancel(redis_db, settings, job_id, b'{"status":"canceled"}', QUEUE) is True
     assert int(redis_db.get(keys.extra_rows(QUEUE))) == 0 and redis_db.llen(rq_keys.queue(QUEUE)) == 0
     assert redis_db.zscore(rq_keys.canceled(QUEUE), job_id) is not None
     claimed = submit(jobs)
     claim(redis_db)
-    assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}') is False
+    assert _cancel(redis_db, settings, claimed, b'{"status":"canceled"}', QUEUE) is False
 
 
 def test_purge_deletes_the_hashes_of_results_past_their_ttl(redis_db, jobs):
@@ -156,12 +170,16 @@ def test_purge_deletes_the_hashes_of_results_past_their_ttl(redis_db, jobs):
     assert redis_db.zrange(keys.purge_index(), 0, -1) == [fresh.encode()]
 
 
-def test_reset_extra_rows_zeroes_the_counter_of_an_empty_queue_only(redis_db, jobs):
+def test_tidy_queue_zeroes_the_counter_of_an_empty_queue_only_and_rings_a_queue_rq_filled(redis_db, jobs):
     redis_db.set(keys.extra_rows(QUEUE), 7)
     submit(jobs)
-    assert reset_extra_rows(redis_db, QUEUE) is False
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
     redis_db.delete(rq_keys.queue(QUEUE))
-    assert reset_extra_rows(redis_db, QUEUE) is True and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 1 and redis_db.get(keys.extra_rows(QUEUE)) == b"0"
+    redis_db.delete(keys.ring(QUEUE))
+    redis_db.rpush(rq_keys.queue(QUEUE), "from-rq")  # RQ's own enqueue: no ring
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 2 and redis_db.lrange(keys.ring(QUEUE), 0, -1) == [QUEUE.encode()]
+    assert tidy_queue(redis_db, QUEUE, QUEUE) == 0
 
 
 def test_webhook_hold_takes_due_deliveries_so_a_second_take_gets_none(redis_db):
@@ -215,3 +233,114 @@ def test_the_names_library_gives_the_scripts_the_names_python_defines(redis_db):
     tables = ", ".join(f"{table} = {table}" for table in lua.names())
     source = lua.names_library() + f"\nreturn cjson.encode({{{tables}}})".encode()
     assert orjson.loads(redis_db.eval(source, 0)) == lua.names()
+
+
+# Fair share between keys (shared/fair.py, lib/fair.lua): the same inputs give the same order as the model.
+TENANTS = Tenants({fingerprint(n): Tenant(n, fingerprint(n), weight=w) for n, w in (("a", 1), ("b", 2), ("c", 1))})
+
+
+@pytest.fixture
+def tenant_jobs(redis_db, settings) -> RedisJobs:
+    return RedisJobs(redis_db, settings, TENANTS)
+
+
+def test_claim_serves_keys_in_the_order_of_the_python_model_on_the_same_inputs(redis_db, tenant_jobs):
+    model = DeficitRoundRobin(quantum=3, weights=TENANTS.weights())
+    schedule = [("a", 1, 7), ("b", 2, 4), ("c", 5, 1), ("a", 4, 1), ("c", 1, 3)]  # (key, rows, jobs), in turn
+    got, want = [], []
+    for step, caps in enumerate(([4, 5], [6], [3, 3, 10], [20, 20])):
+        if step < len(schedule) - 1:
+            for name, rows, count in schedule[step : step + 2]:
+                for _ in range(count):
+                    job_id = submit(tenant_jobs, rows, owner=fingerprint(name))
+                    model.push(sub_queue(QUEUE, name), [Job(job_id, rows)])
+        for cap in caps:
+            got += [j.id for j in claim(redis_db, most=cap, quantum=3, weights=TENANTS.weights())]
+            want += [job.id for _, job in model.claim(cap)]
+    assert got == want and len(got) == len(set(got)) == 22  # every job pushed, once
+    assert redis_db.llen(keys.ring(QUEUE)) == len(model.ring)
+
+
+def test_a_key_over_its_own_limit_gets_429_naming_it_while_another_key_is_accepted(redis_db, settings):
+    jobs = RedisJobs(redis_db, settings.replace(max_queued_rows_per_key=5), TENANTS)
+    for _ in range(5):
+        jobs.check_capacity(fingerprint("a"))
+        submit(jobs, owner=fingerprint("a"))
+    with pytest.raises(QueueFull, match="key 'a'.*MAX_QUEUED_ROWS_PER_KEY=5"):
+        jobs.check_capacity(fingerprint("a"))
+    jobs.check_capacity(fingerprint("b"))  # B is not held back by A's backlog
+    assert redis_db.llen(rq_keys.queue(sub_queue(QUEUE, "a"))) == 5
+
+
+def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
+    jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=6), TENANTS)
+    submit(jobs, rows=3, owner=fingerprint("a"))
+    submit(jobs, rows=3, owner=fingerprint("b"))
+    with pytest.raises(QueueFull, match="MAX_QUEUE_DEPTH=6"):
+        jobs.check_capacity(fingerprint("c"))
+
+
+def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, tenant_jobs):
+    owner, sub = fingerprint("b"), sub_queue(QUEUE, "b")
+    lost, queued = submit(tenant_jobs, 2, owner=owner), submit(tenant_jobs, 3, owner=owner)
+    claim(redis_db, most=1)  # `lost`: its worker dies
+    tenant_jobs.cancel(queued, owner)
+    assert redis_db.llen(rq_keys.queue(sub)) == 0 and int(redis_db.get(keys.extra_rows(sub))) == 0
+    assert claim(redis_db) == [] and redis_db.llen(keys.ring(QUEUE)) == 0  # the emptied sub-queue left the ring
+    lease = f"{lost}:t1"
+    redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)
+    assert recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60).requeued == 1
+    assert (
+        redis_db.lrange(rq_keys.queue(sub), 0, -1) == [lost.encode()] and int(redis_db.get(keys.extra_rows(sub))) == 1
+    )
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]  # back in the ring
+    [job] = claim(redis_db)
+    assert (job.id, job.queue) == (lost, sub)  # the claim names the job's sub-queue
+
+
+def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings):
+    records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=5))
+    for batch_id, tenant in (("big", "a"), ("small", "b")):
+        records.begin(batch_id, None, None)
+        records.enqueue(
+            batch_id,
+            StoredUpload(20 if tenant == "a" else 10, 20 if tenant == "a" else 10, ["x"]),
+            0,
+            None,
+            None,
+            tenant=tenant,
+        )
+    order = [j.batch_id for j in claim(redis_db, queues=(BULK,), caps=[6], most=6, quantum=5)]
+    assert order == ["big", "small", "big", "small", "big", "big"]
+
+
+def test_submit_after_redis_forgot_its_scripts_loads_it_and_writes_the_job_once(redis_db, tenant_jobs):
+    redis_db.script_flush()  # as after a Redis restart
+    job_id = submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(rq_keys.queue(sub_queue(QUEUE, "a")), 0, -1) == [job_id.encode()]
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "a").encode()]
+
+
+def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue_and_lane(redis_db, tenant_jobs):
+    first, other = QUEUE, "predict-half_plus_two"
+    a, c = fingerprint("a"), fingerprint("c")  # both of weight 1
+    mine = {
+        (lane, key): [submit(tenant_jobs, owner=key, queue=lane) for _ in range(3)]
+        for lane in (first, other)
+        for key in (a, c)
+    }
+    for lane in (first, other):
+        assert redis_db.lrange(keys.ring(lane), 0, -1) == [sub_queue(lane, "a").encode(), sub_queue(lane, "c").encode()]
+    claimed = claim(redis_db, most=6, queues=(other, first), caps=[4, 2], quantum=1)
+    assert [(j.id, j.queue, j.lane) for j in claimed] == [
+        (mine[other, a][0], sub_queue(other, "a"), 0),
+        (mine[other, c][0], sub_queue(other, "c"), 0),
+        (mine[other, a][1], sub_queue(other, "a"), 0),
+        (mine[other, c][1], sub_queue(other, "c"), 0),
+        (mine[first, a][0], sub_queue(first, "a"), 1),
+        (mine[first, c][0], sub_queue(first, "c"), 1),
+    ]
+    assert redis_db.zcard(rq_keys.started(other)) == 4 and redis_db.zcard(rq_keys.started(first)) == 2
+    tenant_jobs.cancel(mine[other, a][2], a)  # out of its own sub-queue, into its model's lane's registry
+    assert redis_db.llen(rq_keys.queue(sub_queue(other, "a"))) == 0
+    assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None

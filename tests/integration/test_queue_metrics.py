@@ -18,6 +18,9 @@ from api.queue_metrics import QueueCollector, read_view
 from api.services import services_of
 from shared import keys, webhooks
 from shared.config import Settings
+from shared.model_registry import ModelStatus, encode
+from shared.tenant_backlog import read_backlog, render, served_lanes
+from shared.tenants import Tenant, Tenants, fingerprint
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -92,6 +95,28 @@ def test_the_collector_renders_every_family_with_its_labels(redis_db):
     assert samples[("inference_redis_round_trips_total", ())] == 25
     assert samples[("inference_batches", (("status", "expired"),))] == 0
     assert samples[("inference_webhook_calls_total", (("outcome", "delivered"),))] == 0
+    assert samples[("inference_tenant_queued_rows", (("lane", "predict"), ("tenant", "-")))] == 4
+
+
+def test_each_keys_backlog_is_visible_by_name_in_the_metrics_and_the_operator_view(redis_db):
+    keyring = Tenants({fingerprint(n): Tenant(n, fingerprint(n)) for n in ("team-a", "team-b")})
+    jobs = RedisJobs(redis_db, Settings.from_env({}), keyring)
+    for name, rows in (("team-a", 3), ("team-a", 1), ("team-b", 2)):
+        jobs.submit({"pixels": np.zeros((rows, 64), np.float32)}, owner=fingerprint(name))
+    view = read_view(redis_db)
+    assert view.rows == {"predict~team-a": 4, "predict~team-b": 2}  # RQ queues: `rq info` lists them too
+    backlog = {b.tenant: b for b in read_backlog(redis_db, ["predict", "predict-bulk"], now=time.time() + 5)}
+    assert set(backlog) == {"team-a", "team-b"}
+    assert (backlog["team-a"].jobs, backlog["team-a"].rows, backlog["team-a"].in_ring) == (2, 4, True)
+    assert backlog["team-b"].oldest_age_s > 4
+    assert "team-a" in render(list(backlog.values()))
+
+
+def test_the_operator_view_reads_the_lanes_of_every_model_the_workers_advertise(redis_db):
+    other = ModelStatus("two", "predict-two", "predict-bulk-two", {}, {})
+    redis_db.hset(keys.model_registry(), "w1", encode([other], {}))
+    lanes = served_lanes(redis_db, ["predict", "predict-bulk"])
+    assert lanes == ["predict", "predict-bulk", "predict-two", "predict-bulk-two"]
 
 
 def test_queued_jobs_count_jobs_and_their_deprecated_old_name_reports_the_same_for_one_release(redis_db):

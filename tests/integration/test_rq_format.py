@@ -56,7 +56,16 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
     jobs.cancel(ids[3])
 
     claimed = claim_jobs(
-        redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False
+        redis_db,
+        [QUEUE],
+        [3],
+        quanta=[64],
+        weights={},
+        most=3,
+        token="t",
+        lease_until=time.time() + 60,
+        worker_name="w",
+        busy=False,
     )
     assert len(claimed) == 3 and queue.count == 0
     started = StartedJobRegistry(QUEUE, connection=redis_db)
@@ -85,7 +94,18 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
 def test_rq_info_counts_waiting_executing_finished_and_failed_jobs_of_a_run(redis_db, settings):
     jobs = RedisJobs(redis_db, settings)
     ids = [jobs.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
-    claim_jobs(redis_db, [QUEUE], [3], most=3, token="t", lease_until=time.time() + 60, worker_name="w", busy=False)
+    claim_jobs(
+        redis_db,
+        [QUEUE],
+        [3],
+        quanta=[64],
+        weights={},
+        most=3,
+        token="t",
+        lease_until=time.time() + 60,
+        worker_name="w",
+        busy=False,
+    )
     endings = [
         Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b"{}"),
         Ending(Claim(ids[1], 0, f"{ids[1]}:t", 1), JobStatus.FAILED, b"{}"),

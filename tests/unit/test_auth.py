@@ -7,9 +7,10 @@ import hashlib
 import pytest
 
 from api import create_app
-from api.auth import current_owner, fingerprint, owns, require_owner
+from api.auth import current_owner, owns, require_owner
 from shared.config import Settings
 from shared.errors import NotFound
+from shared.tenants import fingerprint
 
 KEY = "alpha-key-0001"
 

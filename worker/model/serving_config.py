@@ -124,8 +124,8 @@ def parse_config_file(path: str) -> list[ModelConfig]:
 def _model(path: str, c: Any) -> ModelConfig:
     """One ModelConfig proto, checked for what is not supported."""
     where = f"MODEL_CONFIG_FILE {path!r}, model {c.name!r}"
-    if not c.name or "/" in c.name or ":" in c.name:
-        raise ServingConfigError(f"{where}: expected a name without '/' or ':'")
+    if not c.name or any(ch in c.name for ch in "/:~"):  # '~' separates a queue from its key (shared/fair.py)
+        raise ServingConfigError(f"{where}: expected a name without '/', ':' or '~'")
     if c.model_platform not in ("", "tensorflow"):
         raise ServingConfigError(f"{where}: model_platform {c.model_platform!r} is not supported (only tensorflow)")
     if c.HasField("logging_config") or c.model_type:
