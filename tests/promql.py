@@ -1,7 +1,7 @@
 """A small evaluator for the instant PromQL of our alert rules, against one scrape of GET /metrics: enough
 to show that a rule fires on the live service (no promtool or Prometheus on the test machines).
 
-It knows selectors (`name{label="v"}`), `max`/`min`/`sum` with an optional `by (labels)`, `absent(...)`, a
+It knows selectors (`name{label="v"}`, with `=`, `!=`, `=~` and `!~`), `max`/`min`/`sum` with an optional `by (labels)`, `absent(...)`, a
 comparison with a number (`== 0`, `> 30`), and `and on()`. Rules with range functions (`rate`, `increase`)
 need a time series, not one scrape: `evaluable` says no, and the tests check only their metric names.
 `up` is what Prometheus would record for the scrape: 1 if it answered 200, else 0.
@@ -24,10 +24,19 @@ COMPARE = {
     "<=": operator.le,
 }
 AGGREGATE = {"max": max, "min": min, "sum": sum}
+_VECTOR = r"[a-zA-Z_:][\w:]*(?:\{[^}]*\})?"  # a selector; its label values may hold parentheses (regexes)
 _TERM = re.compile(
-    r"^\s*(?:(?P<agg>max|min|sum)\s*(?:by\s*\((?P<by>[^)]*)\)\s*)?\((?P<inner>[^()]*)\)|absent\((?P<absent>[^()]*)\)"
-    r"|(?P<plain>[a-zA-Z_:][\w:]*(?:\{[^}]*\})?))\s*(?:(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>[-\d.e+]+))?\s*$"
+    rf"^\s*(?:(?P<agg>max|min|sum)\s*(?:by\s*\((?P<by>[^)]*)\)\s*)?\(\s*(?P<inner>{_VECTOR})\s*\)"
+    rf"|absent\(\s*(?P<absent>{_VECTOR})\s*\)"
+    rf"|(?P<plain>{_VECTOR}))\s*(?:(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>[-\d.e+]+))?\s*$"
 )
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+MATCH = {
+    "=": lambda have, want: have == want,
+    "!=": lambda have, want: have != want,
+    "=~": lambda have, want: re.fullmatch(want, have) is not None,
+    "!~": lambda have, want: re.fullmatch(want, have) is None,
+}
 _SELECTOR = re.compile(r"^\s*(?P<name>[a-zA-Z_:][\w:]*)\s*(?:\{(?P<labels>[^}]*)\})?\s*$")
 
 
@@ -81,7 +90,9 @@ def _select(selector: str, scraped: dict[str, list[Sample]]) -> list[Sample]:
     m = _SELECTOR.match(selector)
     if m is None:
         raise ValueError(f"not a selector this evaluator knows: {selector!r}")
-    wanted = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m["labels"] or ""))
+    wanted = _MATCHER.findall(m["labels"] or "")
     return [
-        (labels, v) for labels, v in scraped.get(m["name"], []) if all(labels.get(k) == x for k, x in wanted.items())
+        (labels, v)
+        for labels, v in scraped.get(m["name"], [])
+        if all(MATCH[how](labels.get(k, ""), x) for k, how, x in wanted)
     ]
