@@ -34,8 +34,10 @@ model: $(STAMP)  ## retrain the example model
 run: $(STAMP) $(MODEL)
 	$(PY) -m scripts.stack
 
+# Two test processes (pytest-xdist), each with its own Redis; a test file's fixtures stay in one process.
+TEST_PROCESSES ?= 2
 test: $(STAMP) $(MODEL)
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
