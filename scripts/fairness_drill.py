@@ -27,9 +27,8 @@ import httpx
 import numpy as np
 import redis
 
-from scripts.harness import Harness, free_port
+from scripts.harness import Harness, own_stack_settings
 from shared import keys, rq_keys
-from shared.config import Settings
 from shared.tenants import fingerprint
 
 KEY_A, KEY_B = "drill-key-a-0000000001", "drill-key-b-0000000002"
@@ -50,13 +49,8 @@ def start_stack(data_dir: Path) -> Harness:
     keys_file.write_text(
         f'[keys.team-a]\nsha256 = "{fingerprint(KEY_A)}"\n\n[keys.team-b]\nsha256 = "{fingerprint(KEY_B)}"\n'
     )
-    settings = Settings.from_env().replace(
-        redis_url="",
-        redis_sentinels="",
-        redis_sentinel_master="",
-        redis_port=free_port(),
-        api_port=free_port(),
-        data_dir=str(data_dir),
+    settings = own_stack_settings(
+        str(data_dir),
         heartbeat_s=1.0,
         workers=1,
         api_keys="",

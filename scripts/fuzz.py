@@ -18,8 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.harness import Harness, free_port
-from shared.config import PROJECT_ROOT, Settings
+from scripts.harness import Harness, own_stack_settings
+from shared.config import PROJECT_ROOT
 
 CONFIG = Path(PROJECT_ROOT) / "schemathesis.toml"
 
@@ -71,13 +71,8 @@ def run_schemathesis(base_url: str, examples: int, seed: int, timeout_s: float =
 def _start_stack(data_dir: Path) -> Harness:
     """Embedded Redis, the API and one worker on free loopback ports, from the harness; ready when returned."""
     # WEBHOOK_MAX_ATTEMPTS=1: generated callback URLs point nowhere; one failed delivery each is enough.
-    settings = Settings.from_env().replace(
-        redis_url="",
-        redis_sentinels="",
-        redis_sentinel_master="",
-        redis_port=free_port(),
-        api_port=free_port(),
-        data_dir=str(data_dir),
+    settings = own_stack_settings(
+        str(data_dir),
         workers=1,
         api_keys="",
         webhook_max_attempts=1,

@@ -66,6 +66,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def own_stack_settings(data_dir: str, **overrides: object) -> Settings:
+    """Settings for a stack of a drill's own (soak, fuzz, drills): the environment's, but with the embedded Redis
+    and the API on free loopback ports and its state under `data_dir`, whatever Redis the environment names."""
+    return Settings.from_env().replace(
+        redis_url="",
+        redis_sentinels="",
+        redis_sentinel_master="",
+        redis_port=free_port(),
+        api_port=free_port(),
+        data_dir=data_dir,
+        **overrides,
+    )
+
+
 def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process: ours, plus the settings, plus `extra`."""
     env = dict(os.environ)

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from scripts.harness import Harness, free_port
+from scripts.harness import Harness, own_stack_settings
 from scripts.model_versions import add_broken_version, add_constant_version, write_config
-from shared.config import Settings
 
 MODEL = "constant"
 CLIENTS = 4  # three unversioned, one pinned
@@ -134,13 +133,8 @@ def main() -> int:
         root = Path(tmp)
         add_constant_version(root / MODEL, 1)
         config = write_config(root / "models.config", [(MODEL, root / MODEL, "")])
-        settings = Settings.from_env().replace(
-            redis_url="",
-            redis_sentinels="",
-            redis_sentinel_master="",
-            redis_port=free_port(),
-            api_port=free_port(),
-            data_dir=str(root),
+        settings = own_stack_settings(
+            str(root),
             model_config_file=str(config),
             model_poll_s=0.2,
             api_keys="",

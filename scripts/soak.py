@@ -26,9 +26,8 @@ import numpy as np
 import orjson
 import redis
 
-from scripts.harness import Harness, free_port
+from scripts.harness import Harness, own_stack_settings
 from shared import keys
-from shared.config import Settings
 
 CLIENTS = 6
 BULK_ROWS = 300_000  # several seconds of chunks, uploaded just before the worker is killed
@@ -39,13 +38,8 @@ class Stack:
     """Embedded Redis (`appendfsync always`), the API and two workers, from the harness."""
 
     def __init__(self, data_dir: Path) -> None:
-        settings = Settings.from_env().replace(
-            redis_url="",
-            redis_sentinels="",
-            redis_sentinel_master="",
-            redis_port=free_port(),
-            api_port=free_port(),
-            data_dir=str(data_dir),
+        settings = own_stack_settings(
+            str(data_dir),
             redis_appendfsync="always",
             heartbeat_s=1.0,
             workers=2,
