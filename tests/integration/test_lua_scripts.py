@@ -286,7 +286,8 @@ def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, t
     claim(redis_db, most=1)  # `lost`: its worker dies
     tenant_jobs.cancel(queued, owner)
     assert redis_db.llen(rq_keys.queue(sub)) == 0 and int(redis_db.get(keys.extra_rows(sub))) == 0
-    assert claim(redis_db) == [] and redis_db.llen(keys.ring(QUEUE)) == 0  # the emptied sub-queue left the ring
+    assert redis_db.llen(keys.ring(QUEUE)) == 0  # the sub-queue the cancel emptied left the ring at once
+    assert claim(redis_db) == []
     lease = f"{lost}:t1"
     redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)
     assert recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60).requeued == 1
@@ -314,11 +315,58 @@ def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings
     assert order == ["big", "small", "big", "small", "big", "big"]
 
 
-def test_submit_after_redis_forgot_its_scripts_loads_it_and_writes_the_job_once(redis_db, tenant_jobs):
-    redis_db.script_flush()  # as after a Redis restart
-    job_id = submit(tenant_jobs, owner=fingerprint("a"))
-    assert redis_db.lrange(rq_keys.queue(sub_queue(QUEUE, "a")), 0, -1) == [job_id.encode()]
-    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "a").encode()]
+def test_only_the_submit_that_finds_its_sub_queue_empty_joins_the_ring_and_the_claim_that_empties_it_leaves(
+    redis_db, tenant_jobs
+):
+    sub = sub_queue(QUEUE, "a")
+    for _ in range(3):
+        submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]  # once: the invariant, no lookup
+    assert len(claim(redis_db, most=2)) == 2 and redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
+    assert len(claim(redis_db, most=2)) == 1 and not redis_db.exists(keys.ring(QUEUE), keys.deficits(QUEUE))
+    submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
+
+
+def test_a_lone_keys_job_costs_two_commands_to_submit_and_one_each_to_join_read_and_leave_the_ring(
+    redis_db, tenant_jobs
+):
+    redis_db.config_resetstat()
+    submit(tenant_jobs, owner=fingerprint("a"))
+    claim(redis_db, most=1)
+    stats = redis_db.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    for ours in ("info", "config", "config|resetstat"):  # the test's own
+        calls.pop(ours, None)
+    # submit: SADD (the first time only: rq:queues), HSET, RPUSH, RPUSH on the ring (the sub-queue was empty);
+    # claim: EVALSHA, LRANGE ring, LPOP, HMGET, HSET (started), ZADD (lease), DEL ring (it emptied): no deficit
+    # read or write for a key alone, no LLEN
+    assert calls == {
+        "sadd": 1,
+        "hset": 2,
+        "rpush": 2,
+        "evalsha": 1,
+        "lrange": 1,
+        "lpop": 1,
+        "hmget": 1,
+        "zadd": 1,
+        "del": 1,
+    }
+
+
+def test_a_ring_member_copied_outside_our_scripts_leaves_with_every_copy_when_its_sub_queue_empties(
+    redis_db, tenant_jobs
+):
+    a = sub_queue(QUEUE, "a")
+    mine = {key: [submit(tenant_jobs, owner=fingerprint(key)) for _ in range(2)] for key in ("a", "b")}
+    redis_db.rpush(keys.ring(QUEUE), a)  # a copy, as a hand edit or RQ's tools might leave
+    assert [j.id for j in claim(redis_db, most=4, quantum=1)] == [
+        mine["a"][0],
+        mine["b"][0],
+        mine["a"][1],
+        mine["b"][1],
+    ]
+    assert not redis_db.exists(keys.ring(QUEUE)) and not redis_db.exists(keys.deficits(QUEUE))
 
 
 def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue_and_lane(redis_db, tenant_jobs):
