@@ -119,6 +119,8 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
         for job_id in (ours, lost)
     ]
     assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [True, False]
+    assert redis_db.zcard(rq_keys.started(QUEUE)) == 0  # the fence (ZMSCORE, then one ZREM) removed ours
+    assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [False, False]  # once only
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
     assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
