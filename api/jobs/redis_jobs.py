@@ -205,8 +205,12 @@ class RedisJobs:
         If this second round trip fails, the job is queued all the same: the workers' recovery sweep puts a
         sub-queue with jobs but out of its ring back in within HEARTBEAT_S (tidy_queue.lua), so the job is
         accepted as any other, only later to run."""
+
+        def join(pipe: Pipeline) -> None:
+            pipe.rpush(keys.ring(lane), sub)
+
         try:
-            self.writes.execute(lambda pipe: pipe.rpush(keys.ring(lane), sub), 1)
+            self.writes.execute(join, 1)
         except redis.exceptions.RedisError as exc:
             log.warning("sub-queue %s not put in its ring (%s): the recovery sweep will", sub, exc)
 
