@@ -330,7 +330,7 @@ def test_only_the_submit_that_finds_its_sub_queue_empty_joins_the_ring_and_the_c
     assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
 
 
-def test_a_lone_keys_job_costs_two_commands_to_submit_and_one_each_to_join_read_and_leave_the_ring(
+def test_a_lone_keys_job_costs_one_command_more_to_submit_and_one_more_to_claim_than_without_fair_share(
     redis_db, tenant_jobs
 ):
     redis_db.config_resetstat()
@@ -341,19 +341,26 @@ def test_a_lone_keys_job_costs_two_commands_to_submit_and_one_each_to_join_read_
     for ours in ("info", "config", "config|resetstat"):  # the test's own
         calls.pop(ours, None)
     # submit: SADD (the first time only: rq:queues), HSET, RPUSH, RPUSH on the ring (the sub-queue was empty);
-    # claim: EVALSHA, LRANGE ring, LPOP, HMGET, HSET (started), ZADD (lease), DEL ring (it emptied): no deficit
-    # read or write for a key alone, no LLEN
-    assert calls == {
-        "sadd": 1,
-        "hset": 2,
-        "rpush": 2,
-        "evalsha": 1,
-        "lrange": 1,
-        "lpop": 1,
-        "hmget": 1,
-        "zadd": 1,
-        "del": 1,
-    }
+    # claim: EVALSHA, LPOP of the ring (not put back: the sub-queue emptied), LPOP, HMGET, HSET (started),
+    # ZADD (lease): no deficit read or write for a key alone, no LLEN
+    assert calls == {"sadd": 1, "hset": 2, "rpush": 2, "evalsha": 1, "lpop": 2, "hmget": 1, "zadd": 1}
+
+
+def test_a_ring_longer_than_a_claims_visits_keeps_its_order_the_turned_keys_going_behind_the_unvisited(redis_db, jobs):
+    subs = [sub_queue(QUEUE, f"k{n}") for n in range(70)]
+    first = {}
+    for sub in subs:  # two one-row jobs each, moved by hand to the key's sub-queue
+        ids = [submit(jobs) for _ in range(2)]
+        redis_db.delete(rq_keys.queue(QUEUE))
+        redis_db.rpush(rq_keys.queue(sub), *ids)
+        first[sub] = ids[0]
+    redis_db.delete(keys.ring(QUEUE))
+    redis_db.rpush(keys.ring(QUEUE), *subs)
+    claimed = claim(redis_db, most=100, quantum=1)
+    assert [j.id for j in claimed] == [first[sub] for sub in subs[:64]]  # 64 visits, one row each
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode() for sub in subs[64:] + subs[:64]]
+    assert len(claim(redis_db, most=100, quantum=1)) == 64  # k64-k69's first, then k0-k57's second (they leave)
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode() for sub in subs[58:]]
 
 
 def test_a_ring_member_copied_outside_our_scripts_leaves_with_every_copy_when_its_sub_queue_empties(

@@ -6,10 +6,12 @@
 -- not use (nil: all used), and true if the claim must stop here. Ids not used go back to the head of the
 -- sub-queue, in order. Returns the number of jobs taken, and true if `serve` stopped the claim.
 --
--- What it costs (commands): the ring is read once (LRANGE): Lua runs alone, so the script then knows the ring
--- from its own steps. A sub-queue alone in its ring keeps no deficit (it owes nothing and is owed nothing),
--- so a lone key costs no deficit read or write. A pop asks for one id more than the turn may take: fewer back
--- means the sub-queue is empty now (no LLEN); an id too many goes back with the unused ones.
+-- What it costs (commands): the claim takes the ring's head out in one LPOP (all of it unless it is longer than
+-- a claim's visits), turns it in Lua (Lua runs alone: nobody sees the ring meanwhile), and puts back what is
+-- left in one push; a ring emptied by the claim is not written again. A sub-queue alone in its ring keeps no
+-- deficit (it owes nothing and is owed nothing), so a lone key costs no deficit read or write: a lone key's
+-- claim that empties its sub-queue costs one command for the ring. A pop asks for one id more than the turn
+-- may take: fewer back means the sub-queue is empty now (no LLEN); an id too many goes back with the unused.
 local FAIR_MAX_VISITS = 64
 
 local function fair_quantum(lane, sub)
@@ -17,36 +19,53 @@ local function fair_quantum(lane, sub)
   return lane.quantum * (tenant and lane.weights[tenant] or 1)
 end
 
--- `sub` (emptied) leaves the ring, every copy of it (a copy made outside our scripts heals here), and its
--- deficit goes; a ring left with one member (alone: owes nothing) or none keeps no deficits at all.
--- `ring` is the script's view of the ring's head (all of it if `whole`); returns the view without `sub`.
-local function fair_leave(lane, ring, whole, sub, stored)
+local function fair_without(list, sub)
   local kept = {}
-  for _, s in ipairs(ring) do
+  for _, s in ipairs(list) do
     if s ~= sub then kept[#kept + 1] = s end
-  end
-  if whole and #kept == 0 then
-    redis.call('DEL', lane.ring, lane.deficits)
-    return kept
-  end
-  redis.call('LREM', lane.ring, 0, sub)
-  if whole and #kept == 1 then
-    redis.call('DEL', lane.deficits)
-  elseif stored then
-    redis.call('HDEL', lane.deficits, sub)
   end
   return kept
 end
 
+-- The ring's head, taken out of Redis by `fair_ring_take` and put back by `fair_ring_put`: `head` (in order),
+-- then in Redis whatever the claim did not take (`rest`: only if the ring is longer than 65), then `turned`
+-- (the sub-queues whose turn ended, in order). With no `rest`, turned ones simply go to the end of `head`.
+local function fair_ring_take(lane)
+  local head = redis.call('LPOP', lane.ring, FAIR_MAX_VISITS + 1) or {}
+  return {head = head, rest = #head > FAIR_MAX_VISITS, turned = {}}
+end
+
+local function fair_ring_put(lane, ring)
+  if #ring.head > 0 then
+    local reversed = {}
+    for i = #ring.head, 1, -1 do reversed[#reversed + 1] = ring.head[i] end
+    redis.call('LPUSH', lane.ring, unpack(reversed))
+  end
+  if #ring.turned > 0 then redis.call('RPUSH', lane.ring, unpack(ring.turned)) end
+end
+
+-- `sub` (emptied) leaves the ring, every copy of it (a copy made outside our scripts heals here), and its
+-- deficit goes; a ring left with one member (alone: owes nothing) or none keeps no deficits at all.
+local function fair_leave(lane, ring, sub, stored)
+  ring.head, ring.turned = fair_without(ring.head, sub), fair_without(ring.turned, sub)
+  if ring.rest then
+    redis.call('LREM', lane.ring, 0, sub)
+    if stored then redis.call('HDEL', lane.deficits, sub) end
+  elseif #ring.head + #ring.turned <= 1 then
+    if stored or #ring.head + #ring.turned == 1 then redis.call('DEL', lane.deficits) end
+  elseif stored then
+    redis.call('HDEL', lane.deficits, sub)
+  end
+end
+
 local function fair_claim(lane, cap, serve)
-  local ring = redis.call('LRANGE', lane.ring, 0, FAIR_MAX_VISITS)
-  local whole = #ring <= FAIR_MAX_VISITS  -- the view holds the whole ring (else its first 65: 64 visits at most)
+  local ring = fair_ring_take(lane)
   local known = {}  -- deficits this claim read or wrote: {value} (value false: none stored)
-  local taken, visits = 0, 0
-  while taken < cap and visits < FAIR_MAX_VISITS and #ring > 0 do
+  local taken, visits, halted = 0, 0, false
+  while taken < cap and visits < FAIR_MAX_VISITS and #ring.head > 0 do
     visits = visits + 1
-    local sub = ring[1]
-    local alone = whole and #ring == 1
+    local sub = ring.head[1]
+    local alone = not ring.rest and #ring.head + #ring.turned == 1
     local quantum = fair_quantum(lane, sub)
     local deficit, stored = math.huge, false
     if not alone then
@@ -54,7 +73,7 @@ local function fair_claim(lane, cap, serve)
       stored = known[sub][1]
       deficit = tonumber(stored or quantum)
     end
-    local rotate = true
+    local turn_over = true
     if deficit > 0 then
       local asked = math.min(cap - taken, deficit)
       local queue = lane.queue_prefix .. sub
@@ -67,32 +86,26 @@ local function fair_claim(lane, cap, serve)
         for i = #ids, back, -1 do rest[#rest + 1] = ids[i] end
         redis.call('LPUSH', queue, unpack(rest))
       end
-      taken, deficit = taken + got, deficit - rows
+      taken, deficit, halted = taken + got, deficit - rows, halt
       if not pushed and #ids <= asked then  -- emptied: leaves the ring now (an idle worker waits on it)
-        ring, rotate = fair_leave(lane, ring, whole, sub, stored), false
-        known[sub] = nil
-        if halt then return taken, true end
-      else
-        if halt then
-          if not alone then redis.call('HSET', lane.deficits, sub, deficit) end
-          return taken, true
+        fair_leave(lane, ring, sub, stored)
+        known[sub], turn_over = nil, false
+      elseif halt or deficit > 0 then  -- stopped, or cut short by `cap` or dropped ids: stays at the head
+        if not alone then
+          redis.call('HSET', lane.deficits, sub, deficit)
+          known[sub] = {deficit}
         end
-        if deficit > 0 then  -- cut short by `cap`, or by cancelled jobs dropped: stays at the head
-          if not alone then
-            redis.call('HSET', lane.deficits, sub, deficit)
-            known[sub] = {deficit}
-          end
-          rotate = false
-        end
+        turn_over = false
       end
+      if halted then break end
     end
-    if rotate then  -- the turn is over (never for a sub-queue alone): to the back, with one more quantum
-      redis.call('LMOVE', lane.ring, lane.ring, 'LEFT', 'RIGHT')
+    if turn_over then  -- the turn is over (never for a sub-queue alone): to the back, with one more quantum
       redis.call('HSET', lane.deficits, sub, deficit + quantum)
       known[sub] = {deficit + quantum}
-      table.remove(ring, 1)
-      if whole then ring[#ring + 1] = sub end
+      table.remove(ring.head, 1)
+      if ring.rest then ring.turned[#ring.turned + 1] = sub else ring.head[#ring.head + 1] = sub end
     end
   end
-  return taken, false
+  fair_ring_put(lane, ring)
+  return taken, halted
 end
