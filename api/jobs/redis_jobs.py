@@ -2,9 +2,10 @@
 
 Submitting is one round trip (the job hash and its key's sub-queue of its model's lane, pipelined: two
 commands, no script), shared by the submits of concurrent requests in one process
-(api/jobs/group_commit.py); the push that finds the sub-queue empty adds a second, the lane's ring join
-(shared/fair.py). It writes RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The
-result of an ended job is a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
+(api/jobs/group_commit.py); a push that finds the sub-queue empty is followed by a second round trip, the
+sub-queue's join of its lane's ring (shared/fair.py). It writes RQ's own format (shared/rq_keys.py) so that
+RQ's tools see the job. The result of an ended job is a field of its hash; waiting for it costs no command
+(api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc,
 from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
 
+log = logging.getLogger(__name__)
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
 # accepted. Anything with other characters (slashes, dots) cannot name a job.
-log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 QUEUE_FULL_RETRY_AFTER_S = 1.0
 # How long a process trusts the queue depth it last saw before reading it again (seconds).
