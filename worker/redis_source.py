@@ -19,8 +19,9 @@ A claim takes
 from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
 while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
 interactive jobs overtake the bulk rows in hand. A micro-batch is all interactive rows or all bulk rows, and
-chunks run in slices while interactive jobs come (`_limit`). With several models, each claim starts at the next
-model's lanes (round robin), so no model starves; an idle worker waits on their interactive queues in turn.
+a key's chunks run in slices while other keys' interactive jobs come (`_limit`). With several models, each
+claim starts at the next model's lanes (round robin), so no model starves; an idle worker waits on their
+interactive queues in turn.
 A claimed job is bound to the model version it runs on (`resolve`): the one it is pinned to, or the
 newest available; a pinned version this worker does not serve fails it as `version_unavailable`.
 """
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
-# While interactive jobs have come within this many seconds, bulk chunks run in slices (RedisSource._limit).
+# While another key's interactive jobs have come within this many seconds, chunks run in slices (RedisSource._limit).
 INTERACTIVE_QUIET_S = 1.0
 # resolve(model, version asked or None) → the version a claim runs on, or why there is none.
 Resolve = Callable[[str, "str | None"], "ServedVersion | str"]
@@ -155,7 +156,7 @@ class RedisSource:
         self.claiming = True
         self._empty = True  # the last claim found every queue empty: wait on the first before claiming again
         self._piling = False  # the last claim took several jobs, or all it asked for: prefetching pays
-        self._interactive_at = float("-inf")  # when a claim last took an interactive job (monotonic)
+        self._interactive_at: dict[str, float] = {}  # key name → when a claim last took its interactive job
         # Round trips spent on claims that got work, since the last `take_round_trips()`.
         self.round_trips = 0
 
@@ -216,13 +217,18 @@ class RedisSource:
         return segments
 
     def _limit(self, max_rows: int, bulk: bool | None) -> int:
-        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or for bulk rows a whole chunk (BATCH_CHUNK_ROWS)
-        while no interactive job has come for INTERACTIVE_QUIET_S. A chunk is batch work already: one model call
-        at its size costs less than several at the interactive size. But an interactive job that comes while the
-        model runs waits for that call to end, so while interactive jobs come, chunks run in slices of
-        MAX_MICROBATCH_ROWS rows (the interactive lanes are checked before each slice)."""
-        quiet = time.monotonic() - self._interactive_at >= INTERACTIVE_QUIET_S
-        return max(max_rows, self.chunk_rows) if bulk and quiet else max_rows
+        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or for bulk rows a whole chunk (BATCH_CHUNK_ROWS).
+        A chunk is batch work already: one model call at its size costs less than several at the interactive
+        size. But an interactive job that comes while the model runs waits for that call to end: while another
+        key's interactive jobs come (within INTERACTIVE_QUIET_S), the next chunk's key's rows run in slices of
+        MAX_MICROBATCH_ROWS (the interactive lanes are checked before each slice), so that one key's batch
+        costs another key's /predict one slice at most. A key's own interactive jobs wait for its chunk."""
+        if not bulk:
+            return max_rows
+        owner = next((c.tenant for c in self.pending if self.lanes[c.queue_index].bulk and c.next_row < c.rows), "")
+        now = time.monotonic()
+        others = any(now - at < INTERACTIVE_QUIET_S for key, at in self._interactive_at.items() if key != owner)
+        return max_rows if others else max(max_rows, self.chunk_rows)
 
     def _next_kind(self) -> bool | None:
         """Whether the next micro-batch is bulk: False while interactive rows wait in hand, None with no rows."""
@@ -276,8 +282,9 @@ class RedisSource:
         )
         trips += 1
         jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
-        if any(not self.lanes[job.lane].bulk for job in jobs):
-            self._interactive_at = time.monotonic()
+        for job in jobs:
+            if not self.lanes[job.lane].bulk:
+                self._interactive_at[fair.tenant_of(job.queue)] = time.monotonic()
         if not priority_only:
             # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
             # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.

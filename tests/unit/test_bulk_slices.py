@@ -1,5 +1,5 @@
-"""RedisSource.take: interactive rows and bulk rows never share a micro-batch; a chunk runs whole while no
-interactive job comes, and in slices of MAX_MICROBATCH_ROWS while they do."""
+"""RedisSource.take: interactive rows and bulk rows never share a micro-batch; a key's chunk runs whole while
+no other key's interactive job comes, and in slices of MAX_MICROBATCH_ROWS while they do."""
 
 from __future__ import annotations
 
@@ -20,13 +20,12 @@ def source(monkeypatch) -> RedisSource:
     return src
 
 
-def held(job_id: str, lane: int, rows: int) -> Claim:
-    return Claim(id=job_id, queue_index=lane, lease="l", rows=rows)
+def held(job_id: str, lane: int, rows: int, tenant: str = "team-a") -> Claim:
+    return Claim(id=job_id, queue_index=lane, lease="l", rows=rows, tenant=tenant)
 
 
 def test_an_interactive_job_runs_without_the_bulk_rows_in_hand(source):
     source.pending.extend([held("chunk", BULK, 1024), held("single", INTERACTIVE, 1)])
-    source._interactive_at = time.monotonic()
     batch = source.take(256, 0.0)
     assert [(s.claim.id, s.rows, s.bulk) for s in batch] == [("single", 1, False)]
 
@@ -37,9 +36,15 @@ def test_a_chunk_runs_whole_while_no_interactive_job_comes(source):
     assert [(s.claim.id, s.rows, s.bulk) for s in batch] == [("chunk", 1024, True)]
 
 
-def test_a_chunk_runs_in_slices_while_interactive_jobs_come(source):
+def test_a_chunk_runs_whole_while_only_its_own_key_sends_interactive_jobs(source):
     source.pending.append(held("chunk", BULK, 1024))
-    source._interactive_at = time.monotonic()
+    source._interactive_at["team-a"] = time.monotonic()
+    assert [s.rows for s in source.take(256, 0.0)] == [1024]
+
+
+def test_a_chunk_runs_in_slices_while_another_keys_interactive_jobs_come(source):
+    source.pending.append(held("chunk", BULK, 1024))
+    source._interactive_at["team-b"] = time.monotonic()
     assert [s.rows for s in source.take(256, 0.0)] == [256]
     assert [s.rows for s in source.take(256, 0.0)] == [256]
 
