@@ -11,6 +11,7 @@ import time
 import numpy as np
 import orjson
 import pytest
+import redis
 
 from api.idempotency import IdempotencyKeys, Record
 from api.jobs.redis_jobs import RedisJobs, _cancel
@@ -344,6 +345,25 @@ def test_a_lone_keys_job_costs_one_command_more_to_submit_and_one_more_to_claim_
     # claim: EVALSHA, LPOP of the ring (not put back: the sub-queue emptied), LPOP, HMGET, HSET (started),
     # ZADD (lease): no deficit read or write for a key alone, no LLEN
     assert calls == {"sadd": 1, "hset": 2, "rpush": 2, "evalsha": 1, "lpop": 2, "hmget": 1, "zadd": 1}
+
+
+def test_a_submit_whose_ring_join_fails_is_accepted_and_the_recovery_sweep_rings_its_sub_queue(
+    redis_db, tenant_jobs, monkeypatch
+):
+    sent = tenant_jobs.writes.execute
+    trips: list[int] = []
+
+    def second_trip_fails(commands, count):
+        trips.append(count)
+        if len(trips) == 2:  # the ring join: Redis went away between the two round trips
+            raise redis.exceptions.ConnectionError("gone")
+        return sent(commands, count)
+
+    monkeypatch.setattr(tenant_jobs.writes, "execute", second_trip_fails)
+    job_id, sub = submit(tenant_jobs, owner=fingerprint("a")), sub_queue(QUEUE, "a")
+    assert redis_db.lrange(rq_keys.queue(sub), 0, -1) == [job_id.encode()] and not redis_db.exists(keys.ring(QUEUE))
+    assert tidy_queue(redis_db, QUEUE, sub) == 2  # what the workers' sweep does every HEARTBEAT_S
+    assert [j.id for j in claim(redis_db)] == [job_id]
 
 
 def test_a_ring_longer_than_a_claims_visits_keeps_its_order_the_turned_keys_going_behind_the_unvisited(redis_db, jobs):
