@@ -259,8 +259,8 @@ def main() -> int:
     )
     print(
         f"  of which running (first chunk claimed to finished): {batch_seconds(b_doc, 'started_at'):.2f} s behind A "
-        f"vs {batch_seconds(idle_doc, 'started_at'):.2f} s idle (an idle worker looks at the bulk queue only after "
-        "its wait on the interactive one ends)"
+        f"vs {batch_seconds(idle_doc, 'started_at'):.2f} s idle (an idle worker looks at the bulk lanes within "
+        "BULK_LOOK_S of their work coming)"
     )
     print(
         f"B's /predict p99: {busy.p99_s * 1000:.1f} ms behind A vs {idle.p99_s * 1000:.1f} ms idle = {p99_ratio:.2f}x "

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
+# An idle worker waits on an interactive ring (BLMOVE, non-destructive) at most this long before it looks at the
+# bulk lanes too: what a batch uploaded to an idle service may wait to start. Four looks a second cost an idle
+# worker about 16 Redis commands a second.
+BULK_LOOK_S = 0.25
 # While another key's interactive jobs have come within this many seconds, chunks run in slices (RedisSource._limit).
 INTERACTIVE_QUIET_S = 1.0
 # resolve(model, version asked or None) → the version a claim runs on, or why there is none.
@@ -254,10 +258,12 @@ class RedisSource:
         trips = 0
         interactive, bulk = self._claim_order()
         if self._empty and timeout > 0 and not priority_only:
-            # Only one lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends with
-            # nothing there, the claim below still looks at every lane, so an idle worker notices other work
-            # within the wait (split over models).
+            # Only one lane's ring (its keys' sub-queues with work) can be waited on, without taking anything
+            # out of it: when the wait ends with nothing there, the claim below still looks at every lane, so an
+            # idle worker notices other work within the wait (split over models), and bulk work within
+            # BULK_LOOK_S (a batch uploaded to an idle service starts without waiting out IDLE_TIMEOUT_S).
             wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
+            wait = min(wait, BULK_LOOK_S) if bulk else wait
             if wait >= MIN_BLOCK_S:
                 trips += 1
                 first = keys.ring(self.queue_names[interactive[0]])
