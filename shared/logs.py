@@ -84,8 +84,19 @@ def make_handler(log_format: str) -> logging.Handler:
 
 def configure_logging(level: str, log_format: str) -> None:
     """Route the root logger through one handler in `log_format` ("text" or "json")."""
+    skip_unused_record_fields()
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(make_handler(log_format))
     root.setLevel(level)
+
+
+def skip_unused_record_fields() -> None:
+    """Stop filling in record fields no format of ours or of the servers' prints: the caller (a walk up the
+    stack per record), the thread and the multiprocessing process name (`%(process)d`, the process id, which
+    gunicorn's own lines print, stays). The logging HOWTO's "Optimization" switches: they cut a log call by
+    about a third, and the API writes a line per request."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
