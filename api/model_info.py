@@ -63,6 +63,9 @@ class ModelInfo:
         self._models: dict[str, ModelStatus] = {}
         self._live: set[str] = set()
         self._batching: dict[str, Any] = {}
+        # The models, and what a request naming no version or label resolves to by model name (None: the
+        # default model) in that view: replaced together, so a memo never outlives the view it was made from.
+        self._view: tuple[dict[str, ModelStatus], dict[str | None, Served]] = ({}, {})
 
     def models(self) -> dict[str, ModelStatus]:
         """Every model a worker advertised, by name: as the live workers serve it, or as last advertised."""
@@ -85,7 +88,20 @@ class ModelInfo:
         return self._resolve(name, version, label)
 
     def _resolve(self, name: str | None, version: str | None, label: str | None) -> Served:
-        models = self.models()
+        """`resolve` on the current view; what a request naming no version or label (nearly all) resolves to
+        is remembered until the view is read again."""
+        self._refresh()
+        models, memo = self._view
+        if version is not None or label is not None:
+            return self._resolve_in(models, name, version, label)
+        served = memo.get(name)
+        if served is None:
+            served = memo[name] = self._resolve_in(models, name, None, None)
+        return served
+
+    def _resolve_in(
+        self, models: dict[str, ModelStatus], name: str | None, version: str | None, label: str | None
+    ) -> Served:
         if not models:
             raise NotReady("no worker has loaded a model yet; start a worker or retry shortly", retry_after=2)
         status = models.get(name) if name is not None else self._default(models)
@@ -165,6 +181,7 @@ class ModelInfo:
             # A model no live worker serves (scaled to zero, or restarting) keeps what was advertised last.
             stopped = merge(models for worker, (models, _) in decoded.items() if worker not in live_names)
             self._models = {**{n: m for n, m in stopped.items() if n not in serving}, **serving}
+            self._view = (self._models, {})
             self._live = set(serving)
             self._batching = next(iter(decoded.values()))[1] if decoded else {}
             self._expires = now + (CACHE_S if self._models else 0.0)

@@ -37,19 +37,23 @@ def _end(response: Response) -> Response:
     started = g.get("request_started")
     if started is not None:
         seconds = time.perf_counter() - started
-        route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-        metrics.observe_request(request.method, route, response.status_code, seconds)
+        # The request itself, not the context-local proxy, whose every attribute read is a lookup.
+        served = request._get_current_object()  # type: ignore[attr-defined]
+        method, path, status = served.method, served.path, response.status_code
+        route = served.url_rule.rule if served.url_rule is not None else "(unmatched)"
+        metrics.observe_request(method, route, status, seconds)
+        duration_ms = seconds * 1000
         log.info(
             "%s %s %d %.1f ms",
-            request.method,
-            request.path,
-            response.status_code,
-            seconds * 1000,
+            method,
+            path,
+            status,
+            duration_ms,
             extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 2),
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(duration_ms, 2),
                 "pid": os.getpid(),  # which API process answered (API_PROCESSES > 1)
             },
         )

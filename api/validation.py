@@ -165,10 +165,10 @@ def to_array(rows: Any, spec: TensorSpec, field: str, maybe_booleans: bool = Tru
     target = np.dtype(spec.dtype)
     check_booleans(rows, raw, spec.dtype, field, maybe_booleans)
     if target.kind == "f":
-        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-            raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
         array = raw.astype(target)
-        if not np.isfinite(array).all():
+        if not np.isfinite(array).all():  # one pass in the common case; which error it is only when there is one
+            if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+                raise InvalidInput("rows contain NaN or infinite values", field=field, expected="finite numbers")
             raise InvalidInput(
                 f"rows contain values too large for {spec.dtype}", field=field, expected="finite numbers"
             )

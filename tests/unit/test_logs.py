@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 
 import orjson
 
-from shared.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_id_or_new, request_id_var
+from shared.logs import (
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    make_handler,
+    request_id_or_new,
+    request_id_var,
+    skip_unused_record_fields,
+)
 
 
 def _record(message: str, **extra) -> logging.LogRecord:
@@ -42,3 +53,32 @@ def test_acceptable_client_request_ids_are_kept_and_others_replaced():
     for bad in (None, "", "has space", "x" * 129, "new\nline", 'quote"'):
         replaced = request_id_or_new(bad)
         assert replaced != bad and len(replaced) == 32
+
+
+def test_lines_from_many_threads_are_written_whole_and_a_bad_record_does_not_stop_the_next(capsys):
+    handler = make_handler("text")
+    logger = logging.Logger("api.access")
+    logger.addHandler(handler)
+
+    def write(n: int) -> None:
+        for i in range(200):
+            logger.info("thread %d line %d", n, i)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logger.info("bad %d", "not a number")  # reported by logging's own error path, as StreamHandler does
+    logger.info("after")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " api.access INFO " in line]
+    assert len(lines) == 8 * 200 + 1 and lines[-1].endswith(" after")
+    assert all(re.search(r" thread \d line \d+$", line) for line in lines[:-1])
+    assert "--- Logging error ---" in err
+
+
+def test_records_keep_the_process_id_that_gunicorns_own_lines_print():
+    skip_unused_record_fields()  # what configure_logging does in every process
+    record = logging.getLogger("gunicorn.error").makeRecord("gunicorn.error", logging.INFO, "", 0, "up", None, None)
+    assert logging.Formatter("[%(process)d] %(message)s").format(record) == f"[{os.getpid()}] up"
