@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
+from api.validation import may_hold_booleans
 from shared.errors import InvalidInput
 from shared.npy import NpyHeaderError, parse_header
 from shared.signature import ModelSignature, TensorSpec
@@ -47,25 +49,50 @@ def line_blocks(pieces: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
                 field="file",
                 expected="one row per line",
             )
-        for part in parts:
-            number += 1
-            _add_line(block, number, part)
+        _add_lines(block, number + 1, parts)
+        number += len(parts)
         if len(block) >= BLOCK_ROWS:
             yield block
             block = []
-    _add_line(block, number + 1, pending)
+    _add_lines(block, number + 1, [pending])
     if block:
         yield block
 
 
-def _add_line(block: list[tuple[int, bytes]], number: int, line: bytes) -> None:
-    if number == 1:
-        line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
-    if line.strip():
-        block.append((number, line.rstrip(b"\r")))
+def _add_lines(block: list[tuple[int, bytes]], first: int, lines: list[bytes]) -> None:
+    """Append the non-blank `lines`, numbered from `first` (a generator, not a call per line: 200,000 lines)."""
+    if first == 1 and lines:
+        lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    block.extend((first + i, line.rstrip(b"\r")) for i, line in enumerate(lines) if line.strip())
 
 
-def parse_json_lines(lines: list[tuple[int, bytes]]) -> tuple[list, list[int], Bad]:
+@dataclass
+class ParsedLines:
+    """A block of lines, parsed: the rows that parsed, their positions in the block, the lines that did not,
+    and whether the block's bytes hold a true or false at all (api/validation.py's `may_hold_booleans`)."""
+
+    rows: list | np.ndarray
+    positions: list[int]
+    bad: Bad
+    maybe_booleans: bool = True
+
+
+def parse_json_lines(lines: list[tuple[int, bytes]]) -> ParsedLines:
+    """The block's JSON rows, parsed in one call when every line is one JSON value (the common case), else line
+    by line to name the bad ones.
+
+    Each line is wrapped in brackets of its own (`[[line 1],[line 2],...]`), so a line that is not one whole
+    value (`1,2`; `[1` followed by `2]`) cannot pass as one: it gives an element that is not a one-item list,
+    or a different number of elements, and the block goes line by line.
+    """
+    joined = b"[[" + b"],[".join(line for _, line in lines) + b"]]"
+    maybe_booleans = may_hold_booleans(joined)
+    try:
+        wrapped = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        wrapped = None
+    if wrapped is not None and len(wrapped) == len(lines) and all(len(row) == 1 for row in wrapped):
+        return ParsedLines([row[0] for row in wrapped], list(range(len(lines))), [], maybe_booleans)
     rows, positions, bad = [], [], []
     for position, (_, line) in enumerate(lines):
         try:
@@ -73,10 +100,10 @@ def parse_json_lines(lines: list[tuple[int, bytes]]) -> tuple[list, list[int], B
             positions.append(position)
         except orjson.JSONDecodeError as exc:
             bad.append((position, f"not valid JSON: {exc}"))
-    return rows, positions, bad
+    return ParsedLines(rows, positions, bad, maybe_booleans)
 
 
-def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]], tuple[np.ndarray, list[int], Bad]]:
+def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]], ParsedLines]:
     spec = single_input(signature, "a CSV upload")
     if None in spec.shape:
         raise InvalidInput(
@@ -87,7 +114,7 @@ def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]],
     shape = spec.static_shape or ()  # every dimension is fixed: checked above
     width = math.prod(shape)
 
-    def parse(lines: list[tuple[int, bytes]]) -> tuple[np.ndarray, list[int], Bad]:
+    def parse(lines: list[tuple[int, bytes]]) -> ParsedLines:
         try:
             values = np.loadtxt(
                 io.BytesIO(b"\n".join(line for _, line in lines)),
@@ -97,7 +124,7 @@ def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]],
                 comments=None,
             )
             if values.shape[1] == width:
-                return values.reshape(-1, *spec.shape), list(range(len(lines))), []
+                return ParsedLines(values.reshape(-1, *spec.shape), list(range(len(lines))), [])
         except ValueError:
             pass
         rows, positions, bad = [], [], []
@@ -112,7 +139,7 @@ def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]],
                 continue
             rows.append(row.reshape(shape))
             positions.append(position)
-        return np.array(rows, dtype=np.float64).reshape(-1, *spec.shape), positions, bad
+        return ParsedLines(np.array(rows, dtype=np.float64).reshape(-1, *spec.shape), positions, bad)
 
     return parse
 
