@@ -60,7 +60,7 @@ def line_blocks(pieces: Iterator[bytes]) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def _add_lines(block: list[tuple[int, bytes]], first: int, lines: list[bytes]) -> None:
-    """Append the non-blank `lines`, numbered from `first` (a generator, not a call per line: 200,000 lines)."""
+    """Append the non-blank `lines`, numbered from `first`, without a carriage return."""
     if first == 1 and lines:
         lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
     block.extend((first + i, line.rstrip(b"\r")) for i, line in enumerate(lines) if line.strip())
@@ -78,21 +78,8 @@ class ParsedLines:
 
 
 def parse_json_lines(lines: list[tuple[int, bytes]]) -> ParsedLines:
-    """The block's JSON rows, parsed in one call when every line is one JSON value (the common case), else line
-    by line to name the bad ones.
-
-    Each line is wrapped in brackets of its own (`[[line 1],[line 2],...]`), so a line that is not one whole
-    value (`1,2`; `[1` followed by `2]`) cannot pass as one: it gives an element that is not a one-item list,
-    or a different number of elements, and the block goes line by line.
-    """
-    joined = b"[[" + b"],[".join(line for _, line in lines) + b"]]"
-    maybe_booleans = may_hold_booleans(joined)
-    try:
-        wrapped = orjson.loads(joined)
-    except orjson.JSONDecodeError:
-        wrapped = None
-    if wrapped is not None and len(wrapped) == len(lines) and all(len(row) == 1 for row in wrapped):
-        return ParsedLines([row[0] for row in wrapped], list(range(len(lines))), [], maybe_booleans)
+    """The block's JSON rows, one `orjson.loads` per line (as fast as one call on the whole block, measured,
+    and it names the bad lines)."""
     rows, positions, bad = [], [], []
     for position, (_, line) in enumerate(lines):
         try:
@@ -100,7 +87,7 @@ def parse_json_lines(lines: list[tuple[int, bytes]]) -> ParsedLines:
             positions.append(position)
         except orjson.JSONDecodeError as exc:
             bad.append((position, f"not valid JSON: {exc}"))
-    return ParsedLines(rows, positions, bad, maybe_booleans)
+    return ParsedLines(rows, positions, bad, may_hold_booleans(b"\n".join(line for _, line in lines)))
 
 
 def csv_parser(signature: ModelSignature) -> Callable[[list[tuple[int, bytes]]], ParsedLines]:

@@ -1,9 +1,10 @@
 """Validate an upload row by row against the model's signature while writing it to storage.
 
 Each format is cut into blocks of rows. A block is checked with the same code as /predict bodies
-(`api/validation.py`), vectorised; only a block that fails is re-checked row by row to name its bad
-rows. Accepted rows go to one `.npy` per model input; rejected rows go to the error file (with
-on_error=skip) or make the whole upload fail with the first few row numbers.
+(`api/validation.py`), vectorised (an NDJSON block without true/false bytes is not walked for booleans);
+only a block that fails is re-checked row by row to name its bad rows. Accepted rows go to one `.npy` per
+model input; rejected rows go to the error file (with on_error=skip) or make the whole upload fail with the
+first few row numbers.
 """
 
 from __future__ import annotations

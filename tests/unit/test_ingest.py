@@ -82,12 +82,10 @@ def test_skipped_rows_go_to_the_error_file_and_keep_their_row_numbers(tmp_path):
     [
         b"[1,2,3,4],[5,6,7,8]\n[9,9,9,9]\n",  # two rows on one line
         b"[1,2,\n3,4]\n[9,9,9,9]\n",  # one row over two lines
-        b"[1,2\n3,4],[5,6\n7,8],9\n",  # pieces that would make as many rows as lines if joined bare
         b'"x\ny"\n[9,9,9,9]\n',  # a string over two lines
     ],
 )
-def test_a_block_is_parsed_in_one_call_only_when_every_line_is_one_json_value(tmp_path, body):
-    """The block is parsed as one JSON document; a line that is not a value of its own is still named."""
+def test_a_line_that_is_not_one_json_value_is_named(tmp_path, body):
     with pytest.raises(InvalidInput) as rejected:
         run(tmp_path, body, "ndjson")
     assert rejected.value.details[0]["line"] == 1
