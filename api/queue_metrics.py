@@ -2,7 +2,8 @@
 
 Per RQ queue: rows waiting (the queued-rows counter the API and workers keep beside each queue list) and
 the age of the oldest waiting job (the head of the list; RQ appends at the tail); the same again by lane
-and API key name (each key has its own RQ queue in each lane, shared/fair.py). Bulk batches: rows not yet
+and API key name (each key has its own RQ queue in each lane, shared/fair.py), with the rows running (the
+jobs holding a lease in each lane's started registry, by their sub-queue). Bulk batches: rows not yet
 run in batches that are queued or in progress, and batches by status. Webhooks: deliveries waiting (due
 now or retrying later) and those already due. Worker totals the publish pipeline adds up in `keys.stats()`:
 micro-batches and the Redis round trips they cost, so a dashboard can divide one rate by the other.
@@ -24,6 +25,7 @@ from shared.batches import BatchStatus
 from shared.keys import BatchField
 
 MAX_BATCHES_READ = 10_000  # a scrape reads at most this many batch records (live batches, oldest first)
+MAX_RUNNING_READ = 10_000  # and at most this many running jobs per lane (workers × micro-batch jobs: far fewer)
 ANONYMOUS_LABEL = worker_metrics.ANONYMOUS_TENANT  # the tenant label of anonymous traffic (API keys off)
 ACTIVE_BATCH = (BatchStatus.QUEUED.value, BatchStatus.IN_PROGRESS.value)
 
@@ -34,6 +36,7 @@ class QueueView:
 
     rows: dict[str, int] = field(default_factory=dict)
     oldest_age_s: dict[str, float] = field(default_factory=dict)
+    running_rows: dict[str, int] = field(default_factory=dict)  # by sub-queue (RQ origin) of the running jobs
     bulk_rows_pending: int = 0
     batches: dict[str, int] = field(default_factory=dict)
     webhooks_waiting: int = 0
@@ -68,6 +71,9 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
             pipe.llen(prefix + name)
             pipe.get(keys.extra_rows(name))  # queue depth in rows = jobs + the rows beyond each job's first
             pipe.lindex(prefix + name, 0)
+        lanes = sorted({fair.lane_of(name) for name in names})
+        for lane in lanes:
+            pipe.zrange(rq_keys.started(lane), 0, MAX_RUNNING_READ - 1)
         for batch_id in batch_ids:
             fields = (BatchField.STATUS, BatchField.TOTAL_ROWS, BatchField.DONE_ROWS, BatchField.FAILED_ROWS)
             pipe.hmget(keys.batch(batch_id.decode()), *fields)
@@ -79,8 +85,10 @@ def read_view(connection: redis.Redis, now: float | None = None) -> QueueView:
         view.oldest_age_s[name] = 0.0
         if head is not None:
             heads[name] = head.decode()
-    _count_batches(view, replies[3 * len(names) :])
-    _read_ages(connection, view, heads, now)
+    leases = replies[3 * len(names) : 3 * len(names) + len(lanes)]
+    running = [rq_keys.job_id_of(m.decode()) for members in leases for m in members]
+    _count_batches(view, replies[3 * len(names) + len(lanes) :])
+    _read_jobs(connection, view, heads, running, now)
     return view
 
 
@@ -94,17 +102,24 @@ def _count_batches(view: QueueView, records: list[list[bytes | None]]) -> None:
             view.bulk_rows_pending += max(0, int(total or 0) - int(done or 0) - int(failed or 0))
 
 
-def _read_ages(connection: redis.Redis, view: QueueView, heads: dict[str, str], now: float) -> None:
-    if not heads:
+def _read_jobs(connection: redis.Redis, view: QueueView, heads: dict[str, str], running: list[str], now: float) -> None:
+    """The oldest waiting job's age per queue (`heads`), and the rows of the `running` jobs by sub-queue."""
+    if not heads and not running:
         return
     with connection.pipeline(transaction=False) as pipe:
         for job_id in heads.values():
-            pipe.hmget(rq_keys.job(job_id), "enqueued_at", "created_at")
-        stamps = pipe.execute()
-    for name, (enqueued, created) in zip(heads, stamps):
+            pipe.hmget(rq_keys.job(job_id), rq_keys.JobField.ENQUEUED_AT, rq_keys.JobField.CREATED_AT)
+        for job_id in running:
+            pipe.hmget(rq_keys.job(job_id), rq_keys.JobField.ORIGIN, keys.JOB_ROWS)
+        replies = pipe.execute()
+    for name, (enqueued, created) in zip(heads, replies):
         when = rq_keys.parse_timestamp(enqueued or created)
         if when is not None:  # else the head was claimed between the two reads: report 0 rather than guess
             view.oldest_age_s[name] = max(0.0, now - when.timestamp())
+    for origin, rows in replies[len(heads) :]:
+        if origin is not None:  # else it ended and expired between the two reads
+            queue = origin.decode()
+            view.running_rows[queue] = view.running_rows.get(queue, 0) + int(rows or 1)
 
 
 class QueueCollector:
@@ -130,6 +145,11 @@ class QueueCollector:
             view.oldest_age_s,
         )
         yield _per_tenant(worker_metrics.TENANT_QUEUED_ROWS, "Rows waiting, by lane and API key name.", view.rows)
+        yield _per_tenant(
+            worker_metrics.TENANT_RUNNING_ROWS,
+            "Rows of jobs running (claimed by a worker, not yet ended), by lane and API key name.",
+            {name: view.running_rows.get(name, 0) for name in view.rows} | view.running_rows,
+        )
         yield _per_tenant(
             worker_metrics.TENANT_OLDEST_AGE,
             "Seconds the oldest job of each API key has waited in each lane (0 when it has none waiting).",

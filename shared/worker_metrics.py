@@ -111,6 +111,7 @@ QUEUED_JOBS = "inference_queued_jobs"  # jobs waiting (LLEN), whatever their row
 RENAMED_METRICS = {"inference_queue_depth": QUEUED_JOBS}
 QUEUE_OLDEST_AGE = "inference_queue_oldest_job_age_seconds"
 TENANT_QUEUED_ROWS = "inference_tenant_queued_rows"
+TENANT_RUNNING_ROWS = "inference_tenant_running_rows"
 TENANT_OLDEST_AGE = "inference_tenant_oldest_job_age_seconds"
 BULK_ROWS_PENDING = "inference_bulk_rows_pending"
 BATCHES = "inference_batches"

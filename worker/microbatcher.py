@@ -27,13 +27,15 @@ class Segment:
     """Rows `start:stop` of one claim; a job with many rows may span several micro-batches.
 
     `rerun`: the claim's job was started before by a worker that died (it may be what crashed it), so the
-    segment must be the only work in its micro-batch.
+    segment must be the only work in its micro-batch. `bulk`: rows of a bulk chunk (a micro-batch holds
+    interactive rows or bulk rows, never both).
     """
 
     claim: Claim
     start: int
     stop: int
     rerun: bool = False
+    bulk: bool = False
 
     @property
     def rows(self) -> int:
@@ -43,8 +45,9 @@ class Segment:
 class Source(Protocol):
     """Where queued work comes from."""
 
-    def take(self, max_rows: int, timeout: float) -> list[Segment]:
-        """Wait up to `timeout` s for the first row, then return everything available, up to `max_rows` rows."""
+    def take(self, max_rows: int, timeout: float, bulk: bool | None = None) -> list[Segment]:
+        """Wait up to `timeout` s for the first row, then return everything available, up to `max_rows` rows;
+        only bulk rows or only interactive rows (`bulk`; None: the source's choice)."""
 
 
 class Window(Protocol):
@@ -94,7 +97,7 @@ def collect(
             left, adaptive = window.wait_s(rows, now - opened, now), True
         if left <= 0:
             break
-        more = source.take(max_rows - rows, left)
+        more = source.take(max_rows - rows, left, bulk=batch[0].bulk)
         batch.extend(more)
         arrived += more
         rows += sum(s.rows for s in more)

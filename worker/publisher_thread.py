@@ -1,7 +1,8 @@
 """The publisher thread: publishes micro-batch N−1 while the model runs micro-batch N.
 
 The worker's model thread hands each micro-batch's completed claims (with its RunStats and the round trips
-claiming them cost) to `hand()` and goes on; this thread publishes them oldest first, one `publish` call
+claiming them cost) to `hand()` and goes on; this thread publishes them oldest first (interactive results
+ahead of bulk chunks' waiting), one `publish` call
 (one Lua call) per handoff, and writes the counters when they are due. A handoff leaves the queue only
 once it is published, so `holding()` lists every claim not yet published, and the worker's heartbeat
 renews their leases.
@@ -80,9 +81,18 @@ class PublisherThread:
         self._thread.start()
 
     def hand(self, claims: list[Claim], stats: RunStats | None, round_trips: int) -> None:
-        """Queue one micro-batch's completed claims for publishing; returns at once."""
+        """Queue one micro-batch's completed claims for publishing; returns at once.
+
+        Interactive results go ahead of waiting chunks' (whose outputs are written to storage first, which
+        takes longer): a client waiting on /predict is not held behind a batch. The head, being published,
+        stays; otherwise each kind keeps its order.
+        """
+        handoff = Handoff(claims, stats, round_trips)
         with self._cond:
-            self._waiting.append(Handoff(claims, stats, round_trips))
+            at = len(self._waiting)
+            if not _has_chunks(handoff):
+                at = next((i for i in range(1, at) if _has_chunks(self._waiting[i])), at)
+            self._waiting.insert(at, handoff)
             self._cond.notify_all()
 
     def holding(self) -> list[Claim]:
@@ -178,6 +188,10 @@ class PublisherThread:
             self._flush_if_due()
         except redis.RedisError as exc:  # the counters stay in the tally for the next flush
             log.debug("counters not written yet: %s", exc)
+
+
+def _has_chunks(handoff: Handoff) -> bool:
+    return any(claim.chunk is not None for claim in handoff.claims)
 
 
 _IDLE = Handoff([], None, 0)  # `_next`'s answer when nothing came within FLUSH_S

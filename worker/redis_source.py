@@ -18,8 +18,10 @@ list is left as it was), which returns as soon as a key's sub-queue gets work, t
 A claim takes
 from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
 while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
-interactive jobs overtake the bulk rows in hand. With several models, each claim starts at the next
-model's lanes (round robin), so no model starves; an idle worker waits on their interactive queues in turn.
+interactive jobs overtake the bulk rows in hand. A micro-batch is all interactive rows or all bulk rows, and
+a key's chunks run in slices while other keys' interactive jobs come (`_limit`). With several models, each
+claim starts at the next model's lanes (round robin), so no model starves; an idle worker waits on their
+interactive queues in turn.
 A claimed job is bound to the model version it runs on (`resolve`): the one it is pinned to, or the
 newest available; a pinned version this worker does not serve fails it as `version_unavailable`.
 """
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_S = 0.1
 # Lua's unpack() takes at most ~8,000 values; more jobs than this per claim gains nothing anyway.
 MAX_JOBS_PER_CLAIM = 4096
+# While another key's interactive jobs have come within this many seconds, chunks run in slices (RedisSource._limit).
+INTERACTIVE_QUIET_S = 1.0
 # resolve(model, version asked or None) → the version a claim runs on, or why there is none.
 Resolve = Callable[[str, "str | None"], "ServedVersion | str"]
 
@@ -152,22 +156,27 @@ class RedisSource:
         self.claiming = True
         self._empty = True  # the last claim found every queue empty: wait on the first before claiming again
         self._piling = False  # the last claim took several jobs, or all it asked for: prefetching pays
+        self._interactive_at: dict[str, float] = {}  # key name → when a claim last took its interactive job
         # Round trips spent on claims that got work, since the last `take_round_trips()`.
         self.round_trips = 0
 
-    def take(self, max_rows: int, timeout: float) -> list[Segment]:
+    def take(self, max_rows: int, timeout: float, bulk: bool | None = None) -> list[Segment]:
         """See `microbatcher.Source.take`: pending rows first, then new claims (none once claiming stopped).
 
-        While the worker holds a job that runs alone, it claims nothing else.
+        A micro-batch holds interactive rows or bulk rows, never both (`bulk`: which; None: interactive if any
+        is in hand): an interactive job never waits for bulk rows in its own model call. While the worker
+        holds a job that runs alone, it claims nothing else.
         """
         if self.claiming and self._holding_only_bulk() and not any(c.rerun for c in self.pending):
             self.claim(max_rows, 0.0, priority_only=True)  # interactive jobs go ahead of bulk rows in hand
-        segments = self._from_pending(self._limit(max_rows))
-        room = self._limit(max_rows) - sum(s.rows for s in segments)
+        kind = self._next_kind() if bulk is None else bulk
+        segments = self._from_pending(self._limit(max_rows, kind), kind)
+        room = self._limit(max_rows, kind) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             self.claim(room, timeout if not segments else 0.0)
-            # A chunk just claimed widens the limit: it runs whole.
-            segments += self._from_pending(self._limit(max_rows) - sum(s.rows for s in segments))
+            kind = self._next_kind() if kind is None else kind
+            # A chunk just claimed widens the limit: it runs whole (or in slices, see `_limit`).
+            segments += self._from_pending(self._limit(max_rows, kind) - sum(s.rows for s in segments), kind)
         return segments
 
     def prefetch(self, max_rows: int) -> None:
@@ -179,7 +188,7 @@ class RedisSource:
         """
         if not self._piling and not self._holding_only_bulk():
             return  # one job per claim with room to spare: nothing is piling up, an empty claim only costs Redis
-        room = self._limit(max_rows) - sum(c.rows - c.next_row for c in self.pending)
+        room = self._limit(max_rows, self._holding_only_bulk()) - sum(c.rows - c.next_row for c in self.pending)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             self.claim(room, 0.0)
 
@@ -192,24 +201,39 @@ class RedisSource:
         for claim in self.pending:
             claim.next_row = claim.done_rows
 
-    def _from_pending(self, max_rows: int) -> list[Segment]:
+    def _from_pending(self, max_rows: int, bulk: bool | None) -> list[Segment]:
         segments: list[Segment] = []
         for claim in self.pending:
-            if max_rows <= 0:
+            if max_rows <= 0 or bulk is None:
                 break
+            if self.lanes[claim.queue_index].bulk != bulk:
+                continue
             start = claim.next_row
             stop = min(claim.rows, start + max_rows)
             if stop > start:
-                segments.append(Segment(claim, start, stop, rerun=claim.rerun))
+                segments.append(Segment(claim, start, stop, rerun=claim.rerun, bulk=bulk))
                 claim.next_row = stop
                 max_rows -= stop - start
         return segments
 
-    def _limit(self, max_rows: int) -> int:
-        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or a whole chunk (BATCH_CHUNK_ROWS) while the
-        worker holds only bulk rows. A chunk is batch work already: one model call at its size costs less
-        than several at the interactive size, and no interactive job is waiting (it would be held too)."""
-        return max(max_rows, self.chunk_rows) if self._holding_only_bulk() else max_rows
+    def _limit(self, max_rows: int, bulk: bool | None) -> int:
+        """Rows for the next micro-batch: MAX_MICROBATCH_ROWS, or for bulk rows a whole chunk (BATCH_CHUNK_ROWS).
+        A chunk is batch work already: one model call at its size costs less than several at the interactive
+        size. But an interactive job that comes while the model runs waits for that call to end: while another
+        key's interactive jobs come (within INTERACTIVE_QUIET_S), the next chunk's key's rows run in slices of
+        MAX_MICROBATCH_ROWS (the interactive lanes are checked before each slice), so that one key's batch
+        costs another key's /predict one slice at most. A key's own interactive jobs wait for its chunk."""
+        if not bulk:
+            return max_rows
+        owner = next((c.tenant for c in self.pending if self.lanes[c.queue_index].bulk and c.next_row < c.rows), "")
+        now = time.monotonic()
+        others = any(now - at < INTERACTIVE_QUIET_S for key, at in self._interactive_at.items() if key != owner)
+        return max_rows if others else max(max_rows, self.chunk_rows)
+
+    def _next_kind(self) -> bool | None:
+        """Whether the next micro-batch is bulk: False while interactive rows wait in hand, None with no rows."""
+        waiting = {self.lanes[c.queue_index].bulk for c in self.pending if c.next_row < c.rows}
+        return None if not waiting else min(waiting)
 
     def _holding_only_bulk(self) -> bool:
         return bool(self.pending) and all(self.lanes[c.queue_index].bulk for c in self.pending)
@@ -258,6 +282,9 @@ class RedisSource:
         )
         trips += 1
         jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
+        for job in jobs:
+            if not self.lanes[job.lane].bulk:
+                self._interactive_at[fair.tenant_of(job.queue)] = time.monotonic()
         if not priority_only:
             # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
             # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.

@@ -24,6 +24,7 @@ from api.jobs.redis_jobs import RedisJobs
 from api.jobs.submit import Predictions, run_job
 from api.model_info import ModelInfo, Served
 from api.validation import to_array
+from shared import tenants
 from shared.config import Settings
 from shared.connection import connect
 from shared.errors import (
@@ -73,12 +74,22 @@ class Backend:
     @classmethod
     def from_settings(cls, settings: Settings) -> Backend:
         connection = connect(settings)
-        return cls(settings, RedisJobs(connection, settings), ModelInfo(connection, settings.queue_name))
+        jobs = RedisJobs(connection, settings, tenants.load(settings))
+        return cls(settings, jobs, ModelInfo(connection, settings.queue_name))
 
-    def infer(self, arrays: dict[str, np.ndarray], served: Served, signature: str | None = None) -> Predictions:
-        """Queue one job for the model version `served` names and wait for it, exactly as the HTTP routes do."""
+    def owner(self, context: grpc.ServicerContext) -> str:
+        """The caller's owner string (api/auth.py): the digest of the key AuthInterceptor accepted, "" with keys
+        off. Its jobs go to that key's sub-queue and count against its limits, as on HTTP."""
+        if not self.jobs.tenants.by_digest:
+            return ""
+        return presented_digest(dict(context.invocation_metadata() or ())).hex()
+
+    def infer(
+        self, arrays: dict[str, np.ndarray], served: Served, owner: str, signature: str | None = None
+    ) -> Predictions:
+        """Queue one job of `owner` for the model version `served` names and wait for it, as the HTTP routes do."""
         timeout_s = self.settings.protocol_timeout_s
-        return run_job(self.jobs, timeout_s, arrays, signature, request_id_or_new(None), served)
+        return run_job(self.jobs, timeout_s, arrays, signature, request_id_or_new(None), served, owner)
 
 
 def status_code(error: ServiceError) -> grpc.StatusCode:
@@ -139,6 +150,12 @@ def check_arrays(arrays: dict[str, np.ndarray], signature: ModelSignature, max_r
     return checked
 
 
+def presented_digest(metadata: dict[str, Any]) -> bytes:
+    """The SHA-256 of the key in the metadata's `authorization: Bearer <key>` (of "" when there is none)."""
+    presented = str(metadata.get("authorization", "")).partition(" ")[2]
+    return hashlib.sha256(presented.strip().encode("latin-1", "replace")).digest()
+
+
 class AuthInterceptor(grpc.ServerInterceptor):
     """API keys as on HTTP: metadata `authorization: Bearer <key>`, else UNAUTHENTICATED (health calls excepted)."""
 
@@ -151,7 +168,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         headers = dict(handler_call_details.invocation_metadata or ())
         scheme, _, presented = str(headers.get("authorization", "")).partition(" ")
-        digest = hashlib.sha256(presented.strip().encode("latin-1", "replace")).digest()
+        digest = presented_digest(headers)
         matched = False
         for known in self._digests:  # every key, each in constant time
             matched |= hmac.compare_digest(digest, known)

@@ -134,7 +134,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise InvalidInput(
                 f"unexpected inference output '{unknown[0]}' for model '{signature.name}'", expected=", ".join(specs)
             )
-        outcome = self.backend.infer(arrays, target)
+        outcome = self.backend.infer(arrays, target, self.backend.owner(context))
         outputs = outcome.by_name(signature)
         response = service_pb2.ModelInferResponse(
             model_name=signature.name, model_version=outcome.model.version, id=request.id

@@ -112,7 +112,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"output tensor alias not found in signature: {min(unknown)} "
                 f"Outputs expected to be in the set {{{','.join(t.name for t in signature.outputs)}}}."
             )
-        outcome = self.backend.infer(arrays, target, key)
+        outcome = self.backend.infer(arrays, target, self.backend.owner(context), key)
         outputs = outcome.by_name(signature)
         dtypes = {t.name: t.dtype for t in signature.outputs}
         response = predict_pb2.PredictResponse(model_spec=reply_spec(outcome.model, key))
@@ -143,7 +143,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Classify(
         self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
     ) -> classification_pb2.ClassificationResponse:
-        key, signature, outcome = self._examples(request, Method.CLASSIFY)
+        key, signature, outcome = self._examples(request, Method.CLASSIFY, self.backend.owner(context))
         response = classification_pb2.ClassificationResponse(model_spec=reply_spec(outcome.model, key))
         for pairs in classify_results(outcome.by_name(signature)):
             classification = response.result.classifications.add()
@@ -155,14 +155,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.ServicerContext
     ) -> regression_pb2.RegressionResponse:
-        key, signature, outcome = self._examples(request, Method.REGRESS)
+        key, signature, outcome = self._examples(request, Method.REGRESS, self.backend.owner(context))
         response = regression_pb2.RegressionResponse(model_spec=reply_spec(outcome.model, key))
         for value in regress_results(outcome.by_name(signature)):
             response.result.regressions.add(value=value)
         return response
 
-    def _examples(self, request: Any, method: Method) -> tuple[str, ModelSignature, Predictions]:
-        """Run the request's tf.Examples (context merged into each) through the chosen signature."""
+    def _examples(self, request: Any, method: Method, owner: str) -> tuple[str, ModelSignature, Predictions]:
+        """Run the request's tf.Examples (context merged into each) through the chosen signature, as `owner`'s job."""
         target = served(self.backend, request.model_spec)
         key, signature = choose(target.signature, request.model_spec.signature_name, method)
         which = request.input.WhichOneof("kind")
@@ -186,7 +186,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 f"(MAX_ROWS_PER_REQUEST={self.backend.settings.max_rows_per_request})"
             )
         arrays = {signature.inputs[0].name: np.array(serialized, dtype=object)}
-        return key, signature, self.backend.infer(arrays, target, key)
+        return key, signature, self.backend.infer(arrays, target, owner, key)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 from tritonclient.utils import InferenceServerException
 
-from shared import keys
+from shared import fair, keys, rq_keys, tenants
 from shared.signature import ModelSignature, TensorSpec
 from tests.e2e.test_tfserving_models import HALF_PLUS_TWO, TESTDATA
 from tests.support import advertise_model
@@ -32,6 +32,9 @@ from tests.support import advertise_model
 pytestmark = pytest.mark.e2e
 KEY = "grpc-test-key-1234"
 AUTH = {"authorization": f"Bearer {KEY}"}
+DIGITS = ModelSignature(
+    "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
+)
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +222,27 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
             return caught.value.status()
 
         assert status() == "StatusCode.UNAVAILABLE"  # no worker has advertised a model
-        signature = ModelSignature(
-            "digits", "1", (TensorSpec("pixels", (64,), "float32"),), (TensorSpec("probabilities", (10,), "float32"),)
-        )
-        advertise_model(service.redis, signature)
+        advertise_model(service.redis, DIGITS)
         assert status() == "StatusCode.DEADLINE_EXCEEDED"  # queued, but no worker runs it
         service.redis.set(keys.extra_rows(service.settings.queue_name), 10)  # the queue now reads 10 rows deep
         assert status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+
+def test_a_keyed_callers_job_is_its_keys_and_counts_against_its_own_limit(make_service):
+    service = make_service(
+        workers=0, start_api=False, protocol_timeout_s=1, api_keys=KEY, max_queued_rows_per_key=5
+    ).start_grpc()
+    advertise_model(service.redis, DIGITS)
+    pixels = triton.InferInput("pixels", [1, 64], "FP32")
+    pixels.set_data_from_numpy(np.zeros((1, 64), np.float32))
+    name = tenants.load(service.settings).of(tenants.fingerprint(KEY)).name
+    with triton.InferenceServerClient(service.grpc_target) as client:
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("digits", [pixels], headers=AUTH)
+        assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"  # queued in the key's sub-queue
+        origins = {service.redis.hget(k, "origin") for k in service.redis.scan_iter(match=rq_keys.job("*"))}
+        assert origins == {fair.sub_queue(service.settings.queue_name, name).encode()}
+        service.redis.set(keys.extra_rows(fair.sub_queue(service.settings.queue_name, name)), 10)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("digits", [pixels], headers=AUTH)
+    assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED" and repr(name) in caught.value.message()

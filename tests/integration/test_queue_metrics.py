@@ -112,6 +112,29 @@ def test_each_keys_backlog_is_visible_by_name_in_the_metrics_and_the_operator_vi
     assert "team-a" in render(list(backlog.values()))
 
 
+def test_running_rows_are_read_by_lane_and_key_from_the_leases_of_claimed_jobs(redis_db):
+    from worker.redis_source import claim_jobs  # the worker's real claim (claim.lua); imports TensorFlow
+
+    keyring = Tenants({fingerprint(n): Tenant(n, fingerprint(n)) for n in ("team-a", "team-b")})
+    jobs = RedisJobs(redis_db, Settings.from_env({}), keyring)
+    for name, rows in (("team-a", 3), ("team-b", 2), ("team-b", 5)):
+        jobs.submit({"pixels": np.zeros((rows, 64), np.float32)}, owner=fingerprint(name))
+    claimed = claim_jobs(
+        redis_db, ["predict"], [2], quanta=[256], weights={}, most=2, token="t1",
+        lease_until=time.time() + 60, worker_name="w", busy=False,
+    )  # fmt: skip
+    assert len(claimed) == 2  # team-a's job and team-b's first: one turn each
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(redis_db))
+    samples = {
+        (s.name, s.labels["tenant"]): s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+        if s.name == "inference_tenant_running_rows"
+    }
+    assert samples == {("inference_tenant_running_rows", "team-a"): 3, ("inference_tenant_running_rows", "team-b"): 2}
+
+
 def test_the_operator_view_reads_the_lanes_of_every_model_the_workers_advertise(redis_db):
     other = ModelStatus("two", "predict-two", "predict-bulk-two", {}, {})
     redis_db.hset(keys.model_registry(), "w1", encode([other], {}))

@@ -16,12 +16,13 @@ import pytest
 import yaml
 from rq import Queue
 
+from shared import fair
 from shared.config import PROJECT_ROOT, Settings
 
 K8S = os.path.join(PROJECT_ROOT, "deploy", "k8s")
 BASE = os.path.join(K8S, "base")
 SERVICEMONITOR = os.path.join(K8S, "components", "servicemonitor")
-KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"), SERVICEMONITOR)
+KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"), SERVICEMONITOR, os.path.join(K8S, "components", "keda-by-key"))
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")  # custom resources: not in the Kubernetes schemas
 KUBERNETES_VERSION = "1.37.0"  # the newest schemas kubernetes-validate 1.37.0 ships
 API_DRAIN_S = 5 + 35  # preStop sleep, then gunicorn's graceful_timeout (api/gunicorn_conf.py)
@@ -82,7 +83,7 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas(path, doc):
 def test_every_manifest_is_listed_in_a_kustomization_and_every_listed_file_exists():
     listed = set()
     for folder in KUSTOMIZATIONS:
-        for resource in kustomization(folder)["resources"]:
+        for resource in kustomization(folder).get("resources", []):
             path = os.path.normpath(os.path.join(folder, resource))
             assert os.path.exists(path), f"{resource} listed in {folder} does not exist"
             listed.add(path)
@@ -232,12 +233,12 @@ def test_keda_reads_the_redis_password_from_the_secret_every_component_uses():
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
-@pytest.mark.parametrize("overlay", ["", "gpu", "monitored"])
+@pytest.mark.parametrize("overlay", ["", "gpu", "monitored", "keyed"])
 def test_the_kustomizations_render_to_valid_objects_in_one_namespace(tmp_path, overlay):
     objects = render(tmp_path, overlay)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert ("ScaledObject", "worker") in kinds and (("Deployment", "worker-gpu") in kinds) == (overlay == "gpu")
-    assert (("ServiceMonitor", "api") in kinds) == (overlay == "monitored")
+    assert (("ServiceMonitor", "api") in kinds) == (overlay in ("monitored", "keyed"))
     (secret,) = [o for o in objects if o["kind"] == "Secret"]
     generated = secret["metadata"]["name"]
     assert generated.startswith("inference-secrets-")  # the hash suffix: a changed secret rolls the pods
@@ -257,16 +258,20 @@ def test_the_kustomizations_render_to_valid_objects_in_one_namespace(tmp_path, o
             assert o["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == generated
 
 
+COMPONENTS = {"monitored": ["servicemonitor"], "keyed": ["servicemonitor", "keda-by-key"]}
+
+
 def render(tmp_path, overlay: str) -> list[dict]:
-    """`kubectl kustomize` of a copy of deploy/k8s with the example secrets filled in; overlay "monitored"
-    is the base with the ServiceMonitor component enabled as its kustomization says."""
+    """`kubectl kustomize` of a copy of deploy/k8s with the example secrets filled in; overlays "monitored"
+    and "keyed" are the base with the components enabled as the kustomizations say (COMPONENTS)."""
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy)
     shutil.copy(copy / "base" / "secrets.env.example", copy / "base" / "secrets.env")
-    if overlay == "monitored":
+    if overlay in COMPONENTS:
         text = (copy / "base" / "kustomization.yaml").read_text()
         enabled = text.replace(
-            "# components:\n#   - ../components/servicemonitor", "components:\n  - ../components/servicemonitor"
+            "# components:\n#   - ../components/servicemonitor",
+            "components:\n" + "".join(f"  - ../components/{c}\n" for c in COMPONENTS[overlay]),
         )
         assert enabled != text
         (copy / "base" / "kustomization.yaml").write_text(enabled)
@@ -286,3 +291,19 @@ def test_building_without_secrets_env_fails_rather_than_starting_without_keys(tm
         ["kubectl", "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True, timeout=120, check=False
     )
     assert rendered.returncode != 0 and "secrets.env" in rendered.stderr
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+def test_with_api_keys_keda_can_scale_on_every_keys_waiting_jobs_through_prometheus(tmp_path):
+    scaled = {o["metadata"]["name"]: o for o in render(tmp_path, "keyed") if o["kind"] == "ScaledObject"}
+    (trigger,) = scaled["worker"]["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "prometheus" and all(isinstance(v, str) for v in meta.values())
+    query = meta["query"]
+    assert query.startswith("sum(max by (queue) (inference_queued_jobs{")  # each queue once, whatever the API pods
+    pattern = re.search(r'queue=~"([^"]*)"', query).group(1)
+    data = config()
+    lanes = [data["QUEUE_NAME"], data["BULK_QUEUE_NAME"]]
+    for queue in [*lanes, *(fair.sub_queue(lane, "team-a") for lane in lanes)]:
+        assert re.fullmatch(pattern, queue), queue
+    assert not re.fullmatch(pattern, f"{data['QUEUE_NAME']}-other")  # another model's queue: its own pool

@@ -23,7 +23,7 @@ class ListSource:
         self.arrivals = sorted(arrivals)  # (time, rows)
         self.calls: list[tuple[int, float]] = []
 
-    def take(self, max_rows: int, timeout: float) -> list[Segment]:
+    def take(self, max_rows: int, timeout: float, bulk: bool | None = None) -> list[Segment]:
         self.calls.append((max_rows, timeout))
         ready = [a for a in self.arrivals if a[0] <= self.clock.now]
         if not ready and self.arrivals and self.arrivals[0][0] <= self.clock.now + timeout:
@@ -99,7 +99,7 @@ def test_a_segment_that_must_run_alone_is_a_batch_at_once_even_with_a_huge_delay
     clock = FakeClock()
 
     class AloneSource(ListSource):
-        def take(self, max_rows, timeout):
+        def take(self, max_rows, timeout, bulk=None):
             return [Segment(claim=s.claim, start=s.start, stop=s.stop, rerun=True) for s in super().take(1, timeout)]
 
     source = AloneSource(clock, [(100.0, 1), (100.0, 1)])
@@ -164,7 +164,7 @@ def test_a_rerun_segment_runs_at_once_whatever_the_window_says():
     clock = FakeClock()
 
     class AloneSource(ListSource):
-        def take(self, max_rows, timeout):
+        def take(self, max_rows, timeout, bulk=None):
             return [Segment(claim=s.claim, start=s.start, stop=s.stop, rerun=True) for s in super().take(1, timeout)]
 
     window = ScriptedWindow(wait=0.005, until_rows=8)
@@ -176,7 +176,7 @@ def test_rows_of_a_claim_already_in_hand_are_not_counted_as_arrivals():
     clock = FakeClock()
 
     class CarrySource(ListSource):
-        def take(self, max_rows, timeout):
+        def take(self, max_rows, timeout, bulk=None):
             return [Segment(claim="big job", start=256, stop=300)]
 
     window = ScriptedWindow(wait=0.0, until_rows=0)

@@ -8,6 +8,7 @@ import threading
 import pytest
 import redis
 
+from shared.batches import ChunkSpec
 from worker import outage
 from worker.claim import Claim
 from worker.publisher_thread import PublisherFailed, PublisherThread
@@ -107,6 +108,22 @@ def test_results_whose_lease_lapsed_are_reported(caplog):
         thread.hand(claims("late", "fine"), None, 0)
         assert thread.wait_idle(WAIT_S)
     assert "1 result(s) not published" in caplog.text
+    assert thread.stop(WAIT_S)
+
+
+def test_interactive_results_are_published_ahead_of_waiting_chunks_and_each_kind_keeps_its_order():
+    publish = FakePublish()
+    publish.gate = threading.Event()
+    thread = started(publish)
+    thread.hand(claims("head"), None, 0)  # being published (held at the gate)
+    chunk = ChunkSpec("batch", 0, 0, 1024, ("pixels",))
+    for name in ("chunk-1", "chunk-2"):
+        thread.hand([Claim(id=name, queue_index=1, lease=f"{name}:token", rows=1024, chunk=chunk)], None, 0)
+    thread.hand(claims("single-1"), None, 0)
+    thread.hand(claims("single-2"), None, 0)
+    publish.gate.set()
+    assert thread.wait_idle(WAIT_S)
+    assert publish.published == ["head", "single-1", "single-2", "chunk-1", "chunk-2"]
     assert thread.stop(WAIT_S)
 
 

@@ -1,0 +1,54 @@
+"""RedisSource.take: interactive rows and bulk rows never share a micro-batch; a key's chunk runs whole while
+no other key's interactive job comes, and in slices of MAX_MICROBATCH_ROWS while they do."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from worker.claim import Claim
+from worker.redis_source import RedisSource
+
+INTERACTIVE, BULK = 0, 1
+
+
+@pytest.fixture
+def source(monkeypatch) -> RedisSource:
+    src = RedisSource(None, ["q", "q-bulk"], "w", lease_s=5, chunk_rows=1024)  # type: ignore[arg-type]  # no Redis
+    monkeypatch.setattr(src, "claim", lambda rows, timeout, priority_only=False: None)  # nothing more queued
+    return src
+
+
+def held(job_id: str, lane: int, rows: int, tenant: str = "team-a") -> Claim:
+    return Claim(id=job_id, queue_index=lane, lease="l", rows=rows, tenant=tenant)
+
+
+def test_an_interactive_job_runs_without_the_bulk_rows_in_hand(source):
+    source.pending.extend([held("chunk", BULK, 1024), held("single", INTERACTIVE, 1)])
+    batch = source.take(256, 0.0)
+    assert [(s.claim.id, s.rows, s.bulk) for s in batch] == [("single", 1, False)]
+
+
+def test_a_chunk_runs_whole_while_no_interactive_job_comes(source):
+    source.pending.append(held("chunk", BULK, 1024))
+    batch = source.take(256, 0.0)
+    assert [(s.claim.id, s.rows, s.bulk) for s in batch] == [("chunk", 1024, True)]
+
+
+def test_a_chunk_runs_whole_while_only_its_own_key_sends_interactive_jobs(source):
+    source.pending.append(held("chunk", BULK, 1024))
+    source._interactive_at["team-a"] = time.monotonic()
+    assert [s.rows for s in source.take(256, 0.0)] == [1024]
+
+
+def test_a_chunk_runs_in_slices_while_another_keys_interactive_jobs_come(source):
+    source.pending.append(held("chunk", BULK, 1024))
+    source._interactive_at["team-b"] = time.monotonic()
+    assert [s.rows for s in source.take(256, 0.0)] == [256]
+    assert [s.rows for s in source.take(256, 0.0)] == [256]
+
+
+def test_filling_an_interactive_micro_batch_takes_no_bulk_rows(source):
+    source.pending.append(held("chunk", BULK, 1024))
+    assert source.take(255, 0.0, bulk=False) == []
