@@ -17,11 +17,16 @@ A claim for up to `cap` jobs looks at the head of the ring:
 - else it takes jobs while its deficit stays > 0 (a job may overdraw it; the debt is paid in later turns);
   an emptied sub-queue leaves the ring and forgets its deficit; one whose deficit ran out goes to the back
   with one more quantum; one cut short by `cap` stays at the head with what it has left.
-A sub-queue alone in its lane owes nothing (its debt is forgiven): the scheduler is work-conserving.
+A sub-queue alone in its lane owes nothing and is owed nothing: it takes up to `cap` jobs and keeps no
+deficit (a ring left with one member forgets every deficit), so the scheduler is work-conserving and a lone
+key costs no deficit reads or writes. Invariant (every script that fills or empties a sub-queue keeps it): a
+sub-queue is in its lane's ring, once, iff it has jobs waiting; so a submit that makes a sub-queue non-empty
+joins it to the ring without looking for it there.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -95,18 +100,17 @@ class DeficitRoundRobin:
     def claim(self, cap: int) -> list[tuple[str, Job]]:
         """Take up to `cap` jobs, in the order claim.lua takes them; returns (sub-queue, job) pairs."""
         out: list[tuple[str, Job]] = []
-        last, visits = None, 0
+        visits = 0
         while len(out) < cap and self.ring and visits < MAX_VISITS:
             visits += 1
             sub = self.ring[0]
+            alone = len(self.ring) == 1  # owes nothing, is owed nothing: no deficit, up to `cap`
             quantum = self.quantum_of(sub)
-            deficit = self.deficits.get(sub, quantum)
-            if sub == last:  # rotated and still the head: alone in the lane, owes nothing
-                deficit = max(deficit, quantum)
+            deficit = math.inf if alone else self.deficits.get(sub, quantum)
             queue = self.queues.get(sub) or deque()
             if deficit > 0:
                 asked = min(cap - len(out), deficit)
-                popped = [queue.popleft() for _ in range(min(asked, len(queue)))]
+                popped = [queue.popleft() for _ in range(int(min(asked, len(queue))))]
                 taken = 0
                 for job in popped:
                     if deficit <= 0:
@@ -116,14 +120,22 @@ class DeficitRoundRobin:
                     taken += 1
                 queue.extendleft(reversed(popped[taken:]))  # not taken: back at the head, in order
                 if taken == len(popped) and not queue:  # emptied: leaves the ring
-                    self.ring.popleft()
-                    self.deficits.pop(sub, None)
-                    last = None
+                    self._leave(sub)
                     continue
                 if deficit > 0:  # cut short by `cap`: stays at the head
-                    self.deficits[sub] = deficit
+                    if not alone:
+                        self.deficits[sub] = int(deficit)
                     continue
             self.ring.rotate(-1)  # the turn is over: to the back, with one more quantum
-            self.deficits[sub] = deficit + quantum
-            last = sub
+            self.deficits[sub] = int(deficit) + quantum
         return out
+
+    def _leave(self, sub: str) -> None:
+        """An emptied sub-queue leaves the ring and forgets its deficit; a ring left with one member (alone:
+        it owes nothing) or none keeps no deficits at all."""
+        while sub in self.ring:
+            self.ring.remove(sub)
+        if len(self.ring) <= 1:
+            self.deficits.clear()
+        else:
+            self.deficits.pop(sub, None)

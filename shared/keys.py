@@ -92,9 +92,9 @@ def extra_rows(queue_name: str) -> str:
 
 def ring(lane: str) -> str:
     """List: the sub-queues of lane `lane` (one RQ queue per API key, shared/fair.py) with waiting work, in turn
-    order; no TTL. Added to by whoever pushes to an empty sub-queue (submit.lua, recover.lua), rotated and
-    trimmed by claim.lua (lib/fair.lua); it may hold an emptied sub-queue (a cancel), which the next claim drops.
-    Workers wait on it when idle."""
+    order, each once, exactly while it has jobs waiting (shared/fair.py's invariant); no TTL. Added to by whoever
+    pushes to an empty sub-queue (the API's submit, recover.lua, release.lua, ring_join.lua), rotated by
+    claim.lua (lib/fair.lua), left by the claim or cancel that empties a sub-queue. Workers wait on it when idle."""
     return f"{PREFIX}:ring:{lane}"
 
 

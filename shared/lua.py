@@ -13,7 +13,6 @@ yet (after a restart, say).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
@@ -86,9 +85,3 @@ def _source(name: str, *libs: str) -> bytes:
     parts = [names_library()] + [(LUA_DIR / "lib" / f"{lib}.lua").read_bytes() for lib in libs]
     parts.append((LUA_DIR / f"{name}.lua").read_bytes())
     return b"\n".join(parts)
-
-
-def sha(name: str, *libs: str) -> str:
-    """The SHA-1 Redis knows `script(name, *libs)` by: for a wrapper that sends EVALSHA itself in a pipeline
-    (a pipeline holding a `Script` asks SCRIPT EXISTS before each execute), and runs the `Script` on NOSCRIPT."""
-    return hashlib.sha1(_source(name, *libs)).hexdigest()

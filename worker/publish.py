@@ -4,7 +4,8 @@ shared/lua/publish.lua removes each job's lease from RQ's started registry and, 
 succeeded (the lease was still this worker's), ends the job in RQ's format: status, end time and the
 result in the job hash, its id in RQ's finished or failed registry and in our expiry index. It then
 publishes one message listing the results (what wakes waiting requests, see api/jobs/waiter.py), schedules
-webhooks, and counts the rows of bulk chunks in their batch. Two commands per job and a few per call.
+webhooks, and counts the rows of bulk chunks in their batch. One command per job (its hash) and a few per
+call (the fence is a ZMSCORE and one ZREM per started registry).
 
 Bulk chunks write their outputs to storage (`chunks`) first, so a chunk is counted only once its file exists.
 """

@@ -1,13 +1,16 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
-Submitting is one round trip (submit.lua: the job hash, its key's sub-queue of its model's lane, the lane's
-ring; shared/fair.py), shared by the submits of concurrent requests in one process
-(api/jobs/group_commit.py), writing RQ's own format (shared/rq_keys.py) so that RQ's tools see the job. The
-result of an ended job is a field of its hash; waiting for it costs no command (api/jobs/waiter.py).
+Submitting is one round trip (the job hash and its key's sub-queue of its model's lane, pipelined: two
+commands, no script), shared by the submits of concurrent requests in one process
+(api/jobs/group_commit.py); a push that finds the sub-queue empty is followed by a second round trip, the
+sub-queue's join of its lane's ring (shared/fair.py). It writes RQ's own format (shared/rq_keys.py) so that
+RQ's tools see the job. The result of an ended job is a field of its hash; waiting for it costs no command
+(api/jobs/waiter.py).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -31,6 +34,7 @@ from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc,
 from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
 
+log = logging.getLogger(__name__)
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
 # accepted. Anything with other characters (slashes, dots) cannot name a job.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -175,25 +179,41 @@ class RedisJobs:
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
         register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
-        script = lua.script("submit", "ring")
-        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.extra_rows(sub), keys.ring(lane)]
-        script_args = [rows, sub, job_id, *(v for pair in fields.items() for v in pair)]
+        queue_key = rq_keys.queue(sub)
 
         def commands(pipe: Pipeline) -> None:
             if register:
-                pipe.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
-            # EVALSHA itself, not the Script wrapper: a pipeline holding a Script asks SCRIPT EXISTS first
-            pipe.evalsha(lua.sha("submit", "ring"), len(script_keys), *script_keys, *script_args)
+                pipe.sadd(rq_keys.QUEUES, queue_key)
+            pipe.hset(rq_keys.job(job_id), mapping=fields)
+            pipe.rpush(queue_key, job_id)
+            if rows > 1:
+                pipe.incrby(keys.extra_rows(sub), rows - 1)
 
-        try:
-            self.writes.execute(commands, register + 1)
-        except redis.exceptions.NoScriptError:  # Redis restarted since: nothing was written; the wrapper loads it
-            script(keys=script_keys, args=script_args, client=self.connection)
+        replies = self.writes.execute(commands, register + 2 + (rows > 1))
+        if replies[register + 1] == 1:  # the sub-queue was empty: it joins its lane's ring (shared/fair.py)
+            self._join_ring(lane, sub)
         self._registered.add(sub)
         seen = self._depths.get((lane, tenant.name))
         if seen is not None:
             seen.add(rows)
         return job_id
+
+    def _join_ring(self, lane: str, sub: str) -> None:
+        """Put `sub`, which this process's push just made non-empty, at the back of `lane`'s ring.
+
+        A plain RPUSH, no script: only the push that finds a sub-queue empty (RPUSH answers 1) joins it, and a
+        sub-queue that empties leaves the ring in the same script (claim, cancel), so it is not there already.
+        If this second round trip fails, the job is queued all the same: the workers' recovery sweep puts a
+        sub-queue with jobs but out of its ring back in within HEARTBEAT_S (tidy_queue.lua), so the job is
+        accepted as any other, only later to run."""
+
+        def join(pipe: Pipeline) -> None:
+            pipe.rpush(keys.ring(lane), sub)
+
+        try:
+            self.writes.execute(join, 1)
+        except redis.exceptions.RedisError as exc:
+            log.warning("sub-queue %s not put in its ring (%s): the recovery sweep will", sub, exc)
 
     def submit_and_wait(
         self,
@@ -297,11 +317,11 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
     """cancel.lua: the job leaves `queue` (RQ's `origin`: its key's sub-queue of its model's lane) and ends
     `canceled`, only if no worker claimed it.
 
-    A sub-queue this empties stays in its lane's ring until the next claim drops it (shared/fair.py)."""
+    A sub-queue this empties leaves its lane's ring at once (shared/fair.py's invariant)."""
     member = delivery_id("job", job_id)
     now = time.time()
     return bool(
-        lua.script("cancel", "webhook")(
+        lua.script("cancel", "webhook", "ring")(
             keys=[
                 rq_keys.queue(queue),
                 rq_keys.job(job_id),
@@ -310,6 +330,8 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
                 keys.purge_index(),
                 keys.webhooks(),
                 keys.webhook(member),
+                keys.ring(fair.lane_of(queue)),
+                keys.deficits(fair.lane_of(queue)),
             ],
             args=[
                 job_id,
@@ -321,6 +343,7 @@ def _cancel(connection: redis.Redis, settings: Settings, job_id: str, document: 
                 keys.results_channel(),
                 member,
                 ENDED_DATA,
+                queue,
             ],
             client=connection,
         )

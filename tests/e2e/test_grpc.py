@@ -224,7 +224,12 @@ def test_no_model_full_queue_and_timeout_map_to_grpc_codes(make_service):
         assert status() == "StatusCode.UNAVAILABLE"  # no worker has advertised a model
         advertise_model(service.redis, DIGITS)
         assert status() == "StatusCode.DEADLINE_EXCEEDED"  # queued, but no worker runs it
-        service.redis.set(keys.extra_rows(service.settings.queue_name), 10)  # the queue now reads 10 rows deep
+        # The queue now reads 10 rows deep: a job of 10 rows waits (the one above was cancelled at its timeout,
+        # and an empty queue counts nothing: it is out of the lane's ring), in the ring as a submit puts it.
+        queue = service.settings.queue_name
+        service.redis.rpush(rq_keys.queue(queue), "waiting")
+        service.redis.rpush(keys.ring(queue), queue)
+        service.redis.set(keys.extra_rows(queue), 9)
         assert status() == "StatusCode.RESOURCE_EXHAUSTED"
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import orjson
 import pytest
+import redis
 
 from api.idempotency import IdempotencyKeys, Record
 from api.jobs.redis_jobs import RedisJobs, _cancel
@@ -59,6 +60,7 @@ def claim(
     caps=None,
     quantum=64,
     weights=None,
+    woken=None,
 ):
     return claim_jobs(
         redis_db,
@@ -71,6 +73,7 @@ def claim(
         lease_until=time.time() + 60,
         worker_name="w1",
         busy=busy,
+        woken=woken,
     )
 
 
@@ -119,6 +122,8 @@ def test_publish_ends_only_the_jobs_whose_lease_is_still_held_and_announces_them
         for job_id in (ours, lost)
     ]
     assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [True, False]
+    assert redis_db.zcard(rq_keys.started(QUEUE)) == 0  # the fence (ZMSCORE, then one ZREM) removed ours
+    assert publish_endings(redis_db, [QUEUE], endings, settings.result_ttl) == [False, False]  # once only
     assert redis_db.hget(rq_keys.job(ours), "status") == b"finished"
     assert redis_db.hget(rq_keys.job(ours), "data") == ENDED_DATA  # the input rows are dropped
     assert redis_db.zscore(rq_keys.finished(QUEUE), ours) is not None
@@ -286,7 +291,8 @@ def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, t
     claim(redis_db, most=1)  # `lost`: its worker dies
     tenant_jobs.cancel(queued, owner)
     assert redis_db.llen(rq_keys.queue(sub)) == 0 and int(redis_db.get(keys.extra_rows(sub))) == 0
-    assert claim(redis_db) == [] and redis_db.llen(keys.ring(QUEUE)) == 0  # the emptied sub-queue left the ring
+    assert redis_db.llen(keys.ring(QUEUE)) == 0  # the sub-queue the cancel emptied left the ring at once
+    assert claim(redis_db) == []
     lease = f"{lost}:t1"
     redis_db.zadd(rq_keys.started(QUEUE), {lease: 1}, xx=True)
     assert recover_leases(redis_db, QUEUE, [lease.encode()], message="gone", result_ttl=60).requeued == 1
@@ -314,11 +320,84 @@ def test_bulk_chunks_of_two_keys_alternate_one_chunk_per_turn(redis_db, settings
     assert order == ["big", "small", "big", "small", "big", "big"]
 
 
-def test_submit_after_redis_forgot_its_scripts_loads_it_and_writes_the_job_once(redis_db, tenant_jobs):
-    redis_db.script_flush()  # as after a Redis restart
-    job_id = submit(tenant_jobs, owner=fingerprint("a"))
-    assert redis_db.lrange(rq_keys.queue(sub_queue(QUEUE, "a")), 0, -1) == [job_id.encode()]
-    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "a").encode()]
+def test_only_the_submit_that_finds_its_sub_queue_empty_joins_the_ring_and_the_claim_that_empties_it_leaves(
+    redis_db, tenant_jobs
+):
+    sub = sub_queue(QUEUE, "a")
+    for _ in range(3):
+        submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]  # once: the invariant, no lookup
+    assert len(claim(redis_db, most=2)) == 2 and redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
+    assert len(claim(redis_db, most=2)) == 1 and not redis_db.exists(keys.ring(QUEUE), keys.deficits(QUEUE))
+    submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
+
+
+def test_a_lone_keys_job_costs_one_command_more_to_submit_and_one_more_to_claim_than_without_fair_share(
+    redis_db, tenant_jobs
+):
+    redis_db.config_resetstat()
+    submit(tenant_jobs, owner=fingerprint("a"))
+    claim(redis_db, most=1)
+    stats = redis_db.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    for ours in ("info", "config", "config|resetstat"):  # the test's own
+        calls.pop(ours, None)
+    # submit: SADD (the first time only: rq:queues), HSET, RPUSH, RPUSH on the ring (the sub-queue was empty);
+    # claim: EVALSHA, LPOP of the ring (not put back: the sub-queue emptied), LPOP, HMGET, HSET (started),
+    # ZADD (lease): no deficit read or write for a key alone, no LLEN
+    assert calls == {"sadd": 1, "hset": 2, "rpush": 2, "evalsha": 1, "lpop": 2, "hmget": 1, "zadd": 1}
+
+
+def test_a_submit_whose_ring_join_fails_is_accepted_and_the_recovery_sweep_rings_its_sub_queue(
+    redis_db, tenant_jobs, monkeypatch
+):
+    sent = tenant_jobs.writes.execute
+    trips: list[int] = []
+
+    def second_trip_fails(commands, count):
+        trips.append(count)
+        if len(trips) == 2:  # the ring join: Redis went away between the two round trips
+            raise redis.exceptions.ConnectionError("gone")
+        return sent(commands, count)
+
+    monkeypatch.setattr(tenant_jobs.writes, "execute", second_trip_fails)
+    job_id, sub = submit(tenant_jobs, owner=fingerprint("a")), sub_queue(QUEUE, "a")
+    assert redis_db.lrange(rq_keys.queue(sub), 0, -1) == [job_id.encode()] and not redis_db.exists(keys.ring(QUEUE))
+    assert tidy_queue(redis_db, QUEUE, sub) == 2  # what the workers' sweep does every HEARTBEAT_S
+    assert [j.id for j in claim(redis_db)] == [job_id]
+
+
+def test_a_ring_longer_than_a_claims_visits_keeps_its_order_the_turned_keys_going_behind_the_unvisited(redis_db, jobs):
+    subs = [sub_queue(QUEUE, f"k{n}") for n in range(70)]
+    first = {}
+    for sub in subs:  # two one-row jobs each, moved by hand to the key's sub-queue
+        ids = [submit(jobs) for _ in range(2)]
+        redis_db.delete(rq_keys.queue(QUEUE))
+        redis_db.rpush(rq_keys.queue(sub), *ids)
+        first[sub] = ids[0]
+    redis_db.delete(keys.ring(QUEUE))
+    redis_db.rpush(keys.ring(QUEUE), *subs)
+    claimed = claim(redis_db, most=100, quantum=1)
+    assert [j.id for j in claimed] == [first[sub] for sub in subs[:64]]  # 64 visits, one row each
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode() for sub in subs[64:] + subs[:64]]
+    assert len(claim(redis_db, most=100, quantum=1)) == 64  # k64-k69's first, then k0-k57's second (they leave)
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode() for sub in subs[58:]]
+
+
+def test_a_ring_member_copied_outside_our_scripts_leaves_with_every_copy_when_its_sub_queue_empties(
+    redis_db, tenant_jobs
+):
+    a = sub_queue(QUEUE, "a")
+    mine = {key: [submit(tenant_jobs, owner=fingerprint(key)) for _ in range(2)] for key in ("a", "b")}
+    redis_db.rpush(keys.ring(QUEUE), a)  # a copy, as a hand edit or RQ's tools might leave
+    assert [j.id for j in claim(redis_db, most=4, quantum=1)] == [
+        mine["a"][0],
+        mine["b"][0],
+        mine["a"][1],
+        mine["b"][1],
+    ]
+    assert not redis_db.exists(keys.ring(QUEUE)) and not redis_db.exists(keys.deficits(QUEUE))
 
 
 def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue_and_lane(redis_db, tenant_jobs):
@@ -344,3 +423,21 @@ def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue
     tenant_jobs.cancel(mine[other, a][2], a)  # out of its own sub-queue, into its model's lane's registry
     assert redis_db.llen(rq_keys.queue(sub_queue(other, "a"))) == 0
     assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None
+
+
+def test_the_ring_member_a_waiting_worker_took_out_goes_back_first_and_its_job_is_claimed(redis_db, jobs):
+    first, second = submit(jobs), submit(jobs)
+    assert redis_db.lpop(keys.ring(QUEUE)) == QUEUE.encode()  # what the idle worker's BLPOP did
+    assert [j.id for j in claim(redis_db, most=1, woken=(0, QUEUE))] == [first]
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [QUEUE.encode()]  # back in: `second` waits
+    assert [j.id for j in claim(redis_db)] == [second]
+    assert redis_db.llen(keys.ring(QUEUE)) == 0  # emptied: out
+
+
+def test_a_ring_member_taken_out_goes_back_at_its_rings_head_when_the_claim_never_reaches_its_lane(redis_db, jobs):
+    bulk = f"{QUEUE}-bulk"
+    submit(jobs)
+    redis_db.rpush(keys.ring(bulk), f"{bulk}~a", f"{bulk}~b")
+    assert redis_db.lpop(keys.ring(bulk)) == f"{bulk}~a".encode()  # the wait took the bulk ring's head
+    assert len(claim(redis_db, most=1, queues=(QUEUE, bulk), caps=[1, 1], woken=(1, f"{bulk}~a"))) == 1
+    assert redis_db.lrange(keys.ring(bulk), 0, -1) == [f"{bulk}~a".encode(), f"{bulk}~b".encode()]

@@ -42,6 +42,18 @@ def test_a_key_alone_gets_the_whole_capacity():
     assert len(drr.claim(10)) == 10  # work-conserving: no quantum holds it back
 
 
+def test_a_key_alone_keeps_no_deficit_and_a_key_left_alone_is_forgiven_its_debt():
+    alone = DeficitRoundRobin(quantum=2)
+    alone.push(A, jobs("a", 5))
+    assert len(alone.claim(3)) == 3 and not alone.deficits  # nothing to read or write for a key alone
+    drr = DeficitRoundRobin(quantum=2)
+    drr.push(A, [Job("big", 6), *jobs("a", 1)])
+    drr.push(B, jobs("b", 1))
+    assert ids(drr.claim(1)) == ["big"] and drr.deficits == {A: -2}  # overdrew by 4: a debt, to the back
+    assert ids(drr.claim(1)) == ["b0"] and not drr.deficits  # B emptied and left: A alone owes nothing
+    assert ids(drr.claim(1)) == ["a0"] and not drr.ring
+
+
 def test_a_claim_cut_short_resumes_the_same_turn():
     drr = DeficitRoundRobin(quantum=4)
     drr.push(A, jobs("a", 8))

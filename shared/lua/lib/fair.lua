@@ -1,10 +1,18 @@
 -- Deficit round robin over one lane's sub-queues (one per API key), in rows: shared/fair.py's
 -- DeficitRoundRobin.claim, step for step (its docstring explains the rules).
--- `lane`: {ring = key, deficits = key, queue_prefix = RQ's queue key prefix, quantum = rows, weights = {name = w}}.
--- `serve(queue_key, ids, deficit)` takes jobs of `ids` (popped from the head of `queue_key`) while `deficit`
--- stays > 0 and returns: jobs taken, rows taken, the index of the first id it did not use (nil: all used),
--- and true if the claim must stop here. Ids not used go back to the head of the sub-queue, in order.
--- Returns the number of jobs taken, and true if `serve` stopped the claim.
+-- `lane`: {ring = key, deficits = key, queue_prefix = RQ's queue key prefix, quantum = rows, weights = {name = w},
+-- woken = the ring's head member a waiting worker took out (BLPOP) or nil}.
+-- `serve(queue_key, ids, limit, deficit)` takes jobs of the first `limit` of `ids` (popped from the head of
+-- `queue_key`) while `deficit` stays > 0 and returns: jobs taken, rows taken, the index of the first id it did
+-- not use (nil: all used), and true if the claim must stop here. Ids not used go back to the head of the
+-- sub-queue, in order. Returns the number of jobs taken, and true if `serve` stopped the claim.
+--
+-- What it costs (commands): the claim takes the ring's head out in one LPOP (all of it unless it is longer than
+-- a claim's visits), turns it in Lua (Lua runs alone: nobody sees the ring meanwhile), and puts back what is
+-- left in one push; a ring emptied by the claim is not written again. A sub-queue alone in its ring keeps no
+-- deficit (it owes nothing and is owed nothing), so a lone key costs no deficit read or write: a lone key's
+-- claim that empties its sub-queue costs one command for the ring. A pop asks for one id more than the turn
+-- may take: fewer back means the sub-queue is empty now (no LLEN); an id too many goes back with the unused.
 local FAIR_MAX_VISITS = 64
 
 local function fair_quantum(lane, sub)
@@ -12,47 +20,95 @@ local function fair_quantum(lane, sub)
   return lane.quantum * (tenant and lane.weights[tenant] or 1)
 end
 
+local function fair_without(list, sub)
+  local kept = {}
+  for _, s in ipairs(list) do
+    if s ~= sub then kept[#kept + 1] = s end
+  end
+  return kept
+end
+
+-- The ring's head, taken out of Redis by `fair_ring_take` and put back by `fair_ring_put`: `head` (in order),
+-- then in Redis whatever the claim did not take (`rest`: only if the ring is longer than 65), then `turned`
+-- (the sub-queues whose turn ended, in order). With no `rest`, turned ones simply go to the end of `head`.
+local function fair_ring_take(lane)
+  local head = redis.call('LPOP', lane.ring, FAIR_MAX_VISITS + 1) or {}
+  local rest = #head > FAIR_MAX_VISITS
+  if lane.woken then table.insert(head, 1, lane.woken) end  -- the head the waiting worker took out: first
+  return {head = head, rest = rest, turned = {}}
+end
+
+local function fair_ring_put(lane, ring)
+  if #ring.head > 0 then
+    local reversed = {}
+    for i = #ring.head, 1, -1 do reversed[#reversed + 1] = ring.head[i] end
+    redis.call('LPUSH', lane.ring, unpack(reversed))
+  end
+  if #ring.turned > 0 then redis.call('RPUSH', lane.ring, unpack(ring.turned)) end
+end
+
+-- `sub` (emptied) leaves the ring, every copy of it (a copy made outside our scripts heals here), and its
+-- deficit goes; a ring left with one member (alone: owes nothing) or none keeps no deficits at all.
+local function fair_leave(lane, ring, sub, stored)
+  ring.head, ring.turned = fair_without(ring.head, sub), fair_without(ring.turned, sub)
+  if ring.rest then
+    redis.call('LREM', lane.ring, 0, sub)
+    if stored then redis.call('HDEL', lane.deficits, sub) end
+  elseif #ring.head + #ring.turned <= 1 then
+    if stored or #ring.head + #ring.turned == 1 then redis.call('DEL', lane.deficits) end
+  elseif stored then
+    redis.call('HDEL', lane.deficits, sub)
+  end
+end
+
 local function fair_claim(lane, cap, serve)
-  local taken, visits, last = 0, 0, nil
-  while taken < cap and visits < FAIR_MAX_VISITS do
-    local sub = redis.call('LINDEX', lane.ring, 0)
-    if not sub then break end
+  local ring = fair_ring_take(lane)
+  local known = {}  -- deficits this claim read or wrote: {value} (value false: none stored)
+  local taken, visits, halted = 0, 0, false
+  while taken < cap and visits < FAIR_MAX_VISITS and #ring.head > 0 do
     visits = visits + 1
+    local sub = ring.head[1]
+    local alone = not ring.rest and #ring.head + #ring.turned == 1
     local quantum = fair_quantum(lane, sub)
-    local deficit = tonumber(redis.call('HGET', lane.deficits, sub) or quantum)
-    if sub == last then deficit = math.max(deficit, quantum) end  -- alone in the lane: owes nothing
-    local rotate = true
+    local deficit, stored = math.huge, false
+    if not alone then
+      if known[sub] == nil then known[sub] = {redis.call('HGET', lane.deficits, sub)} end
+      stored = known[sub][1]
+      deficit = tonumber(stored or quantum)
+    end
+    local turn_over = true
     if deficit > 0 then
       local asked = math.min(cap - taken, deficit)
       local queue = lane.queue_prefix .. sub
-      local ids = redis.call('LPOP', queue, asked) or {}
+      local ids = redis.call('LPOP', queue, asked + 1) or {}
       local got, rows, back, halt = 0, 0, nil, false
-      if #ids > 0 then got, rows, back, halt = serve(queue, ids, deficit) end
-      if back and back <= #ids then
+      if #ids > 0 then got, rows, back, halt = serve(queue, ids, asked, deficit) end
+      local pushed = back and back <= #ids
+      if pushed then
         local rest = {}
         for i = #ids, back, -1 do rest[#rest + 1] = ids[i] end
         redis.call('LPUSH', queue, unpack(rest))
       end
-      taken, deficit = taken + got, deficit - rows
-      if halt then
-        redis.call('HSET', lane.deficits, sub, deficit)
-        return taken, true
+      taken, deficit, halted = taken + got, deficit - rows, halt
+      if not pushed and #ids <= asked then  -- emptied: leaves the ring now (an idle worker waits on it)
+        fair_leave(lane, ring, sub, stored)
+        known[sub], turn_over = nil, false
+      elseif halt or deficit > 0 then  -- stopped, or cut short by `cap` or dropped ids: stays at the head
+        if not alone then
+          redis.call('HSET', lane.deficits, sub, deficit)
+          known[sub] = {deficit}
+        end
+        turn_over = false
       end
-      if not back and (#ids < asked or redis.call('LLEN', queue) == 0) then  -- emptied: leaves the ring now,
-        -- forgets its deficit (not one claim later: an idle worker would wake for nothing)
-        redis.call('LPOP', lane.ring)
-        redis.call('HDEL', lane.deficits, sub)
-        rotate, last = false, nil
-      elseif deficit > 0 then  -- cut short by `cap`, or by cancelled jobs dropped: stays at the head
-        redis.call('HSET', lane.deficits, sub, deficit)
-        rotate = false
-      end
+      if halted then break end
     end
-    if rotate then  -- the turn is over: to the back, with one more quantum
-      redis.call('LMOVE', lane.ring, lane.ring, 'LEFT', 'RIGHT')
+    if turn_over then  -- the turn is over (never for a sub-queue alone): to the back, with one more quantum
       redis.call('HSET', lane.deficits, sub, deficit + quantum)
-      last = sub
+      known[sub] = {deficit + quantum}
+      table.remove(ring.head, 1)
+      if ring.rest then ring.turned[#ring.turned + 1] = sub else ring.head[#ring.head + 1] = sub end
     end
   end
-  return taken, false
+  fair_ring_put(lane, ring)
+  return taken, halted
 end
