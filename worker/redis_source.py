@@ -12,16 +12,16 @@ by deficit round robin (shared/lua/lib/fair.lua, shared/fair.py), in turns of `q
 on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job comes back with its sub-queue
 (RQ's `origin`, whose key it is) and its lane (whose model it is).
 
-An idle worker waits with one blocking BLPOP of every lane's ring (interactive lanes first, every model's),
-which returns as soon as a key's sub-queue in any lane gets work; the claim that follows puts the member it
-took back at the head of its ring (`_wait`).
+An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
+list is left as it was), which returns as soon as a key's sub-queue gets work, then claims.
 
 A claim takes
 from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
 while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
 interactive jobs overtake the bulk rows in hand. A micro-batch is all interactive rows or all bulk rows, and
 a key's chunks run in slices while other keys' interactive jobs come (`_limit`). With several models, each
-claim starts at the next model's lanes (round robin), so no model starves.
+claim starts at the next model's lanes (round robin), so no model starves; an idle worker waits on their
+interactive queues in turn.
 A claimed job is bound to the model version it runs on (`resolve`): the one it is pinned to, or the
 newest available; a pinned version this worker does not serve fails it as `version_unavailable`.
 """
@@ -87,12 +87,10 @@ def claim_jobs(
     lease_until: float,
     worker_name: str,
     busy: bool,
-    woken: tuple[int, str] | None = None,
 ) -> list[ClaimedJob]:
     """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane `queue_names[i]` (each job
     names its lane's position: `ClaimedJob.lane`), its keys' sub-queues served by deficit round robin in turns
-    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent). `woken`: (position, member)
-    of the ring head the worker's wait took out of lane `queue_names[position]`'s ring; it goes back first."""
+    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
@@ -111,8 +109,6 @@ def claim_jobs(
             rq_keys.queue(""),
             keys.extra_rows(""),
             orjson.dumps(dict(weights)),
-            woken[0] + 1 if woken is not None else 0,
-            woken[1] if woken is not None else "",
             *(v for pair in zip(caps, quanta, strict=True) for v in pair),
         ],
         client=client,
@@ -262,13 +258,20 @@ class RedisSource:
         """
         trips = 0
         interactive, bulk = self._claim_order()
-        order = interactive + bulk
-        woken = None
         if self._empty and timeout > 0 and not priority_only:
-            trips += 1
-            woken = self._wait([self.queue_names[i] for i in order], timeout)
+            # Only one lane's ring (its keys' sub-queues with work) can be waited on: when the wait ends with
+            # nothing there, the claim below still looks at every lane, so an idle worker notices other work
+            # within the wait (split over models).
+            wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
+            if wait >= MIN_BLOCK_S:
+                trips += 1
+                first = keys.ring(self.queue_names[interactive[0]])
+                self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT")
+            else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
+                time.sleep(wait)
         max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
         bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
+        order = interactive + bulk
         token = uuid.uuid4().hex[:12]
         jobs = claim_jobs(
             self.connection,
@@ -281,7 +284,6 @@ class RedisSource:
             lease_until=time.time() + self.lease_s,
             worker_name=self.worker_name,
             busy=bool(self.pending),
-            woken=woken,
         )
         trips += 1
         jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
@@ -289,8 +291,8 @@ class RedisSource:
             if not self.lanes[job.lane].bulk:
                 self._interactive_at[fair.tenant_of(job.queue)] = time.monotonic()
         if not priority_only:
-            # Every lane ran out (fewer jobs than asked of each): the next claim waits on the lanes' rings (a
-            # BLPOP that returns at once if jobs came meanwhile) instead of finding them empty.
+            # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
+            # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.
             taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
             self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
             self._piling = len(jobs) >= min(2, max_jobs)
@@ -298,24 +300,6 @@ class RedisSource:
             claims = [self._restore(token, job) for job in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)
             self.round_trips += trips
-
-    def _wait(self, lanes: list[str], timeout: float) -> tuple[int, str] | None:
-        """Wait up to `timeout` s for work in any of `lanes` (in priority order): a BLPOP of their rings, which
-        returns as soon as one has a member, the first's in that order. BLPOP takes the member out; the claim
-        that follows puts it back at the head of its ring (claim.lua) before it serves it. Returns (position in
-        `lanes`, member), or None if nothing came.
-
-        A worker that dies between the two leaves that sub-queue with jobs but out of its ring: the recovery
-        sweep puts it back within HEARTBEAT_S (tidy_queue.lua), as after a submit whose ring join failed."""
-        if timeout < MIN_BLOCK_S:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
-            time.sleep(timeout)
-            return None
-        rings = [keys.ring(lane) for lane in lanes]
-        popped = self.connection.blpop(rings, timeout)
-        if popped is None:
-            return None
-        ring, member = (v.decode() if isinstance(v, bytes) else v for v in popped)
-        return rings.index(ring), member
 
     def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(

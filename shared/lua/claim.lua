@@ -6,10 +6,7 @@
 --       [4] lease expiry (Unix), [5] now (RQ time), [6] worker name, [7] '1' if the worker holds unfinished
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, [10] RQ's queue key prefix,
 --       [11] extra-rows key prefix, [12] weights of the keys that weigh more than 1 (JSON: {name: weight}),
---       [13] the number of the lane whose ring's head the worker took out while it waited (BLPOP; 0: none),
---       [14] that ring member, then per lane: the most jobs to take from it, its quantum (rows per turn at
---       weight 1). The member taken out goes back at the head of its ring before the claim looks at it, or
---       after the claim if the claim never gets to that lane.
+--       then per lane: the most jobs to take from it, its quantum (rows per turn at weight 1).
 -- Returns 11 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
 --   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one, its queue
 --   (RQ's origin: its key's sub-queue), and the number of its lane (1 for the first lane in KEYS).
@@ -18,13 +15,12 @@
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
 -- takes no batch-mates down with it (they would each be charged an attempt). A job that is no longer
 -- queued (cancelled, ended, a duplicate id) is dropped from the queue and not returned.
-local HEAD, MAX_DROPPED = 14, 10000
+local HEAD, MAX_DROPPED = 12, 10000
 local want = tonumber(ARGV[1])
 local prefix, suffix, lapse, now, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local busy = ARGV[7] == '1'
 local out, alone, dropped = {}, false, 0
 local weights = cjson.decode(ARGV[12])
-local woken_lane, woken = tonumber(ARGV[13]), ARGV[14]
 
 -- Take one queued job: mark it started and add its values to `out`; returns its extra rows.
 local function take(id, f, lane)
@@ -50,7 +46,6 @@ for k = 1, #KEYS, 3 do
   local cap = math.min(want, tonumber(ARGV[HEAD + 1 + 2 * n]))
   local lane = {ring = KEYS[k], deficits = KEYS[k + 1], queue_prefix = ARGV[10],
                 quantum = tonumber(ARGV[HEAD + 2 + 2 * n]), weights = weights}
-  if woken_lane == n + 1 then lane.woken, woken_lane = woken, 0 end
   local leases = {}
   -- Takes jobs of the first `limit` of `ids` (popped from `queue`) while `deficit` > 0: see lib/fair.lua.
   local function serve(queue, ids, limit, deficit)
@@ -79,5 +74,4 @@ for k = 1, #KEYS, 3 do
   want = halted and 0 or want - taken
   if #leases > 0 then zadd_all(KEYS[k + 2], leases) end
 end
-if woken_lane > 0 then redis.call('LPUSH', KEYS[3 * woken_lane - 2], woken) end  -- a lane the claim never reached
 return out

@@ -60,7 +60,6 @@ def claim(
     caps=None,
     quantum=64,
     weights=None,
-    woken=None,
 ):
     return claim_jobs(
         redis_db,
@@ -73,7 +72,6 @@ def claim(
         lease_until=time.time() + 60,
         worker_name="w1",
         busy=busy,
-        woken=woken,
     )
 
 
@@ -423,21 +421,3 @@ def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue
     tenant_jobs.cancel(mine[other, a][2], a)  # out of its own sub-queue, into its model's lane's registry
     assert redis_db.llen(rq_keys.queue(sub_queue(other, "a"))) == 0
     assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None
-
-
-def test_the_ring_member_a_waiting_worker_took_out_goes_back_first_and_its_job_is_claimed(redis_db, jobs):
-    first, second = submit(jobs), submit(jobs)
-    assert redis_db.lpop(keys.ring(QUEUE)) == QUEUE.encode()  # what the idle worker's BLPOP did
-    assert [j.id for j in claim(redis_db, most=1, woken=(0, QUEUE))] == [first]
-    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [QUEUE.encode()]  # back in: `second` waits
-    assert [j.id for j in claim(redis_db)] == [second]
-    assert redis_db.llen(keys.ring(QUEUE)) == 0  # emptied: out
-
-
-def test_a_ring_member_taken_out_goes_back_at_its_rings_head_when_the_claim_never_reaches_its_lane(redis_db, jobs):
-    bulk = f"{QUEUE}-bulk"
-    submit(jobs)
-    redis_db.rpush(keys.ring(bulk), f"{bulk}~a", f"{bulk}~b")
-    assert redis_db.lpop(keys.ring(bulk)) == f"{bulk}~a".encode()  # the wait took the bulk ring's head
-    assert len(claim(redis_db, most=1, queues=(QUEUE, bulk), caps=[1, 1], woken=(1, f"{bulk}~a"))) == 1
-    assert redis_db.lrange(keys.ring(bulk), 0, -1) == [f"{bulk}~a".encode(), f"{bulk}~b".encode()]

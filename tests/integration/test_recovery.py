@@ -238,6 +238,6 @@ def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_comm
     redis_db.config_resetstat()
     assert node.source.take(8, 0.0005) == []  # the queue is empty: an idle worker's first look
     assert node.source.take(8, 0.0005) == []  # now it waits first (every queue ran out)
-    assert "cmdstat_blpop" not in redis_db.info("commandstats")
+    assert "cmdstat_blmove" not in redis_db.info("commandstats")
     submit(jobs, 1.0)
     assert [s.claim.rows for s in node.source.take(8, 0.0005)] == [1]

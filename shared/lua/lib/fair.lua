@@ -1,7 +1,6 @@
 -- Deficit round robin over one lane's sub-queues (one per API key), in rows: shared/fair.py's
 -- DeficitRoundRobin.claim, step for step (its docstring explains the rules).
--- `lane`: {ring = key, deficits = key, queue_prefix = RQ's queue key prefix, quantum = rows, weights = {name = w},
--- woken = the ring's head member a waiting worker took out (BLPOP) or nil}.
+-- `lane`: {ring = key, deficits = key, queue_prefix = RQ's queue key prefix, quantum = rows, weights = {name = w}}.
 -- `serve(queue_key, ids, limit, deficit)` takes jobs of the first `limit` of `ids` (popped from the head of
 -- `queue_key`) while `deficit` stays > 0 and returns: jobs taken, rows taken, the index of the first id it did
 -- not use (nil: all used), and true if the claim must stop here. Ids not used go back to the head of the
@@ -33,9 +32,7 @@ end
 -- (the sub-queues whose turn ended, in order). With no `rest`, turned ones simply go to the end of `head`.
 local function fair_ring_take(lane)
   local head = redis.call('LPOP', lane.ring, FAIR_MAX_VISITS + 1) or {}
-  local rest = #head > FAIR_MAX_VISITS
-  if lane.woken then table.insert(head, 1, lane.woken) end  -- the head the waiting worker took out: first
-  return {head = head, rest = rest, turned = {}}
+  return {head = head, rest = #head > FAIR_MAX_VISITS, turned = {}}
 end
 
 local function fair_ring_put(lane, ring)
