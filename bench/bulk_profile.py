@@ -135,8 +135,9 @@ def profile(rows: int, microbatch_rows: int, workdir: str, model) -> dict:
         timer.wrap(chunks_module.ChunkFiles, "save", "write")
         timer.wrap(publish_module.Publisher, "publish", "publish")
         timer.wrap(model, "predict", "model")
-        # The step after the last chunk blocks up to IDLE_TIMEOUT_S on the empty queues (this loop checks the
-        # batch between steps): not the batch's cost, so it is kept short.
+        # An idle step blocks up to IDLE_TIMEOUT_S on the interactive queue: before the first chunk (a new worker
+        # waits there first) and after the last one (this loop checks the batch between steps). Neither is the
+        # batch's cost (in `make bench` interactive traffic ends such waits at once), so they are kept short.
         worker_main.IDLE_TIMEOUT_S = 0.005
         worker = InferenceWorker(settings, model)
         worker.registration.birth(model_document(model.signature, settings, 0.0), worker.registry_doc())
