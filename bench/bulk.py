@@ -60,6 +60,8 @@ def run_bulk(url: str, files: dict[str, str], interactive_body: str) -> list[dic
     rows = []
     with httpx.Client(base_url=url, timeout=600) as client:
         for fmt, content_type in (("npy", "application/x-npy"), ("ndjson", "application/x-ndjson")):
+            if fmt not in files:
+                continue
             idle = _interactive(url, interactive_body, 3.0)
             load = InteractiveLoad(url, interactive_body, os.path.dirname(files[fmt]))
             started = time.perf_counter()

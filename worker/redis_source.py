@@ -177,7 +177,9 @@ class RedisSource:
         segments = self._from_pending(self._limit(max_rows, kind), kind)
         room = self._limit(max_rows, kind) - sum(s.rows for s in segments)
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
-            self.claim(room, timeout if not segments else 0.0)
+            # With a chunk's rows still to run in hand, only interactive jobs are claimed here, in the model
+            # thread: the next chunk is `prefetch`'s, claimed and read in the claim thread while this one runs.
+            self.claim(room, timeout if not segments else 0.0, priority_only=self._bulk_rows_waiting())
             kind = self._next_kind() if kind is None else kind
             # A chunk just claimed widens the limit: it runs whole (or in slices, see `_limit`).
             segments += self._from_pending(self._limit(max_rows, kind) - sum(s.rows for s in segments), kind)
@@ -238,6 +240,9 @@ class RedisSource:
         """Whether the next micro-batch is bulk: False while interactive rows wait in hand, None with no rows."""
         waiting = {self.lanes[c.queue_index].bulk for c in self.pending if c.next_row < c.rows}
         return None if not waiting else min(waiting)
+
+    def _bulk_rows_waiting(self) -> bool:
+        return any(self.lanes[c.queue_index].bulk and c.next_row < c.rows for c in self.pending)
 
     def _holding_only_bulk(self) -> bool:
         return bool(self.pending) and all(self.lanes[c.queue_index].bulk for c in self.pending)

@@ -1,9 +1,10 @@
 """Validate an upload row by row against the model's signature while writing it to storage.
 
 Each format is cut into blocks of rows. A block is checked with the same code as /predict bodies
-(`api/validation.py`), vectorised; only a block that fails is re-checked row by row to name its bad
-rows. Accepted rows go to one `.npy` per model input; rejected rows go to the error file (with
-on_error=skip) or make the whole upload fail with the first few row numbers.
+(`api/validation.py`), vectorised (an NDJSON block without true/false bytes is not walked for booleans);
+only a block that fails is re-checked row by row to name its bad rows. Accepted rows go to one `.npy` per
+model input; rejected rows go to the error file (with on_error=skip) or make the whole upload fail with the
+first few row numbers.
 """
 
 from __future__ import annotations
@@ -137,16 +138,24 @@ def _blocks(upload_format: str, pieces: Iterator[bytes], signature: ModelSignatu
             lines = lines[1:]  # a header line of column names is not a row
             if not lines:
                 continue
-        rows, positions, bad = parse(lines)
-        arrays, row_bad = validate_block(rows, signature) if len(rows) else (None, [])
-        bad = sorted(bad + [(positions[i], message) for i, message in row_bad])
+        parsed = parse(lines)
+        positions = parsed.positions
+        arrays, row_bad = (
+            validate_block(parsed.rows, signature, parsed.maybe_booleans) if len(parsed.rows) else (None, [])
+        )
+        bad = sorted(parsed.bad + [(positions[i], message) for i, message in row_bad])
         yield arrays, bad, len(lines), [number for number, _ in lines]
 
 
-def validate_block(rows: Any, signature: ModelSignature) -> tuple[dict[str, np.ndarray] | None, Bad]:
-    """Check a block (a list of JSON rows, or an array); returns the accepted rows' arrays and the bad rows."""
+def validate_block(
+    rows: Any, signature: ModelSignature, maybe_booleans: bool = True
+) -> tuple[dict[str, np.ndarray] | None, Bad]:
+    """Check a block (a list of JSON rows, or an array); returns the accepted rows' arrays and the bad rows.
+
+    `maybe_booleans`: False when the block's bytes hold no true/false, so its numeric rows are not walked for one.
+    """
     try:
-        return _convert(rows, signature), []
+        return _convert(rows, signature, maybe_booleans), []
     except InvalidInput:
         pass
     good, bad = [], []
@@ -167,8 +176,8 @@ def validate_block(rows: Any, signature: ModelSignature) -> tuple[dict[str, np.n
         ) from None
 
 
-def _convert(rows: Any, signature: ModelSignature) -> dict[str, np.ndarray]:
+def _convert(rows: Any, signature: ModelSignature, maybe_booleans: bool = True) -> dict[str, np.ndarray]:
     if isinstance(rows, np.ndarray):
         spec = signature.inputs[0]
         return {spec.name: to_array(rows, spec, "file")}
-    return rows_to_arrays(rows, signature, max(1, len(rows)))
+    return rows_to_arrays(rows, signature, max(1, len(rows)), maybe_booleans)

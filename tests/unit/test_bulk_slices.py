@@ -52,3 +52,19 @@ def test_a_chunk_runs_in_slices_while_another_keys_interactive_jobs_come(source)
 def test_filling_an_interactive_micro_batch_takes_no_bulk_rows(source):
     source.pending.append(held("chunk", BULK, 1024))
     assert source.take(255, 0.0, bulk=False) == []
+
+
+def test_with_a_chunk_in_hand_the_model_thread_claims_only_interactive_jobs(monkeypatch):
+    """The next chunk is the claim thread's (`prefetch`, while this one runs): claiming and reading it in
+    `take` would hold the model thread."""
+    src = RedisSource(None, ["q", "q-bulk"], "w", lease_s=5, chunk_rows=1024)  # type: ignore[arg-type]  # no Redis
+    asked: list[bool] = []
+    monkeypatch.setattr(src, "claim", lambda rows, timeout, priority_only=False: asked.append(priority_only))
+    src.pending.extend([held("chunk", BULK, 1024), held("single", INTERACTIVE, 1)])
+    src.take(256, 0.0)
+    assert asked == [True]
+    src.pending.clear()
+    asked.clear()
+    src.pending.append(held("single", INTERACTIVE, 1))  # no chunk in hand: this claim may take one
+    src.take(256, 0.0)
+    assert asked == [False]

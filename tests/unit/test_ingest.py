@@ -77,6 +77,28 @@ def test_skipped_rows_go_to_the_error_file_and_keep_their_row_numbers(tmp_path):
     assert file_rows(skipped_rows, 0, 3).tolist() == [0, 2, 4]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1,2,3,4],[5,6,7,8]\n[9,9,9,9]\n",  # two rows on one line
+        b"[1,2,\n3,4]\n[9,9,9,9]\n",  # one row over two lines
+        b'"x\ny"\n[9,9,9,9]\n',  # a string over two lines
+    ],
+)
+def test_a_line_that_is_not_one_json_value_is_named(tmp_path, body):
+    with pytest.raises(InvalidInput) as rejected:
+        run(tmp_path, body, "ndjson")
+    assert rejected.value.details[0]["line"] == 1
+
+
+def test_booleans_are_refused_in_numeric_rows_whichever_line_holds_them(tmp_path):
+    body = b"[1,2,3,4]\n[1,true,3,4]\n[5,6,7,8]\n"
+    storage, stored, skipped = run(tmp_path, body, "ndjson", skip=True)
+    assert (stored.accepted_rows, skipped) == (2, 1)
+    error = orjson.loads(open(storage.path(upload_errors_key("b1")), "rb").readline())
+    assert (error["row"], error["line"]) == (1, 2) and "true/false" in error["error"]
+
+
 def test_rows_of_a_two_input_model_are_objects_keyed_by_input(tmp_path):
     body = b'{"a": [1, 2], "b": 3}\n{"a": [4, 5], "b": 6}\n'
     storage, stored, _ = run(tmp_path, body, "ndjson", signature=TWO_INPUTS)
