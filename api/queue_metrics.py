@@ -148,7 +148,7 @@ class QueueCollector:
         yield _per_tenant(
             worker_metrics.TENANT_RUNNING_ROWS,
             "Rows of jobs running (claimed by a worker, not yet ended), by lane and API key name.",
-            {name: view.running_rows.get(name, 0) for name in view.rows} | view.running_rows,
+            dict.fromkeys(view.rows, 0) | view.running_rows,
         )
         yield _per_tenant(
             worker_metrics.TENANT_OLDEST_AGE,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -89,6 +90,16 @@ class Service:
     def signal_worker(self, worker: Child, sig: int) -> None:
         """Send `sig` (SIGKILL, SIGSTOP, SIGCONT...) to a worker's process group; SIGKILL waits for it to go."""
         self.harness.kill(worker, sig)
+
+    @contextmanager
+    def frozen_worker(self) -> Iterator[None]:
+        """The one live worker stopped (SIGSTOP) for the block, so that what is queued stays queued."""
+        [worker] = self.live_worker_processes()
+        self.signal_worker(worker, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.signal_worker(worker, signal.SIGCONT)
 
     def stop_process(self, child: Child, sig: int = signal.SIGTERM) -> int | None:
         """Signal one process (the API or a worker) and wait for its exit status."""

@@ -179,7 +179,7 @@ class RedisSource:
         if room > 0 and self.claiming and not any(c.rerun for c in self.pending):
             # With a chunk's rows still to run in hand, only interactive jobs are claimed here, in the model
             # thread: the next chunk is `prefetch`'s, claimed and read in the claim thread while this one runs.
-            self.claim(room, timeout if not segments else 0.0, priority_only=self._bulk_rows_waiting())
+            self.claim(room, timeout if not segments else 0.0, priority_only=True in self._waiting_kinds())
             kind = self._next_kind() if kind is None else kind
             # A chunk just claimed widens the limit: it runs whole (or in slices, see `_limit`).
             segments += self._from_pending(self._limit(max_rows, kind) - sum(s.rows for s in segments), kind)
@@ -238,11 +238,12 @@ class RedisSource:
 
     def _next_kind(self) -> bool | None:
         """Whether the next micro-batch is bulk: False while interactive rows wait in hand, None with no rows."""
-        waiting = {self.lanes[c.queue_index].bulk for c in self.pending if c.next_row < c.rows}
+        waiting = self._waiting_kinds()
         return None if not waiting else min(waiting)
 
-    def _bulk_rows_waiting(self) -> bool:
-        return any(self.lanes[c.queue_index].bulk and c.next_row < c.rows for c in self.pending)
+    def _waiting_kinds(self) -> set[bool]:
+        """The kinds of the rows in hand not yet handed out: True for bulk rows, False for interactive ones."""
+        return {self.lanes[c.queue_index].bulk for c in self.pending if c.next_row < c.rows}
 
     def _holding_only_bulk(self) -> bool:
         return bool(self.pending) and all(self.lanes[c.queue_index].bulk for c in self.pending)

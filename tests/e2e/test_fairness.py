@@ -10,9 +10,7 @@ drill with targets is scripts/fairness_drill.py (make soak).
 from __future__ import annotations
 
 import io
-import signal
 import time
-from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
@@ -67,16 +65,6 @@ def two_models(make_module_service, tmp_path_factory) -> Service:
     )
 
 
-@contextmanager
-def frozen_worker(service: Service):
-    [worker] = service.live_worker_processes()
-    service.signal_worker(worker, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        service.signal_worker(worker, signal.SIGCONT)
-
-
 def upload(service: Service, key: str, rows: np.ndarray) -> str:
     buffer = io.BytesIO()
     np.save(buffer, rows)
@@ -126,7 +114,7 @@ def test_a_flooding_key_gets_429_for_its_own_limit_while_another_key_is_served_f
     idle_p99 = predict_p99(shared, KEY_B, x[:50])
     idle_batch = wait_batch(shared, KEY_B, upload(shared, KEY_B, small), 120)
 
-    with frozen_worker(shared):
+    with shared.frozen_worker():
         a_batch = upload(shared, KEY_A, big)
         accepted = [
             shared.http.post("/predict", json={"instances": [x[i].tolist()]}, headers=bearer(KEY_A))
@@ -193,7 +181,7 @@ def test_each_models_queue_has_a_sub_queue_per_key_in_its_own_ring_and_its_own_p
         body = {"instances": instances, "model": model}
         return two_models.http.post("/predict", json=body, headers=bearer(key))
 
-    with frozen_worker(two_models):
+    with two_models.frozen_worker():
         a_jobs = [post(KEY_A, "half_plus_two", [[float(i)]]) for i in range(3)]
         assert [r.status_code for r in a_jobs] == [202, 202, 202], a_jobs[0].text
         over = post(KEY_A, "half_plus_two", [[9.0]])

@@ -6,9 +6,7 @@ The worker is frozen with SIGSTOP to stand for a worker that cannot keep up: wha
 
 from __future__ import annotations
 
-import signal
 import time
-from contextlib import contextmanager
 
 import pytest
 from rq.job import Job
@@ -24,19 +22,9 @@ def busy(make_module_service) -> Service:
     return make_module_service(max_queue_depth=20, job_start_deadline_s=600)
 
 
-@contextmanager
-def frozen_worker(service: Service):
-    [worker] = service.live_worker_processes()
-    service.signal_worker(worker, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        service.signal_worker(worker, signal.SIGCONT)
-
-
 def test_a_full_queue_answers_429_without_parsing_the_body_and_the_api_stays_responsive(busy, digits):
     x, _ = digits
-    with frozen_worker(busy):
+    with busy.frozen_worker():
         job_ids = [
             busy.http.post("/predict", json={"instances": x[5 * i : 5 * i + 5].tolist()}).json()["id"] for i in range(4)
         ]  # 20 rows: the queue is full
@@ -62,7 +50,7 @@ def test_a_full_queue_answers_429_without_parsing_the_body_and_the_api_stays_res
 
 def test_a_job_not_started_before_its_timeout_expires_and_never_runs(busy, digits):
     x, _ = digits
-    with frozen_worker(busy):
+    with busy.frozen_worker():
         by_query = busy.http.post("/predict", params={"timeout": 0.2}, json={"instances": [x[0].tolist()]}).json()["id"]
         by_body = busy.http.post("/predict", json={"instances": [x[1].tolist()], "timeout": 0.2}).json()["id"]
         by_default = busy.http.post("/predict", json=[x[2].tolist()]).json()["id"]

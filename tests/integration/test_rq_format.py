@@ -36,6 +36,22 @@ def settings(redis_db) -> Settings:
     return Settings.from_env({}).replace(redis_url=url, max_attempts=3)
 
 
+def claim_three(redis_db) -> list:
+    """The worker's claim (claim.lua) of up to three jobs of QUEUE, under claim token "t"."""
+    return claim_jobs(
+        redis_db,
+        [QUEUE],
+        [3],
+        quanta=[64],
+        weights={},
+        most=3,
+        token="t",
+        lease_until=time.time() + 60,
+        worker_name="w",
+        busy=False,
+    )
+
+
 def test_our_key_names_are_rqs(redis_db):
     assert rq_keys.queue(QUEUE) == Queue(QUEUE, connection=redis_db).key
     assert rq_keys.job("x") == Job.key_for("x")
@@ -55,18 +71,7 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
     assert set(job.args[0]) == {"rows", "inputs"} and job.retries_left == 2 and job.enqueued_at is not None
     jobs.cancel(ids[3])
 
-    claimed = claim_jobs(
-        redis_db,
-        [QUEUE],
-        [3],
-        quanta=[64],
-        weights={},
-        most=3,
-        token="t",
-        lease_until=time.time() + 60,
-        worker_name="w",
-        busy=False,
-    )
+    claimed = claim_three(redis_db)
     assert len(claimed) == 3 and queue.count == 0
     started = StartedJobRegistry(QUEUE, connection=redis_db)
     assert sorted(started.get_job_ids(cleanup=False)) == sorted(ids[:3])
@@ -94,18 +99,7 @@ def test_jobs_we_submit_claim_and_end_read_back_through_rqs_api_at_every_step(re
 def test_rq_info_counts_waiting_executing_finished_and_failed_jobs_of_a_run(redis_db, settings):
     jobs = RedisJobs(redis_db, settings)
     ids = [jobs.submit({"x": np.zeros((1, 2), dtype=np.float32)}) for _ in range(4)]
-    claim_jobs(
-        redis_db,
-        [QUEUE],
-        [3],
-        quanta=[64],
-        weights={},
-        most=3,
-        token="t",
-        lease_until=time.time() + 60,
-        worker_name="w",
-        busy=False,
-    )
+    claim_three(redis_db)
     endings = [
         Ending(Claim(ids[0], 0, f"{ids[0]}:t", 1), JobStatus.FINISHED, b"{}"),
         Ending(Claim(ids[1], 0, f"{ids[1]}:t", 1), JobStatus.FAILED, b"{}"),
