@@ -71,7 +71,7 @@ def test_api_grace_periods_cover_the_longest_long_poll_and_the_protocol_timeout(
     settings = Settings()
     graceful = gunicorn_setting("graceful_timeout")
     assert graceful > max(MAX_BLOCKING_WAIT_S, settings.protocol_timeout_s)
-    assert gunicorn_setting("timeout") > graceful
+    assert settings.api_process_timeout_s > graceful
     deployments = by_kind("Deployment")
     for name in ("api", "grpc"):
         assert deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > (PRESTOP_S + graceful)
