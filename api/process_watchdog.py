@@ -88,16 +88,11 @@ def is_child(pid: int) -> bool:
 
 
 class Watchdog:
-    """The serving process's thread: kills a child whose heartbeat is older than `timeout_s`.
+    """The serving process's thread: kills a child whose heartbeat is older than `timeout_s`."""
 
-    `retire(pid)` is called for each process whose file it removes (prometheus-client's mark_process_dead, as
-    gunicorn_conf.py's child_exit does).
-    """
-
-    def __init__(self, directory: str, timeout_s: float, retire: Callable[[int], None]) -> None:
+    def __init__(self, directory: str, timeout_s: float) -> None:
         self.directory = directory
         self.timeout_s = timeout_s
-        self.retire = retire
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="api-process-watchdog", daemon=True)
 
@@ -127,7 +122,6 @@ class Watchdog:
                 os.remove(os.path.join(self.directory, str(pid)))
             except FileNotFoundError:
                 pass
-            self.retire(pid)
         return verdict
 
     def _beats(self) -> dict[int, float]:

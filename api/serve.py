@@ -41,14 +41,13 @@ def serve_granian(settings: Settings) -> None:
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server import Server
-    from prometheus_client import multiprocess
 
     configure_logging(settings.log_level, settings.log_format)  # the watchdog's lines, in the service's format
     path, owned = metrics_dir.prepare(settings)
     multiprocessing.set_start_method("spawn", force=True)
     heartbeats = tempfile.mkdtemp(prefix="inference-api-heartbeats-")
     timeout_s = settings.api_process_timeout_s
-    watchdog = process_watchdog.Watchdog(heartbeats, timeout_s, lambda pid: multiprocess.mark_process_dead(pid, path))
+    watchdog = process_watchdog.Watchdog(heartbeats, timeout_s)
     watchdog.start()
     try:
         Server(
