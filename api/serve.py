@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from api import process_watchdog
 from shared import metrics_dir
@@ -34,6 +35,19 @@ DRAIN_S = 35  # as gunicorn's graceful_timeout: a 30 s long-poll may be in fligh
 
 def gunicorn_argv() -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", os.path.join(PROJECT_ROOT, "api", "gunicorn_conf.py"), APP]
+
+
+def granian_log_config(settings: Settings) -> dict[str, Any] | None:
+    """granian's own lines (a worker's exit, its replacement) in the service's format: with LOG_FORMAT=json, one
+    JSON object per line on stderr, as gunicorn_conf.py's logconfig_dict does for gunicorn's; None: granian's."""
+    if settings.log_format != "json":
+        return None
+    handler = {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    # granian merges this into its own configuration key by key: both of its handlers are replaced.
+    return {
+        "formatters": {"json": {"()": "shared.logs.JsonFormatter"}},
+        "handlers": {"console": handler, "access": handler},
+    }
 
 
 def serve_granian(settings: Settings) -> None:
@@ -61,6 +75,7 @@ def serve_granian(settings: Settings) -> None:
             respawn_failed_workers=True,
             workers_kill_timeout=DRAIN_S,
             log_level=LogLevels.warning,
+            log_dictconfig=granian_log_config(settings),
             log_access=False,  # the app logs one line per request, with its request id (api/request_context.py)
         ).serve(
             # Each worker process starts its heartbeat, then builds the app (the arguments go with it to the

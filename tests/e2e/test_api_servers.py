@@ -1,6 +1,6 @@
-"""API_SERVER=granian (the default): granian (WSGI) serving the app keeps what gunicorn gives the API: request ids,
-long-polls on a thread, metrics summed across its processes, a drain on SIGTERM, and a hung process killed and
-replaced (api/process_watchdog.py, as gunicorn's master does with its `timeout`)."""
+"""The API under granian, the default server (API_SERVER): it keeps what gunicorn gives the API (request ids,
+long-polls on a thread, metrics summed across its processes, a drain on SIGTERM) and a hung process is killed
+and replaced (api/process_watchdog.py), as gunicorn's master does with its `timeout`."""
 
 from __future__ import annotations
 
