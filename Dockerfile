@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One file, one image per role; docker-compose.yml and deploy/k8s build and name them:
-#   docker build --target api        -t inference-api .         Flask API (gunicorn), no TensorFlow, no embedded Redis
+#   docker build --target api        -t inference-api .         Flask API (granian), no TensorFlow, no embedded Redis
 #   docker build --target grpc       -t inference-grpc .        gRPC server (TF Serving's stubs need TensorFlow's protos)
 #   docker build --target worker     -t inference-worker .      micro-batching worker with TensorFlow (CPU)
 #   docker build --target worker-gpu -t inference-worker-gpu .  the same on TensorFlow's CUDA wheel (tensorflow[and-cuda])

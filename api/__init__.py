@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import auth, error_handler, health, index, metrics, request_context, services
+from api import auth, error_handler, health, index, metrics, request_context, request_line, services
 from api.bulk import routes as bulk_routes
 from api.idempotency import IdempotencyKeys
 from api.jobs import routes as job_routes
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
     )
     app.url_map.converters["model"] = tfserving_rest.ModelName
+    request_line.init_app(app)  # first: an over-long URL is refused before anything else looks at it
     auth.init_app(app)
     app.register_blueprint(job_routes.bp)
     app.register_blueprint(bulk_routes.bp)

@@ -19,12 +19,14 @@ bind = f"{_settings.api_host}:{_settings.api_port}"
 workers = _settings.api_processes
 threads = _settings.api_threads
 worker_class = "gthread"
-# A long-poll may hold a request for 30 s; keep gunicorn from killing the worker before that.
-timeout = 60
+# A worker whose main loop has not notified for this long is killed and replaced (a gthread worker's main
+# loop notifies while its threads hold long-polls). The same setting drives granian's watchdog.
+timeout = _settings.api_process_timeout_s
 graceful_timeout = 35
 keepalive = 5
-# gunicorn's largest request line (its default is 4094 bytes): room for the documented query options of
-# POST /batches (metadata up to 4096 characters, callback_url up to 2048). Longer lines get gunicorn's 414.
+# gunicorn's largest request line (its default is 4094 bytes): above the app's own limit (8000 bytes of path
+# and query string, api/request_line.py), which answers the service's JSON 414 first; longer lines get
+# gunicorn's own HTML 414.
 limit_request_line = 8190
 accesslog = None  # the app logs one line per request, with its request id (api/request_context.py)
 

@@ -1,8 +1,8 @@
 """GET /metrics: Prometheus text format, for the API processes and (through Redis) for every worker.
 
 Two sources, one page:
-  - this API's own HTTP metrics, kept by prometheus-client; under gunicorn in multiprocess mode
-    (gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module), so whichever
+  - this API's own HTTP metrics, kept by prometheus-client; served, in multiprocess mode (api/serve.py or
+    gunicorn_conf.py sets PROMETHEUS_MULTIPROC_DIR before any server process imports this module), so whichever
     process answers a scrape reports the sum over all of them;
   - the service's metrics, read from Redis at scrape time: jobs waiting per RQ queue (LLEN), live workers,
     model load time, and the counters and histograms the workers add up in `keys.metrics()` (see
@@ -169,7 +169,7 @@ def _tenant_families(values: dict[str, float]) -> Iterator[Metric]:
 
 
 class _ThisProcess:
-    """The default registry as a collector, for an API not under gunicorn (no multiprocess directory)."""
+    """The default registry as a collector, for an API not under a server (no multiprocess directory)."""
 
     def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()

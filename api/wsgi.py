@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn and granian: `gunicorn api.wsgi:app`.
+"""WSGI entry point for granian and gunicorn (`python -m api.serve` starts either): `api.wsgi:app`.
 
 A served API refuses to start open: with API_KEYS empty it needs ALLOW_ANONYMOUS=true (create_app itself,
 which tests call in-process, does not ask).

@@ -5,7 +5,7 @@ hold the GIL (time spent running Python or C called from it), summed per functio
 py-spy is a profiler, not a dependency of the service: install it into the environment that runs this
 (`pip install py-spy`); without it only the CPU per request is printed.
 
-    python -m bench.api_profile [--server gunicorn|granian] [--rows 1] [--route predict] [--seconds 15] [--top 40]
+    python -m bench.api_profile [--server granian|gunicorn] [--rows 1] [--route predict] [--seconds 15] [--top 40]
 
 Routes: those of bench/ceiling.py (predict, "http tfserving", "http kserve", "http kserve binary").
 """
@@ -92,7 +92,7 @@ def profile(server: str, rows: int, route: str, seconds: float, workdir: str) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
+    parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--route", choices=tuple(bodies("light", 1)), default="predict")
     parser.add_argument("--seconds", type=float, default=15.0)

@@ -1,6 +1,6 @@
 """The API's CPU per request under two WSGI servers, on the same Flask app, model, Redis and worker:
-gunicorn gthread (what `make run` starts: api/gunicorn_conf.py) and granian's WSGI mode (Rust HTTP, a
-thread pool running the Flask app). Light model, 64 closed-loop `?wait` clients; the API's CPU comes
+gunicorn gthread (api/gunicorn_conf.py) and granian's WSGI mode (Rust HTTP, a thread pool running the
+Flask app; the default, what `make run` starts). Light model, 64 closed-loop `?wait` clients; the API's CPU comes
 from /proc (its whole process tree), divided by the requests answered.
 
     python -m bench.api_servers [--seconds 6] [--clients 64]

@@ -1,5 +1,5 @@
 """`make fuzz`: Schemathesis, driven by /openapi.json, against a real stack of our own (embedded Redis, the
-gunicorn API, one worker), with every check on (schemathesis.toml): no 5xx, no status code, content type
+API under granian, one worker), with every check on (schemathesis.toml): no 5xx, no status code, content type
 or header the document does not list, no response body that breaks its schema, schema-valid requests
 accepted and schema-violating ones refused, and Allow headers that match the document.
 

@@ -1,5 +1,5 @@
 """The one way to start the service's processes: Redis (embedded unless the settings name one), the
-API (gunicorn or granian, API_SERVER) and N inference workers, each of which can be killed and started again.
+API (granian or gunicorn, API_SERVER) and N inference workers, each of which can be killed and started again.
 
 `make run` (scripts/stack.py supervises it), the tests (tests/support.py), the soak (scripts/soak.py)
 and the benchmarks (bench/run.py) all use it. Children get the settings through `Settings.to_env()`,
@@ -105,7 +105,7 @@ def spawn(
 
 
 def signal_group(process: subprocess.Popen, sig: int) -> None:
-    """Send `sig` to the process's group (gunicorn's processes, or a worker's)."""
+    """Send `sig` to the process's group (the API server's processes, or a worker's)."""
     try:
         os.killpg(process.pid, sig)
     except ProcessLookupError:
@@ -193,7 +193,7 @@ class Harness:
         self.redis_server.start()
 
     def start_api(self, wait_s: float | None = 30.0) -> Child:
-        """Start the API under the WSGI server API_SERVER names (api/serve.py: gunicorn or granian); with
+        """Start the API under the WSGI server API_SERVER names (api/serve.py: granian or gunicorn); with
         `wait_s`, return once /healthz answers."""
         self.api = self._start(Role.API, "api", [sys.executable, "-m", "api.serve"])
         if wait_s is not None:

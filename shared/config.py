@@ -138,10 +138,14 @@ class Settings:
     # API server processes and threads per process (gunicorn or granian); threads serve waiting long-polls.
     api_processes: int = 2
     api_threads: int = 32
-    # WSGI server that `python -m api.serve` starts for the API: "gunicorn" (gthread, api/gunicorn_conf.py) or
-    # "granian" (its WSGI interface: a Rust HTTP parser, API_PROCESSES × API_THREADS blocking threads); both
-    # serve api.wsgi:app.
-    api_server: str = "gunicorn"
+    # WSGI server that `python -m api.serve` starts for the API: "granian" (its WSGI interface: a Rust HTTP
+    # parser, API_PROCESSES × API_THREADS blocking threads; a third less CPU per request) or "gunicorn" (gthread,
+    # api/gunicorn_conf.py); both serve api.wsgi:app.
+    api_server: str = "granian"
+    # Seconds an API server process may go without a heartbeat before it is killed and replaced: gunicorn's
+    # `timeout`, and api/process_watchdog.py under granian. A process that stops running Python (SIGSTOP, a
+    # call that holds the GIL) stops beating; a long-poll or a slow request does not (another thread beats).
+    api_process_timeout_s: int = 60
     # Worker processes that `make run` starts.
     workers: int = 1
     # Seconds between worker heartbeats; a worker silent for 3 beats counts as gone.
@@ -237,6 +241,8 @@ class Settings:
             "milliseconds from 0 to 1000",
         )
         _require(self.api_server in ("gunicorn", "granian"), "API_SERVER", self.api_server, "gunicorn or granian")
+        timeout = self.api_process_timeout_s
+        _require(timeout >= 2, "API_PROCESS_TIMEOUT_S", timeout, "an integer ≥ 2 (seconds)")
         _require(self.result_ttl >= 1, "RESULT_TTL", self.result_ttl, "an integer ≥ 1 (seconds)")
         _require(self.max_rows_per_request >= 1, "MAX_ROWS_PER_REQUEST", self.max_rows_per_request, "an integer ≥ 1")
         _require(self.max_content_length >= 1024, "MAX_CONTENT_LENGTH", self.max_content_length, "bytes ≥ 1024")

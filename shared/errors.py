@@ -10,6 +10,7 @@
     │    │                                     or an Idempotency-Key is reused for a different request
     │    └── RequestInProgress (409, request_in_progress)  the first request with this Idempotency-Key is running
     ├── PayloadTooLarge (413, payload_too_large) a body over MAX_CONTENT_LENGTH (/predict) or MAX_BATCH_BYTES
+    ├── UriTooLong (414, uri_too_long)         the path and query string are over 8000 bytes (api/request_line.py)
     ├── UnsupportedMediaType (415, unsupported_media_type)
     ├── QueueFull (429, queue_full)            try again after `retry_after` seconds
     ├── InferenceFailed (500, inference_failed) a synchronous (protocol) request's job failed
@@ -103,6 +104,11 @@ class RequestInProgress(Conflict):
 class PayloadTooLarge(ServiceError):
     status = 413
     code = ApiErrorCode.PAYLOAD_TOO_LARGE.value
+
+
+class UriTooLong(ServiceError):
+    status = 414
+    code = ApiErrorCode.URI_TOO_LONG.value
 
 
 class UnsupportedMediaType(ServiceError):

@@ -56,6 +56,7 @@ class ApiErrorCode(str, Enum):
     CONFLICT = "conflict"
     REQUEST_IN_PROGRESS = "request_in_progress"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    URI_TOO_LONG = "uri_too_long"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     QUEUE_FULL = "queue_full"
     INFERENCE_FAILED = ErrorCode.INFERENCE_FAILED.value  # also a job's error code: the same situation

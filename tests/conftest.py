@@ -1,5 +1,6 @@
 """Session fixtures: one real redis-server for the whole run (the embedded one), the example model,
-and the main service (real gunicorn API + one real worker) that most end-to-end tests share.
+and the main service (the real API under the default server, granian, and one real worker) that most
+end-to-end tests share.
 
 Tests that need other settings start their own service on another Redis database of the same server.
 """

@@ -36,7 +36,7 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, interva
 
 
 class Service:
-    """The real API (gunicorn) and real workers against one Redis database, with logs in `log_dir`: the
+    """The real API (granian, or gunicorn: API_SERVER) and real workers against one Redis database, with logs in `log_dir`: the
     harness's processes, plus what tests read (an HTTP client, the Redis client, logs)."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
@@ -131,7 +131,7 @@ class Service:
 
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (SIGKILL what is still running after 15 s)."""
-        self.http.close()  # an open keep-alive connection would hold up gunicorn's graceful stop for seconds
+        self.http.close()  # an open keep-alive connection would hold up the API's graceful stop for seconds
         self.harness.stop(timeout_s=15)
 
     def logs(self) -> str:
@@ -162,10 +162,21 @@ class Service:
         return wait_until(ended, timeout_s, 0.1)
 
     def api_worker_pids(self) -> list[int]:
-        """The gunicorn worker processes (children of the API's master)."""
+        """The API's server processes: the children of granian's serving process (but multiprocessing's resource
+        tracker, which it starts too) or of gunicorn's master."""
         assert self.api is not None, "the API was not started"
         with open(f"/proc/{self.api.pid}/task/{self.api.pid}/children") as f:
-            return [int(pid) for pid in f.read().split()]
+            children = [int(pid) for pid in f.read().split()]
+        return [pid for pid in children if _is_server_process(pid)]
+
+
+def _is_server_process(pid: int) -> bool:
+    """Whether a child of the API's process is one of its server processes (live, not the resource tracker)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"resource_tracker" not in f.read()
+    except OSError:  # gone meanwhile
+        return False
 
 
 def service_settings(redis_url: str, db: int, **overrides) -> Settings:

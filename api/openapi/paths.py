@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from api.openapi.schemas import FIXED_SCHEMAS, examples, ref, signature_schemas
+from api.request_line import MAX_TARGET_BYTES
 from shared.config import MAX_START_DEADLINE_S
 from shared.signature import CLASSIFY_METHOD, REGRESS_METHOD, ModelSignature
 from shared.version import VERSION
@@ -44,11 +45,11 @@ TEXT = {
     "(STORAGE_URL) is unreachable (code storage_unavailable)",
     504: "The job did not finish within PROTOCOL_TIMEOUT_S",
 }
-# gunicorn answers this itself (limit_request_line), before the app sees the request: its own HTML page.
-URI_TOO_LONG = {
-    "description": "The request line is over 8190 bytes (gunicorn's limit); gunicorn's HTML page",
-    "content": {"text/html": {"schema": {"type": "string"}}},
-}
+# Any URL may be too long (api/request_line.py); gunicorn's own page comes first past its request-line limit.
+URI_TOO_LONG = (
+    f"The path and query string are over {MAX_TARGET_BYTES} bytes (code uri_too_long). Under API_SERVER=gunicorn, "
+    "a request line over 8190 bytes is answered by gunicorn itself, with its own HTML page"
+)
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 
@@ -112,8 +113,9 @@ class Builder:
                 for c in sorted(codes)
             },
         }
-        if path or query:
-            responses["414"] = URI_TOO_LONG
+        too_long = _json(error_schema, URI_TOO_LONG)
+        too_long["content"]["text/html"] = {"schema": {"type": "string"}}
+        responses["414"] = too_long
         op: dict[str, Any] = {
             "operationId": op_id,
             "summary": summary,
@@ -357,7 +359,7 @@ def _batch_paths(b: Builder) -> dict[str, Any]:
     tag, binary = "Bulk batches", {"schema": {"type": "string", "format": "binary"}}
     on_error = {"type": "string", "enum": ["reject", "skip"]}
     # Documented narrower than the server takes (any JSON object of up to 4096 characters): 8 string values
-    # of up to 64 characters fit the 4096 characters, and, percent-encoded, gunicorn's 8190-byte request line.
+    # of up to 64 characters fit the 4096 characters, and, percent-encoded, the API's 8000-byte URL limit.
     metadata = {
         "type": "object",
         "maxProperties": 8,

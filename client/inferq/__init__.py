@@ -37,6 +37,7 @@ from inferq.errors import (
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
+    UriTooLong,
     WaitTimeout,
 )
 from inferq.sync import Batch, Client, Job
@@ -71,5 +72,6 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UriTooLong",
     "WaitTimeout",
 ]

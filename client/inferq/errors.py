@@ -10,6 +10,7 @@
      │    │    └── RequestInProgress (409) request_in_progress: the first request with this
      │    │                              Idempotency-Key is still running (retried first, honouring Retry-After)
      │    ├── PayloadTooLarge (413)      payload_too_large
+     │    ├── UriTooLong (414)           uri_too_long: the URL's path and query string are too long
      │    ├── UnsupportedMediaType (415) unsupported_media_type
      │    ├── QueueFull (429)            queue_full (retried first, honouring Retry-After)
      │    ├── NotReady (503)             not_ready (retried first, honouring Retry-After)
@@ -105,6 +106,10 @@ class PayloadTooLarge(APIError):
     status, code = 413, "payload_too_large"
 
 
+class UriTooLong(APIError):
+    status, code = 414, "uri_too_long"
+
+
 class UnsupportedMediaType(APIError):
     status, code = 415, "unsupported_media_type"
 
@@ -144,6 +149,7 @@ BY_CODE: dict[str, type[APIError]] = {
         Conflict,
         RequestInProgress,
         PayloadTooLarge,
+        UriTooLong,
         UnsupportedMediaType,
         QueueFull,
         NotReady,
@@ -164,6 +170,7 @@ BY_STATUS: dict[int, type[APIError]] = {
         NotAcceptable,
         Conflict,
         PayloadTooLarge,
+        UriTooLong,
         UnsupportedMediaType,
         QueueFull,
         NotReady,

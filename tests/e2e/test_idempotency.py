@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /predict and POST /batches, against real gunicorn and a real worker: a submit sent
+"""Idempotency-Key on POST /predict and POST /batches, against the real API and a real worker: a submit sent
 again with its key gets the first one's job or batch, and nothing is ever enqueued twice."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Operability on the real service: request ids from API to worker and back, JSON logs, Prometheus metrics
-(multiprocess-safe under gunicorn), and the cancelled-jobs counter."""
+(multiprocess-safe across the API server's processes), and the cancelled-jobs counter."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def json_service(make_module_service):
-    """JSON logs and two gunicorn processes, so metrics must be summed across processes."""
+    """JSON logs and two API processes (the default server), so metrics must be summed across processes."""
     return make_module_service(log_format="json", api_processes=2)
 
 
@@ -55,6 +55,14 @@ def test_request_id_goes_from_api_to_worker_and_back(json_service, digits):
     assert line["job_id"] == document["id"] and "finished" in line["message"]
     api_lines = [e for e in _json_lines(json_service.log_dir / "api.log") if e.get("request_id") == "trace-42"]
     assert any(e["logger"] == "api.access" and e["path"] == "/predict" and e["status"] == 200 for e in api_lines)
+
+
+def test_every_line_the_api_writes_is_one_json_object(json_service):
+    json_service.http.get("/healthz")
+    text = (json_service.log_dir / "api.log").read_text()
+    complete = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]  # not a line being written
+    loggers = {orjson.loads(line)["logger"] for line in complete}  # raises on a line that is not JSON
+    assert "api.access" in loggers
 
 
 def test_every_response_carries_a_request_id_and_bad_ones_are_replaced(json_service):
@@ -103,14 +111,18 @@ def _scrape(service, request_id: str) -> tuple[dict, int]:
     return _samples(text), wait_until(answered_by, 10)
 
 
-def test_metrics_add_up_across_gunicorn_processes(json_service):
+def test_metrics_add_up_across_gunicorn_processes(make_service):
+    # gunicorn's processes share one listening socket, so with one stopped the other takes every connection.
+    # granian gives each process a socket of its own (SO_REUSEPORT), where a stopped process's share of new
+    # connections waits: its own test (tests/e2e/test_api_servers.py) lets both processes answer instead.
+    service = make_service(workers=0, api_server="gunicorn", log_format="json", api_processes=2)
     key = ("inference_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))
-    first, first_pid = _scrape(json_service, "scrape-first")
+    first, first_pid = _scrape(service, "scrape-first")
     # With the process that answered frozen, only the other one can answer: the next scrapes are its own,
     # and each counts every earlier scrape, whichever process served it.
     os.kill(first_pid, signal.SIGSTOP)
     try:
-        scrapes = [_scrape(json_service, f"scrape-{i}") for i in range(3)]
+        scrapes = [_scrape(service, f"scrape-{i}") for i in range(3)]
     finally:
         os.kill(first_pid, signal.SIGCONT)
     assert first_pid not in {pid for _, pid in scrapes}  # a second process answered them

@@ -2,7 +2,7 @@
 and neither sees the other's queues, workers, model, metrics, batches, idempotency keys or job ids.
 
 Stack `default` keeps the default prefixes (`infer`, RQ's `rq`), as an existing deployment does; stack `blue`
-has REDIS_KEY_PREFIX=blue (so RQ_KEY_PREFIX=blue:rq) and another model name. Both are real gunicorn APIs with
+has REDIS_KEY_PREFIX=blue (so RQ_KEY_PREFIX=blue:rq) and another model name. Both are real APIs with
 one real worker each, on the same database of the test Redis.
 """
 

@@ -10,7 +10,7 @@ import yaml
 
 from shared.config import PROJECT_ROOT
 
-API_GRACEFUL_TIMEOUT_S = 35  # api/gunicorn_conf.py graceful_timeout
+API_GRACEFUL_TIMEOUT_S = 35  # api/serve.py DRAIN_S (granian), api/gunicorn_conf.py graceful_timeout
 WORKER_DRAIN_S = 45  # the micro-batch in hand plus the webhook call in hand (WEBHOOK_TIMEOUT_S + 5) with room
 LONG_RUNNING = ("redis", "seaweedfs", "api", "grpc", "worker", "worker-gpu")
 

@@ -163,10 +163,18 @@ def test_bad_window_settings_fail_naming_the_variable(env, words):
         Settings.from_env(env)
 
 
-def test_the_api_server_is_gunicorn_or_granian():
-    assert Settings.from_env({"API_SERVER": "granian"}).api_server == "granian"
+def test_the_api_server_is_granian_by_default_or_gunicorn():
+    assert Settings.from_env({}).api_server == "granian"
+    assert Settings.from_env({"API_SERVER": "gunicorn"}).api_server == "gunicorn"
     with pytest.raises(ConfigError, match="API_SERVER='uwsgi' is not valid: expected gunicorn or granian"):
         Settings.from_env({"API_SERVER": "uwsgi"})
+
+
+def test_the_api_process_timeout_is_a_minute_by_default_and_at_least_two_seconds():
+    assert Settings.from_env({}).api_process_timeout_s == 60
+    assert Settings.from_env({"API_PROCESS_TIMEOUT_S": "2"}).api_process_timeout_s == 2
+    with pytest.raises(ConfigError, match="API_PROCESS_TIMEOUT_S=1 is not valid: expected an integer ≥ 2"):
+        Settings.from_env({"API_PROCESS_TIMEOUT_S": "1"})
 
 
 @pytest.mark.parametrize(

