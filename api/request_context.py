@@ -14,7 +14,7 @@ import time
 from flask import Flask, Response, g, request
 
 from api import metrics
-from shared.logs import request_id_or_new, request_id_var
+from shared.logs import log_line, request_id_or_new, request_id_var
 
 log = logging.getLogger("api.access")
 
@@ -43,20 +43,14 @@ def _end(response: Response) -> Response:
         route = served.url_rule.rule if served.url_rule is not None else "(unmatched)"
         metrics.observe_request(method, route, status, seconds)
         duration_ms = seconds * 1000
-        log.info(
-            "%s %s %d %.1f ms",
-            method,
-            path,
-            status,
-            duration_ms,
-            extra={
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration_ms": round(duration_ms, 2),
-                "pid": os.getpid(),  # which API process answered (API_PROCESSES > 1)
-            },
-        )
+        fields = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration_ms, 2),
+            "pid": os.getpid(),  # which API process answered (API_PROCESSES > 1)
+        }
+        log_line(log, logging.INFO, f"{method} {path} {status} {duration_ms:.1f} ms", fields)
     return response
 
 
