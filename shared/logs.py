@@ -8,6 +8,7 @@ job's lines, because one batch holds many jobs of many requests.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -70,12 +71,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+@functools.lru_cache(maxsize=2)
+def _local_second(whole: int) -> str:
+    """Formatter.formatTime's default text for a whole second, formatted once (strftime per line showed)."""
+    return time.strftime(logging.Formatter.default_time_format, logging.Formatter.converter(whole))
+
+
 class TextFormatter(logging.Formatter):
     """The classic line, with ` [request_id]` appended when the record has one."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s")
-        self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text (strftime per line showed)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -88,11 +94,7 @@ class TextFormatter(logging.Formatter):
     def _asctime(self, created: float) -> str:
         """Formatter.formatTime's default text for `created`: "2026-12-04 22:45:01,234" (local time)."""
         whole = int(created)
-        second, text = self._second
-        if second != whole:
-            text = time.strftime(self.default_time_format, self.converter(whole))
-            self._second = (whole, text)
-        return self.default_msec_format % (text, int((created - whole) * 1000))  # LogRecord.msecs
+        return f"{_local_second(whole)},{int((created - whole) * 1000):03d}"  # Formatter.default_msec_format
 
     def line(
         self, created: float, level: str, name: str, message: str, request_id: str | None, fields: dict[str, Any]

@@ -124,3 +124,10 @@ def test_a_line_written_straight_keeps_levels_and_reaches_every_handler():
 
     assert _logged("text", two_handlers)[0].endswith(" api.access INFO to both")
     assert [(r.getMessage(), r.status) for r in captured] == [("to both", 200)]  # type: ignore[attr-defined]
+
+
+def test_text_timestamps_are_the_logging_modules_own():
+    for created in (1_764_888_301.0456, 1_764_888_301.9999, 1_764_888_302.0, 86_400.5):
+        record = _record("hello")
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0  # as LogRecord sets them
+        assert TextFormatter().formatTime(record) == logging.Formatter().formatTime(record), created
