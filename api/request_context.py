@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
+from flask.sessions import NullSession, SessionInterface, SessionMixin
 from werkzeug.datastructures import ImmutableMultiDict
 
 from api import metrics
@@ -33,6 +34,19 @@ class _Parameters(ImmutableMultiDict):
             return super().get(key, default, type)
         values = dict.get(self, key)  # a MultiDict's dict holds each name's list of values
         return values[0] if values else default
+
+
+class _NoSession(SessionInterface):
+    """The API keeps no session (no secret key, no view reads one): every request gets one shared empty,
+    read-only session, where Flask's default interface builds a new one per request to find that out."""
+
+    _empty = NullSession()
+
+    def open_session(self, app: Flask, request: Request) -> NullSession:
+        return self._empty
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Never called: Flask saves no null session."""
 
 
 class ApiRequest(Request):
@@ -82,6 +96,7 @@ def _teardown(_exc: BaseException | None) -> None:
 
 def init_app(app: Flask) -> None:
     app.request_class = ApiRequest
+    app.session_interface = _NoSession()
     app.before_request(_begin)
     app.after_request(_end)
     app.teardown_request(_teardown)
