@@ -12,12 +12,13 @@ import functools
 import logging
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from shared.ids import uuid4_hex
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -33,7 +34,7 @@ def request_id_or_new(candidate: str | None) -> str:
     """The client's X-Request-ID if it is acceptable, else a new random id (uuid4 hex)."""
     if candidate and _REQUEST_ID.match(candidate):
         return candidate
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 class RequestIdFilter(logging.Filter):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from api.queue_metrics import ANONYMOUS_LABEL
 from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
+from shared.ids import uuid4_hex
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
 from shared.tenants import ANONYMOUS, Tenant, Tenants
@@ -167,7 +167,7 @@ class RedisJobs:
         QUEUE_NAME): the job goes to the caller's key's sub-queue of it. `version` is the model version the
         job is pinned to (None: the newest available when claimed).
         """
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or uuid4_hex()
         rows = len(next(iter(arrays.values())))
         tenant = self.tenants.of(owner)
         lane = queue or self.settings.queue_name
@@ -240,7 +240,7 @@ class RedisJobs:
         where = {"signature": signature, "queue": queue, "version": version}
         if wait_s <= 0:
             return self.submit(arrays, owner, deadline_s, callback_url, request_id, **where), None
-        job_id = uuid.uuid4().hex
+        job_id = uuid4_hex()
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
             self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, **where)
