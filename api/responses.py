@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Response, request
@@ -10,13 +11,32 @@ from flask import Response, request
 from shared.connection import MAX_BLOCKING_WAIT_S
 from shared.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
 MAX_WAIT_S = MAX_BLOCKING_WAIT_S  # the Redis client's socket timeout is sized to outlast this
+
+
+class WholeResponse(Response):
+    """A response whose body is in memory, handed to the WSGI server as a list of one bytes object.
+
+    Werkzeug hands every body over as an iterator (to be closed after), which granian sends by calling back
+    into Python for each chunk and for the close, taking the GIL back each time; a list it sends in one write.
+    The response is closed when its body is taken (nothing of a bytes body is left to close), not after it is
+    sent. HEAD and bodiless statuses get an empty body, as before.
+    """
+
+    def get_app_iter(self, environ: WSGIEnvironment) -> Iterable[bytes]:
+        chunks = super().get_app_iter(environ)
+        body = b"".join(chunks)
+        self.close()
+        return [body]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response; `body` may be already-encoded bytes (a stored status document)."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Response(data, status=status, headers=headers, mimetype="application/json")
+    return WholeResponse(data, status=status, headers=headers, mimetype="application/json")
 
 
 def wait_seconds() -> float:

@@ -151,17 +151,16 @@ def _check_row_count(rows: int, max_rows: int, field: str) -> None:
 
 def to_array(rows: Any, spec: TensorSpec, field: str, maybe_booleans: bool = True) -> np.ndarray:
     """Convert rows of one input to an array of the spec's dtype, checking shape, types and values."""
-    expected = f"rows of shape {spec.describe()}"
     try:
         raw = np.asarray(rows)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidInput("rows are ragged or not numbers", field=field, expected=expected) from None
+        raise InvalidInput("rows are ragged or not numbers", field=field, expected=_rows_of(spec)) from None
     if raw.dtype.kind not in "biuf":
         what = "strings" if raw.dtype.kind in "US" else "values that are not numbers (or rows of unequal length)"
-        raise InvalidInput(f"rows contain {what}", field=field, expected=expected)
+        raise InvalidInput(f"rows contain {what}", field=field, expected=_rows_of(spec))
     got = raw.shape[1:]
     if len(got) != len(spec.shape) or any(d is not None and d != g for d, g in zip(spec.shape, got)):
-        raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=expected)
+        raise InvalidInput(f"rows have shape {list(got)}", field=field, expected=_rows_of(spec))
     target = np.dtype(spec.dtype)
     check_booleans(rows, raw, spec.dtype, field, maybe_booleans)
     if target.kind == "f":
@@ -185,7 +184,12 @@ def to_array(rows: Any, spec: TensorSpec, field: str, maybe_booleans: bool = Tru
                     expected=f"integers from {info.min} to {info.max}",
                 )
         return raw.astype(target)
-    raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=expected)
+    raise InvalidInput(f"this server cannot feed dtype {spec.dtype}", field=field, expected=_rows_of(spec))
+
+
+def _rows_of(spec: TensorSpec) -> str:
+    """What `to_array` expected, for its errors (formatted only for one: a microsecond a request otherwise)."""
+    return f"rows of shape {spec.describe()}"
 
 
 def check_booleans(values: Any, raw: np.ndarray, dtype: str, field: str, maybe_booleans: bool = True) -> None:

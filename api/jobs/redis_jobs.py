@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from api.queue_metrics import ANONYMOUS_LABEL
 from shared import fair, keys, lua, rq_keys, worker_metrics
 from shared.config import Settings
 from shared.errors import Conflict, NotFound, QueueFull
+from shared.ids import uuid4_hex
 from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
 from shared.tenants import ANONYMOUS, Tenant, Tenants
@@ -50,6 +50,7 @@ class Depth:
     lane: int
     own: int
     at: float
+    renewing: bool = False  # a thread of this process is reading them again
 
     def below(self, limit: int, own_limit: int) -> bool:
         """Whether neither limit (0: none) is reached."""
@@ -93,8 +94,9 @@ class RedisJobs:
         rows (the body is not read yet).
 
         The depths are remembered from this process's last read, plus what it submitted since, for at most
-        DEPTH_REFRESH_S: a check costs no round trip on the hot path. A remembered depth at a limit is read
-        again before refusing, so a 429 always reflects the queues as they are now.
+        DEPTH_REFRESH_S and the read that renews them, which one thread makes: a check costs no round trip on
+        the hot path. A remembered depth at a limit is read again before refusing, so a 429 always reflects
+        the queues as they are now.
         """
         tenant = self.tenants.of(owner)
         limit, own_limit = (
@@ -104,10 +106,17 @@ class RedisJobs:
         if not limit and not own_limit:
             return
         lane = lane or self.settings.queue_name
-        seen = self._depths.get((lane, tenant.name))
-        if seen is not None and seen.below(limit, own_limit) and time.monotonic() - seen.at < DEPTH_REFRESH_S:
-            return
-        seen = self._read_depth(lane, tenant)
+        last = self._depths.get((lane, tenant.name))
+        if last is not None and last.below(limit, own_limit):
+            if last.renewing or time.monotonic() - last.at < DEPTH_REFRESH_S:
+                return
+            last.renewing = True  # this thread reads them again; the others trust them meanwhile (not read them too)
+        try:
+            seen = self._read_depth(lane, tenant)
+        except BaseException:
+            if last is not None:
+                last.renewing = False  # the next check reads them
+            raise
         if own_limit and seen.own >= own_limit:
             TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL).inc()
             raise QueueFull(
@@ -158,7 +167,7 @@ class RedisJobs:
         QUEUE_NAME): the job goes to the caller's key's sub-queue of it. `version` is the model version the
         job is pinned to (None: the newest available when claimed).
         """
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or uuid4_hex()
         rows = len(next(iter(arrays.values())))
         tenant = self.tenants.of(owner)
         lane = queue or self.settings.queue_name
@@ -231,7 +240,7 @@ class RedisJobs:
         where = {"signature": signature, "queue": queue, "version": version}
         if wait_s <= 0:
             return self.submit(arrays, owner, deadline_s, callback_url, request_id, **where), None
-        job_id = uuid.uuid4().hex
+        job_id = uuid4_hex()
         waiting = self.results.expect(job_id)  # before the job exists, so that its result cannot be missed
         try:
             self.submit(arrays, owner, deadline_s, callback_url, request_id, job_id=job_id, **where)

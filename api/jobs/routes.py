@@ -47,22 +47,22 @@ def predict() -> Response:
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
-    ext = services()
-    ext.jobs.check_capacity(current_owner(), ext.model_info.resolve(request.args.get("model")).queue)
+    ext, args, owner = services(), request.args, current_owner()
+    ext.jobs.check_capacity(owner, ext.model_info.resolve(args.get("model")).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     served = model_asked(body, ext.model_info)
-    ext.jobs.check_capacity(current_owner(), served.queue)
+    ext.jobs.check_capacity(owner, served.queue)
     instances = instances_from_body(body)
-    deadline_s = start_deadline(body, request.args.get("timeout"), ext.settings.job_start_deadline_s)
+    deadline_s = start_deadline(body, args.get("timeout"), ext.settings.job_start_deadline_s)
     # Both places are checked when both are given; the query string wins.
     in_body = check_callback_url(
         body.get("callback_url") if isinstance(body, dict) else None, ext.settings.callback_hosts
     )
-    callback_url = check_callback_url(request.args.get("callback_url"), ext.settings.callback_hosts) or in_body
+    callback_url = check_callback_url(args.get("callback_url"), ext.settings.callback_hosts) or in_body
     arrays = rows_to_arrays(instances, served.signature, ext.settings.max_rows_per_request, may_hold_booleans(raw))
     where = {"queue": served.queue, "version": served.version}
-    owner, request_id = current_owner(), current_request_id()
+    request_id = current_request_id()
     if key is None:  # the common case: wait for the result without reading the job (api/jobs/waiter.py)
         job_id, document = ext.jobs.submit_and_wait(
             arrays, _bounded(wait, deadline_s), owner, deadline_s, callback_url, request_id, **where
@@ -70,8 +70,8 @@ def predict() -> Response:
         return _answer(job_id, wait, deadline_s, waited=True, document=document)
     fingerprint = idempotency.Fingerprint(ROUTE)
     fingerprint.add(raw)
-    digest = fingerprint.finish(request.args.to_dict())
-    with services().idempotency.reserve(owner, key, ROUTE) as reservation:
+    digest = fingerprint.finish(args.to_dict())
+    with ext.idempotency.reserve(owner, key, ROUTE) as reservation:
         if not reservation.won:
             return _answer(reservation.replay(digest), wait, deadline_s, replayed=True)
         job_id = ext.jobs.submit(arrays, owner, deadline_s, callback_url, request_id, **where)
@@ -82,10 +82,10 @@ def predict() -> Response:
 def model_asked(body: Any, model_info: ModelInfo) -> Served:
     """The model and version a /predict or /batches request names: `model` and `version` in the query string
     or the JSON body (the query wins); `version` is a version number or a version label."""
-    fields = body if isinstance(body, dict) else {}
+    fields, args = body if isinstance(body, dict) else {}, request.args
     asked: dict[str, str | None] = {}
     for name in ("model", "version"):
-        value = request.args.get(name, fields.get(name))
+        value = args.get(name, fields.get(name))
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)) or value == ""):
             raise InvalidInput(f"{name!r} must be a non-empty string", field=name, expected="a model name or version")
         asked[name] = None if value is None else str(value)

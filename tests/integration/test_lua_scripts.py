@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from api.idempotency import IdempotencyKeys, Record
-from api.jobs.redis_jobs import RedisJobs, _cancel
+from api.jobs.redis_jobs import DEPTH_REFRESH_S, RedisJobs, _cancel
 from shared import keys, lua, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
@@ -281,6 +281,28 @@ def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
     submit(jobs, rows=3, owner=fingerprint("b"))
     with pytest.raises(QueueFull, match="MAX_QUEUE_DEPTH=6"):
         jobs.check_capacity(fingerprint("c"))
+
+
+def test_one_thread_renews_a_stale_depth_while_the_others_trust_the_last_one(redis_db, settings):
+    jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=100), TENANTS)
+
+    def reads(owner: str) -> int:
+        """How many depth.lua calls `check_capacity` made."""
+        before = redis_db.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        jobs.check_capacity(owner)
+        return redis_db.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - before
+
+    assert reads(fingerprint("a")) == 1 and reads(fingerprint("a")) == 0  # read, then remembered
+    last = jobs._depths[QUEUE, "a"]
+    last.at -= DEPTH_REFRESH_S
+    last.renewing = True  # another thread is reading it now
+    assert reads(fingerprint("a")) == 0
+    last.renewing = False
+    jobs.connection = redis.Redis(port=1)  # the renewing read fails: the next check reads again
+    with pytest.raises(redis.ConnectionError):
+        jobs.check_capacity(fingerprint("a"))
+    jobs.connection = redis_db
+    assert not last.renewing and reads(fingerprint("a")) == 1 and not jobs._depths[QUEUE, "a"].renewing
 
 
 def test_recovery_and_cancel_act_on_the_jobs_own_sub_queue(redis_db, settings, tenant_jobs):

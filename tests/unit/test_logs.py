@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import threading
+import time
 
 import orjson
 
@@ -13,6 +15,7 @@ from shared.logs import (
     JsonFormatter,
     RequestIdFilter,
     TextFormatter,
+    log_line,
     make_handler,
     request_id_or_new,
     request_id_var,
@@ -82,3 +85,49 @@ def test_records_keep_the_process_id_that_gunicorns_own_lines_print():
     skip_unused_record_fields()  # what configure_logging does in every process
     record = logging.getLogger("gunicorn.error").makeRecord("gunicorn.error", logging.INFO, "", 0, "up", None, None)
     assert logging.Formatter("[%(process)d] %(message)s").format(record) == f"[{os.getpid()}] up"
+
+
+def _logged(log_format: str, write) -> list[str]:
+    """The lines `write(logger)` puts through a handler of ours in `log_format`."""
+    stream = io.StringIO()
+    handler = make_handler(log_format)
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    logger = logging.Logger("api.access")
+    logger.addHandler(handler)
+    write(logger)
+    return stream.getvalue().splitlines()
+
+
+def test_a_line_written_straight_is_the_line_the_logging_module_writes(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 1_764_888_301.0456)  # both paths read the clock through time.time
+    fields = {"method": "POST", "path": "/predict", "status": 200, "duration_ms": 1.25, "pid": 7}
+    token = request_id_var.set("rid-1")
+    try:
+        for log_format in ("text", "json"):
+            straight = _logged(log_format, lambda lg: log_line(lg, logging.INFO, "POST /predict 200 1.2 ms", fields))
+            logged = _logged(log_format, lambda lg: lg.info("POST /predict 200 1.2 ms", extra=fields))
+            assert straight == logged and len(straight) == 1, log_format
+    finally:
+        request_id_var.reset(token)
+
+
+def test_a_line_written_straight_keeps_levels_and_reaches_every_handler():
+    quiet = _logged("text", lambda lg: (lg.setLevel(logging.WARNING), log_line(lg, logging.INFO, "dropped", {})))
+    assert quiet == []
+    captured: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = captured.append  # type: ignore[method-assign]
+
+    def two_handlers(logger: logging.Logger) -> None:
+        logger.addHandler(capture)
+        log_line(logger, logging.INFO, "to both", {"status": 200})
+
+    assert _logged("text", two_handlers)[0].endswith(" api.access INFO to both")
+    assert [(r.getMessage(), r.status) for r in captured] == [("to both", 200)]  # type: ignore[attr-defined]
+
+
+def test_text_timestamps_are_the_logging_modules_own():
+    for created in (1_764_888_301.0456, 1_764_888_301.9999, 1_764_888_302.0, 86_400.5):
+        record = _record("hello")
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0  # as LogRecord sets them
+        assert TextFormatter().formatTime(record) == logging.Formatter().formatTime(record), created
