@@ -62,26 +62,17 @@ def targets(rows: list[dict]) -> list[dict]:
         )
     for r in rows:
         if r["mode"].startswith("bulk ") and r.get("throughput"):
-            limit = raw_limit(rows, "light", 1024)
-            ratio = r["throughput"] / limit if limit else None
-            share = 0.3 if "ndjson" in r["mode"] else 0.5
-            out.append(
-                {
-                    "target": f"{r['mode']}: ≥ {share} × raw limit at BATCH_CHUNK_ROWS, end to end",
-                    "value": ratio,
-                    "met": ratio is not None and ratio >= share,
-                    "detail": f"{r['throughput']:,.0f} rows/s vs raw {limit:,.0f} rows/s at batch 1024 ({r['rows']:,} rows in {r['elapsed_s']:.1f} s)",
-                }
-            )
-            slow = r["p99_ms"] / r["interactive_idle_p99_ms"] if r.get("interactive_idle_p99_ms") else None
-            out.append(
-                {
-                    "target": f"{r['mode']}: interactive p99 during the run ≤ 3 × idle",
-                    "value": slow,
-                    "met": slow is not None and slow <= 3,
-                    "detail": f"{r['p99_ms']:.1f} ms vs idle {r['interactive_idle_p99_ms']:.1f} ms",
-                }
-            )
+            out.append(_bulk_rate(rows, r))
+            if r.get("interactive_idle_p99_ms"):
+                slow = r["p99_ms"] / r["interactive_idle_p99_ms"]
+                out.append(
+                    {
+                        "target": f"{r['mode']}: interactive p99 during the run ≤ 3 × idle",
+                        "value": slow,
+                        "met": slow <= 3,
+                        "detail": f"{r['p99_ms']:.1f} ms vs idle {r['interactive_idle_p99_ms']:.1f} ms",
+                    }
+                )
         if r["mode"] == "storage bulk npy (s3)":
             local = _find(rows, mode="storage bulk npy (local)")
             ratio = r["throughput"] / local["throughput"] if local and local["throughput"] else None
@@ -156,6 +147,24 @@ def targets(rows: list[dict]) -> list[dict]:
                 }
             )
     return out
+
+
+def _bulk_rate(rows: list[dict], r: dict) -> dict:
+    """The bulk rate target for a batch run alone; with interactive traffic alongside the rate is recorded only
+    (interactive work is served first, so what the batch gets depends on how much of it there is)."""
+    limit = raw_limit(rows, "light", 1024)
+    ratio = r["throughput"] / limit if limit else None
+    share = 0.3 if "ndjson" in r["mode"] else 0.5
+    alone = not r.get("clients")
+    return {
+        "target": f"{r['mode']}: ≥ {share} × raw limit at BATCH_CHUNK_ROWS, end to end"
+        if alone
+        else f"{r['mode']}: rows/s × raw limit at BATCH_CHUNK_ROWS, for reference",
+        "value": ratio,
+        "met": (ratio is not None and ratio >= share) if alone else None,
+        "detail": f"{r['throughput']:,.0f} rows/s vs raw {limit or 0:,.0f} rows/s at batch 1024 "
+        f"({r['rows']:,} rows in {r['elapsed_s']:.1f} s)",
+    }
 
 
 def render_table(results: dict) -> str:

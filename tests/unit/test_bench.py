@@ -60,3 +60,25 @@ def test_no_bench_module_uses_a_private_name_of_another_object():
     private = re.compile(r"""(?<![\w])(?!self\.|cls\.)\w+\._[a-z]\w*|wrap\([^)]*"_[a-z]""")
     offenders = {path: private.findall(read(path)) for path in python_files("bench")}
     assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_the_bulk_rate_target_judges_the_batch_alone_and_the_p99_target_the_batch_with_traffic_alongside():
+    from bench.report import targets
+
+    raw = {"model": "light", "system": "raw", "mode": "batch 1024", "throughput": 100_000.0}
+    common = {"model": "light", "system": "service", "rows": 1000, "elapsed_s": 1.0}
+    alone = {**common, "mode": "bulk npy", "clients": 0, "throughput": 60_000.0}
+    alongside = {
+        **common,
+        "mode": "bulk npy + interactive",
+        "clients": 4,
+        "throughput": 30_000.0,
+        "p99_ms": 20.0,
+        "interactive_idle_p99_ms": 10.0,
+    }
+    judged = {t["target"]: t["met"] for t in targets([raw, alone, alongside])}
+    assert judged == {
+        "bulk npy: ≥ 0.5 × raw limit at BATCH_CHUNK_ROWS, end to end": True,
+        "bulk npy + interactive: rows/s × raw limit at BATCH_CHUNK_ROWS, for reference": None,
+        "bulk npy + interactive: interactive p99 during the run ≤ 3 × idle": True,
+    }

@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
+from api.bulk import formats
 from api.bulk.ingest import ingest
 from api.bulk.uploads import open_upload
 from shared.batches import file_rows
@@ -75,6 +76,23 @@ def test_skipped_rows_go_to_the_error_file_and_keep_their_row_numbers(tmp_path):
     assert [e["row"] for e in errors] == [1, 3]
     skipped_rows = np.load(storage.path(skipped_key("b1")))
     assert file_rows(skipped_rows, 0, 3).tolist() == [0, 2, 4]
+
+
+def test_lines_are_cut_into_blocks_of_block_rows_that_keep_their_line_numbers():
+    lines = b"".join(b"[%d]\n" % i + (b"\n" if i % 100 == 0 else b"") for i in range(formats.BLOCK_ROWS * 2 + 3))
+    blocks = list(formats.line_blocks(pieces(lines, 1 << 20)))  # one piece: more lines than a block holds
+    assert [len(b) for b in blocks] == [formats.BLOCK_ROWS, formats.BLOCK_ROWS, 3]
+    numbered = [pair for block in blocks for pair in block]
+    assert [row for _, row in numbered] == [b"[%d]" % i for i in range(formats.BLOCK_ROWS * 2 + 3)]
+    assert [number for number, _ in numbered] == [i + 1 + (i + 99) // 100 for i in range(len(numbered))]
+
+
+def test_a_bad_row_after_the_first_block_is_named_by_its_row_and_line(tmp_path):
+    rows = [orjson.dumps([float(i)] * 4) for i in range(formats.BLOCK_ROWS + 10)]
+    rows[formats.BLOCK_ROWS + 5] = b"[1,2]"
+    with pytest.raises(InvalidInput) as rejected:
+        run(tmp_path, b"\n".join(rows) + b"\n", "ndjson", piece=1 << 20)
+    assert [(d["row"], d["line"]) for d in rejected.value.details] == [(formats.BLOCK_ROWS + 5, formats.BLOCK_ROWS + 6)]
 
 
 @pytest.mark.parametrize(
