@@ -13,8 +13,7 @@ on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job 
 (RQ's `origin`, whose key it is) and its lane (whose model it is).
 
 An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
-list is left as it was), which returns as soon as a key's sub-queue gets work, then claims: the claim is
-sent behind the BLMOVE, in the same round trip, and Redis runs it as soon as the wait ends.
+list is left as it was), which returns as soon as a key's sub-queue gets work, then claims.
 
 A claim takes
 from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
@@ -92,50 +91,32 @@ def claim_jobs(
     lease_until: float,
     worker_name: str,
     busy: bool,
-    wait: tuple[str, float] | None = None,
 ) -> list[ClaimedJob]:
     """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane `queue_names[i]` (each job
     names its lane's position: `ClaimedJob.lane`), its keys' sub-queues served by deficit round robin in turns
-    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent).
-
-    `wait` (a ring, seconds): first wait up to that long for the ring to hold a sub-queue (a BLMOVE of it onto
-    itself), in the same round trip: Redis runs a connection's commands in order, so the claim runs the
-    moment the wait ends, as a claim sent after it would, one round trip sooner. Its times are taken before
-    the wait: `lease_until` must allow for it, and claim.lua stamps no job started before it was enqueued."""
+    of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent)."""
     script_keys: list[str] = []
     for name in queue_names:
         script_keys += [keys.ring(name), keys.deficits(name), rq_keys.started(name)]
-    script = lua.script("claim", "zadd", "fair")
-    script_args = [
-        most,
-        rq_keys.JOB_PREFIX,
-        ":" + token,
-        lease_until,
-        rq_keys.timestamp(),
-        worker_name,
-        int(busy),
-        utc_now(),
-        keys.batch(""),
-        rq_keys.queue(""),
-        keys.extra_rows(""),
-        orjson.dumps(dict(weights)),
-        *(v for pair in zip(caps, quanta, strict=True) for v in pair),
-    ]
-    reply = None
-    if wait is not None:
-        ring, wait_s = wait
-        with client.pipeline(transaction=False) as pipe:
-            pipe.blmove(ring, ring, wait_s, src="RIGHT", dest="RIGHT")
-            # EVALSHA itself: a Script run in a pipeline sends SCRIPT EXISTS first, one more round trip each time.
-            sha: str = script.sha  # type: ignore[attr-defined]  # set by Script.__init__, absent from its stubs
-            pipe.evalsha(sha, len(script_keys), *script_keys, *script_args)
-            _, reply = pipe.execute(raise_on_error=False)
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            reply = None  # Redis does not know the script yet (restarted, say): the call below loads it
-        elif isinstance(reply, Exception):
-            raise reply
-    if reply is None:
-        reply = script(keys=script_keys, args=script_args, client=client)
+    reply = lua.script("claim", "zadd", "fair")(
+        keys=script_keys,
+        args=[
+            most,
+            rq_keys.JOB_PREFIX,
+            ":" + token,
+            lease_until,
+            rq_keys.timestamp(),
+            worker_name,
+            int(busy),
+            utc_now(),
+            keys.batch(""),
+            rq_keys.queue(""),
+            keys.extra_rows(""),
+            orjson.dumps(dict(weights)),
+            *(v for pair in zip(caps, quanta, strict=True) for v in pair),
+        ],
+        client=client,
+    )
     per_job = ClaimedJob.VALUES
     return [ClaimedJob.decode(reply[i : i + per_job]) for i in range(0, len(reply), per_job)]
 
@@ -280,7 +261,7 @@ class RedisSource:
         A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`. Called
         by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
-        waiting: tuple[str, float] | None = None  # (ring, seconds): waited on in the claim's round trip
+        trips = 0
         interactive, bulk = self._claim_order()
         if self._empty and timeout > 0 and not priority_only:
             # Only one lane's ring (its keys' sub-queues with work) can be waited on, without taking anything
@@ -290,7 +271,9 @@ class RedisSource:
             wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
             wait = min(wait, BULK_LOOK_S) if bulk else wait
             if wait >= MIN_BLOCK_S:
-                waiting = (keys.ring(self.queue_names[interactive[0]]), wait)
+                trips += 1
+                first = keys.ring(self.queue_names[interactive[0]])
+                self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT")
             else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
                 time.sleep(wait)
         max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
@@ -305,11 +288,11 @@ class RedisSource:
             weights=self.weights,
             most=max_jobs,
             token=token,
-            lease_until=time.time() + self.lease_s + (waiting[1] if waiting else 0.0),  # timed before the wait
+            lease_until=time.time() + self.lease_s,
             worker_name=self.worker_name,
             busy=bool(self.pending),
-            wait=waiting,
         )
+        trips += 1
         jobs = [dataclasses.replace(job, lane=order[job.lane]) for job in jobs]  # this claim's order → the lane
         for job in jobs:
             if not self.lanes[job.lane].bulk:
@@ -323,7 +306,7 @@ class RedisSource:
         if jobs:
             claims = [self._restore(token, job) for job in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)
-            self.round_trips += 1
+            self.round_trips += trips
 
     def _restore(self, token: str, job: ClaimedJob) -> Claim | None:
         claim = Claim(

@@ -22,26 +22,15 @@ local busy = ARGV[7] == '1'
 local out, alone, dropped = {}, false, 0
 local weights = cjson.decode(ARGV[12])
 
--- The later of two times in the same fixed-width format (RQ's, or ISO with milliseconds): string order.
-local function later(t, other)
-  if other and other > t then return other end
-  return t
-end
-
--- Take one queued job: mark it started and add its values to `out`; returns its extra rows. The times sent
--- may precede the job (a claim sent behind an idle worker's wait is timed before it): a job is stamped started
--- no earlier than it was enqueued.
+-- Take one queued job: mark it started and add its values to `out`; returns its extra rows.
 local function take(id, f, lane)
-  local enqueued = f[7]
-  redis.call('HSET', prefix .. id, JOB.STATUS, RQ_STATUS.STARTED, JOB.STARTED_AT, later(now, enqueued),
-             JOB.WORKER_NAME, worker)
+  redis.call('HSET', prefix .. id, JOB.STATUS, RQ_STATUS.STARTED, JOB.STARTED_AT, now, JOB.WORKER_NAME, worker)
   local rows = tonumber(f[3] or '1') or 1
   local batch = f[8] or ''
   if batch ~= '' then
     local record = ARGV[9] .. batch
     if redis.call('HGET', record, BATCH.STATUS) == BATCH_STATUS.QUEUED then
-      local started = enqueued and #enqueued >= 23 and later(ARGV[8], string.sub(enqueued, 1, 23) .. 'Z') or ARGV[8]
-      redis.call('HSET', record, BATCH.STATUS, BATCH_STATUS.IN_PROGRESS, BATCH.STARTED_AT, started)
+      redis.call('HSET', record, BATCH.STATUS, BATCH_STATUS.IN_PROGRESS, BATCH.STARTED_AT, ARGV[8])
     end
   end
   for _, v in ipairs({id, f[2] or '', rows, f[4] or '', f[5] or '', f[6] or '', f[7] or '', batch, f[9] or '0',

@@ -219,17 +219,6 @@ def test_batch_end_cancels_queued_chunks_once_and_schedules_the_batch_webhook(re
     assert records.end("nope", BatchStatus.CANCELLED) is BatchEnd.UNKNOWN
 
 
-def test_a_claim_timed_before_a_job_was_enqueued_stamps_it_and_its_batch_started_no_earlier(redis_db, settings):
-    # A claim sent behind an idle worker's wait is timed before it (RedisSource.claim): here, a chunk enqueued
-    # "later" than the claim's own clock.
-    _batch(redis_db, settings)
-    later = "2099-01-02T03:04:05.678901Z"
-    redis_db.hset(rq_keys.job(chunk_job_id("b1", 0)), rq_keys.JobField.ENQUEUED_AT, later)
-    [job] = claim(redis_db, queues=(BULK,), caps=[1])
-    assert redis_db.hget(rq_keys.job(job.id), rq_keys.JobField.STARTED_AT) == later.encode()
-    assert redis_db.hget(keys.batch("b1"), keys.BatchField.STARTED_AT) == b"2099-01-02T03:04:05.678Z"
-
-
 def test_a_chunk_retried_later_waits_in_the_scheduled_registry_then_returns_to_the_head_of_its_queue(
     redis_db, settings
 ):
