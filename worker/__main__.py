@@ -65,7 +65,8 @@ def lease_seconds(settings: Settings) -> int:
 
 class InferenceWorker:
     """The outer loop, pipelined: while micro-batch N is in the model, the claim thread claims and decodes
-    N+1 (`RedisSource.prefetch`) and the publisher thread publishes N−1 (worker/publisher_thread.py).
+    N+1 (`RedisSource.prefetch`) and the publisher thread publishes N−1 (worker/publisher_thread.py); while
+    jobs come one at a time (`RedisSource.quiet`), this thread publishes N itself.
 
     The model thread (this one) owns the source between model calls, heartbeats (renewing the leases of
     every claim in hand, the publisher's included) and runs recovery. Redis going away does not end it:
@@ -192,7 +193,9 @@ class InferenceWorker:
         stats, claim_error = self._run(microbatch) if microbatch else (None, None)
         finished = self.source.take_finished()
         if finished or stats:
-            self.publishing.hand(finished, stats, self.source.take_round_trips())
+            # With nothing to run meanwhile, this thread publishes inline, which spares a lone client the
+            # wake-up of the publisher thread; under load the publisher thread publishes while this one claims.
+            self.publishing.hand(finished, stats, self.source.take_round_trips(), inline=self.source.quiet)
         if stats and stats.rows:
             if self.window is not None and stats.model_calls == 1:
                 self.window.observe_model_call(stats.rows, stats.model_s)

@@ -393,6 +393,12 @@ class RedisSource:
         """Nothing in hand."""
         return not self.pending and not self.rejected
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing in hand and jobs not piling up (the last claim took one): the model thread has nothing to
+        run before its next claim, which would most likely wait for a job."""
+        return not self.pending and not self._piling
+
 
 def _rotated(items: list[int], turn: int) -> list[int]:
     """`items` starting at position `turn` (mod its length), for the round robin over models."""

@@ -1,4 +1,5 @@
-"""RedisSource.prefetch: claims at most one micro-batch ahead, never beside a rerun, never after a stop."""
+"""RedisSource.prefetch: claims at most one micro-batch ahead, never beside a rerun, never after a stop; and
+`quiet`, which lets the model thread publish inline."""
 
 from __future__ import annotations
 
@@ -47,3 +48,11 @@ def test_prefetch_claims_nothing_while_jobs_come_one_per_claim(source):
     source.pending.append(held(1, 1))
     source.prefetch(8)
     assert source.asked == []
+
+
+def test_the_source_is_quiet_only_with_nothing_in_hand_while_jobs_come_one_per_claim(source):
+    assert not source.quiet  # jobs are piling up: the model thread claims while the publisher thread publishes
+    source._piling = False
+    assert source.quiet  # e.g. one client: the next claim would wait, so the model thread publishes inline
+    source.pending.append(held(1, 0))
+    assert not source.quiet  # rows in hand to run next

@@ -31,11 +31,13 @@ class FakePublish:
         self.published: list[str] = []
         self.stats: list[RunStats | None] = []
         self.gate: threading.Event | None = None
+        self.threads: list[str] = []  # the thread of each call
 
     def __call__(self, batch: list[Claim], stats: RunStats | None, round_trips: int) -> list[Claim]:
         if self.gate is not None:
             assert self.gate.wait(WAIT_S)
         self.calls.append([c.id for c in batch])
+        self.threads.append(threading.current_thread().name)
         if self.errors:
             raise self.errors.pop(0)
         self.published += [c.id for c in batch if c.id not in self.lost]
@@ -124,6 +126,54 @@ def test_interactive_results_are_published_ahead_of_waiting_chunks_and_each_kind
     publish.gate.set()
     assert thread.wait_idle(WAIT_S)
     assert publish.published == ["head", "single-1", "single-2", "chunk-1", "chunk-2"]
+    assert thread.stop(WAIT_S)
+
+
+def test_with_nothing_waiting_the_model_thread_publishes_inline_before_hand_returns():
+    publish = FakePublish()
+    thread = started(publish)
+    thread.hand(claims("a"), RunStats(1, 1, 0.01), 1, inline=True)
+    assert publish.published == ["a"] and publish.threads == [threading.current_thread().name]
+    assert thread.idle
+    thread.hand(claims("b"), None, 0)  # not inline: the thread's
+    assert thread.wait_idle(WAIT_S)
+    assert publish.threads[1] == "publisher"
+    assert thread.stop(WAIT_S)
+
+
+def test_an_inline_handoff_waits_behind_one_being_published_and_keeps_its_order():
+    publish = FakePublish()
+    publish.gate = threading.Event()
+    thread = started(publish)
+    thread.hand(claims("first"), None, 0)  # being published by the thread (held at the gate)
+    thread.hand(claims("second"), None, 0, inline=True)  # returns at once: handed to the thread
+    assert [c.id for c in thread.holding()] == ["first", "second"]
+    publish.gate.set()
+    assert thread.wait_idle(WAIT_S)
+    assert publish.published == ["first", "second"] and publish.threads == ["publisher", "publisher"]
+    assert thread.stop(WAIT_S)
+
+
+def test_chunks_are_never_published_inline():
+    publish = FakePublish()
+    publish.gate = threading.Event()
+    thread = started(publish)
+    chunk = ChunkSpec("batch", 0, 0, 1024, ("pixels",))
+    thread.hand([Claim(id="chunk", queue_index=1, lease="chunk:token", rows=1024, chunk=chunk)], None, 0, inline=True)
+    assert [c.id for c in thread.holding()] == ["chunk"]  # hand returned before it was published
+    publish.gate.set()
+    assert thread.wait_idle(WAIT_S)
+    assert publish.threads == ["publisher"]
+    assert thread.stop(WAIT_S)
+
+
+def test_an_inline_publish_that_finds_redis_unreachable_is_retried_by_the_thread():
+    publish = FakePublish(errors=[redis.ConnectionError("down")])
+    thread = started(publish)
+    thread.hand(claims("a"), None, 0, inline=True)
+    assert thread.wait_idle(WAIT_S)
+    assert publish.calls == [["a"], ["a"]] and publish.published == ["a"]
+    assert publish.threads == [threading.current_thread().name, "publisher"]
     assert thread.stop(WAIT_S)
 
 
