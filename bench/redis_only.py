@@ -174,6 +174,7 @@ def measure(jobs: int, sizes: tuple[int, ...] = SIZES, how: str = "wait") -> lis
                     }
                 )
                 print(f"redis only, micro-batch {size}: {cost.describe()}", file=sys.stderr, flush=True)
+                service.jobs.results.stop()
                 service.connection.close()
         finally:
             server.stop()

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 RECHECK_S = 5.0  # the longest a waiter trusts the listener before reading the job itself
 SUBSCRIBE_WAIT_S = 2.0  # how long a first waiter waits for the listener to be subscribed
 IDLE_POLL_S = 1.0  # how often the listener wakes with no message (to notice it should reconnect)
+MAX_BACKOFF_S = 2.0  # the longest pause between reconnects
 
 
 class Waiting:
@@ -52,6 +53,8 @@ class ResultWaiter:
         self._waiting: dict[str, list[Waiting]] = {}
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
         self._pid: int | None = None
 
     def expect(self, job_id: str) -> Waiting:
@@ -98,15 +101,24 @@ class ResultWaiter:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._subscribed.clear()
-                threading.Thread(target=self._listen, name="result-listener", daemon=True).start()
+                self._listener = threading.Thread(target=self._listen, name="result-listener", daemon=True)
+                self._listener.start()
+
+    def stop(self) -> None:
+        """End the listener (within IDLE_POLL_S) and wait for it: it closes its pub/sub connection itself, so
+        the pool can be closed after, never under its read (which fails inside redis-py). For a process that
+        outlives its service (bench/redis_only.py); an API process's listener lives as long as the process."""
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join(IDLE_POLL_S + MAX_BACKOFF_S)
 
     def _listen(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping.is_set():
             try:
                 with self.connection.pubsub() as pubsub:
                     pubsub.subscribe(keys.results_channel())
-                    while True:
+                    while not self._stopping.is_set():
                         message = pubsub.get_message(timeout=IDLE_POLL_S)
                         if message is None:
                             continue
@@ -119,11 +131,11 @@ class ResultWaiter:
             except redis.RedisError as exc:
                 self._subscribed.clear()
                 log.debug("result listener lost Redis (%s); reconnecting", exc)
-                time.sleep(backoff)
-                backoff = min(2 * backoff, 2.0)
+                self._stopping.wait(backoff)
+                backoff = min(2 * backoff, MAX_BACKOFF_S)
             except Exception:  # never let the listener die: waiters would fall back to slow re-reads
                 log.exception("result listener failed; restarting it")
-                time.sleep(backoff)
+                self._stopping.wait(backoff)
 
     def _wake_all(self) -> None:
         with self._lock:
