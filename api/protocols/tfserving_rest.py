@@ -73,8 +73,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
     values = body["instances"] if row_format else body["inputs"]
     values, lifted = _lift_scalars(values, signature)
     if row_format:
-        _check_instance_types(values, signature)
-        arrays = rows_to_arrays(values, signature, max_rows, may_hold_booleans(raw))
+        arrays = _instances_to_arrays(values, signature, max_rows, may_hold_booleans(raw))
     else:
         arrays = columns_to_arrays(values, signature, max_rows)
     outputs = infer(arrays, key, target).by_name(signature)
@@ -183,6 +182,19 @@ def _lift_scalars(values: Any, signature: ModelSignature) -> tuple[Any, bool]:
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return values, False
     return [[v] for v in values], True
+
+
+def _instances_to_arrays(
+    instances: list, signature: ModelSignature, max_rows: int, maybe_booleans: bool
+) -> dict[str, np.ndarray]:
+    """`rows_to_arrays`, with TF Serving's message for a value that is not a number. The conversion accepts
+    numbers of the input's kind only, so the walk for that message runs only when it refused the rows (a
+    second pass over a 64-row body's values, 8% of the API's CPU on this route, when it ran first)."""
+    try:
+        return rows_to_arrays(instances, signature, max_rows, maybe_booleans)
+    except InvalidInput:
+        _check_instance_types(instances, signature)  # raises TF Serving's message, if that is what was wrong
+        raise
 
 
 def _check_instance_types(instances: list, signature: ModelSignature) -> None:

@@ -87,6 +87,20 @@ def test_the_versioned_route_serves_the_loaded_version_only(service, digits):
             "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String "
             "is not of expected type: float",
         ),
+        (  # a valid first row: the message names the second
+            "/v1/models/digits:predict",
+            {"instances": [[0] * 64, [0] * 63 + [True]]},
+            400,
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: true Type: True "
+            "is not of expected type: float",
+        ),
+        (
+            "/v1/models/digits:predict",
+            {"instances": [[0] * 64, [None] * 64]},
+            400,
+            "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: null Type: Null "
+            "is not of expected type: float",
+        ),
         ("/v1/models/digits:predict", {"signature_name": 100}, 400, "'signature_name' key must be a string value."),
         ("/v1/models/digits:predict", {"instances": []}, 400, "No values in 'instances' array"),
         ("/v1/models/digits:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
