@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from api.model_info import ModelInfo, ModelNotServed, Served
-from api.validation import check_booleans, loads_json, to_array
+from api.validation import check_booleans, loads_json, may_hold_booleans, to_array
 from shared.errors import InvalidInput, NotFound
 from shared.signature import ModelRef, ModelSignature, TensorSpec
 
@@ -75,11 +75,12 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             expected='{"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
         )
     _refuse_nulls(doc)
+    maybe_booleans = may_hold_booleans(json_part)
     specs = {t.name: t for t in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for i, tensor in enumerate(doc["inputs"]):
-        name, array, offset = _input(i, tensor, binary, offset)
+        name, array, offset = _input(i, tensor, binary, offset, maybe_booleans)
         if name not in specs or name in arrays:
             raise InvalidInput(
                 f"unexpected or repeated input {name!r}",
@@ -141,8 +142,9 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:size], body[size:]
 
 
-def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
-    """One input tensor as an array of its declared datatype and shape; returns the new binary offset."""
+def _input(i: int, tensor: Any, binary: bytes, offset: int, maybe_booleans: bool) -> tuple[str, np.ndarray, int]:
+    """One input tensor as an array of its declared datatype and shape; returns the new binary offset.
+    `maybe_booleans`: False when the JSON cannot hold a true/false (`may_hold_booleans`)."""
     where = f"inputs[{i}]"
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise InvalidInput(
@@ -184,7 +186,7 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             field=where,
             expected="data: a flat or nested list of values in row-major order",
         )
-    values = _typed(tensor["data"], dtype, f"{where}.data")
+    values = _typed(tensor["data"], dtype, f"{where}.data", maybe_booleans)
     if values.size != count:
         raise InvalidInput(
             f"data holds {values.size} values for shape {shape}", field=f"{where}.data", expected=f"{count} values"
@@ -192,7 +194,7 @@ def _input(i: int, tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
     return tensor["name"], values.reshape(shape), offset
 
 
-def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
+def _typed(data: Any, dtype: str, where: str, maybe_booleans: bool) -> np.ndarray:
     """JSON values as a flat array of the declared datatype: booleans for BOOL, integers for INT/UINT."""
     try:
         raw = np.asarray(data)
@@ -205,7 +207,7 @@ def _typed(data: Any, dtype: str, where: str) -> np.ndarray:
             field=where,
             expected=f"{'booleans' if dtype == 'bool' else dtype + ' values'} in a flat or nested list",
         )
-    check_booleans(data, raw, dtype, where)
+    check_booleans(data, raw, dtype, where, maybe_booleans)
     return to_array(raw.reshape(-1, 1), TensorSpec("data", (1,), dtype), where).reshape(-1)
 
 
