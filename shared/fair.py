@@ -40,6 +40,16 @@ SEPARATOR = "~"
 # A key's name: in queue names, metric labels and logs, so plain and short.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAX_VISITS = 64  # sub-queues one claim looks at, at most (each costs a few commands): O(1) per claim
+# A key's turn in an interactive lane is this fraction of a micro-batch, so that one claim serves up to this
+# many keys' turns: a key that comes behind others with a backlog runs in the next micro-batch, beside them,
+# instead of after a whole micro-batch of each (a turn of a whole micro-batch made a one-row request wait for
+# one more micro-batch of the flooding key's).
+TURNS_PER_MICROBATCH = 8
+
+
+def interactive_quantum(max_microbatch_rows: int) -> int:
+    """A key's turn in an interactive lane, in rows at weight 1: 1/TURNS_PER_MICROBATCH of a micro-batch."""
+    return max(1, max_microbatch_rows // TURNS_PER_MICROBATCH)
 
 
 def sub_queue(lane: str, tenant: str) -> str:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 from rq import Queue, Worker
 
-from shared import storage, tenants
+from shared import fair, storage, tenants
 from shared.batch_records import BatchRecords
 from shared.config import ConfigError, Settings
 from shared.connection import connect
@@ -94,7 +94,7 @@ class InferenceWorker:
         records = BatchRecords(self.connection, settings)
         self.chunks = ChunkFiles(files, records)
         self.tally = Tally(self.rq_worker.key)  # the publisher thread's, until it has stopped
-        # A key's turn in each lane (shared/fair.py): one micro-batch of /predict rows, one bulk chunk.
+        # A key's turn in each lane (shared/fair.py): an eighth of a micro-batch of /predict rows, one bulk chunk.
         self.source = RedisSource(
             self.connection,
             queue_names,
@@ -104,7 +104,7 @@ class InferenceWorker:
             settings.batch_chunk_rows,
             lanes=lanes,
             resolve=models.resolve,
-            quanta=(settings.max_microbatch_rows, settings.batch_chunk_rows),
+            quanta=(fair.interactive_quantum(settings.max_microbatch_rows), settings.batch_chunk_rows),
             weights=tenants.load(settings).weights(),
         )
         self.registration = Registration(self.connection, self.rq_worker, settings, queue_names)

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from shared.fair import DeficitRoundRobin, Job, lane_of, sub_queue, tenant_of
+from shared.fair import (
+    TURNS_PER_MICROBATCH,
+    DeficitRoundRobin,
+    Job,
+    interactive_quantum,
+    lane_of,
+    sub_queue,
+    tenant_of,
+)
 
 LANE = "predict"
 A, B, C = (sub_queue(LANE, t) for t in ("a", "b", "c"))
@@ -139,3 +147,16 @@ def test_on_a_fake_clock_a_small_keys_wait_does_not_depend_on_a_big_keys_backlog
     idle.push(B, jobs("b", 16))
     assert ticks_for_b(100) == ticks_for_b(10_000) == 4  # 16 rows at half of 8 rows a tick
     assert len(idle.claim(8)) == 8  # alone, B would take 2 ticks: within 3x with A flooding
+
+
+def test_a_key_behind_a_backlogged_key_is_in_the_next_claim_with_interactive_turns():
+    """A turn of an eighth of a micro-batch: B's one row is claimed beside A's backlog, not after A's whole
+    micro-batch (with a turn of a whole micro-batch, A's turn fills the claim and B waits for the next)."""
+    quantum = interactive_quantum(256)
+    assert quantum == 256 // TURNS_PER_MICROBATCH and interactive_quantum(4) == 1
+    for turn, b_claimed in ((quantum, True), (256, False)):
+        drr = DeficitRoundRobin(quantum=turn)
+        drr.push(A, jobs("a", 16, rows=32))  # 512 rows: A floods
+        drr.push(B, jobs("b", 1))
+        claimed = ids(drr.claim(8))  # a micro-batch's room: 256 rows, 8 of A's jobs
+        assert ("b0" in claimed) is b_claimed
