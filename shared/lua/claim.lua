@@ -70,8 +70,10 @@ for k = 1, #KEYS, 3 do
     if extra > 0 then redis.call('DECRBY', ARGV[11] .. string.sub(queue, #ARGV[10] + 1), extra) end
     return got, rows, back, halt
   end
-  local taken, halted = fair_claim(lane, cap, serve)
-  want = halted and 0 or want - taken
-  if #leases > 0 then zadd_all(KEYS[k + 2], leases) end
+  if cap > 0 then  -- a lane this claim may take nothing from costs nothing: its ring is not even read
+    local taken, halted = fair_claim(lane, cap, serve)
+    want = halted and 0 or want - taken
+    if #leases > 0 then zadd_all(KEYS[k + 2], leases) end
+  end
 end
 return out
