@@ -8,8 +8,8 @@ that recovery cannot find. A job whose deadline has passed is failed as `expired
 
 Each queue is a lane (`Lane`): a model's interactive queue, or its bulk queue of chunks. Within a lane every
 API key has its own sub-queue, and the lane's ring lists those with work waiting: claim.lua takes from them
-by deficit round robin (shared/lua/lib/fair.lua, shared/fair.py), in turns of `quanta` rows (one micro-batch
-on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job comes back with its sub-queue
+by deficit round robin (shared/lua/lib/fair.lua, shared/fair.py), in turns of `quanta` rows (an eighth of a
+micro-batch on an interactive lane, one chunk on a bulk lane) × the key's weight. Each job comes back with its sub-queue
 (RQ's `origin`, whose key it is) and its lane (whose model it is).
 
 An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
