@@ -107,6 +107,5 @@ def _source_of(script: Script) -> bytes:
     return script.script  # type: ignore[attr-defined]  # set in Script.__init__, not in its stubs
 
 
-@functools.cache  # per script, not per call: `queue_call` is on the submit's hot path
 def _sha(script: Script) -> str:
     return hashlib.sha1(_source_of(script)).hexdigest()  # what Redis names a script by
