@@ -7,21 +7,17 @@ name. A script may then start with library files from shared/lua/lib/ (shared Lu
 templates: no value is ever substituted into a script's source). Each script is called through one small
 Python wrapper in the module that owns it, which names its KEYS and ARGV; the wrapper calls
 `Script.__call__`, which sends EVALSHA and loads the script into Redis only when Redis does not know it
-yet (after a restart, say). On a pipeline that costs a SCRIPT EXISTS round trip first, so the hot path
-queues a bare EVALSHA instead (`queue_call`) and loads the script only when Redis answers NOSCRIPT.
+yet (after a restart, say).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
 
-import redis
-from redis.client import Pipeline
 from redis.commands.core import Script
 
 from shared import keys, rq_keys
@@ -89,23 +85,3 @@ def _source(name: str, *libs: str) -> bytes:
     parts = [names_library()] + [(LUA_DIR / "lib" / f"{lib}.lua").read_bytes() for lib in libs]
     parts.append((LUA_DIR / f"{name}.lua").read_bytes())
     return b"\n".join(parts)
-
-
-def queue_call(pipe: Pipeline, script: Script, keys: list[str], args: list[object]) -> None:
-    """Queue `script` on `pipe` as a bare EVALSHA. redis-py's own way (`script(client=pipe)`) first asks
-    Redis whether it knows the script, a round trip on every execute; here a Redis that does not (restarted
-    since) answers NoScriptError instead, having run nothing: the caller then `load`s it and sends again."""
-    pipe.evalsha(_sha(script), len(keys), *keys, *args)
-
-
-def load(connection: redis.Redis, script: Script) -> None:
-    """Load `script` into Redis (after a NoScriptError from `queue_call`)."""
-    connection.script_load(_source_of(script))
-
-
-def _source_of(script: Script) -> bytes:
-    return script.script  # type: ignore[attr-defined]  # set in Script.__init__, not in its stubs
-
-
-def _sha(script: Script) -> str:
-    return hashlib.sha1(_source_of(script)).hexdigest()  # what Redis names a script by

@@ -1,10 +1,11 @@
 """The API's view of jobs in Redis: enqueue them as RQ jobs, read their status and result, wait, cancel.
 
-Submitting is one round trip, one script (shared/lua/submit.lua: the job hash, its key's sub-queue of its
-model's lane, and the sub-queue's join of its lane's ring if it was empty, shared/fair.py), shared by the
-submits of concurrent requests in one process (api/jobs/group_commit.py). It writes RQ's own format
-(shared/rq_keys.py) so that RQ's tools see the job. The result of an ended job is a field of its hash;
-waiting for it costs no command (api/jobs/waiter.py).
+Submitting is one round trip (the job hash and its key's sub-queue of its model's lane, pipelined: two
+commands, no script), shared by the submits of concurrent requests in one process
+(api/jobs/group_commit.py); a push that finds the sub-queue empty is followed by a second round trip, the
+sub-queue's join of its lane's ring (shared/fair.py). It writes RQ's own format (shared/rq_keys.py) so that
+RQ's tools see the job. The result of an ended job is a field of its hash; waiting for it costs no command
+(api/jobs/waiter.py).
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from shared.payload import ENDED_DATA, PREDICT_FUNC, encode_inputs
 from shared.schema import ErrorCode, JobError, JobMeta, JobStatus, canceled_doc, error_doc
 from shared.tenants import ANONYMOUS, Tenant, Tenants
 from shared.webhooks import delivery_id
-
-SUBMIT = lua.script("submit")  # the hot path: queued bare (lua.queue_call), loaded on NOSCRIPT
 
 log = logging.getLogger(__name__)
 # Ids made here are uuid4 hex (122 random bits); RQ's own ids (uuid4 with dashes, or custom) are also
@@ -189,26 +188,41 @@ class RedisJobs:
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
         register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
-
-        extra = rows - 1
-        script_keys = [rq_keys.job(job_id), rq_keys.queue(sub), keys.ring(lane), keys.extra_rows(sub)]
-        args: list[object] = [job_id, sub, extra, *(v for pair in fields.items() for v in pair)]
+        queue_key = rq_keys.queue(sub)
 
         def commands(pipe: Pipeline) -> None:
             if register:
-                pipe.sadd(rq_keys.QUEUES, rq_keys.queue(sub))
-            lua.queue_call(pipe, SUBMIT, script_keys, args)
+                pipe.sadd(rq_keys.QUEUES, queue_key)
+            pipe.hset(rq_keys.job(job_id), mapping=fields)
+            pipe.rpush(queue_key, job_id)
+            if rows > 1:
+                pipe.incrby(keys.extra_rows(sub), rows - 1)
 
-        try:
-            self.writes.execute(commands, register + 1)
-        except redis.exceptions.NoScriptError:  # Redis restarted since this process loaded it: nothing ran
-            lua.load(self.connection, SUBMIT)
-            self.writes.execute(commands, register + 1)
+        replies = self.writes.execute(commands, register + 2 + (rows > 1))
+        if replies[register + 1] == 1:  # the sub-queue was empty: it joins its lane's ring (shared/fair.py)
+            self._join_ring(lane, sub)
         self._registered.add(sub)
         seen = self._depths.get((lane, tenant.name))
         if seen is not None:
             seen.add(rows)
         return job_id
+
+    def _join_ring(self, lane: str, sub: str) -> None:
+        """Put `sub`, which this process's push just made non-empty, at the back of `lane`'s ring.
+
+        A plain RPUSH, no script: only the push that finds a sub-queue empty (RPUSH answers 1) joins it, and a
+        sub-queue that empties leaves the ring in the same script (claim, cancel), so it is not there already.
+        If this second round trip fails, the job is queued all the same: the workers' recovery sweep puts a
+        sub-queue with jobs but out of its ring back in within HEARTBEAT_S (tidy_queue.lua), so the job is
+        accepted as any other, only later to run."""
+
+        def join(pipe: Pipeline) -> None:
+            pipe.rpush(keys.ring(lane), sub)
+
+        try:
+            self.writes.execute(join, 1)
+        except redis.exceptions.RedisError as exc:
+            log.warning("sub-queue %s not put in its ring (%s): the recovery sweep will", sub, exc)
 
     def submit_and_wait(
         self,
