@@ -161,8 +161,6 @@ class RedisSource:
         self._empty = True  # the last claim found every queue empty: wait on the first before claiming again
         self._piling = False  # the last claim took several jobs, or all it asked for: prefetching pays
         self._interactive_at: dict[str, float] = {}  # key name → when a claim last took its interactive job
-        # When a claim last looked at the bulk lanes and found nothing: claims skip them for BULK_LOOK_S after.
-        self._bulk_empty_at: float | None = None
         # Round trips spent on claims that got work, since the last `take_round_trips()`.
         self.round_trips = 0
 
@@ -265,7 +263,6 @@ class RedisSource:
         """
         trips = 0
         interactive, bulk = self._claim_order()
-        waited_out = False  # an idle wait ended with nothing come: look at the bulk lanes whatever the time
         if self._empty and timeout > 0 and not priority_only:
             # Only one lane's ring (its keys' sub-queues with work) can be waited on, without taking anything
             # out of it: when the wait ends with nothing there, the claim below still looks at every lane, so an
@@ -276,17 +273,11 @@ class RedisSource:
             if wait >= MIN_BLOCK_S:
                 trips += 1
                 first = keys.ring(self.queue_names[interactive[0]])
-                waited_out = self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT") is None
+                self.connection.blmove(first, first, wait, src="RIGHT", dest="RIGHT")
             else:  # too short for Redis's blocking timer, which reads it as 0: "wait forever"
                 time.sleep(wait)
-                waited_out = True
         max_jobs = min(max_rows, MAX_JOBS_PER_CLAIM)
-        now = time.monotonic()
-        # Bulk lanes found empty are looked at again after BULK_LOOK_S (or after an idle wait that ran out, which
-        # is at most that), not on every claim: each of a lone client's claims is spared a command (an empty
-        # ring's LPOP), and a batch that comes meanwhile starts within BULK_LOOK_S. Lanes with work: every claim.
-        rested = not waited_out and self._bulk_empty_at is not None and now - self._bulk_empty_at < BULK_LOOK_S
-        bulk_cap = 0 if priority_only or rested else -(-max_rows // self.chunk_rows)
+        bulk_cap = 0 if priority_only else -(-max_rows // self.chunk_rows)
         order = interactive + bulk
         token = uuid.uuid4().hex[:12]
         jobs = claim_jobs(
@@ -310,9 +301,7 @@ class RedisSource:
             # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
             # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.
             taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
-            self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap or rested)
-            if bulk and not rested:
-                self._bulk_empty_at = now if len(jobs) == taken else None
+            self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
             self._piling = len(jobs) >= min(2, max_jobs)
         if jobs:
             claims = [self._restore(token, job) for job in jobs]
