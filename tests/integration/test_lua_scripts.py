@@ -443,3 +443,14 @@ def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue
     tenant_jobs.cancel(mine[other, a][2], a)  # out of its own sub-queue, into its model's lane's registry
     assert redis_db.llen(rq_keys.queue(sub_queue(other, "a"))) == 0
     assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None
+
+
+def test_a_lane_the_claim_may_take_nothing_from_costs_no_command(redis_db, jobs):
+    kept = submit(jobs, queue=BULK)
+    one = submit(jobs)
+    redis_db.config_resetstat()
+    assert [j.id for j in claim(redis_db, queues=(QUEUE, BULK), caps=[10, 0])] == [one]
+    calls = redis_db.info("commandstats")
+    assert calls["cmdstat_lpop"]["calls"] == 2 and "cmdstat_lpush" not in calls  # the interactive ring, its queue
+    assert redis_db.lrange(keys.ring(BULK), 0, -1) == [BULK.encode()]
+    assert [j.id for j in claim(redis_db, queues=(QUEUE, BULK))] == [kept]
