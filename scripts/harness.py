@@ -24,7 +24,9 @@ from typing import IO
 from scripts.embedded_redis import EmbeddedRedis
 from shared.config import PROJECT_ROOT, Settings
 
-STOP_TIMEOUT_S = 30.0  # a worker finishing a large micro-batch, the API finishing a 30 s long-poll
+# A worker finishing a large micro-batch; the API draining for up to api/serve.py DRAIN_S (a 30 s long-poll),
+# after which granian SIGKILLs a process that refused to stop and exits 0: wait past that, not up to it.
+STOP_TIMEOUT_S = 45.0
 
 
 class Role(enum.Enum):

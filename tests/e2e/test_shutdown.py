@@ -52,11 +52,11 @@ def test_sigterm_to_the_api_and_the_worker_under_load_loses_no_accepted_job(make
         t.start()
     try:
         accepted_grows_by(20)
-        assert service.stop_process(service.api) == 0
+        assert service.stop_process(service.api) == 0, service.logs()
         service.start_api()
         accepted_grows_by(20)
         [worker] = service.workers
-        assert service.stop_process(worker) == 0
+        assert service.stop_process(worker) == 0, service.logs()
         accepted_grows_by(10)  # queued while no worker runs
         service.start_worker()
         accepted_grows_by(20)

@@ -10,6 +10,7 @@ import os
 import yaml
 
 from api import serve
+from scripts import harness
 from shared import worker_metrics
 from shared.config import PROJECT_ROOT, Settings
 from shared.connection import MAX_BLOCKING_WAIT_S
@@ -78,3 +79,4 @@ def test_api_grace_periods_cover_the_longest_long_poll_and_the_protocol_timeout(
     for name in ("api", "grpc"):
         assert deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > (PRESTOP_S + graceful)
         assert seconds(compose()["services"][name]["stop_grace_period"]) > graceful
+    assert harness.STOP_TIMEOUT_S > graceful  # the tests' stop outlasts the drain, as the grace periods do
