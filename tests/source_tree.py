@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import functools
 import os
 
+from shared import lua
 from shared.config import PROJECT_ROOT
 
 
@@ -33,3 +35,20 @@ def imported_modules(path: str) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             found.append((node.module or "", node.lineno))
     return found
+
+
+@functools.cache
+def service_scripts() -> list[bytes]:
+    """The source of every Lua script the service runs: each `lua.script(...)` call in api/, worker/, shared/."""
+    calls = set()
+    for path in python_files("api", "worker", "shared"):
+        for node in ast.walk(ast.parse(read(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "script"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "lua"
+            ):
+                calls.add(tuple(ast.literal_eval(a) for a in node.args))
+    return [lua.script(*args).script for args in sorted(calls)]

@@ -283,6 +283,7 @@ def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
         jobs.check_capacity(fingerprint("c"))
 
 
+@pytest.mark.counts_commands
 def test_one_thread_renews_a_stale_depth_while_the_others_trust_the_last_one(redis_db, settings):
     jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=100), TENANTS)
 
@@ -353,6 +354,7 @@ def test_only_the_submit_that_finds_its_sub_queue_empty_joins_the_ring_and_the_c
     assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub.encode()]
 
 
+@pytest.mark.counts_commands
 def test_a_lone_keys_job_costs_one_command_more_to_submit_and_one_more_to_claim_than_without_fair_share(
     redis_db, tenant_jobs
 ):
@@ -445,6 +447,7 @@ def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue
     assert redis_db.zscore(rq_keys.canceled(other), mine[other, a][2]) is not None
 
 
+@pytest.mark.counts_commands
 def test_a_lane_the_claim_may_take_nothing_from_costs_no_command(redis_db, jobs):
     kept = submit(jobs, queue=BULK)
     one = submit(jobs)

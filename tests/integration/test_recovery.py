@@ -231,6 +231,7 @@ def test_expired_jobs_and_jobs_lost_to_worker_deaths_are_counted_on_the_metrics_
     assert documents(redis_db, lost)[0]["error"]["code"] == "worker_lost"
 
 
+@pytest.mark.counts_commands
 def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_command(redis_db, settings, jobs):
     # Redis reads a blocking timeout under its 100 ms tick as 0, "wait forever": a worker that sent one
     # would stall until the next job arrives (found by make fuzz: 30 s stalls with the adaptive window).

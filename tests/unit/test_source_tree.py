@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 
 from tests.source_tree import python_files, read
@@ -42,3 +43,27 @@ def test_every_module_is_in_the_module_map():
         if f"`{path.replace(os.sep, '/')}`" not in section and read(path).strip()
     ]
     assert missing == []
+
+
+def test_every_test_that_reads_command_statistics_has_a_redis_server_of_its_own():
+    """INFO commandstats counts every client of the server: on the shared test Redis, the session service's idle
+    worker adds its own commands (tests/conftest.py's redis_db explains the marker)."""
+    unmarked = []
+    for path in python_files("tests"):
+        for node in ast.walk(ast.parse(read(path))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and reads_commandstats(node):
+                marks = [ast.unparse(d) for d in node.decorator_list]
+                if "pytest.mark.counts_commands" not in marks:
+                    unmarked.append(f"{path}::{node.name}")
+    assert unmarked == []
+
+
+def reads_commandstats(function: ast.FunctionDef) -> bool:
+    """Whether the function calls `<client>.info("commandstats")`."""
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "info"
+        and [ast.unparse(a) for a in n.args] == ["'commandstats'"]
+        for n in ast.walk(function)
+    )
