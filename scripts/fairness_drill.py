@@ -8,12 +8,18 @@ against idle (target ≤ 2×), A's 429s and B's refusals, whether A's batch comp
 and the longest time the worker held no job while work waited. Exits 1 when a row is wrong, A's
 batch does not complete, B is refused, or A is never refused; the timing targets are reported, not enforced
 (the machine may be shared).
+
+Two more measurements of B's single rows tell the scheduler's share of B's p99 from the machine's: beside
+one CPU burner per core and no traffic of A's (what contention alone costs on these cores), and behind A's
+batch alone, before its flood starts (what the bulk lane's scheduling decides: A's chunks run in slices
+while B's jobs come).
 """
 
 from __future__ import annotations
 
 import io
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import sys
 import tempfile
@@ -185,6 +191,32 @@ class Flood:
         self.process.join()
 
 
+def burn(stop: multiprocessing.synchronize.Event) -> None:
+    """Keep one core busy until `stop`."""
+    while not stop.is_set():
+        sum(range(10_000))
+
+
+class Burners:
+    """One CPU-bound process per core for the duration of a `with` block: contention that is not ours."""
+
+    def __init__(self) -> None:
+        self.stop = multiprocessing.Event()
+        self.processes = [
+            multiprocessing.Process(target=burn, args=(self.stop,), daemon=True) for _ in range(os.cpu_count() or 1)
+        ]
+
+    def __enter__(self) -> Burners:
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for process in self.processes:
+            process.join()
+
+
 class IdleWatch:
     """Samples Redis: the longest stretch in which work waited (a lane's ring was not empty) while the
     worker held no job (no lease in any lane's started registry)."""
@@ -247,9 +279,12 @@ def main() -> int:
                 idle = singles_p99(http, connection, KEY_B, data, refused_b)
                 idle_doc = wait_batch(http, KEY_B, upload(http, KEY_B, small))
                 idle_batch = batch_seconds(idle_doc)
+                with Burners() as burners:
+                    burned = singles_p99(http, connection, KEY_B, data, refused_b)
                 watch = IdleWatch(connection, [settings.queue_name, settings.bulk_queue_name])
                 watch.thread.start()
                 a_batch = upload(http, KEY_A, data[np.arange(big_rows) % len(data)])
+                behind_batch = singles_p99(http, connection, KEY_B, data, refused_b)
                 flood = Flood(harness.base_url, data)
                 flood.start()
                 time.sleep(1.0)  # A's backlog builds up past its limit
@@ -285,6 +320,12 @@ def main() -> int:
     print(
         f"  B's /predict p50: {busy.p50_s * 1000:.1f} ms behind A vs {idle.p50_s * 1000:.1f} ms idle (the p99 of "
         f"{SINGLES} calls is their second slowest: it moves by 2x between runs on a shared machine)"
+    )
+    print(
+        f"  for reference, B's /predict p99 behind A's batch alone (before its flood): {behind_batch.p99_s * 1000:.1f} ms "
+        f"= {behind_batch.p99_s / idle.p99_s:.2f}x idle (the bulk lane's scheduling); beside {len(burners.processes)} "
+        f"CPU burner(s), no traffic of A's: {burned.p99_s * 1000:.1f} ms = {burned.p99_s / idle.p99_s:.2f}x idle "
+        "(this machine's contention alone)"
     )
     print(f"A's flood: {dict(flood.answers)} (429: over its own limit); B refused: {dict(refused_b) or 'never'}")
     print(
