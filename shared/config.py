@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.fair import SEPARATOR
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_START_DEADLINE_S = 86_400.0  # the longest deadline a job may have (a day); also caps a client's `timeout`
 # Variables renamed (in 0.2, unless noted) → their new names. The old names still work for one release, with a warning.
@@ -262,6 +264,9 @@ class Settings:
             self.bulk_queue_name,
             "a queue name other than QUEUE_NAME",
         )
+        for variable, name in (("QUEUE_NAME", self.queue_name), ("BULK_QUEUE_NAME", self.bulk_queue_name)):
+            # the separator of a lane and its key's name in a sub-queue's name (predict~team-a)
+            _require(bool(name) and SEPARATOR not in name, variable, name, f"a queue name without '{SEPARATOR}'")
         _require(self.webhook_max_attempts >= 1, "WEBHOOK_MAX_ATTEMPTS", self.webhook_max_attempts, "an integer ≥ 1")
         _require(self.webhook_backoff_s >= 0, "WEBHOOK_BACKOFF_S", self.webhook_backoff_s, "a number of seconds ≥ 0")
         _require(self.webhook_timeout_s > 0, "WEBHOOK_TIMEOUT_S", self.webhook_timeout_s, "a number of seconds > 0")

@@ -106,6 +106,8 @@ def test_reliability_settings_have_safe_defaults():
         ({"JOB_START_DEADLINE_S": "nan"}, "JOB_START_DEADLINE_S=nan is not valid"),
         ({"API_KEYS": "good-key,,other"}, "key 2 in the list is empty"),
         ({"API_KEYS": "@/nonexistent/keys.txt"}, "cannot read the key file"),
+        ({"QUEUE_NAME": "pre~dict"}, "QUEUE_NAME='pre~dict' is not valid: expected a queue name without '~'"),
+        ({"BULK_QUEUE_NAME": "bulk~jobs"}, "BULK_QUEUE_NAME='bulk~jobs' is not valid"),
     ],
 )
 def test_bad_reliability_values_fail_naming_the_variable(env, words):
