@@ -168,6 +168,7 @@ class BatchRecords:
                     self.settings.result_ttl,
                     rq_keys.JOB_PREFIX + chunk_job_prefix(batch_id),
                     self.settings.result_ttl,
+                    keys.extra_rows(""),
                 ],
                 client=self.connection,
             )

@@ -47,11 +47,11 @@ for k = 1, #KEYS, 3 do
   local lane = {ring = KEYS[k], deficits = KEYS[k + 1], queue_prefix = ARGV[10],
                 quantum = tonumber(ARGV[HEAD + 2 + 2 * n]), weights = weights}
   local leases = {}
-  -- Takes jobs of the first `limit` of `ids` (popped from `queue`) while `deficit` > 0: see lib/fair.lua.
+  -- Takes up to `limit` jobs of `ids` (popped from `queue`) while `deficit` > 0: see lib/fair.lua.
   local function serve(queue, ids, limit, deficit)
     local got, rows, extra, back, halt = 0, 0, 0, nil, false
     for i, id in ipairs(ids) do
-      if i > limit or deficit - rows <= 0 then back = i break end
+      if got >= limit or deficit - rows <= 0 then back = i break end
       local f = redis.call('HMGET', prefix .. id, JOB.STATUS, JOB.STARTED_AT, JOB.ROWS, JOB.DATA, JOB.DEADLINE,
                            JOB.META, JOB.ENQUEUED_AT, JOB.BATCH, JOB.RETRIES_LEFT, JOB.ORIGIN)
       if f[1] == RQ_STATUS.QUEUED then

@@ -422,6 +422,48 @@ def test_a_ring_member_copied_outside_our_scripts_leaves_with_every_copy_when_it
     assert not redis_db.exists(keys.ring(QUEUE)) and not redis_db.exists(keys.deficits(QUEUE))
 
 
+def test_a_ring_copy_counts_once_in_the_depth_and_the_next_claim_drops_it_so_a_key_gets_one_turn_a_round(
+    redis_db, settings
+):
+    jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=7), TENANTS)
+    a, c = sub_queue(QUEUE, "a"), sub_queue(QUEUE, "c")
+    for key in ("a", "c"):
+        for _ in range(3):
+            submit(jobs, owner=fingerprint(key))
+    redis_db.rpush(keys.ring(QUEUE), a)  # the recovery sweep's join, racing the API's
+    jobs.check_capacity(fingerprint("b"))  # 6 rows wait, not 9: below MAX_QUEUE_DEPTH=7
+    assert [j.queue for j in claim(redis_db, most=4, quantum=1)] == [a, c, a, c]
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [a.encode(), c.encode()]
+
+
+def test_a_cancelled_batch_s_chunks_are_dropped_within_one_turn_and_leave_its_keys_backlog_at_once(redis_db, settings):
+    records = BatchRecords(redis_db, settings.replace(batch_chunk_rows=4))
+    for batch_id, tenant, rows in (("big", "a", 4 * 300), ("small", "b", 8)):
+        records.begin(batch_id, None, None)
+        records.enqueue(batch_id, StoredUpload(rows, rows, ["x"]), 0, None, None, tenant=tenant)
+    big = sub_queue(BULK, "a")
+    assert records.end("big", BatchStatus.CANCELLED) is BatchEnd.ENDED
+    assert redis_db.llen(rq_keys.queue(big)) == 300 and int(redis_db.get(keys.extra_rows(big))) == 0
+    [job] = claim(redis_db, queues=(BULK,), caps=[1], most=1, quantum=4)  # a worker's bulk claim: one chunk
+    assert (job.batch_id, job.queue) == ("small", sub_queue(BULK, "b"))  # 300 dropped ids spent nobody's turn
+    assert not redis_db.exists(rq_keys.queue(big)) and redis_db.lrange(keys.ring(BULK), 0, -1) == [
+        sub_queue(BULK, "b").encode()
+    ]
+
+
+def test_a_long_ring_left_with_one_member_by_a_claim_forgets_every_deficit(redis_db, settings):
+    names = ["x", *(f"k{n:02d}" for n in range(64))]  # 65 keys: one more than a claim's visits
+    jobs = RedisJobs(redis_db, settings, Tenants({fingerprint(n): Tenant(n, fingerprint(n)) for n in names}))
+    model = DeficitRoundRobin(quantum=32)
+    for name, rows in [("x", 100), ("x", 1), *((n, 1) for n in names[1:])]:
+        job_id = submit(jobs, rows, owner=fingerprint(name))
+        model.push(sub_queue(QUEUE, name), [Job(job_id, rows)])
+    for cap in (1, 64):  # x overdraws its turn with 100 rows; then the 64 others take their job and leave
+        assert [j.id for j in claim(redis_db, most=cap, quantum=32)] == [j.id for _, j in model.claim(cap)]
+    assert redis_db.lrange(keys.ring(QUEUE), 0, -1) == [sub_queue(QUEUE, "x").encode()]
+    assert not redis_db.exists(keys.deficits(QUEUE)) and model.deficits == {}  # x alone owes nothing
+
+
 def test_each_models_lane_has_its_own_ring_and_a_claim_names_each_jobs_sub_queue_and_lane(redis_db, tenant_jobs):
     first, other = QUEUE, "predict-half_plus_two"
     a, c = fingerprint("a"), fingerprint("c")  # both of weight 1

@@ -1,17 +1,17 @@
 -- Deficit round robin over one lane's sub-queues (one per API key), in rows: shared/fair.py's
 -- DeficitRoundRobin.claim, step for step (its docstring explains the rules).
 -- `lane`: {ring = key, deficits = key, queue_prefix = RQ's queue key prefix, quantum = rows, weights = {name = w}}.
--- `serve(queue_key, ids, limit, deficit)` takes jobs of the first `limit` of `ids` (popped from the head of
--- `queue_key`) while `deficit` stays > 0 and returns: jobs taken, rows taken, the index of the first id it did
--- not use (nil: all used), and true if the claim must stop here. Ids not used go back to the head of the
--- sub-queue, in order. Returns the number of jobs taken, and true if `serve` stopped the claim.
+-- `serve(queue_key, ids, limit, deficit)` takes up to `limit` jobs of `ids` (popped from the head of
+-- `queue_key`) while `deficit` stays > 0, dropping the ids of jobs no longer queued (cancelled chunks, say),
+-- and returns: jobs taken, rows taken, the index of the first id it did not use (nil: all used), and true if
+-- the claim must stop here. Ids not used go back to the head of the sub-queue, in order. Returns the number
+-- of jobs taken, and true if `serve` stopped the claim.
 --
 -- What it costs (commands): the claim takes the ring's head out in one LPOP (all of it unless it is longer than
 -- a claim's visits), turns it in Lua (Lua runs alone: nobody sees the ring meanwhile), and puts back what is
 -- left in one push; a ring emptied by the claim is not written again. A sub-queue alone in its ring keeps no
 -- deficit (it owes nothing and is owed nothing), so a lone key costs no deficit read or write: a lone key's
--- claim that empties its sub-queue costs one command for the ring. A pop asks for one id more than the turn
--- may take: fewer back means the sub-queue is empty now (no LLEN); an id too many goes back with the unused.
+-- claim that empties its sub-queue costs one command for the ring.
 local FAIR_MAX_VISITS = 64
 
 local function fair_quantum(lane, sub)
@@ -30,12 +30,26 @@ end
 -- The ring's head, taken out of Redis by `fair_ring_take` and put back by `fair_ring_put`: `head` (in order),
 -- then in Redis whatever the claim did not take (`rest`: only if the ring is longer than 65), then `turned`
 -- (the sub-queues whose turn ended, in order). With no `rest`, turned ones simply go to the end of `head`.
+-- A copy of a member in the head is dropped here (the recovery sweep's join can race the API's, which pushes
+-- without looking), so a key never gets two turns a round for long.
 local function fair_ring_take(lane)
-  local head = redis.call('LPOP', lane.ring, FAIR_MAX_VISITS + 1) or {}
-  return {head = head, rest = #head > FAIR_MAX_VISITS, turned = {}}
+  local popped = redis.call('LPOP', lane.ring, FAIR_MAX_VISITS + 1) or {}
+  local head, seen = {}, {}
+  for _, sub in ipairs(popped) do
+    if not seen[sub] then
+      seen[sub] = true
+      head[#head + 1] = sub
+    end
+  end
+  return {head = head, rest = #popped > FAIR_MAX_VISITS, turned = {}}
 end
 
 local function fair_ring_put(lane, ring)
+  if ring.rest and #ring.head + #ring.turned + redis.call('LLEN', lane.ring) <= 1 then
+    -- a long ring that this claim left with one member or none: its deficits go, as `fair_leave`'s do for a
+    -- short one (a member alone is not even read, so a deficit left behind would outlive its sub-queue)
+    redis.call('DEL', lane.deficits)
+  end
   if #ring.head > 0 then
     local reversed = {}
     for i = #ring.head, 1, -1 do reversed[#reversed + 1] = ring.head[i] end
@@ -58,6 +72,33 @@ local function fair_leave(lane, ring, sub, stored)
   end
 end
 
+-- One visit to sub-queue `queue`: pops ids and serves them until `asked` jobs are taken, `deficit` is spent,
+-- the sub-queue is empty or `serve` stops the claim. A pop asks for one id more than it may take: fewer back
+-- means the sub-queue is empty now (no LLEN); ids not used go back to its head. Dropped ids do not count
+-- against `asked` (a turn spent on a cancelled batch's chunks would serve nobody): after a pop whose ids were
+-- all used it pops again, asking for twice as many spare ids each time; claim.lua's MAX_DROPPED bounds the
+-- drops of one claim. Returns jobs taken, rows taken, true if the sub-queue is empty now, and true if `serve`
+-- stopped the claim.
+local function fair_visit(queue, asked, deficit, serve)
+  local got, rows, spare = 0, 0, 1
+  while true do
+    local want = asked - got
+    local ids = redis.call('LPOP', queue, want + spare) or {}
+    if #ids == 0 then return got, rows, true, false end
+    local g, r, back, halt = serve(queue, ids, want, deficit - rows)
+    got, rows = got + g, rows + r
+    if back and back <= #ids then
+      local rest = {}
+      for i = #ids, back, -1 do rest[#rest + 1] = ids[i] end
+      redis.call('LPUSH', queue, unpack(rest))
+      return got, rows, false, halt
+    end
+    if #ids < want + spare then return got, rows, true, halt end  -- fewer than asked for: empty now
+    if halt then return got, rows, false, halt end
+    spare = math.min(spare * 2, 1024)  -- every id used, so some were dropped: it may hold more
+  end
+end
+
 local function fair_claim(lane, cap, serve)
   local ring = fair_ring_take(lane)
   local known = {}  -- deficits this claim read or wrote: {value} (value false: none stored)
@@ -75,19 +116,10 @@ local function fair_claim(lane, cap, serve)
     end
     local turn_over = true
     if deficit > 0 then
-      local asked = math.min(cap - taken, deficit)
       local queue = lane.queue_prefix .. sub
-      local ids = redis.call('LPOP', queue, asked + 1) or {}
-      local got, rows, back, halt = 0, 0, nil, false
-      if #ids > 0 then got, rows, back, halt = serve(queue, ids, asked, deficit) end
-      local pushed = back and back <= #ids
-      if pushed then
-        local rest = {}
-        for i = #ids, back, -1 do rest[#rest + 1] = ids[i] end
-        redis.call('LPUSH', queue, unpack(rest))
-      end
+      local got, rows, emptied, halt = fair_visit(queue, math.min(cap - taken, deficit), deficit, serve)
       taken, deficit, halted = taken + got, deficit - rows, halt
-      if not pushed and #ids <= asked then  -- emptied: leaves the ring now (an idle worker waits on it)
+      if emptied then  -- leaves the ring now (an idle worker waits on it)
         fair_leave(lane, ring, sub, stored)
         known[sub], turn_over = nil, false
       elseif halt or deficit > 0 then  -- stopped, or cut short by `cap` or dropped ids: stays at the head
