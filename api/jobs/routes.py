@@ -41,14 +41,17 @@ def predict() -> Response:
 
     `callback_url` (query or body field) gets the final document by webhook. `model` and `version` (query
     or body fields; the query wins) name the model and its version or version label; by default the first
-    model served, its newest version when a worker takes the job. A full queue (MAX_QUEUE_DEPTH) answers
-    429 before the body is even parsed (for a model named in the query). With an Idempotency-Key header, a
-    request sent again gets the first one's job (see api/idempotency.py).
+    model served, its newest version when a worker takes the job. A full queue (MAX_QUEUE_DEPTH, or the
+    caller's key's limit) answers 429 before the body is even read when the query names the model or only
+    one model is served; otherwise the body may name another model, whose queue is the one checked. With
+    an Idempotency-Key header, a request sent again gets the first one's job (see api/idempotency.py).
     """
     wait = wait_seconds()
     key = idempotency.requested_key()
     ext, args, owner = services(), request.args, current_owner()
-    ext.jobs.check_capacity(owner, ext.model_info.resolve(args.get("model")).queue)
+    named = args.get("model")
+    if named is not None or len(ext.model_info.models()) == 1:
+        ext.jobs.check_capacity(owner, ext.model_info.resolve(named).queue)
     raw = request.get_data(cache=False)
     body = parse_json(raw, request.content_type)
     served = model_asked(body, ext.model_info)

@@ -189,15 +189,20 @@ def test_each_models_queue_has_a_sub_queue_per_key_in_its_own_ring_and_its_own_p
         b_job = post(KEY_B, "half_plus_two", [[4.0]])
         a_digits = post(KEY_A, "digits", [[0.0] * 64])  # A's limit in digits' queue is its own
         assert b_job.status_code == a_digits.status_code == 202
+        # B at its limit in the first model's queue (the one a request naming no model goes to) is still
+        # accepted for a model its body names: the limit checked is the named model's
+        assert [post(KEY_B, "digits", [[0.0] * 64]).status_code for _ in range(4)] == [202, 202, 202, 429]
+        b_second = post(KEY_B, "half_plus_two", [[6.0]])
+        assert b_second.status_code == 202, b_second.text
         r = two_models.redis
-        assert [r.llen(rq_keys.queue(f"{lane}~{name}")) for name in ("team-a", "team-b")] == [3, 1]
+        assert [r.llen(rq_keys.queue(f"{lane}~{name}")) for name in ("team-a", "team-b")] == [3, 2]
         assert r.lrange(keys.ring(lane), 0, -1) == [f"{lane}~team-a".encode(), f"{lane}~team-b".encode()]
-        assert r.lrange(keys.ring("predict"), 0, -1) == [b"predict~team-a"]
+        assert r.lrange(keys.ring("predict"), 0, -1) == [b"predict~team-a", b"predict~team-b"]
 
     def answer(response, key: str) -> dict:
         return two_models.http.get(response.headers["Location"], params={"wait": 30}, headers=bearer(key)).json()
 
-    docs = [answer(response, KEY_A) for response in a_jobs] + [answer(b_job, KEY_B)]
-    assert [d["predictions"] for d in docs] == [[[2.0]], [[2.5]], [[3.0]], [[4.0]]]  # x / 2 + 2
+    docs = [answer(response, KEY_A) for response in a_jobs] + [answer(b, KEY_B) for b in (b_job, b_second)]
+    assert [d["predictions"] for d in docs] == [[[2.0]], [[2.5]], [[3.0]], [[4.0]], [[5.0]]]  # x / 2 + 2
     assert {(d["model"]["name"], d["model"]["version"]) for d in docs} == {("half_plus_two", "123")}
     assert answer(a_digits, KEY_A)["model"]["name"] == "digits"
