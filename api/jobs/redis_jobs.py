@@ -11,6 +11,7 @@ RQ's tools see the job. The result of an ended job is a field of its hash; waiti
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 QUEUE_FULL_RETRY_AFTER_S = 1.0
 # How long a process trusts the queue depth it last saw before reading it again (seconds).
 DEPTH_REFRESH_S = 0.25
+# How often a process registers a sub-queue it submits to in RQ's set of queues again (seconds): Redis may
+# have lost the set (a restart without persistence), and the metrics, `rq info` and the recovery sweep find
+# sub-queues there. One SADD per sub-queue and process per period.
+REGISTER_EVERY_S = 30.0
 
 
 @dataclass
@@ -84,7 +89,7 @@ class RedisJobs:
         self.results = ResultWaiter(connection, self.result)
         self.writes = GroupCommit(connection)
         self._depths: dict[tuple[str, str], Depth] = {}  # by (lane, tenant name): what this process last saw
-        self._registered: set[str] = set()
+        self._registered: dict[str, float] = {}  # sub-queue → when this process last registered it (monotonic)
         for tenant in [*self.tenants.by_digest.values(), ANONYMOUS]:  # every key's series exists from the start
             TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL)
 
@@ -187,7 +192,8 @@ class RedisJobs:
         meta = JobMeta(callback_url, request_id).encode()
         if meta is not None:
             fields[rq_keys.JobField.META] = meta
-        register = sub not in self._registered  # so that `rq info` lists it (workers repeat theirs at heartbeats)
+        # So that `rq info`, the metrics and the sweep list it (the workers register their lanes at heartbeats).
+        register = time.monotonic() - self._registered.get(sub, -math.inf) >= REGISTER_EVERY_S
         queue_key = rq_keys.queue(sub)
 
         def commands(pipe: Pipeline) -> None:
@@ -201,7 +207,8 @@ class RedisJobs:
         replies = self.writes.execute(commands, register + 2 + (rows > 1))
         if replies[register + 1] == 1:  # the sub-queue was empty: it joins its lane's ring (shared/fair.py)
             self._join_ring(lane, sub)
-        self._registered.add(sub)
+        if register:
+            self._registered[sub] = time.monotonic()
         seen = self._depths.get((lane, tenant.name))
         if seen is not None:
             seen.add(rows)

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from api.idempotency import IdempotencyKeys, Record
-from api.jobs.redis_jobs import DEPTH_REFRESH_S, RedisJobs, _cancel
+from api.jobs.redis_jobs import DEPTH_REFRESH_S, REGISTER_EVERY_S, RedisJobs, _cancel
 from shared import keys, lua, rq_keys
 from shared.batch_records import BatchEnd, BatchRecords, StoredUpload
 from shared.batches import BatchStatus, chunk_job_id
@@ -369,6 +369,18 @@ def test_a_lone_keys_job_costs_one_command_more_to_submit_and_one_more_to_claim_
     # claim: EVALSHA, LPOP of the ring (not put back: the sub-queue emptied), LPOP, HMGET, HSET (started),
     # ZADD (lease): no deficit read or write for a key alone, no LLEN
     assert calls == {"sadd": 1, "hset": 2, "rpush": 2, "evalsha": 1, "lpop": 2, "hmget": 1, "zadd": 1}
+
+
+def test_a_process_registers_its_sub_queue_again_each_period_so_a_lost_set_of_queues_comes_back(redis_db, tenant_jobs):
+    sub = sub_queue(QUEUE, "a")
+    submit(tenant_jobs, owner=fingerprint("a"))
+    assert rq_keys.queue(sub).encode() in redis_db.smembers(rq_keys.QUEUES)
+    redis_db.delete(rq_keys.QUEUES)  # Redis lost it: a restart without persistence, say
+    submit(tenant_jobs, owner=fingerprint("a"))  # within the period: no SADD on the hot path
+    assert not redis_db.exists(rq_keys.QUEUES)
+    tenant_jobs._registered[sub] -= REGISTER_EVERY_S
+    submit(tenant_jobs, owner=fingerprint("a"))
+    assert redis_db.smembers(rq_keys.QUEUES) == {rq_keys.queue(sub).encode()}
 
 
 def test_a_submit_whose_ring_join_fails_is_accepted_and_the_recovery_sweep_rings_its_sub_queue(
