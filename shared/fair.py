@@ -38,7 +38,7 @@ from shared import rq_keys
 
 SEPARATOR = "~"
 # A key's name: in queue names, metric labels and logs, so plain and short.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # whole names only: NAME.fullmatch
 MAX_VISITS = 64  # sub-queues one claim looks at, at most (each costs a few commands): O(1) per claim
 # A key's turn in an interactive lane is this fraction of a micro-batch, so that one claim serves up to this
 # many keys' turns: a key that comes behind others with a backlog runs in the next micro-batch, beside them,

@@ -65,13 +65,24 @@ def load(settings: Settings) -> Tenants:
     Raises:
         ConfigError: the file cannot be read or parsed, or an entry breaks a rule (the message names it).
     """
-    listed = _from_file(settings.api_keys_file)
-    tenants = {t.digest: t for t in listed}
-    if len(tenants) != len(listed):
-        raise ConfigError("API_KEYS_FILE is not valid: two names have the same sha256")
+    tenants: dict[str, Tenant] = {}
+    for tenant in _from_file(settings.api_keys_file):
+        same = tenants.get(tenant.digest)
+        if same is not None:
+            raise ConfigError(
+                f"API_KEYS_FILE: [keys.{same.name}] and [keys.{tenant.name}] are not valid: they have the same sha256"
+            )
+        tenants[tenant.digest] = tenant
+    names = {t.name for t in tenants.values()}
     for key in settings.api_key_list():
         digest = fingerprint(key)
-        tenants.setdefault(digest, Tenant(name=f"key-{digest[:12]}", digest=digest))
+        if digest not in tenants:
+            name = f"key-{digest[:12]}"
+            if name in names:  # two tenants of one name would share a sub-queue, a limit and metric series
+                raise ConfigError(
+                    f"API_KEYS_FILE: [keys.{name}] is not valid: a key in API_KEYS without an entry is named so"
+                )
+            tenants[digest] = Tenant(name=name, digest=digest)
     return Tenants(tenants)
 
 
@@ -84,14 +95,16 @@ def _from_file(path: str) -> list[Tenant]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"API_KEYS_FILE={path!r} is not valid: cannot read it as TOML ({exc})") from None
     entries = document.get("keys", {})
-    if not isinstance(entries, dict) or not entries:
-        raise ConfigError(f"API_KEYS_FILE={path!r} is not valid: expected [keys.<name>] tables")
+    if not isinstance(entries, dict) or not entries or set(document) != {"keys"}:
+        others = ", ".join(sorted(set(document) - {"keys"}))
+        found = f" (found: {others})" if others else ""
+        raise ConfigError(f"API_KEYS_FILE={path!r} is not valid: expected [keys.<name>] tables only{found}")
     return [_tenant(name, entry) for name, entry in entries.items()]
 
 
 def _tenant(name: str, entry: Any) -> Tenant:
     where = f"API_KEYS_FILE: [keys.{name}]"
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ConfigError(f"{where} is not valid: a name is 1-63 letters, digits, '.', '_' or '-'")
     if not isinstance(entry, dict) or set(entry) - _FIELDS:
         raise ConfigError(f"{where} is not valid: expected only the fields {', '.join(sorted(_FIELDS))}")
@@ -99,8 +112,9 @@ def _tenant(name: str, entry: Any) -> Tenant:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ConfigError(f"{where} is not valid: sha256 must be the key's SHA-256, 64 hex digits")
     weight, limit = entry.get("weight", 1), entry.get("max_queued_rows", 0)
-    if not isinstance(weight, int) or not 1 <= weight <= 1000:
+    # TOML's true and false are Python bools, which are ints
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 1000:
         raise ConfigError(f"{where} is not valid: weight must be an integer from 1 to 1000")
-    if not isinstance(limit, int) or limit < 0:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise ConfigError(f"{where} is not valid: max_queued_rows must be an integer ≥ 0")
     return Tenant(name=name, digest=digest, weight=weight, max_queued_rows=limit)

@@ -44,7 +44,15 @@ def test_no_keys_means_one_anonymous_tenant():
         (f'[keys.a]\nsha256 = "{"0" * 64}"\nweight = 0\n', "weight must be"),
         (f'[keys.a]\nsha256 = "{"0" * 64}"\nmax_queued_rows = -1\n', "max_queued_rows must be"),
         (f'[keys.a]\nsha256 = "{"0" * 64}"\nkey = "secret"\n', "expected only the fields"),
-        (f'[keys.a]\nsha256 = "{"0" * 64}"\n[keys.b]\nsha256 = "{"0" * 64}"\n', "same sha256"),
+        (
+            f'[keys.a]\nsha256 = "{"0" * 64}"\n[keys.b]\nsha256 = "{"0" * 64}"\n',
+            r"\[keys.a\] and \[keys.b\].*same sha256",
+        ),
+        ('[keys."team-a\\n"]\nsha256 = "00"\n', "a name is 1-63"),  # a name ending in a newline
+        (f'extra = 1\n[keys.a]\nsha256 = "{"0" * 64}"\n', r"tables only \(found: extra\)"),
+        (f'[keys.a]\nsha256 = "{"0" * 64}"\n[key.b]\nsha256 = "{"1" * 64}"\n', r"found: key\)"),  # a typo
+        (f'[keys.a]\nsha256 = "{"0" * 64}"\nweight = true\n', "weight must be an integer"),
+        (f'[keys.a]\nsha256 = "{"0" * 64}"\nmax_queued_rows = true\n', "max_queued_rows must be an integer"),
     ],
 )
 def test_a_bad_keys_file_is_refused_with_a_message_naming_what_is_wrong(tmp_path, text, complaint):
@@ -55,3 +63,10 @@ def test_a_bad_keys_file_is_refused_with_a_message_naming_what_is_wrong(tmp_path
 def test_a_negative_per_key_limit_is_refused():
     with pytest.raises(ConfigError, match="MAX_QUEUED_ROWS_PER_KEY"):
         Settings.from_env({"MAX_QUEUED_ROWS_PER_KEY": "-1"})
+
+
+def test_a_file_entry_may_not_take_the_name_of_a_key_listed_only_in_api_keys(tmp_path):
+    taken = f"key-{sha('gamma')[:12]}"
+    path = write(tmp_path, f'[keys.{taken}]\nsha256 = "{sha("alpha")}"\n')
+    with pytest.raises(ConfigError, match=rf"\[keys.{taken}\] is not valid: a key in API_KEYS without an entry"):
+        load(Settings.from_env({}).replace(api_keys_file=path, api_keys="gamma"))
