@@ -124,10 +124,15 @@ class RedisJobs:
             raise
         if own_limit and seen.own >= own_limit:
             TENANT_REJECTIONS.labels(tenant.name or ANONYMOUS_LABEL).inc()
+            whose, others = (
+                (f"of key {tenant.name!r}", "; other keys are still accepted")
+                if tenant.name
+                else ("of anonymous traffic (API keys are off: all of it is one key)", "")
+            )
             raise QueueFull(
-                f"{seen.own} rows of key {tenant.name!r} are waiting in {lane!r}, as many as it may queue "
+                f"{seen.own} rows {whose} are waiting in {lane!r}, as many as it may queue "
                 f"({'max_queued_rows in API_KEYS_FILE' if tenant.max_queued_rows else 'MAX_QUEUED_ROWS_PER_KEY'}"
-                f"={own_limit}); other keys are still accepted",
+                f"={own_limit}){others}",
                 expected="a retry after Retry-After seconds",
                 retry_after=QUEUE_FULL_RETRY_AFTER_S,
             )

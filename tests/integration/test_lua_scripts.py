@@ -275,6 +275,15 @@ def test_a_key_over_its_own_limit_gets_429_naming_it_while_another_key_is_accept
     assert redis_db.llen(rq_keys.queue(sub_queue(QUEUE, "a"))) == 5
 
 
+def test_with_keys_off_the_per_key_limit_holds_anonymous_traffic_as_one_key_and_says_so(redis_db, settings):
+    jobs = RedisJobs(redis_db, settings.replace(max_queued_rows_per_key=2))
+    for _ in range(2):
+        jobs.check_capacity("")
+        submit(jobs)
+    with pytest.raises(QueueFull, match=r"2 rows of anonymous traffic \(API keys are off.*=2\)$"):
+        jobs.check_capacity("")
+
+
 def test_the_global_depth_counts_every_keys_rows(redis_db, settings):
     jobs = RedisJobs(redis_db, settings.replace(max_queue_depth=6), TENANTS)
     submit(jobs, rows=3, owner=fingerprint("a"))
