@@ -36,20 +36,44 @@ class ClaimedJob:
 
     @classmethod
     def decode(cls, values: Sequence[bytes]) -> ClaimedJob:
+        """Never raises for a job's own fields: the claim has started and leased every job of the reply, so a
+        field another writer left unreadable (RQ's pickled meta, a foreign timestamp) reads as absent, and the
+        job's payload decides (`RedisSource._restore` fails an unreadable one alone)."""
         raw_id, started_before, rows, data, deadline, meta, enqueued_at, batch_id, retries_left, origin, lane = values
         return cls(
             id=raw_id.decode(),
             rerun=bool(started_before),
-            rows=int(rows),
+            rows=int(rows),  # claim.lua's own number
             data=data,
             deadline=_deadline(deadline),
-            meta=JobMeta.decode(meta),
-            enqueued_at=rq_keys.parse_timestamp(enqueued_at),
-            batch_id=batch_id.decode(),
-            retries_left=int(retries_left or 0),
-            queue=origin.decode(),
+            meta=_meta(meta),
+            enqueued_at=_timestamp(enqueued_at),
+            batch_id=batch_id.decode(errors="replace"),
+            retries_left=_count(retries_left),
+            queue=origin.decode(errors="replace"),
             lane=int(lane) - 1,  # Lua counts from 1
         )
+
+
+def _meta(raw: bytes) -> JobMeta:
+    try:
+        return JobMeta.decode(raw)
+    except (ValueError, AttributeError, TypeError):  # not JSON, or not an object
+        return JobMeta(None, None)
+
+
+def _timestamp(raw: bytes) -> datetime.datetime | None:
+    try:
+        return rq_keys.parse_timestamp(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _count(raw: bytes) -> int:
+    try:
+        return max(int(raw or 0), 0)
+    except ValueError:
+        return 0
 
 
 def _deadline(raw: bytes) -> float:

@@ -193,6 +193,20 @@ def test_publishing_the_same_results_again_writes_nothing(redis_db, settings, jo
     assert Job.fetch(job_id, connection=redis_db, serializer=OrjsonSerializer).get_status() == "finished"
 
 
+def test_a_job_whose_fields_another_writer_left_unreadable_fails_alone_and_its_batch_mates_run(
+    redis_db, settings, jobs
+):
+    first, foreign, last = submit(jobs, 1.0), submit(jobs, 2.0), submit(jobs, 3.0)
+    # as RQ's own enqueue with its default (pickle) serializer might leave a job: meta and payload not JSON
+    redis_db.hset(rq_keys.job(foreign), mapping={"meta": b"\x80\x04}\x94.", "data": b"\x80\x04N.", "enqueued_at": "x"})
+    node = Node(redis_db, settings, "node")
+    node.run_and_publish(node.claim())
+    assert [documents(redis_db, j)[0]["predictions"] for j in (first, last)] == [[[2.0, 2.0]], [[6.0, 6.0]]]
+    [doc] = documents(redis_db, foreign)
+    assert doc["status"] == "failed" and doc["error"]["code"] == "invalid_payload"
+    assert redis_db.zcard(rq_keys.started(QUEUE)) == 0  # no lease left behind
+
+
 def test_an_id_queued_twice_runs_once(redis_db, settings, jobs):
     job_id = submit(jobs, 1.0)
     node = Node(redis_db, settings, "node")
