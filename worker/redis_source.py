@@ -87,12 +87,14 @@ def claim_jobs(
     quanta: Sequence[int],
     weights: Mapping[str, int],
     most: int,
+    room: int,
     token: str,
     lease_until: float,
     worker_name: str,
     busy: bool,
 ) -> list[ClaimedJob]:
-    """claim.lua: claim and start up to `most` jobs, at most `caps[i]` from lane `queue_names[i]` (each job
+    """claim.lua: claim and start up to `most` jobs and about `room` rows (the last job may pass it: a job runs
+    whole, over several micro-batches if need be), at most `caps[i]` jobs from lane `queue_names[i]` (each job
     names its lane's position: `ClaimedJob.lane`), its keys' sub-queues served by deficit round robin in turns
     of `quanta[i]` rows × the key's weight (`weights`: name → weight, 1 if absent)."""
     script_keys: list[str] = []
@@ -113,6 +115,7 @@ def claim_jobs(
             rq_keys.queue(""),
             keys.extra_rows(""),
             orjson.dumps(dict(weights)),
+            room,
             *(v for pair in zip(caps, quanta, strict=True) for v in pair),
         ],
         client=client,
@@ -256,10 +259,12 @@ class RedisSource:
         return _rotated(interactive, self._turn), _rotated(bulk, self._turn)
 
     def claim(self, max_rows: int, timeout: float, priority_only: bool = False) -> None:
-        """Claim jobs for up to `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
+        """Claim jobs for about `max_rows` rows, waiting up to `timeout` s on the first queue if all are empty.
 
-        A job of the first queue counts as one row (it has at least one); a bulk chunk as `chunk_rows`. Called
-        by `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
+        The last job taken may pass `max_rows` (a job runs whole, over several micro-batches if need be), so
+        the worker holds about one micro-batch of rows ahead whatever the rows per job: a key's backlog of
+        many-row jobs is not claimed in one go ahead of another key's job (claim.lua's `room`). Called by
+        `take` and `prefetch`; public so that bench/bulk_profile.py can time it.
         """
         trips = 0
         interactive, bulk = self._claim_order()
@@ -287,6 +292,7 @@ class RedisSource:
             quanta=[self.quanta[self.lanes[i].bulk] for i in order],
             weights=self.weights,
             most=max_jobs,
+            room=max_rows,
             token=token,
             lease_until=time.time() + self.lease_s,
             worker_name=self.worker_name,
@@ -301,8 +307,9 @@ class RedisSource:
             # Every lane ran out (fewer jobs than asked of each): the next claim waits on an interactive
             # lane's ring (a BLMOVE that returns at once if jobs came meanwhile) instead of finding it empty.
             taken = sum(1 for job in jobs if not self.lanes[job.lane].bulk)
-            self._empty = taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
-            self._piling = len(jobs) >= min(2, max_jobs)
+            rows = sum(job.rows for job in jobs)
+            self._empty = rows < max_rows and taken < max_jobs and (not bulk or len(jobs) - taken < bulk_cap)
+            self._piling = len(jobs) >= min(2, max_jobs) or rows >= max_rows
         if jobs:
             claims = [self._restore(token, job) for job in jobs]
             self._keep([c for c in claims if c is not None], at_front=priority_only)

@@ -6,6 +6,7 @@
 --       [4] lease expiry (Unix), [5] now (RQ time), [6] worker name, [7] '1' if the worker holds unfinished
 --       work, [8] now (ISO, for batch records), [9] batch key prefix, [10] RQ's queue key prefix,
 --       [11] extra-rows key prefix, [12] weights of the keys that weigh more than 1 (JSON: {name: weight}),
+--       [13] most rows to take in all (the worker's room; the last job taken may pass it: a job runs whole),
 --       then per lane: the most jobs to take from it, its quantum (rows per turn at weight 1).
 -- Returns 11 values per claimed job: id, started_at before this claim ('' unless a rerun), rows, data,
 --   deadline, meta, enqueued_at, batch id ('' unless a chunk job), attempts left after this one, its queue
@@ -15,8 +16,8 @@
 -- killed it. It is claimed only alone, by a worker holding nothing, so that if it kills this worker too it
 -- takes no batch-mates down with it (they would each be charged an attempt). A job that is no longer
 -- queued (cancelled, ended, a duplicate id) is dropped from the queue and not returned.
-local HEAD, MAX_DROPPED = 12, 10000
-local want = tonumber(ARGV[1])
+local HEAD, MAX_DROPPED = 13, 10000
+local want, room = tonumber(ARGV[1]), tonumber(ARGV[13])
 local prefix, suffix, lapse, now, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local busy = ARGV[7] == '1'
 local out, alone, dropped = {}, false, 0
@@ -41,7 +42,7 @@ local function take(id, f, lane)
 end
 
 for k = 1, #KEYS, 3 do
-  if want <= 0 or alone then break end
+  if want <= 0 or room <= 0 or alone then break end
   local n = (k - 1) / 3
   local cap = math.min(want, tonumber(ARGV[HEAD + 1 + 2 * n]))
   local lane = {ring = KEYS[k], deficits = KEYS[k + 1], queue_prefix = ARGV[10],
@@ -71,8 +72,8 @@ for k = 1, #KEYS, 3 do
     return got, rows, back, halt
   end
   if cap > 0 then  -- a lane this claim may take nothing from costs nothing: its ring is not even read
-    local taken, halted = fair_claim(lane, cap, serve)
-    want = halted and 0 or want - taken
+    local taken, rows, halted = fair_claim(lane, cap, room, serve)
+    want, room = halted and 0 or want - taken, room - rows
     if #leases > 0 then zadd_all(KEYS[k + 2], leases) end
   end
 end

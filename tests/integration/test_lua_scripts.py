@@ -60,6 +60,7 @@ def claim(
     caps=None,
     quantum=64,
     weights=None,
+    room=1_000_000,
 ):
     return claim_jobs(
         redis_db,
@@ -68,6 +69,7 @@ def claim(
         quanta=[quantum] * len(queues),
         weights=weights or {},
         most=most,
+        room=room,
         token=token,
         lease_until=time.time() + 60,
         worker_name="w1",
@@ -441,6 +443,26 @@ def test_a_ring_member_copied_outside_our_scripts_leaves_with_every_copy_when_it
         mine["b"][1],
     ]
     assert not redis_db.exists(keys.ring(QUEUE)) and not redis_db.exists(keys.deficits(QUEUE))
+
+
+def test_a_claim_takes_about_its_room_in_rows_so_a_lone_keys_many_row_jobs_are_not_claimed_in_one_go(
+    redis_db, tenant_jobs
+):
+    a = [submit(tenant_jobs, 64, owner=fingerprint("a")) for _ in range(10)]
+    claimed = claim(redis_db, most=256, room=100)  # the worker's room: 100 rows; the last job may pass it
+    assert [j.id for j in claimed] == a[:2]
+    assert redis_db.llen(rq_keys.queue(sub_queue(QUEUE, "a"))) == 8
+    b = submit(tenant_jobs, owner=fingerprint("c"))
+    assert [j.id for j in claim(redis_db, most=256, room=100)] == [a[2], b, a[3]]  # b's job in the next claim
+
+
+def test_a_claim_takes_as_many_chunks_as_its_room_needs_over_every_models_bulk_lane(redis_db, jobs):
+    lanes = [BULK, f"{BULK}-m2", f"{BULK}-m3"]
+    for lane in lanes:
+        for _ in range(2):
+            submit(jobs, 1024, queue=lane)  # stands for a chunk of 1,024 rows in each model's bulk lane
+    claimed = claim(redis_db, most=1, queues=lanes, caps=[1, 1, 1], quantum=1024, room=256)
+    assert [(j.lane, j.rows) for j in claimed] == [(0, 1024)]  # one chunk in all, not one per model
 
 
 def test_a_ring_copy_counts_once_in_the_depth_and_the_next_claim_drops_it_so_a_key_gets_one_turn_a_round(

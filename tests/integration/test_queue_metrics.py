@@ -120,7 +120,7 @@ def test_running_rows_are_read_by_lane_and_key_from_the_leases_of_claimed_jobs(r
     for name, rows in (("team-a", 3), ("team-b", 2), ("team-b", 5)):
         jobs.submit({"pixels": np.zeros((rows, 64), np.float32)}, owner=fingerprint(name))
     claimed = claim_jobs(
-        redis_db, ["predict"], [2], quanta=[256], weights={}, most=2, token="t1",
+        redis_db, ["predict"], [2], quanta=[256], weights={}, most=2, room=256, token="t1",
         lease_until=time.time() + 60, worker_name="w", busy=False,
     )  # fmt: skip
     assert len(claimed) == 2  # team-a's job and team-b's first: one turn each

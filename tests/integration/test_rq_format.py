@@ -45,6 +45,7 @@ def claim_three(redis_db) -> list:
         quanta=[64],
         weights={},
         most=3,
+        room=3,
         token="t",
         lease_until=time.time() + 60,
         worker_name="w",

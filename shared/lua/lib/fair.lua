@@ -99,11 +99,14 @@ local function fair_visit(queue, asked, deficit, serve)
   end
 end
 
-local function fair_claim(lane, cap, serve)
+-- Takes up to `cap` jobs and about `room` rows (the last job taken may pass it) from the lane; returns the
+-- jobs and rows taken, and true if `serve` stopped the claim. A key cut short by `cap` or `room` keeps its
+-- place at the head and what is left of its deficit; a key alone keeps none, and takes up to `room`.
+local function fair_claim(lane, cap, room, serve)
   local ring = fair_ring_take(lane)
   local known = {}  -- deficits this claim read or wrote: {value} (value false: none stored)
-  local taken, visits, halted = 0, 0, false
-  while taken < cap and visits < FAIR_MAX_VISITS and #ring.head > 0 do
+  local taken, used, visits, halted = 0, 0, 0, false
+  while taken < cap and used < room and visits < FAIR_MAX_VISITS and #ring.head > 0 do
     visits = visits + 1
     local sub = ring.head[1]
     local alone = not ring.rest and #ring.head + #ring.turned == 1
@@ -117,12 +120,13 @@ local function fair_claim(lane, cap, serve)
     local turn_over = true
     if deficit > 0 then
       local queue = lane.queue_prefix .. sub
-      local got, rows, emptied, halt = fair_visit(queue, math.min(cap - taken, deficit), deficit, serve)
-      taken, deficit, halted = taken + got, deficit - rows, halt
+      local budget = math.min(deficit, room - used)
+      local got, rows, emptied, halt = fair_visit(queue, math.min(cap - taken, budget), budget, serve)
+      taken, used, deficit, halted = taken + got, used + rows, deficit - rows, halt
       if emptied then  -- leaves the ring now (an idle worker waits on it)
         fair_leave(lane, ring, sub, stored)
         known[sub], turn_over = nil, false
-      elseif halt or deficit > 0 then  -- stopped, or cut short by `cap` or dropped ids: stays at the head
+      elseif halt or deficit > 0 then  -- stopped, or cut short by `cap` or `room`: stays at the head
         if not alone then
           redis.call('HSET', lane.deficits, sub, deficit)
           known[sub] = {deficit}
@@ -139,5 +143,5 @@ local function fair_claim(lane, cap, serve)
     end
   end
   fair_ring_put(lane, ring)
-  return taken, halted
+  return taken, used, halted
 end
