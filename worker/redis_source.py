@@ -185,7 +185,11 @@ class RedisSource:
             self.claim(room, timeout if not segments else 0.0, priority_only=True in self._waiting_kinds())
             kind = self._next_kind() if kind is None else kind
             # A chunk just claimed widens the limit: it runs whole (or in slices, see `_limit`).
-            segments += self._from_pending(self._limit(max_rows, kind) - sum(s.rows for s in segments), kind)
+            segments += self._from_pending(
+                self._limit(max_rows, kind) - sum(s.rows for s in segments),
+                kind,
+                segments[0].claim.tenant if segments else None,
+            )
         return segments
 
     def prefetch(self, max_rows: int) -> None:
@@ -210,12 +214,14 @@ class RedisSource:
         for claim in self.pending:
             claim.next_row = claim.done_rows
 
-    def _from_pending(self, max_rows: int, bulk: bool | None) -> list[Segment]:
+    def _from_pending(self, max_rows: int, bulk: bool | None, tenant: str | None = None) -> list[Segment]:
+        """Up to `max_rows` rows of the claims in hand of one kind. Bulk rows come from one key's chunks (`tenant`,
+        or the first chunk's): the key `_limit` sized the micro-batch for, whole or in slices."""
         segments: list[Segment] = []
         for claim in self.pending:
             if max_rows <= 0 or bulk is None:
                 break
-            if self.lanes[claim.queue_index].bulk != bulk:
+            if self.lanes[claim.queue_index].bulk != bulk or (bulk and tenant not in (None, claim.tenant)):
                 continue
             start = claim.next_row
             stop = min(claim.rows, start + max_rows)
@@ -223,6 +229,7 @@ class RedisSource:
                 segments.append(Segment(claim, start, stop, rerun=claim.rerun, bulk=bulk))
                 claim.next_row = stop
                 max_rows -= stop - start
+                tenant = claim.tenant
         return segments
 
     def _limit(self, max_rows: int, bulk: bool | None) -> int:
@@ -273,7 +280,7 @@ class RedisSource:
             # out of it: when the wait ends with nothing there, the claim below still looks at every lane, so an
             # idle worker notices other work within the wait (split over models), and bulk work within
             # BULK_LOOK_S (a batch uploaded to an idle service starts without waiting out IDLE_TIMEOUT_S).
-            wait = max(MIN_BLOCK_S, timeout / len(interactive)) if len(interactive) > 1 else timeout
+            wait = min(timeout, max(MIN_BLOCK_S, timeout / len(interactive))) if len(interactive) > 1 else timeout
             wait = min(wait, BULK_LOOK_S) if bulk else wait
             if wait >= MIN_BLOCK_S:
                 trips += 1

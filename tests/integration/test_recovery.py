@@ -25,7 +25,7 @@ from worker.model.loader import LoadedModel, SignatureCall
 from worker.outcomes import Tally
 from worker.publish import Publisher
 from worker.recovery import Recovery
-from worker.redis_source import RedisSource
+from worker.redis_source import Lane, RedisSource
 from worker.runner import run_microbatch
 
 pytestmark = pytest.mark.integration
@@ -256,3 +256,14 @@ def test_a_wait_shorter_than_redis_can_time_is_slept_not_sent_as_a_blocking_comm
     assert "cmdstat_blmove" not in redis_db.info("commandstats")
     submit(jobs, 1.0)
     assert [s.claim.rows for s in node.source.take(8, 0.0005)] == [1]
+
+
+@pytest.mark.counts_commands
+def test_with_several_models_a_short_wait_is_not_stretched_into_a_blocking_command(redis_db):
+    # The idle wait is split over the models' interactive lanes, at least MIN_BLOCK_S each; a wait shorter
+    # than that (a micro-batch's filling window) is slept, not sent as a 100 ms BLMOVE on one model's ring.
+    lanes = [Lane("predict", "m1"), Lane("predict-m2", "m2"), Lane("predict-bulk", "m1", bulk=True)]
+    source = RedisSource(redis_db, [lane.queue for lane in lanes], "w", lease_s=60, lanes=lanes)
+    redis_db.config_resetstat()
+    assert source.take(8, 0.0) == [] and source.take(8, 0.05) == []
+    assert "cmdstat_blmove" not in redis_db.info("commandstats")

@@ -68,3 +68,14 @@ def test_with_a_chunk_in_hand_the_model_thread_claims_only_interactive_jobs(monk
     src.pending.append(held("single", INTERACTIVE, 1))  # no chunk in hand: this claim may take one
     src.take(256, 0.0)
     assert asked == [False]
+
+
+def test_a_whole_chunk_of_one_key_does_not_run_on_into_another_keys_chunk_while_that_key_is_sliced(source):
+    """The last slice of A's chunk (sliced while B's /predict came), with B's chunk claimed behind it: while A's
+    own /predict jobs come, A's rows run to the end of its chunk, and B's chunk waits for a micro-batch of its own,
+    in slices."""
+    a = Claim(id="a-chunk", queue_index=BULK, lease="l", rows=1024, tenant="a", next_row=768, done_rows=768)
+    source.pending.extend([a, held("b-chunk", BULK, 1024, tenant="b")])
+    source._interactive_at["a"] = time.monotonic()
+    assert [(s.claim.id, s.rows) for s in source.take(256, 0.0)] == [("a-chunk", 256)]
+    assert [(s.claim.id, s.rows) for s in source.take(256, 0.0)] == [("b-chunk", 256)]
