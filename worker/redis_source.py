@@ -15,8 +15,8 @@ micro-batch on an interactive lane, one chunk on a bulk lane) × the key's weigh
 An idle worker waits with a blocking BLMOVE of an interactive lane's ring onto itself (tail to tail: the
 list is left as it was), which returns as soon as a key's sub-queue gets work, then claims.
 
-A claim takes
-from the interactive lanes first, then the bulk ones, only as many chunks as the rows it has room for;
+A claim takes about the rows the worker has room for (the last job may pass it), from the interactive
+lanes first, then the bulk ones (so only as many chunks as that room needs, over every model);
 while the worker holds nothing but bulk rows it checks the interactive lanes before each micro-batch, so
 interactive jobs overtake the bulk rows in hand. A micro-batch is all interactive rows or all bulk rows, and
 a key's chunks run in slices while other keys' interactive jobs come (`_limit`). With several models, each
